@@ -1,0 +1,196 @@
+"""The public entry points: load, plan, apply. The CLI and the tests call these.
+
+    loaded = load("playbooks/site.yml", "inventory/example.yml", limit="cm-pub-*")
+    plan = await make_plan(loaded)        # reads each host, writes nothing
+    report = await apply(loaded, plan)    # writes what the plan says
+
+``run_plan`` and ``run_apply`` wrap them for synchronous callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from provision.errors import InputError, Location, ProvisionError
+from provision.executor import HostOutcome, RunContext, apply_host
+from provision.facts import HostFacts, gather
+from provision.inventory import Inventory, limit_hosts, load_inventory
+from provision.keymaker import KeyMaker
+from provision.loader import Document, load_file
+from provision.plan import Change, HostPlan, Plan, Unchanged
+from provision.render import Renderer
+from provision.resources.certificate import plan_certificate
+from provision.resources.site import plan_site
+from provision.secrets import resolve_password
+from provision.targets import Target, evaluate_playbook, host_view, playbook_hosts_pattern
+from provision.transport.base import Transport
+from provision.transport.local import LocalTransport
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    playbook: Document
+    inventory: Inventory
+    targets: tuple[Target, ...]
+    passwords: Mapping[str, Mapping[str, bytes]]
+    renderer: Renderer
+    forks: int = 20
+
+
+@dataclass
+class HostReport:
+    host: str
+    status: str  # ok | changed | failed
+    plan: HostPlan
+    error: str | None = None
+    seconds: float = 0.0
+    backup: str | None = None
+
+
+@dataclass
+class Report:
+    hosts: list[HostReport] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(h.status == "failed" for h in self.hosts)
+
+    def count(self, status: str) -> int:
+        return sum(1 for h in self.hosts if h.status == status)
+
+
+def load(playbook: str | Path, inventory: str | Path, limit: str | None = None,
+         forks: int = 20) -> Loaded:
+    """Parse and validate everything for every selected host; raises before any host is read."""
+    doc = load_file(Path(playbook), str(playbook))
+    if not isinstance(doc.data, dict):
+        raise InputError(Location(doc.file, 1), "a playbook must be a mapping of keys")
+    inv = load_inventory(Path(inventory), str(inventory))
+    hosts = limit_hosts(inv, playbook_hosts_pattern(doc), limit)
+    folder = Path(doc.file).resolve().parent
+    targets = []
+    passwords: dict[str, dict[str, bytes]] = {}
+    resolved: dict[object, bytes] = {}
+    for host in hosts:
+        book = evaluate_playbook(doc, host)
+        transport = make_transport(host)
+        targets.append(
+            Target(host, host_view(host), book, transport,
+                   transport.resolve(book.certificates_dir))
+        )
+        for c_index, certificate in enumerate(book.certificates):
+            for o_index, output in enumerate(certificate.outputs):
+                if output.password is None:
+                    continue
+                if output.password not in resolved:
+                    where = doc.locate(("certificates", c_index, "outputs", o_index, "password"))
+                    resolved[output.password] = resolve_password(
+                        output.password, base=folder, where=where)
+                passwords.setdefault(host.name, {})[output.file] = resolved[output.password]
+    renderer = Renderer([folder / "templates", folder.parent / "templates"])
+    return Loaded(doc, inv, tuple(targets), passwords, renderer, forks)
+
+
+def make_transport(host: object) -> Transport:
+    from provision.model.inventory import Host
+
+    assert isinstance(host, Host)
+    if host.connection == "local":
+        return LocalTransport(host.name)
+    raise ProvisionError(f"{host.name}: connection {host.connection!r} is not supported yet")
+
+
+def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts,
+                    now: dt.datetime) -> HostPlan:
+    """Pure: the changes one host needs, given what was read from it."""
+    changes: list[Change] = []
+    unchanged: list[Unchanged] = []
+    passwords = loaded.passwords.get(target.host.name, {})
+    for certificate in target.playbook.certificates:
+        paths = target.output_paths(certificate)
+        for path in paths.values():
+            if facts.file(path).kind == "symlink":
+                return HostPlan(target.host.name, facts_digest=facts.digest(),
+                                error=f"{path} is a symlink; refusing to write through it")
+        c, u = plan_certificate(certificate, paths, facts, passwords, now)
+        changes.extend(c)
+        unchanged.extend(u)
+    for site in target.playbook.sites:
+        result = plan_site(target, site, facts, loaded.renderer, loaded.playbook.file)
+        (changes if isinstance(result, Change) else unchanged).append(result)  # type: ignore[arg-type]
+    return HostPlan(target.host.name, tuple(changes), tuple(unchanged), facts.digest())
+
+
+async def _bounded(limit: int, items: list[T], work: Callable[[T], Awaitable[object]]) -> None:
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(item: T) -> None:
+        async with semaphore:
+            await work(item)
+
+    await asyncio.gather(*(one(item) for item in items))
+
+
+async def plan_and_apply(loaded: Loaded, *, apply: bool,
+                         now: dt.datetime | None = None) -> tuple[Plan, Report]:
+    """Plan every host and, when ``apply``, apply each host's plan right after reading it."""
+    moment = now or dt.datetime.now(dt.UTC)
+    plans: dict[str, HostPlan] = {}
+    reports: dict[str, HostReport] = {}
+    keymaker = KeyMaker()
+    ctx = RunContext(moment, keymaker, loaded.passwords)
+
+    async def one(target: Target) -> None:
+        started = time.perf_counter()
+        name = target.host.name
+        try:
+            facts = await gather(target.transport, target.paths_of_interest())
+            host_plan = build_host_plan(loaded, target, facts, moment)
+        except ProvisionError as exc:
+            plans[name] = HostPlan(name, error=exc.message)
+            reports[name] = HostReport(name, "failed", plans[name], exc.message,
+                                       time.perf_counter() - started)
+            return
+        plans[name] = host_plan
+        if host_plan.error:
+            reports[name] = HostReport(name, "failed", host_plan, host_plan.error)
+        elif not apply:
+            status = "changed" if host_plan.has_changes else "ok"
+            reports[name] = HostReport(name, status, host_plan)
+        else:
+            outcome = await _apply_one(target, host_plan, facts, ctx)
+            status = "failed" if outcome.error else ("changed" if outcome.changed else "ok")
+            reports[name] = HostReport(name, status, host_plan, outcome.error,
+                                       backup=outcome.backup)
+        reports[name].seconds = time.perf_counter() - started
+
+    try:
+        await _bounded(loaded.forks, list(loaded.targets), one)
+    finally:
+        keymaker.close()
+        for target in loaded.targets:
+            await target.transport.close()
+    order = [t.host.name for t in loaded.targets]
+    plan = Plan(loaded.playbook.file, loaded.inventory.file,
+                tuple(plans[n] for n in order))
+    return plan, Report([reports[n] for n in order])
+
+
+async def _apply_one(target: Target, plan: HostPlan, facts: HostFacts,
+                     ctx: RunContext) -> HostOutcome:
+    try:
+        return await apply_host(target, plan, facts, ctx)
+    except ProvisionError as exc:
+        return HostOutcome(target.host.name, changed=False, error=exc.message)
+
+
+def run(loaded: Loaded, *, apply: bool, now: dt.datetime | None = None) -> tuple[Plan, Report]:
+    return asyncio.run(plan_and_apply(loaded, apply=apply, now=now))

@@ -1,0 +1,463 @@
+"""``provision cert show|export|check``: the certificate dialog's Details tab and Copy to File.
+
+Only typer is imported at module level: ``provision --help`` imports this module, and
+cryptography plus ssl cost more than the rest of start-up. Everything else is imported inside
+the command that needs it.
+
+Errors are one line on stderr (``error: <file or URL>: <problem>``) and exit status 1, never
+a traceback. Bad option values (unknown ``--view``) are usage errors: click's exit status 2.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypedDict
+
+import typer
+
+if TYPE_CHECKING:
+    from datetime import datetime
+    from pathlib import Path
+
+    from cryptography import x509
+
+    from provision.crypto.decode import Bundle
+
+app = typer.Typer(
+    help="Show, export and check certificates (files or https:// servers).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+FETCH_TIMEOUT = 10.0  # seconds, for connecting, the handshake and openssl s_client
+
+
+class Verification(TypedDict):
+    """``show --ca``'s ``verification`` member."""
+
+    verified: bool
+    chain: list[str]  # subjects, leaf to root, when verified
+    problem: str | None
+
+
+class ViewChoice(enum.StrEnum):
+    all = "all"
+    v1 = "v1"
+    extensions = "extensions"
+    critical = "critical"
+    properties = "properties"
+
+
+class FormatChoice(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+class ExportChoice(enum.StrEnum):
+    der = "der"
+    pem = "pem"
+    pkcs7 = "pkcs7"
+
+
+SourceArg = Annotated[str, typer.Argument(help="A certificate file, or https://HOST[:PORT].")]
+PasswordEnvOpt = Annotated[
+    str | None,
+    typer.Option("--password-env", metavar="VAR", help="Read the PKCS#12/key password from VAR."),
+]
+ServernameOpt = Annotated[
+    str | None, typer.Option("--servername", help="SNI name to send (default: the URL host).")
+]
+ConnectOpt = Annotated[
+    str | None,
+    typer.Option("--connect", metavar="ADDR", help="Connect here instead of resolving HOST."),
+]
+CaOpt = Annotated[
+    str | None, typer.Option("--ca", metavar="FILE", help="Verify the chain up to these roots.")
+]
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+@app.command()
+def show(
+    source: SourceArg,
+    view: Annotated[ViewChoice, typer.Option("--view", help="Which fields.")] = ViewChoice.all,
+    output_format: Annotated[
+        FormatChoice, typer.Option("--format", help="text for people, json for programs.")
+    ] = FormatChoice.text,
+    password_env: PasswordEnvOpt = None,
+    servername: ServernameOpt = None,
+    connect: ConnectOpt = None,
+    ca: CaOpt = None,
+) -> None:
+    """Show every certificate in a file or served by an https:// server."""
+    import json
+    from datetime import UTC, datetime
+
+    from provision.crypto import inspect
+
+    with _reported_errors():
+        _, certificates = _load_certificates(source, password_env, servername, connect)
+        records = [inspect.details(c, view.value) for c in certificates]
+        verification = None
+        if ca is not None:
+            verification = _verification(certificates, ca, datetime.now(UTC))
+        if output_format is FormatChoice.json:
+            document: dict[str, object] = {"certificates": records}
+            if verification is not None:
+                document["verification"] = verification
+            typer.echo(json.dumps(document, indent=2))
+            return
+        titles = [inspect.openssl_name(c.subject) for c in certificates]
+        text = inspect.render_text(records, titles=titles)
+        if verification is not None:
+            if verification["verified"]:
+                text += "\nChain: verified: " + " -> ".join(verification["chain"]) + "\n"
+            else:
+                text += f"\nChain: NOT verified: {verification['problem']}\n"
+        typer.echo(text, nl=False)
+
+
+@app.command()
+def export(
+    source: Annotated[str, typer.Argument(help="Certificate file (PEM, DER, P7B, PFX).")],
+    to: Annotated[ExportChoice, typer.Option("--to", help="Output encoding.")],
+    out: Annotated[str, typer.Option("--out", metavar="PATH", help="File to write.")],
+    chain: Annotated[
+        str | None, typer.Option("--chain", metavar="FILE", help="Certificates to append.")
+    ] = None,
+    password_env: PasswordEnvOpt = None,
+) -> None:
+    """Copy a certificate to a file as DER, PEM or PKCS#7 (never the private key).
+
+    der: the first certificate only. pem and pkcs7: the first certificate, then the other
+    certificates of SOURCE, then those of --chain, in that order, duplicates dropped.
+    """
+    from pathlib import Path
+
+    from provision.crypto import encode
+
+    with _reported_errors():
+        if chain is not None and to is ExportChoice.der:
+            _fail(f"{chain}: DER holds one certificate; use --to pem or --to pkcs7 with --chain")
+        certificates = list(_load_file(source, _password(password_env)).certificates)
+        if not certificates:
+            _fail(f"{source}: holds no certificate")
+        if chain is not None:
+            certificates.extend(_load_file(chain, None).certificates)
+        certificates = _unique(certificates)
+        if to is ExportChoice.der:
+            data = encode.certificates_der(certificates[:1])
+            written = 1
+        elif to is ExportChoice.pem:
+            data = encode.certificates_pem(certificates)
+            written = len(certificates)
+        else:
+            data = encode.certificates_pkcs7(certificates)
+            written = len(certificates)
+        _write_atomic(Path(out), data)
+        typer.echo(f"wrote {out} ({to.value}, {written} certificate{'s' * (written != 1)})")
+
+
+@app.command()
+def check(
+    source: SourceArg,
+    names: Annotated[
+        list[str], typer.Option("--name", help="A DNS name or IP address that must be covered.")
+    ],
+    at: Annotated[
+        str | None,
+        typer.Option("--at", metavar="DATE", help="ISO 8601 date/time (naive = UTC); default now."),
+    ] = None,
+    servername: ServernameOpt = None,
+    connect: ConnectOpt = None,
+    ca: CaOpt = None,
+    password_env: PasswordEnvOpt = None,
+) -> None:
+    """Exit 0 if the first certificate is valid at DATE and covers every --name, else 1.
+
+    Each problem is printed on its own line on stdout. With --ca the chain (the file's or the
+    server's other certificates as intermediates) must verify up to a root in that file.
+    """
+    from provision.crypto import inspect
+    from provision.errors import ProvisionError
+
+    with _reported_errors():
+        moment = _parse_at(at)
+        label, certificates = _load_certificates(source, password_env, servername, connect)
+        leaf = certificates[0]
+        problems = inspect.check_validity(leaf, moment) + inspect.check_names(leaf, names)
+        if ca is not None:
+            roots = _load_file(ca, None).certificates
+            try:
+                inspect.verify_chain(leaf, certificates[1:], roots, moment)
+            except ProvisionError as exc:
+                problems.append(exc.message)
+    if problems:
+        for problem in problems:
+            typer.echo(f"{label}: {problem}")
+        raise typer.Exit(1)
+    typer.echo(f"{label}: OK, valid at {_iso(moment)} for {', '.join(names)}")
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def _load_certificates(
+    source: str, password_env: str | None, servername: str | None, connect: str | None
+) -> tuple[str, list[x509.Certificate]]:
+    """(label for messages, certificates) from a file or an https:// URL."""
+    if source.lower().startswith(("https://", "http://")):
+        host, port = _parse_url(source)
+        label = f"https://{_bracket(host)}:{port}"
+        certificates = fetch_chain(host, port, connect=connect, servername=servername)
+        return label, certificates
+    if connect is not None or servername is not None:
+        _fail(f"{source}: --connect and --servername only apply to https:// URLs")
+    certificates = list(_load_file(source, _password(password_env)).certificates)
+    if not certificates:
+        _fail(f"{source}: holds no certificate")
+    return source, certificates
+
+
+def _load_file(path: str, password: bytes | None) -> Bundle:
+    from provision.crypto.decode import load_bundle
+
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        _fail(f"{path}: cannot read: {exc.strerror or exc}")
+    return load_bundle(data, password=password, source=path)
+
+
+def _password(variable: str | None) -> bytes | None:
+    import os
+
+    if variable is None:
+        return None
+    value = os.environ.get(variable)
+    if value is None:
+        _fail(f"--password-env: environment variable {variable} is not set")
+    return value.encode("utf-8")
+
+
+def _parse_url(url: str) -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "https":
+        _fail(f"{url}: only https:// URLs can be fetched")
+    try:
+        port = parts.port or 443
+    except ValueError:
+        _fail(f"{url}: the port is not a number from 1 to 65535")
+    if not parts.hostname:
+        _fail(f"{url}: no host name in the URL")
+    return parts.hostname, port
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def fetch_chain(
+    host: str,
+    port: int,
+    *,
+    connect: str | None = None,
+    servername: str | None = None,
+    method: str = "auto",
+) -> list[x509.Certificate]:
+    """Every certificate the server sends, leaf first, without verifying anything.
+
+    Verification is off on purpose: the point is to look at what is served, including
+    broken chains; ``check --ca`` verifies afterwards with our own rules. SNI is
+    ``servername`` or the host, and none for an IP address (as browsers do).
+
+    ``ssl`` exposes only the leaf publicly before Python 3.13, but ``_sslobj`` has had
+    ``get_unverified_chain()`` since 3.10 (it backs the public 3.13 method); that is used
+    when present. Otherwise (``method="openssl"`` forces it) ``openssl s_client -showcerts``
+    is run and its PEM blocks parsed.
+    """
+    address = connect or host
+    sni = servername or (None if _is_ip(host) else host)
+    where = f"https://{_bracket(host)}:{port}"
+    ders = None
+    if method in ("auto", "ssl"):
+        ders = _fetch_with_ssl(where, address, port, sni)
+    if ders is None:
+        return _fetch_with_openssl(where, address, port, sni)
+    return _parse_ders(where, ders)
+
+
+def _fetch_with_ssl(where: str, address: str, port: int, sni: str | None) -> list[bytes] | None:
+    import socket
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((address, port), timeout=FETCH_TIMEOUT) as raw,
+            context.wrap_socket(raw, server_hostname=sni) as tls,
+        ):
+            getter = getattr(tls, "get_unverified_chain", None)  # 3.13+: DER bytes
+            if getter is None:
+                getter = getattr(getattr(tls, "_sslobj", None), "get_unverified_chain", None)
+            if getter is None:
+                return None
+            chain = getter() or []
+    except OSError as exc:  # includes ssl.SSLError, timeouts, refused, DNS failures
+        _fail(f"{where}: cannot fetch certificates from {_bracket(address)}:{port}: {_reason(exc)}")
+    return [c if isinstance(c, bytes) else c.public_bytes(2) for c in chain]  # 2 = ENCODING_DER
+
+
+def _fetch_with_openssl(
+    where: str, address: str, port: int, sni: str | None
+) -> list[x509.Certificate]:
+    import subprocess
+
+    from provision.crypto.decode import load_bundle
+
+    command = ["openssl", "s_client", "-showcerts", "-connect", f"{_bracket(address)}:{port}"]
+    command += ["-servername", sni] if sni else ["-noservername"]
+    try:
+        result = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=FETCH_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        _fail(f"{where}: cannot run openssl s_client: {exc}")
+    if b"-----BEGIN CERTIFICATE-----" not in result.stdout:
+        detail = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        reason = detail[-1] if detail else f"openssl exited with status {result.returncode}"
+        _fail(f"{where}: cannot fetch certificates from {_bracket(address)}:{port}: {reason}")
+    return list(load_bundle(result.stdout, source=f"{where} (openssl s_client)").certificates)
+
+
+def _parse_ders(where: str, ders: list[bytes]) -> list[x509.Certificate]:
+    from cryptography import x509
+
+    if not ders:
+        _fail(f"{where}: the server sent no certificate")
+    try:
+        return [x509.load_der_x509_certificate(d) for d in ders]
+    except ValueError:
+        _fail(f"{where}: the server sent a certificate that cannot be parsed")
+
+
+def _reason(exc: OSError) -> str:
+    text = str(exc) if not exc.strerror else exc.strerror
+    return " ".join(text.split()) or type(exc).__name__
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _verification(
+    certificates: list[x509.Certificate], ca: str, moment: datetime
+) -> Verification:
+    """The ``verification`` member of ``show``'s output."""
+    from provision.crypto import inspect
+    from provision.errors import ProvisionError
+
+    roots = _load_file(ca, None).certificates
+    try:
+        path = inspect.verify_chain(certificates[0], certificates[1:], roots, moment)
+    except ProvisionError as exc:
+        return {"verified": False, "chain": [], "problem": exc.message}
+    chain = [inspect.openssl_name(c.subject) for c in path]
+    return {"verified": True, "chain": chain, "problem": None}
+
+
+def _parse_at(text: str | None) -> datetime:
+    from datetime import UTC, datetime
+
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        _fail(f"--at: {text!r} is not an ISO 8601 date or date-time")
+    # A bare date parses as midnight; naive means UTC (documented).
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _iso(moment: datetime) -> str:
+    from datetime import UTC
+
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _unique(certificates: list[x509.Certificate]) -> list[x509.Certificate]:
+    seen: set[bytes] = set()
+    kept = []
+    for cert in certificates:
+        fingerprint = cert.tbs_certificate_bytes + cert.signature
+        if fingerprint not in seen:
+            seen.add(fingerprint)
+            kept.append(cert)
+    return kept
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same directory, fsync, rename: never a half file."""
+    import os
+    import tempfile
+
+    directory = path.parent
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, 0o644)  # certificates are public; mkstemp's 0600 would surprise
+        os.replace(temp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    # Persist the rename itself.
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def _reported_errors() -> Iterator[None]:
+    """Turn our errors and OS errors into one line on stderr and exit status 1."""
+    from provision.errors import ProvisionError
+
+    try:
+        yield
+    except ProvisionError as exc:
+        _fail(exc.message)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}")

@@ -1,0 +1,1 @@
+"""Pure certificate functions: build, compare, encode, decode, inspect. No I/O here."""

@@ -1,0 +1,174 @@
+"""Build certificates: self-signed leaves, CA-signed leaves, CA certificates and CSRs.
+
+Pure: the caller passes keys, the issuer, and "now"; nothing here reads a clock or a file,
+so the same inputs give the same certificate except for the random serial number.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from provision.crypto.types import PrivateKey
+
+# Backdate a little so a client whose clock runs slightly behind does not reject the
+# certificate as "not yet valid" (certbot and cert-manager do the same).
+BACKDATE = dt.timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class SubjectFields:
+    common_name: str | None = None
+    organization: str | None = None
+    organizational_unit: str | None = None
+    locality: str | None = None
+    state: str | None = None
+    country: str | None = None
+
+
+_OIDS = (
+    ("country", NameOID.COUNTRY_NAME),
+    ("state", NameOID.STATE_OR_PROVINCE_NAME),
+    ("locality", NameOID.LOCALITY_NAME),
+    ("organization", NameOID.ORGANIZATION_NAME),
+    ("organizational_unit", NameOID.ORGANIZATIONAL_UNIT_NAME),
+    ("common_name", NameOID.COMMON_NAME),
+)
+
+
+def name_of(fields: SubjectFields) -> x509.Name:
+    """An X.509 name in the conventional order (C, ST, L, O, OU, CN)."""
+    return x509.Name(
+        [x509.NameAttribute(oid, value) for attr, oid in _OIDS
+         if (value := getattr(fields, attr)) is not None]
+    )
+
+
+def general_names(names: Sequence[str]) -> list[x509.GeneralName]:
+    """DNS names and IP addresses, told apart automatically."""
+    result: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            result.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            result.append(x509.DNSName(name))
+    return result
+
+
+def _hash_for(key: PrivateKey) -> hashes.HashAlgorithm | None:
+    # Ed25519 signs without a separate digest; everything else uses SHA-256 (SHA-384 for P-384
+    # would also do, but SHA-256 is what every client accepts).
+    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+
+
+def _serial() -> int:
+    return x509.random_serial_number()
+
+
+@dataclass(frozen=True)
+class LeafRequest:
+    subject: SubjectFields
+    names: tuple[str, ...]
+    validity_days: int
+
+
+def leaf(
+    request: LeafRequest,
+    key: PrivateKey,
+    *,
+    now: dt.datetime,
+    issuer: x509.Certificate | None = None,
+    issuer_key: PrivateKey | None = None,
+    serial: int | None = None,
+) -> x509.Certificate:
+    """A TLS server certificate; self-signed when no issuer is given."""
+    subject = name_of(request.subject)
+    public = key.public_key()
+    signing_key = issuer_key or key
+    issuer_name = issuer.subject if issuer is not None else subject
+    issuer_public = issuer.public_key() if issuer is not None else public
+    key_usage = x509.KeyUsage(
+        digital_signature=True,
+        # RSA key exchange needs keyEncipherment; EC and Ed25519 keys must not assert it.
+        key_encipherment=isinstance(key, rsa.RSAPrivateKey),
+        content_commitment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(public)
+        .serial_number(serial or _serial())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now - BACKDATE + dt.timedelta(days=request.validity_days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(key_usage, critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public),  # type: ignore[arg-type]
+            critical=False,
+        )
+    )
+    if request.names:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(general_names(request.names)), critical=False
+        )
+    return builder.sign(signing_key, _hash_for(signing_key))  # type: ignore[arg-type]
+
+
+def authority(
+    subject: SubjectFields,
+    key: PrivateKey,
+    *,
+    validity_days: int,
+    now: dt.datetime,
+    path_length: int | None = None,
+) -> x509.Certificate:
+    """A self-signed root CA certificate: CA:TRUE, keyCertSign and cRLSign."""
+    name = name_of(subject)
+    public = key.public_key()
+    usage = x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+        encipher_only=False, decipher_only=False,
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public)
+        .serial_number(_serial())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now - BACKDATE + dt.timedelta(days=validity_days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(public),
+            critical=False,
+        )
+        .sign(key, _hash_for(key))  # type: ignore[arg-type]
+    )
+
+
+def csr(request: LeafRequest, key: PrivateKey) -> x509.CertificateSigningRequest:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(name_of(request.subject))
+    if request.names:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(general_names(request.names)), critical=False
+        )
+    return builder.sign(key, _hash_for(key))  # type: ignore[arg-type]

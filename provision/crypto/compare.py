@@ -1,0 +1,82 @@
+"""Compare certificates by meaning: names, subject, key, issuer, validity; never raw bytes.
+
+Random fields (serial numbers, PKCS#12 salts) differ on every issuance, and timestamps move;
+neither is a reason to regenerate. These helpers say what differs, in words for a plan.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
+from provision.crypto.build import general_names
+
+
+def san_names(certificate: x509.Certificate) -> list[str]:
+    """DNS names (lowercase) and IP addresses (normalised) in the certificate's SAN."""
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    names: list[str] = [n.lower() for n in san.get_values_for_type(x509.DNSName)]
+    names.extend(str(ip) for ip in san.get_values_for_type(x509.IPAddress))
+    return names
+
+
+def names_difference(
+    certificate: x509.Certificate, wanted: list[str]
+) -> tuple[list[str], list[str]]:
+    """(added, removed) names, in the playbook's order and then the certificate's."""
+    have = san_names(certificate)
+    want = [_normal(n) for n in wanted]
+    added = [n for n in want if n not in have]
+    removed = [n for n in have if n not in want]
+    return added, removed
+
+
+def _normal(name: str) -> str:
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name.lower()
+
+
+def issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` signed ``certificate`` (name chaining and signature both hold)."""
+    try:
+        certificate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def is_self_signed(certificate: x509.Certificate) -> bool:
+    return issued_by(certificate, certificate)
+
+
+def lifetime_days(certificate: x509.Certificate) -> float:
+    span = certificate.not_valid_after_utc - certificate.not_valid_before_utc
+    return span.total_seconds() / 86400
+
+
+def days_left(certificate: x509.Certificate, now: dt.datetime) -> float:
+    return (certificate.not_valid_after_utc - now).total_seconds() / 86400
+
+
+def sans_equal(certificate: x509.Certificate, wanted: list[str]) -> bool:
+    added, removed = names_difference(certificate, wanted)
+    return not added and not removed
+
+
+__all__ = [
+    "days_left",
+    "general_names",
+    "is_self_signed",
+    "issued_by",
+    "lifetime_days",
+    "names_difference",
+    "san_names",
+]

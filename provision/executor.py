@@ -1,0 +1,262 @@
+"""The only code that writes to hosts.
+
+For one host: issue what the plan says to issue, derive every output's bytes, back up what
+will be replaced, stage every new file beside its target, then rename them into place (keys
+first, so a certificate never sits beside a key it does not match for longer than one rename),
+then test and reload the sites that use what changed. If the server rejects the new config,
+the host's previous files are restored and the host is reported failed with the server's words.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from provision.crypto import build
+from provision.crypto.build import LeafRequest, SubjectFields
+from provision.errors import ProvisionError
+from provision.facts import HostFacts
+from provision.keymaker import KeyMaker
+from provision.model.playbook import Certificate, Site
+from provision.plan import Change, HostPlan
+from provision.resources.certificate import read_current
+from provision.resources.material import Material, output_bytes
+from provision.targets import Target
+from provision.transport.base import FileState
+
+BACKUP_DIR = ".backup"
+
+DEFAULT_COMMANDS = {
+    "nginx": ("nginx -t", "nginx -s reload"),
+    "apache": ("apache2ctl -t", "apache2ctl graceful"),
+    "iis": (None, None),
+}
+
+
+class ApplyError(ProvisionError):
+    pass
+
+
+@dataclass(frozen=True)
+class RunContext:
+    now: dt.datetime
+    keys: KeyMaker
+    passwords: Mapping[str, Mapping[str, bytes]]  # host -> output file -> password
+
+
+@dataclass
+class _Write:
+    change: Change
+    path: str
+    data: bytes
+    mode: int
+    staged: str | None = None
+
+
+@dataclass
+class HostOutcome:
+    host: str
+    changed: bool
+    error: str | None = None
+    backup: str | None = None
+    commands: list[str] = field(default_factory=list)
+
+
+async def apply_host(
+    target: Target, plan: HostPlan, facts: HostFacts, ctx: RunContext
+) -> HostOutcome:
+    if not plan.changes:
+        return HostOutcome(target.host.name, changed=False)
+    passwords = ctx.passwords.get(target.host.name, {})
+    materials = await _issue(target, plan, facts, ctx, passwords)
+    writes = [_write_for(change, target, materials, facts, passwords)
+              for change in plan.changes if change.path is not None]
+    writes.sort(key=_commit_order)
+    transport = target.transport
+    for write in writes:
+        write.staged = await transport.stage(write.path, write.data, write.mode)
+    backup = await _back_up(target, facts, writes, ctx.now)
+    committed: list[_Write] = []
+    try:
+        for write in writes:
+            assert write.staged is not None
+            await transport.commit(write.staged, write.path)
+            committed.append(write)
+    except ProvisionError:
+        await _discard([w for w in writes if w not in committed], target)
+        await _restore(target, facts, committed)
+        raise
+    outcome = HostOutcome(target.host.name, changed=True, backup=backup)
+    await _test_and_reload(target, plan, facts, committed, outcome)
+    return outcome
+
+
+async def _issue(
+    target: Target,
+    plan: HostPlan,
+    facts: HostFacts,
+    ctx: RunContext,
+    passwords: Mapping[str, bytes],
+) -> dict[str, Material]:
+    materials: dict[str, Material] = {}
+    for change in plan.changes:
+        if change.issue is None:
+            continue
+        spec = target.playbook.certificate(change.issue.certificate)
+        current = read_current(spec, target.output_paths(spec), facts, passwords)
+        if change.issue.new_key or current.key is None:
+            key = await ctx.keys.generate(spec.key)
+        else:
+            key = current.key
+        materials[spec.name] = _issue_one(spec, key, ctx.now)
+    return materials
+
+
+def _issue_one(spec: Certificate, key: object, now: dt.datetime) -> Material:
+    subject = SubjectFields(**spec.subject.model_dump()) if spec.subject else SubjectFields()
+    assert spec.validity_days is not None  # required for certificates issued here
+    request = LeafRequest(subject, tuple(spec.names), spec.validity_days)
+    if spec.source.type == "self-signed":
+        leaf = build.leaf(request, key, now=now)  # type: ignore[arg-type]
+        return Material(key, leaf)  # type: ignore[arg-type]
+    raise ApplyError(f"certificate {spec.name}: source {spec.source.type} is not supported yet")
+
+
+def _write_for(
+    change: Change,
+    target: Target,
+    materials: Mapping[str, Material],
+    facts: HostFacts,
+    passwords: Mapping[str, bytes],
+) -> _Write:
+    assert change.path is not None and change.mode is not None
+    if change.content is not None:
+        return _Write(change, change.path, change.content, change.mode)
+    assert change.derived is not None
+    spec = target.playbook.certificate(change.derived.certificate)
+    output = spec.outputs[change.derived.output]
+    material = materials.get(spec.name) or _material_on_host(target, spec, facts, passwords)
+    return _Write(change, change.path, output_bytes(output, material, passwords), change.mode)
+
+
+def _material_on_host(
+    target: Target, spec: Certificate, facts: HostFacts, passwords: Mapping[str, bytes]
+) -> Material:
+    current = read_current(spec, target.output_paths(spec), facts, passwords)
+    if current.leaf is None or current.key is None:
+        raise ApplyError(f"certificate {spec.name}: the host's files changed since the plan")
+    return Material(current.key, current.leaf, current.chain)
+
+
+def _commit_order(write: _Write) -> tuple[int, str]:
+    # Keys first, then certificates and bundles, then configs that point at them.
+    change = write.change
+    if change.content is not None:
+        rank = 2
+    elif write.mode == 0o600:
+        rank = 0
+    else:
+        rank = 1
+    return rank, write.path
+
+
+async def _back_up(
+    target: Target, facts: HostFacts, writes: list[_Write], now: dt.datetime
+) -> str | None:
+    """Copy every file about to be replaced into a timestamped backup folder."""
+    replaced = [w for w in writes if facts.file(w.path).kind == "file"]
+    if not replaced:
+        return None
+    root = posixpath.join(target.certificates_dir, BACKUP_DIR)
+    existing = await target.transport.list_dir(root)
+    stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
+    name = stamp
+    serial = 1
+    while name in existing:
+        serial += 1
+        name = f"{stamp}-{serial}"
+    folder = posixpath.join(root, name)
+    manifest = []
+    for index, write in enumerate(replaced):
+        state = facts.file(write.path)
+        stored = posixpath.join(folder, f"{index:03d}-{posixpath.basename(write.path)}")
+        await target.transport.write(stored, state.content or b"", state.mode or 0o600)
+        manifest.append({"path": write.path, "backup": stored, "mode": state.mode})
+    await target.transport.write(
+        posixpath.join(folder, "manifest.json"),
+        json.dumps({"files": manifest}, indent=2, sort_keys=True).encode() + b"\n",
+        0o600,
+    )
+    await _prune(target, root, [*existing, name])
+    return folder
+
+
+async def _prune(target: Target, root: str, names: list[str]) -> None:
+    keep = target.playbook.backups
+    old = sorted(names)[:-keep] if keep else sorted(names)
+    for name in old:
+        folder = posixpath.join(root, name)
+        for entry in await target.transport.list_dir(folder):
+            await target.transport.remove(posixpath.join(folder, entry))
+        await target.transport.remove_dir(folder)
+
+
+async def _discard(writes: list[_Write], target: Target) -> None:
+    for write in writes:
+        if write.staged is not None:
+            await target.transport.remove(write.staged)
+
+
+async def _restore(target: Target, facts: HostFacts, committed: list[_Write]) -> None:
+    """Put back what was there before: old content, or nothing for files we created."""
+    for write in reversed(committed):
+        state: FileState = facts.file(write.path)
+        if state.kind == "file":
+            await target.transport.write(write.path, state.content or b"", state.mode or 0o600)
+        else:
+            await target.transport.remove(write.path)
+
+
+def _sites_touched(target: Target, committed: list[_Write]) -> list[Site]:
+    """Sites whose config changed or which bind a certificate whose files changed."""
+    changed_certificates = {w.change.derived.certificate for w in committed if w.change.derived}
+    changed_sites = {w.change.site for w in committed if w.change.site}
+    touched = []
+    for site in target.playbook.sites:
+        uses = {b.certificate for b in site.bindings if b.certificate}
+        if site.name in changed_sites or uses & changed_certificates:
+            touched.append(site)
+    return touched
+
+
+async def _test_and_reload(
+    target: Target, plan: HostPlan, facts: HostFacts, committed: list[_Write],
+    outcome: HostOutcome,
+) -> None:
+    sites = [s for s in _sites_touched(target, committed) if s.reload]
+    tests: dict[str, None] = {}
+    reloads: dict[str, None] = {}
+    for site in sites:
+        default_test, default_reload = DEFAULT_COMMANDS[site.server]
+        if test := site.test_command or default_test:
+            tests[test] = None
+        if reload := site.reload_command or default_reload:
+            reloads[reload] = None
+    # Each distinct command once per host, however many sites share it.
+    for command in tests:
+        result = await target.transport.run(command)
+        outcome.commands.append(command)
+        if not result.ok:
+            await _restore(target, facts, committed)
+            outcome.error = (f"config test `{command}` failed, previous files restored: "
+                             f"{result.output}")
+            return
+    for command in reloads:
+        result = await target.transport.run(command)
+        outcome.commands.append(command)
+        if not result.ok:
+            outcome.error = f"reload `{command}` failed: {result.output}"
+            return

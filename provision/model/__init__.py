@@ -1,0 +1,1 @@
+"""Typed, frozen models of what a playbook and an inventory say."""

@@ -1,0 +1,50 @@
+"""The shape of an Ansible-style YAML inventory, as a model (also the source of its JSON Schema).
+
+Host and group variables are free-form, as in Ansible; only the keys `provision` itself reads
+are typed, on the resolved ``Host``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from provision.model.base import Strict
+
+
+class Group(Strict):
+    hosts: dict[str, dict[str, Any] | None] | None = None
+    vars: dict[str, Any] | None = None
+    children: dict[str, Group | None] | None = None
+
+
+class InventoryFile(Strict):
+    """The top level: `all`, and optionally other groups Ansible treats as children of all."""
+
+    model_config = Strict.model_config | {"extra": "allow"}
+    all: Group | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _every_top_level_key_is_a_group(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if key != "all":
+                    Group.model_validate(value or {})
+        return data
+
+
+class Host(Strict):
+    """A resolved host: its name, groups and merged variables."""
+
+    name: str
+    address: str
+    fqdn: str | None = None
+    connection: Literal["local", "ssh"] = "local"
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str | None = None
+    ssh_key: str | None = None
+    become: bool = False
+    groups: tuple[str, ...] = ()
+    vars: dict[str, Any] = Field(default_factory=dict)

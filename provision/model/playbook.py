@@ -1,0 +1,283 @@
+"""What a playbook says: certificates, their sources and outputs, and the sites that use them.
+
+A playbook is validated once per host, after its Jinja2 strings were evaluated for that host,
+so every field here holds final values.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from provision.model.base import Strict
+from provision.model.names import CertificateName
+
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+Rotate = Literal["always", "never"]
+
+
+class RsaKey(Strict):
+    type: Literal["rsa"]
+    size: Literal[2048, 3072, 4096] = 2048
+    rotate: Rotate = "always"
+
+    @property
+    def label(self) -> str:
+        return f"rsa-{self.size}"
+
+
+class EcdsaKey(Strict):
+    type: Literal["ecdsa"]
+    curve: Literal["p256", "p384"] = "p256"
+    rotate: Rotate = "always"
+
+    @property
+    def label(self) -> str:
+        return f"ecdsa-{self.curve}"
+
+
+class Ed25519Key(Strict):
+    type: Literal["ed25519"]
+    rotate: Rotate = "always"
+
+    @property
+    def label(self) -> str:
+        return "ed25519"
+
+
+KeySpec = Annotated[RsaKey | EcdsaKey | Ed25519Key, Field(discriminator="type")]
+
+
+class Subject(Strict):
+    common_name: str | None = Field(default=None, min_length=1, max_length=64)
+    organization: str | None = Field(default=None, min_length=1, max_length=64)
+    organizational_unit: str | None = Field(default=None, min_length=1, max_length=64)
+    locality: str | None = Field(default=None, min_length=1, max_length=128)
+    state: str | None = Field(default=None, min_length=1, max_length=128)
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+
+
+class SecretRef(Strict):
+    """Where a password comes from: an environment variable or a file, never the playbook."""
+
+    env: str | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of 'env' or 'file'")
+        return self
+
+
+Password = SecretRef | SecretStr
+
+
+class SelfSignedSource(Strict):
+    type: Literal["self-signed"]
+
+
+class CaSource(Strict):
+    type: Literal["ca"]
+    authority: Identifier
+
+
+class ProvidedSource(Strict):
+    type: Literal["provided"]
+    certificate: str
+    key: str | None = None
+    chain: str | None = None
+    root: str | None = None
+    password: Password | None = None
+
+
+Source = Annotated[SelfSignedSource | CaSource | ProvidedSource, Field(discriminator="type")]
+
+Format = Literal["der", "pem", "pkcs7", "pkcs12"]
+Content = Literal["certificate", "chain", "fullchain", "root", "key"]
+
+# Which contents each encoding can carry; DER holds one object, PKCS#7 only certificates.
+_CONTENTS_BY_FORMAT: dict[str, set[str]] = {
+    "der": {"certificate", "root", "key"},
+    "pem": {"certificate", "chain", "fullchain", "root", "key"},
+    "pkcs7": {"certificate", "chain", "fullchain", "root"},
+}
+
+
+class Output(Strict):
+    file: str = Field(min_length=1)
+    format: Format
+    content: Content | None = None
+    password: Password | None = None
+    friendly_name: str | None = None
+    profile: Literal["modern", "legacy"] = "modern"
+
+    @field_validator("file")
+    @classmethod
+    def _inside_certificates_dir(cls, value: str) -> str:
+        normal = posixpath.normpath(value)
+        if posixpath.isabs(value) or normal == ".." or normal.startswith("../"):
+            raise ValueError("escapes the certificates directory (use a relative name)")
+        if normal in (".", "") or normal.startswith("."):
+            raise ValueError("is not a file name")
+        return normal
+
+    @model_validator(mode="after")
+    def _content_fits_format(self) -> Output:
+        if self.format == "pkcs12":
+            if self.content is not None:
+                raise ValueError("a pkcs12 output always holds key, certificate and chain; "
+                                 "leave out 'content'")
+            if self.password is None:
+                raise ValueError("a pkcs12 output needs a 'password' ({env: VAR} or {file: PATH})")
+            return self
+        if self.content is None:
+            raise ValueError(f"a {self.format} output needs a 'content'")
+        if self.content not in _CONTENTS_BY_FORMAT[self.format]:
+            allowed = ", ".join(sorted(_CONTENTS_BY_FORMAT[self.format]))
+            raise ValueError(
+                f"format {self.format} cannot hold content {self.content!r} (allowed: {allowed})"
+            )
+        if self.password is not None:
+            raise ValueError("only pkcs12 outputs take a 'password'")
+        return self
+
+    @property
+    def holds_key(self) -> bool:
+        return self.format == "pkcs12" or self.content == "key"
+
+    @property
+    def holds_leaf(self) -> bool:
+        return self.format == "pkcs12" or self.content in ("certificate", "fullchain")
+
+
+class Certificate(Strict):
+    name: Identifier
+    source: Source
+    key: KeySpec = Field(default_factory=lambda: RsaKey(type="rsa"))
+    subject: Subject | None = None
+    names: list[CertificateName] = Field(default_factory=list)
+    validity_days: int | None = Field(default=None, ge=1, le=36500)
+    renew_before_days: int = Field(default=30, ge=0)
+    outputs: list[Output] = Field(min_length=1)
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source_shorthand(cls, value: Any) -> Any:
+        # `source: self-signed` reads better than `source: {type: self-signed}`.
+        return {"type": value} if isinstance(value, str) else value
+
+    @field_validator("names")
+    @classmethod
+    def _unique_names(cls, names: list[str]) -> list[str]:
+        # Keep the first mention of each name: a playbook may list the same IP twice
+        # (host.address and 127.0.0.1 on a loopback host) without meaning anything by it.
+        return list(dict.fromkeys(names))
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Certificate:
+        issued_here = not isinstance(self.source, ProvidedSource)
+        if issued_here:
+            if self.validity_days is None:
+                raise ValueError("'validity_days' is required for a certificate issued here")
+            if self.subject is None and not self.names:
+                raise ValueError("give a 'subject' or 'names' (a certificate must name something)")
+            if self.validity_days <= self.renew_before_days:
+                raise ValueError(
+                    f"validity_days ({self.validity_days}) must be longer than renew_before_days "
+                    f"({self.renew_before_days}), or it would be renewed on every run"
+                )
+        files = [o.file for o in self.outputs]
+        duplicates = sorted({f for f in files if files.count(f) > 1})
+        if duplicates:
+            raise ValueError(f"two outputs write the same file: {', '.join(duplicates)}")
+        if not any(o.holds_key for o in self.outputs):
+            raise ValueError(
+                "outputs must include the private key (content: key, or format: pkcs12), "
+                "so the certificate can be checked and renewed"
+            )
+        if not any(self._carries_leaf(o) for o in self.outputs):
+            raise ValueError(
+                "outputs must include the certificate (content: certificate or fullchain, "
+                "or format: pkcs12)"
+            )
+        return self
+
+    def _carries_leaf(self, output: Output) -> bool:
+        # For a self-signed certificate the root is the certificate itself.
+        self_signed = isinstance(self.source, SelfSignedSource)
+        return output.holds_leaf or (self_signed and output.content == "root")
+
+
+class Binding(Strict):
+    protocol: Literal["https", "http"] = "https"
+    address: str = "*"
+    port: int = Field(ge=1, le=65535)
+    host: CertificateName | None = None
+    certificate: Identifier | None = None
+    redirect_to_https: bool = False
+
+    @model_validator(mode="after")
+    def _fits_protocol(self) -> Binding:
+        if self.protocol == "https" and self.certificate is None:
+            raise ValueError("an https binding needs a 'certificate'")
+        if self.protocol == "http" and self.certificate is not None:
+            raise ValueError("an http binding takes no 'certificate'")
+        if self.protocol == "https" and self.redirect_to_https:
+            raise ValueError("'redirect_to_https' is for http bindings")
+        return self
+
+
+class VirtualDirectory(Strict):
+    path: str = Field(pattern=r"^/[^\s;{}\"'#]*$")
+    application: str | None = None
+    physical_path: str | None = None
+    proxy_to: str | None = Field(default=None, pattern=r"^https?://[^\s;{}\"']+$")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> VirtualDirectory:
+        if (self.physical_path is None) == (self.proxy_to is None):
+            raise ValueError("give exactly one of 'physical_path' or 'proxy_to'")
+        return self
+
+
+class Site(Strict):
+    name: str = Field(min_length=1)
+    server: Literal["nginx", "apache", "iis"] = "nginx"
+    config: str = Field(min_length=1)
+    template: str | None = None
+    bindings: list[Binding] = Field(min_length=1)
+    virtual_directories: list[VirtualDirectory] = Field(default_factory=list)
+    reload: bool = True
+    test_command: str | None = None
+    reload_command: str | None = None
+
+
+class Playbook(Strict):
+    name: str = Field(min_length=1)
+    hosts: str = "all"
+    certificates_dir: str = Field(min_length=1)
+    backups: int = Field(default=5, ge=0, le=100)
+    certificates: list[Certificate] = Field(default_factory=list)
+    sites: list[Site] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> Playbook:
+        names = [c.name for c in self.certificates]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two certificates are named {name!r}")
+        known = set(names)
+        for site in self.sites:
+            for binding in site.bindings:
+                if binding.certificate is not None and binding.certificate not in known:
+                    raise ValueError(
+                        f"site {site.name!r} binds certificate {binding.certificate!r}, "
+                        f"which the playbook does not define"
+                    )
+        return self
+
+    def certificate(self, name: str) -> Certificate:
+        return next(c for c in self.certificates if c.name == name)

@@ -1,0 +1,90 @@
+"""Turn plans and run reports into text and JSON for people and for CI.
+
+Output is deterministic: hosts in inventory order, changes in plan order, no timestamps.
+Nothing here ever sees key material: plans carry none.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from provision.api import HostReport, Report
+from provision.plan import Change
+
+_WIDTH = 34
+
+
+def _change_line(change: Change) -> str:
+    return f"  {change.action:<8} {change.resource:<{_WIDTH}} {change.reason}"
+
+
+def plan_text(report: Report, *, diffs: bool = True) -> str:
+    lines: list[str] = []
+    for host in report.hosts:
+        plan = host.plan
+        if host.status == "failed":
+            lines.append(f"{host.host}: FAILED: {host.error}")
+            continue
+        count = len(plan.changes)
+        lines.append(f"{host.host}: {count} change{'s' if count != 1 else ''}"
+                     if count else f"{host.host}: no changes")
+        for change in plan.changes:
+            lines.append(_change_line(change))
+            if change.before:
+                lines.append(f"           was: {change.before['sha256'][:16]}… "
+                             f"{change.before['names']} (until {change.before['not_after']})")
+            if diffs and change.diff:
+                lines.extend("      " + line for line in change.diff.rstrip("\n").split("\n"))
+        for item in plan.unchanged:
+            lines.append(f"  {'ok':<8} {item.resource:<{_WIDTH}} {item.reason}")
+    changed = sum(1 for h in report.hosts if h.plan.has_changes and h.status != "failed")
+    lines.append("")
+    lines.append(f"Plan: {len(report.hosts)} hosts, {changed} to change, "
+                 f"{report.count('failed')} failed.")
+    return "\n".join(lines) + "\n"
+
+
+def recap_text(report: Report) -> str:
+    lines: list[str] = []
+    for host in report.hosts:
+        if host.status == "failed":
+            lines.append(f"{host.host}: failed: {host.error}")
+            continue
+        lines.append(f"{host.host}: {host.status}")
+        for change in host.plan.changes:
+            lines.append(_change_line(change))
+    lines.append("")
+    lines.append(f"Recap: ok {report.count('ok')}, changed {report.count('changed')}, "
+                 f"failed {report.count('failed')}")
+    return "\n".join(lines) + "\n"
+
+
+def _host_json(host: HostReport) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "status": host.status,
+        "changes": [
+            {"resource": c.resource, "action": c.action, "reason": c.reason,
+             **({"path": c.path} if c.path else {}),
+             **({"before": c.before} if c.before else {})}
+            for c in host.plan.changes
+        ],
+        "unchanged": [{"resource": u.resource, "reason": u.reason}
+                      for u in host.plan.unchanged],
+        "seconds": round(host.seconds, 4),
+    }
+    if host.error:
+        data["error"] = host.error
+    return data
+
+
+def report_json(report: Report) -> str:
+    document = {
+        "summary": {
+            "ok": report.count("ok"),
+            "changed": report.count("changed"),
+            "failed": report.count("failed"),
+        },
+        "hosts": {host.host: _host_json(host) for host in report.hosts},
+    }
+    return json.dumps(document, indent=2) + "\n"

@@ -1,0 +1,1 @@
+"""One module per kind of thing a host has; each turns (desired, facts) into Changes."""

@@ -1,0 +1,289 @@
+"""The certificate resource: what the host has, whether to (re)issue, and each output's change.
+
+``decide`` is the table of reasons documented in docs/regeneration.md; every branch returns the
+words a plan prints. Nothing here writes or reads a clock: ``now`` is passed in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from provision.crypto import compare, keys
+from provision.crypto.build import SubjectFields, name_of
+from provision.crypto.decode import Bundle, load_bundle
+from provision.crypto.types import PrivateKey
+from provision.errors import CryptoError
+from provision.facts import HostFacts
+from provision.model.playbook import Certificate, Output, ProvidedSource, SelfSignedSource
+from provision.plan import Action, Change, Derived, Issue, Unchanged
+from provision.resources.material import Material, issued_material, output_bytes, output_mode
+
+
+@dataclass(frozen=True)
+class Current:
+    """What the host's output files say about a certificate."""
+
+    leaf: x509.Certificate | None
+    key: PrivateKey | None
+    chain: tuple[x509.Certificate, ...]
+    unreadable: tuple[str, ...]  # "httpscert.pem: truncated PEM ..."
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action | None
+    reason: str
+    new_key: bool = False
+
+
+def read_current(
+    spec: Certificate,
+    paths: Mapping[str, str],
+    facts: HostFacts,
+    passwords: Mapping[str, bytes],
+) -> Current:
+    """Parse each output once; the first output that carries the leaf (or the key) wins."""
+    leaf: x509.Certificate | None = None
+    key: PrivateKey | None = None
+    chain: tuple[x509.Certificate, ...] = ()
+    unreadable: list[str] = []
+    self_signed = isinstance(spec.source, SelfSignedSource)
+    for output in spec.outputs:
+        state = facts.file(paths[output.file])
+        if state.content is None:
+            continue
+        try:
+            bundle = _decode(output, state.content, passwords)
+        except CryptoError as exc:
+            unreadable.append(f"{output.file}: {exc.message.split(': ', 1)[-1]}")
+            continue
+        if key is None and bundle.key is not None:
+            key = bundle.key
+        carries_leaf = output.holds_leaf or (self_signed and output.content == "root")
+        if leaf is None and carries_leaf and bundle.certificates:
+            leaf = bundle.certificates[0]
+            chain = bundle.certificates[1:]
+    return Current(leaf, key, chain, tuple(unreadable))
+
+
+def _decode(output: Output, content: bytes, passwords: Mapping[str, bytes]) -> Bundle:
+    if output.format == "der" and output.content == "key":
+        # DER keys are not recognised by content sniffing alone; they are not certificates.
+        return Bundle((), _der_key(content))
+    return load_bundle(content, password=passwords.get(output.file), source=output.file)
+
+
+def _der_key(content: bytes) -> PrivateKey:
+    try:
+        key = serialization.load_der_private_key(
+            content, None, unsafe_skip_rsa_key_validation=True
+        )
+    except (ValueError, TypeError):
+        raise CryptoError("not a DER private key") from None
+    return key  # type: ignore[return-value]
+
+
+def decide(
+    spec: Certificate,
+    current: Current,
+    now: dt.datetime,
+    issuer: x509.Certificate | None = None,
+) -> Decision:
+    """Whether to issue the certificate, and why. ``issuer`` is None for self-signed."""
+    rotate = spec.key.rotate == "always"
+    if current.leaf is None:
+        if current.unreadable:
+            return Decision("replace", f"unreadable: {current.unreadable[0]}", new_key=True)
+        if current.key is not None and keys.label(current.key) == spec.key.label:
+            # A key without a certificate: keep it (it may be the one a CSR was made for).
+            return Decision("create", "certificate missing", new_key=False)
+        return Decision("create", "missing", new_key=True)
+    leaf = current.leaf
+    if current.key is None:
+        return Decision("replace", "key missing", new_key=True)
+    if not keys.matches(current.key, leaf.public_key()):  # type: ignore[arg-type]
+        return Decision("replace", "key does not match certificate", new_key=True)
+    have_key = keys.label(current.key)
+    if have_key != spec.key.label:
+        return Decision("replace", f"key changed: {have_key} -> {spec.key.label}", new_key=True)
+    issuer_problem = _issuer_change(leaf, issuer)
+    if issuer_problem:
+        return Decision("replace", issuer_problem, new_key=rotate)
+    if spec.subject is not None:
+        wanted = name_of(SubjectFields(**spec.subject.model_dump()))
+        if leaf.subject != wanted:
+            return Decision(
+                "replace",
+                f"subject changed: {leaf.subject.rfc4514_string()} -> {wanted.rfc4514_string()}",
+                new_key=rotate,
+            )
+    added, removed = compare.names_difference(leaf, list(spec.names))
+    if added or removed:
+        words = " ".join([*(f"+{n}" for n in added), *(f"-{n}" for n in removed)])
+        return Decision("replace", f"names changed: {words}", new_key=rotate)
+    return _renewal(spec, leaf, now, rotate)
+
+
+def _issuer_change(leaf: x509.Certificate, issuer: x509.Certificate | None) -> str | None:
+    if issuer is None:
+        if compare.is_self_signed(leaf):
+            return None
+        return f"issuer changed: {leaf.issuer.rfc4514_string()} -> self-signed"
+    if compare.issued_by(leaf, issuer):
+        return None
+    before = "self-signed" if compare.is_self_signed(leaf) else leaf.issuer.rfc4514_string()
+    return f"issuer changed: {before} -> {issuer.subject.rfc4514_string()}"
+
+
+def _renewal(
+    spec: Certificate, leaf: x509.Certificate, now: dt.datetime, rotate: bool
+) -> Decision:
+    if now < leaf.not_valid_before_utc:
+        return Decision("update", f"not valid until {_date(leaf.not_valid_before_utc)}", rotate)
+    left = compare.days_left(leaf, now)
+    if left <= 0:
+        return Decision("update", f"expired {_days(-left)} ago", new_key=rotate)
+    if left < spec.renew_before_days:
+        return Decision(
+            "update", f"expires in {_days(left)} (< {spec.renew_before_days})", new_key=rotate
+        )
+    if spec.validity_days is not None:
+        lifetime = compare.lifetime_days(leaf)
+        # A day of slack: issuers round validity, and we backdate by an hour.
+        if abs(lifetime - spec.validity_days) > 1:
+            return Decision(
+                "update",
+                f"validity changed: {round(lifetime)} -> {spec.validity_days} days",
+                new_key=rotate,
+            )
+    return Decision(None, f"valid, expires in {_days(left)}")
+
+
+def _days(days: float) -> str:
+    whole = int(days)
+    return "1 day" if whole == 1 else f"{whole} days"
+
+
+def _date(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def summary(certificate: x509.Certificate) -> dict[str, str]:
+    """What a reviewer wants to see of a certificate: never key material."""
+    return {
+        "sha256": certificate.fingerprint(hashes.SHA256()).hex().upper(),
+        "subject": certificate.subject.rfc4514_string(),
+        "issuer": certificate.issuer.rfc4514_string(),
+        "names": ", ".join(compare.san_names(certificate)),
+        "not_after": _date(certificate.not_valid_after_utc),
+    }
+
+
+def plan_certificate(
+    spec: Certificate,
+    paths: Mapping[str, str],
+    facts: HostFacts,
+    passwords: Mapping[str, bytes],
+    now: dt.datetime,
+    issuer: Material | None = None,
+) -> tuple[list[Change], list[Unchanged]]:
+    """The certificate's own change (if any) and one change or no-op per output."""
+    current = read_current(spec, paths, facts, passwords)
+    decision = decide(spec, current, now, issuer.leaf if issuer else None)
+    changes: list[Change] = []
+    unchanged: list[Unchanged] = []
+    resource = f"certificate {spec.name}"
+    if decision.action is not None:
+        changes.append(
+            Change(
+                resource,
+                decision.action,
+                decision.reason,
+                issue=Issue(spec.name, decision.new_key),
+                before=summary(current.leaf) if current.leaf else None,
+            )
+        )
+    else:
+        unchanged.append(Unchanged(resource, decision.reason))
+
+    material = None
+    if decision.action is None and current.leaf is not None and current.key is not None:
+        material = _material(spec, current, issuer)
+    for index, output in enumerate(spec.outputs):
+        change = _output_change(spec, index, output, paths[output.file], facts, material,
+                                passwords, reissued=decision.action is not None)
+        if isinstance(change, Change):
+            changes.append(change)
+        else:
+            unchanged.append(change)
+    return changes, unchanged
+
+
+def _material(spec: Certificate, current: Current, issuer: Material | None) -> Material:
+    assert current.leaf is not None and current.key is not None
+    if issuer is not None:
+        return issued_material(current.key, current.leaf, issuer)
+    if isinstance(spec.source, ProvidedSource):
+        chain = current.chain
+        root = chain[-1] if chain and compare.is_self_signed(chain[-1]) else None
+        return Material(current.key, current.leaf, chain[:-1] if root else chain, root)
+    return Material(current.key, current.leaf)
+
+
+def _output_change(
+    spec: Certificate,
+    index: int,
+    output: Output,
+    path: str,
+    facts: HostFacts,
+    material: Material | None,
+    passwords: Mapping[str, bytes],
+    *,
+    reissued: bool,
+) -> Change | Unchanged:
+    resource = f"file {output.file}"
+    mode = output_mode(output)
+    state = facts.file(path)
+    derived = Derived(spec.name, index)
+
+    def change(action: Action, reason: str) -> Change:
+        return Change(resource, action, reason, path=path, mode=mode, derived=derived)
+
+    if state.kind == "missing":
+        return change("create", "missing")
+    if state.kind != "file":
+        return change("replace", f"is a {state.kind}, expected a file")
+    if reissued or material is None:
+        return change("update", f"certificate {spec.name} is reissued")
+    if not _same_meaning(output, state.content or b"", material, passwords):
+        return change("update", f"does not hold the current {_what(output)}")
+    if state.mode != mode:
+        return change("update", f"mode {state.mode:04o}, want {mode:04o}")
+    return Unchanged(resource, "up to date")
+
+
+def _what(output: Output) -> str:
+    return "key and certificates" if output.format == "pkcs12" else f"{output.content}"
+
+
+def _same_meaning(
+    output: Output, content: bytes, material: Material, passwords: Mapping[str, bytes]
+) -> bool:
+    if output.format != "pkcs12":
+        # Every other encoding is deterministic, so equal meaning is equal bytes.
+        return content == output_bytes(output, material, passwords)
+    try:
+        bundle = load_bundle(content, password=passwords[output.file], source=output.file)
+    except CryptoError:
+        return False
+    wanted = [material.leaf, *material.pkcs12_extras()]
+    return (
+        bundle.key is not None
+        and keys.public_der(bundle.key) == keys.public_der(material.key)
+        and list(bundle.certificates) == wanted
+    )

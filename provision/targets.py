@@ -1,0 +1,104 @@
+"""Targets: each selected host with its transport and its playbook evaluated for it.
+
+This is where the inventory meets the playbook. Jinja2 strings are evaluated per host and the
+result validated by the model; every failure names the playbook's file, line and key.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from provision.errors import InputError
+from provision.loader import Document
+from provision.model.inventory import Host
+from provision.model.playbook import Certificate, Output, Playbook, Site
+from provision.templating import HostVariables, HostView, TemplateFailure
+from provision.transport.base import Transport
+from provision.validation import raise_for
+
+
+@dataclass(frozen=True)
+class Target:
+    host: Host
+    view: HostView
+    playbook: Playbook
+    transport: Transport
+    certificates_dir: str  # absolute on the host
+
+    def output_path(self, output: Output) -> str:
+        return posixpath.join(self.certificates_dir, output.file)
+
+    def output_paths(self, certificate: Certificate) -> dict[str, str]:
+        return {o.file: self.output_path(o) for o in certificate.outputs}
+
+    def site_config(self, site: Site) -> str:
+        return self.transport.resolve(site.config)
+
+    def paths_of_interest(self) -> list[str]:
+        paths = [self.output_path(o) for c in self.playbook.certificates for o in c.outputs]
+        paths.extend(self.site_config(site) for site in self.playbook.sites)
+        return paths
+
+
+def host_view(host: Host) -> HostView:
+    return HostView(host.name, host.address, host.fqdn, host.groups)
+
+
+def evaluate_playbook(doc: Document, host: Host) -> Playbook:
+    """The playbook as this host sees it: templates evaluated, then validated."""
+    view = host_view(host)
+    variables = HostVariables(host.vars, view)
+    data: Any = doc.data
+    suffix = f" (for host {host.name})"
+    try:
+        evaluated = variables.evaluate(data, ())
+    except TemplateFailure as failure:
+        raise InputError(
+            doc.locate(failure.path), f"{failure.problem} in {failure.source!r}{suffix}"
+        ) from None
+    try:
+        playbook = Playbook.model_validate(evaluated)
+    except ValidationError as exc:
+        # Quote what the host saw, but point at the line the person wrote.
+        raise_for(exc, Document(doc.file, evaluated, doc.lines), Playbook, suffix=suffix)
+    check_references(playbook, doc, suffix)
+    return playbook
+
+
+def check_references(playbook: Playbook, doc: Document, suffix: str = "") -> None:
+    """Cross-references the model cannot see from inside one object."""
+    seen: dict[str, int] = {}
+    for index, certificate in enumerate(playbook.certificates):
+        if certificate.name in seen:
+            raise InputError(
+                doc.locate(("certificates", index, "name")),
+                f"two certificates are named {certificate.name!r}{suffix}",
+            )
+        seen[certificate.name] = index
+    for s, site in enumerate(playbook.sites):
+        for b, binding in enumerate(site.bindings):
+            if binding.certificate is not None and binding.certificate not in seen:
+                known = ", ".join(sorted(seen)) or "none"
+                raise InputError(
+                    doc.locate(("sites", s, "bindings", b, "certificate")),
+                    f"{binding.certificate!r} is not a certificate of this playbook "
+                    f"(defined: {known}){suffix}",
+                )
+
+
+def playbook_hosts_pattern(doc: Document) -> str:
+    data: Mapping[str, Any] = doc.data if isinstance(doc.data, dict) else {}
+    pattern = data.get("hosts", "all")
+    if not isinstance(pattern, str):
+        raise InputError(doc.locate(("hosts",)), f"must be a host pattern string (got {pattern!r})")
+    return pattern
+
+
+def playbook_folder(doc: Document) -> Path:
+    return Path(doc.file).resolve().parent

@@ -1,0 +1,152 @@
+"""Evaluate a playbook's Jinja2 strings for one host.
+
+- Sandboxed (user input must not reach Python internals) with StrictUndefined (a typo in a
+  variable name is an error, not an empty string).
+- Host variables are themselves templates (``certificates_dir: fleet/{{ host.name }}``), so
+  they are evaluated lazily, on first use, with a guard against a variable that needs itself.
+- A string that is one whole expression keeps its native type (``"{{ ports }}"`` -> a list),
+  as in Ansible; anything else renders to a string.
+- Each distinct string is compiled once per run, whatever the number of hosts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError, Undefined, UndefinedError
+from jinja2.exceptions import SecurityError
+from jinja2.nativetypes import NativeCodeGenerator
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from provision.loader import PathKey
+
+_MARKERS = ("{{", "{%", "{#")
+
+
+def _concat(chunks: Iterator[Any]) -> Any:
+    parts = list(chunks)
+    if len(parts) == 1:
+        if isinstance(parts[0], Undefined):
+            # The native code generator hands back Undefined instead of failing; make
+            # StrictUndefined fail here, as it would when turned into a string.
+            str(parts[0])
+        return parts[0]
+    return "".join(str(part) for part in parts)
+
+
+class _NativeSandbox(ImmutableSandboxedEnvironment):
+    code_generator_class = NativeCodeGenerator
+    concat = staticmethod(_concat)  # type: ignore[assignment]
+
+
+_ENV = _NativeSandbox(undefined=StrictUndefined, keep_trailing_newline=True)
+
+
+@lru_cache(maxsize=4096)
+def _compile(source: str) -> Any:
+    return _ENV.from_string(source)
+
+
+class TemplateFailure(Exception):
+    """A string failed to evaluate; ``path`` says where in the document it sits."""
+
+    def __init__(self, path: PathKey, source: str, problem: str) -> None:
+        super().__init__(problem)
+        self.path = path
+        self.source = source
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class HostView:
+    """What ``host`` means inside a template."""
+
+    name: str
+    address: str
+    fqdn: str | None
+    groups: tuple[str, ...]
+
+
+class HostVariables(Mapping[str, Any]):
+    """Host variables, each evaluated the first time a template asks for it."""
+
+    def __init__(self, raw: Mapping[str, Any], host: HostView) -> None:
+        self._raw = raw
+        self._host = host
+        self._done: dict[str, Any] = {"host": host}
+        self._resolving: list[str] = []
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._done:
+            return self._done[key]
+        if key not in self._raw:
+            if key in _ENV.globals:
+                return _ENV.globals[key]
+            raise KeyError(key)
+        if key in self._resolving:
+            chain = " -> ".join([*self._resolving, key])
+            raise TemplateError(f"variable {key!r} refers to itself ({chain})")
+        self._resolving.append(key)
+        try:
+            value = self.evaluate(self._raw[key], ())
+        except TemplateFailure as failure:
+            raise TemplateError(f"in variable {key!r}: {failure.problem}") from None
+        finally:
+            self._resolving.pop()
+        self._done[key] = value
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._done or key in self._raw or key in _ENV.globals
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**self._raw, **self._done})
+
+    def __len__(self) -> int:
+        return len({**self._raw, **self._done})
+
+    def evaluate(self, value: Any, path: PathKey) -> Any:
+        """Evaluate every string inside ``value`` (dicts and lists walked recursively)."""
+        if isinstance(value, str):
+            return self._render(value, path) if any(m in value for m in _MARKERS) else value
+        if isinstance(value, dict):
+            return {k: self.evaluate(v, (*path, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.evaluate(v, (*path, i)) for i, v in enumerate(value)]
+        return value
+
+    def _render(self, source: str, path: PathKey) -> Any:
+        try:
+            template = _compile(source)
+            context = _HostContext(_ENV, self, template.name, template.blocks)
+            return _concat(template.root_render_func(context))
+        except UndefinedError as exc:
+            raise TemplateFailure(path, source, f"undefined variable: {exc.message}") from None
+        except SecurityError as exc:
+            raise TemplateFailure(path, source, f"not allowed in a template: {exc}") from None
+        except TemplateError as exc:
+            raise TemplateFailure(path, source, f"template error: {exc.message}") from None
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            raise TemplateFailure(path, source, f"template error: {exc}") from None
+
+
+class _HostContext(Context):
+    """A Jinja2 context whose variables come from ``HostVariables`` without copying them."""
+
+    def __init__(self, env: Any, variables: HostVariables, name: str | None, blocks: Any) -> None:
+        super().__init__(env, {}, name, blocks)
+        self._variables = variables
+
+    def resolve_or_missing(self, key: str) -> Any:
+        if key in self.vars:
+            return self.vars[key]
+        try:
+            return self._variables[key]
+        except KeyError:
+            from jinja2.utils import missing
+
+            return missing

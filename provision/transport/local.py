@@ -1,0 +1,144 @@
+"""The local transport: this machine's files, relative paths from the current directory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import tempfile
+
+from provision.errors import TransportError
+from provision.transport.base import CommandResult, FileState, Transport
+
+# Directories we create hold keys: not world-readable, never world-writable.
+DIRECTORY_MODE = 0o750
+
+
+class LocalTransport(Transport):
+    def __init__(self, host: str, workdir: str | None = None) -> None:
+        self.host = host
+        self.workdir = workdir or os.getcwd()
+
+    def resolve(self, path: str) -> str:
+        return os.path.normpath(os.path.join(self.workdir, os.path.expanduser(path)))
+
+    async def read(self, path: str) -> FileState:
+        return read_file(path)
+
+    async def stage(self, path: str, data: bytes, mode: int) -> str:
+        directory, name = os.path.split(path)
+        try:
+            os.makedirs(directory, mode=DIRECTORY_MODE, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+        except OSError as exc:
+            raise TransportError(f"cannot write {path}: {exc.strerror}") from None
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError as exc:
+            os.unlink(temporary)
+            raise TransportError(f"cannot write {path}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
+        return temporary
+
+    async def commit(self, staged: str, path: str) -> None:
+        try:
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                os.unlink(staged)
+                raise TransportError(f"refusing to replace {path}: it is a symlink")
+        except FileNotFoundError:
+            pass
+        try:
+            os.replace(staged, path)
+            _fsync_directory(os.path.dirname(path))
+        except OSError as exc:
+            raise TransportError(f"cannot write {path}: {exc.strerror}") from None
+
+    async def remove(self, path: str) -> None:
+        try:
+            os.unlink(path)
+            _fsync_directory(os.path.dirname(path))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise TransportError(f"cannot remove {path}: {exc.strerror}") from None
+
+    async def remove_dir(self, path: str) -> None:
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise TransportError(f"cannot remove {path}: {exc.strerror}") from None
+
+    async def list_dir(self, path: str) -> list[str]:
+        try:
+            return sorted(os.listdir(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    async def run(self, command: str, timeout: float = 60.0) -> CommandResult:
+        process = await asyncio.create_subprocess_shell(
+            command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=self.workdir,
+        )
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            return CommandResult(command, 124, "", f"timed out after {timeout:g} s")
+        return CommandResult(
+            command,
+            process.returncode if process.returncode is not None else -1,
+            out.decode(errors="replace"),
+            err.decode(errors="replace"),
+        )
+
+
+def read_file(path: str) -> FileState:
+    """One ``lstat`` and at most one read; symlinks are reported, not followed."""
+    try:
+        info = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return FileState(path, "missing")
+    except OSError as exc:
+        raise TransportError(f"cannot read {path}: {exc.strerror}") from None
+    mode = stat.S_IMODE(info.st_mode)
+    if stat.S_ISLNK(info.st_mode):
+        return FileState(path, "symlink", mode=mode)
+    if stat.S_ISDIR(info.st_mode):
+        return FileState(path, "directory", mode=mode)
+    if not stat.S_ISREG(info.st_mode):
+        return FileState(path, "other", mode=mode)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            content = _read_all(fd, info.st_size)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise TransportError(f"cannot read {path}: {exc.strerror}") from None
+    return FileState(path, "file", content, mode)
+
+
+def _read_all(fd: int, size_hint: int) -> bytes:
+    chunks = [os.read(fd, max(size_hint, 4096))]
+    while chunks[-1]:
+        chunks.append(os.read(fd, 65536))
+    return b"".join(chunks)
+
+
+def _fsync_directory(directory: str) -> None:
+    fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,160 @@
+"""Turn pydantic's validation errors into one clear sentence naming file, line and key.
+
+The sentence quotes the offending value (never a secret's), and for an unknown key suggests
+the nearest valid one, found by walking the model classes along the error's path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from typing import Any, NoReturn
+
+from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic_core import ErrorDetails
+
+from provision.errors import InputError
+from provision.loader import Document, PathKey, format_path
+
+_SECRET_KEYS = frozenset({"password", "passphrase", "secret", "private_key"})
+_MAX_QUOTE = 80
+
+
+def raise_for(
+    exc: ValidationError, doc: Document, model: type[BaseModel], *, suffix: str = ""
+) -> NoReturn:
+    """Raise an ``InputError`` for the first error of ``exc``."""
+    error = exc.errors(include_url=False)[0]
+    raise describe(error, doc, model, suffix=suffix) from None
+
+
+def describe(
+    error: ErrorDetails, doc: Document, model: type[BaseModel], *, suffix: str = ""
+) -> InputError:
+    path = data_path(error["loc"], doc.data)
+    location = doc.locate(path)
+    problem = _problem(error, path, model)
+    return InputError(location, problem + suffix)
+
+
+def data_path(loc: tuple[int | str, ...], data: Any) -> PathKey:
+    """Pydantic's loc without the union tags it inserts, so it addresses the YAML data."""
+    path: list[str | int] = []
+    current = data
+    for part in loc:
+        if _has(current, part):
+            path.append(part)
+            current = current[part]
+        elif isinstance(current, dict | list):
+            # A tag of a discriminated union ('self-signed', 'rsa', 'function-after[...]')
+            # or a key that is missing: the latter is reported on its parent.
+            if error_key_missing(part, current):
+                path.append(part)
+                break
+            continue
+        else:
+            break
+    return tuple(path)
+
+
+def _has(container: Any, part: int | str) -> bool:
+    if isinstance(container, dict):
+        return part in container
+    return isinstance(container, list) and isinstance(part, int) and 0 <= part < len(container)
+
+
+def error_key_missing(part: int | str, current: Any) -> bool:
+    return isinstance(current, dict) and isinstance(part, str) and part not in current and (
+        not _looks_like_tag(part)
+    )
+
+
+def _looks_like_tag(part: str) -> bool:
+    return "[" in part or part in {"self-signed", "ca", "provided", "rsa", "ecdsa", "ed25519",
+                                   "SecretRef", "str", "json-or-python[json=str,python=...]"}
+
+
+def _problem(error: ErrorDetails, path: PathKey, model: type[BaseModel]) -> str:
+    kind = error["type"]
+    key = str(path[-1]) if path else ""
+    if kind == "extra_forbidden":
+        valid = sorted(_fields_at(model, error["loc"][:-1]))
+        hint = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+        suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+        listing = f" (valid keys: {', '.join(valid)})" if valid and not hint else ""
+        return f"unknown key {key!r}{suggestion}{listing}"
+    if kind == "missing":
+        return "is required but missing"
+    message = _clean_message(error["msg"])
+    if key in _SECRET_KEYS or isinstance(error.get("input"), SecretStr):
+        return message
+    value = error.get("input")
+    if isinstance(value, dict | list) or value is None:
+        return message
+    return f"{_quote(value)} {message}" if _reads_as_predicate(message) else (
+        f"{message} (got {_quote(value)})"
+    )
+
+
+def _reads_as_predicate(message: str) -> bool:
+    """Our own validators phrase problems as predicates: "'x' is neither ...", "'y' escapes"."""
+    return message.split(" ", 1)[0] in {"is", "escapes", "must", "cannot"}
+
+
+def _clean_message(message: str) -> str:
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            message = message[len(prefix):]
+    return message
+
+
+def _quote(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_QUOTE else text[: _MAX_QUOTE - 3] + "..."
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> set[str]:
+    """The valid keys of whatever model sits at ``loc`` (union tags select the member)."""
+    candidates: list[Any] = [model]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        next_candidates: list[Any] = []
+        for candidate in candidates:
+            for member in _models_in(candidate):
+                if part in member.model_fields:
+                    next_candidates.extend(_models_in(member.model_fields[part].annotation))
+                elif _tag_of(member) == part:
+                    next_candidates.append(member)
+        if next_candidates:
+            candidates = next_candidates
+    fields: set[str] = set()
+    for candidate in candidates:
+        for member in _models_in(candidate):
+            fields |= set(member.model_fields)
+    return fields
+
+
+def _tag_of(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("type")
+    if field is None:
+        return None
+    args = typing.get_args(field.annotation)
+    return str(args[0]) if args else None
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _models_in(typing.get_args(annotation)[0])
+    found: list[type[BaseModel]] = []
+    if origin in (typing.Union, types.UnionType, list, dict, tuple):
+        for arg in typing.get_args(annotation):
+            found.extend(_models_in(arg))
+    return found
+
+
+__all__ = ["data_path", "describe", "format_path", "raise_for"]
