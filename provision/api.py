@@ -124,8 +124,11 @@ def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts,
         changes.extend(c)
         unchanged.extend(u)
     for site in target.playbook.sites:
-        result = plan_site(target, site, facts, loaded.renderer, loaded.playbook.file)
-        (changes if isinstance(result, Change) else unchanged).append(result)  # type: ignore[arg-type]
+        for result in plan_site(target, site, facts, loaded.renderer, loaded.playbook.file):
+            if isinstance(result, Change):
+                changes.append(result)
+            else:
+                unchanged.append(result)
     return HostPlan(target.host.name, tuple(changes), tuple(unchanged), facts.digest())
 
 

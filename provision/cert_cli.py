@@ -156,7 +156,7 @@ def export(
             data = encode.certificates_pem(certificates)
             written = len(certificates)
         else:
-            data = encode.certificates_pkcs7(certificates)
+            data = pkcs7_in_order(certificates)
             written = len(certificates)
         _write_atomic(Path(out), data)
         typer.echo(f"wrote {out} ({to.value}, {written} certificate{'s' * (written != 1)})")
@@ -405,6 +405,37 @@ def _iso(moment: datetime) -> str:
     from datetime import UTC
 
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def pkcs7_in_order(certificates: list[x509.Certificate]) -> bytes:
+    """A degenerate PKCS#7 SignedData (.p7b, DER framing) with the certificates in order.
+
+    ``encode.certificates_pkcs7`` goes through cryptography, which sorts the certificate
+    SET as strict DER demands, so the chain order is lost. Windows, openssl crl2pkcs7 and
+    the operators reading the file expect leaf, intermediates, root: written here like
+    ``openssl crl2pkcs7 -nocrl`` does (version 1, no digests, no signers).
+    """
+    from cryptography.hazmat.primitives import serialization
+
+    def tlv(tag: int, contents: bytes) -> bytes:
+        size = len(contents)
+        if size < 0x80:
+            return bytes([tag, size]) + contents
+        length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+        return bytes([tag, 0x80 | len(length)]) + length + contents
+
+    oid_signed_data = bytes.fromhex("06092a864886f70d010702")
+    oid_data = bytes.fromhex("06092a864886f70d010701")
+    ders = b"".join(c.public_bytes(serialization.Encoding.DER) for c in certificates)
+    signed_data = tlv(
+        0x30,
+        tlv(0x02, b"\x01")  # version 1
+        + tlv(0x31, b"")  # digestAlgorithms: none
+        + tlv(0x30, oid_data)  # encapContentInfo: data, absent content
+        + tlv(0xA0, ders)  # [0] IMPLICIT certificates, in the order given
+        + tlv(0x31, b""),  # signerInfos: none
+    )
+    return tlv(0x30, oid_signed_data + tlv(0xA0, signed_data))
 
 
 def _unique(certificates: list[x509.Certificate]) -> list[x509.Certificate]:

@@ -40,9 +40,16 @@ class Target:
     def site_config(self, site: Site) -> str:
         return self.transport.resolve(site.config)
 
+    def site_paths(self, site: Site) -> list[str]:
+        """The main config, then its companion files."""
+        main = self.site_config(site)
+        stem = posixpath.splitext(main)[0]
+        return [main, *(stem + suffix for suffix in site.companion_suffixes)]
+
     def paths_of_interest(self) -> list[str]:
         paths = [self.output_path(o) for c in self.playbook.certificates for o in c.outputs]
-        paths.extend(self.site_config(site) for site in self.playbook.sites)
+        for site in self.playbook.sites:
+            paths.extend(self.site_paths(site))
         return paths
 
 

@@ -12,6 +12,8 @@ is not passed through (it can echo input bytes).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import warnings
 from collections.abc import Sequence
@@ -182,9 +184,6 @@ def _load_der(data: bytes, password: bytes | None, source: str) -> Bundle:
 
 
 def _pem_body(block: bytes) -> bytes | None:
-    import base64
-    import binascii
-
     lines = block.splitlines()[1:-1]
     body = b"".join(line for line in lines if b":" not in line)  # skip RFC 1421 headers
     try:

@@ -254,6 +254,12 @@ class Site(Strict):
     test_command: str | None = None
     reload_command: str | None = None
 
+    @property
+    def companion_suffixes(self) -> tuple[str, ...]:
+        """Files written beside the main config, named by replacing its extension (IIS has
+        its PowerShell script beside the site XML)."""
+        return (".ps1",) if self.server == "iis" else ()
+
 
 class Playbook(Strict):
     name: str = Field(min_length=1)

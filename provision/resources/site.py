@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import posixpath
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,8 @@ DEFAULT_TEMPLATES = {
     "apache": "apache/site.conf.j2",
     "iis": "iis/site.xml.j2",
 }
+# Templates of the files a server kind needs beside its main config, by suffix.
+COMPANION_TEMPLATES = {".ps1": "iis/site.ps1.j2"}
 
 
 class SiteError(ProvisionError):
@@ -131,10 +134,11 @@ def _check_files(site: Site, views: list[BindingView]) -> None:
                 )
 
 
-def render_site(target: Target, site: Site, renderer: Renderer, playbook_name: str) -> str:
+def site_context(target: Target, site: Site, playbook_name: str) -> dict[str, Any]:
+    """Everything a site template may use (documented in docs/templates.md)."""
     views = binding_views(target, site)
     _check_files(site, views)
-    context: dict[str, Any] = {
+    return {
         "playbook": playbook_name,
         "site": site,
         "host": target.view,
@@ -145,16 +149,34 @@ def render_site(target: Target, site: Site, renderer: Renderer, playbook_name: s
             ) if directory.physical_path else directory
             for directory in site.virtual_directories
         ],
+        "certificates_dir": target.certificates_dir,
     }
-    return renderer.render(site.template or DEFAULT_TEMPLATES[site.server], context)
+
+
+def site_files(target: Target, site: Site) -> list[tuple[str, str]]:
+    """(path on the host, template) for the main config and any companion files."""
+    main, *companions = target.site_paths(site)
+    files = [(main, site.template or DEFAULT_TEMPLATES[site.server])]
+    for path, suffix in zip(companions, site.companion_suffixes, strict=True):
+        files.append((path, COMPANION_TEMPLATES[suffix]))
+    return files
 
 
 def plan_site(
     target: Target, site: Site, facts: HostFacts, renderer: Renderer, playbook_name: str
-) -> Change | Unchanged:
-    path = target.site_config(site)
-    resource = f"site {site.name}"
-    text = render_site(target, site, renderer, playbook_name)
+) -> list[Change | Unchanged]:
+    context = site_context(target, site, playbook_name)
+    results: list[Change | Unchanged] = []
+    files = site_files(target, site)
+    for path, template in files:
+        text = renderer.render(template, context)
+        results.append(_file_change(site, path, text, facts, main=path == files[0][0]))
+    return results
+
+
+def _file_change(site: Site, path: str, text: str, facts: HostFacts, *, main: bool
+                 ) -> Change | Unchanged:
+    resource = f"site {site.name}" if main else f"site {site.name} ({posixpath.basename(path)})"
     state = facts.file(path)
     content = text.encode()
 
