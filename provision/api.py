@@ -17,17 +17,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from provision.authority import AuthorityStore, open_authority
+from provision.authority import create as create_authority
 from provision.errors import InputError, Location, ProvisionError
-from provision.executor import HostOutcome, RunContext, apply_host
+from provision.executor import HostOutcome, RunContext, apply_host, stale_outputs
 from provision.facts import HostFacts, gather
 from provision.inventory import Inventory, limit_hosts, load_inventory
 from provision.keymaker import KeyMaker
 from provision.loader import Document, load_file
+from provision.model.playbook import CaSource, ProvidedSource
 from provision.plan import Change, HostPlan, Plan, Unchanged
 from provision.render import Renderer
-from provision.resources.certificate import plan_certificate
+from provision.resources.certificate import Expected, HostRefusal, plan_certificate
 from provision.resources.site import plan_site
 from provision.secrets import resolve_password
+from provision.supplied import FileCache, Supplied, load_supplied
 from provision.targets import Target, evaluate_playbook, host_view, playbook_hosts_pattern
 from provision.transport.base import Transport
 from provision.transport.local import LocalTransport
@@ -42,7 +46,28 @@ class Loaded:
     targets: tuple[Target, ...]
     passwords: Mapping[str, Mapping[str, bytes]]
     renderer: Renderer
+    authorities: Mapping[str, AuthorityStore]
+    supplied: Mapping[tuple[str, str], Supplied | None]  # (host, certificate) -> file
+    folder: Path
     forks: int = 20
+
+    def expected(self, target: Target) -> dict[str, Expected]:
+        """For each certificate of a host, what its source says it must be."""
+        result: dict[str, Expected] = {}
+        for certificate in target.playbook.certificates:
+            source = certificate.source
+            if isinstance(source, CaSource):
+                store = self.authorities[source.authority]
+                result[certificate.name] = Expected(authority=store.material,
+                                                    authority_subject=store.subject_text)
+            elif isinstance(source, ProvidedSource):
+                result[certificate.name] = Expected(
+                    supplied=self.supplied.get((target.host.name, certificate.name)),
+                    waiting_for=source.certificate,
+                )
+            else:
+                result[certificate.name] = Expected()
+        return result
 
 
 @dataclass
@@ -68,8 +93,13 @@ class Report:
 
 
 def load(playbook: str | Path, inventory: str | Path, limit: str | None = None,
-         forks: int = 20) -> Loaded:
-    """Parse and validate everything for every selected host; raises before any host is read."""
+         forks: int = 20, now: dt.datetime | None = None) -> Loaded:
+    """Parse and validate everything for every selected host; raises before any host is read.
+
+    Files on the controller (authorities, supplied certificates) are read and checked here too,
+    so a bad one stops the run before anything is written anywhere.
+    """
+    moment = now or dt.datetime.now(dt.UTC)
     doc = load_file(Path(playbook), str(playbook))
     if not isinstance(doc.data, dict):
         raise InputError(Location(doc.file, 1), "a playbook must be a mapping of keys")
@@ -96,7 +126,47 @@ def load(playbook: str | Path, inventory: str | Path, limit: str | None = None,
                         output.password, base=folder, where=where)
                 passwords.setdefault(host.name, {})[output.file] = resolved[output.password]
     renderer = Renderer([folder / "templates", folder.parent / "templates"])
-    return Loaded(doc, inv, tuple(targets), passwords, renderer, forks)
+    authorities = _open_authorities(doc, targets, folder)
+    supplied = _load_supplied(doc, targets, folder, passwords, moment)
+    return Loaded(doc, inv, tuple(targets), passwords, renderer, authorities, supplied, folder,
+                  forks)
+
+
+def _open_authorities(doc: Document, targets: list[Target],
+                      folder: Path) -> dict[str, AuthorityStore]:
+    """Authorities live on the controller, so they are opened once, as the first host sees them."""
+    if not targets:
+        return {}
+    return {
+        spec.name: open_authority(spec, folder, doc.locate(("authorities", index)))
+        for index, spec in enumerate(targets[0].playbook.authorities)
+    }
+
+
+def _load_supplied(doc: Document, targets: list[Target], folder: Path,
+                   passwords: Mapping[str, Mapping[str, bytes]],
+                   now: dt.datetime) -> dict[tuple[str, str], Supplied | None]:
+    cache = FileCache()
+    resolved: dict[object, bytes] = {}
+    result: dict[tuple[str, str], Supplied | None] = {}
+    for target in targets:
+        for index, certificate in enumerate(target.playbook.certificates):
+            source = certificate.source
+            if not isinstance(source, ProvidedSource):
+                continue
+            base = ("certificates", index, "source")
+            where = {key: doc.locate((*base, key))
+                     for key in ("certificate", "key", "chain", "root", "password")}
+            password = None
+            if source.password is not None:
+                if source.password not in resolved:
+                    resolved[source.password] = resolve_password(
+                        source.password, base=folder, where=where["password"])
+                password = resolved[source.password]
+            result[(target.host.name, certificate.name)] = load_supplied(
+                certificate, source, base=folder, password=password, now=now, cache=cache,
+                where=where)
+    return result
 
 
 def make_transport(host: object) -> Transport:
@@ -113,23 +183,34 @@ def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts,
     """Pure: the changes one host needs, given what was read from it."""
     changes: list[Change] = []
     unchanged: list[Unchanged] = []
+    waiting: list[str] = []
     passwords = loaded.passwords.get(target.host.name, {})
+    expected = loaded.expected(target)
     for certificate in target.playbook.certificates:
         paths = target.output_paths(certificate)
         for path in paths.values():
             if facts.file(path).kind == "symlink":
                 return HostPlan(target.host.name, facts_digest=facts.digest(),
                                 error=f"{path} is a symlink; refusing to write through it")
-        c, u = plan_certificate(certificate, paths, facts, passwords, now)
+        try:
+            c, u = plan_certificate(certificate, paths, facts, passwords, now,
+                                    expected[certificate.name])
+        except HostRefusal as refusal:
+            return HostPlan(target.host.name, facts_digest=facts.digest(), error=refusal.message)
+        if expected[certificate.name].waiting_for and not isinstance(
+                expected[certificate.name].supplied, Supplied):
+            waiting.append(certificate.name)
         changes.extend(c)
         unchanged.extend(u)
+    changes.extend(stale_outputs(target, facts))
     for site in target.playbook.sites:
         for result in plan_site(target, site, facts, loaded.renderer, loaded.playbook.file):
             if isinstance(result, Change):
                 changes.append(result)
             else:
                 unchanged.append(result)
-    return HostPlan(target.host.name, tuple(changes), tuple(unchanged), facts.digest())
+    return HostPlan(target.host.name, tuple(changes), tuple(unchanged), facts.digest(),
+                    waiting=tuple(waiting))
 
 
 async def _bounded(limit: int, items: list[T], work: Callable[[T], Awaitable[object]]) -> None:
@@ -149,7 +230,11 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool,
     plans: dict[str, HostPlan] = {}
     reports: dict[str, HostReport] = {}
     keymaker = KeyMaker()
-    ctx = RunContext(moment, keymaker, loaded.passwords)
+    if apply:
+        for store in loaded.authorities.values():
+            if store.pending:
+                create_authority(store, moment)
+    ctx = RunContext(moment, keymaker, loaded.passwords, loaded.authorities)
 
     async def one(target: Target) -> None:
         started = time.perf_counter()
@@ -169,7 +254,7 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool,
             status = "changed" if host_plan.has_changes else "ok"
             reports[name] = HostReport(name, status, host_plan)
         else:
-            outcome = await _apply_one(target, host_plan, facts, ctx)
+            outcome = await _apply_one(target, host_plan, facts, ctx, loaded.expected(target))
             status = "failed" if outcome.error else ("changed" if outcome.changed else "ok")
             reports[name] = HostReport(name, status, host_plan, outcome.error,
                                        backup=outcome.backup)
@@ -179,6 +264,9 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool,
         await _bounded(loaded.forks, list(loaded.targets), one)
     finally:
         keymaker.close()
+        if apply:
+            for store in loaded.authorities.values():
+                store.save_serial()
         for target in loaded.targets:
             await target.transport.close()
     order = [t.host.name for t in loaded.targets]
@@ -188,9 +276,9 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool,
 
 
 async def _apply_one(target: Target, plan: HostPlan, facts: HostFacts,
-                     ctx: RunContext) -> HostOutcome:
+                     ctx: RunContext, expected: Mapping[str, Expected]) -> HostOutcome:
     try:
-        return await apply_host(target, plan, facts, ctx)
+        return await apply_host(target, plan, facts, ctx, expected)
     except ProvisionError as exc:
         return HostOutcome(target.host.name, changed=False, error=exc.message)
 

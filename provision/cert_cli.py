@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypedDict
 
 import typer
 
 if TYPE_CHECKING:
     from datetime import datetime
-    from pathlib import Path
 
     from cryptography import x509
 
@@ -136,8 +135,10 @@ def export(
     der: the first certificate only. pem and pkcs7: the first certificate, then the other
     certificates of SOURCE, then those of --chain, in that order, duplicates dropped.
     """
-    from pathlib import Path
 
+    import os
+
+    from provision import fsutil
     from provision.crypto import encode
 
     with _reported_errors():
@@ -156,9 +157,15 @@ def export(
             data = encode.certificates_pem(certificates)
             written = len(certificates)
         else:
-            data = pkcs7_in_order(certificates)
+            data = encode.certificates_pkcs7(certificates)
             written = len(certificates)
-        _write_atomic(Path(out), data)
+        try:
+            if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+                # Like cp: a missing folder is a typo more often than a wish to create it.
+                raise FileNotFoundError(2, "No such file or directory")
+            fsutil.write_atomic(out, data, 0o644)
+        except OSError as exc:
+            _fail(f"{out}: cannot write: {exc.strerror or exc}")
         typer.echo(f"wrote {out} ({to.value}, {written} certificate{'s' * (written != 1)})")
 
 
@@ -407,37 +414,6 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def pkcs7_in_order(certificates: list[x509.Certificate]) -> bytes:
-    """A degenerate PKCS#7 SignedData (.p7b, DER framing) with the certificates in order.
-
-    ``encode.certificates_pkcs7`` goes through cryptography, which sorts the certificate
-    SET as strict DER demands, so the chain order is lost. Windows, openssl crl2pkcs7 and
-    the operators reading the file expect leaf, intermediates, root: written here like
-    ``openssl crl2pkcs7 -nocrl`` does (version 1, no digests, no signers).
-    """
-    from cryptography.hazmat.primitives import serialization
-
-    def tlv(tag: int, contents: bytes) -> bytes:
-        size = len(contents)
-        if size < 0x80:
-            return bytes([tag, size]) + contents
-        length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-        return bytes([tag, 0x80 | len(length)]) + length + contents
-
-    oid_signed_data = bytes.fromhex("06092a864886f70d010702")
-    oid_data = bytes.fromhex("06092a864886f70d010701")
-    ders = b"".join(c.public_bytes(serialization.Encoding.DER) for c in certificates)
-    signed_data = tlv(
-        0x30,
-        tlv(0x02, b"\x01")  # version 1
-        + tlv(0x31, b"")  # digestAlgorithms: none
-        + tlv(0x30, oid_data)  # encapContentInfo: data, absent content
-        + tlv(0xA0, ders)  # [0] IMPLICIT certificates, in the order given
-        + tlv(0x31, b""),  # signerInfos: none
-    )
-    return tlv(0x30, oid_signed_data + tlv(0xA0, signed_data))
-
-
 def _unique(certificates: list[x509.Certificate]) -> list[x509.Certificate]:
     seen: set[bytes] = set()
     kept = []
@@ -447,32 +423,6 @@ def _unique(certificates: list[x509.Certificate]) -> list[x509.Certificate]:
             seen.add(fingerprint)
             kept.append(cert)
     return kept
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same directory, fsync, rename: never a half file."""
-    import os
-    import tempfile
-
-    directory = path.parent
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, 0o644)  # certificates are public; mkstemp's 0600 would surprise
-        os.replace(temp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    # Persist the rename itself.
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _fail(message: str) -> NoReturn:

@@ -15,15 +15,17 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from provision.authority import AuthorityStore
 from provision.crypto import build
 from provision.crypto.build import LeafRequest, SubjectFields
+from provision.crypto.types import PrivateKey
 from provision.errors import ProvisionError
 from provision.facts import HostFacts
 from provision.keymaker import KeyMaker
-from provision.model.playbook import Certificate, Site
+from provision.model.playbook import CaSource, Certificate, ProvidedSource, Site
 from provision.plan import Change, HostPlan
-from provision.resources.certificate import read_current
-from provision.resources.material import Material, output_bytes
+from provision.resources.certificate import Expected, current_material, read_current
+from provision.resources.material import Material, issued_material, output_bytes
 from provision.targets import Target
 from provision.transport.base import FileState
 
@@ -40,11 +42,46 @@ class ApplyError(ProvisionError):
     pass
 
 
+STATE_FILE = ".provision-state.json"
+
+
 @dataclass(frozen=True)
 class RunContext:
     now: dt.datetime
     keys: KeyMaker
     passwords: Mapping[str, Mapping[str, bytes]]  # host -> output file -> password
+    authorities: Mapping[str, AuthorityStore]
+
+
+def state_path(target: Target) -> str:
+    return posixpath.join(target.certificates_dir, STATE_FILE)
+
+
+def _state_content(target: Target) -> bytes:
+    """The outputs this playbook writes, so a later run can remove the ones it drops."""
+    outputs = {c.name: sorted(o.file for o in c.outputs) for c in target.playbook.certificates}
+    return json.dumps({"outputs": outputs}, indent=2, sort_keys=True).encode() + b"\n"
+
+
+def stale_outputs(target: Target, facts: HostFacts) -> list[Change]:
+    """Files an earlier apply wrote that the playbook no longer lists: to delete (backed up)."""
+    state = facts.file(state_path(target))
+    if state.content is None:
+        return []
+    try:
+        recorded = json.loads(state.content).get("outputs", {})
+    except (ValueError, AttributeError):
+        return []
+    wanted = {o.file for c in target.playbook.certificates for o in c.outputs}
+    changes = []
+    for name in sorted({f for files in recorded.values() for f in files} - wanted):
+        path = posixpath.normpath(posixpath.join(target.certificates_dir, name))
+        if not path.startswith(target.certificates_dir + "/"):
+            continue  # a tampered state file must not make us delete outside our folder
+        if facts.file(path).kind == "file":
+            changes.append(Change(f"file {name}", "delete", "no longer in the playbook",
+                                  path=path))
+    return changes
 
 
 @dataclass
@@ -66,24 +103,34 @@ class HostOutcome:
 
 
 async def apply_host(
-    target: Target, plan: HostPlan, facts: HostFacts, ctx: RunContext
+    target: Target, plan: HostPlan, facts: HostFacts, ctx: RunContext,
+    expected: Mapping[str, Expected],
 ) -> HostOutcome:
     if not plan.changes:
         return HostOutcome(target.host.name, changed=False)
     passwords = ctx.passwords.get(target.host.name, {})
-    materials = await _issue(target, plan, facts, ctx, passwords)
-    writes = [_write_for(change, target, materials, facts, passwords)
-              for change in plan.changes if change.path is not None]
+    materials = await _issue(target, plan, facts, ctx, passwords, expected)
+    writes = [_write_for(change, target, materials, facts, passwords, expected)
+              for change in plan.changes if change.path is not None and change.action != "delete"]
+    deletions = [c for c in plan.changes if c.action == "delete" and c.path is not None]
+    state = state_path(target)
+    if facts.file(state).content != (state_content := _state_content(target)):
+        writes.append(_Write(Change("state", "update", "outputs written", path=state), state,
+                             state_content, 0o644))
     writes.sort(key=_commit_order)
     transport = target.transport
     for write in writes:
         write.staged = await transport.stage(write.path, write.data, write.mode)
-    backup = await _back_up(target, facts, writes, ctx.now)
+    removed = [_Write(c, c.path, b"", 0) for c in deletions if c.path is not None]
+    backup = await _back_up(target, facts, [*writes, *removed], ctx.now)
     committed: list[_Write] = []
     try:
         for write in writes:
             assert write.staged is not None
             await transport.commit(write.staged, write.path)
+            committed.append(write)
+        for write in removed:
+            await transport.remove(write.path)
             committed.append(write)
     except ProvisionError:
         await _discard([w for w in writes if w not in committed], target)
@@ -100,6 +147,7 @@ async def _issue(
     facts: HostFacts,
     ctx: RunContext,
     passwords: Mapping[str, bytes],
+    expected: Mapping[str, Expected],
 ) -> dict[str, Material]:
     materials: dict[str, Material] = {}
     for change in plan.changes:
@@ -107,22 +155,36 @@ async def _issue(
             continue
         spec = target.playbook.certificate(change.issue.certificate)
         current = read_current(spec, target.output_paths(spec), facts, passwords)
+        source = spec.source
+        if isinstance(source, ProvidedSource):
+            supplied = expected[spec.name].supplied
+            key = (supplied.key if supplied else None) or current.key
+            if supplied is None or key is None:
+                raise ApplyError(f"certificate {spec.name}: nothing to install yet")
+            materials[spec.name] = Material(key, supplied.leaf, supplied.chain, supplied.root)
+            continue
         if change.issue.new_key or current.key is None:
             key = await ctx.keys.generate(spec.key)
         else:
             key = current.key
-        materials[spec.name] = _issue_one(spec, key, ctx.now)
+        authority = ctx.authorities[source.authority] if isinstance(source, CaSource) else None
+        materials[spec.name] = _issue_one(spec, key, ctx.now, authority)
     return materials
 
 
-def _issue_one(spec: Certificate, key: object, now: dt.datetime) -> Material:
+def _issue_one(spec: Certificate, key: PrivateKey, now: dt.datetime,
+               authority: AuthorityStore | None) -> Material:
     subject = SubjectFields(**spec.subject.model_dump()) if spec.subject else SubjectFields()
     assert spec.validity_days is not None  # required for certificates issued here
     request = LeafRequest(subject, tuple(spec.names), spec.validity_days)
-    if spec.source.type == "self-signed":
-        leaf = build.leaf(request, key, now=now)  # type: ignore[arg-type]
-        return Material(key, leaf)  # type: ignore[arg-type]
-    raise ApplyError(f"certificate {spec.name}: source {spec.source.type} is not supported yet")
+    if authority is None:
+        return Material(key, build.leaf(request, key, now=now))
+    ca = authority.material
+    if ca is None:
+        raise ApplyError(f"authority {authority.spec.name} was not created")
+    leaf = build.leaf(request, key, now=now, issuer=ca.leaf, issuer_key=ca.key,
+                      serial=authority.take_serial())
+    return issued_material(key, leaf, ca)
 
 
 def _write_for(
@@ -131,6 +193,7 @@ def _write_for(
     materials: Mapping[str, Material],
     facts: HostFacts,
     passwords: Mapping[str, bytes],
+    expected: Mapping[str, Expected],
 ) -> _Write:
     assert change.path is not None and change.mode is not None
     if change.content is not None:
@@ -138,17 +201,19 @@ def _write_for(
     assert change.derived is not None
     spec = target.playbook.certificate(change.derived.certificate)
     output = spec.outputs[change.derived.output]
-    material = materials.get(spec.name) or _material_on_host(target, spec, facts, passwords)
+    material = materials.get(spec.name) or _material_on_host(
+        target, spec, facts, passwords, expected[spec.name])
     return _Write(change, change.path, output_bytes(output, material, passwords), change.mode)
 
 
 def _material_on_host(
-    target: Target, spec: Certificate, facts: HostFacts, passwords: Mapping[str, bytes]
+    target: Target, spec: Certificate, facts: HostFacts, passwords: Mapping[str, bytes],
+    expected: Expected,
 ) -> Material:
     current = read_current(spec, target.output_paths(spec), facts, passwords)
     if current.leaf is None or current.key is None:
         raise ApplyError(f"certificate {spec.name}: the host's files changed since the plan")
-    return Material(current.key, current.leaf, current.chain)
+    return current_material(spec, current, expected)
 
 
 def _commit_order(write: _Write) -> tuple[int, str]:

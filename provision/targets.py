@@ -50,6 +50,8 @@ class Target:
         paths = [self.output_path(o) for c in self.playbook.certificates for o in c.outputs]
         for site in self.playbook.sites:
             paths.extend(self.site_paths(site))
+        # The record of outputs written, to remove the ones a playbook drops.
+        paths.append(posixpath.join(self.certificates_dir, ".provision-state.json"))
         return paths
 
 
@@ -88,6 +90,16 @@ def check_references(playbook: Playbook, doc: Document, suffix: str = "") -> Non
                 f"two certificates are named {certificate.name!r}{suffix}",
             )
         seen[certificate.name] = index
+    authorities = [a.name for a in playbook.authorities]
+    for index, certificate in enumerate(playbook.certificates):
+        source = certificate.source
+        if source.type == "ca" and source.authority not in authorities:
+            known = ", ".join(authorities) or "none"
+            raise InputError(
+                doc.locate(("certificates", index, "source", "authority")),
+                f"{source.authority!r} is not an authority of this playbook "
+                f"(defined: {known}){suffix}",
+            )
     for s, site in enumerate(playbook.sites):
         for b, binding in enumerate(site.bindings):
             if binding.certificate is not None and binding.certificate not in seen:

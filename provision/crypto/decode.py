@@ -44,14 +44,12 @@ _PEM_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----",
     re.DOTALL,
 )
-_PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 
 _CERT_LABELS = frozenset({b"CERTIFICATE", b"X509 CERTIFICATE"})
 _KEY_LABELS = frozenset(
     {b"PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY", b"ENCRYPTED PRIVATE KEY"}
 )
 _PKCS7_LABELS = frozenset({b"PKCS7", b"CMS"})
-_CSR_LABELS = frozenset({b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"})
 
 # DER OIDs (tag, length, value) used to tell PKCS#7 and PKCS#12 apart from a certificate
 # without running every parser: pkcs7-signedData and pkcs7-data.
@@ -102,7 +100,7 @@ def load_private_key(
 def _load_pem(data: bytes, password: bytes | None, source: str) -> Bundle:
     blocks = [(m.group(1), m.group(0)) for m in _PEM_BLOCK.finditer(data)]
     # A BEGIN without its END means the file was cut (partial copy, full disk).
-    if len(_PEM_BEGIN.findall(data)) != len(blocks):
+    if data.count(b"-----BEGIN ") != len(blocks):
         raise CryptoError(f"{source}: truncated PEM (a BEGIN line has no matching END line)")
     certificates: list[x509.Certificate] = []
     key: PrivateKey | None = None
@@ -132,7 +130,7 @@ def _load_pem(data: bytes, password: bytes | None, source: str) -> Bundle:
 
 def _pem_key(block: bytes, password: bytes | None, source: str) -> PrivateKey:
     try:
-        # Skipping the RSA consistency check saves ~tens of ms per key; a wrong key is caught
+        # Skipping the RSA consistency check saves milliseconds per key; a wrong key is caught
         # by the separate key/certificate match, which is what actually matters.
         key = serialization.load_pem_private_key(
             block, password, unsafe_skip_rsa_key_validation=True

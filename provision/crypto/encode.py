@@ -11,7 +11,7 @@ from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from provision.crypto.types import PrivateKey
 
@@ -30,8 +30,33 @@ def certificates_pem(certificates: Sequence[x509.Certificate]) -> bytes:
 
 
 def certificates_pkcs7(certificates: Sequence[x509.Certificate]) -> bytes:
-    """A degenerate PKCS#7 SignedData (.p7b) in DER, keeping the order given."""
-    return pkcs7.serialize_certificates(list(certificates), serialization.Encoding.DER)
+    """A degenerate PKCS#7 SignedData (.p7b, DER) with the certificates in the order given.
+
+    cryptography's ``pkcs7.serialize_certificates`` sorts the certificate SET as strict DER
+    demands, losing the chain order. Windows, ``openssl crl2pkcs7`` and the operators reading
+    the file expect leaf, intermediates, root, so it is framed here as ``openssl crl2pkcs7
+    -nocrl`` does (version 1, no digests, no signers): byte for byte the same output.
+    """
+
+    def tlv(tag: int, contents: bytes) -> bytes:
+        size = len(contents)
+        if size < 0x80:
+            return bytes([tag, size]) + contents
+        length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+        return bytes([tag, 0x80 | len(length)]) + length + contents
+
+    oid_signed_data = bytes.fromhex("06092a864886f70d010702")
+    oid_data = bytes.fromhex("06092a864886f70d010701")
+    ders = b"".join(c.public_bytes(serialization.Encoding.DER) for c in certificates)
+    signed_data = tlv(
+        0x30,
+        tlv(0x02, b"\x01")  # version 1
+        + tlv(0x31, b"")  # digestAlgorithms: none
+        + tlv(0x30, oid_data)  # encapContentInfo: data, absent content
+        + tlv(0xA0, ders)  # [0] IMPLICIT certificates, in the order given
+        + tlv(0x31, b""),  # signerInfos: none
+    )
+    return tlv(0x30, oid_signed_data + tlv(0xA0, signed_data))
 
 
 def private_key_pem(key: PrivateKey) -> bytes:

@@ -261,29 +261,29 @@ class Site(Strict):
         return (".ps1",) if self.server == "iis" else ()
 
 
+class Authority(Strict):
+    """An internal CA kept in a folder of the controller (key 0600, certificate, serial)."""
+
+    name: Identifier
+    dir: str = Field(min_length=1)
+    create: bool = False
+    subject: Subject
+    key: KeySpec = Field(default_factory=lambda: EcdsaKey(type="ecdsa", curve="p384"))
+    validity_days: int = Field(default=3650, ge=1, le=36500)
+    path_length: int | None = Field(default=None, ge=0)
+
+
 class Playbook(Strict):
     name: str = Field(min_length=1)
     hosts: str = "all"
     certificates_dir: str = Field(min_length=1)
     backups: int = Field(default=5, ge=0, le=100)
+    authorities: list[Authority] = Field(default_factory=list)
     certificates: list[Certificate] = Field(default_factory=list)
     sites: list[Site] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _references(self) -> Playbook:
-        names = [c.name for c in self.certificates]
-        for name in names:
-            if names.count(name) > 1:
-                raise ValueError(f"two certificates are named {name!r}")
-        known = set(names)
-        for site in self.sites:
-            for binding in site.bindings:
-                if binding.certificate is not None and binding.certificate not in known:
-                    raise ValueError(
-                        f"site {site.name!r} binds certificate {binding.certificate!r}, "
-                        f"which the playbook does not define"
-                    )
-        return self
-
     def certificate(self, name: str) -> Certificate:
         return next(c for c in self.certificates if c.name == name)
+
+    def authority(self, name: str) -> Authority:
+        return next(a for a in self.authorities if a.name == name)

@@ -17,11 +17,12 @@ from provision.crypto import compare, keys
 from provision.crypto.build import SubjectFields, name_of
 from provision.crypto.decode import Bundle, load_bundle
 from provision.crypto.types import PrivateKey
-from provision.errors import CryptoError
+from provision.errors import CryptoError, ProvisionError
 from provision.facts import HostFacts
 from provision.model.playbook import Certificate, Output, ProvidedSource, SelfSignedSource
 from provision.plan import Action, Change, Derived, Issue, Unchanged
 from provision.resources.material import Material, issued_material, output_bytes, output_mode
+from provision.supplied import Supplied
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,25 @@ class Current:
     key: PrivateKey | None
     chain: tuple[x509.Certificate, ...]
     unreadable: tuple[str, ...]  # "httpscert.pem: truncated PEM ..."
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the playbook's source says the certificate must be.
+
+    self-signed: nothing set. ca: ``authority`` (its material), or only ``authority_subject``
+    while the authority is still to be created. provided: ``supplied``, or nothing while the
+    signed file has not arrived (``waiting_for`` names it).
+    """
+
+    authority: Material | None = None
+    authority_subject: str | None = None
+    supplied: Supplied | None = None
+    waiting_for: str | None = None
+
+
+class HostRefusal(ProvisionError):
+    """The certificate cannot be installed on this host as things stand."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +149,41 @@ def decide(
     return _renewal(spec, leaf, now, rotate)
 
 
+def decide_supplied(
+    spec: Certificate, current: Current, supplied: Supplied, now: dt.datetime
+) -> Decision:
+    """A third-party certificate: install it when the host does not hold exactly it."""
+    left = compare.days_left(supplied.leaf, now)
+    if left < spec.renew_before_days:
+        raise HostRefusal(
+            f"certificate {spec.name}: {supplied.certificate_file} expires in {_days(left)} "
+            f"(< {spec.renew_before_days}); supply a renewed certificate there"
+        )
+    if supplied.key is None:
+        # CSR workflow: the certificate must fit the key that already lives on the host.
+        if current.key is None:
+            raise HostRefusal(f"certificate {spec.name}: no key on the host for "
+                              f"{supplied.certificate_file}; run `provision csr` first")
+        if not keys.matches(current.key, supplied.leaf.public_key()):  # type: ignore[arg-type]
+            raise HostRefusal(f"certificate {spec.name}: {supplied.certificate_file} does not "
+                              "match the key on the host (was the CSR made for another key?)")
+    if current.leaf is None:
+        return Decision("create", "missing" if current.key is None else "certificate missing")
+    if current.leaf == supplied.leaf:
+        if supplied.key is not None and (
+            current.key is None or not keys.matches(current.key, supplied.leaf.public_key())  # type: ignore[arg-type]
+        ):
+            return Decision("replace", "key does not match certificate")
+        return Decision(None, f"installed, expires in {_days(left)}")
+    if current.leaf.issuer != supplied.leaf.issuer or compare.is_self_signed(current.leaf):
+        before = ("self-signed" if compare.is_self_signed(current.leaf)
+                  else current.leaf.issuer.rfc4514_string())
+        return Decision("replace",
+                        f"issuer changed: {before} -> {supplied.leaf.issuer.rfc4514_string()}")
+    return Decision("replace", f"supplied certificate changed: serial "
+                    f"{current.leaf.serial_number:x} -> {supplied.leaf.serial_number:x}")
+
+
 def _issuer_change(leaf: x509.Certificate, issuer: x509.Certificate | None) -> str | None:
     if issuer is None:
         if compare.is_self_signed(leaf):
@@ -190,11 +245,11 @@ def plan_certificate(
     facts: HostFacts,
     passwords: Mapping[str, bytes],
     now: dt.datetime,
-    issuer: Material | None = None,
+    expected: Expected = Expected(),
 ) -> tuple[list[Change], list[Unchanged]]:
     """The certificate's own change (if any) and one change or no-op per output."""
     current = read_current(spec, paths, facts, passwords)
-    decision = decide(spec, current, now, issuer.leaf if issuer else None)
+    decision = _decision(spec, current, now, expected)
     changes: list[Change] = []
     unchanged: list[Unchanged] = []
     resource = f"certificate {spec.name}"
@@ -213,7 +268,7 @@ def plan_certificate(
 
     material = None
     if decision.action is None and current.leaf is not None and current.key is not None:
-        material = _material(spec, current, issuer)
+        material = _material(spec, current, expected)
     for index, output in enumerate(spec.outputs):
         change = _output_change(spec, index, output, paths[output.file], facts, material,
                                 passwords, reissued=decision.action is not None)
@@ -224,10 +279,39 @@ def plan_certificate(
     return changes, unchanged
 
 
-def _material(spec: Certificate, current: Current, issuer: Material | None) -> Material:
+def _decision(
+    spec: Certificate, current: Current, now: dt.datetime, expected: Expected
+) -> Decision:
+    if isinstance(spec.source, ProvidedSource):
+        if expected.supplied is not None:
+            return decide_supplied(spec, current, expected.supplied, now)
+        if current.leaf is not None:
+            return Decision(None, f"installed; waiting for {expected.waiting_for}")
+        return Decision(None, f"waiting for the signed certificate at {expected.waiting_for}")
+    if spec.source.type == "ca" and expected.authority is None:
+        # The authority is created at the start of apply; nothing can be issued by it yet.
+        if current.leaf is None:
+            return Decision("create", "missing", new_key=True)
+        before = ("self-signed" if compare.is_self_signed(current.leaf)
+                  else current.leaf.issuer.rfc4514_string())
+        return Decision("replace", f"issuer changed: {before} -> {expected.authority_subject} "
+                        "(authority created by this apply)", new_key=spec.key.rotate == "always")
+    issuer = expected.authority.leaf if expected.authority else None
+    return decide(spec, current, now, issuer)
+
+
+def current_material(spec: Certificate, current: Current, expected: Expected) -> Material:
+    """The material of a certificate the host already holds (chain and root from its source)."""
+    return _material(spec, current, expected)
+
+
+def _material(spec: Certificate, current: Current, expected: Expected) -> Material:
     assert current.leaf is not None and current.key is not None
-    if issuer is not None:
-        return issued_material(current.key, current.leaf, issuer)
+    if expected.authority is not None:
+        return issued_material(current.key, current.leaf, expected.authority)
+    if expected.supplied is not None:
+        supplied = expected.supplied
+        return Material(current.key, current.leaf, supplied.chain, supplied.root)
     if isinstance(spec.source, ProvidedSource):
         chain = current.chain
         root = chain[-1] if chain and compare.is_self_signed(chain[-1]) else None

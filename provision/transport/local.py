@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-import tempfile
 
+from provision import fsutil
 from provision.errors import TransportError
 from provision.transport.base import CommandResult, FileState, Transport
-
-# Directories we create hold keys: not world-readable, never world-writable.
-DIRECTORY_MODE = 0o750
 
 
 class LocalTransport(Transport):
@@ -26,42 +23,15 @@ class LocalTransport(Transport):
         return read_file(path)
 
     async def stage(self, path: str, data: bytes, mode: int) -> str:
-        directory, name = os.path.split(path)
-        try:
-            os.makedirs(directory, mode=DIRECTORY_MODE, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-        except OSError as exc:
-            raise TransportError(f"cannot write {path}: {exc.strerror}") from None
-        try:
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        except OSError as exc:
-            os.unlink(temporary)
-            raise TransportError(f"cannot write {path}: {exc.strerror}") from None
-        finally:
-            os.close(fd)
-        return temporary
+        return fsutil.stage(path, data, mode)
 
     async def commit(self, staged: str, path: str) -> None:
-        try:
-            if stat.S_ISLNK(os.lstat(path).st_mode):
-                os.unlink(staged)
-                raise TransportError(f"refusing to replace {path}: it is a symlink")
-        except FileNotFoundError:
-            pass
-        try:
-            os.replace(staged, path)
-            _fsync_directory(os.path.dirname(path))
-        except OSError as exc:
-            raise TransportError(f"cannot write {path}: {exc.strerror}") from None
+        fsutil.commit(staged, path)
 
     async def remove(self, path: str) -> None:
         try:
             os.unlink(path)
-            _fsync_directory(os.path.dirname(path))
+            fsutil.fsync_directory(os.path.dirname(path))
         except FileNotFoundError:
             pass
         except OSError as exc:
@@ -134,11 +104,3 @@ def _read_all(fd: int, size_hint: int) -> bytes:
     while chunks[-1]:
         chunks.append(os.read(fd, 65536))
     return b"".join(chunks)
-
-
-def _fsync_directory(directory: str) -> None:
-    fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,0 +1,658 @@
+"""What a certificate says, as data: the "Details" tab of a certificate dialog, and checks.
+
+Pure functions, no I/O. ``details(cert, view)`` returns JSON-ready data whose keys are the
+same in every view; a view only leaves keys out. Key order is stable (dicts keep insertion
+order), following the order of the Windows details tab:
+
+====================== ===================== ==========================================
+key                    type                  meaning
+====================== ===================== ==========================================
+version                str                   "V1" or "V3"
+serial_number          str                   lowercase hex bytes, colon separated, no
+                                             sign byte, as openssl prints long serials
+                                             (``10:00`` for 4096)
+serial_number_decimal  str                   the same number in decimal (a string: JSON
+                                             readers lose precision past 2**53)
+signature_algorithm    str                   openssl's name: ``sha256WithRSAEncryption``,
+                                             ``ecdsa-with-SHA256``, ``rsassaPss``,
+                                             ``ED25519``; the dotted OID if unknown
+signature_algorithm_oid str                  dotted OID
+issuer, subject        {openssl, rfc4514}    ``openssl``: as ``openssl x509 -nameopt
+                                             oneline,-space_eq`` prints it, most
+                                             significant RDN first (``C=US, O=Ex, CN=a``),
+                                             values with , + " \\ < > ; quoted;
+                                             ``rfc4514``: RFC 4514, CN first
+valid_from, valid_to   str                   ISO 8601 UTC, ``2026-01-31T12:00:00Z``
+public_key             {type, size, curve}   type ``RSA|EC|Ed25519|Ed448|DSA``, size in
+                                             bits (int), curve: NIST name (``P-256``) or
+                                             the SEC name, null for non-EC keys
+subject_key_identifier str | null            uppercase hex, colon separated (openssl)
+authority_key_identifier str | null          key identifier only, same format
+key_usage              [str] | null          openssl names: "Digital Signature", ...
+extended_key_usage     [str] | null          openssl names: "TLS Web Server
+                                             Authentication", ...; dotted OID if unknown
+subject_alternative_names [str] | null       openssl prefixes: "DNS:a", "IP Address:
+                                             192.0.2.1", "IP Address:2001:db8::1" (IPv6
+                                             in RFC 5952 form, not openssl's), "email:",
+                                             "URI:", "DirName:", "Registered ID:",
+                                             "othername:"
+basic_constraints      {ca, path_length}     bool, int | null; the whole field null when
+                       | null                the extension is absent
+extensions             [{name, oid,          every extension in certificate order; name as
+                        critical}]           ``openssl x509 -text`` prints it
+thumbprint_algorithm   str                   "sha1" (what Windows and IIS bind by)
+thumbprints            {sha1, sha256}        uppercase hex, no separators
+====================== ===================== ==========================================
+
+``null`` for an extension field means the certificate does not have that extension.
+
+Views: ``all``; ``v1`` (version .. public_key); ``extensions`` (the extension fields and
+``extensions``); ``critical`` (the fields of critical extensions only, and ``extensions``
+holding only the critical ones); ``properties`` (thumbprint_algorithm, thumbprints).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
+
+from provision.errors import CryptoError
+
+View = Literal["all", "v1", "extensions", "critical", "properties"]
+VIEWS: tuple[View, ...] = ("all", "v1", "extensions", "critical", "properties")
+
+_V1_FIELDS = (
+    "version",
+    "serial_number",
+    "serial_number_decimal",
+    "signature_algorithm",
+    "signature_algorithm_oid",
+    "issuer",
+    "valid_from",
+    "valid_to",
+    "subject",
+    "public_key",
+)
+# Decoded extension fields and the extension each one comes from (for the critical view).
+_EXTENSION_FIELDS: dict[str, x509.ObjectIdentifier] = {
+    "subject_key_identifier": ExtensionOID.SUBJECT_KEY_IDENTIFIER,
+    "authority_key_identifier": ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
+    "key_usage": ExtensionOID.KEY_USAGE,
+    "extended_key_usage": ExtensionOID.EXTENDED_KEY_USAGE,
+    "subject_alternative_names": ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+    "basic_constraints": ExtensionOID.BASIC_CONSTRAINTS,
+}
+_PROPERTY_FIELDS = ("thumbprint_algorithm", "thumbprints")
+
+
+@dataclass(frozen=True)
+class Name:
+    openssl: str
+    rfc4514: str
+
+
+@dataclass(frozen=True)
+class PublicKeyInfo:
+    type: str
+    size: int
+    curve: str | None
+
+
+@dataclass(frozen=True)
+class BasicConstraintsInfo:
+    ca: bool
+    path_length: int | None
+
+
+@dataclass(frozen=True)
+class ExtensionInfo:
+    name: str
+    oid: str
+    critical: bool
+
+
+@dataclass(frozen=True)
+class Thumbprints:
+    sha1: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class CertificateDetails:
+    """The full record; field order is the JSON key order (see the module docstring)."""
+
+    version: str
+    serial_number: str
+    serial_number_decimal: str
+    signature_algorithm: str
+    signature_algorithm_oid: str
+    issuer: Name
+    valid_from: str
+    valid_to: str
+    subject: Name
+    public_key: PublicKeyInfo
+    subject_key_identifier: str | None
+    authority_key_identifier: str | None
+    key_usage: list[str] | None
+    extended_key_usage: list[str] | None
+    subject_alternative_names: list[str] | None
+    basic_constraints: BasicConstraintsInfo | None
+    extensions: list[ExtensionInfo]
+    thumbprint_algorithm: str
+    thumbprints: Thumbprints
+
+
+# --- openssl's names ------------------------------------------------------------------
+
+_SIGNATURE_NAMES = {
+    "1.2.840.113549.1.1.4": "md5WithRSAEncryption",
+    "1.2.840.113549.1.1.5": "sha1WithRSAEncryption",
+    "1.2.840.113549.1.1.14": "sha224WithRSAEncryption",
+    "1.2.840.113549.1.1.11": "sha256WithRSAEncryption",
+    "1.2.840.113549.1.1.12": "sha384WithRSAEncryption",
+    "1.2.840.113549.1.1.13": "sha512WithRSAEncryption",
+    "1.2.840.113549.1.1.10": "rsassaPss",
+    "1.2.840.10045.4.1": "ecdsa-with-SHA1",
+    "1.2.840.10045.4.3.1": "ecdsa-with-SHA224",
+    "1.2.840.10045.4.3.2": "ecdsa-with-SHA256",
+    "1.2.840.10045.4.3.3": "ecdsa-with-SHA384",
+    "1.2.840.10045.4.3.4": "ecdsa-with-SHA512",
+    "1.3.101.112": "ED25519",
+    "1.3.101.113": "ED448",
+    "1.2.840.10040.4.3": "dsaWithSHA1",
+    "2.16.840.1.101.3.4.3.2": "dsa_with_SHA256",
+}
+
+# openssl's short names (-nameopt sname); cryptography's rfc4514 names differ for several.
+_ATTRIBUTE_NAMES = {
+    NameOID.COUNTRY_NAME: "C",
+    NameOID.STATE_OR_PROVINCE_NAME: "ST",
+    NameOID.LOCALITY_NAME: "L",
+    NameOID.ORGANIZATION_NAME: "O",
+    NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
+    NameOID.COMMON_NAME: "CN",
+    NameOID.EMAIL_ADDRESS: "emailAddress",
+    NameOID.SERIAL_NUMBER: "serialNumber",
+    NameOID.STREET_ADDRESS: "street",
+    NameOID.TITLE: "title",
+    NameOID.GIVEN_NAME: "GN",
+    NameOID.SURNAME: "SN",
+    NameOID.INITIALS: "initials",
+    NameOID.GENERATION_QUALIFIER: "generationQualifier",
+    NameOID.DN_QUALIFIER: "dnQualifier",
+    NameOID.PSEUDONYM: "pseudonym",
+    NameOID.DOMAIN_COMPONENT: "DC",
+    NameOID.USER_ID: "UID",
+    NameOID.BUSINESS_CATEGORY: "businessCategory",
+    NameOID.POSTAL_CODE: "postalCode",
+    NameOID.JURISDICTION_COUNTRY_NAME: "jurisdictionC",
+    NameOID.JURISDICTION_STATE_OR_PROVINCE_NAME: "jurisdictionST",
+    NameOID.JURISDICTION_LOCALITY_NAME: "jurisdictionL",
+    NameOID.ORGANIZATION_IDENTIFIER: "organizationIdentifier",
+}
+
+_EXTENSION_NAMES = {
+    "2.5.29.14": "X509v3 Subject Key Identifier",
+    "2.5.29.15": "X509v3 Key Usage",
+    "2.5.29.17": "X509v3 Subject Alternative Name",
+    "2.5.29.18": "X509v3 Issuer Alternative Name",
+    "2.5.29.19": "X509v3 Basic Constraints",
+    "2.5.29.30": "X509v3 Name Constraints",
+    "2.5.29.31": "X509v3 CRL Distribution Points",
+    "2.5.29.32": "X509v3 Certificate Policies",
+    "2.5.29.33": "X509v3 Policy Mappings",
+    "2.5.29.35": "X509v3 Authority Key Identifier",
+    "2.5.29.36": "X509v3 Policy Constraints",
+    "2.5.29.37": "X509v3 Extended Key Usage",
+    "2.5.29.46": "X509v3 Freshest CRL",
+    "2.5.29.54": "X509v3 Inhibit Any Policy",
+    "1.3.6.1.5.5.7.1.1": "Authority Information Access",
+    "1.3.6.1.5.5.7.1.11": "Subject Information Access",
+    "1.3.6.1.5.5.7.1.24": "TLS Feature",
+    "1.3.6.1.5.5.7.48.1.5": "OCSP No Check",
+    "1.3.6.1.4.1.11129.2.4.2": "CT Precertificate SCTs",
+    "1.3.6.1.4.1.11129.2.4.3": "CT Precertificate Poison",
+    "2.16.840.1.113730.1.1": "Netscape Cert Type",
+    "2.16.840.1.113730.1.13": "Netscape Comment",
+}
+
+_EKU_NAMES = {
+    ExtendedKeyUsageOID.SERVER_AUTH: "TLS Web Server Authentication",
+    ExtendedKeyUsageOID.CLIENT_AUTH: "TLS Web Client Authentication",
+    ExtendedKeyUsageOID.CODE_SIGNING: "Code Signing",
+    ExtendedKeyUsageOID.EMAIL_PROTECTION: "E-mail Protection",
+    ExtendedKeyUsageOID.TIME_STAMPING: "Time Stamping",
+    ExtendedKeyUsageOID.OCSP_SIGNING: "OCSP Signing",
+    ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE: "Any Extended Key Usage",
+    ExtendedKeyUsageOID.IPSEC_IKE: "ipsec Internet Key Exchange",
+    ExtendedKeyUsageOID.SMARTCARD_LOGON: "Microsoft Smartcard Login",
+    ExtendedKeyUsageOID.KERBEROS_PKINIT_KDC: "Signing KDC Response",
+    x509.ObjectIdentifier("1.3.6.1.5.5.7.3.5"): "IPSec End System",
+    x509.ObjectIdentifier("1.3.6.1.5.5.7.3.6"): "IPSec Tunnel",
+    x509.ObjectIdentifier("1.3.6.1.5.5.7.3.7"): "IPSec User",
+    x509.ObjectIdentifier("1.3.6.1.4.1.311.10.3.4"): "Microsoft Encrypted File System",
+    x509.ObjectIdentifier("1.3.6.1.4.1.311.10.3.3"): "Microsoft Server Gated Crypto",
+    x509.ObjectIdentifier("2.16.840.1.113730.4.1"): "Netscape Server Gated Crypto",
+}
+
+# (attribute of x509.KeyUsage, openssl name) in openssl's print order (bit order).
+_KEY_USAGE_BITS = (
+    ("digital_signature", "Digital Signature"),
+    ("content_commitment", "Non Repudiation"),
+    ("key_encipherment", "Key Encipherment"),
+    ("data_encipherment", "Data Encipherment"),
+    ("key_agreement", "Key Agreement"),
+    ("key_cert_sign", "Certificate Sign"),
+    ("crl_sign", "CRL Sign"),
+    ("encipher_only", "Encipher Only"),
+    ("decipher_only", "Decipher Only"),
+)
+
+_NIST_CURVES = {
+    "secp192r1": "P-192",
+    "secp224r1": "P-224",
+    "secp256r1": "P-256",
+    "secp384r1": "P-384",
+    "secp521r1": "P-521",
+}
+
+# Characters that make openssl's "oneline" format quote a value (RFC 2253 specials).
+_QUOTE_TRIGGERS = frozenset(',+"\\<>;')
+
+
+# --- building the record -----------------------------------------------------------------
+
+
+def inspect_certificate(cert: x509.Certificate) -> CertificateDetails:
+    """Every field of the details record for one certificate."""
+    exts = {e.oid: e for e in cert.extensions}
+    der = cert.public_bytes(serialization.Encoding.DER)
+    sig_oid = cert.signature_algorithm_oid.dotted_string
+    return CertificateDetails(
+        version="V1" if cert.version == x509.Version.v1 else "V3",
+        serial_number=_serial_hex(cert.serial_number),
+        serial_number_decimal=str(cert.serial_number),
+        signature_algorithm=_SIGNATURE_NAMES.get(sig_oid, sig_oid),
+        signature_algorithm_oid=sig_oid,
+        issuer=Name(openssl_name(cert.issuer), cert.issuer.rfc4514_string()),
+        valid_from=_iso(cert.not_valid_before_utc),
+        valid_to=_iso(cert.not_valid_after_utc),
+        subject=Name(openssl_name(cert.subject), cert.subject.rfc4514_string()),
+        public_key=_public_key_info(cert),
+        subject_key_identifier=_ski(exts),
+        authority_key_identifier=_aki(exts),
+        key_usage=_key_usage(exts),
+        extended_key_usage=_eku(exts),
+        subject_alternative_names=_sans(exts),
+        basic_constraints=_basic_constraints(exts),
+        extensions=[
+            ExtensionInfo(
+                _EXTENSION_NAMES.get(e.oid.dotted_string, e.oid.dotted_string),
+                e.oid.dotted_string,
+                e.critical,
+            )
+            for e in cert.extensions
+        ],
+        thumbprint_algorithm="sha1",
+        thumbprints=Thumbprints(
+            # SHA-1 here is an identifier (what IIS/Windows bind by), not a security check.
+            sha1=hashlib.sha1(der, usedforsecurity=False).hexdigest().upper(),
+            sha256=hashlib.sha256(der).hexdigest().upper(),
+        ),
+    )
+
+
+def details(cert: x509.Certificate, view: View = "all") -> dict[str, Any]:
+    """JSON-ready details for one view; keys are a subset of the ``all`` view, same order."""
+    record = inspect_certificate(cert)
+    data = asdict(record)
+    if view == "all":
+        return data
+    if view == "v1":
+        keep: Iterable[str] = _V1_FIELDS
+    elif view == "extensions":
+        keep = (*_EXTENSION_FIELDS, "extensions")
+    elif view == "properties":
+        keep = _PROPERTY_FIELDS
+    elif view == "critical":
+        critical = {e.oid.dotted_string for e in cert.extensions if e.critical}
+        keep = [f for f, oid in _EXTENSION_FIELDS.items() if oid.dotted_string in critical]
+        keep.append("extensions")
+        data["extensions"] = [e for e in data["extensions"] if e["critical"]]
+    else:
+        raise ValueError(f"unknown view {view!r}")
+    wanted = set(keep)
+    return {k: v for k, v in data.items() if k in wanted}
+
+
+def openssl_name(name: x509.Name) -> str:
+    """``C=US, O=Example, CN=host``: openssl's ``-nameopt oneline,-space_eq``."""
+    rdns = []
+    for rdn in name.rdns:
+        parts = [
+            f"{_ATTRIBUTE_NAMES.get(a.oid, a.oid.dotted_string)}={_openssl_value(a.value)}"
+            for a in rdn
+        ]
+        rdns.append(" + ".join(parts))
+    return ", ".join(rdns)
+
+
+def _openssl_value(value: str | bytes) -> str:
+    text = value if isinstance(value, str) else value.hex()
+    # Control characters are hex escaped by openssl; non-ASCII is kept (openssl escapes it,
+    # but readable names matter more here than byte-exact openssl output).
+    text = "".join(f"\\{ord(c):02X}" if ord(c) < 0x20 or ord(c) == 0x7F else c for c in text)
+    needs_quotes = (
+        any(c in _QUOTE_TRIGGERS for c in text)
+        or text[:1] in ("#", " ")
+        or text.endswith(" ")
+    )
+    return f'"{text}"' if needs_quotes else text
+
+
+def _serial_hex(serial: int) -> str:
+    # Magnitude bytes without the DER sign byte: what openssl prints for long serials.
+    raw = serial.to_bytes(max(1, (serial.bit_length() + 7) // 8), "big")
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _colon_hex(data: bytes) -> str:
+    return ":".join(f"{b:02X}" for b in data)
+
+
+def _public_key_info(cert: x509.Certificate) -> PublicKeyInfo:
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return PublicKeyInfo("RSA", key.key_size, None)
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        curve = _NIST_CURVES.get(key.curve.name, key.curve.name)
+        return PublicKeyInfo("EC", key.curve.key_size, curve)
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return PublicKeyInfo("Ed25519", 256, None)
+    if isinstance(key, ed448.Ed448PublicKey):
+        return PublicKeyInfo("Ed448", 456, None)
+    if isinstance(key, dsa.DSAPublicKey):
+        return PublicKeyInfo("DSA", key.key_size, None)
+    return PublicKeyInfo(cert.public_key_algorithm_oid.dotted_string, 0, None)
+
+
+_Extensions = Mapping[x509.ObjectIdentifier, x509.Extension[x509.ExtensionType]]
+
+
+def _ski(exts: _Extensions) -> str | None:
+    ext = exts.get(ExtensionOID.SUBJECT_KEY_IDENTIFIER)
+    if ext is None or not isinstance(ext.value, x509.SubjectKeyIdentifier):
+        return None
+    return _colon_hex(ext.value.digest)
+
+
+def _aki(exts: _Extensions) -> str | None:
+    ext = exts.get(ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
+    if ext is None or not isinstance(ext.value, x509.AuthorityKeyIdentifier):
+        return None
+    key_id = ext.value.key_identifier
+    return None if key_id is None else _colon_hex(key_id)
+
+
+def _key_usage(exts: _Extensions) -> list[str] | None:
+    ext = exts.get(ExtensionOID.KEY_USAGE)
+    if ext is None or not isinstance(ext.value, x509.KeyUsage):
+        return None
+    usage = ext.value
+    names = []
+    for attribute, label in _KEY_USAGE_BITS:
+        # encipher_only/decipher_only raise unless key_agreement is set.
+        if attribute in ("encipher_only", "decipher_only") and not usage.key_agreement:
+            continue
+        if getattr(usage, attribute):
+            names.append(label)
+    return names
+
+
+def _eku(exts: _Extensions) -> list[str] | None:
+    ext = exts.get(ExtensionOID.EXTENDED_KEY_USAGE)
+    if ext is None or not isinstance(ext.value, x509.ExtendedKeyUsage):
+        return None
+    return [_EKU_NAMES.get(oid, oid.dotted_string) for oid in ext.value]
+
+
+def _sans(exts: _Extensions) -> list[str] | None:
+    ext = exts.get(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+    if ext is None or not isinstance(ext.value, x509.SubjectAlternativeName):
+        return None
+    return [_general_name(n) for n in ext.value]
+
+
+def _general_name(name: x509.GeneralName) -> str:
+    if isinstance(name, x509.DNSName):
+        return f"DNS:{name.value}"
+    if isinstance(name, x509.IPAddress):
+        return f"IP Address:{name.value}"
+    if isinstance(name, x509.RFC822Name):
+        return f"email:{name.value}"
+    if isinstance(name, x509.UniformResourceIdentifier):
+        return f"URI:{name.value}"
+    if isinstance(name, x509.DirectoryName):
+        return f"DirName:{openssl_name(name.value)}"
+    if isinstance(name, x509.RegisteredID):
+        return f"Registered ID:{name.value.dotted_string}"
+    if isinstance(name, x509.OtherName):
+        return f"othername:{name.type_id.dotted_string}"
+    return str(name)
+
+
+def _basic_constraints(exts: _Extensions) -> BasicConstraintsInfo | None:
+    ext = exts.get(ExtensionOID.BASIC_CONSTRAINTS)
+    if ext is None or not isinstance(ext.value, x509.BasicConstraints):
+        return None
+    return BasicConstraintsInfo(ext.value.ca, ext.value.path_length)
+
+
+# --- text rendering ----------------------------------------------------------------------
+
+_LABELS = {
+    "version": "Version",
+    "serial_number": "Serial number",
+    "serial_number_decimal": "Serial (decimal)",
+    "signature_algorithm": "Signature algorithm",
+    "signature_algorithm_oid": "Signature OID",
+    "issuer": "Issuer",
+    "valid_from": "Valid from",
+    "valid_to": "Valid to",
+    "subject": "Subject",
+    "public_key": "Public key",
+    "subject_key_identifier": "Subject key ID",
+    "authority_key_identifier": "Authority key ID",
+    "key_usage": "Key usage",
+    "extended_key_usage": "Extended key usage",
+    "subject_alternative_names": "Subject alt names",
+    "basic_constraints": "Basic constraints",
+    "extensions": "Extensions",
+    "thumbprint_algorithm": "Thumbprint algorithm",
+    "thumbprints": "Thumbprint",
+}
+_WIDTH = max(len(label) for label in _LABELS.values())
+
+
+def render_text(
+    certificates: Sequence[Mapping[str, Any]], *, titles: Sequence[str] | None = None
+) -> str:
+    """Aligned text for people; one block per certificate, blank line between blocks.
+
+    Each block starts with ``Certificate i of n: <title>``; the title defaults to the
+    subject when the view has one (pass ``titles`` for views that leave it out).
+    """
+    blocks = []
+    total = len(certificates)
+    for index, record in enumerate(certificates):
+        title = titles[index] if titles is not None else _default_title(record)
+        heading = f"Certificate {index + 1} of {total}"
+        lines = [f"{heading}: {title}" if title else heading]
+        for key, value in record.items():
+            lines.extend(_render_field(_LABELS.get(key, key), _text_values(key, value)))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _default_title(record: Mapping[str, Any]) -> str:
+    subject = record.get("subject")
+    return str(subject["openssl"]) if isinstance(subject, Mapping) else ""
+
+
+def _render_field(label: str, values: list[str]) -> list[str]:
+    # Label column padded to the widest label; extra values continue under the first.
+    if not values:
+        values = ["(none)"]
+    first = f"  {label + ':':<{_WIDTH + 1}} {values[0]}"
+    rest = [f"  {'':<{_WIDTH + 1}} {v}" for v in values[1:]]
+    return [first, *rest]
+
+
+def _text_values(key: str, value: Any) -> list[str]:
+    if value is None:
+        return ["(not present)"]
+    if key in ("issuer", "subject"):
+        return [value["openssl"]]
+    if key == "public_key":
+        curve = f", {value['curve']}" if value["curve"] else ""
+        return [f"{value['type']} ({value['size']} bits{curve})"]
+    if key == "basic_constraints":
+        path = "" if value["path_length"] is None else f", pathlen:{value['path_length']}"
+        return [f"CA:{'TRUE' if value['ca'] else 'FALSE'}{path}"]
+    if key == "extensions":
+        return [f"{e['name']} ({e['oid']}){', critical' if e['critical'] else ''}" for e in value]
+    if key == "thumbprints":
+        return [f"{algorithm}: {digest}" for algorithm, digest in value.items()]
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+# --- checks ------------------------------------------------------------------------------
+
+
+def check_validity(cert: x509.Certificate, at: datetime) -> list[str]:
+    """Problems with the validity period at ``at`` (naive means UTC); empty when valid."""
+    moment = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    if moment < cert.not_valid_before_utc:
+        return [f"not valid before {_iso(cert.not_valid_before_utc)} (checked at {_iso(moment)})"]
+    if moment > cert.not_valid_after_utc:
+        return [f"expired on {_iso(cert.not_valid_after_utc)} (checked at {_iso(moment)})"]
+    return []
+
+
+def check_names(cert: x509.Certificate, names: Iterable[str]) -> list[str]:
+    """Problems for each name the certificate does not cover; empty when all are covered.
+
+    Browser rules (RFC 6125 / CA/B Forum): DNS names only match DNS SANs, IP addresses only
+    match IP SANs, the subject CN is never consulted, a wildcard is a whole leftmost label
+    and covers exactly one label.
+    """
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = x509.SubjectAlternativeName([])
+    dns_names = [_normalise_dns(n) for n in san.get_values_for_type(x509.DNSName)]
+    ips = san.get_values_for_type(x509.IPAddress)
+    problems = []
+    for name in names:
+        ip = _as_ip(name)
+        if ip is not None:
+            if ip not in ips:
+                problems.append(f"{name}: not covered (no IP Address SAN {ip})")
+        elif not any(_dns_matches(pattern, _normalise_dns(name)) for pattern in dns_names):
+            listed = ", ".join(dns_names) if dns_names else "none"
+            problems.append(f"{name}: not covered by the DNS SANs ({listed})")
+    return problems
+
+
+def _as_ip(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(name.strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+def _normalise_dns(name: str) -> str:
+    name = name.strip().rstrip(".").lower()
+    try:
+        # Unicode host names are compared in their A-label (xn--) form, as SANs hold them.
+        return name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return name
+
+
+def _dns_matches(pattern: str, host: str) -> bool:
+    if not host or not pattern:
+        return False
+    if pattern == host:
+        return True
+    if not pattern.startswith("*."):
+        return False  # "w*.example.com" and "*" elsewhere: not honoured by browsers
+    suffix = pattern[2:]
+    # "*.com" style wildcards are refused: at least two labels must follow the "*".
+    if "*" in suffix or suffix.count(".") < 1:
+        return False
+    label, _, rest = host.partition(".")
+    return bool(label) and rest == suffix
+
+
+def verify_chain(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    at: datetime,
+) -> list[x509.Certificate]:
+    """The verified path leaf..root, or ``CryptoError`` saying why there is none.
+
+    Path only: signatures, validity at ``at``, CA constraints (webpki rules). Names are
+    ``check_names``'s job, which gives clearer messages; the EKU is not required because
+    the same check serves server and client certificates.
+    """
+    from cryptography.x509.verification import (
+        Criticality,
+        ExtensionPolicy,
+        PolicyBuilder,
+        Store,
+        VerificationError,
+    )
+
+    if not roots:
+        raise CryptoError("no root certificates given to verify against")
+    # The usual failure is a missing intermediate; cryptography only says "candidates
+    # exhausted" then, so name the missing issuer ourselves.
+    known = {c.subject for c in (*intermediates, *roots)}
+    if leaf.issuer not in known and leaf.issuer != leaf.subject:
+        raise CryptoError(
+            f"chain does not verify: issuer {openssl_name(leaf.issuer)} is neither among "
+            "the intermediates nor the roots (missing intermediate?)"
+        )
+    ee_policy = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.AGNOSTIC, None
+    )
+    moment = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    verifier = (
+        PolicyBuilder()
+        .store(Store(list(roots)))
+        .time(moment)
+        .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee_policy)
+        .build_client_verifier()
+    )
+    try:
+        return list(verifier.verify(leaf, list(intermediates)).chain)
+    except VerificationError as exc:
+        reason = " ".join(str(exc).split())
+        raise CryptoError(f"chain does not verify to the given roots: {reason}") from None

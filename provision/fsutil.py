@@ -1,0 +1,61 @@
+"""Atomic file writes on this machine: temporary file beside the target, fsync, rename."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+
+from provision.errors import TransportError
+
+# Directories we create may hold keys: not world-readable, never world-writable.
+DIRECTORY_MODE = 0o750
+
+
+def stage(path: str, data: bytes, mode: int) -> str:
+    """Write ``data`` to a fsynced temporary file beside ``path`` with ``mode`` from the start."""
+    directory, name = os.path.split(path)
+    try:
+        os.makedirs(directory or ".", mode=DIRECTORY_MODE, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory or ".")
+    except OSError as exc:
+        raise TransportError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError as exc:
+        os.unlink(temporary)
+        raise TransportError(f"cannot write {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    return temporary
+
+
+def commit(staged: str, path: str) -> None:
+    """Rename ``staged`` onto ``path`` and fsync the directory; never through a symlink."""
+    try:
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            os.unlink(staged)
+            raise TransportError(f"refusing to replace {path}: it is a symlink")
+    except FileNotFoundError:
+        pass
+    try:
+        os.replace(staged, path)
+        fsync_directory(os.path.dirname(path))
+    except OSError as exc:
+        raise TransportError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def write_atomic(path: str, data: bytes, mode: int) -> None:
+    commit(stage(path, data, mode), path)
+
+
+def fsync_directory(directory: str) -> None:
+    fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,156 @@
+"""Certificates a third-party CA issued, read from the controller and checked before any write.
+
+Every check a careful operator would make is made here, and a refusal names the file: the key
+does not match; the chain does not reach a self-signed root; a signature does not verify; a
+certificate is expired or not yet valid; serverAuth is missing from the EKU; a name the
+playbook lists is not covered; an RSA key is under 2048 bits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from provision.crypto import keys
+from provision.crypto.compare import is_self_signed, issued_by
+from provision.crypto.decode import Bundle, load_bundle
+from provision.crypto.inspect import check_names, check_validity
+from provision.crypto.types import PrivateKey
+from provision.errors import CryptoError, InputError, Location
+from provision.model.playbook import Certificate, ProvidedSource
+
+
+@dataclass(frozen=True)
+class Supplied:
+    leaf: x509.Certificate
+    chain: tuple[x509.Certificate, ...]  # intermediates, leaf's issuer first
+    root: x509.Certificate
+    key: PrivateKey | None  # None: the key is the one on the host (CSR workflow)
+    certificate_file: str
+
+
+@dataclass
+class FileCache:
+    """Decoded files by path, so a chain shared by a thousand hosts is parsed once."""
+
+    bundles: dict[tuple[str, bytes | None], Bundle] = field(default_factory=dict)
+
+    def load(self, path: Path, display: str, password: bytes | None, where: Location) -> Bundle:
+        cache_key = (str(path), password)
+        if cache_key not in self.bundles:
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise InputError(where, f"cannot read {display}: {exc.strerror}") from None
+            try:
+                self.bundles[cache_key] = load_bundle(data, password=password, source=display)
+            except CryptoError as exc:
+                raise InputError(where, exc.message) from None
+        return self.bundles[cache_key]
+
+
+def load_supplied(
+    spec: Certificate,
+    source: ProvidedSource,
+    *,
+    base: Path,
+    password: bytes | None,
+    now: dt.datetime,
+    cache: FileCache,
+    where: Mapping[str, Location],
+) -> Supplied | None:
+    """The checked certificate, or None while its file has not arrived (CSR workflow)."""
+
+    def path_of(name: str) -> Path:
+        return Path(name) if Path(name).is_absolute() else base / name
+
+    certificate_path = path_of(source.certificate)
+    if not certificate_path.exists() and source.key is None:
+        return None  # waiting for the CA to sign the CSR
+    main = cache.load(certificate_path, source.certificate, password, where["certificate"])
+    if not main.certificates:
+        raise InputError(where["certificate"], f"{source.certificate}: holds no certificate")
+    leaf = main.certificates[0]
+    pool = list(main.certificates[1:])
+    key = main.key
+    if source.key is not None:
+        key_bundle = cache.load(path_of(source.key), source.key, password, where["key"])
+        if key_bundle.key is None:
+            raise InputError(where["key"], f"{source.key}: holds no private key")
+        key = key_bundle.key
+    if source.chain is not None:
+        pool.extend(cache.load(path_of(source.chain), source.chain, password,
+                               where["chain"]).certificates)
+    if source.root is not None:
+        pool.extend(cache.load(path_of(source.root), source.root, password,
+                               where["root"]).certificates)
+
+    here = where["certificate"]
+    name = source.certificate
+    if key is not None:
+        _check_key(key, leaf, source.key or name, where["key" if source.key else "certificate"])
+    chain, root = _build_path(leaf, pool, name, here)
+    for certificate in (leaf, *chain, root):
+        problems = check_validity(certificate, now)
+        if problems:
+            raise InputError(here, f"{name}: certificate {_cn(certificate)} {problems[0]}")
+    _check_server_auth(leaf, name, here)
+    uncovered = check_names(leaf, spec.names)
+    if uncovered:
+        raise InputError(here, f"{name}: does not cover every name the playbook lists, so "
+                         f"clients would warn: {'; '.join(uncovered)}")
+    return Supplied(leaf, tuple(chain), root, key, name)
+
+
+def _cn(certificate: x509.Certificate) -> str:
+    return certificate.subject.rfc4514_string() or "(empty subject)"
+
+
+def _check_key(key: PrivateKey, leaf: x509.Certificate, name: str, where: Location) -> None:
+    if not keys.matches(key, leaf.public_key()):  # type: ignore[arg-type]
+        raise InputError(where, f"{name}: the private key does not match the certificate")
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size < 2048:
+        raise InputError(where, f"{name}: RSA key of {key.key_size} bits is too small "
+                         "(minimum 2048)")
+
+
+def _check_server_auth(leaf: x509.Certificate, name: str, where: Location) -> None:
+    try:
+        usage = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return  # no EKU means any usage
+    if ExtendedKeyUsageOID.SERVER_AUTH not in usage:
+        raise InputError(where, f"{name}: the certificate lacks serverAuth (TLS Web Server "
+                         "Authentication) in its extended key usage")
+
+
+def _build_path(
+    leaf: x509.Certificate, pool: list[x509.Certificate], name: str, where: Location
+) -> tuple[list[x509.Certificate], x509.Certificate]:
+    """Leaf -> intermediates -> self-signed root, each signature verified."""
+    if is_self_signed(leaf):
+        return [], leaf
+    chain: list[x509.Certificate] = []
+    current = leaf
+    for _ in range(len(pool) + 1):
+        named = [c for c in pool if c.subject == current.issuer and c not in chain]
+        if not named:
+            raise InputError(where, f"{name}: the chain does not lead to a self-signed root: "
+                             f"no certificate for the issuer {current.issuer.rfc4514_string()} "
+                             "(add it to `chain:` or `root:`)")
+        verified = [c for c in named if issued_by(current, c)]
+        if not verified:
+            raise InputError(where, f"{name}: the signature on {_cn(current)} does not verify "
+                             f"with the key of {_cn(named[0])}")
+        issuer = verified[0]
+        if is_self_signed(issuer):
+            return chain, issuer
+        chain.append(issuer)
+        current = issuer
+    raise InputError(where, f"{name}: the chain loops without reaching a root")

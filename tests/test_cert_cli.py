@@ -1,0 +1,472 @@
+"""`provision cert show|export|check` through typer, files made by openssl, a real nginx."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import typer
+from certfixtures import PFX_PASSWORD, Pki, openssl, openssl_dates, shared_pki
+from click.testing import Result
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from typer.testing import CliRunner
+
+from provision.cert_cli import app, fetch_chain
+
+root_app = typer.Typer()
+root_app.add_typer(app, name="cert")
+
+LEAF_SUBJECT = 'C=US, ST=Oregon, L=Portland, O="Example, Inc.", CN=www.example.test'
+INTER_SUBJECT = "C=US, O=Example Trust, OU=Issuing, CN=Example Issuing CA 1"
+ROOT_SUBJECT = "C=US, O=Example Trust, CN=Example Root CA"
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return shared_pki(tmp_path_factory)
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(root_app, ["cert", *map(str, args)], env=env)
+
+
+def assert_error(result: Result, *fragments: str) -> str:
+    """Exit 1, exactly one line on stderr naming the problem, no traceback."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0]
+
+
+def thumbprint(path: Path, inform: str = "PEM") -> str:
+    out = openssl("x509", "-in", path, "-inform", inform, "-noout", "-fingerprint", "-sha1")
+    return out.decode().strip().split("=", 1)[1].replace(":", "")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+# --- show ---------------------------------------------------------------------------------
+
+
+def test_show_text_lists_every_certificate(pki: Pki) -> None:
+    result = run("show", pki.fullchain)
+    assert result.exit_code == 0, result.output
+    blocks = result.stdout.rstrip("\n").split("\n\n")
+    assert [b.splitlines()[0] for b in blocks] == [
+        f"Certificate 1 of 2: {LEAF_SUBJECT}",
+        f"Certificate 2 of 2: {INTER_SUBJECT}",
+    ]
+    assert "  Subject alt names:    DNS:www.example.test" in blocks[0]
+
+
+def test_show_json_of_p7b(pki: Pki) -> None:
+    result = run("show", pki.p7b_der, "--format", "json", "--view", "v1")
+    assert result.exit_code == 0, result.output
+    certificates = json.loads(result.stdout)["certificates"]
+    assert [c["subject"]["openssl"] for c in certificates] == [LEAF_SUBJECT, INTER_SUBJECT]
+
+
+def test_show_properties_text_keeps_subject_heading(pki: Pki) -> None:
+    result = run("show", pki.leaf, "--view", "properties")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[:2] == [
+        f"Certificate 1 of 1: {LEAF_SUBJECT}",
+        "  Thumbprint algorithm: sha1",
+    ]
+    assert f"sha1: {thumbprint(pki.leaf)}" in result.stdout
+
+
+def test_show_pfx_with_password_env(pki: Pki) -> None:
+    result = run("show", pki.pfx, "--password-env", "PFX_PW", "--view", "properties",
+                 env={"PFX_PW": PFX_PASSWORD})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Certificate 2 of 2" in result.stdout
+    assert PFX_PASSWORD not in result.output
+
+
+def test_show_pfx_wrong_password(pki: Pki) -> None:
+    result = run("show", pki.pfx, "--password-env", "PFX_PW", env={"PFX_PW": "nope"})
+    line = assert_error(result, str(pki.pfx), "wrong password for PKCS#12")
+    assert "nope" not in line
+
+
+def test_show_password_env_not_set(pki: Pki) -> None:
+    result = run("show", pki.pfx, "--password-env", "SURELY_UNSET_VAR_X")
+    assert_error(result, "environment variable SURELY_UNSET_VAR_X is not set")
+
+
+def test_show_missing_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pem"
+    line = assert_error(run("show", missing))
+    assert line == f"error: {missing}: cannot read: No such file or directory"
+
+
+def test_show_wrong_kind_of_file(pki: Pki) -> None:
+    assert_error(run("show", pki.csr), str(pki.csr), "holds a CERTIFICATE REQUEST")
+
+
+def test_show_key_only_file(pki: Pki) -> None:
+    assert_error(run("show", pki.leaf_key), f"{pki.leaf_key}: holds no certificate")
+
+
+def test_show_url_options_need_a_url(pki: Pki) -> None:
+    assert_error(run("show", pki.leaf, "--connect", "127.0.0.1"), "only apply to https://")
+
+
+def test_show_plain_http_is_refused() -> None:
+    assert_error(run("show", "http://example.test/"), "only https:// URLs")
+
+
+def test_show_connection_refused_is_one_line() -> None:
+    port = _free_port()
+    assert_error(
+        run("show", f"https://127.0.0.1:{port}"),
+        f"https://127.0.0.1:{port}: cannot fetch certificates from 127.0.0.1:{port}",
+    )
+
+
+def test_show_with_ca_reports_the_verified_chain(pki: Pki) -> None:
+    result = run("show", pki.fullchain, "--ca", pki.root, "--format", "json")
+    assert result.exit_code == 0, result.output
+    verification = json.loads(result.stdout)["verification"]
+    assert verification == {
+        "verified": True,
+        "chain": [LEAF_SUBJECT, INTER_SUBJECT, ROOT_SUBJECT],
+        "problem": None,
+    }
+    text = run("show", pki.leaf, "--ca", pki.root, "--view", "properties").stdout
+    assert "Chain: NOT verified: chain does not verify: issuer " in text
+
+
+def test_show_unknown_view_is_a_usage_error(pki: Pki) -> None:
+    assert run("show", pki.leaf, "--view", "nope").exit_code == 2
+
+
+def test_module_import_stays_light() -> None:
+    # `provision --help` imports the CLI modules: cryptography must not come with it.
+    code = (
+        "import sys, provision.cert_cli; "
+        "print('cryptography' in sys.modules, 'ssl' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).parent.parent)  # fmt: skip
+    assert out.stdout.split() == ["False", "False"]
+
+
+# --- export ---------------------------------------------------------------------------------
+
+
+def test_export_der_is_the_leaf_only(pki: Pki, tmp_path: Path) -> None:
+    out = tmp_path / "leaf.cer"
+    result = run("export", pki.fullchain, "--to", "der", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert thumbprint(out, "DER") == thumbprint(pki.leaf)
+    assert out.read_bytes() == pki.leaf_der.read_bytes()
+
+
+def test_export_der_from_pfx(pki: Pki, tmp_path: Path) -> None:
+    out = tmp_path / "from-pfx.cer"
+    result = run("export", pki.pfx, "--to", "der", "--out", out, "--password-env", "PW",
+                 env={"PW": PFX_PASSWORD})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == pki.leaf_der.read_bytes()
+    assert b"PRIVATE" not in out.read_bytes()
+
+
+def test_export_pem(pki: Pki, tmp_path: Path) -> None:
+    out = tmp_path / "leaf.pem"
+    assert run("export", pki.leaf_der, "--to", "pem", "--out", out).exit_code == 0
+    assert out.read_bytes() == pki.leaf.read_bytes()
+    assert thumbprint(out) == thumbprint(pki.leaf)
+    with_chain = tmp_path / "chain.pem"
+    result = run("export", pki.leaf, "--to", "pem", "--chain", pki.inter, "--out", with_chain)
+    assert result.exit_code == 0
+    assert with_chain.read_bytes() == pki.fullchain.read_bytes()
+
+
+def test_export_pkcs7_keeps_chain_order(pki: Pki, tmp_path: Path) -> None:
+    chain = tmp_path / "inter-root.pem"
+    chain.write_bytes(pki.inter.read_bytes() + pki.root.read_bytes())
+    out = tmp_path / "chain.p7b"
+    result = run("export", pki.leaf, "--to", "pkcs7", "--chain", chain, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"wrote {out} (pkcs7, 3 certificates)"
+    printed = openssl("pkcs7", "-inform", "DER", "-in", out, "-print_certs", "-noout").decode()
+    subjects = [
+        line.split("=", 1)[1].replace(" = ", "=")
+        for line in printed.splitlines()
+        if line.startswith("subject")
+    ]
+    assert subjects == [LEAF_SUBJECT, INTER_SUBJECT, ROOT_SUBJECT]
+    # Same bytes as openssl's own .p7b writer for the same order.
+    expected = openssl("crl2pkcs7", "-nocrl", "-certfile", pki.leaf, "-certfile", pki.inter,
+                       "-certfile", pki.root, "-outform", "DER")  # fmt: skip
+    assert out.read_bytes() == expected
+
+
+def test_export_pkcs7_drops_duplicates(pki: Pki, tmp_path: Path) -> None:
+    out = tmp_path / "dup.p7b"
+    result = run("export", pki.fullchain, "--to", "pkcs7", "--chain", pki.inter, "--out", out)
+    assert result.exit_code == 0
+    printed = openssl("pkcs7", "-inform", "DER", "-in", out, "-print_certs", "-noout").decode()
+    assert printed.count("subject=") == 2
+
+
+def test_export_der_refuses_a_chain(pki: Pki, tmp_path: Path) -> None:
+    result = run("export", pki.leaf, "--to", "der", "--chain", pki.inter, "--out",
+                 tmp_path / "x.der")  # fmt: skip
+    assert_error(result, "DER holds one certificate")
+    assert not (tmp_path / "x.der").exists()
+
+
+def test_export_is_atomic_and_replaces(pki: Pki, tmp_path: Path) -> None:
+    out = tmp_path / "out.pem"
+    out.write_text("old content\n")
+    assert run("export", pki.leaf, "--to", "pem", "--out", out).exit_code == 0
+    assert out.read_bytes() == pki.leaf.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.pem"]  # no temp file left
+    assert out.stat().st_mode & 0o777 == 0o644
+
+
+def test_export_into_missing_directory(pki: Pki, tmp_path: Path) -> None:
+    out = tmp_path / "missing" / "out.pem"
+    line = assert_error(run("export", pki.leaf, "--to", "pem", "--out", out))
+    assert line == f"error: {out}: cannot write: No such file or directory"
+
+
+# --- check ----------------------------------------------------------------------------------
+
+
+def test_check_covered_names(pki: Pki) -> None:
+    result = run("check", pki.leaf, "--name", "www.example.test", "--name", "api.example.test",
+                 "--name", "127.0.0.1", "--name", "2001:db8::1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"{pki.leaf}: OK, valid at ")
+
+
+def test_check_missing_names_one_line_each(pki: Pki) -> None:
+    result = run("check", pki.leaf, "--name", "example.test", "--name", "a.b.example.test",
+                 "--name", "www.example.test")  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        f"{pki.leaf}: example.test: not covered by the DNS SANs (www.example.test, *.example.test)",
+        f"{pki.leaf}: a.b.example.test: not covered by the DNS SANs "
+        "(www.example.test, *.example.test)",
+    ]
+
+
+def test_check_ip_only_via_ip_san(pki: Pki) -> None:
+    result = run("check", pki.ip_cn, "--name", "192.0.2.10")
+    assert result.exit_code == 1
+    assert "192.0.2.10: not covered (no IP Address SAN 192.0.2.10)" in result.stdout
+    assert run("check", pki.ec, "--name", "192.0.2.7").exit_code == 0
+
+
+def test_check_never_uses_the_common_name(pki: Pki) -> None:
+    assert run("check", pki.no_san, "--name", "nosan.example.test").exit_code == 1
+
+
+def test_check_at_before_and_after_validity(pki: Pki) -> None:
+    start, end = openssl_dates(pki.leaf)
+    before = (start - timedelta(days=1)).isoformat()  # naive: UTC
+    result = run("check", pki.leaf, "--name", "www.example.test", "--at", before)
+    assert result.exit_code == 1
+    assert result.stdout.strip() == (
+        f"{pki.leaf}: not valid before {start:%Y-%m-%dT%H:%M:%SZ} "
+        f"(checked at {start - timedelta(days=1):%Y-%m-%dT%H:%M:%SZ})"
+    )
+    after = (end + timedelta(days=1)).date().isoformat()  # a bare date
+    result = run("check", pki.leaf, "--name", "www.example.test", "--at", after)
+    assert result.exit_code == 1
+    assert f"expired on {end:%Y-%m-%dT%H:%M:%SZ}" in result.stdout
+    inside = (start + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    assert run("check", pki.leaf, "--name", "www.example.test", "--at", inside).exit_code == 0
+
+
+def test_check_bad_date(pki: Pki) -> None:
+    result = run("check", pki.leaf, "--name", "www.example.test", "--at", "next tuesday")
+    assert_error(result, "--at: 'next tuesday' is not an ISO 8601 date")
+
+
+def test_check_with_ca(pki: Pki) -> None:
+    ok = run("check", pki.fullchain, "--name", "www.example.test", "--ca", pki.root)
+    assert ok.exit_code == 0, ok.output
+    p7b = run("check", pki.p7b_der, "--name", "www.example.test", "--ca", pki.root)
+    assert p7b.exit_code == 0, p7b.output
+    missing = run("check", pki.leaf, "--name", "www.example.test", "--ca", pki.root)
+    assert missing.exit_code == 1
+    assert "missing intermediate" in missing.stdout
+    wrong_root = run("check", pki.fullchain, "--name", "www.example.test", "--ca", pki.pss)
+    assert wrong_root.exit_code == 1
+    assert f"{pki.fullchain}: chain does not verify" in wrong_root.stdout
+
+
+def test_check_needs_a_name(pki: Pki) -> None:
+    assert run("check", pki.leaf).exit_code == 2
+
+
+def test_check_unreadable_ca(pki: Pki, tmp_path: Path) -> None:
+    result = run("check", pki.leaf, "--name", "www.example.test", "--ca", tmp_path / "no.pem")
+    assert_error(result, "no.pem: cannot read")
+
+
+# --- URL mode against a real nginx ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Nginx:
+    port: int
+
+
+def _nginx_binary() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists()
+                                      else None)  # fmt: skip
+    if found is None:
+        message = "nginx is not installed"
+        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+            pytest.fail(f"{message} (CI is set: integration tests must run)")
+        pytest.skip(message)
+    return found
+
+
+@pytest.fixture(scope="module")
+def nginx(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+    binary = _nginx_binary()
+    prefix = tmp_path_factory.mktemp("nginx")
+    (prefix / "tmp").mkdir()
+    port = _free_port()
+    user = "user root;\n" if os.geteuid() == 0 else ""  # workers default to nobody otherwise
+    conf = prefix / "nginx.conf"
+    conf.write_text(f"""{user}worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log;
+events {{ worker_connections 32; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+    # Without SNI (or an unknown name) clients get the EC certificate.
+    server {{
+        listen 127.0.0.1:{port} ssl default_server;
+        ssl_certificate {pki.ec};
+        ssl_certificate_key {pki.ec_key};
+        return 404;
+    }}
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        server_name www.example.test localhost;
+        ssl_certificate {pki.fullchain};
+        ssl_certificate_key {pki.leaf_key};
+        return 200 "ok\\n";
+    }}
+}}
+""")
+    process = subprocess.Popen(
+        [binary, "-c", str(conf), "-p", str(prefix), "-e", str(prefix / "error.log")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            if process.poll() is not None:
+                log = (prefix / "error.log").read_text() if (prefix / "error.log").exists() else ""
+                stderr = process.stderr.read().decode() if process.stderr else ""
+                pytest.fail(f"nginx exited with {process.returncode}: {stderr} {log}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("nginx did not open its port within 10 s")
+                time.sleep(0.1)
+        yield Nginx(port)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr:
+            process.stderr.close()
+
+
+def _subjects(result: Result) -> list[str]:
+    assert result.exit_code == 0, result.output
+    return [c["subject"]["openssl"] for c in json.loads(result.stdout)["certificates"]]
+
+
+@pytest.mark.integration
+def test_url_show_fetches_the_whole_chain(nginx: Nginx, pki: Pki) -> None:
+    result = run("show", f"https://localhost:{nginx.port}", "--connect", "127.0.0.1",
+                 "--format", "json")  # fmt: skip
+    assert _subjects(result) == [LEAF_SUBJECT, INTER_SUBJECT]
+    served = json.loads(result.stdout)["certificates"]
+    assert [c["thumbprints"]["sha1"] for c in served] == [
+        thumbprint(pki.leaf),
+        thumbprint(pki.inter),
+    ]
+
+
+@pytest.mark.integration
+def test_url_check_with_ca(nginx: Nginx, pki: Pki) -> None:
+    url = f"https://www.example.test:{nginx.port}"
+    ok = run("check", url, "--connect", "127.0.0.1", "--name", "www.example.test",
+             "--ca", pki.root)  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    assert ok.stdout.startswith(f"{url}: OK, valid at ")
+    wrong = run("check", url, "--connect", "127.0.0.1", "--name", "other.example.org",
+                "--ca", pki.root)  # fmt: skip
+    assert wrong.exit_code == 1
+    assert wrong.stdout.splitlines() == [
+        f"{url}: other.example.org: not covered by the DNS SANs "
+        "(www.example.test, *.example.test)"
+    ]
+
+
+@pytest.mark.integration
+def test_url_sni(nginx: Nginx) -> None:
+    # An IP address in the URL sends no SNI: nginx answers with its default server.
+    assert _subjects(run("show", f"https://127.0.0.1:{nginx.port}", "--format", "json")) == [
+        "CN=ec.example.test"
+    ]
+    named = run("show", f"https://127.0.0.1:{nginx.port}", "--servername", "www.example.test",
+                "--format", "json")  # fmt: skip
+    assert _subjects(named) == [LEAF_SUBJECT, INTER_SUBJECT]
+
+
+@pytest.mark.integration
+def test_url_openssl_fallback_gives_the_same_chain(nginx: Nginx) -> None:
+    def der(certs: list[x509.Certificate]) -> list[bytes]:
+        return [c.public_bytes(serialization.Encoding.DER) for c in certs]
+
+    via_ssl = fetch_chain("www.example.test", nginx.port, connect="127.0.0.1", method="ssl")
+    via_openssl = fetch_chain("www.example.test", nginx.port, connect="127.0.0.1",
+                              method="openssl")  # fmt: skip
+    assert len(via_ssl) == 2
+    assert der(via_ssl) == der(via_openssl)
