@@ -104,10 +104,118 @@ def _run(playbook: str, inventory: str, limit: str | None, output_format: Output
         raise typer.Exit(2)
 
 
+@app.command()
+def csr(
+    playbook: Playbook,
+    inventory: InventoryOpt,
+    out: Annotated[str, typer.Option("--out", help="Folder for the CSR files.")],
+    limit: LimitOpt = None,
+) -> None:
+    """Make (or keep) each host's key and write a CSR per host and third-party certificate."""
+    import asyncio
+    from pathlib import Path
+
+    from provision.csr import make_csrs
+
+    loaded = _load(playbook, inventory, limit)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    results = asyncio.run(make_csrs(loaded, folder))
+    if not results:
+        _fail(f"{playbook}: no `provided` certificate without `key:` needs a CSR")
+    for result in results:
+        if result.error:
+            typer.echo(f"{result.host}: {result.certificate}: failed: {result.error}")
+        else:
+            typer.echo(f"{result.host}: {result.certificate}: key {result.key}, "
+                       f"wrote {result.csr_file}")
+    if any(r.error for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    playbook: Playbook,
+    inventory: InventoryOpt,
+    limit: LimitOpt = None,
+    output_format: FormatOpt = OutputFormat.text,
+) -> None:
+    """Every host's certificates, soonest expiry first; exit 1 if one is expired or misses a
+    name."""
+    import asyncio
+    import json
+    from dataclasses import asdict
+
+    from provision.status import fleet_status
+
+    loaded = _load(playbook, inventory, limit)
+    rows = asyncio.run(fleet_status(loaded))
+    if output_format is OutputFormat.json:
+        typer.echo(json.dumps({"certificates": [asdict(r) for r in rows]}, indent=2))
+    else:
+        _status_table(rows)
+    if any(r.bad for r in rows):
+        raise typer.Exit(1)
+
+
+def _status_table(rows: list) -> None:  # type: ignore[type-arg]
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("host", "certificate", "issuer", "expires", "names"):
+        table.add_column(column)
+    for row in rows:
+        if row.days_left is None:
+            expires = row.problem or "missing"
+        elif row.days_left < 0:
+            expires = f"expired {-row.days_left} days ago"
+        else:
+            expires = f"in {row.days_left} days"
+        names = ("missing: " + ", ".join(row.names_missing)) if row.names_missing else "covered"
+        table.add_row(row.host, row.certificate, row.issuer or "-", expires, names)
+    Console(width=200).print(table)
+
+
+ca_app = typer.Typer(help="Internal certificate authorities.", no_args_is_help=True)
+
+
+@ca_app.command("init")
+def ca_init(
+    playbook: Playbook,
+    name: Annotated[str, typer.Argument(help="The authority's name in the playbook.")],
+) -> None:
+    """Create an authority's key and certificate in its folder (refuses to overwrite)."""
+    from provision.authority import create, open_authority
+    from provision.errors import ProvisionError
+    from provision.targets import controller_authorities
+
+    try:
+        doc, specs = controller_authorities(playbook)
+        index = next((i for i, a in enumerate(specs) if a.name == name), None)
+        if index is None:
+            known = ", ".join(a.name for a in specs) or "none"
+            _fail(f"{playbook}: no authority named {name!r} (defined: {known})")
+        spec = specs[index].model_copy(update={"create": True})
+        from pathlib import Path
+
+        store = open_authority(spec, Path(doc.file).resolve().parent,
+                               doc.locate(("authorities", index)))
+        if not store.pending:
+            _fail(f"authority {name!r} already exists in {store.folder}")
+        import datetime as dt
+
+        create(store, dt.datetime.now(dt.UTC))
+    except ProvisionError as exc:
+        _fail(exc.message)
+    typer.echo(f"created authority {name!r} in {store.folder} ({store.subject_text})")
+
+
 def _mount_subcommands() -> None:
     from provision.cert_cli import app as cert_app
 
     app.add_typer(cert_app, name="cert", help="Show, export and check certificates.")
+    app.add_typer(ca_app, name="ca")
 
 
 def main() -> NoReturn:

@@ -34,30 +34,83 @@ class RenderError(ProvisionError):
 
 
 _NGINX_SAFE = re.compile(r"^[A-Za-z0-9_./:@%+=,~-]+$")
+# Characters no config line may carry: a newline would end the directive (and start another).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Characters XML 1.0 cannot hold at all, even escaped.
+_XML_INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# PowerShell ends a single-quoted string at any of these, so each is doubled like '.
+_POWERSHELL_QUOTES = "'\u2018\u2019\u201a\u201b"
+
+
+def _no_control(value: str, where: str) -> str:
+    if _CONTROL.search(value):
+        raise RenderError(f"{value!r} has a control character (newline, tab, ...), which "
+                          f"{where} cannot hold")
+    return value
 
 
 def nginx_quote(value: Any) -> str:
-    """A value nginx reads as one token: bare when safe, else double-quoted and escaped."""
-    text = str(value)
+    """A value nginx reads as one token: bare when safe, else double-quoted and escaped.
+
+    nginx has no escape for ``$`` (it would start a variable), so such values are refused.
+    """
+    text = _no_control(str(value), "an nginx config")
     if _NGINX_SAFE.match(text):
         return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "${dollar}") + '"'
+    if "$" in text:
+        raise RenderError(f"{text!r} contains '$', which nginx would read as a variable "
+                          f"(nginx has no escape for it)")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def apache_quote(value: Any) -> str:
-    text = str(value)
+    """A double-quoted Apache argument. Apache substitutes ``${NAME}`` everywhere in its
+    config, with no escape, so such values are refused."""
+    text = _no_control(str(value), "an Apache config")
+    if "${" in text:
+        raise RenderError(f"{text!r} contains '${{', which Apache would read as a variable "
+                          f"(Apache has no escape for it)")
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def xml_attr(value: Any) -> str:
     text = str(value)
-    for raw, escaped in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;")):
+    if _XML_INVALID.search(text):
+        raise RenderError(f"{text!r} has a character XML cannot hold")
+    for raw, escaped in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"),
+                         ("\t", "&#9;"), ("\n", "&#10;"), ("\r", "&#13;")):
         text = text.replace(raw, escaped)
     return text
 
 
 def powershell_quote(value: Any) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
+    """A single-quoted PowerShell string: nothing inside is expanded."""
+    text = str(value)
+    for quote in _POWERSHELL_QUOTES:
+        text = text.replace(quote, quote * 2)
+    return "'" + text + "'"
+
+
+def comment(value: Any) -> str:
+    """Text safe inside a ``#`` line comment: one line (a newline would end the comment and
+    make the rest a directive), no trailing backslash (Apache would join the next line)."""
+    text = " ".join(_CONTROL.sub(" ", str(value)).split())
+    while text.endswith("\\"):
+        text = text[:-1].rstrip()
+    return text
+
+
+def xml_comment(value: Any) -> str:
+    """Text safe inside ``<!-- -->``: one line, no ``--``, not ending in ``-``."""
+    text = _XML_INVALID.sub("", comment(value))
+    while "--" in text:
+        text = text.replace("--", "- -")
+    return text.rstrip("-")
+
+
+def regex_escape(value: Any) -> str:
+    """A literal string for a regular expression (Apache RedirectMatch, IIS rewrite rules)."""
+    return re.escape(str(value))
 
 
 class Renderer:
@@ -76,6 +129,9 @@ class Renderer:
             apache_quote=apache_quote,
             xml_attr=xml_attr,
             powershell_quote=powershell_quote,
+            comment=comment,
+            xml_comment=xml_comment,
+            regex_escape=regex_escape,
         )
 
     def render(self, template: str, context: Mapping[str, Any]) -> str:
@@ -93,6 +149,8 @@ class Renderer:
         except SecurityError as exc:
             raise RenderError(f"{template}: not allowed in a template: {exc}") from None
         except TemplateError as exc:
+            raise RenderError(f"{template}: {exc.message}") from None
+        except RenderError as exc:  # a filter refused a value
             raise RenderError(f"{template}: {exc.message}") from None
 
     def _load(self, template: str) -> Any:

@@ -40,7 +40,8 @@ def plan_text(report: Report, *, diffs: bool = True) -> str:
             lines.append(f"  {'ok':<8} {item.resource:<{_WIDTH}} {item.reason}")
     changed = sum(1 for h in report.hosts if h.plan.has_changes and h.status != "failed")
     lines.append("")
-    lines.append(f"Plan: {len(report.hosts)} hosts, {changed} to change, "
+    hosts = len(report.hosts)
+    lines.append(f"Plan: {hosts} host{'s' if hosts != 1 else ''}, {changed} to change, "
                  f"{report.count('failed')} failed.")
     return "\n".join(lines) + "\n"
 

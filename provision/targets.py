@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from provision.errors import InputError
 from provision.loader import Document
 from provision.model.inventory import Host
-from provision.model.playbook import Certificate, Output, Playbook, Site
+from provision.model.playbook import Authority, Certificate, Output, Playbook, Site
 from provision.templating import HostVariables, HostView, TemplateFailure
 from provision.transport.base import Transport
 from provision.validation import raise_for
@@ -121,3 +121,29 @@ def playbook_hosts_pattern(doc: Document) -> str:
 
 def playbook_folder(doc: Document) -> Path:
     return Path(doc.file).resolve().parent
+
+
+def controller_authorities(playbook: str) -> tuple[Document, list[Authority]]:
+    """A playbook's authorities as the controller sees them (no host variables)."""
+    from pydantic import TypeAdapter
+
+    from provision.loader import load_file
+
+    doc = load_file(Path(playbook), playbook)
+    data = doc.data if isinstance(doc.data, dict) else {}
+    raw = data.get("authorities") or []
+    variables = HostVariables({}, HostView("controller", "127.0.0.1", None, ()))
+    try:
+        evaluated = variables.evaluate(raw, ("authorities",))
+    except TemplateFailure as failure:
+        raise InputError(doc.locate(failure.path), failure.problem) from None
+    try:
+        authorities = TypeAdapter(list[Authority]).validate_python(evaluated)
+    except ValidationError as exc:
+        shifted = Document(doc.file, {"authorities": evaluated}, doc.lines)
+        error = exc.errors()[0]
+        error["loc"] = ("authorities", *error["loc"])
+        from provision.validation import describe
+
+        raise describe(error, shifted, Playbook) from None
+    return doc, authorities

@@ -149,6 +149,10 @@ class Output(Strict):
         return self.format == "pkcs12" or self.content == "key"
 
     @property
+    def is_key_file(self) -> bool:
+        return self.content == "key"
+
+    @property
     def holds_leaf(self) -> bool:
         return self.format == "pkcs12" or self.content in ("certificate", "fullchain")
 
@@ -189,6 +193,11 @@ class Certificate(Strict):
                     f"validity_days ({self.validity_days}) must be longer than renew_before_days "
                     f"({self.renew_before_days}), or it would be renewed on every run"
                 )
+        if isinstance(self.source, ProvidedSource) and self.source.key is None and not any(
+            o.content == "key" for o in self.outputs
+        ):
+            raise ValueError("a provided certificate without 'key' needs an output with "
+                             "content: key, where `provision csr` keeps the host's key")
         files = [o.file for o in self.outputs]
         duplicates = sorted({f for f in files if files.count(f) > 1})
         if duplicates:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from provision.crypto import compare, keys
+from provision.crypto import compare, encode, keys
 from provision.crypto.build import SubjectFields, name_of
 from provision.crypto.decode import Bundle, load_bundle
 from provision.crypto.types import PrivateKey
@@ -69,6 +69,7 @@ def read_current(
 ) -> Current:
     """Parse each output once; the first output that carries the leaf (or the key) wins."""
     leaf: x509.Certificate | None = None
+    fallback: x509.Certificate | None = None
     key: PrivateKey | None = None
     chain: tuple[x509.Certificate, ...] = ()
     unreadable: list[str] = []
@@ -84,10 +85,17 @@ def read_current(
             continue
         if key is None and bundle.key is not None:
             key = bundle.key
-        carries_leaf = output.holds_leaf or (self_signed and output.content == "root")
-        if leaf is None and carries_leaf and bundle.certificates:
+        if leaf is None and output.holds_leaf and bundle.certificates:
             leaf = bundle.certificates[0]
             chain = bundle.certificates[1:]
+        elif fallback is None and self_signed and output.content == "root" and (
+            bundle.certificates
+        ):
+            # A self-signed certificate is its own root; used only when no output carries
+            # the leaf itself, since after a switch from a CA this file holds the CA's root.
+            fallback = bundle.certificates[0]
+    if leaf is None:
+        leaf = fallback
     return Current(leaf, key, chain, tuple(unreadable))
 
 
@@ -269,7 +277,14 @@ def plan_certificate(
     material = None
     if decision.action is None and current.leaf is not None and current.key is not None:
         material = _material(spec, current, expected)
+    # A reissue that keeps the key leaves key files as they are.
+    kept_key = current.key if decision.action is not None and not decision.new_key else None
     for index, output in enumerate(spec.outputs):
+        if kept_key is not None and output.is_key_file:
+            state = facts.file(paths[output.file])
+            if state.content == _key_bytes(output, kept_key) and state.mode == 0o600:
+                unchanged.append(Unchanged(f"file {output.file}", "up to date (key kept)"))
+                continue
         change = _output_change(spec, index, output, paths[output.file], facts, material,
                                 passwords, reissued=decision.action is not None)
         if isinstance(change, Change):
@@ -338,6 +353,9 @@ def _output_change(
     def change(action: Action, reason: str) -> Change:
         return Change(resource, action, reason, path=path, mode=mode, derived=derived)
 
+    if not reissued and material is None:
+        # Nothing to write yet: the certificate waits for a signed file (CSR workflow).
+        return Unchanged(resource, "waiting for the certificate")
     if state.kind == "missing":
         return change("create", "missing")
     if state.kind != "file":
@@ -349,6 +367,10 @@ def _output_change(
     if state.mode != mode:
         return change("update", f"mode {state.mode:04o}, want {mode:04o}")
     return Unchanged(resource, "up to date")
+
+
+def _key_bytes(output: Output, key: PrivateKey) -> bytes:
+    return encode.private_key_der(key) if output.format == "der" else encode.private_key_pem(key)
 
 
 def _what(output: Output) -> str:

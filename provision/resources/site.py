@@ -6,14 +6,16 @@ Rendering happens at plan time, so the plan's diff is exactly what apply will wr
 from __future__ import annotations
 
 import difflib
+import hashlib
 import ipaddress
 import posixpath
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from provision.errors import ProvisionError
 from provision.facts import HostFacts
-from provision.model.playbook import Binding, Certificate, Site
+from provision.model.playbook import Binding, Certificate, SecretRef, Site, VirtualDirectory
 from provision.plan import Change, Unchanged
 from provision.render import Renderer
 from provision.targets import Target
@@ -25,6 +27,20 @@ DEFAULT_TEMPLATES = {
 }
 # Templates of the files a server kind needs beside its main config, by suffix.
 COMPANION_TEMPLATES = {".ps1": "iis/site.ps1.j2"}
+
+# IIS numbers its own "Default Web Site" 1; every other site gets a stable hash of its name.
+IIS_DEFAULT_SITE = "Default Web Site"
+IIS_DEFAULT_POOL = "DefaultAppPool"
+# The environment variable a PowerShell script reads a PKCS#12 password from when the
+# playbook keeps it in a file or inline (the script never holds a password itself).
+DEFAULT_PFX_PASSWORD_ENV = "PROVISION_PFX_PASSWORD"
+
+# How each server kind names the request's host name and path in a redirect target.
+_REDIRECT_VARIABLES = {
+    "nginx": ("$host", "$request_uri"),
+    "apache": ("%{SERVER_NAME}", "%{REQUEST_URI}"),
+    "iis": ("{SERVER_NAME}", "{REQUEST_URI}"),
+}
 
 
 class SiteError(ProvisionError):
@@ -45,15 +61,53 @@ class CertificateFiles:
 
 @dataclass(frozen=True)
 class BindingView:
+    """One binding as templates see it; see docs/templates.md for every field."""
+
     protocol: str
     address: str
     port: int
     host: str | None
     certificate: str | None
-    listen: str
-    server_name: str
-    redirect_to: str | None
+    listen: str  # nginx `listen`, Apache `Listen`: "443", "127.0.0.1:443", "[::1]:443"
+    server_name: str  # nginx `server_name`: the host, or "_"
+    redirect_to: str | None  # the https URL in this server kind's variables
     files: CertificateFiles | None
+    socket: str  # Apache <VirtualHost>: "*:443", "127.0.0.1:443", "[::1]:443"
+    redirect_port: int | None  # the https port a redirect binding sends clients to
+    sni: bool  # an https binding with a host: selected by SNI
+    iis_binding: str  # IIS bindingInformation: "*:443:", "*:443:host", "[::1]:443:"
+    iis_ipport: str  # netsh http ipport=: "0.0.0.0:443", "[::1]:443"
+
+
+@dataclass(frozen=True)
+class ListenView:
+    """A distinct address:port of a site, in binding order (Apache `Listen`)."""
+
+    listen: str
+    protocol: str
+    guard: str  # a Define name: set once the port is listened on, so two sites never repeat it
+
+
+@dataclass(frozen=True)
+class VirtualDirectoryView:
+    """A virtual directory as templates see it; the path is normalised."""
+
+    path: str  # "/" or "/CCMAdmin": no trailing slash, no doubled slashes
+    location: str  # the path with a trailing slash: "/" or "/CCMAdmin/"
+    is_root: bool
+    application: str | None
+    physical_path: str | None  # absolute on the host
+    proxy_to: str | None  # as written in the playbook
+    proxy_pass: str | None  # proxy_to with a trailing slash: replaces `location` in requests
+
+
+@dataclass(frozen=True)
+class SiteCertificate:
+    """A certificate the site binds, once however many bindings use it (IIS imports it)."""
+
+    name: str
+    files: CertificateFiles
+    password_env: str  # environment variable holding the PKCS#12 password
 
 
 def certificate_files(target: Target, certificate: Certificate) -> CertificateFiles:
@@ -77,29 +131,58 @@ def certificate_files(target: Target, certificate: Certificate) -> CertificateFi
     )
 
 
-def _listen(binding: Binding) -> str:
-    if binding.address in ("*", "", "0.0.0.0"):
-        return str(binding.port)
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        if ipaddress.ip_address(binding.address).version == 6:
-            return f"[{binding.address}]:{binding.port}"
+        return ipaddress.ip_address(address)
     except ValueError:
-        pass
-    return f"{binding.address}:{binding.port}"
+        return None
+
+
+def _all_addresses(address: str) -> bool:
+    return address in ("*", "", "0.0.0.0")
+
+
+def _host_port(address: str, port: int) -> str:
+    ip = _ip(address)
+    if ip is not None and ip.version == 6:
+        return f"[{ip}]:{port}"
+    return f"{address}:{port}"
+
+
+def _listen(binding: Binding) -> str:
+    if _all_addresses(binding.address):
+        return str(binding.port)
+    return _host_port(binding.address, binding.port)
+
+
+def _socket(binding: Binding) -> str:
+    return _host_port("*" if _all_addresses(binding.address) else binding.address, binding.port)
+
+
+def _redirect_port(binding: Binding, site: Site) -> int:
+    """The https port for a redirect: the https binding for the same host, else the first."""
+    https = [b for b in site.bindings if b.protocol == "https"]
+    same_host = [b for b in https if b.host == binding.host]
+    chosen = same_host or https
+    return chosen[0].port if chosen else 443
 
 
 def binding_views(target: Target, site: Site) -> list[BindingView]:
-    https_ports = [b.port for b in site.bindings if b.protocol == "https"]
+    host_variable, uri_variable = _REDIRECT_VARIABLES[site.server]
     views = []
     for binding in site.bindings:
         files = None
         if binding.certificate is not None:
             files = certificate_files(target, target.playbook.certificate(binding.certificate))
         redirect = None
+        redirect_port = None
         if binding.redirect_to_https:
-            port = https_ports[0] if https_ports else 443
-            authority = "$host" if port == 443 else f"$host:{port}"
-            redirect = f"https://{authority}$request_uri"
+            redirect_port = _redirect_port(binding, site)
+            authority = host_variable
+            if redirect_port != 443:
+                authority += f":{redirect_port}"
+            redirect = f"https://{authority}{uri_variable}"
+        everywhere = _all_addresses(binding.address)
         views.append(
             BindingView(
                 protocol=binding.protocol,
@@ -111,9 +194,73 @@ def binding_views(target: Target, site: Site) -> list[BindingView]:
                 server_name=binding.host or "_",
                 redirect_to=redirect,
                 files=files,
+                socket=_socket(binding),
+                redirect_port=redirect_port,
+                sni=binding.protocol == "https" and binding.host is not None,
+                iis_binding=(f"{_host_port('*' if everywhere else binding.address, binding.port)}"
+                             f":{binding.host or ''}"),
+                iis_ipport=_host_port("0.0.0.0" if everywhere else binding.address, binding.port),
             )
         )
     return views
+
+
+def listen_views(views: list[BindingView]) -> list[ListenView]:
+    seen: dict[str, ListenView] = {}
+    for view in views:
+        if view.listen not in seen:
+            guard = "provision_listen_" + re.sub(r"[^A-Za-z0-9]", "_", view.listen)
+            seen[view.listen] = ListenView(view.listen, view.protocol, guard)
+    return list(seen.values())
+
+
+def _normal_path(path: str) -> str:
+    return "/" + "/".join(part for part in path.split("/") if part)
+
+
+def directory_view(target: Target, directory: VirtualDirectory) -> VirtualDirectoryView:
+    path = _normal_path(directory.path)
+    proxy_pass = None
+    if directory.proxy_to is not None:
+        proxy_pass = directory.proxy_to if directory.proxy_to.endswith("/") else (
+            directory.proxy_to + "/")
+    return VirtualDirectoryView(
+        path=path,
+        location=path if path == "/" else path + "/",
+        is_root=path == "/",
+        application=directory.application,
+        physical_path=(target.transport.resolve(directory.physical_path)
+                       if directory.physical_path else None),
+        proxy_to=directory.proxy_to,
+        proxy_pass=proxy_pass,
+    )
+
+
+def site_certificates(target: Target, views: list[BindingView]) -> list[SiteCertificate]:
+    result: dict[str, SiteCertificate] = {}
+    for view in views:
+        if view.certificate is None or view.files is None or view.certificate in result:
+            continue
+        spec = target.playbook.certificate(view.certificate)
+        password_env = DEFAULT_PFX_PASSWORD_ENV
+        for output in spec.outputs:
+            if output.format == "pkcs12" and isinstance(output.password, SecretRef):
+                password_env = output.password.env or DEFAULT_PFX_PASSWORD_ENV
+                break
+        result[view.certificate] = SiteCertificate(view.certificate, view.files, password_env)
+    return list(result.values())
+
+
+def iis_site_id(name: str) -> int:
+    """IIS's id for the site: 1 for the Default Web Site, else a stable hash of the name."""
+    if name.lower() == IIS_DEFAULT_SITE.lower():
+        return 1
+    digest = hashlib.sha256(name.encode()).digest()
+    return 2 + int.from_bytes(digest[:4], "big") % (2**31 - 2)
+
+
+def iis_app_pool(name: str) -> str:
+    return IIS_DEFAULT_POOL if name.lower() == IIS_DEFAULT_SITE.lower() else name
 
 
 def _check_files(site: Site, views: list[BindingView]) -> None:
@@ -142,14 +289,14 @@ def site_context(target: Target, site: Site, playbook_name: str) -> dict[str, An
         "playbook": playbook_name,
         "site": site,
         "host": target.view,
+        "config_path": target.site_config(site),
         "bindings": views,
-        "virtual_directories": [
-            directory.model_copy(
-                update={"physical_path": target.transport.resolve(directory.physical_path)}
-            ) if directory.physical_path else directory
-            for directory in site.virtual_directories
-        ],
+        "listens": listen_views(views),
+        "virtual_directories": [directory_view(target, d) for d in site.virtual_directories],
+        "certificates": site_certificates(target, views),
         "certificates_dir": target.certificates_dir,
+        "iis_site_id": iis_site_id(site.name),
+        "iis_app_pool": iis_app_pool(site.name),
     }
 
 

@@ -1,0 +1,69 @@
+"""The fleet's certificates at a glance: issuer, expiry, names covered or missing."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass, field
+
+from provision.api import Loaded
+from provision.crypto.compare import days_left
+from provision.crypto.inspect import check_names
+from provision.errors import ProvisionError
+from provision.facts import gather
+from provision.resources.certificate import read_current
+from provision.targets import Target
+
+
+@dataclass
+class StatusRow:
+    host: str
+    certificate: str
+    issuer: str | None = None
+    not_after: str | None = None
+    days_left: int | None = None
+    names_missing: list[str] = field(default_factory=list)
+    problem: str | None = None
+
+    @property
+    def bad(self) -> bool:
+        return self.problem is not None or bool(self.names_missing)
+
+
+async def _host_rows(loaded: Loaded, target: Target, now: dt.datetime) -> list[StatusRow]:
+    name = target.host.name
+    try:
+        facts = await gather(target.transport, target.paths_of_interest())
+    except ProvisionError as exc:
+        return [StatusRow(name, c.name, problem=exc.message)
+                for c in target.playbook.certificates]
+    rows = []
+    passwords = loaded.passwords.get(name, {})
+    for certificate in target.playbook.certificates:
+        current = read_current(certificate, target.output_paths(certificate), facts, passwords)
+        row = StatusRow(name, certificate.name)
+        leaf = current.leaf
+        if leaf is None:
+            row.problem = current.unreadable[0] if current.unreadable else "missing"
+        else:
+            row.issuer = leaf.issuer.rfc4514_string()
+            row.not_after = leaf.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+            row.days_left = int(days_left(leaf, now) // 1)
+            row.names_missing = [p.split(":", 1)[0] for p in check_names(leaf, certificate.names)]
+            if row.days_left < 0:
+                row.problem = f"expired {-row.days_left} days ago"
+        rows.append(row)
+    return rows
+
+
+async def fleet_status(loaded: Loaded, now: dt.datetime | None = None) -> list[StatusRow]:
+    moment = now or dt.datetime.now(dt.UTC)
+    try:
+        per_host = await asyncio.gather(*(_host_rows(loaded, t, moment) for t in loaded.targets))
+    finally:
+        for target in loaded.targets:
+            await target.transport.close()
+    rows = [row for host_rows in per_host for row in host_rows]
+    # Soonest expiry first; missing certificates (no date) lead, as the most urgent.
+    return sorted(rows, key=lambda r: (r.days_left is not None, r.days_left or 0, r.host,
+                                       r.certificate))
