@@ -33,8 +33,7 @@ from provision.resources.site import plan_site
 from provision.secrets import resolve_password
 from provision.supplied import FileCache, Supplied, load_supplied
 from provision.targets import Target, evaluate_playbook, host_view, playbook_hosts_pattern
-from provision.transport.base import Transport
-from provision.transport.local import LocalTransport
+from provision.transport.factory import ConnectOptions, make_transport
 
 T = TypeVar("T")
 
@@ -93,7 +92,8 @@ class Report:
 
 
 def load(playbook: str | Path, inventory: str | Path, limit: str | None = None,
-         forks: int = 20, now: dt.datetime | None = None) -> Loaded:
+         forks: int = 20, now: dt.datetime | None = None,
+         connect: ConnectOptions | None = None) -> Loaded:
     """Parse and validate everything for every selected host; raises before any host is read.
 
     Files on the controller (authorities, supplied certificates) are read and checked here too,
@@ -111,7 +111,7 @@ def load(playbook: str | Path, inventory: str | Path, limit: str | None = None,
     resolved: dict[object, bytes] = {}
     for host in hosts:
         book = evaluate_playbook(doc, host)
-        transport = make_transport(host)
+        transport = make_transport(host, connect)
         targets.append(
             Target(host, host_view(host), book, transport,
                    transport.resolve(book.certificates_dir))
@@ -167,15 +167,6 @@ def _load_supplied(doc: Document, targets: list[Target], folder: Path,
                 certificate, source, base=folder, password=password, now=now, cache=cache,
                 where=where)
     return result
-
-
-def make_transport(host: object) -> Transport:
-    from provision.model.inventory import Host
-
-    assert isinstance(host, Host)
-    if host.connection == "local":
-        return LocalTransport(host.name)
-    raise ProvisionError(f"{host.name}: connection {host.connection!r} is not supported yet")
 
 
 def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts,
