@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from cryptography.hazmat.primitives import hashes
+
+from provision import planfile
 from provision.authority import AuthorityStore, open_authority
 from provision.authority import create as create_authority
 from provision.errors import InputError, Location, ProvisionError
@@ -27,6 +31,7 @@ from provision.keymaker import KeyMaker
 from provision.loader import Document, load_file
 from provision.model.playbook import CaSource, ProvidedSource
 from provision.plan import Change, HostPlan, Plan, Unchanged
+from provision.planfile import SavedPlan
 from provision.render import Renderer
 from provision.resources.certificate import Expected, HostRefusal, plan_certificate
 from provision.resources.site import plan_site
@@ -214,12 +219,54 @@ async def _bounded(limit: int, items: list[T], work: Callable[[T], Awaitable[obj
     await asyncio.gather(*(one(item) for item in items))
 
 
-async def plan_and_apply(loaded: Loaded, *, apply: bool,
-                         now: dt.datetime | None = None) -> tuple[Plan, Report]:
-    """Plan every host and, when ``apply``, apply each host's plan right after reading it."""
+def controller_digest(loaded: Loaded) -> str:
+    """What the controller contributes besides playbook and inventory: authorities and
+    supplied certificates (by fingerprint), so a saved plan notices when they change."""
+    h = hashlib.sha256()
+    for name in sorted(loaded.authorities):
+        material = loaded.authorities[name].material
+        h.update(name.encode() + b"\0")
+        h.update(material.leaf.fingerprint(hashes.SHA256()) if material else b"pending")
+    for (host, certificate), supplied in sorted(loaded.supplied.items()):
+        h.update(f"{host}/{certificate}".encode() + b"\0")
+        h.update(supplied.leaf.fingerprint(hashes.SHA256()) if supplied else b"waiting")
+    return h.hexdigest()
+
+
+def check_saved(loaded: Loaded, saved: SavedPlan) -> None:
+    """Refuse the whole plan when its inputs changed since it was made."""
+    checks = [
+        ("playbook", planfile.file_digest(Path(loaded.playbook.file)), loaded.playbook.file),
+        ("inventory", planfile.inventory_digest(Path(loaded.inventory.file)),
+         loaded.inventory.file),
+        ("controller", controller_digest(loaded), "the authorities or supplied certificates"),
+    ]
+    for key, digest, what in checks:
+        if saved.digests[key] != digest:
+            raise ProvisionError(f"{what} changed since the plan was made; nothing was applied. "
+                                 "Make a new plan and review it.")
+
+
+def save_plan(loaded: Loaded, plan: Plan, limit: str | None) -> str:
+    return planfile.dumps(
+        plan, limit=limit,
+        playbook_digest=planfile.file_digest(Path(loaded.playbook.file)),
+        inventory_digest=planfile.inventory_digest(Path(loaded.inventory.file)),
+        controller_digest=controller_digest(loaded),
+    )
+
+
+async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None = None,
+                         saved: Plan | None = None) -> tuple[Plan, Report]:
+    """Plan every host and, when ``apply``, apply each host's plan right after reading it.
+
+    With ``saved``, each host's saved plan is applied instead of a fresh one, provided the
+    host's facts still have the digest the plan was made from.
+    """
     moment = now or dt.datetime.now(dt.UTC)
     plans: dict[str, HostPlan] = {}
     reports: dict[str, HostReport] = {}
+    saved_hosts = {h.host: h for h in saved.hosts} if saved is not None else None
     keymaker = KeyMaker()
     if apply:
         for store in loaded.authorities.values():
@@ -232,7 +279,10 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool,
         name = target.host.name
         try:
             facts = await gather(target.transport, target.paths_of_interest())
-            host_plan = build_host_plan(loaded, target, facts, moment)
+            if saved_hosts is None:
+                host_plan = build_host_plan(loaded, target, facts, moment)
+            else:
+                host_plan = _saved_host_plan(saved_hosts, name, facts)
         except ProvisionError as exc:
             plans[name] = HostPlan(name, error=exc.message)
             reports[name] = HostReport(name, "failed", plans[name], exc.message,
@@ -266,6 +316,17 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool,
     return plan, Report([reports[n] for n in order])
 
 
+def _saved_host_plan(saved: Mapping[str, HostPlan], name: str, facts: HostFacts) -> HostPlan:
+    host_plan = saved[name]
+    if host_plan.facts_digest and host_plan.facts_digest != facts.digest():
+        raise ProvisionError(
+            "refused: the host's files changed since the plan was made (someone edited a "
+            "file, or a certificate was renewed meanwhile); nothing was changed here. "
+            "Make a new plan."
+        )
+    return host_plan
+
+
 async def _apply_one(target: Target, plan: HostPlan, facts: HostFacts,
                      ctx: RunContext, expected: Mapping[str, Expected]) -> HostOutcome:
     try:
@@ -274,5 +335,17 @@ async def _apply_one(target: Target, plan: HostPlan, facts: HostFacts,
         return HostOutcome(target.host.name, changed=False, error=exc.message)
 
 
-def run(loaded: Loaded, *, apply: bool, now: dt.datetime | None = None) -> tuple[Plan, Report]:
-    return asyncio.run(plan_and_apply(loaded, apply=apply, now=now))
+def run(loaded: Loaded, *, apply: bool, now: dt.datetime | None = None,
+        saved: Plan | None = None) -> tuple[Plan, Report]:
+    return asyncio.run(plan_and_apply(loaded, apply=apply, now=now, saved=saved))
+
+
+def load_saved(path: str, forks: int = 20,
+               connect: ConnectOptions | None = None) -> tuple[Loaded, SavedPlan]:
+    """Reload a saved plan's inputs, refusing if they changed, limited to its hosts."""
+    saved = planfile.loads(path)
+    names = ",".join(h.host for h in saved.plan.hosts)
+    loaded = load(saved.plan.playbook, saved.plan.inventory, names or saved.limit,
+                  forks=forks, connect=connect)
+    check_saved(loaded, saved)
+    return loaded, saved

@@ -26,6 +26,12 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
+class PlanFormat(StrEnum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
 Playbook = Annotated[str, typer.Argument(help="The playbook (YAML).")]
 InventoryOpt = Annotated[str, typer.Option("-i", "--inventory", help="The inventory (YAML).")]
 LimitOpt = Annotated[
@@ -63,45 +69,78 @@ def plan(
     playbook: Playbook,
     inventory: InventoryOpt,
     limit: LimitOpt = None,
-    output_format: FormatOpt = OutputFormat.text,
+    output_format: Annotated[
+        PlanFormat, typer.Option("--format", help="text, json, or markdown (for a PR).")
+    ] = PlanFormat.text,
+    out: Annotated[
+        str | None, typer.Option("--out", help="Save the plan as JSON, for `apply PLAN.json`.")
+    ] = None,
     detailed_exitcode: Annotated[
-        bool, typer.Option("--detailed-exitcode", help="Exit 2 when changes are pending.")
+        bool, typer.Option("--detailed-exitcode", help="Exit 0 no changes, 2 changes, 1 error.")
     ] = False,
 ) -> None:
-    """Show what apply would change on each host, and why. Writes nothing."""
-    _run(playbook, inventory, limit, output_format, apply=False,
-         detailed_exitcode=detailed_exitcode)
-
-
-@app.command()
-def apply(
-    playbook: Playbook,
-    inventory: InventoryOpt,
-    limit: LimitOpt = None,
-    output_format: FormatOpt = OutputFormat.text,
-    check: Annotated[bool, typer.Option("--check", help="Only plan (same as `plan`).")] = False,
-) -> None:
-    """Make each host match the playbook; a host that fails does not stop the others."""
-    _run(playbook, inventory, limit, output_format, apply=not check, detailed_exitcode=False)
-
-
-def _run(playbook: str, inventory: str, limit: str | None, output_format: OutputFormat,
-         *, apply: bool, detailed_exitcode: bool) -> None:
+    """Show what apply would change on each host, and why. Writes nothing to any host."""
     from provision import report as render
-    from provision.api import run
+    from provision.api import run, save_plan
 
     loaded = _load(playbook, inventory, limit)
-    plan_, result = run(loaded, apply=apply)
-    if output_format is OutputFormat.json:
+    plan_, result = run(loaded, apply=False)
+    if out is not None:
+        from provision import fsutil
+
+        fsutil.write_atomic(out, save_plan(loaded, plan_, limit).encode(), 0o644)
+    if output_format is PlanFormat.json:
         typer.echo(render.report_json(result), nl=False)
-    elif apply:
-        typer.echo(render.recap_text(result), nl=False)
+    elif output_format is PlanFormat.markdown:
+        typer.echo(render.plan_markdown(result), nl=False)
     else:
         typer.echo(render.plan_text(result), nl=False)
     if result.failed:
         raise typer.Exit(1)
     if detailed_exitcode and plan_.has_changes:
         raise typer.Exit(2)
+
+
+@app.command()
+def apply(
+    playbook: Annotated[str, typer.Argument(help="The playbook, or a plan saved by "
+                                            "`plan --out PLAN.json`.")],
+    inventory: Annotated[
+        str | None, typer.Option("-i", "--inventory", help="The inventory (not with a plan).")
+    ] = None,
+    limit: LimitOpt = None,
+    output_format: FormatOpt = OutputFormat.text,
+    check: Annotated[bool, typer.Option("--check", help="Only plan (same as `plan`).")] = False,
+) -> None:
+    """Make each host match the playbook (or apply exactly a saved plan); a host that fails
+    does not stop the others."""
+    from provision import report as render
+    from provision.api import load_saved, run
+    from provision.errors import ProvisionError
+    from provision.planfile import is_plan_file
+
+    saved = None
+    if is_plan_file(playbook):
+        if inventory is not None or limit is not None:
+            _fail("a saved plan names its own inventory and hosts; drop -i and --limit")
+        try:
+            loaded, saved_plan = load_saved(playbook)
+        except ProvisionError as exc:
+            _fail(exc.message)
+        saved = saved_plan.plan
+    else:
+        if inventory is None:
+            _fail("missing option -i INVENTORY")
+        loaded = _load(playbook, inventory, limit)
+    _plan, result = run(loaded, apply=not check, saved=saved)
+    if output_format is OutputFormat.json:
+        typer.echo(render.report_json(result), nl=False)
+    elif check:
+        typer.echo(render.plan_text(result), nl=False)
+    else:
+        typer.echo(render.recap_text(result), nl=False)
+    if result.failed:
+        raise typer.Exit(1)
 
 
 @app.command()

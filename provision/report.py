@@ -89,3 +89,43 @@ def report_json(report: Report) -> str:
         "hosts": {host.host: _host_json(host) for host in report.hosts},
     }
     return json.dumps(document, indent=2) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def plan_markdown(report: Report) -> str:
+    """The plan as a Markdown document for a pull-request comment."""
+    lines = ["# provision plan", ""]
+    lines += ["| host | status | changes |", "|---|---|---|"]
+    for host in report.hosts:
+        status = "failed" if host.status == "failed" else (
+            "changes" if host.plan.has_changes else "no changes")
+        lines.append(f"| {_cell(host.host)} | {status} | {len(host.plan.changes)} |")
+    changed = sum(1 for h in report.hosts if h.plan.has_changes and h.status != "failed")
+    lines += ["", f"**{len(report.hosts)} hosts, {changed} to change, "
+              f"{report.count('failed')} failed.**", ""]
+    for host in report.hosts:
+        lines += [f"## {host.host}", ""]
+        if host.status == "failed":
+            lines += [f"**Failed:** {host.error}", ""]
+            continue
+        if not host.plan.changes:
+            lines += ["No changes.", ""]
+            continue
+        lines += ["| action | resource | reason |", "|---|---|---|"]
+        for change in host.plan.changes:
+            lines.append(f"| {change.action} | {_cell(change.resource)} | "
+                         f"{_cell(change.reason)} |")
+        lines.append("")
+        for change in host.plan.changes:
+            if change.before:
+                b = change.before
+                lines += [f"**{change.resource}** was `{b['sha256'][:16]}…`, "
+                          f"issued by {b['issuer']}, names {b['names']}, "
+                          f"until {b['not_after']}.", ""]
+            if change.diff:
+                lines += [f"<details><summary>{change.resource}: diff</summary>", "",
+                          "```diff", change.diff.rstrip("\n"), "```", "", "</details>", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
