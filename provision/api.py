@@ -24,7 +24,7 @@ from provision import planfile
 from provision.authority import AuthorityStore, open_authority
 from provision.authority import create as create_authority
 from provision.errors import InputError, Location, ProvisionError
-from provision.executor import HostOutcome, RunContext, apply_host, stale_outputs
+from provision.executor import HostOutcome, RunContext, apply_host, reloads_owed, stale_outputs
 from provision.facts import HostFacts, gather
 from provision.inventory import Inventory, limit_hosts, load_inventory
 from provision.keymaker import KeyMaker
@@ -33,12 +33,19 @@ from provision.model.playbook import CaSource, ProvidedSource
 from provision.plan import Change, HostPlan, Plan, Unchanged
 from provision.planfile import SavedPlan
 from provision.render import Renderer
-from provision.resources.certificate import Expected, HostRefusal, plan_certificate
+from provision.resources.certificate import (
+    Expected,
+    HostRefusal,
+    current_material,
+    plan_certificate,
+    read_current,
+)
 from provision.resources.site import plan_site
 from provision.secrets import resolve_password
 from provision.supplied import FileCache, Supplied, load_supplied
 from provision.targets import Target, evaluate_playbook, host_view, playbook_hosts_pattern
 from provision.transport.factory import ConnectOptions, make_transport
+from provision.verify import NameCheck, verify_site
 
 T = TypeVar("T")
 
@@ -82,6 +89,7 @@ class HostReport:
     error: str | None = None
     seconds: float = 0.0
     backup: str | None = None
+    verified: list[NameCheck] = field(default_factory=list)
 
 
 @dataclass
@@ -199,6 +207,7 @@ def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts,
         changes.extend(c)
         unchanged.extend(u)
     changes.extend(stale_outputs(target, facts))
+    changes.extend(reloads_owed(target, facts, changes))
     for site in target.playbook.sites:
         for result in plan_site(target, site, facts, loaded.renderer, loaded.playbook.file):
             if isinstance(result, Change):
@@ -299,6 +308,8 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
             status = "failed" if outcome.error else ("changed" if outcome.changed else "ok")
             reports[name] = HostReport(name, status, host_plan, outcome.error,
                                        backup=outcome.backup)
+            if not outcome.error and any(site.verify for site in target.playbook.sites):
+                await _verify_into(reports[name], loaded, target, moment)
         reports[name].seconds = time.perf_counter() - started
 
     try:
@@ -314,6 +325,57 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
     plan = Plan(loaded.playbook.file, loaded.inventory.file,
                 tuple(plans[n] for n in order))
     return plan, Report([reports[n] for n in order])
+
+
+async def verify_host(loaded: Loaded, target: Target, now: dt.datetime) -> list[NameCheck]:
+    """Read the host's certificates as they are now and check every site that asks."""
+    facts = await gather(target.transport, target.paths_of_interest())
+    passwords = loaded.passwords.get(target.host.name, {})
+    expected = loaded.expected(target)
+    materials = {}
+    for certificate in target.playbook.certificates:
+        current = read_current(certificate, target.output_paths(certificate), facts, passwords)
+        if current.leaf is not None and current.key is not None:
+            materials[certificate.name] = current_material(certificate, current,
+                                                           expected[certificate.name])
+    checks: list[NameCheck] = []
+    for site in target.playbook.sites:
+        if site.verify is not None:
+            checks.extend(await verify_site(target, site, materials, now))
+    return checks
+
+
+async def _verify_into(report: HostReport, loaded: Loaded, target: Target,
+                       now: dt.datetime) -> None:
+    try:
+        report.verified = await verify_host(loaded, target, now)
+    except ProvisionError as exc:
+        report.status, report.error = "failed", f"verification: {exc.message}"
+        return
+    failed = [c for c in report.verified if not c.ok]
+    if failed:
+        report.status = "failed"
+        report.error = "verification failed: " + "; ".join(
+            f"{c.name} ({c.address}:{c.port}): {c.problem}" for c in failed)
+
+
+async def verify_all(loaded: Loaded, now: dt.datetime | None = None) -> Report:
+    """`provision verify`: the post-apply checks alone, for every host."""
+    moment = now or dt.datetime.now(dt.UTC)
+    reports: dict[str, HostReport] = {}
+
+    async def one(target: Target) -> None:
+        name = target.host.name
+        report = HostReport(name, "ok", HostPlan(name))
+        await _verify_into(report, loaded, target, moment)
+        reports[name] = report
+
+    try:
+        await _bounded(loaded.forks, list(loaded.targets), one)
+    finally:
+        for target in loaded.targets:
+            await target.transport.close()
+    return Report([reports[t.host.name] for t in loaded.targets])
 
 
 def _saved_host_plan(saved: Mapping[str, HostPlan], name: str, facts: HostFacts) -> HostPlan:

@@ -30,7 +30,6 @@ app = typer.Typer(
     add_completion=False,
 )
 
-FETCH_TIMEOUT = 10.0  # seconds, for connecting, the handshake and openssl s_client
 
 
 class Verification(TypedDict):
@@ -219,7 +218,9 @@ def _load_certificates(
     """(label for messages, certificates) from a file or an https:// URL."""
     if source.lower().startswith(("https://", "http://")):
         host, port = _parse_url(source)
-        label = f"https://{_bracket(host)}:{port}"
+        from provision.probe import bracket, fetch_chain
+
+        label = f"https://{bracket(host)}:{port}"
         certificates = fetch_chain(host, port, connect=connect, servername=servername)
         return label, certificates
     if connect is not None or servername is not None:
@@ -265,118 +266,6 @@ def _parse_url(url: str) -> tuple[str, int]:
     if not parts.hostname:
         _fail(f"{url}: no host name in the URL")
     return parts.hostname, port
-
-
-def _is_ip(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def _bracket(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-def fetch_chain(
-    host: str,
-    port: int,
-    *,
-    connect: str | None = None,
-    servername: str | None = None,
-    method: str = "auto",
-) -> list[x509.Certificate]:
-    """Every certificate the server sends, leaf first, without verifying anything.
-
-    Verification is off on purpose: the point is to look at what is served, including
-    broken chains; ``check --ca`` verifies afterwards with our own rules. SNI is
-    ``servername`` or the host, and none for an IP address (as browsers do).
-
-    ``ssl`` exposes only the leaf publicly before Python 3.13, but ``_sslobj`` has had
-    ``get_unverified_chain()`` since 3.10 (it backs the public 3.13 method); that is used
-    when present. Otherwise (``method="openssl"`` forces it) ``openssl s_client -showcerts``
-    is run and its PEM blocks parsed.
-    """
-    address = connect or host
-    sni = servername or (None if _is_ip(host) else host)
-    where = f"https://{_bracket(host)}:{port}"
-    ders = None
-    if method in ("auto", "ssl"):
-        ders = _fetch_with_ssl(where, address, port, sni)
-    if ders is None:
-        return _fetch_with_openssl(where, address, port, sni)
-    return _parse_ders(where, ders)
-
-
-def _fetch_with_ssl(where: str, address: str, port: int, sni: str | None) -> list[bytes] | None:
-    import socket
-    import ssl
-
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    try:
-        with (
-            socket.create_connection((address, port), timeout=FETCH_TIMEOUT) as raw,
-            context.wrap_socket(raw, server_hostname=sni) as tls,
-        ):
-            getter = getattr(tls, "get_unverified_chain", None)  # 3.13+: DER bytes
-            if getter is None:
-                getter = getattr(getattr(tls, "_sslobj", None), "get_unverified_chain", None)
-            if getter is None:
-                return None
-            chain = getter() or []
-    except OSError as exc:  # includes ssl.SSLError, timeouts, refused, DNS failures
-        _fail(f"{where}: cannot fetch certificates from {_bracket(address)}:{port}: {_reason(exc)}")
-    return [c if isinstance(c, bytes) else c.public_bytes(2) for c in chain]  # 2 = ENCODING_DER
-
-
-def _fetch_with_openssl(
-    where: str, address: str, port: int, sni: str | None
-) -> list[x509.Certificate]:
-    import subprocess
-
-    from provision.crypto.decode import load_bundle
-
-    command = ["openssl", "s_client", "-showcerts", "-connect", f"{_bracket(address)}:{port}"]
-    command += ["-servername", sni] if sni else ["-noservername"]
-    try:
-        result = subprocess.run(
-            command,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=FETCH_TIMEOUT,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        _fail(f"{where}: cannot run openssl s_client: {exc}")
-    if b"-----BEGIN CERTIFICATE-----" not in result.stdout:
-        detail = result.stderr.decode("utf-8", "replace").strip().splitlines()
-        reason = detail[-1] if detail else f"openssl exited with status {result.returncode}"
-        _fail(f"{where}: cannot fetch certificates from {_bracket(address)}:{port}: {reason}")
-    return list(load_bundle(result.stdout, source=f"{where} (openssl s_client)").certificates)
-
-
-def _parse_ders(where: str, ders: list[bytes]) -> list[x509.Certificate]:
-    from cryptography import x509
-
-    if not ders:
-        _fail(f"{where}: the server sent no certificate")
-    try:
-        return [x509.load_der_x509_certificate(d) for d in ders]
-    except ValueError:
-        _fail(f"{where}: the server sent a certificate that cannot be parsed")
-
-
-def _reason(exc: OSError) -> str:
-    text = str(exc) if not exc.strerror else exc.strerror
-    return " ".join(text.split()) or type(exc).__name__
-
-
-# --- helpers ------------------------------------------------------------------------------
 
 
 def _verification(

@@ -144,6 +144,29 @@ def apply(
 
 
 @app.command()
+def verify(
+    playbook: Playbook,
+    inventory: InventoryOpt,
+    limit: LimitOpt = None,
+    output_format: FormatOpt = OutputFormat.text,
+) -> None:
+    """Connect to every name of each site with `verify:` and check the served certificate."""
+    import asyncio
+
+    from provision import report as render
+    from provision.api import verify_all
+
+    loaded = _load(playbook, inventory, limit)
+    result = asyncio.run(verify_all(loaded))
+    if output_format is OutputFormat.json:
+        typer.echo(render.report_json(result), nl=False)
+    else:
+        typer.echo(render.verify_text(result), nl=False)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def csr(
     playbook: Playbook,
     inventory: InventoryOpt,

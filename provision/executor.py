@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from provision.authority import AuthorityStore
@@ -26,7 +26,7 @@ from provision.model.playbook import CaSource, Certificate, ProvidedSource, Site
 from provision.plan import Change, HostPlan
 from provision.resources.certificate import Expected, current_material, read_current
 from provision.resources.material import Material, issued_material, output_bytes
-from provision.targets import Target
+from provision.targets import RELOAD_MARKER, STATE_FILE, Target
 from provision.transport.base import FileState
 
 BACKUP_DIR = ".backup"
@@ -42,7 +42,6 @@ class ApplyError(ProvisionError):
     pass
 
 
-STATE_FILE = ".provision-state.json"
 
 
 @dataclass(frozen=True)
@@ -61,6 +60,26 @@ def _state_content(target: Target) -> bytes:
     """The outputs this playbook writes, so a later run can remove the ones it drops."""
     outputs = {c.name: sorted(o.file for o in c.outputs) for c in target.playbook.certificates}
     return json.dumps({"outputs": outputs}, indent=2, sort_keys=True).encode() + b"\n"
+
+
+def marker_path(target: Target) -> str:
+    return posixpath.join(target.certificates_dir, RELOAD_MARKER)
+
+
+def reloads_owed(target: Target, facts: HostFacts, changes: list[Change]) -> list[Change]:
+    """A reload an earlier run owes (its marker is on the host) for sites this plan does not
+    touch already."""
+    marker = facts.file(marker_path(target))
+    if marker.content is None:
+        return []
+    owed = set(marker.content.decode(errors="replace").splitlines())
+    touched = {c.site for c in changes if c.site}
+    return [
+        Change(f"site {site.name}", "update", "reload owed by an earlier run that did not "
+               "finish", site=site.name)
+        for site in target.playbook.sites
+        if site.name in owed and site.name not in touched and site.reload
+    ]
 
 
 def stale_outputs(target: Target, facts: HostFacts) -> list[Change]:
@@ -123,6 +142,10 @@ async def apply_host(
         write.staged = await transport.stage(write.path, write.data, write.mode)
     removed = [_Write(c, c.path, b"", 0) for c in deletions if c.path is not None]
     backup = await _back_up(target, facts, [*writes, *removed], ctx.now)
+    reload_sites = [s for s in _sites_touched(target, plan.changes) if s.reload]
+    if reload_sites:
+        await transport.write(marker_path(target),
+                              "".join(f"{s.name}\n" for s in reload_sites).encode(), 0o644)
     committed: list[_Write] = []
     try:
         for write in writes:
@@ -285,10 +308,11 @@ async def _restore(target: Target, facts: HostFacts, committed: list[_Write]) ->
             await target.transport.remove(write.path)
 
 
-def _sites_touched(target: Target, committed: list[_Write]) -> list[Site]:
-    """Sites whose config changed or which bind a certificate whose files changed."""
-    changed_certificates = {w.change.derived.certificate for w in committed if w.change.derived}
-    changed_sites = {w.change.site for w in committed if w.change.site}
+def _sites_touched(target: Target, changes: Sequence[Change]) -> list[Site]:
+    """Sites whose config changed, which bind a certificate whose files changed, or which
+    are owed a reload."""
+    changed_certificates = {c.derived.certificate for c in changes if c.derived}
+    changed_sites = {c.site for c in changes if c.site}
     touched = []
     for site in target.playbook.sites:
         uses = {b.certificate for b in site.bindings if b.certificate}
@@ -301,7 +325,7 @@ async def _test_and_reload(
     target: Target, plan: HostPlan, facts: HostFacts, committed: list[_Write],
     outcome: HostOutcome,
 ) -> None:
-    sites = [s for s in _sites_touched(target, committed) if s.reload]
+    sites = [s for s in _sites_touched(target, plan.changes) if s.reload]
     tests: dict[str, None] = {}
     reloads: dict[str, None] = {}
     for site in sites:
@@ -316,6 +340,8 @@ async def _test_and_reload(
         outcome.commands.append(command)
         if not result.ok:
             await _restore(target, facts, committed)
+            # The old files are back, and they are what the server runs: nothing is owed.
+            await target.transport.remove(marker_path(target))
             outcome.error = (f"config test `{command}` failed, previous files restored: "
                              f"{result.output}")
             return
@@ -323,5 +349,6 @@ async def _test_and_reload(
         result = await target.transport.run(command)
         outcome.commands.append(command)
         if not result.ok:
-            outcome.error = f"reload `{command}` failed: {result.output}"
+            outcome.error = f"reload `{command}` failed (will be retried): {result.output}"
             return
+    await target.transport.remove(marker_path(target))

@@ -55,9 +55,25 @@ def recap_text(report: Report) -> str:
         lines.append(f"{host.host}: {host.status}")
         for change in host.plan.changes:
             lines.append(_change_line(change))
+        for check in host.verified:
+            lines.append(f"  verified {check.name} on {check.address}:{check.port}")
     lines.append("")
     lines.append(f"Recap: ok {report.count('ok')}, changed {report.count('changed')}, "
                  f"failed {report.count('failed')}")
+    return "\n".join(lines) + "\n"
+
+
+def verify_text(report: Report) -> str:
+    lines = []
+    for host in report.hosts:
+        for check in host.verified:
+            state = "ok" if check.ok else f"FAILED: {check.problem}"
+            lines.append(f"{host.host}: {check.site}: {check.name} "
+                         f"({check.address}:{check.port}) {state}")
+        if host.error and not host.verified:
+            lines.append(f"{host.host}: failed: {host.error}")
+    lines.append("")
+    lines.append(f"Verified: {report.count('ok')} hosts ok, {report.count('failed')} failed")
     return "\n".join(lines) + "\n"
 
 
@@ -76,6 +92,12 @@ def _host_json(host: HostReport) -> dict[str, Any]:
     }
     if host.error:
         data["error"] = host.error
+    if host.verified:
+        data["verified"] = [
+            {"site": c.site, "name": c.name, "address": c.address, "port": c.port,
+             "ok": c.ok, **({"problem": c.problem} if c.problem else {})}
+            for c in host.verified
+        ]
     return data
 
 

@@ -22,6 +22,12 @@ from provision.templating import HostVariables, HostView, TemplateFailure
 from provision.transport.base import Transport
 from provision.validation import raise_for
 
+# Files `provision` keeps in each certificates directory besides the outputs.
+STATE_FILE = ".provision-state.json"  # the outputs written, to remove those a playbook drops
+# Written before files that need a reload are replaced, removed once the reload succeeded:
+# a run that dies in between leaves it, and the next run reloads even if files match.
+RELOAD_MARKER = ".provision-reload-pending"
+
 
 @dataclass(frozen=True)
 class Target:
@@ -50,8 +56,8 @@ class Target:
         paths = [self.output_path(o) for c in self.playbook.certificates for o in c.outputs]
         for site in self.playbook.sites:
             paths.extend(self.site_paths(site))
-        # The record of outputs written, to remove the ones a playbook drops.
-        paths.append(posixpath.join(self.certificates_dir, ".provision-state.json"))
+        paths.append(posixpath.join(self.certificates_dir, STATE_FILE))
+        paths.append(posixpath.join(self.certificates_dir, RELOAD_MARKER))
         return paths
 
 

@@ -22,7 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner
 
-from provision.cert_cli import app, fetch_chain
+from provision.cert_cli import app
+from provision.probe import fetch_chain
 
 root_app = typer.Typer()
 root_app.add_typer(app, name="cert")

@@ -252,6 +252,15 @@ class VirtualDirectory(Strict):
         return self
 
 
+class Verify(Strict):
+    """After apply, connect to each name and check the served certificate (issue: bindings
+    not updated after a renewal is what operators complain about most)."""
+
+    names: list[CertificateName] | None = None  # default: every name of the bound certificate
+    port: int | None = Field(default=None, ge=1, le=65535)  # default: first https binding
+    address: str | None = None  # default: the host's address
+
+
 class Site(Strict):
     name: str = Field(min_length=1)
     server: Literal["nginx", "apache", "iis"] = "nginx"
@@ -262,6 +271,15 @@ class Site(Strict):
     reload: bool = True
     test_command: str | None = None
     reload_command: str | None = None
+    verify: Verify | None = None
+
+    @field_validator("verify", mode="before")
+    @classmethod
+    def _verify_shorthand(cls, value: Any) -> Any:
+        # `verify: true` asks for the defaults; `verify: false` for none.
+        if value is True:
+            return {}
+        return None if value is False else value
 
     @property
     def companion_suffixes(self) -> tuple[str, ...]:

@@ -95,6 +95,7 @@ class VirtualDirectoryView:
     path: str  # "/" or "/CCMAdmin": no trailing slash, no doubled slashes
     location: str  # the path with a trailing slash: "/" or "/CCMAdmin/"
     is_root: bool
+    depth: int  # how many segments the path has: "/" 0, "/CCMAdmin" 1
     application: str | None
     physical_path: str | None  # absolute on the host
     proxy_to: str | None  # as written in the playbook
@@ -228,6 +229,7 @@ def directory_view(target: Target, directory: VirtualDirectory) -> VirtualDirect
         path=path,
         location=path if path == "/" else path + "/",
         is_root=path == "/",
+        depth=path.count("/") if path != "/" else 0,
         application=directory.application,
         physical_path=(target.transport.resolve(directory.physical_path)
                        if directory.physical_path else None),
