@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from provision import planfile
 from provision.authority import AuthorityStore, open_authority
 from provision.authority import create as create_authority
+from provision.batches import batches, should_stop
 from provision.errors import InputError, Location, ProvisionError
 from provision.executor import HostOutcome, RunContext, apply_host, reloads_owed, stale_outputs
 from provision.facts import HostFacts, gather
@@ -32,6 +33,7 @@ from provision.loader import Document, load_file
 from provision.model.playbook import CaSource, ProvidedSource
 from provision.plan import Change, HostPlan, Plan, Unchanged
 from provision.planfile import SavedPlan
+from provision.progress import Progress, Silent
 from provision.render import Renderer
 from provision.resources.certificate import (
     Expected,
@@ -98,7 +100,7 @@ class Report:
 
     @property
     def failed(self) -> bool:
-        return any(h.status == "failed" for h in self.hosts)
+        return any(h.status in ("failed", "skipped") for h in self.hosts)
 
     def count(self, status: str) -> int:
         return sum(1 for h in self.hosts if h.status == status)
@@ -266,7 +268,8 @@ def save_plan(loaded: Loaded, plan: Plan, limit: str | None) -> str:
 
 
 async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None = None,
-                         saved: Plan | None = None) -> tuple[Plan, Report]:
+                         saved: Plan | None = None,
+                         progress: Progress | None = None) -> tuple[Plan, Report]:
     """Plan every host and, when ``apply``, apply each host's plan right after reading it.
 
     With ``saved``, each host's saved plan is applied instead of a fresh one, provided the
@@ -312,9 +315,26 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
                 await _verify_into(reports[name], loaded, target, moment)
         reports[name].seconds = time.perf_counter() - started
 
+    watcher = progress or Silent()
+
+    async def tracked(target: Target) -> None:
+        await one(target)
+        watcher.host_done(target.host.name, reports[target.host.name].status)
+
+    book = loaded.targets[0].playbook if loaded.targets else None
+    groups = (batches(loaded.targets, book.serial) if apply and book
+              else [list(loaded.targets)])
     try:
-        await _bounded(loaded.forks, list(loaded.targets), one)
+        for index, batch in enumerate(groups, start=1):
+            watcher.batch(index, len(groups), len(batch))
+            await _bounded(loaded.forks, batch, tracked)
+            failed = sum(1 for t in batch if reports[t.host.name].status == "failed")
+            if book and should_stop(failed, len(batch), book.max_fail_percentage):
+                _skip_rest(groups[index:], plans, reports, failed, len(batch),
+                           book.max_fail_percentage)
+                break
     finally:
+        watcher.close()
         keymaker.close()
         if apply:
             for store in loaded.authorities.values():
@@ -389,6 +409,18 @@ def _saved_host_plan(saved: Mapping[str, HostPlan], name: str, facts: HostFacts)
     return host_plan
 
 
+def _skip_rest(rest: list[list[Target]], plans: dict[str, HostPlan],
+               reports: dict[str, HostReport], failed: int, size: int,
+               limit: float | None) -> None:
+    why = (f"the previous batch had {failed} of {size} hosts failed, more than "
+           f"max_fail_percentage {limit:g}%")
+    for batch in rest:
+        for target in batch:
+            name = target.host.name
+            plans[name] = HostPlan(name)
+            reports[name] = HostReport(name, "skipped", plans[name], why)
+
+
 async def _apply_one(target: Target, plan: HostPlan, facts: HostFacts,
                      ctx: RunContext, expected: Mapping[str, Expected]) -> HostOutcome:
     try:
@@ -398,8 +430,9 @@ async def _apply_one(target: Target, plan: HostPlan, facts: HostFacts,
 
 
 def run(loaded: Loaded, *, apply: bool, now: dt.datetime | None = None,
-        saved: Plan | None = None) -> tuple[Plan, Report]:
-    return asyncio.run(plan_and_apply(loaded, apply=apply, now=now, saved=saved))
+        saved: Plan | None = None, progress: Progress | None = None) -> tuple[Plan, Report]:
+    return asyncio.run(plan_and_apply(loaded, apply=apply, now=now, saved=saved,
+                                      progress=progress))
 
 
 def load_saved(path: str, forks: int = 20,

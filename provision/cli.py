@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import sys
 from enum import StrEnum
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
+
+if TYPE_CHECKING:  # the real imports are inside the commands, for a fast `--help`
+    from provision.api import Loaded, Report
+    from provision.status import StatusRow
+    from provision.transport.factory import ConnectOptions
 
 app = typer.Typer(
     name="provision",
@@ -39,6 +44,22 @@ LimitOpt = Annotated[
                              "!exclude, &intersect, comma lists.")
 ]
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="text or json.")]
+ForksOpt = Annotated[int, typer.Option("--forks", min=1, help="Hosts worked on at once.")]
+KnownHostsOpt = Annotated[
+    str | None, typer.Option("--known-hosts", help="An extra known_hosts file for SSH hosts.")
+]
+AcceptNewOpt = Annotated[
+    bool, typer.Option("--accept-new-host-keys",
+                       help="Trust and record unknown SSH host keys (never changed ones), "
+                            "like OpenSSH's StrictHostKeyChecking=accept-new.")
+]
+ConnectTimeoutOpt = Annotated[
+    float, typer.Option("--connect-timeout", min=0.1, help="Seconds to reach a host.")
+]
+CommandTimeoutOpt = Annotated[
+    float, typer.Option("--command-timeout", min=0.1,
+                        help="Seconds a command on a host may take.")
+]
 
 
 def _fail(message: str) -> NoReturn:
@@ -46,14 +67,37 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def _load(playbook: str, inventory: str, limit: str | None):  # type: ignore[no-untyped-def]
+def _load(playbook: str, inventory: str, limit: str | None, forks: int = 20,
+          connect: ConnectOptions | None = None) -> Loaded:
     from provision.api import load
     from provision.errors import ProvisionError
 
     try:
-        return load(playbook, inventory, limit)
+        return load(playbook, inventory, limit, forks=forks, connect=connect)
     except ProvisionError as exc:
         _fail(exc.message)
+
+
+def _connect_options(known_hosts: str | None, accept_new: bool, connect_timeout: float,
+                     command_timeout: float) -> ConnectOptions:
+    from provision.transport.factory import ConnectOptions
+
+    return ConnectOptions(known_hosts=known_hosts, accept_new_host_keys=accept_new,
+                          connect_timeout=connect_timeout, command_timeout=command_timeout)
+
+
+def _write_retry(playbook: str, result: Report) -> None:
+    """After failures, `--limit @PLAYBOOK.retry` reruns only the hosts that failed."""
+    from pathlib import Path
+
+    from provision import fsutil
+
+    failed = [h.host for h in result.hosts if h.status in ("failed", "skipped")]
+    if not failed:
+        return
+    path = Path(playbook).with_suffix(".retry")
+    fsutil.write_atomic(str(path), "".join(f"{name}\n" for name in failed).encode(), 0o644)
+    typer.echo(f"to retry the failed hosts: --limit @{path}", err=True)
 
 
 @app.command()
@@ -78,12 +122,19 @@ def plan(
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 0 no changes, 2 changes, 1 error.")
     ] = False,
+    forks: ForksOpt = 20,
+    known_hosts: KnownHostsOpt = None,
+    accept_new_host_keys: AcceptNewOpt = False,
+    connect_timeout: ConnectTimeoutOpt = 10.0,
+    command_timeout: CommandTimeoutOpt = 60.0,
 ) -> None:
     """Show what apply would change on each host, and why. Writes nothing to any host."""
     from provision import report as render
     from provision.api import run, save_plan
 
-    loaded = _load(playbook, inventory, limit)
+    loaded = _load(playbook, inventory, limit, forks,
+                   _connect_options(known_hosts, accept_new_host_keys, connect_timeout,
+                                    command_timeout))
     plan_, result = run(loaded, apply=False)
     if out is not None:
         from provision import fsutil
@@ -111,6 +162,11 @@ def apply(
     limit: LimitOpt = None,
     output_format: FormatOpt = OutputFormat.text,
     check: Annotated[bool, typer.Option("--check", help="Only plan (same as `plan`).")] = False,
+    forks: ForksOpt = 20,
+    known_hosts: KnownHostsOpt = None,
+    accept_new_host_keys: AcceptNewOpt = False,
+    connect_timeout: ConnectTimeoutOpt = 10.0,
+    command_timeout: CommandTimeoutOpt = 60.0,
 ) -> None:
     """Make each host match the playbook (or apply exactly a saved plan); a host that fails
     does not stop the others."""
@@ -118,21 +174,28 @@ def apply(
     from provision.api import load_saved, run
     from provision.errors import ProvisionError
     from provision.planfile import is_plan_file
+    from provision.progress import for_terminal
 
+    connect = _connect_options(known_hosts, accept_new_host_keys, connect_timeout,
+                               command_timeout)
     saved = None
     if is_plan_file(playbook):
         if inventory is not None or limit is not None:
             _fail("a saved plan names its own inventory and hosts; drop -i and --limit")
         try:
-            loaded, saved_plan = load_saved(playbook)
+            loaded, saved_plan = load_saved(playbook, forks=forks, connect=connect)
         except ProvisionError as exc:
             _fail(exc.message)
         saved = saved_plan.plan
+        playbook = saved_plan.plan.playbook
     else:
         if inventory is None:
             _fail("missing option -i INVENTORY")
-        loaded = _load(playbook, inventory, limit)
-    _plan, result = run(loaded, apply=not check, saved=saved)
+        loaded = _load(playbook, inventory, limit, forks, connect)
+    progress = for_terminal(len(loaded.targets)) if not check else None
+    _plan, result = run(loaded, apply=not check, saved=saved, progress=progress)
+    if not check:
+        _write_retry(playbook, result)
     if output_format is OutputFormat.json:
         typer.echo(render.report_json(result), nl=False)
     elif check:
@@ -220,7 +283,7 @@ def status(
         raise typer.Exit(1)
 
 
-def _status_table(rows: list) -> None:  # type: ignore[type-arg]
+def _status_table(rows: list[StatusRow]) -> None:
     from rich.console import Console
     from rich.table import Table
 

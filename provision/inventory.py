@@ -21,7 +21,9 @@ from provision.loader import Document, PathKey, load_file
 from provision.model.inventory import Group, Host, InventoryFile
 from provision.validation import raise_for
 
-# Aliases Ansible users already write; ours win when both are given.
+# Aliases Ansible users already write; ours win when both are given at the same level. Each
+# level is read as if its alias were our key, so a host's ``ansible_user`` still beats a
+# group's ``user``: precedence is by level first, as in Ansible.
 _ALIASES = {
     "ansible_host": "address",
     "ansible_port": "port",
@@ -174,11 +176,11 @@ def _resolve(doc: Document, groups: dict[str, _GroupInfo], base: Path) -> Invent
         merged: dict[str, Any] = {}
         for group in ordered_groups:
             if host_name in members[group]:
-                merged.update(groups[group].vars)
-                merged.update(group_files[group])
+                merged.update(_with_aliases(groups[group].vars))
+                merged.update(_with_aliases(group_files[group]))
         for inline, _ in places:
-            merged.update(inline)
-        merged.update(_vars_dir_file(base / "host_vars", host_name))
+            merged.update(_with_aliases(inline))
+        merged.update(_with_aliases(_vars_dir_file(base / "host_vars", host_name)))
         hosts[host_name] = _make_host(
             host_name,
             merged,
@@ -222,13 +224,19 @@ def _vars_dir_file(folder: Path, name: str) -> dict[str, Any]:
     return result
 
 
+def _with_aliases(layer: Mapping[str, Any]) -> dict[str, Any]:
+    """One level's variables, each alias also set as our key unless the level gives ours."""
+    result = dict(layer)
+    for alias, field in _ALIASES.items():
+        if alias in layer and field not in layer:
+            result[field] = layer[alias]
+    return result
+
+
 def _make_host(
     name: str, merged: dict[str, Any], groups: tuple[str, ...], doc: Document, where: PathKey
 ) -> Host:
     typed: dict[str, Any] = {}
-    for alias, field in _ALIASES.items():
-        if alias in merged:
-            typed[field] = merged[alias]
     for field in ("address", "fqdn", "connection", "port", "user", "ssh_key", "become"):
         if field in merged:
             typed[field] = merged[field]
@@ -254,7 +262,8 @@ def match_pattern(
     """Ansible host patterns: names, groups, globs, ``!exclude``, ``&intersect``, comma lists.
 
     Each term is matched in one pass over the hosts and groups, so a pattern costs
-    O(terms x (hosts + groups)), never O(hosts^2).
+    O(terms x (hosts + groups)), never O(hosts^2). As in Ansible, a pattern of only
+    exclusions and intersections starts from ``all`` (``--limit '!cm-pub-01'``).
     """
     all_hosts = list(host_names)
     terms = [t.strip() for t in _split_terms(pattern) if t.strip()]
@@ -270,6 +279,8 @@ def match_pattern(
             intersections.append(_match_term(term[1:], all_hosts, groups))
         else:
             included |= _match_term(term, all_hosts, groups)
+    if not any(not t.startswith(("!", "&")) for t in terms):
+        included = set(all_hosts)
     for subset in intersections:
         included &= subset
     return included - excluded
@@ -288,22 +299,41 @@ def _match_term(term: str, hosts: list[str], groups: Mapping[str, frozenset[str]
         return set(hosts)
     if term in groups:
         return set(groups[term])
+    if term.startswith("~"):
+        # Before globs: a regex may hold '*', '?' or '[' (``~cm-(pub|sub)-0[12]``).
+        try:
+            regex = re.compile(term[1:])
+        except re.error as exc:
+            raise PatternError(f"host pattern {term!r} is not a valid regex: {exc}") from None
+        return {h for h in hosts if regex.search(h)}
     if any(ch in term for ch in "*?["):
         found = {h for h in hosts if fnmatch.fnmatchcase(h, term)}
         for group, members in groups.items():
             if fnmatch.fnmatchcase(group, term):
                 found |= members
         return found
-    if term.startswith("~"):
-        regex = re.compile(term[1:])
-        return {h for h in hosts if regex.search(h)}
     return {term} if term in set(hosts) else set()
+
+
+def read_limit(limit: str) -> str:
+    """``@FILE`` reads a retry file (one host per line) as a comma-separated pattern."""
+    if not limit.startswith("@"):
+        return limit
+    path = Path(limit[1:])
+    try:
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except OSError as exc:
+        raise PatternError(f"cannot read the limit file {path}: {exc.strerror}") from None
+    if not names:
+        raise PatternError(f"the limit file {path} names no host")
+    return ",".join(names)
 
 
 def limit_hosts(inventory: Inventory, hosts_pattern: str, limit: str | None) -> list[Host]:
     """The playbook's hosts, narrowed by ``--limit``; matching nothing is an error."""
     names = match_pattern(hosts_pattern, inventory.hosts.keys(), inventory.groups)
     if limit:
+        limit = read_limit(limit)
         names &= match_pattern(limit, inventory.hosts.keys(), inventory.groups)
     if not names:
         what = f"hosts {hosts_pattern!r}" + (f" limited to {limit!r}" if limit else "")

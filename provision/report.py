@@ -49,8 +49,8 @@ def plan_text(report: Report, *, diffs: bool = True) -> str:
 def recap_text(report: Report) -> str:
     lines: list[str] = []
     for host in report.hosts:
-        if host.status == "failed":
-            lines.append(f"{host.host}: failed: {host.error}")
+        if host.status in ("failed", "skipped"):
+            lines.append(f"{host.host}: {host.status}: {host.error}")
             continue
         lines.append(f"{host.host}: {host.status}")
         for change in host.plan.changes:
@@ -58,8 +58,9 @@ def recap_text(report: Report) -> str:
         for check in host.verified:
             lines.append(f"  verified {check.name} on {check.address}:{check.port}")
     lines.append("")
+    skipped = report.count("skipped")
     lines.append(f"Recap: ok {report.count('ok')}, changed {report.count('changed')}, "
-                 f"failed {report.count('failed')}")
+                 f"failed {report.count('failed')}" + (f", skipped {skipped}" if skipped else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -107,6 +108,7 @@ def report_json(report: Report) -> str:
             "ok": report.count("ok"),
             "changed": report.count("changed"),
             "failed": report.count("failed"),
+            "skipped": report.count("skipped"),
         },
         "hosts": {host.host: _host_json(host) for host in report.hosts},
     }

@@ -300,11 +300,18 @@ class Authority(Strict):
     path_length: int | None = Field(default=None, ge=0)
 
 
+BatchSize = Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^\d+(\.\d+)?%$")]
+
+
 class Playbook(Strict):
     name: str = Field(min_length=1)
     hosts: str = "all"
     certificates_dir: str = Field(min_length=1)
     backups: int = Field(default=5, ge=0, le=100)
+    # Rolling runs: hosts in batches of this size (a number, a percentage, or a list such as
+    # [1, "10%", "50%"] whose last size repeats), and the failure rate that stops the run.
+    serial: BatchSize | list[BatchSize] | None = None
+    max_fail_percentage: float | None = Field(default=None, ge=0, le=100)
     authorities: list[Authority] = Field(default_factory=list)
     certificates: list[Certificate] = Field(default_factory=list)
     sites: list[Site] = Field(default_factory=list)
