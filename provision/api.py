@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,8 +28,10 @@ from provision.errors import InputError, Location, ProvisionError
 from provision.executor import HostOutcome, RunContext, apply_host, reloads_owed, stale_outputs
 from provision.facts import HostFacts, gather
 from provision.inventory import Inventory, limit_hosts, load_inventory
+from provision.journal import overlay, read_journal, remove_leftovers, roll_forward
 from provision.keymaker import KeyMaker
 from provision.loader import Document, load_file
+from provision.lock import HostLock
 from provision.model.playbook import CaSource, ProvidedSource
 from provision.plan import Change, HostPlan, Plan, Unchanged
 from provision.planfile import SavedPlan
@@ -63,6 +65,7 @@ class Loaded:
     supplied: Mapping[tuple[str, str], Supplied | None]  # (host, certificate) -> file
     folder: Path
     forks: int = 20
+    lock_timeout: float = 30.0
 
     def expected(self, target: Target) -> dict[str, Expected]:
         """For each certificate of a host, what its source says it must be."""
@@ -108,7 +111,7 @@ class Report:
 
 def load(playbook: str | Path, inventory: str | Path, limit: str | None = None,
          forks: int = 20, now: dt.datetime | None = None,
-         connect: ConnectOptions | None = None) -> Loaded:
+         connect: ConnectOptions | None = None, lock_timeout: float = 30.0) -> Loaded:
     """Parse and validate everything for every selected host; raises before any host is read.
 
     Files on the controller (authorities, supplied certificates) are read and checked here too,
@@ -144,7 +147,7 @@ def load(playbook: str | Path, inventory: str | Path, limit: str | None = None,
     authorities = _open_authorities(doc, targets, folder)
     supplied = _load_supplied(doc, targets, folder, passwords, moment)
     return Loaded(doc, inv, tuple(targets), passwords, renderer, authorities, supplied, folder,
-                  forks)
+                  forks, lock_timeout)
 
 
 def _open_authorities(doc: Document, targets: list[Target],
@@ -289,17 +292,43 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
     async def one(target: Target) -> None:
         started = time.perf_counter()
         name = target.host.name
+        lock = HostLock(target.transport, target.certificates_dir) if apply else None
         try:
-            facts = await gather(target.transport, target.paths_of_interest())
-            if saved_hosts is None:
-                host_plan = build_host_plan(loaded, target, facts, moment)
-            else:
-                host_plan = _saved_host_plan(saved_hosts, name, facts)
+            if lock is not None:
+                await lock.acquire(loaded.lock_timeout, moment)
+            try:
+                await _work_on(target, started)
+            finally:
+                if lock is not None:
+                    await lock.release()
         except ProvisionError as exc:
             plans[name] = HostPlan(name, error=exc.message)
             reports[name] = HostReport(name, "failed", plans[name], exc.message,
                                        time.perf_counter() - started)
-            return
+
+    async def _work_on(target: Target, started: float) -> None:
+        name = target.host.name
+        repair: list[Change] = []
+        if apply:
+            # Under the lock: finish what a killed run left, before reading anything.
+            moved = await roll_forward(target.transport, target.certificates_dir)
+            await remove_leftovers(target.transport, target.folders())
+            if moved:
+                repair.append(Change("journal", "update", "finished a replacement an "
+                                     f"interrupted run left half done ({moved} files)"))
+        facts = await gather(target.transport, target.paths_of_interest())
+        journal = None if apply else await read_journal(target.transport,
+                                                        target.certificates_dir)
+        if journal is not None:
+            facts = await overlay(target.transport, journal, facts)
+            repair.append(Change("journal", "update", "finish a replacement an interrupted run "
+                                 f"left half done ({len(journal.renames)} files)"))
+        if saved_hosts is None:
+            host_plan = build_host_plan(loaded, target, facts, moment)
+        else:
+            host_plan = _saved_host_plan(saved_hosts, name, facts)
+        if repair and not apply:
+            host_plan = replace(host_plan, changes=(*repair, *host_plan.changes))
         plans[name] = host_plan
         if host_plan.error:
             reports[name] = HostReport(name, "failed", host_plan, host_plan.error)
@@ -308,8 +337,11 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
             reports[name] = HostReport(name, status, host_plan)
         else:
             outcome = await _apply_one(target, host_plan, facts, ctx, loaded.expected(target))
-            status = "failed" if outcome.error else ("changed" if outcome.changed else "ok")
-            reports[name] = HostReport(name, status, host_plan, outcome.error,
+            changed = outcome.changed or bool(repair)
+            status = "failed" if outcome.error else ("changed" if changed else "ok")
+            # The report shows the repair done before planning, with what the plan did.
+            shown = replace(host_plan, changes=(*repair, *host_plan.changes))
+            reports[name] = HostReport(name, status, shown, outcome.error,
                                        backup=outcome.backup)
             if not outcome.error and any(site.verify for site in target.playbook.sites):
                 await _verify_into(reports[name], loaded, target, moment)

@@ -21,6 +21,7 @@ from provision.crypto.build import LeafRequest, SubjectFields
 from provision.crypto.types import PrivateKey
 from provision.errors import ProvisionError
 from provision.facts import HostFacts
+from provision.journal import Journal, journal_path
 from provision.keymaker import KeyMaker
 from provision.model.playbook import CaSource, Certificate, ProvidedSource, Site
 from provision.plan import Change, HostPlan
@@ -146,6 +147,9 @@ async def apply_host(
     if reload_sites:
         await transport.write(marker_path(target),
                               "".join(f"{s.name}\n" for s in reload_sites).encode(), 0o644)
+    journal = Journal(tuple((w.staged or "", w.path) for w in writes),
+                      tuple(w.path for w in removed))
+    await transport.write(journal_path(target.certificates_dir), journal.dumps(), 0o600)
     committed: list[_Write] = []
     try:
         for write in writes:
@@ -158,7 +162,9 @@ async def apply_host(
     except ProvisionError:
         await _discard([w for w in writes if w not in committed], target)
         await _restore(target, facts, committed)
+        await transport.remove(journal_path(target.certificates_dir))
         raise
+    await transport.remove(journal_path(target.certificates_dir))
     outcome = HostOutcome(target.host.name, changed=True, backup=backup)
     await _test_and_reload(target, plan, facts, committed, outcome)
     return outcome

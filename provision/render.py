@@ -9,6 +9,7 @@ ones shipped with `provision`.
 from __future__ import annotations
 
 import re
+import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from provision.errors import ProvisionError
+from provision.templating import BoundedOperators
 
 PACKAGED_TEMPLATES = Path(__file__).parent / "templates"
 
@@ -113,10 +115,24 @@ def regex_escape(value: Any) -> str:
     return re.escape(str(value))
 
 
+class _Sandbox(BoundedOperators, SandboxedEnvironment):
+    """Sandboxed, and refusing ``*`` / ``**`` results too large to hold (templating.py)."""
+
+
+def _template_line(exc: BaseException, filename: str | None) -> int | None:
+    """The template line a runtime error happened on (Jinja2 rewrites tracebacks so that
+    the template's own frames carry its file name and line numbers)."""
+    line = None
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        if frame.f_code.co_filename in (filename, "<template>"):
+            line = lineno
+    return line
+
+
 class Renderer:
     def __init__(self, search_path: Sequence[Path]) -> None:
         self.search_path = [p for p in search_path if p.is_dir()] + [PACKAGED_TEMPLATES]
-        self.env = SandboxedEnvironment(
+        self.env = _Sandbox(
             loader=FileSystemLoader([str(p) for p in self.search_path]),
             undefined=StrictUndefined,
             keep_trailing_newline=True,
@@ -136,6 +152,7 @@ class Renderer:
 
     def render(self, template: str, context: Mapping[str, Any]) -> str:
         """Render ``template`` (a name under a templates folder, or a path to a file)."""
+        compiled = None
         try:
             compiled = self._load(template)
             return str(compiled.render(context))
@@ -152,6 +169,15 @@ class Renderer:
             raise RenderError(f"{template}: {exc.message}") from None
         except RenderError as exc:  # a filter refused a value
             raise RenderError(f"{template}: {exc.message}") from None
+        except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError,
+                RecursionError, MemoryError) as exc:
+            # A template's own mistake ({{ 1 // 0 }}, {{ "a" + 1 }}, a macro calling itself):
+            # the template's fault, reported with its line, never as a traceback.
+            line = _template_line(exc, getattr(compiled, "filename", None))
+            where = f"{template}:{line}" if line else template
+            problem = {RecursionError: "recursion too deep", MemoryError: "out of memory"}.get(
+                type(exc), str(exc))
+            raise RenderError(f"{where}: template error: {problem}") from None
 
     def _load(self, template: str) -> Any:
         path = Path(template)

@@ -73,6 +73,14 @@ class Transport(ABC):
         """
 
     @abstractmethod
+    async def create_exclusive(self, path: str, data: bytes, mode: int) -> bool:
+        """Create ``path`` holding ``data`` only if nothing is there; False if something is.
+
+        This is the primitive locks are built on (O_CREAT|O_EXCL locally, the same flags
+        over SFTP), so two runs can never both believe they hold a host.
+        """
+
+    @abstractmethod
     async def remove(self, path: str) -> None:
         """Remove a file if it exists."""
 

@@ -28,6 +28,21 @@ class LocalTransport(Transport):
     async def commit(self, staged: str, path: str) -> None:
         fsutil.commit(staged, path)
 
+    async def create_exclusive(self, path: str, data: bytes, mode: int) -> bool:
+        try:
+            os.makedirs(os.path.dirname(path), mode=fsutil.DIRECTORY_MODE, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise TransportError(f"cannot create {path}: {exc.strerror}") from None
+        try:
+            # No fsync: after a crash an empty or missing lock is simply not held.
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        return True
+
     async def remove(self, path: str) -> None:
         try:
             os.unlink(path)

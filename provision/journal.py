@@ -1,0 +1,91 @@
+"""The journal of a replacement in progress, so an interrupted one can be finished.
+
+The executor stages every new file (complete and fsynced) before it renames any, then writes
+the journal: which staged file goes where and which files go away. Only then does it rename.
+A run killed among the renames leaves the journal; the next run rolls it forward (every
+staged file that is still there is renamed into place) before it reads the host, and `plan`
+shows the repair. Rolling forward, not back, is what makes it safe: the staged set was
+already complete when the first rename happened.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass
+
+from provision.facts import HostFacts
+from provision.transport.base import FileState, Transport
+
+JOURNAL_FILE = ".provision-journal.json"
+TEMPORARY_SUFFIX = ".tmp"
+
+
+@dataclass(frozen=True)
+class Journal:
+    renames: tuple[tuple[str, str], ...]  # (staged, target)
+    removals: tuple[str, ...]
+
+    def dumps(self) -> bytes:
+        return json.dumps({"renames": [list(pair) for pair in self.renames],
+                           "removals": list(self.removals)}, indent=2).encode() + b"\n"
+
+    @staticmethod
+    def parse(content: bytes) -> Journal | None:
+        try:
+            data = json.loads(content)
+            renames = tuple((str(a), str(b)) for a, b in data["renames"])
+            removals = tuple(str(p) for p in data["removals"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        return Journal(renames, removals)
+
+
+def journal_path(certificates_dir: str) -> str:
+    return posixpath.join(certificates_dir, JOURNAL_FILE)
+
+
+async def read_journal(transport: Transport, certificates_dir: str) -> Journal | None:
+    state = await transport.read(journal_path(certificates_dir))
+    return Journal.parse(state.content) if state.content is not None else None
+
+
+async def overlay(transport: Transport, journal: Journal, facts: HostFacts) -> HostFacts:
+    """The host as it will be once the journal is rolled forward (for an honest plan)."""
+    files = dict(facts.files)
+    for staged, target in journal.renames:
+        state = await transport.read(staged)
+        if state.kind == "file":
+            files[target] = FileState(target, "file", state.content, state.mode)
+    for path in journal.removals:
+        files[path] = FileState(path, "missing")
+    return HostFacts(files)
+
+
+async def roll_forward(transport: Transport, certificates_dir: str) -> int:
+    """Finish an interrupted replacement; the number of files it still had to move."""
+    journal = await read_journal(transport, certificates_dir)
+    path = journal_path(certificates_dir)
+    if journal is None:
+        await transport.remove(path)  # an unreadable journal was cut while being written
+        return 0
+    moved = 0
+    for staged, target in journal.renames:
+        if (await transport.read(staged)).kind == "file":
+            await transport.commit(staged, target)
+            moved += 1
+    for removal in journal.removals:
+        if (await transport.read(removal)).kind == "file":
+            await transport.remove(removal)
+            moved += 1
+    await transport.remove(path)
+    return moved
+
+
+async def remove_leftovers(transport: Transport, folders: set[str]) -> None:
+    """Staged files of a run that died before its journal existed: never renamed, harmless,
+    but not to be left behind. Only called while holding the host's lock."""
+    for folder in sorted(folders):
+        for name in await transport.list_dir(folder):
+            if name.startswith(".") and name.endswith(TEMPORARY_SUFFIX):
+                await transport.remove(posixpath.join(folder, name))

@@ -1,0 +1,97 @@
+"""One apply at a time per host: a lock file in the host's certificates directory.
+
+The lock says who holds it (pid, controller host name, start time). A second run waits up to
+``timeout`` seconds and then fails that host naming the holder. A lock left by a process that
+died on this same controller is stale: it is detected (the pid is gone) and taken over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import posixpath
+import socket
+import time
+from dataclasses import dataclass
+
+from provision.errors import ProvisionError
+from provision.transport.base import Transport
+
+LOCK_FILE = ".provision.lock"
+_POLL = 0.1
+
+
+class LockError(ProvisionError):
+    pass
+
+
+@dataclass(frozen=True)
+class Holder:
+    pid: int
+    host: str
+    started: str
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on {self.host}, since {self.started}"
+
+
+def _me(now: dt.datetime) -> bytes:
+    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                       "started": now.strftime("%Y-%m-%dT%H:%M:%SZ")}).encode() + b"\n"
+
+
+def _parse(content: bytes | None) -> Holder | None:
+    try:
+        data = json.loads(content or b"")
+        return Holder(int(data["pid"]), str(data["host"]), str(data["started"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _stale(holder: Holder | None) -> bool:
+    # Only a lock from this controller can be judged by its pid; an unreadable lock is a
+    # half-written one from a run killed while creating it.
+    if holder is None:
+        return True
+    return holder.host == socket.gethostname() and not _alive(holder.pid)
+
+
+class HostLock:
+    def __init__(self, transport: Transport, certificates_dir: str) -> None:
+        self.transport = transport
+        self.path = posixpath.join(certificates_dir, LOCK_FILE)
+        self.took_over: Holder | None = None
+
+    async def acquire(self, timeout: float, now: dt.datetime) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if await self.transport.create_exclusive(self.path, _me(now), 0o644):
+                return
+            state = await self.transport.read(self.path)
+            holder = _parse(state.content)
+            if state.exists and _stale(holder):
+                # Remove and retry the exclusive create: if another run raced us to the same
+                # stale lock, only one of the two creates succeeds.
+                await self.transport.remove(self.path)
+                self.took_over = holder
+                continue
+            if time.monotonic() >= deadline:
+                who = holder.describe() if holder else "another run"
+                raise LockError(f"locked by {who} (waited {timeout:g} s; "
+                                f"raise --lock-timeout to wait longer)")
+            await asyncio.sleep(_POLL)
+
+    async def release(self) -> None:
+        await self.transport.remove(self.path)
