@@ -45,6 +45,7 @@ from provision.resources.certificate import (
     read_current,
 )
 from provision.resources.site import plan_site
+from provision.rollback import rollback_plan
 from provision.secrets import resolve_password
 from provision.supplied import FileCache, Supplied, load_supplied
 from provision.targets import Target, evaluate_playbook, host_view, playbook_hosts_pattern
@@ -425,6 +426,42 @@ async def verify_all(loaded: Loaded, now: dt.datetime | None = None) -> Report:
     try:
         await _bounded(loaded.forks, list(loaded.targets), one)
     finally:
+        for target in loaded.targets:
+            await target.transport.close()
+    return Report([reports[t.host.name] for t in loaded.targets])
+
+
+async def rollback_all(loaded: Loaded, to: str | None,
+                       now: dt.datetime | None = None) -> Report:
+    """`provision rollback`: restore each host's files from its backups and reload its sites."""
+    moment = now or dt.datetime.now(dt.UTC)
+    reports: dict[str, HostReport] = {}
+    keymaker = KeyMaker()
+    ctx = RunContext(moment, keymaker, loaded.passwords, loaded.authorities)
+
+    async def one(target: Target) -> None:
+        name = target.host.name
+        lock = HostLock(target.transport, target.certificates_dir)
+        try:
+            await lock.acquire(loaded.lock_timeout, moment)
+            try:
+                await roll_forward(target.transport, target.certificates_dir)
+                host_plan, paths = await rollback_plan(target, to)
+                facts = await gather(target.transport, [*target.paths_of_interest(), *paths])
+                outcome = await _apply_one(target, host_plan, facts, ctx,
+                                           loaded.expected(target))
+            finally:
+                await lock.release()
+        except ProvisionError as exc:
+            reports[name] = HostReport(name, "failed", HostPlan(name), exc.message)
+            return
+        reports[name] = HostReport(name, "failed" if outcome.error else "changed", host_plan,
+                                   outcome.error, backup=outcome.backup)
+
+    try:
+        await _bounded(loaded.forks, list(loaded.targets), one)
+    finally:
+        keymaker.close()
         for target in loaded.targets:
             await target.transport.close()
     return Report([reports[t.host.name] for t in loaded.targets])

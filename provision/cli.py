@@ -230,6 +230,33 @@ def verify(
 
 
 @app.command()
+def rollback(
+    playbook: Playbook,
+    inventory: InventoryOpt,
+    limit: LimitOpt = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="A backup's TIMESTAMP (or its prefix); "
+                                 "default: undo the latest apply.")
+    ] = None,
+    output_format: FormatOpt = OutputFormat.text,
+) -> None:
+    """Restore each host's previous files from its backups, then test and reload its sites."""
+    import asyncio
+
+    from provision import report as render
+    from provision.api import rollback_all
+
+    loaded = _load(playbook, inventory, limit)
+    result = asyncio.run(rollback_all(loaded, to))
+    if output_format is OutputFormat.json:
+        typer.echo(render.report_json(result), nl=False)
+    else:
+        typer.echo(render.recap_text(result), nl=False)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def csr(
     playbook: Playbook,
     inventory: InventoryOpt,

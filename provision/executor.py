@@ -260,9 +260,11 @@ def _commit_order(write: _Write) -> tuple[int, str]:
 async def _back_up(
     target: Target, facts: HostFacts, writes: list[_Write], now: dt.datetime
 ) -> str | None:
-    """Copy every file about to be replaced into a timestamped backup folder."""
+    """Copy every file about to be replaced into a timestamped backup folder, and list the
+    files about to be created, so `rollback` can bring back the set as it was."""
     replaced = [w for w in writes if facts.file(w.path).kind == "file"]
-    if not replaced:
+    created = sorted(w.path for w in writes if facts.file(w.path).kind == "missing")
+    if not replaced and not created:
         return None
     root = posixpath.join(target.certificates_dir, BACKUP_DIR)
     existing = await target.transport.list_dir(root)
@@ -281,7 +283,8 @@ async def _back_up(
         manifest.append({"path": write.path, "backup": stored, "mode": state.mode})
     await target.transport.write(
         posixpath.join(folder, "manifest.json"),
-        json.dumps({"files": manifest}, indent=2, sort_keys=True).encode() + b"\n",
+        json.dumps({"files": manifest, "created": created}, indent=2,
+                   sort_keys=True).encode() + b"\n",
         0o600,
     )
     await _prune(target, root, [*existing, name])

@@ -129,6 +129,11 @@ def _template_line(exc: BaseException, filename: str | None) -> int | None:
     return line
 
 
+def _where(template: str, exc: BaseException, compiled: Any) -> str:
+    line = _template_line(exc, getattr(compiled, "filename", None))
+    return f"{template}:{line}" if line else template
+
+
 class Renderer:
     def __init__(self, search_path: Sequence[Path]) -> None:
         self.search_path = [p for p in search_path if p.is_dir()] + [PACKAGED_TEMPLATES]
@@ -162,9 +167,11 @@ class Renderer:
         except TemplateSyntaxError as exc:
             raise RenderError(f"{exc.filename or template}:{exc.lineno}: {exc.message}") from None
         except UndefinedError as exc:
-            raise RenderError(f"{template}: undefined variable: {exc.message}") from None
+            where = _where(template, exc, compiled)
+            raise RenderError(f"{where}: undefined variable: {exc.message}") from None
         except SecurityError as exc:
-            raise RenderError(f"{template}: not allowed in a template: {exc}") from None
+            where = _where(template, exc, compiled)
+            raise RenderError(f"{where}: not allowed in a template: {exc}") from None
         except TemplateError as exc:
             raise RenderError(f"{template}: {exc.message}") from None
         except RenderError as exc:  # a filter refused a value
@@ -173,8 +180,7 @@ class Renderer:
                 RecursionError, MemoryError) as exc:
             # A template's own mistake ({{ 1 // 0 }}, {{ "a" + 1 }}, a macro calling itself):
             # the template's fault, reported with its line, never as a traceback.
-            line = _template_line(exc, getattr(compiled, "filename", None))
-            where = f"{template}:{line}" if line else template
+            where = _where(template, exc, compiled)
             problem = {RecursionError: "recursion too deep", MemoryError: "out of memory"}.get(
                 type(exc), str(exc))
             raise RenderError(f"{where}: template error: {problem}") from None

@@ -109,13 +109,14 @@ class HostKeyPolicy:
         host_keys, ca_keys = self._match(self.address, _ip_or_empty(self.address))
         return bool(host_keys or ca_keys)
 
-    def server_host_key_algs(self) -> Sequence[bytes] | None:
+    def server_host_key_algs(self) -> list[str] | None:
         """For a host nobody knows, ask for a plain key (not a certificate) so it can be recorded.
 
         ``None`` keeps asyncssh's choice: the known key's type, or certificates when a CA is
         trusted for the host.
         """
-        return None if self.anything_known() else list(get_default_public_key_algs())
+        return None if self.anything_known() else [
+            alg.decode() for alg in get_default_public_key_algs()]
 
     def validate(self, host: str, addr: str, key: asyncssh.SSHKey) -> bool:
         """Called by asyncssh only for a key known_hosts does not trust."""
@@ -126,7 +127,7 @@ class HostKeyPolicy:
             return False
         if not self.accept_new:
             self.problem = (
-                f"host key for {self.name} is not known ({offered}); check the fingerprint, "
+                f"host key is not known ({offered}); check the fingerprint, "
                 f"then accept it with `ssh-keyscan -p {self.port} {self.address} >> "
                 f"{self.write_to}` or run with --accept-new-host-keys"
             )
@@ -139,7 +140,7 @@ class HostKeyPolicy:
 
     def validate_ca(self, key: asyncssh.SSHKey) -> bool:
         self.problem = (
-            f"host certificate of {self.name} is signed by a CA that is not trusted for it "
+            f"the host certificate is signed by a CA that is not trusted for it "
             f"({key.get_algorithm()} {key.get_fingerprint('sha256')}); add a "
             f"`@cert-authority` line to {self.write_to}"
         )
@@ -147,7 +148,7 @@ class HostKeyPolicy:
 
     def _changed(self, offered: str) -> str:
         return (
-            f"HOST KEY CHANGED for {self.name}: it offered {offered}, but known_hosts "
+            f"HOST KEY CHANGED: the host offered {offered}, but known_hosts "
             f"({', '.join(self.files)}) holds another key; if the host was reinstalled, remove "
             f"the old key with `ssh-keygen -R '{self.name}' -f FILE`, otherwise someone may be "
             "intercepting the connection"
@@ -476,7 +477,7 @@ class SSHTransport(Transport):
     @staticmethod
     async def _create(sftp: asyncssh.SFTPClient, path: str, mode: int) -> asyncssh.SFTPClientFile:
         # 'x': O_EXCL, so an existing file (or symlink) at the temporary name is never reused.
-        return await sftp.open(path, "wbx", attrs=asyncssh.SFTPAttrs(permissions=mode))
+        return await sftp.open(path, "xb", attrs=asyncssh.SFTPAttrs(permissions=mode))
 
     async def _stage_sudo(self, path: str, data: bytes, mode: int) -> str:
         sftp = await self._sftp()
@@ -486,7 +487,7 @@ class SSHTransport(Transport):
         upload = posixpath.join(upload_dir, f"{name}.{token}")
         temporary = posixpath.join(directory, f".{name}.{token}.tmp")
         with self._errors(f"cannot upload {path}"):
-            handle = await sftp.open(upload, "wbx", attrs=asyncssh.SFTPAttrs(permissions=0o600))
+            handle = await sftp.open(upload, "xb", attrs=asyncssh.SFTPAttrs(permissions=0o600))
             try:
                 await handle.write(data)
             finally:
@@ -549,6 +550,75 @@ class SSHTransport(Transport):
                     raise TransportError(
                         f"cannot write {path}: {err.decode(errors='replace').strip()}") from None
         self._current().synced_dirs.add(posixpath.dirname(path))
+
+    async def create_exclusive(self, path: str, data: bytes, mode: int) -> bool:
+        """Create ``path`` only if nothing is there, never visible half-written.
+
+        The content is staged (fsynced, with its mode) beside ``path`` and hard-linked onto
+        it: ``link(2)`` fails when anything, even a dangling symlink, holds the name, and the
+        file appears with all its bytes at once. Without the ``hardlink@openssh.com``
+        extension, an O_CREAT|O_EXCL open over SFTP is used instead.
+        """
+        staged = await self.stage(path, data, mode)
+        if self.become:
+            script = (
+                'ln -- "$1" "$2" 2>/dev/null; s=$?\n'
+                'rm -f -- "$1"\n'
+                '[ "$s" -eq 0 ] && exit 0\n'
+                'if [ -e "$2" ] || [ -L "$2" ]; then exit 3; fi\n'
+                'echo "cannot link" >&2; exit 1\n'
+            )
+            command = shlex.join(["sudo", "-n", "--", "sh", "-c", script, "sh", staged, path])
+            status, _, err = await self._exec(command)
+            if status == 3:
+                return False
+            if status != 0:
+                raise TransportError(
+                    f"cannot create {path}: {err.decode(errors='replace').strip()}")
+            return True
+        sftp = await self._sftp()
+        with self._errors(f"cannot create {path}"):
+            try:
+                await sftp.link(staged, path)
+            except asyncssh.SFTPOpUnsupported:
+                await sftp.remove(staged)
+                return await self._create_excl(sftp, path, data, mode)
+            except asyncssh.SFTPError:
+                with contextlib.suppress(asyncssh.SFTPError):
+                    await sftp.remove(staged)
+                if await self._exists(sftp, path):
+                    return False
+                raise
+            await sftp.remove(staged)
+        self._current().synced_dirs.add(posixpath.dirname(path))
+        return True
+
+    async def _create_excl(self, sftp: asyncssh.SFTPClient, path: str, data: bytes,
+                           mode: int) -> bool:
+        try:
+            handle = await self._create(sftp, path, mode)
+        except asyncssh.SFTPError:
+            if await self._exists(sftp, path):
+                return False
+            raise
+        try:
+            if mode & 0o077:
+                await handle.chmod(mode)
+            await handle.write(data)
+            with contextlib.suppress(asyncssh.SFTPOpUnsupported):
+                await handle.fsync()
+        finally:
+            await handle.close()
+        self._current().synced_dirs.add(posixpath.dirname(path))
+        return True
+
+    @staticmethod
+    async def _exists(sftp: asyncssh.SFTPClient, path: str) -> bool:
+        try:
+            await sftp.lstat(path)
+        except asyncssh.SFTPNoSuchFile:
+            return False
+        return True
 
     async def remove(self, path: str) -> None:
         if self.become:

@@ -1,0 +1,340 @@
+"""Review checks: what a careful reviewer would flag in a playbook that is otherwise valid.
+
+``lint(loaded)`` looks at the playbook as each host sees it (after ``api.load``, so everything
+``validate`` refuses is refused first) and returns findings, each with a rule id and the
+``file:line`` of the key to change. A finding that several hosts share is reported once, with
+the hosts it concerns. Messages name values a person wrote, never a secret.
+
+Rules (``RULES``):
+
+literal-password   a password written as a plain string, not ``{env: VAR}`` / ``{file: PATH}``
+rsa-key-size       an RSA key under 3072 bits (NIST: 2048-bit RSA is not enough after 2030)
+weak-signature     a supplied certificate, or an intermediate of its chain, signed with SHA-1
+                   (or MD5), which browsers refuse
+long-validity      a TLS certificate valid for more than 398 days (the CA/Browser Forum limit
+                   browsers enforce for publicly trusted certificates)
+name-not-covered   an https binding's ``host``, or (for a binding without ``host``) the host's
+                   inventory address, that the certificate's names do not cover
+key-in-web-root    a private key written below a virtual directory's ``physical_path``, where
+                   the web server may hand it out (the model already refuses output files
+                   outside the certificates directory: absolute, ``..``)
+duplicate-output   two certificates, or a certificate and a site, writing the same file
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import posixpath
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import SecretStr
+
+from provision.api import Loaded
+from provision.crypto.inspect import check_names
+from provision.loader import PathKey
+from provision.model.playbook import Certificate, ProvidedSource, RsaKey
+from provision.supplied import Supplied
+from provision.targets import Target
+
+MIN_RSA_BITS = 3072
+MAX_BROWSER_DAYS = 398
+
+RULES: dict[str, str] = {
+    "literal-password": "a password written as a plain string instead of {env: VAR} or "
+                        "{file: PATH}",
+    "rsa-key-size": f"an RSA key under {MIN_RSA_BITS} bits",
+    "weak-signature": "a supplied certificate (or an intermediate) signed with SHA-1 or MD5",
+    "long-validity": f"a TLS certificate valid for more than {MAX_BROWSER_DAYS} days",
+    "name-not-covered": "a binding's host name, or the host's address, that the certificate "
+                        "does not cover",
+    "key-in-web-root": "a private key written below a directory the web server serves",
+    "duplicate-output": "two certificates, or a certificate and a site, writing the same file",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    file: str
+    line: int | None
+    key: str | None
+    message: str
+    hosts: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["hosts"] = list(self.hosts)
+        return data
+
+
+# What one check says for one host: the rule, where (a path in the playbook), and what.
+_Raw = tuple[str, PathKey, str]
+
+
+def lint(loaded: Loaded) -> list[Finding]:
+    """Every finding for the loaded hosts, merged across hosts, in file order."""
+    doc = loaded.playbook
+    hosts_of: dict[_Raw, list[str]] = {}
+    for target in loaded.targets:
+        for raw in _check(loaded, target):
+            hosts_of.setdefault(raw, []).append(target.host.name)
+    findings = []
+    for (rule, path, message), hosts in hosts_of.items():
+        where = doc.locate(path)
+        findings.append(Finding(rule, where.file, where.line, where.key, message,
+                                tuple(dict.fromkeys(hosts))))
+    return sorted(findings, key=lambda f: (f.line or 0, f.key or "", f.rule, f.message))
+
+
+def _check(loaded: Loaded, target: Target) -> Iterator[_Raw]:
+    yield from _passwords(target)
+    yield from _key_sizes(loaded, target)
+    yield from _signatures(loaded, target)
+    yield from _validity(loaded, target)
+    yield from _names(loaded, target)
+    yield from _keys_in_web_roots(target)
+    yield from _duplicates(loaded, target)
+
+
+def _supplied(loaded: Loaded, target: Target, certificate: Certificate) -> Supplied | None:
+    if not isinstance(certificate.source, ProvidedSource):
+        return None
+    return loaded.supplied.get((target.host.name, certificate.name))
+
+
+# --- the rules ----------------------------------------------------------------------------
+
+_USE_A_REFERENCE = "read it from the environment ({env: VAR}) or a file ({file: PATH})"
+
+
+def _passwords(target: Target) -> Iterator[_Raw]:
+    for i, certificate in enumerate(target.playbook.certificates):
+        source = certificate.source
+        if isinstance(source, ProvidedSource) and isinstance(source.password, SecretStr):
+            yield ("literal-password", ("certificates", i, "source", "password"),
+                   f"certificate {certificate.name!r}: the password of its supplied files is "
+                   f"a plain string, readable by anyone who reads the playbook or inventory; "
+                   f"{_USE_A_REFERENCE}")
+        for j, output in enumerate(certificate.outputs):
+            if isinstance(output.password, SecretStr):
+                yield ("literal-password", ("certificates", i, "outputs", j, "password"),
+                       f"certificate {certificate.name!r}: the password of {output.file} is a "
+                       f"plain string, readable by anyone who reads the playbook or inventory; "
+                       f"{_USE_A_REFERENCE}")
+
+
+def _key_sizes(loaded: Loaded, target: Target) -> Iterator[_Raw]:
+    advice = f"use size: {MIN_RSA_BITS} (or 4096), or type: ecdsa"
+    for i, authority in enumerate(target.playbook.authorities):
+        if isinstance(authority.key, RsaKey) and authority.key.size < MIN_RSA_BITS:
+            yield ("rsa-key-size", ("authorities", i, "key", "size"),
+                   f"authority {authority.name!r}: RSA key of {authority.key.size} bits, under "
+                   f"{MIN_RSA_BITS}; {advice}")
+    for i, certificate in enumerate(target.playbook.certificates):
+        supplied = _supplied(loaded, target, certificate)
+        if supplied is not None:
+            public = supplied.leaf.public_key()
+            if isinstance(public, rsa.RSAPublicKey) and public.key_size < MIN_RSA_BITS:
+                yield ("rsa-key-size", ("certificates", i, "source", "certificate"),
+                       f"certificate {certificate.name!r}: {supplied.certificate_file} has an "
+                       f"RSA key of {public.key_size} bits, under {MIN_RSA_BITS}; ask for a "
+                       f"new certificate with a larger key")
+        elif isinstance(certificate.key, RsaKey) and certificate.key.size < MIN_RSA_BITS:
+            yield ("rsa-key-size", ("certificates", i, "key", "size"),
+                   f"certificate {certificate.name!r}: RSA key of {certificate.key.size} bits, "
+                   f"under {MIN_RSA_BITS}; {advice}")
+
+
+_WEAK_HASHES = {"sha1": "SHA-1", "md5": "MD5"}
+
+
+def _weak_hash(certificate: Any) -> str | None:
+    try:
+        algorithm = certificate.signature_hash_algorithm
+    except UnsupportedAlgorithm:  # one cryptography does not know: not ours to judge
+        return None
+    if isinstance(algorithm, hashes.HashAlgorithm):
+        return _WEAK_HASHES.get(algorithm.name)
+    return None
+
+
+def _signatures(loaded: Loaded, target: Target) -> Iterator[_Raw]:
+    for i, certificate in enumerate(target.playbook.certificates):
+        supplied = _supplied(loaded, target, certificate)
+        if supplied is None:
+            continue
+        assert isinstance(certificate.source, ProvidedSource)
+        weak = _weak_hash(supplied.leaf)
+        if weak:
+            yield ("weak-signature", ("certificates", i, "source", "certificate"),
+                   f"certificate {certificate.name!r}: {supplied.certificate_file} is signed "
+                   f"with {weak}, which browsers refuse; ask the CA to reissue it with SHA-256")
+        where = "chain" if certificate.source.chain is not None else "certificate"
+        for intermediate in supplied.chain:
+            weak = _weak_hash(intermediate)
+            if weak:
+                subject = intermediate.subject.rfc4514_string() or "(empty subject)"
+                yield ("weak-signature", ("certificates", i, "source", where),
+                       f"certificate {certificate.name!r}: the intermediate {subject} is "
+                       f"signed with {weak}, which browsers refuse; use the CA's SHA-256 chain")
+
+
+def _validity(loaded: Loaded, target: Target) -> Iterator[_Raw]:
+    limit = f"more than the {MAX_BROWSER_DAYS} days browsers accept for TLS server certificates"
+    for i, certificate in enumerate(target.playbook.certificates):
+        supplied = _supplied(loaded, target, certificate)
+        if supplied is not None:
+            leaf = supplied.leaf
+            span = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+            if span.total_seconds() > MAX_BROWSER_DAYS * 86400:
+                yield ("long-validity", ("certificates", i, "source", "certificate"),
+                       f"certificate {certificate.name!r}: {supplied.certificate_file} is valid "
+                       f"for {span.days} days, {limit}")
+        elif not isinstance(certificate.source, ProvidedSource):
+            days = certificate.validity_days
+            if days is not None and days > MAX_BROWSER_DAYS:
+                yield ("long-validity", ("certificates", i, "validity_days"),
+                       f"certificate {certificate.name!r}: valid for {days} days, {limit}; "
+                       f"use validity_days: {MAX_BROWSER_DAYS} or less")
+
+
+def _names(loaded: Loaded, target: Target) -> Iterator[_Raw]:
+    book = target.playbook
+    index = {c.name: i for i, c in enumerate(book.certificates)}
+    address_checked: set[str] = set()
+    for s, site in enumerate(book.sites):
+        for b, binding in enumerate(site.bindings):
+            if binding.protocol != "https" or binding.certificate not in index:
+                continue
+            c_index = index[binding.certificate]
+            certificate = book.certificates[c_index]
+            covers = _coverage(_supplied(loaded, target, certificate), certificate)
+            if binding.host is not None:
+                if not covers(binding.host):
+                    yield ("name-not-covered", ("sites", s, "bindings", b, "host"),
+                           f"site {site.name!r} serves {binding.host} on port {binding.port} "
+                           f"with certificate {certificate.name!r}, which does not cover "
+                           f"that name; add it to the certificate's names")
+                continue
+            if certificate.name in address_checked:
+                continue
+            address_checked.add(certificate.name)
+            address = target.host.address
+            if not covers(address):
+                yield ("name-not-covered", ("certificates", c_index, "names"),
+                       f"certificate {certificate.name!r} does not cover {address}, the "
+                       f"host's address, yet site {site.name!r} serves it on port "
+                       f"{binding.port} without a host name; add it to the names")
+
+
+def _coverage(supplied: Supplied | None, certificate: Certificate) -> Callable[[str], bool]:
+    if supplied is not None:
+        leaf = supplied.leaf
+        return lambda name: not check_names(leaf, [name])
+    return lambda name: _covered(certificate.names, name)
+
+
+def _as_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+def _covered(names: list[str], wanted: str) -> bool:
+    """Browser rules: IPs match IP names only, a wildcard covers exactly one leftmost label."""
+    ip = _as_ip(wanted)
+    if ip is not None:
+        return any(_as_ip(name) == ip for name in names)
+    host = wanted.strip().rstrip(".").lower()
+    for name in names:
+        pattern = name.rstrip(".").lower()
+        if _as_ip(pattern) is not None:
+            continue
+        if pattern == host:
+            return True
+        if pattern.startswith("*."):
+            first, _, rest = host.partition(".")
+            if first and rest == pattern[2:]:
+                return True
+    return False
+
+
+def _inside(path: str, folder: str) -> bool:
+    folder = folder.rstrip("/")
+    return path == folder or path.startswith(folder + "/")
+
+
+def _keys_in_web_roots(target: Target) -> Iterator[_Raw]:
+    book = target.playbook
+    served = [
+        (site, directory, target.transport.resolve(directory.physical_path))
+        for site in book.sites
+        for directory in site.virtual_directories
+        if directory.physical_path is not None
+    ]
+    for i, certificate in enumerate(book.certificates):
+        for j, output in enumerate(certificate.outputs):
+            if not output.holds_key:
+                continue
+            path = target.output_path(output)
+            for site, directory, folder in served:
+                if _inside(path, folder):
+                    yield ("key-in-web-root", ("certificates", i, "outputs", j, "file"),
+                           f"certificate {certificate.name!r}: {output.file} holds the private "
+                           f"key and lies inside the physical path of {directory.path} of site "
+                           f"{site.name!r}, so the web server may hand it out; move "
+                           f"certificates_dir out of the web root")
+                    break
+
+
+def _duplicates(loaded: Loaded, target: Target) -> Iterator[_Raw]:
+    doc = loaded.playbook
+    book = target.playbook
+    writers: dict[str, tuple[PathKey, str]] = {}
+
+    def claim(path: str, where: PathKey, what: str) -> Iterator[_Raw]:
+        first = writers.get(path)
+        if first is None:
+            writers[path] = (where, what)
+            return
+        line = doc.line_of(first[0])
+        at = f" (line {line})" if line is not None else ""
+        yield ("duplicate-output", where,
+               f"{what} is the same file as {first[1]}{at}; one would overwrite the other")
+
+    for i, certificate in enumerate(book.certificates):
+        for j, output in enumerate(certificate.outputs):
+            yield from claim(target.output_path(output), ("certificates", i, "outputs", j, "file"),
+                             f"{output.file} of certificate {certificate.name!r}")
+    for s, site in enumerate(book.sites):
+        for k, path in enumerate(target.site_paths(site)):
+            what = (f"the config of site {site.name!r}" if k == 0 else
+                    f"{posixpath.basename(path)} of site {site.name!r}")
+            yield from claim(path, ("sites", s, "config"), what)
+
+
+# --- presentation -------------------------------------------------------------------------
+
+
+def format_text(findings: list[Finding], total_hosts: int) -> str:
+    lines = []
+    for finding in findings:
+        where = finding.file if finding.line is None else f"{finding.file}:{finding.line}"
+        key = f" {finding.key}:" if finding.key else ""
+        lines.append(f"{where}: [{finding.rule}]{key} {finding.message} "
+                     f"({_hosts_text(finding.hosts, total_hosts)})")
+    return "".join(line + "\n" for line in lines)
+
+
+def _hosts_text(hosts: tuple[str, ...], total: int) -> str:
+    if len(hosts) == total and total > 1:
+        return f"all {total} hosts"
+    shown = ", ".join(hosts[:5])
+    more = f" and {len(hosts) - 5} more" if len(hosts) > 5 else ""
+    return f"host{'s' if len(hosts) != 1 else ''} {shown}{more}"

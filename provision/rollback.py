@@ -1,0 +1,76 @@
+"""Roll a host back to the set of files it had before an apply, from the backups.
+
+Backups are folders ``CERTIFICATES_DIR/.backup/TIMESTAMP/`` with a ``manifest.json``: the
+files an apply replaced or deleted (copied there) and the files it created. Rolling back to
+a backup undoes that apply and every later one: newer backups are undone first, so the
+oldest word wins. The restore is itself an apply (backed up, journaled, then the sites are
+tested and reloaded), so a rollback can be rolled back.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+
+from provision.errors import ProvisionError
+from provision.executor import BACKUP_DIR
+from provision.plan import Change, HostPlan
+from provision.targets import Target
+
+
+class RollbackError(ProvisionError):
+    pass
+
+
+async def backups(target: Target) -> list[str]:
+    root = posixpath.join(target.certificates_dir, BACKUP_DIR)
+    return sorted(await target.transport.list_dir(root))
+
+
+async def rollback_plan(target: Target, to: str | None) -> tuple[HostPlan, list[str]]:
+    """The changes that bring back the files as they were before backup ``to`` (default: the
+    latest apply), and the paths they touch."""
+    name = target.host.name
+    folders = await backups(target)
+    if not folders:
+        raise RollbackError("no backups to roll back to")
+    if to is None:
+        chosen = [folders[-1]]
+    else:
+        matching = [f for f in folders if f.startswith(to)]
+        if not matching:
+            raise RollbackError(f"no backup matches {to!r} (have: {', '.join(folders)})")
+        chosen = [f for f in folders if f >= matching[0]]
+    root = posixpath.join(target.certificates_dir, BACKUP_DIR)
+    restore: dict[str, tuple[bytes, int]] = {}
+    remove: set[str] = set()
+    for folder in reversed(chosen):  # newest first; older backups overwrite
+        manifest_state = await target.transport.read(posixpath.join(root, folder,
+                                                                    "manifest.json"))
+        try:
+            manifest = json.loads(manifest_state.content or b"")
+        except ValueError:
+            raise RollbackError(f"backup {folder} has no readable manifest") from None
+        for entry in manifest.get("files", []):
+            stored = await target.transport.read(entry["backup"])
+            if stored.content is None:
+                raise RollbackError(f"backup {folder} lost {entry['backup']}")
+            restore[entry["path"]] = (stored.content, int(entry.get("mode") or 0o600))
+            remove.discard(entry["path"])
+        for path in manifest.get("created", []):
+            remove.add(path)
+            restore.pop(path, None)
+    changes = [
+        Change(f"file {posixpath.basename(path)}", "update", f"restore from backup {chosen[0]}",
+               path=path, mode=mode, content=content)
+        for path, (content, mode) in sorted(restore.items())
+    ]
+    changes += [
+        Change(f"file {posixpath.basename(path)}", "delete",
+               f"did not exist before backup {chosen[0]}", path=path)
+        for path in sorted(remove)
+    ]
+    # Every site is tested and reloaded: the restored files are what it must serve now.
+    changes += [Change(f"site {site.name}", "update", "reload after rollback", site=site.name)
+                for site in target.playbook.sites if site.reload]
+    return HostPlan(name, tuple(changes)), [*restore, *remove]
