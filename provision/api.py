@@ -504,12 +504,12 @@ def run(loaded: Loaded, *, apply: bool, now: dt.datetime | None = None,
                                       progress=progress))
 
 
-def load_saved(path: str, forks: int = 20,
-               connect: ConnectOptions | None = None) -> tuple[Loaded, SavedPlan]:
+def load_saved(path: str, forks: int = 20, connect: ConnectOptions | None = None,
+               lock_timeout: float = 30.0) -> tuple[Loaded, SavedPlan]:
     """Reload a saved plan's inputs, refusing if they changed, limited to its hosts."""
     saved = planfile.loads(path)
     names = ",".join(h.host for h in saved.plan.hosts)
     loaded = load(saved.plan.playbook, saved.plan.inventory, names or saved.limit,
-                  forks=forks, connect=connect)
+                  forks=forks, connect=connect, lock_timeout=lock_timeout)
     check_saved(loaded, saved)
     return loaded, saved

@@ -56,6 +56,10 @@ AcceptNewOpt = Annotated[
 ConnectTimeoutOpt = Annotated[
     float, typer.Option("--connect-timeout", min=0.1, help="Seconds to reach a host.")
 ]
+LockTimeoutOpt = Annotated[
+    float, typer.Option("--lock-timeout", min=0,
+                        help="Seconds to wait for another run's lock on a host.")
+]
 CommandTimeoutOpt = Annotated[
     float, typer.Option("--command-timeout", min=0.1,
                         help="Seconds a command on a host may take.")
@@ -68,12 +72,13 @@ def _fail(message: str) -> NoReturn:
 
 
 def _load(playbook: str, inventory: str, limit: str | None, forks: int = 20,
-          connect: ConnectOptions | None = None) -> Loaded:
+          connect: ConnectOptions | None = None, lock_timeout: float = 30.0) -> Loaded:
     from provision.api import load
     from provision.errors import ProvisionError
 
     try:
-        return load(playbook, inventory, limit, forks=forks, connect=connect)
+        return load(playbook, inventory, limit, forks=forks, connect=connect,
+                    lock_timeout=lock_timeout)
     except ProvisionError as exc:
         _fail(exc.message)
 
@@ -167,6 +172,7 @@ def apply(
     accept_new_host_keys: AcceptNewOpt = False,
     connect_timeout: ConnectTimeoutOpt = 10.0,
     command_timeout: CommandTimeoutOpt = 60.0,
+    lock_timeout: LockTimeoutOpt = 30.0,
 ) -> None:
     """Make each host match the playbook (or apply exactly a saved plan); a host that fails
     does not stop the others."""
@@ -183,7 +189,8 @@ def apply(
         if inventory is not None or limit is not None:
             _fail("a saved plan names its own inventory and hosts; drop -i and --limit")
         try:
-            loaded, saved_plan = load_saved(playbook, forks=forks, connect=connect)
+            loaded, saved_plan = load_saved(playbook, forks=forks, connect=connect,
+                                            lock_timeout=lock_timeout)
         except ProvisionError as exc:
             _fail(exc.message)
         saved = saved_plan.plan
@@ -191,7 +198,7 @@ def apply(
     else:
         if inventory is None:
             _fail("missing option -i INVENTORY")
-        loaded = _load(playbook, inventory, limit, forks, connect)
+        loaded = _load(playbook, inventory, limit, forks, connect, lock_timeout)
     progress = for_terminal(len(loaded.targets)) if not check else None
     _plan, result = run(loaded, apply=not check, saved=saved, progress=progress)
     if not check:
@@ -239,6 +246,7 @@ def rollback(
                                  "default: undo the latest apply.")
     ] = None,
     output_format: FormatOpt = OutputFormat.text,
+    lock_timeout: LockTimeoutOpt = 30.0,
 ) -> None:
     """Restore each host's previous files from its backups, then test and reload its sites."""
     import asyncio
@@ -246,7 +254,7 @@ def rollback(
     from provision import report as render
     from provision.api import rollback_all
 
-    loaded = _load(playbook, inventory, limit)
+    loaded = _load(playbook, inventory, limit, lock_timeout=lock_timeout)
     result = asyncio.run(rollback_all(loaded, to))
     if output_format is OutputFormat.json:
         typer.echo(render.report_json(result), nl=False)
