@@ -25,8 +25,15 @@ from provision.authority import AuthorityStore, open_authority
 from provision.authority import create as create_authority
 from provision.batches import batches, should_stop
 from provision.errors import InputError, Location, ProvisionError
-from provision.executor import HostOutcome, RunContext, apply_host, reloads_owed, stale_outputs
-from provision.facts import HostFacts, gather
+from provision.executor import (
+    HostOutcome,
+    RunContext,
+    apply_host,
+    dropped_outputs,
+    reloads_owed,
+    stale_outputs,
+)
+from provision.facts import HostFacts, gather, merged
 from provision.inventory import Inventory, limit_hosts, load_inventory
 from provision.journal import overlay, read_journal, remove_leftovers, roll_forward
 from provision.keymaker import KeyMaker
@@ -234,6 +241,12 @@ async def _bounded(limit: int, items: list[T], work: Callable[[T], Awaitable[obj
     await asyncio.gather(*(one(item) for item in items))
 
 
+async def close_all(loaded: Loaded) -> None:
+    """Close every host's connection at once (an SSH close costs round trips)."""
+    await asyncio.gather(*(t.transport.close() for t in loaded.targets),
+                         return_exceptions=True)
+
+
 def controller_digest(loaded: Loaded) -> str:
     """What the controller contributes besides playbook and inventory: authorities and
     supplied certificates (by fingerprint), so a saved plan notices when they change."""
@@ -317,7 +330,7 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
             if moved:
                 repair.append(Change("journal", "update", "finished a replacement an "
                                      f"interrupted run left half done ({moved} files)"))
-        facts = await gather(target.transport, target.paths_of_interest())
+        facts = await gather_host(target)
         journal = None if apply else await read_journal(target.transport,
                                                         target.certificates_dir)
         if journal is not None:
@@ -372,12 +385,21 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
         if apply:
             for store in loaded.authorities.values():
                 store.save_serial()
-        for target in loaded.targets:
-            await target.transport.close()
+        await close_all(loaded)
     order = [t.host.name for t in loaded.targets]
     plan = Plan(loaded.playbook.file, loaded.inventory.file,
                 tuple(plans[n] for n in order))
     return plan, Report([reports[n] for n in order])
+
+
+async def gather_host(target: Target) -> HostFacts:
+    """Everything the plan needs from a host: the playbook's paths, then the outputs an
+    earlier apply recorded and the playbook dropped (the state file names them)."""
+    facts = await gather(target.transport, target.paths_of_interest())
+    dropped = dropped_outputs(target, facts)
+    if dropped:
+        facts = merged(facts, await gather(target.transport, dropped.values()))
+    return facts
 
 
 async def verify_host(loaded: Loaded, target: Target, now: dt.datetime) -> list[NameCheck]:
@@ -426,8 +448,7 @@ async def verify_all(loaded: Loaded, now: dt.datetime | None = None) -> Report:
     try:
         await _bounded(loaded.forks, list(loaded.targets), one)
     finally:
-        for target in loaded.targets:
-            await target.transport.close()
+        await close_all(loaded)
     return Report([reports[t.host.name] for t in loaded.targets])
 
 
@@ -462,8 +483,7 @@ async def rollback_all(loaded: Loaded, to: str | None,
         await _bounded(loaded.forks, list(loaded.targets), one)
     finally:
         keymaker.close()
-        for target in loaded.targets:
-            await target.transport.close()
+        await close_all(loaded)
     return Report([reports[t.host.name] for t in loaded.targets])
 
 

@@ -32,6 +32,7 @@ class AuthorityStore:
     folder: Path
     material: Material | None  # None until created
     next_serial: int = 1
+    saved_serial: int = 1  # what the serial file holds, so an idle run does not rewrite it
 
     @property
     def pending(self) -> bool:
@@ -47,6 +48,9 @@ class AuthorityStore:
         return (counter << 64) | secrets.randbits(64)
 
     def save_serial(self) -> None:
+        if self.next_serial == self.saved_serial and (self.folder / SERIAL_FILE).exists():
+            return
+        self.saved_serial = self.next_serial
         fsutil.write_atomic(str(self.folder / SERIAL_FILE), f"{self.next_serial:x}\n".encode(),
                             0o644)
 
@@ -79,8 +83,9 @@ def open_authority(spec: Authority, base: Path, where: Location) -> AuthoritySto
                          f"chmod 600 it")
     chain = bundle.certificates[1:]
     root = chain[-1] if chain else None
+    serial = _read_serial(folder / SERIAL_FILE)
     return AuthorityStore(spec, folder, Material(key, certificate, tuple(chain[:-1]), root),
-                          _read_serial(folder / SERIAL_FILE))
+                          serial, serial)
 
 
 def _read_serial(path: Path) -> int:

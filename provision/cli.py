@@ -372,10 +372,14 @@ def ca_init(
 
 
 def _mount_subcommands() -> None:
+    if any(group.name == "cert" for group in app.registered_groups):
+        return  # already mounted (tests call main's setup more than once in one process)
     from provision.cert_cli import app as cert_app
+    from provision.review_cli import register
 
     app.add_typer(cert_app, name="cert", help="Show, export and check certificates.")
     app.add_typer(ca_app, name="ca")
+    register(app)
 
 
 def main() -> NoReturn:

@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 
 from provision import fsutil
-from provision.api import Loaded
+from provision.api import Loaded, close_all
 from provision.crypto import build, encode, keys
 from provision.crypto.build import LeafRequest, SubjectFields
 from provision.crypto.decode import load_private_key
@@ -81,5 +81,4 @@ async def make_csrs(loaded: Loaded, out: Path) -> list[CsrResult]:
         return list(await asyncio.gather(*jobs))
     finally:
         keymaker.close()
-        for target in loaded.targets:
-            await target.transport.close()
+        await close_all(loaded)

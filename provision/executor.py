@@ -83,25 +83,34 @@ def reloads_owed(target: Target, facts: HostFacts, changes: list[Change]) -> lis
     ]
 
 
-def stale_outputs(target: Target, facts: HostFacts) -> list[Change]:
-    """Files an earlier apply wrote that the playbook no longer lists: to delete (backed up)."""
+def dropped_outputs(target: Target, facts: HostFacts) -> dict[str, str]:
+    """Outputs an earlier apply recorded that the playbook no longer lists: name -> path."""
     state = facts.file(state_path(target))
     if state.content is None:
-        return []
+        return {}
     try:
         recorded = json.loads(state.content).get("outputs", {})
-    except (ValueError, AttributeError):
-        return []
+        names = {str(f) for files in recorded.values() for f in files}
+    except (ValueError, AttributeError, TypeError):
+        return {}
     wanted = {o.file for c in target.playbook.certificates for o in c.outputs}
-    changes = []
-    for name in sorted({f for files in recorded.values() for f in files} - wanted):
+    dropped = {}
+    for name in sorted(names - wanted):
         path = posixpath.normpath(posixpath.join(target.certificates_dir, name))
-        if not path.startswith(target.certificates_dir + "/"):
-            continue  # a tampered state file must not make us delete outside our folder
-        if facts.file(path).kind == "file":
-            changes.append(Change(f"file {name}", "delete", "no longer in the playbook",
-                                  path=path))
-    return changes
+        # A tampered state file must not make us delete anything outside our folder.
+        if path.startswith(target.certificates_dir + "/") and "\0" not in path:
+            dropped[name] = path
+    return dropped
+
+
+def stale_outputs(target: Target, facts: HostFacts) -> list[Change]:
+    """Files an earlier apply wrote that the playbook no longer lists: to delete (backed up).
+    ``facts`` must include the paths ``dropped_outputs`` names."""
+    return [
+        Change(f"file {name}", "delete", "no longer in the playbook", path=path)
+        for name, path in dropped_outputs(target, facts).items()
+        if facts.file(path).kind == "file"
+    ]
 
 
 @dataclass

@@ -29,6 +29,10 @@ class HostFacts:
         return h.hexdigest()
 
 
+def merged(facts: HostFacts, more: HostFacts) -> HostFacts:
+    return HostFacts({**facts.files, **more.files})
+
+
 async def gather(transport: Transport, paths: Iterable[str]) -> HostFacts:
     unique = sorted(set(paths))
     states = await asyncio.gather(*(transport.read(path) for path in unique))

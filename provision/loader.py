@@ -24,6 +24,8 @@ MAX_DEPTH = 64
 
 PathKey = tuple[str | int, ...]
 
+_PLAIN_COLLECTIONS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
+
 
 @dataclass(frozen=True)
 class Document:
@@ -71,6 +73,8 @@ def load_file(path: Path, display: str | None = None) -> Document:
         raise InputError(Location(name), "is a directory, expected a YAML file") from None
     except PermissionError:
         raise InputError(Location(name), "permission denied") from None
+    except OSError as exc:  # a symlink loop, a name too long, an I/O error...
+        raise InputError(Location(name), f"cannot read: {exc.strerror or exc}") from None
     return load_bytes(raw, name)
 
 
@@ -84,14 +88,25 @@ def load_bytes(raw: bytes, name: str) -> Document:
 
 
 def load_text(text: str, name: str) -> Document:
-    loader = yaml.SafeLoader(text)
+    try:
+        # The reader refuses control characters as soon as it is made, before any mark exists.
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, name) from None
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         problem = exc.problem or exc.context or "malformed YAML"
+        context = exc.context_mark
+        if exc.problem and exc.context and context is not None and context.line + 1 != line:
+            # "expected ',' or '}'" is found on the line after the brace left open: say
+            # where that brace is, so the person looks at the right line too.
+            problem += f" ({exc.context} at line {context.line + 1})"
         raise InputError(Location(name, line), f"malformed YAML: {problem}") from None
+    except yaml.reader.ReaderError as exc:  # pragma: no cover - the reader checks it all at once
+        raise _reader_error(exc, text, name) from None
     except yaml.YAMLError as exc:  # pragma: no cover - PyYAML always marks its errors
         raise InputError(Location(name), f"malformed YAML: {exc}") from None
     except RecursionError:
@@ -103,6 +118,13 @@ def load_text(text: str, name: str) -> Document:
     builder = _Builder(name, loader)
     data = builder.build(node, (), 0)
     return Document(name, data, builder.lines)
+
+
+def _reader_error(exc: yaml.reader.ReaderError, text: str, name: str) -> InputError:
+    """A character YAML does not allow (NUL, other control characters, U+FFFE...)."""
+    line = text[: exc.position].count("\n") + 1 if isinstance(exc.position, int) else None
+    return InputError(Location(name, line), f"malformed YAML: character #x{exc.character:04X} "
+                                            "is not allowed in YAML (a control character?)")
 
 
 class _Builder:
@@ -124,6 +146,11 @@ class _Builder:
         if depth > MAX_DEPTH:
             raise self._fail(node, f"nested deeper than {MAX_DEPTH} levels; refused")
         self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.CollectionNode) and node.tag not in _PLAIN_COLLECTIONS:
+            # We build collections ourselves, so a tag on one (``!!python/object/apply``,
+            # ``!!set``, ``!vault``) would be dropped without a word; refuse it as safe_load does.
+            raise self._fail(node, f"malformed YAML: could not determine a constructor for "
+                                   f"the tag {node.tag!r}")
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
@@ -132,13 +159,25 @@ class _Builder:
             return self.loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
             raise self._fail(node, f"malformed YAML: {exc.problem}") from None
+        except (ValueError, TypeError, LookupError, AttributeError, ArithmeticError) as exc:
+            # PyYAML's constructors trust the resolver: ``2024-02-30`` (a date by its shape),
+            # ``!!int abc`` or ``!!bool maybe`` fail inside them with Python's own errors.
+            raise self._fail(node, _unreadable(node, exc)) from None
 
     def _mapping(self, node: yaml.MappingNode, path: PathKey, depth: int) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
         merged: dict[Any, Any] = {}
+        merged_lines: dict[PathKey, int] = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                merged.update(self._merge_sources(value_node, path, depth))
+                # Merged values keep the lines where they are written (the anchor), but
+                # never over an explicit key's, wherever the ``<<`` sits in the mapping.
+                outer, self.lines = self.lines, {}
+                try:
+                    merged.update(self._merge_sources(value_node, path, depth))
+                finally:
+                    merged_lines.update(self.lines)
+                    self.lines = outer
                 continue
             key = self.build(key_node, path, depth + 1)
             if not isinstance(key, str | int):
@@ -150,6 +189,9 @@ class _Builder:
                 )
             self.lines[(*path, key)] = key_node.start_mark.line + 1
             result[key] = self.build(value_node, (*path, key), depth + 1)
+        for where, line in merged_lines.items():
+            if len(where) > len(path) and where[len(path)] not in result:
+                self.lines.setdefault(where, line)
         # Explicit keys win over merged ones, as YAML's merge key specifies.
         return {**merged, **result}
 
@@ -162,3 +204,13 @@ class _Builder:
                 raise self._fail(source, "a merge key (<<) takes a mapping or a list of them")
             merged.update(value)
         return merged
+
+
+def _unreadable(node: yaml.Node, exc: Exception) -> str:
+    kind = str(node.tag).rsplit(":", 1)[-1].replace("timestamp", "date")
+    value = node.value if isinstance(node.value, str) else ""
+    shown = repr(value) if len(value) <= 60 else repr(value[:57]) + "..."
+    # Only a date's reason reads well ("day is out of range for month"); int()'s does not.
+    why = f" ({exc})" if kind == "date" and isinstance(exc, ValueError) else ""
+    hint = "; quote it if it is text" if node.tag.startswith("tag:yaml.org,2002:") else ""
+    return f"malformed YAML: {shown} is not a valid {kind}{why}{hint}"

@@ -71,10 +71,18 @@ def _stale(holder: Holder | None) -> bool:
 class HostLock:
     def __init__(self, transport: Transport, certificates_dir: str) -> None:
         self.transport = transport
+        self.directory = certificates_dir
         self.path = posixpath.join(certificates_dir, LOCK_FILE)
         self.took_over: Holder | None = None
+        self.created: list[str] = []  # folders made to hold the lock, deepest first
 
     async def acquire(self, timeout: float, now: dt.datetime) -> None:
+        # A host that fails before writing anything must be left as it was, so remember
+        # which folders the lock itself brings into being.
+        folder = self.directory
+        while folder not in ("/", "") and not (await self.transport.read(folder)).exists:
+            self.created.append(folder)
+            folder = posixpath.dirname(folder)
         deadline = time.monotonic() + timeout
         while True:
             if await self.transport.create_exclusive(self.path, _me(now), 0o644):
@@ -95,3 +103,7 @@ class HostLock:
 
     async def release(self) -> None:
         await self.transport.remove(self.path)
+        for folder in self.created:
+            if await self.transport.list_dir(folder):
+                break  # the run wrote something: keep it
+            await self.transport.remove_dir(folder)

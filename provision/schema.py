@@ -204,6 +204,10 @@ def _mark_literal_password(node: Schema) -> None:
                 "(`provision lint` flags it as literal-password). Prefer {env: VAR} or "
                 "{file: PATH}."
             )
+            # VS Code's extension keyword: the YAML extension warns with this text.
+            branch["deprecationMessage"] = (
+                "A literal password is kept in plain text; use {env: VAR} or {file: PATH}."
+            )
 
 
 # --- inventory: typed host keys -----------------------------------------------------------
@@ -211,17 +215,14 @@ def _mark_literal_password(node: Schema) -> None:
 
 def _use_variables(node: Any) -> None:
     """Point every free-form mapping (host entries, group vars) at ``#/$defs/Variables``."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if isinstance(value, dict) and value.get("type") == "object" \
-                    and value.get("additionalProperties") is True and "properties" not in value:
-                node[key] = {"$ref": "#/$defs/Variables"}
-            else:
-                _use_variables(value)
-    elif isinstance(node, list):
-        for index, item in enumerate(node):
-            if isinstance(item, dict) and item.get("type") == "object" \
-                    and item.get("additionalProperties") is True and "properties" not in item:
-                node[index] = {"$ref": "#/$defs/Variables"}
-            else:
-                _use_variables(item)
+    items: Any = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in list(items):
+        if _free_mapping(value):
+            node[key] = {"$ref": "#/$defs/Variables"}
+        elif isinstance(value, dict | list):
+            _use_variables(value)
+
+
+def _free_mapping(node: Any) -> bool:
+    return (isinstance(node, dict) and node.get("type") == "object"
+            and node.get("additionalProperties") is True and "properties" not in node)

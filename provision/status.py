@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 from dataclasses import dataclass, field
 
-from provision.api import Loaded
+from provision.api import Loaded, close_all
 from provision.crypto.compare import days_left
 from provision.crypto.inspect import check_names
 from provision.errors import ProvisionError
@@ -61,8 +61,7 @@ async def fleet_status(loaded: Loaded, now: dt.datetime | None = None) -> list[S
     try:
         per_host = await asyncio.gather(*(_host_rows(loaded, t, moment) for t in loaded.targets))
     finally:
-        for target in loaded.targets:
-            await target.transport.close()
+        await close_all(loaded)
     rows = [row for host_rows in per_host for row in host_rows]
     # Soonest expiry first; missing certificates (no date) lead, as the most urgent.
     return sorted(rows, key=lambda r: (r.days_left is not None, r.days_left or 0, r.host,

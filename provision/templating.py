@@ -38,7 +38,36 @@ def _concat(chunks: Iterator[Any]) -> Any:
     return "".join(str(part) for part in parts)
 
 
-class _NativeSandbox(ImmutableSandboxedEnvironment):
+# The most characters or items one ``*`` may build, and bits one ``**`` may: a template like
+# ``{{ 'x' * 10**12 }}`` would otherwise exhaust the controller's memory, ``{{ 9**9**9 }}``
+# its CPU. Real playbooks and site templates never come near either.
+MAX_PRODUCT = 1_000_000
+MAX_POWER_BITS = 100_000
+
+
+class BoundedOperators:
+    """A sandbox mix-in that refuses ``*`` and ``**`` whose result would be enormous."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        check_operands(operator, left, right)
+        return super().call_binop(context, operator, left, right)  # type: ignore[misc]
+
+
+def check_operands(operator: str, left: Any, right: Any) -> None:
+    if operator == "*":
+        for sequence, count in ((left, right), (right, left)):
+            if (isinstance(sequence, str | bytes | list | tuple) and isinstance(count, int)
+                    and len(sequence) * count > MAX_PRODUCT):
+                raise SecurityError(f"repeating a value {count} times would make more than "
+                                    f"{MAX_PRODUCT} items")
+    elif (operator == "**" and isinstance(left, int) and isinstance(right, int)
+          and abs(left) > 1 and right > 0 and left.bit_length() * right > MAX_POWER_BITS):
+        raise SecurityError(f"{left} ** {right} is too large a number")
+
+
+class _NativeSandbox(BoundedOperators, ImmutableSandboxedEnvironment):
     code_generator_class = NativeCodeGenerator
     concat = staticmethod(_concat)  # type: ignore[assignment]
 
@@ -54,11 +83,21 @@ def _compile(source: str) -> Any:
 class TemplateFailure(Exception):
     """A string failed to evaluate; ``path`` says where in the document it sits."""
 
-    def __init__(self, path: PathKey, source: str, problem: str) -> None:
+    def __init__(self, path: PathKey, source: str, problem: str,
+                 cycle: SelfReference | None = None) -> None:
         super().__init__(problem)
         self.path = path
         self.source = source
         self.problem = problem
+        self.cycle = cycle
+
+
+class SelfReference(TemplateError):
+    """A host variable that needs itself; reported once, with the whole chain."""
+
+
+class _InVariable(TemplateError):
+    """A host variable failed to evaluate; its message already says why."""
 
 
 @dataclass(frozen=True)
@@ -89,12 +128,15 @@ class HostVariables(Mapping[str, Any]):
             raise KeyError(key)
         if key in self._resolving:
             chain = " -> ".join([*self._resolving, key])
-            raise TemplateError(f"variable {key!r} refers to itself ({chain})")
+            raise SelfReference(f"variable {key!r} refers to itself ({chain})")
         self._resolving.append(key)
         try:
             value = self.evaluate(self._raw[key], ())
         except TemplateFailure as failure:
-            raise TemplateError(f"in variable {key!r}: {failure.problem}") from None
+            if failure.cycle is not None:
+                # Not "in variable 'a': in variable 'b': ...": the chain already says it all.
+                raise failure.cycle from None
+            raise _InVariable(f"in variable {key!r}: {failure.problem}") from None
         finally:
             self._resolving.pop()
         self._done[key] = value
@@ -128,10 +170,18 @@ class HostVariables(Mapping[str, Any]):
             raise TemplateFailure(path, source, f"undefined variable: {exc.message}") from None
         except SecurityError as exc:
             raise TemplateFailure(path, source, f"not allowed in a template: {exc}") from None
+        except SelfReference as exc:
+            raise TemplateFailure(path, source, str(exc.message), cycle=exc) from None
+        except _InVariable as exc:
+            raise TemplateFailure(path, source, str(exc.message)) from None
         except TemplateError as exc:
             raise TemplateFailure(path, source, f"template error: {exc.message}") from None
         except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
             raise TemplateFailure(path, source, f"template error: {exc}") from None
+        except RecursionError:
+            raise TemplateFailure(path, source, "template error: recursion too deep") from None
+        except MemoryError:
+            raise TemplateFailure(path, source, "template error: out of memory") from None
 
 
 class _HostContext(Context):

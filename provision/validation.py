@@ -24,9 +24,26 @@ _MAX_QUOTE = 80
 def raise_for(
     exc: ValidationError, doc: Document, model: type[BaseModel], *, suffix: str = ""
 ) -> NoReturn:
-    """Raise an ``InputError`` for the first error of ``exc``."""
-    error = exc.errors(include_url=False)[0]
-    raise describe(error, doc, model, suffix=suffix) from None
+    """Raise an ``InputError`` for the most telling error of ``exc``."""
+    raise describe(_first(exc.errors(include_url=False)), doc, model, suffix=suffix) from None
+
+
+def _first(errors: list[ErrorDetails]) -> ErrorDetails:
+    """The first error, except that a misspelt key beats the "missing" it causes.
+
+    Pydantic lists a missing field before an unknown one; for ``nome: x`` the person needs
+    "unknown key 'nome'; did you mean 'name'?", not "name: is required but missing".
+    """
+    missing = {(e["loc"][:-1], e["loc"][-1]) for e in errors
+               if e["type"] == "missing" and e["loc"]}
+    for error in errors:
+        if error["type"] != "extra_forbidden" or not error["loc"]:
+            continue
+        parent, key = error["loc"][:-1], str(error["loc"][-1])
+        siblings = [str(name) for where, name in missing if where == parent]
+        if difflib.get_close_matches(key, siblings, n=1, cutoff=0.6):
+            return error
+    return errors[0]
 
 
 def describe(
@@ -92,6 +109,8 @@ def _problem(error: ErrorDetails, path: PathKey, model: type[BaseModel]) -> str:
     value = error.get("input")
     if isinstance(value, dict | list) or value is None:
         return message
+    if f"({value})" in message:
+        return message  # the message already names the value
     return f"{_quote(value)} {message}" if _reads_as_predicate(message) else (
         f"{message} (got {_quote(value)})"
     )
@@ -127,6 +146,10 @@ def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> set[str]:
                     next_candidates.extend(_models_in(member.model_fields[part].annotation))
                 elif _tag_of(member) == part:
                     next_candidates.append(member)
+                else:
+                    # A key of a free-form mapping: a typed extra (the inventory's
+                    # top-level groups) or a dict's key (``hosts.NAME``).
+                    next_candidates.extend(_models_in(_extra_annotation(member)))
         if next_candidates:
             candidates = next_candidates
     fields: set[str] = set()
@@ -134,6 +157,16 @@ def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> set[str]:
         for member in _models_in(candidate):
             fields |= set(member.model_fields)
     return fields
+
+
+def _extra_annotation(model: type[BaseModel]) -> Any:
+    """The value type of a model's typed extra keys (``__pydantic_extra__: dict[str, X]``)."""
+    try:
+        hints = typing.get_type_hints(model)
+    except (NameError, TypeError):  # pragma: no cover - unresolvable forward references
+        return None
+    args = typing.get_args(hints.get("__pydantic_extra__"))
+    return args[1] if len(args) == 2 else None
 
 
 def _tag_of(model: type[BaseModel]) -> str | None:

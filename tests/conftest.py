@@ -88,8 +88,10 @@ class Cli:
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[Path]:
     """A copy of the project's playbooks, inventory and templates in a temporary folder."""
+    # Not the CA folders or retry files a local run may have left beside the playbooks.
+    ignore = shutil.ignore_patterns("pki", "*.retry")
     for folder in ("playbooks", "inventory", "templates"):
-        shutil.copytree(ROOT / folder, tmp_path / folder)
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=ignore)
     yield tmp_path
 
 

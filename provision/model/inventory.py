@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from provision.model.base import Strict
 
@@ -23,16 +23,10 @@ class InventoryFile(Strict):
     """The top level: `all`, and optionally other groups Ansible treats as children of all."""
 
     model_config = Strict.model_config | {"extra": "allow"}
+    # Every other top-level key is a group too: typing the extras validates each one with its
+    # own path (``web.hostz``), so an error names the key and line a person wrote.
+    __pydantic_extra__: dict[str, Group | None] = Field(init=False)
     all: Group | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _every_top_level_key_is_a_group(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key, value in data.items():
-                if key != "all":
-                    Group.model_validate(value or {})
-        return data
 
 
 class Host(Strict):

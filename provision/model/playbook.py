@@ -9,10 +9,27 @@ from __future__ import annotations
 import posixpath
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from provision.model.base import Strict
 from provision.model.names import CertificateName
+
+
+def _no_nul(value: str) -> str:
+    if "\0" in value:
+        raise ValueError("holds a NUL byte, which no path can")
+    return value
+
+
+# A path on a host (or the controller): any text a file system accepts.
+HostPath = Annotated[str, Field(min_length=1), AfterValidator(_no_nul)]
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
 Rotate = Literal["always", "never"]
@@ -117,6 +134,8 @@ class Output(Strict):
     @field_validator("file")
     @classmethod
     def _inside_certificates_dir(cls, value: str) -> str:
+        if "\0" in value:
+            raise ValueError("holds a NUL byte, which no file name can")
         normal = posixpath.normpath(value)
         if posixpath.isabs(value) or normal == ".." or normal.startswith("../"):
             raise ValueError("escapes the certificates directory (use a relative name)")
@@ -163,8 +182,10 @@ class Certificate(Strict):
     key: KeySpec = Field(default_factory=lambda: RsaKey(type="rsa"))
     subject: Subject | None = None
     names: list[CertificateName] = Field(default_factory=list)
-    validity_days: int | None = Field(default=None, ge=1, le=36500)
+    # renew_before_days comes first so that validity_days' own check can see it, and an
+    # error points at the validity_days line.
     renew_before_days: int = Field(default=30, ge=0)
+    validity_days: int | None = Field(default=None, ge=1, le=36500)
     outputs: list[Output] = Field(min_length=1)
 
     @field_validator("source", mode="before")
@@ -172,6 +193,17 @@ class Certificate(Strict):
     def _source_shorthand(cls, value: Any) -> Any:
         # `source: self-signed` reads better than `source: {type: self-signed}`.
         return {"type": value} if isinstance(value, str) else value
+
+    @field_validator("validity_days")
+    @classmethod
+    def _longer_than_renewal(cls, value: int | None, info: ValidationInfo) -> int | None:
+        renew = info.data.get("renew_before_days")
+        if value is not None and renew is not None and value <= renew:
+            raise ValueError(
+                f"validity_days ({value}) must be longer than renew_before_days ({renew}), "
+                "or it would be renewed on every run"
+            )
+        return value
 
     @field_validator("names")
     @classmethod
@@ -188,11 +220,6 @@ class Certificate(Strict):
                 raise ValueError("'validity_days' is required for a certificate issued here")
             if self.subject is None and not self.names:
                 raise ValueError("give a 'subject' or 'names' (a certificate must name something)")
-            if self.validity_days <= self.renew_before_days:
-                raise ValueError(
-                    f"validity_days ({self.validity_days}) must be longer than renew_before_days "
-                    f"({self.renew_before_days}), or it would be renewed on every run"
-                )
         if isinstance(self.source, ProvidedSource) and self.source.key is None and not any(
             o.content == "key" for o in self.outputs
         ):
@@ -242,7 +269,7 @@ class Binding(Strict):
 class VirtualDirectory(Strict):
     path: str = Field(pattern=r"^/[^\s;{}\"'#]*$")
     application: str | None = None
-    physical_path: str | None = None
+    physical_path: HostPath | None = None
     proxy_to: str | None = Field(default=None, pattern=r"^https?://[^\s;{}\"']+$")
 
     @model_validator(mode="after")
@@ -264,8 +291,8 @@ class Verify(Strict):
 class Site(Strict):
     name: str = Field(min_length=1)
     server: Literal["nginx", "apache", "iis"] = "nginx"
-    config: str = Field(min_length=1)
-    template: str | None = None
+    config: HostPath
+    template: HostPath | None = None
     bindings: list[Binding] = Field(min_length=1)
     virtual_directories: list[VirtualDirectory] = Field(default_factory=list)
     reload: bool = True
@@ -306,7 +333,7 @@ BatchSize = Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^\d+(\.
 class Playbook(Strict):
     name: str = Field(min_length=1)
     hosts: str = "all"
-    certificates_dir: str = Field(min_length=1)
+    certificates_dir: HostPath
     backups: int = Field(default=5, ge=0, le=100)
     # Rolling runs: hosts in batches of this size (a number, a percentage, or a list such as
     # [1, "10%", "50%"] whose last size repeats), and the failure rate that stops the run.

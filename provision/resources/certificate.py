@@ -133,6 +133,8 @@ def decide(
         return Decision("create", "missing", new_key=True)
     leaf = current.leaf
     if current.key is None:
+        if current.unreadable:
+            return Decision("replace", f"unreadable: {current.unreadable[0]}", new_key=True)
         return Decision("replace", "key missing", new_key=True)
     if not keys.matches(current.key, leaf.public_key()):  # type: ignore[arg-type]
         return Decision("replace", "key does not match certificate", new_key=True)
@@ -175,21 +177,28 @@ def decide_supplied(
         if not keys.matches(current.key, supplied.leaf.public_key()):  # type: ignore[arg-type]
             raise HostRefusal(f"certificate {spec.name}: {supplied.certificate_file} does not "
                               "match the key on the host (was the CSR made for another key?)")
+    # The supplied key replaces the host's unless they are the same key (or there is none).
+    new_key = supplied.key is not None and (
+        current.key is None or not keys.matches(current.key, supplied.key.public_key())
+    )
     if current.leaf is None:
-        return Decision("create", "missing" if current.key is None else "certificate missing")
+        return Decision("create", "missing" if current.key is None else "certificate missing",
+                        new_key=new_key)
     if current.leaf == supplied.leaf:
         if supplied.key is not None and (
             current.key is None or not keys.matches(current.key, supplied.leaf.public_key())  # type: ignore[arg-type]
         ):
-            return Decision("replace", "key does not match certificate")
+            return Decision("replace", "key does not match certificate", new_key=True)
         return Decision(None, f"installed, expires in {_days(left)}")
     if current.leaf.issuer != supplied.leaf.issuer or compare.is_self_signed(current.leaf):
         before = ("self-signed" if compare.is_self_signed(current.leaf)
                   else current.leaf.issuer.rfc4514_string())
         return Decision("replace",
-                        f"issuer changed: {before} -> {supplied.leaf.issuer.rfc4514_string()}")
+                        f"issuer changed: {before} -> {supplied.leaf.issuer.rfc4514_string()}",
+                        new_key=new_key)
     return Decision("replace", f"supplied certificate changed: serial "
-                    f"{current.leaf.serial_number:x} -> {supplied.leaf.serial_number:x}")
+                    f"{current.leaf.serial_number:x} -> {supplied.leaf.serial_number:x}",
+                    new_key=new_key)
 
 
 def _issuer_change(leaf: x509.Certificate, issuer: x509.Certificate | None) -> str | None:

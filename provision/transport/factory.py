@@ -23,4 +23,9 @@ class ConnectOptions:
 def make_transport(host: Host, options: ConnectOptions | None = None) -> Transport:
     if host.connection == "local":
         return LocalTransport(host.name)
+    if host.connection == "ssh":
+        # Imported here: asyncssh is only loaded by runs that reach an SSH host.
+        from provision.transport.ssh import SSHTransport
+
+        return SSHTransport(host, options)
     raise ProvisionError(f"{host.name}: connection {host.connection!r} is not supported yet")

@@ -31,7 +31,7 @@ import posixpath
 import secrets
 import shlex
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import asyncssh
@@ -45,6 +45,7 @@ from provision.transport.factory import ConnectOptions
 # sshd allows 10 sessions per connection (MaxSessions); SFTP holds one, commands share the rest.
 EXEC_CHANNELS = 8
 KEEPALIVE_INTERVAL = 15.0
+CLOSE_WAIT = 5.0  # seconds to wait for sshd to close the channel of a finished command
 DIRECTORY_MODE = 0o750  # as provision.fsutil: directories we create may hold keys
 TEMP_ROOT = "/tmp"  # where `become` uploads go, in a private 0700 directory per run
 
@@ -246,6 +247,9 @@ class _Session:
     failure: TransportError | None = None  # a failed connect fails every later use alike
     temp_dir: str | None = None  # become: the private upload directory
     synced_dirs: set[str] = field(default_factory=set)  # renamed into; fsynced at close
+    background: set[asyncio.Future[None]] = field(default_factory=set)  # timed-out commands
+    pending_reads: list[tuple[str, asyncio.Future[FileState]]] = field(default_factory=list)
+    reader: asyncio.Future[None] | None = None  # become: the task running batched reads
 
 
 class SSHTransport(Transport):
@@ -334,7 +338,7 @@ class SSHTransport(Transport):
             raise TransportError(
                 f"{self.where}: connection timed out after {self.options.connect_timeout:g} s"
             ) from None
-        except asyncssh.KeyImportError as exc:
+        except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
             raise TransportError(f"{self.where}: cannot load ssh_key {self.ssh_key}: {exc}") \
                 from None
         except OSError as exc:
@@ -374,10 +378,19 @@ class SSHTransport(Transport):
 
     async def _exec(self, command: str,
                     timeout: float | None = None) -> tuple[int, bytes, bytes]:
-        """Run a command on the connection; (exit status, stdout, stderr), 124 on timeout."""
+        """Run a command on the connection; (exit status, stdout, stderr), 124 on timeout.
+
+        Each command holds one of the connection's channel slots until sshd has closed its
+        session (sshd counts sessions against MaxSessions until the command has exited). A
+        command that times out is sent SIGKILL (sshd honours that for non-root logins only)
+        and keeps its slot in the background until it ends; the caller is not held up.
+        """
         conn = await self._connection()
+        session = self._current()
         limit = self.options.command_timeout if timeout is None else timeout
-        async with self._current().channels:
+        await session.channels.acquire()
+        release = True
+        try:
             with self._errors(f"cannot run a command on {self.where}"):
                 process = await conn.create_process(command, encoding=None,
                                                     stdin=asyncssh.DEVNULL)
@@ -387,8 +400,18 @@ class SSHTransport(Transport):
                     with contextlib.suppress(Exception):
                         process.send_signal("KILL")
                     process.close()
+                    release = False
+                    task = asyncio.ensure_future(_release_when_closed(process, session.channels))
+                    session.background.add(task)
+                    task.add_done_callback(session.background.discard)
                     return 124, _bytes(exc.stdout), (
                         _bytes(exc.stderr) + f"timed out after {limit:g} s".encode())
+                process.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(process.wait_closed(), CLOSE_WAIT)
+        finally:
+            if release:
+                session.channels.release()
         code = done.returncode if done.returncode is not None else -1
         if code < 0 and done.exit_signal:
             code = 128 - code  # killed by a signal, as a shell reports it
@@ -399,10 +422,7 @@ class SSHTransport(Transport):
         command = shlex.join(["sudo", "-n", "--", "sh", "-c", script, "sh", *args])
         status, out, err = await self._exec(command)
         if status != 0:
-            text = err.decode(errors="replace").strip() or f"exit status {status}"
-            if "sudo:" in text and "password" in text:
-                text += " (become needs passwordless sudo for the login user)"
-            raise TransportError(f"{what}: {text.splitlines()[-1] if text else text}")
+            raise TransportError(f"{what}: {_sudo_problem(err, status)}")
         return out
 
     # --- files ----------------------------------------------------------------------------
@@ -427,23 +447,49 @@ class SSHTransport(Transport):
         return FileState(path, "missing")
 
     async def _read_sudo(self, path: str) -> FileState:
-        script = (
-            'if [ ! -e "$1" ] && [ ! -L "$1" ]; then echo missing; exit 0; fi\n'
-            'stat -c %f -- "$1" || exit 1\n'
-            'if [ -f "$1" ] && [ ! -L "$1" ]; then exec cat -- "$1"; fi\n'
-        )
-        out = await self._sudo(script, path, what=f"cannot read {path}")
-        head, _, content = out.partition(b"\n")
-        if head == b"missing":
-            return FileState(path, "missing")
+        """Reads as root, batched: every read asked for in the same turn of the event loop
+        (``facts.gather`` asks for all of a host's files at once) shares one ``sudo`` command.
+        """
+        session = self._current()
+        future: asyncio.Future[FileState] = session.loop.create_future()
+        session.pending_reads.append((path, future))
+        if session.reader is None or session.reader.done():
+            session.reader = asyncio.ensure_future(self._read_batches(session))
+        return await future
+
+    async def _read_batches(self, session: _Session) -> None:
+        await asyncio.sleep(0)  # let the reads started in this turn join the batch
+        batch: list[tuple[str, asyncio.Future[FileState]]] = []
         try:
-            raw = int(head, 16)
-        except ValueError:
-            raise TransportError(f"cannot read {path}: unexpected stat output") from None
-        kind = _KINDS.get(stat.S_IFMT(raw), "other")
-        if kind != "file":
-            return FileState(path, kind, mode=stat.S_IMODE(raw))
-        return FileState(path, "file", content, stat.S_IMODE(raw))
+            while session.pending_reads:
+                batch = session.pending_reads[:READ_BATCH]
+                del session.pending_reads[:READ_BATCH]
+                paths = [path for path, _ in batch]
+                command = shlex.join(["sudo", "-n", "--", "sh", "-c", _READ_SCRIPT, "sh",
+                                      *paths])
+                try:
+                    status, out, err = await self._exec(command)
+                    if status != 0:
+                        raise TransportError(_sudo_problem(err, status))
+                except TransportError as exc:
+                    for path, future in batch:
+                        if not future.done():
+                            future.set_exception(TransportError(f"cannot read {path}: {exc}"))
+                    continue
+                for (path, future), state in zip(batch, _parse_reads(out, paths), strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(state, FileState):
+                        future.set_result(state)
+                    else:
+                        future.set_exception(TransportError(f"cannot read {path}: {state}"))
+                batch = []
+        except BaseException as exc:
+            for _, future in [*batch, *session.pending_reads]:
+                if not future.done():
+                    future.set_exception(TransportError(f"cannot read: {exc!r}"))
+            session.pending_reads.clear()
+            raise
 
     async def stage(self, path: str, data: bytes, mode: int) -> str:
         if self.become:
@@ -696,19 +742,37 @@ class SSHTransport(Transport):
             session.conn.close()
             with contextlib.suppress(Exception):
                 await session.conn.wait_closed()
+            for task in list(session.background):
+                task.cancel()
 
     async def _tidy(self, session: _Session) -> None:
         conn = session.conn
         assert conn is not None
-        jobs = []
-        if session.temp_dir is not None:
-            jobs.append(conn.run(shlex.join(["rm", "-rf", "--", session.temp_dir]),
-                                 stdin=asyncssh.DEVNULL))
+        jobs: list[Awaitable[object]] = []
+        if session.temp_dir is not None and session.sftp is not None:
+            jobs.append(_remove_tree(session.sftp, session.temp_dir))
         if session.synced_dirs:
             jobs.append(conn.run(
                 shlex.join(["sync", "--", *sorted(session.synced_dirs)]) + " 2>/dev/null",
                 stdin=asyncssh.DEVNULL))
         await asyncio.gather(*jobs, return_exceptions=True)
+
+
+async def _remove_tree(sftp: asyncssh.SFTPClient, folder: str) -> None:
+    """The upload folder: normally empty already (each upload is deleted once installed)."""
+    for name in await sftp.listdir(folder):
+        if name not in (".", ".."):
+            with contextlib.suppress(asyncssh.SFTPError):
+                await sftp.remove(posixpath.join(folder, name))
+    await sftp.rmdir(folder)
+
+
+async def _release_when_closed(process: asyncssh.SSHClientProcess[bytes],
+                               channels: asyncio.Semaphore) -> None:
+    try:
+        await process.wait_closed()
+    finally:
+        channels.release()
 
 
 async def _read_all(handle: asyncssh.SFTPClientFile, size: int) -> bytes:
@@ -722,6 +786,74 @@ async def _read_all(handle: asyncssh.SFTPClientFile, size: int) -> bytes:
         if len(chunk) < want:
             return b"".join(chunks)
         want = 65536
+
+
+# For each path: "missing", or "!problem", or the lstat mode in hex; then, for a regular file,
+# its content in base64 (whose alphabet has no "."), and a "." line to close the record.
+_READ_SCRIPT = """\
+for p in "$@"; do
+  if [ ! -e "$p" ] && [ ! -L "$p" ]; then echo missing; continue; fi
+  m=$(stat -c %f -- "$p" 2>/dev/null) || { echo '!cannot stat it'; continue; }
+  echo "$m"
+  if [ -f "$p" ] && [ ! -L "$p" ]; then
+    base64 -- "$p" 2>/dev/null || { echo '!cannot read it'; continue; }
+  fi
+  echo .
+done
+"""
+READ_BATCH = 200  # paths per command, well inside any command-line limit
+
+
+def _parse_reads(out: bytes, paths: Sequence[str]) -> list[FileState | str]:
+    """The states ``_READ_SCRIPT`` printed, in order; a string for a path it could not read."""
+    lines = iter(out.split(b"\n"))
+    results: list[FileState | str] = []
+    for path in paths:
+        head = next(lines, None)
+        if head is None:
+            results.append("no answer from the host")
+            continue
+        if head == b"missing":
+            results.append(FileState(path, "missing"))
+            continue
+        if head.startswith(b"!"):
+            results.append(head[1:].decode(errors="replace"))
+            continue
+        try:
+            raw = int(head, 16)
+        except ValueError:
+            results.extend(["unexpected answer from the host"] * (len(paths) - len(results)))
+            return results
+        body: list[bytes] = []
+        problem = None
+        for line in lines:
+            if line == b".":
+                break
+            if line.startswith(b"!"):
+                problem = line[1:].decode(errors="replace")
+                break
+            body.append(line)
+        kind = _KINDS.get(stat.S_IFMT(raw), "other")
+        if problem is not None:
+            results.append(problem)
+        elif kind != "file":
+            results.append(FileState(path, kind, mode=stat.S_IMODE(raw)))
+        else:
+            try:
+                content = base64.b64decode(b"".join(body), validate=True)
+            except ValueError:
+                results.append("unexpected answer from the host")
+                continue
+            results.append(FileState(path, "file", content, stat.S_IMODE(raw)))
+    return results
+
+
+def _sudo_problem(err: bytes, status: int) -> str:
+    text = err.decode(errors="replace").strip()
+    line = text.splitlines()[-1] if text else f"exit status {status}"
+    if "sudo:" in line and "password" in line:
+        line += " (become needs passwordless sudo for the login user)"
+    return line
 
 
 def _bytes(value: object) -> bytes:

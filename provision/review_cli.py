@@ -1,0 +1,128 @@
+"""``provision schema`` and ``provision lint``: editor support and review checks.
+
+``register(app)`` adds both commands to the main app (``cli._mount_subcommands`` calls it).
+Only typer is imported here; pydantic, jinja2 and cryptography are imported inside the
+commands, so ``provision --help`` stays quick. Errors are one line on stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, NoReturn
+
+import typer
+
+
+class SchemaKind(StrEnum):
+    playbook = "playbook"
+    inventory = "inventory"
+
+
+class LintFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``schema`` and ``lint`` to ``app``; calling it again adds nothing."""
+    present = {info.name for info in app.registered_commands}
+    if "schema" not in present:
+        app.command("schema")(schema_command)
+    if "lint" not in present:
+        app.command("lint")(lint_command)
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def schema_command(
+    kind: Annotated[
+        SchemaKind | None,
+        typer.Option("--kind", help="Which schema: playbook (printed by default) or inventory. "
+                     "With --out, write only this one."),
+    ] = None,
+    out: Annotated[
+        str | None,
+        typer.Option("--out", metavar="DIR", help="Write playbook.schema.json and "
+                     "inventory.schema.json into DIR instead of printing."),
+    ] = None,
+) -> None:
+    """Print the JSON Schema of playbooks (or inventories), for editors and CI."""
+    from pathlib import Path
+
+    from provision import fsutil
+    from provision.errors import ProvisionError
+    from provision.schema import FILES, Kind, build, dumps
+
+    kinds: list[Kind] = ["playbook", "inventory"]
+    if kind is not None:
+        kinds = [k for k in kinds if k == kind.value]
+    if out is None:
+        typer.echo(dumps(build(kinds[0])), nl=False)
+        return
+    folder = Path(out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(f"{out}: cannot create the folder: {exc.strerror}")
+    for name in kinds:
+        path = folder / FILES[name]
+        text = dumps(build(name))
+        try:
+            if path.is_file() and path.read_text(encoding="utf-8") == text:
+                typer.echo(f"unchanged {path}")
+                continue
+            fsutil.write_atomic(str(path), text.encode(), 0o644)
+        except ProvisionError as exc:
+            _fail(exc.message)
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"{path}: {getattr(exc, 'strerror', None) or exc}")
+        typer.echo(f"wrote {path}")
+
+
+def lint_command(
+    playbook: Annotated[str, typer.Argument(help="The playbook (YAML).")],
+    inventory: Annotated[str, typer.Option("-i", "--inventory", help="The inventory (YAML).")],
+    limit: Annotated[
+        str | None, typer.Option("--limit", "-l", help="Narrow the hosts: names, groups, globs, "
+                                 "!exclude, &intersect, comma lists.")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 when there is any finding.")
+    ] = False,
+    output_format: Annotated[
+        LintFormat, typer.Option("--format", help="text or json.")
+    ] = LintFormat.text,
+) -> None:
+    """Flag what a reviewer would (weak keys, long validity, uncovered names, ...); exit 0,
+    or 1 with --strict."""
+    import json
+
+    from provision.api import load
+    from provision.errors import ProvisionError
+    from provision.lint import format_text, lint
+
+    try:
+        loaded = load(playbook, inventory, limit)
+    except ProvisionError as exc:
+        _fail(exc.message)
+    findings = lint(loaded)
+    hosts = [t.host.name for t in loaded.targets]
+    if output_format is LintFormat.json:
+        typer.echo(json.dumps({
+            "playbook": playbook,
+            "hosts": hosts,
+            "strict": strict,
+            "findings": [f.as_dict() for f in findings],
+        }, indent=2))
+    else:
+        typer.echo(format_text(findings, len(hosts)), nl=False)
+        count = len(findings)
+        what = f"{count} finding{'s' if count != 1 else ''}" if count else "no findings"
+        suffix = " (--strict: failing)" if strict and count else ""
+        typer.echo(f"{playbook}: {what} for {len(hosts)} host"
+                   f"{'s' if len(hosts) != 1 else ''}{suffix}")
+    if strict and findings:
+        raise typer.Exit(1)
