@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -134,7 +135,7 @@ def _build_path(
     leaf: x509.Certificate, pool: list[x509.Certificate], name: str, where: Location
 ) -> tuple[list[x509.Certificate], x509.Certificate]:
     """Leaf -> intermediates -> self-signed root, each signature verified."""
-    if is_self_signed(leaf):
+    if leaf.subject == leaf.issuer and is_self_signed(leaf):
         return [], leaf
     chain: list[x509.Certificate] = []
     current = leaf
@@ -144,12 +145,17 @@ def _build_path(
             raise InputError(where, f"{name}: the chain does not lead to a self-signed root: "
                              f"no certificate for the issuer {current.issuer.rfc4514_string()} "
                              "(add it to `chain:` or `root:`)")
+        if isinstance(current.signature_hash_algorithm, hashes.SHA1):
+            raise InputError(where, f"{name}: {_cn(current)} is signed with SHA-1, which "
+                             "clients no longer accept; ask the CA for a SHA-256 certificate")
         verified = [c for c in named if issued_by(current, c)]
         if not verified:
             raise InputError(where, f"{name}: the signature on {_cn(current)} does not verify "
                              f"with the key of {_cn(named[0])}")
         issuer = verified[0]
-        if is_self_signed(issuer):
+        # A root is trusted for being in the client's store, not for its self-signature,
+        # which is therefore not checked (old roots signed with SHA-1 are still fine).
+        if issuer.subject == issuer.issuer:
             return chain, issuer
         chain.append(issuer)
         current = issuer
