@@ -81,11 +81,17 @@ class BindingView:
 
 @dataclass(frozen=True)
 class ListenView:
-    """A distinct address:port of a site, in binding order (Apache `Listen`)."""
+    """An address:port a site listens on, in binding order (Apache `Listen`).
+
+    A port with an all-addresses binding is listened on once, on all addresses: Apache cannot
+    also bind one address of that port ("Address already in use" at start, which its config
+    test does not see), and the all-addresses socket serves that address's virtual hosts.
+    """
 
     listen: str
     protocol: str
     guard: str  # a Define name: set once the port is listened on, so two sites never repeat it
+    port_guard: str  # the guard of the port on all addresses
 
 
 @dataclass(frozen=True)
@@ -206,12 +212,18 @@ def binding_views(target: Target, site: Site) -> list[BindingView]:
     return views
 
 
+def _guard(listen: str) -> str:
+    return "provision_listen_" + re.sub(r"[^A-Za-z0-9]", "_", listen)
+
+
 def listen_views(views: list[BindingView]) -> list[ListenView]:
+    everywhere = {view.port for view in views if view.listen == str(view.port)}
     seen: dict[str, ListenView] = {}
     for view in views:
-        if view.listen not in seen:
-            guard = "provision_listen_" + re.sub(r"[^A-Za-z0-9]", "_", view.listen)
-            seen[view.listen] = ListenView(view.listen, view.protocol, guard)
+        listen = str(view.port) if view.port in everywhere else view.listen
+        if listen not in seen:
+            seen[listen] = ListenView(listen, view.protocol, _guard(listen),
+                                      _guard(str(view.port)))
     return list(seen.values())
 
 
