@@ -348,6 +348,10 @@ async def _test_and_reload(
     reloads: dict[str, None] = {}
     for site in sites:
         default_test, default_reload = DEFAULT_COMMANDS[site.server]
+        if site.server == "iis":
+            # The script beside the site XML imports the PFX, binds it and loads the site.
+            default_reload = ("powershell -NoProfile -ExecutionPolicy Bypass -File "
+                              f'"{target.site_paths(site)[1]}"')
         if test := site.test_command or default_test:
             tests[test] = None
         if reload := site.reload_command or default_reload:

@@ -100,6 +100,12 @@ def check_references(playbook: Playbook, doc: Document, suffix: str = "") -> Non
                 f"two certificates are named {certificate.name!r}{suffix}",
             )
         seen[certificate.name] = index
+    sites: set[str] = set()
+    for index, site in enumerate(playbook.sites):
+        if site.name in sites:
+            raise InputError(doc.locate(("sites", index, "name")),
+                             f"two sites are named {site.name!r}{suffix}")
+        sites.add(site.name)
     authorities = [a.name for a in playbook.authorities]
     for index, certificate in enumerate(playbook.certificates):
         source = certificate.source

@@ -300,6 +300,35 @@ class Site(Strict):
     reload_command: str | None = None
     verify: Verify | None = None
 
+    @field_validator("bindings")
+    @classmethod
+    def _bindings_do_not_clash(cls, bindings: list[Binding]) -> list[Binding]:
+        # What the web server would refuse at reload time, refused here with a line number.
+        seen: dict[tuple[str, int], Binding] = {}
+        default: set[tuple[str, int]] = set()
+        for binding in bindings:
+            socket = (binding.address, binding.port)
+            other = seen.setdefault(socket, binding)
+            if other.protocol != binding.protocol:
+                raise ValueError(f"http and https cannot share {binding.address}:{binding.port}")
+            if binding.host is None:
+                if socket in default:
+                    raise ValueError(f"two bindings on {binding.address}:{binding.port} have no "
+                                     "host; give each a host (SNI name)")
+                default.add(socket)
+        return bindings
+
+    @field_validator("virtual_directories")
+    @classmethod
+    def _unique_paths(cls, directories: list[VirtualDirectory]) -> list[VirtualDirectory]:
+        seen: set[str] = set()
+        for directory in directories:
+            normal = directory.path.rstrip("/") or "/"
+            if normal in seen:
+                raise ValueError(f"two virtual directories have the path {normal}")
+            seen.add(normal)
+        return directories
+
     @field_validator("verify", mode="before")
     @classmethod
     def _verify_shorthand(cls, value: Any) -> Any:

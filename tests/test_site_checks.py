@@ -1,0 +1,77 @@
+"""Site mistakes a web server would only reject at reload time are refused at validation,
+with the line to change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import Cli, snapshot
+
+PLAYBOOK = "playbooks/sites.yml"
+
+
+def _write(project: Path, sites: list[dict[str, object]]) -> None:
+    book = yaml.safe_load((project / "playbooks/callmanager-https.yml").read_text())
+    book["certificates"][0]["key"] = {"type": "ecdsa"}
+    book["sites"] = sites
+    (project / PLAYBOOK).write_text(yaml.safe_dump(book, sort_keys=False))
+
+
+def _site(name: str = "web", bindings: list[dict[str, object]] | None = None,
+          directories: list[dict[str, object]] | None = None) -> dict[str, object]:
+    return {
+        "name": name,
+        "config": f"{{{{ certificates_dir }}}}/../{name}.conf",
+        "reload": False,
+        "bindings": bindings or [{"port": 443, "certificate": "httpscert"}],
+        "virtual_directories": directories or [],
+    }
+
+
+CASES = {
+    "duplicate site": (
+        [_site("web"), _site("web")],
+        "sites[1].name: two sites are named 'web'",
+    ),
+    "http and https on one port": (
+        [_site(bindings=[{"port": 8443, "certificate": "httpscert"},
+                         {"protocol": "http", "port": 8443}])],
+        "sites[0].bindings: http and https cannot share *:8443",
+    ),
+    "two default bindings": (
+        [_site(bindings=[{"port": 443, "certificate": "httpscert"},
+                         {"port": 443, "certificate": "httpscert"}])],
+        "sites[0].bindings: two bindings on *:443 have no host",
+    ),
+    "same directory twice": (
+        [_site(directories=[{"path": "/a", "physical_path": "/srv/a"},
+                            {"path": "/a/", "physical_path": "/srv/b"}])],
+        "sites[0].virtual_directories: two virtual directories have the path /a",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_site_mistake_is_refused_before_anything_is_written(
+    case: str, project: Path, cli: Cli
+) -> None:
+    sites, message = CASES[case]
+    _write(project, sites)
+    before = snapshot(project)
+    result = cli("apply", PLAYBOOK, "-i", "inventory/example.yml")
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {PLAYBOOK}:")
+    assert message in result.stderr
+    assert snapshot(project) == before
+
+
+def test_sni_bindings_may_share_a_port(project: Path, cli: Cli) -> None:
+    _write(project, [_site(bindings=[
+        {"port": 443, "certificate": "httpscert"},
+        {"port": 443, "host": "cm-pub-01.voice.example.com", "certificate": "httpscert"},
+    ])])
+    assert cli("validate", PLAYBOOK, "-i", "inventory/example.yml").exit_code == 0
