@@ -12,15 +12,14 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from provision.cli import OutputFormat
+
 
 class SchemaKind(StrEnum):
     playbook = "playbook"
     inventory = "inventory"
 
 
-class LintFormat(StrEnum):
-    text = "text"
-    json = "json"
 
 
 def register(app: typer.Typer) -> None:
@@ -93,8 +92,8 @@ def lint_command(
         bool, typer.Option("--strict", help="Exit 1 when there is any finding.")
     ] = False,
     output_format: Annotated[
-        LintFormat, typer.Option("--format", help="text or json.")
-    ] = LintFormat.text,
+        OutputFormat, typer.Option("--format", help="text or json.")
+    ] = OutputFormat.text,
 ) -> None:
     """Flag what a reviewer would (weak keys, long validity, uncovered names, ...); exit 0,
     or 1 with --strict."""
@@ -110,7 +109,7 @@ def lint_command(
         _fail(exc.message)
     findings = lint(loaded)
     hosts = [t.host.name for t in loaded.targets]
-    if output_format is LintFormat.json:
+    if output_format is OutputFormat.json:
         typer.echo(json.dumps({
             "playbook": playbook,
             "hosts": hosts,
