@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import posixpath
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,7 @@ from provision.authority import create as create_authority
 from provision.batches import batches, should_stop
 from provision.errors import InputError, Location, ProvisionError
 from provision.executor import (
+    BACKUP_DIR,
     HostOutcome,
     RunContext,
     apply_host,
@@ -222,7 +224,10 @@ def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts,
     changes.extend(stale_outputs(target, facts))
     changes.extend(reloads_owed(target, facts, changes))
     for site in target.playbook.sites:
-        for result in plan_site(target, site, facts, loaded.renderer, loaded.playbook.file):
+        # The file name, not the path as typed: running from another folder must not change
+        # every rendered config (and reload every server).
+        for result in plan_site(target, site, facts, loaded.renderer,
+                                Path(loaded.playbook.file).name):
             if isinstance(result, Change):
                 changes.append(result)
             else:
@@ -312,6 +317,11 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
                 await lock.acquire(loaded.lock_timeout, moment)
             try:
                 await _work_on(target, started)
+                if lock is not None and lock.took_over is not None:
+                    report = reports[name]
+                    note = Change("lock", "update", "took over a stale lock left by "
+                                  f"{lock.took_over.describe()}")
+                    report.plan = replace(report.plan, changes=(note, *report.plan.changes))
             finally:
                 if lock is not None:
                     await lock.release()
@@ -325,8 +335,9 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
         repair: list[Change] = []
         if apply:
             # Under the lock: finish what a killed run left, before reading anything.
-            moved = await roll_forward(target.transport, target.certificates_dir)
-            await remove_leftovers(target.transport, target.folders())
+            moved = (await roll_forward(target.transport, target.certificates_dir)).moved
+            await remove_leftovers(target.transport, target.folders() | {
+                posixpath.join(target.certificates_dir, BACKUP_DIR)})
             if moved:
                 repair.append(Change("journal", "update", "finished a replacement an "
                                      f"interrupted run left half done ({moved} files)"))
@@ -334,9 +345,10 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
         journal = None if apply else await read_journal(target.transport,
                                                         target.certificates_dir)
         if journal is not None:
-            facts = await overlay(target.transport, journal, facts)
-            repair.append(Change("journal", "update", "finish a replacement an interrupted run "
-                                 f"left half done ({len(journal.renames)} files)"))
+            facts, pending = await overlay(target.transport, journal, facts)
+            if pending:
+                repair.append(Change("journal", "update", "finish a replacement an interrupted "
+                                     f"run left half done ({pending} files)"))
         if saved_hosts is None:
             host_plan = build_host_plan(loaded, target, facts, moment)
         else:
@@ -458,7 +470,7 @@ async def rollback_all(loaded: Loaded, to: str | None,
     moment = now or dt.datetime.now(dt.UTC)
     reports: dict[str, HostReport] = {}
     keymaker = KeyMaker()
-    ctx = RunContext(moment, keymaker, loaded.passwords, loaded.authorities)
+    ctx = RunContext(moment, keymaker, loaded.passwords, loaded.authorities, "rollback")
 
     async def one(target: Target) -> None:
         name = target.host.name
@@ -466,7 +478,22 @@ async def rollback_all(loaded: Loaded, to: str | None,
         try:
             await lock.acquire(loaded.lock_timeout, moment)
             try:
-                await roll_forward(target.transport, target.certificates_dir)
+                finished = await roll_forward(target.transport, target.certificates_dir)
+                await remove_leftovers(target.transport, target.folders() | {
+                    posixpath.join(target.certificates_dir, BACKUP_DIR)})
+                if finished.operation == "rollback":
+                    # The interrupted run was this rollback: finishing it is the rollback,
+                    # and the reload it may not have done is still owed.
+                    facts = await gather_host(target)
+                    owed = reloads_owed(target, facts, [])
+                    outcome = await _apply_one(target, HostPlan(name, tuple(owed)), facts, ctx,
+                                               loaded.expected(target))
+                    done = Change("journal", "update", "finished an interrupted rollback "
+                                  f"({finished.moved} files)")
+                    reports[name] = HostReport(
+                        name, "failed" if outcome.error else "changed",
+                        HostPlan(name, (done, *owed)), outcome.error)
+                    return
                 host_plan, paths = await rollback_plan(target, to)
                 facts = await gather(target.transport, [*target.paths_of_interest(), *paths])
                 outcome = await _apply_one(target, host_plan, facts, ctx,

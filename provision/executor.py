@@ -21,7 +21,7 @@ from provision.crypto.build import LeafRequest, SubjectFields
 from provision.crypto.types import PrivateKey
 from provision.errors import ProvisionError
 from provision.facts import HostFacts
-from provision.journal import Journal, journal_path
+from provision.journal import PARTIAL_SUFFIX, Journal, journal_path
 from provision.keymaker import KeyMaker
 from provision.model.playbook import CaSource, Certificate, ProvidedSource, Site
 from provision.plan import Change, HostPlan
@@ -51,6 +51,7 @@ class RunContext:
     keys: KeyMaker
     passwords: Mapping[str, Mapping[str, bytes]]  # host -> output file -> password
     authorities: Mapping[str, AuthorityStore]
+    operation: str = "apply"  # recorded in the journal
 
 
 def state_path(target: Target) -> str:
@@ -157,7 +158,7 @@ async def apply_host(
         await transport.write(marker_path(target),
                               "".join(f"{s.name}\n" for s in reload_sites).encode(), 0o644)
     journal = Journal(tuple((w.staged or "", w.path) for w in writes),
-                      tuple(w.path for w in removed))
+                      tuple(w.path for w in removed), ctx.operation)
     await transport.write(journal_path(target.certificates_dir), journal.dumps(), 0o600)
     committed: list[_Write] = []
     try:
@@ -276,7 +277,7 @@ async def _back_up(
     if not replaced and not created:
         return None
     root = posixpath.join(target.certificates_dir, BACKUP_DIR)
-    existing = await target.transport.list_dir(root)
+    existing = [n for n in await target.transport.list_dir(root) if not n.startswith(".")]
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
     name = stamp
     serial = 1
@@ -284,18 +285,24 @@ async def _back_up(
         serial += 1
         name = f"{stamp}-{serial}"
     folder = posixpath.join(root, name)
+    # Filled under a hidden name and renamed when complete: a run killed meanwhile leaves a
+    # hidden partial folder (removed by the next run), never a backup without its manifest.
+    partial = posixpath.join(root, f".{name}{PARTIAL_SUFFIX}")
     manifest = []
     for index, write in enumerate(replaced):
         state = facts.file(write.path)
-        stored = posixpath.join(folder, f"{index:03d}-{posixpath.basename(write.path)}")
-        await target.transport.write(stored, state.content or b"", state.mode or 0o600)
-        manifest.append({"path": write.path, "backup": stored, "mode": state.mode})
+        stored = f"{index:03d}-{posixpath.basename(write.path)}"
+        await target.transport.write(posixpath.join(partial, stored), state.content or b"",
+                                     state.mode or 0o600)
+        manifest.append({"path": write.path, "backup": posixpath.join(folder, stored),
+                         "mode": state.mode})
     await target.transport.write(
-        posixpath.join(folder, "manifest.json"),
+        posixpath.join(partial, "manifest.json"),
         json.dumps({"files": manifest, "created": created}, indent=2,
                    sort_keys=True).encode() + b"\n",
         0o600,
     )
+    await target.transport.commit(partial, folder)
     await _prune(target, root, [*existing, name])
     return folder
 

@@ -12,8 +12,9 @@ from provision.errors import TransportError
 DIRECTORY_MODE = 0o750
 
 
-def stage(path: str, data: bytes, mode: int) -> str:
-    """Write ``data`` to a fsynced temporary file beside ``path`` with ``mode`` from the start."""
+def stage(path: str, data: bytes, mode: int, *, durable: bool = True) -> str:
+    """Write ``data`` to a temporary file beside ``path`` with ``mode`` from the start,
+    fsynced unless ``durable`` is off (for files a crash may lose, such as locks)."""
     directory, name = os.path.split(path)
     try:
         os.makedirs(directory or ".", mode=DIRECTORY_MODE, exist_ok=True)
@@ -25,7 +26,8 @@ def stage(path: str, data: bytes, mode: int) -> str:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     except OSError as exc:
         os.unlink(temporary)
         raise TransportError(f"cannot write {path}: {exc.strerror}") from None

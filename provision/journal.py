@@ -19,15 +19,18 @@ from provision.transport.base import FileState, Transport
 
 JOURNAL_FILE = ".provision-journal.json"
 TEMPORARY_SUFFIX = ".tmp"
+PARTIAL_SUFFIX = ".partial"  # a backup folder still being filled
 
 
 @dataclass(frozen=True)
 class Journal:
     renames: tuple[tuple[str, str], ...]  # (staged, target)
     removals: tuple[str, ...]
+    operation: str = "apply"  # or "rollback": finishing one must not be followed by another
 
     def dumps(self) -> bytes:
-        return json.dumps({"renames": [list(pair) for pair in self.renames],
+        return json.dumps({"operation": self.operation,
+                           "renames": [list(pair) for pair in self.renames],
                            "removals": list(self.removals)}, indent=2).encode() + b"\n"
 
     @staticmethod
@@ -36,9 +39,18 @@ class Journal:
             data = json.loads(content)
             renames = tuple((str(a), str(b)) for a, b in data["renames"])
             removals = tuple(str(p) for p in data["removals"])
+            operation = str(data.get("operation", "apply"))
         except (ValueError, KeyError, TypeError):
             return None
-        return Journal(renames, removals)
+        return Journal(renames, removals, operation)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What rolling a journal forward did."""
+
+    moved: int = 0
+    operation: str | None = None  # the interrupted run's operation, if there was one
 
 
 def journal_path(certificates_dir: str) -> str:
@@ -50,25 +62,34 @@ async def read_journal(transport: Transport, certificates_dir: str) -> Journal |
     return Journal.parse(state.content) if state.content is not None else None
 
 
-async def overlay(transport: Transport, journal: Journal, facts: HostFacts) -> HostFacts:
-    """The host as it will be once the journal is rolled forward (for an honest plan)."""
+async def overlay(transport: Transport, journal: Journal,
+                  facts: HostFacts) -> tuple[HostFacts, int]:
+    """The host as it will be once the journal is rolled forward (for an honest plan), and
+    how many files that still moves."""
     files = dict(facts.files)
+    pending = 0
     for staged, target in journal.renames:
         state = await transport.read(staged)
         if state.kind == "file":
             files[target] = FileState(target, "file", state.content, state.mode)
+            pending += 1
     for path in journal.removals:
+        if facts.file(path).kind == "file":
+            pending += 1
         files[path] = FileState(path, "missing")
-    return HostFacts(files)
+    return HostFacts(files), pending
 
 
-async def roll_forward(transport: Transport, certificates_dir: str) -> int:
-    """Finish an interrupted replacement; the number of files it still had to move."""
-    journal = await read_journal(transport, certificates_dir)
+async def roll_forward(transport: Transport, certificates_dir: str) -> Finished:
+    """Finish an interrupted replacement."""
     path = journal_path(certificates_dir)
+    state = await transport.read(path)
+    if state.content is None:
+        return Finished()
+    journal = Journal.parse(state.content)
     if journal is None:
         await transport.remove(path)  # an unreadable journal was cut while being written
-        return 0
+        return Finished()
     moved = 0
     for staged, target in journal.renames:
         if (await transport.read(staged)).kind == "file":
@@ -79,7 +100,7 @@ async def roll_forward(transport: Transport, certificates_dir: str) -> int:
             await transport.remove(removal)
             moved += 1
     await transport.remove(path)
-    return moved
+    return Finished(moved, journal.operation)
 
 
 async def remove_leftovers(transport: Transport, folders: set[str]) -> None:
@@ -87,5 +108,14 @@ async def remove_leftovers(transport: Transport, folders: set[str]) -> None:
     but not to be left behind. Only called while holding the host's lock."""
     for folder in sorted(folders):
         for name in await transport.list_dir(folder):
-            if name.startswith(".") and name.endswith(TEMPORARY_SUFFIX):
-                await transport.remove(posixpath.join(folder, name))
+            if not name.startswith("."):
+                continue
+            path = posixpath.join(folder, name)
+            if name.endswith(TEMPORARY_SUFFIX):
+                await transport.remove(path)
+            elif name.endswith(PARTIAL_SUFFIX):
+                # A backup folder a killed run did not finish: the files it would have
+                # backed up were never replaced, so nothing in it is needed.
+                for entry in await transport.list_dir(path):
+                    await transport.remove(posixpath.join(path, entry))
+                await transport.remove_dir(path)

@@ -20,6 +20,8 @@ from provision.errors import ProvisionError
 from provision.transport.base import Transport
 
 LOCK_FILE = ".provision.lock"
+TAKEOVER_SUFFIX = ".takeover"
+GUARD_SECONDS = 10.0  # a takeover takes milliseconds; a guard this old was left by a crash
 _POLL = 0.1
 
 
@@ -60,6 +62,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _older_than(holder: Holder, now: dt.datetime, seconds: float) -> bool:
+    try:
+        started = dt.datetime.strptime(holder.started, "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=dt.UTC)
+    except ValueError:
+        return True
+    return (now - started).total_seconds() > seconds
+
+
 def _stale(holder: Holder | None) -> bool:
     # Only a lock from this controller can be judged by its pid; an unreadable lock is a
     # half-written one from a run killed while creating it.
@@ -89,17 +100,32 @@ class HostLock:
                 return
             state = await self.transport.read(self.path)
             holder = _parse(state.content)
-            if state.exists and _stale(holder):
-                # Remove and retry the exclusive create: if another run raced us to the same
-                # stale lock, only one of the two creates succeeds.
-                await self.transport.remove(self.path)
-                self.took_over = holder
+            if state.exists and _stale(holder) and await self._take_over(state.content, holder):
                 continue
             if time.monotonic() >= deadline:
                 who = holder.describe() if holder else "another run"
                 raise LockError(f"locked by {who} (waited {timeout:g} s; "
                                 f"raise --lock-timeout to wait longer)")
             await asyncio.sleep(_POLL)
+
+    async def _take_over(self, seen: bytes | None, holder: Holder | None) -> bool:
+        """Remove the stale lock ``seen``, unless another run is taking it over or already
+        replaced it. Takeovers go one at a time through a guard file; without it, two runs
+        that read the same stale lock could each remove the lock the other just created."""
+        guard = self.path + TAKEOVER_SUFFIX
+        moment = dt.datetime.now(dt.UTC)
+        if not await self.transport.create_exclusive(guard, _me(moment), 0o644):
+            other = _parse((await self.transport.read(guard)).content)
+            if other is None or _older_than(other, moment, GUARD_SECONDS):
+                await self.transport.remove(guard)  # its taker died within milliseconds
+            return False
+        try:
+            if (await self.transport.read(self.path)).content == seen:
+                await self.transport.remove(self.path)
+                self.took_over = holder
+            return True
+        finally:
+            await self.transport.remove(guard)
 
     async def release(self) -> None:
         await self.transport.remove(self.path)

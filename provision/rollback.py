@@ -24,7 +24,8 @@ class RollbackError(ProvisionError):
 
 async def backups(target: Target) -> list[str]:
     root = posixpath.join(target.certificates_dir, BACKUP_DIR)
-    return sorted(await target.transport.list_dir(root))
+    # Hidden names are partial folders of a killed run, never a backup.
+    return sorted(n for n in await target.transport.list_dir(root) if not n.startswith("."))
 
 
 async def rollback_plan(target: Target, to: str | None) -> tuple[HostPlan, list[str]]:

@@ -9,6 +9,8 @@ playbook lists is not covered; an RSA key is under 2048 bits.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +33,32 @@ from provision.model.playbook import Certificate, ProvidedSource
 class Supplied:
     leaf: x509.Certificate
     chain: tuple[x509.Certificate, ...]  # intermediates, leaf's issuer first
-    root: x509.Certificate
+    root: x509.Certificate | None  # None: the leaf is its own root, as ``Material`` has it
     key: PrivateKey | None  # None: the key is the one on the host (CSR workflow)
     certificate_file: str
+
+
+# Far more than any certificate bundle or PFX (a chain of ten 4096-bit certificates is 20 KB).
+MAX_SUPPLIED_BYTES = 1024 * 1024
+
+
+def read_supplied_file(path: Path, display: str, where: Location) -> bytes:
+    """The file's bytes; a device, FIFO or directory (``/dev/zero`` never ends) or a file too
+    large to be a certificate is refused before it is read."""
+    try:
+        # Non-blocking, so that opening a FIFO returns at once (to be refused) instead of
+        # waiting for a writer; for a regular file the flag changes nothing.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise InputError(where, f"{display}: is not a regular file")
+            data = handle.read(MAX_SUPPLIED_BYTES + 1)
+    except OSError as exc:
+        raise InputError(where, f"cannot read {display}: {exc.strerror or exc}") from None
+    if len(data) > MAX_SUPPLIED_BYTES:
+        raise InputError(where, f"{display}: larger than {MAX_SUPPLIED_BYTES} bytes, too large "
+                                "for a certificate, key or bundle")
+    return data
 
 
 @dataclass
@@ -45,10 +70,7 @@ class FileCache:
     def load(self, path: Path, display: str, password: bytes | None, where: Location) -> Bundle:
         cache_key = (str(path), password)
         if cache_key not in self.bundles:
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise InputError(where, f"cannot read {display}: {exc.strerror}") from None
+            data = read_supplied_file(path, display, where)
             try:
                 self.bundles[cache_key] = load_bundle(data, password=password, source=display)
             except CryptoError as exc:
@@ -106,7 +128,9 @@ def load_supplied(
     if uncovered:
         raise InputError(here, f"{name}: does not cover every name the playbook lists, so "
                          f"clients would warn: {'; '.join(uncovered)}")
-    return Supplied(leaf, tuple(chain), root, key, name)
+    # A self-signed leaf is its own root: say so as Material does (root None), or every PFX
+    # made from it would carry the leaf twice.
+    return Supplied(leaf, tuple(chain), None if root == leaf else root, key, name)
 
 
 def _cn(certificate: x509.Certificate) -> str:

@@ -29,18 +29,17 @@ class LocalTransport(Transport):
         fsutil.commit(staged, path)
 
     async def create_exclusive(self, path: str, data: bytes, mode: int) -> bool:
+        # Written beside, then hard-linked onto the name: the file appears complete, so
+        # another run never reads an empty lock (which it would take for a stale one).
+        staged = fsutil.stage(path, data, mode, durable=False)
         try:
-            os.makedirs(os.path.dirname(path), mode=fsutil.DIRECTORY_MODE, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+            os.link(staged, path)
         except FileExistsError:
             return False
         except OSError as exc:
             raise TransportError(f"cannot create {path}: {exc.strerror}") from None
-        try:
-            # No fsync: after a crash an empty or missing lock is simply not held.
-            os.write(fd, data)
         finally:
-            os.close(fd)
+            os.unlink(staged)
         return True
 
     async def remove(self, path: str) -> None:

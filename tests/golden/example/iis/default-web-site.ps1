@@ -1,4 +1,4 @@
-# Rendered by provision from playbooks/callmanager-https-iis.yml for host cm-pub-01: site "Default Web Site".
+# Rendered by provision from callmanager-https-iis.yml for host cm-pub-01: site "Default Web Site".
 # Change the playbook or its template, not this file; the next apply would undo the edit.
 #
 # Puts the site into IIS from the files provision wrote:

@@ -1,4 +1,4 @@
-# Rendered by provision from playbooks/portal.yml for host web-01: site "Portal on IIS".
+# Rendered by provision from portal.yml for host web-01: site "Portal on IIS".
 # Change the playbook or its template, not this file; the next apply would undo the edit.
 #
 # Puts the site into IIS from the files provision wrote:

@@ -1,0 +1,288 @@
+"""One apply at a time per host (issue 8, item 2).
+
+Each host's certificates directory gets ``.provision.lock`` (pid, controller host name,
+start time) while a run works on it. A second run waits up to ``--lock-timeout`` and then
+fails that host naming the holder; a lock whose pid is gone on this controller, or that
+cannot be read, is stale and taken over; a lock from another controller is never judged by
+its pid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fleet import LOCK, Fleet, check_settled, scratch
+
+from provision.lock import HostLock, LockError
+from provision.transport.base import FileState
+from provision.transport.local import LocalTransport
+
+LOCKED = re.compile(r"locked by pid (\d+) on (\S+), since (\S+) \(waited ([\d.]+) s")
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    with scratch(tmp_path) as folder:
+        yield Fleet(folder, 5)
+
+
+@functools.cache
+def cli_has_lock_timeout() -> bool:
+    result = subprocess.run([sys.executable, "-m", "provision", "apply", "--help"],
+                            capture_output=True, text=True, check=False,
+                            env={**os.environ, "COLUMNS": "200"})
+    return "--lock-timeout" in result.stdout
+
+
+def needs_lock_timeout_option() -> None:
+    if not cli_has_lock_timeout():
+        pytest.xfail("`provision apply` has no --lock-timeout option yet")
+
+
+def hand_lock(fleet: Fleet, host: str, pid: int, on: str | None = None,
+              started: str = "2024-05-01T12:00:00Z") -> bytes:
+    """Write a lock as another run would have (its pid, a host name, a start time)."""
+    folder = fleet.certs(host)
+    folder.mkdir(parents=True, exist_ok=True)
+    content = json.dumps({"pid": pid, "host": on or socket.gethostname(),
+                          "started": started}).encode() + b"\n"
+    (folder / LOCK).write_bytes(content)
+    return content
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+@pytest.fixture
+def live_pid() -> Iterator[int]:
+    process = subprocess.Popen(["sleep", "60"])
+    try:
+        yield process.pid
+    finally:
+        process.kill()
+        process.wait()
+
+
+def statuses(report: Any) -> dict[str, tuple[str, str | None]]:
+    return {h.host: (h.status, h.error) for h in report.hosts}
+
+
+def assert_consistent(fleet: Fleet) -> None:
+    assert fleet.converged(), fleet.api_plan()
+    assert check_settled(fleet, fleet.hosts) == []
+    assert fleet.locked() == []
+    assert fleet.leftovers() == []
+
+
+# -- two runs at once ------------------------------------------------------------------------
+
+
+def two_applies(fleet: Fleet, *extra: str) -> list[tuple[int, dict[str, Any], str, int]]:
+    """Start two applies together; each one's exit code, JSON report by host, stderr, pid."""
+    processes = [fleet.start("apply", "--format", "json", *extra, log=f"twin-{i}")
+                 for i in range(2)]
+    results = []
+    for index, process in enumerate(processes):
+        code = process.wait(timeout=180)
+        out = (fleet.folder / f"twin-{index}.out").read_text()
+        err = (fleet.folder / f"twin-{index}.err").read_text()
+        assert out.startswith("{"), f"exit {code}: {out[-2000:]}{err[-2000:]}"
+        results.append((code, json.loads(out)["hosts"], err, process.pid))
+    return results
+
+
+def test_two_applies_at_once_wait_for_each_other(tmp_path: Path) -> None:
+    with scratch(tmp_path) as folder:
+        fleet = Fleet(folder, 30)
+        results = two_applies(fleet)
+        for code, hosts, err, _pid in results:
+            assert code == 0, (hosts, err[-2000:])
+        # Each host was written once: by whichever run got it first; the other found it done.
+        for host in fleet.hosts:
+            assert sorted(r[1][host]["status"] for r in results) == ["changed", "ok"], host
+        assert_consistent(fleet)
+        # Both again, with something to change: a reissue on every host.
+        fleet.reconfigure(names_variant=1)
+        results = two_applies(fleet)
+        assert [r[0] for r in results] == [0, 0]
+        for host in fleet.hosts:
+            assert sorted(r[1][host]["status"] for r in results) == ["changed", "ok"], host
+        assert_consistent(fleet)
+
+
+def test_two_applies_at_once_without_waiting_fail_cleanly(tmp_path: Path) -> None:
+    needs_lock_timeout_option()
+    with scratch(tmp_path) as folder:
+        fleet = Fleet(folder, 30)
+        results = two_applies(fleet, "--lock-timeout", "0")
+        for (code, hosts, err, _pid), (_, other, _, other_pid) in zip(
+                results, results[::-1], strict=True):
+            failed = {h: r for h, r in hosts.items() if r["status"] == "failed"}
+            assert code == (1 if failed else 0), (code, err[-2000:])
+            for host, report in failed.items():
+                # Cleanly: named the other run, which wrote the host.
+                match = LOCKED.search(report["error"])
+                assert match, (host, report["error"])
+                assert (int(match.group(1)), match.group(2)) == (other_pid,
+                                                                 socket.gethostname())
+                assert other[host]["status"] == "changed", (host, other[host])
+        for host in fleet.hosts:
+            assert {r[1][host]["status"] for r in results} & {"changed", "ok"}, host
+        assert_consistent(fleet)
+
+
+# -- a lock held by someone else ---------------------------------------------------------------
+
+
+def test_a_held_lock_fails_only_its_host_naming_the_holder(fleet: Fleet, live_pid: int) -> None:
+    held = fleet.hosts[1]
+    content = hand_lock(fleet, held, live_pid)
+    started = time.monotonic()
+    _plan, report = fleet.api_run(apply=True, lock_timeout=0.5)
+    assert time.monotonic() - started >= 0.5
+    assert report.failed
+    result = statuses(report)
+    status, error = result.pop(held)
+    assert status == "failed"
+    assert error is not None
+    assert f"locked by pid {live_pid} on {socket.gethostname()}, since 2024-05-01T12:00:00Z" \
+        in error, error
+    assert "waited 0.5 s" in error
+    assert {s for s, _ in result.values()} == {"changed"}
+    # The holder's lock is untouched and nothing was written under it.
+    assert (fleet.certs(held) / LOCK).read_bytes() == content
+    assert sorted(p.name for p in fleet.certs(held).iterdir()) == [LOCK]
+    assert check_settled(fleet, fleet.hosts) == []
+
+
+def test_a_held_lock_through_the_cli_exits_1(fleet: Fleet, live_pid: int) -> None:
+    needs_lock_timeout_option()
+    held = fleet.hosts[2]
+    hand_lock(fleet, held, live_pid, started="2024-06-02T03:04:05Z")
+    result = fleet.run("apply", "--lock-timeout", "0.5")
+    assert result.returncode == 1, result.stdout + result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith(f"{held}:"))
+    assert line.startswith(f"{held}: failed: locked by pid {live_pid} on "
+                           f"{socket.gethostname()}, since 2024-06-02T03:04:05Z"), line
+    assert "Recap: ok 0, changed 4, failed 1" in result.stdout
+    assert f"--limit @{fleet.playbook.with_suffix('.retry').name}" in result.stderr
+
+
+def test_the_held_lock_is_taken_over_once_its_process_is_gone(fleet: Fleet) -> None:
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        hand_lock(fleet, fleet.hosts[0], holder.pid)
+        _plan, report = fleet.api_run(apply=True, lock_timeout=0.2)
+        assert statuses(report)[fleet.hosts[0]][0] == "failed"
+    finally:
+        holder.kill()
+        holder.wait()
+    report = fleet.api_apply(lock_timeout=0.2)
+    assert statuses(report)[fleet.hosts[0]][0] == "changed"
+    assert_consistent(fleet)
+
+
+def test_a_lock_from_another_controller_is_never_taken_over(fleet: Fleet) -> None:
+    """Its pid means nothing here, even one that is dead on this machine."""
+    host = fleet.hosts[3]
+    content = hand_lock(fleet, host, dead_pid(), on="controller-elsewhere.example.com")
+    _plan, report = fleet.api_run(apply=True, lock_timeout=0.3)
+    status, error = statuses(report)[host]
+    assert status == "failed"
+    assert error is not None and "on controller-elsewhere.example.com" in error, error
+    assert (fleet.certs(host) / LOCK).read_bytes() == content
+
+
+# -- stale locks ----------------------------------------------------------------------------------
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(fleet: Fleet) -> None:
+    for host in fleet.hosts[:2]:
+        hand_lock(fleet, host, dead_pid())
+    report = fleet.api_apply(lock_timeout=0.5)
+    assert {s for s, _ in statuses(report).values()} == {"changed"}
+    assert_consistent(fleet)
+
+
+@pytest.mark.parametrize("content", [b"", b"{\"pid\": 12", b"garbage\n", b"{\"pid\": \"x\"}",
+                                     b"[]"], ids=["empty", "cut", "garbage", "bad-pid", "list"])
+def test_an_unreadable_lock_is_taken_over(fleet: Fleet, content: bytes) -> None:
+    host = fleet.hosts[4]
+    fleet.certs(host).mkdir(parents=True)
+    (fleet.certs(host) / LOCK).write_bytes(content)
+    report = fleet.api_apply(lock_timeout=0.5)
+    assert statuses(report)[host] == ("changed", None)
+    assert_consistent(fleet)
+
+
+def test_a_stale_lock_through_the_cli(fleet: Fleet) -> None:
+    hand_lock(fleet, fleet.hosts[0], dead_pid())
+    (fleet.certs(fleet.hosts[1])).mkdir(parents=True)
+    (fleet.certs(fleet.hosts[1]) / LOCK).write_bytes(b"")
+    result = fleet.run("apply")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Recap: ok 0, changed 5, failed 0" in result.stdout
+    assert fleet.locked() == []
+
+
+# -- the lock itself, with a transport whose every call takes time (as SSH's do) -------------
+
+
+class SlowTransport(LocalTransport):
+    """Local files, but reading takes a while, so two runs interleave like over SSH."""
+
+    async def read(self, path: str) -> FileState:
+        state = await super().read(path)
+        await asyncio.sleep(0.05)
+        return state
+
+
+def test_a_lock_excludes_a_second_holder(tmp_path: Path) -> None:
+    async def scenario() -> BaseException | None:
+        first = HostLock(SlowTransport("h", str(tmp_path)), str(tmp_path))
+        second = HostLock(SlowTransport("h", str(tmp_path)), str(tmp_path))
+        now = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+        await first.acquire(0.1, now)
+        [outcome] = await asyncio.gather(second.acquire(0.3, now), return_exceptions=True)
+        await first.release()
+        await second.acquire(0.1, now)  # free again
+        await second.release()
+        return outcome
+
+    outcome = asyncio.run(scenario())
+    assert isinstance(outcome, LockError)
+    assert f"locked by pid {os.getpid()} on {socket.gethostname()}, since " \
+           "2024-05-01T00:00:00Z (waited 0.3 s" in str(outcome)
+    assert not (tmp_path / LOCK).exists()
+
+
+def test_two_runs_racing_for_one_stale_lock_do_not_both_win(tmp_path: Path) -> None:
+    (tmp_path / LOCK).write_text(json.dumps({"pid": dead_pid(), "host": socket.gethostname(),
+                                             "started": "2024-05-01T00:00:00Z"}))
+
+    async def scenario() -> list[object]:
+        now = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+        locks = [HostLock(SlowTransport("h", str(tmp_path)), str(tmp_path)) for _ in range(2)]
+        return await asyncio.gather(*(lock.acquire(0.5, now) for lock in locks),
+                                    return_exceptions=True)
+
+    outcomes = asyncio.run(scenario())
+    winners = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert len(winners) == 1, f"{len(winners)} runs hold the lock at once: {outcomes}"
