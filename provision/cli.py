@@ -332,7 +332,10 @@ def _status_table(rows: list[StatusRow]) -> None:
             expires = f"expired {-row.days_left} days ago"
         else:
             expires = f"in {row.days_left} days"
-        names = ("missing: " + ", ".join(row.names_missing)) if row.names_missing else "covered"
+        if row.names_missing:
+            names = "missing: " + ", ".join(row.names_missing)
+        else:
+            names = "covered" if row.days_left is not None else "-"
         table.add_row(row.host, row.certificate, row.issuer or "-", expires, names)
     Console(width=200).print(table)
 

@@ -273,6 +273,8 @@ def match_pattern(
     intersections: list[set[str]] = []
     excluded: set[str] = set()
     for term in terms:
+        if term in ("!", "&"):
+            raise PatternError(f"host pattern {pattern!r}: {term!r} needs a name after it")
         if term.startswith("!"):
             excluded |= _match_term(term[1:], all_hosts, groups)
         elif term.startswith("&"):

@@ -75,3 +75,10 @@ def test_sni_bindings_may_share_a_port(project: Path, cli: Cli) -> None:
         {"port": 443, "host": "cm-pub-01.voice.example.com", "certificate": "httpscert"},
     ])])
     assert cli("validate", PLAYBOOK, "-i", "inventory/example.yml").exit_code == 0
+
+
+def test_a_bare_exclusion_is_an_error_not_every_host(project: Path, cli: Cli) -> None:
+    result = cli("plan", "playbooks/callmanager-https.yml", "-i", "inventory/example.yml",
+                 "--limit", "!")
+    assert result.exit_code == 1
+    assert "'!' needs a name after it" in result.stderr

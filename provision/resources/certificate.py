@@ -368,7 +368,7 @@ def _output_change(
     if state.kind == "missing":
         return change("create", "missing")
     if state.kind != "file":
-        return change("replace", f"is a {state.kind}, expected a file")
+        return change("replace", f"is {state.described}, expected a file")
     if reissued or material is None:
         return change("update", f"certificate {spec.name} is reissued")
     if not _same_meaning(output, state.content or b"", material, passwords):

@@ -353,7 +353,7 @@ def _file_change(site: Site, path: str, text: str, facts: HostFacts, *, main: bo
     if state.kind == "missing":
         return change("create", "missing")
     if state.kind != "file":
-        return change("replace", f"{path} is a {state.kind}, expected a file")
+        return change("replace", f"{path} is {state.described}, expected a file")
     if state.content != content:
         return change("update", "rendered config differs")
     return Unchanged(resource, "rendered config is up to date")

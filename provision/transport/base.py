@@ -27,6 +27,12 @@ class FileState:
     def exists(self) -> bool:
         return self.kind != "missing"
 
+    @property
+    def described(self) -> str:
+        """The kind in words, for messages: 'a directory', 'a special file'."""
+        return {"other": "a special file", "directory": "a directory",
+                "symlink": "a symlink"}.get(self.kind, f"a {self.kind}")
+
 
 @dataclass(frozen=True)
 class CommandResult:
