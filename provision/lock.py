@@ -125,10 +125,10 @@ class HostLock:
                 self.took_over = holder
             return True
         finally:
-            await self.transport.remove(guard)
+            await self.transport.remove(guard, durable=False)
 
     async def release(self) -> None:
-        await self.transport.remove(self.path)
+        await self.transport.remove(self.path, durable=False)
         for folder in self.created:
             if await self.transport.list_dir(folder):
                 break  # the run wrote something: keep it

@@ -93,10 +93,10 @@ def committed(staged_path, path):
         hit("rename")
     commit(staged_path, path)
 
-async def removed(self, path):
+async def removed(self, path, **options):
     if path.endswith(JOURNAL) and os.path.exists(path):
         hit("unjournal")
-    await remove(self, path)
+    await remove(self, path, **options)
 
 fsutil.stage, fsutil.commit, LocalTransport.remove = staged, committed, removed
 sys.argv = ["provision", *sys.argv[3:]]

@@ -82,13 +82,14 @@ class Transport(ABC):
     async def create_exclusive(self, path: str, data: bytes, mode: int) -> bool:
         """Create ``path`` holding ``data`` only if nothing is there; False if something is.
 
-        This is the primitive locks are built on (O_CREAT|O_EXCL locally, the same flags
-        over SFTP), so two runs can never both believe they hold a host.
+        This is the primitive locks are built on, so two runs can never both believe they
+        hold a host. Not made durable: after a crash a lock may as well be gone.
         """
 
     @abstractmethod
-    async def remove(self, path: str) -> None:
-        """Remove a file if it exists."""
+    async def remove(self, path: str, *, durable: bool = True) -> None:
+        """Remove a file if it exists; ``durable`` also flushes the directory (not needed
+        for locks and other files whose loss in a crash is harmless)."""
 
     @abstractmethod
     async def remove_dir(self, path: str) -> None:

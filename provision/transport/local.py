@@ -42,10 +42,11 @@ class LocalTransport(Transport):
             os.unlink(staged)
         return True
 
-    async def remove(self, path: str) -> None:
+    async def remove(self, path: str, *, durable: bool = True) -> None:
         try:
             os.unlink(path)
-            fsutil.fsync_directory(os.path.dirname(path))
+            if durable:
+                fsutil.fsync_directory(os.path.dirname(path))
         except FileNotFoundError:
             pass
         except OSError as exc:

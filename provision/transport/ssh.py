@@ -636,7 +636,6 @@ class SSHTransport(Transport):
                     return False
                 raise
             await sftp.remove(staged)
-        self._current().synced_dirs.add(posixpath.dirname(path))
         return True
 
     async def _create_excl(self, sftp: asyncssh.SFTPClient, path: str, data: bytes,
@@ -651,11 +650,8 @@ class SSHTransport(Transport):
             if mode & 0o077:
                 await handle.chmod(mode)
             await handle.write(data)
-            with contextlib.suppress(asyncssh.SFTPOpUnsupported):
-                await handle.fsync()
         finally:
             await handle.close()
-        self._current().synced_dirs.add(posixpath.dirname(path))
         return True
 
     @staticmethod
@@ -666,15 +662,16 @@ class SSHTransport(Transport):
             return False
         return True
 
-    async def remove(self, path: str) -> None:
+    async def remove(self, path: str, *, durable: bool = True) -> None:
         if self.become:
-            await self._sudo('rm -f -- "$1" && { sync -- "$(dirname -- "$1")" 2>/dev/null || :; }',
-                             path, what=f"cannot remove {path}")
+            flush = ' && { sync -- "$(dirname -- "$1")" 2>/dev/null || :; }' if durable else ""
+            await self._sudo(f'rm -f -- "$1"{flush}', path, what=f"cannot remove {path}")
             return
         sftp = await self._sftp()
         with self._errors(f"cannot remove {path}", missing_ok=True):
             await sftp.remove(path)
-            self._current().synced_dirs.add(posixpath.dirname(path))
+            if durable:
+                self._current().synced_dirs.add(posixpath.dirname(path))
 
     async def remove_dir(self, path: str) -> None:
         if self.become:
