@@ -28,6 +28,7 @@ app = typer.Typer(
     help="Show, export and check certificates (files or https:// servers).",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # plain help starts faster (see cli.py)
 )
 
 
