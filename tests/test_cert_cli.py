@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 import typer
 from certfixtures import PFX_PASSWORD, Pki, openssl, openssl_dates, shared_pki
-from click.testing import Result
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from provision.cert_cli import app
 from provision.probe import fetch_chain
