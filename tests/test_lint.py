@@ -137,9 +137,11 @@ def test_the_example_playbook(tmp_path: Path) -> None:
 
 
 def test_the_example_with_an_internal_ca(tmp_path: Path) -> None:
+    # Only what the repository holds: the authority is created by the first apply, and lint
+    # reads it as pending (never from a CA folder a local run may have left beside it).
+    ignore = shutil.ignore_patterns("pki", "*.retry")
     for folder in ("playbooks", "inventory", "templates"):
-        shutil.copytree(ROOT / folder, tmp_path / folder)
-    (tmp_path / "playbooks" / "pki" / "voice-root" / "ca.key").chmod(0o600)
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=ignore)
     result = Cli(tmp_path)("lint", "playbooks/callmanager-https-ca.yml", "-i",
                            "inventory/example.yml", "--format", "json",
                            env={"PFX_PASSWORD": "x"})
