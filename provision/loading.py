@@ -1,0 +1,187 @@
+"""Load a run's inputs: playbook and inventory into per-host targets, plus what the
+controller holds (authorities, supplied certificates, passwords), all checked before any host
+is read. Also the digests a saved plan records of those inputs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+
+from provision import planfile
+from provision.authority import AuthorityStore, open_authority
+from provision.errors import InputError, Location, ProvisionError
+from provision.inventory import Inventory, limit_hosts, load_inventory
+from provision.loader import Document, load_file
+from provision.model.playbook import CaSource, ProvidedSource
+from provision.plan import Plan
+from provision.planfile import SavedPlan
+from provision.render import Renderer
+from provision.resources.certificate import Expected
+from provision.secrets import resolve_password
+from provision.supplied import FileCache, Supplied, load_supplied
+from provision.targets import Target, evaluate_playbook, host_view, playbook_hosts_pattern
+from provision.transport.factory import ConnectOptions, make_transport
+
+
+@dataclass(frozen=True)
+class Loaded:
+    playbook: Document
+    inventory: Inventory
+    targets: tuple[Target, ...]
+    passwords: Mapping[str, Mapping[str, bytes]]
+    renderer: Renderer
+    authorities: Mapping[str, AuthorityStore]
+    supplied: Mapping[tuple[str, str], Supplied | None]  # (host, certificate) -> file
+    folder: Path
+    forks: int = 20
+    lock_timeout: float = 30.0
+
+    def expected(self, target: Target) -> dict[str, Expected]:
+        """For each certificate of a host, what its source says it must be."""
+        result: dict[str, Expected] = {}
+        for certificate in target.playbook.certificates:
+            source = certificate.source
+            if isinstance(source, CaSource):
+                store = self.authorities[source.authority]
+                result[certificate.name] = Expected(authority=store.material,
+                                                    authority_subject=store.subject_text)
+            elif isinstance(source, ProvidedSource):
+                result[certificate.name] = Expected(
+                    supplied=self.supplied.get((target.host.name, certificate.name)),
+                    waiting_for=source.certificate,
+                )
+            else:
+                result[certificate.name] = Expected()
+        return result
+
+
+def load(playbook: str | Path, inventory: str | Path, limit: str | None = None,
+         forks: int = 20, now: dt.datetime | None = None,
+         connect: ConnectOptions | None = None, lock_timeout: float = 30.0) -> Loaded:
+    """Parse and validate everything for every selected host; raises before any host is read.
+
+    Files on the controller (authorities, supplied certificates) are read and checked here too,
+    so a bad one stops the run before anything is written anywhere.
+    """
+    moment = now or dt.datetime.now(dt.UTC)
+    doc = load_file(Path(playbook), str(playbook))
+    if not isinstance(doc.data, dict):
+        raise InputError(Location(doc.file, 1), "a playbook must be a mapping of keys")
+    inv = load_inventory(Path(inventory), str(inventory))
+    hosts = limit_hosts(inv, playbook_hosts_pattern(doc), limit)
+    folder = Path(doc.file).resolve().parent
+    targets = []
+    passwords: dict[str, dict[str, bytes]] = {}
+    resolved: dict[object, bytes] = {}
+    for host in hosts:
+        book = evaluate_playbook(doc, host)
+        transport = make_transport(host, connect)
+        targets.append(
+            Target(host, host_view(host), book, transport,
+                   transport.resolve(book.certificates_dir))
+        )
+        for c_index, certificate in enumerate(book.certificates):
+            for o_index, output in enumerate(certificate.outputs):
+                if output.password is None:
+                    continue
+                if output.password not in resolved:
+                    where = doc.locate(("certificates", c_index, "outputs", o_index, "password"))
+                    resolved[output.password] = resolve_password(
+                        output.password, base=folder, where=where)
+                passwords.setdefault(host.name, {})[output.file] = resolved[output.password]
+    renderer = Renderer([folder / "templates", folder.parent / "templates"])
+    authorities = _open_authorities(doc, targets, folder)
+    supplied = _load_supplied(doc, targets, folder, passwords, moment)
+    return Loaded(doc, inv, tuple(targets), passwords, renderer, authorities, supplied, folder,
+                  forks, lock_timeout)
+
+
+def _open_authorities(doc: Document, targets: list[Target],
+                      folder: Path) -> dict[str, AuthorityStore]:
+    """Authorities live on the controller, so they are opened once, as the first host sees them."""
+    if not targets:
+        return {}
+    return {
+        spec.name: open_authority(spec, folder, doc.locate(("authorities", index)))
+        for index, spec in enumerate(targets[0].playbook.authorities)
+    }
+
+
+def _load_supplied(doc: Document, targets: list[Target], folder: Path,
+                   passwords: Mapping[str, Mapping[str, bytes]],
+                   now: dt.datetime) -> dict[tuple[str, str], Supplied | None]:
+    cache = FileCache()
+    resolved: dict[object, bytes] = {}
+    result: dict[tuple[str, str], Supplied | None] = {}
+    for target in targets:
+        for index, certificate in enumerate(target.playbook.certificates):
+            source = certificate.source
+            if not isinstance(source, ProvidedSource):
+                continue
+            base = ("certificates", index, "source")
+            where = {key: doc.locate((*base, key))
+                     for key in ("certificate", "key", "chain", "root", "password")}
+            password = None
+            if source.password is not None:
+                if source.password not in resolved:
+                    resolved[source.password] = resolve_password(
+                        source.password, base=folder, where=where["password"])
+                password = resolved[source.password]
+            result[(target.host.name, certificate.name)] = load_supplied(
+                certificate, source, base=folder, password=password, now=now, cache=cache,
+                where=where)
+    return result
+
+
+def controller_digest(loaded: Loaded) -> str:
+    """What the controller contributes besides playbook and inventory: authorities and
+    supplied certificates (by fingerprint), so a saved plan notices when they change."""
+    h = hashlib.sha256()
+    for name in sorted(loaded.authorities):
+        material = loaded.authorities[name].material
+        h.update(name.encode() + b"\0")
+        h.update(material.leaf.fingerprint(hashes.SHA256()) if material else b"pending")
+    for (host, certificate), supplied in sorted(loaded.supplied.items()):
+        h.update(f"{host}/{certificate}".encode() + b"\0")
+        h.update(supplied.leaf.fingerprint(hashes.SHA256()) if supplied else b"waiting")
+    return h.hexdigest()
+
+
+def check_saved(loaded: Loaded, saved: SavedPlan) -> None:
+    """Refuse the whole plan when its inputs changed since it was made."""
+    checks = [
+        ("playbook", planfile.file_digest(Path(loaded.playbook.file)), loaded.playbook.file),
+        ("inventory", planfile.inventory_digest(Path(loaded.inventory.file)),
+         loaded.inventory.file),
+        ("controller", controller_digest(loaded), "the authorities or supplied certificates"),
+    ]
+    for key, digest, what in checks:
+        if saved.digests[key] != digest:
+            raise ProvisionError(f"{what} changed since the plan was made; nothing was applied. "
+                                 "Make a new plan and review it.")
+
+
+def save_plan(loaded: Loaded, plan: Plan, limit: str | None) -> str:
+    return planfile.dumps(
+        plan, limit=limit,
+        playbook_digest=planfile.file_digest(Path(loaded.playbook.file)),
+        inventory_digest=planfile.inventory_digest(Path(loaded.inventory.file)),
+        controller_digest=controller_digest(loaded),
+    )
+
+
+def load_saved(path: str, forks: int = 20, connect: ConnectOptions | None = None,
+               lock_timeout: float = 30.0) -> tuple[Loaded, SavedPlan]:
+    """Reload a saved plan's inputs, refusing if they changed, limited to its hosts."""
+    saved = planfile.loads(path)
+    names = ",".join(h.host for h in saved.plan.hosts)
+    loaded = load(saved.plan.playbook, saved.plan.inventory, names or saved.limit,
+                  forks=forks, connect=connect, lock_timeout=lock_timeout)
+    check_saved(loaded, saved)
+    return loaded, saved
