@@ -156,25 +156,32 @@ async def apply_host(
     reload_sites = [s for s in _sites_touched(target, plan.changes) if s.reload]
     if reload_sites:
         await transport.write(marker_path(target),
-                              "".join(f"{s.name}\n" for s in reload_sites).encode(), 0o644)
+                              "".join(f"{s.name}\n" for s in reload_sites).encode(), 0o644,
+                              durable=False)
     journal = Journal(tuple((w.staged or "", w.path) for w in writes),
                       tuple(w.path for w in removed), ctx.operation)
-    await transport.write(journal_path(target.certificates_dir), journal.dumps(), 0o600)
+    await transport.write(journal_path(target.certificates_dir), journal.dumps(), 0o600,
+                          durable=False)
+    # Durability point 1: backups, marker and journal are on disk before anything is
+    # replaced. The renames need no fsync each: until point 2 the journal can redo them.
+    await transport.flush()
     committed: list[_Write] = []
     try:
         for write in writes:
             assert write.staged is not None
-            await transport.commit(write.staged, write.path)
+            await transport.commit(write.staged, write.path, durable=False)
             committed.append(write)
         for write in removed:
-            await transport.remove(write.path)
+            await transport.remove(write.path, durable=False)
             committed.append(write)
+        # Durability point 2: every rename is on disk before the journal goes.
+        await transport.flush()
     except ProvisionError:
         await _discard([w for w in writes if w not in committed], target)
         await _restore(target, facts, committed)
         await transport.remove(journal_path(target.certificates_dir))
         raise
-    await transport.remove(journal_path(target.certificates_dir))
+    await transport.remove(journal_path(target.certificates_dir), durable=False)
     outcome = HostOutcome(target.host.name, changed=True, backup=backup)
     await _test_and_reload(target, plan, facts, committed, outcome)
     return outcome
@@ -293,7 +300,7 @@ async def _back_up(
         state = facts.file(write.path)
         stored = f"{index:03d}-{posixpath.basename(write.path)}"
         await target.transport.write(posixpath.join(partial, stored), state.content or b"",
-                                     state.mode or 0o600)
+                                     state.mode or 0o600, durable=False)
         manifest.append({"path": write.path, "backup": posixpath.join(folder, stored),
                          "mode": state.mode})
     await target.transport.write(
@@ -301,8 +308,9 @@ async def _back_up(
         json.dumps({"files": manifest, "created": created}, indent=2,
                    sort_keys=True).encode() + b"\n",
         0o600,
+        durable=False,
     )
-    await target.transport.commit(partial, folder)
+    await target.transport.commit(partial, folder, durable=False)
     await _prune(target, root, [*existing, name])
     return folder
 

@@ -36,8 +36,9 @@ def stage(path: str, data: bytes, mode: int, *, durable: bool = True) -> str:
     return temporary
 
 
-def commit(staged: str, path: str) -> None:
-    """Rename ``staged`` onto ``path`` and fsync the directory; never through a symlink."""
+def commit(staged: str, path: str, *, durable: bool = True) -> None:
+    """Rename ``staged`` onto ``path`` (and fsync the directory when ``durable``); never
+    through a symlink."""
     try:
         if stat.S_ISLNK(os.lstat(path).st_mode):
             os.unlink(staged)
@@ -46,7 +47,8 @@ def commit(staged: str, path: str) -> None:
         pass
     try:
         os.replace(staged, path)
-        fsync_directory(os.path.dirname(path))
+        if durable:
+            fsync_directory(os.path.dirname(path))
     except OSError as exc:
         raise TransportError(f"cannot write {path}: {exc.strerror}") from None
 

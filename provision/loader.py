@@ -87,7 +87,23 @@ def load_bytes(raw: bytes, name: str) -> Document:
     return load_text(text, name)
 
 
+# libyaml's parser, when PyYAML was built with it: 10-20x faster on a large inventory.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", None)
+
+
 def load_text(text: str, name: str) -> Document:
+    if _FAST_LOADER is not None:
+        fast = _FAST_LOADER(text)
+        try:
+            node = fast.get_single_node()
+            if node is None:
+                return Document(name, None, {})
+            builder = _Builder(name, fast)
+            return Document(name, builder.build(node, (), 0), builder.lines)
+        except (yaml.YAMLError, RecursionError):
+            pass  # the pure-Python parser below says what is wrong, with its own words
+        finally:
+            fast.dispose()
     try:
         # The reader refuses control characters as soon as it is made, before any mark exists.
         loader = yaml.SafeLoader(text)

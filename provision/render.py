@@ -26,7 +26,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from provision.errors import ProvisionError
-from provision.templating import BoundedOperators
+from provision.templating import BoundedOperators, RememberedSafety
 
 PACKAGED_TEMPLATES = Path(__file__).parent / "templates"
 
@@ -119,7 +119,7 @@ def regex_escape(value: Any) -> str:
     return _REGEX_SPECIAL.sub(r"\\\1", str(value))
 
 
-class _Sandbox(BoundedOperators, SandboxedEnvironment):
+class _Sandbox(RememberedSafety, BoundedOperators, SandboxedEnvironment):
     """Sandboxed, and refusing ``*`` / ``**`` results too large to hold (templating.py)."""
 
 
@@ -141,6 +141,7 @@ def _where(template: str, exc: BaseException, compiled: Any) -> str:
 class Renderer:
     def __init__(self, search_path: Sequence[Path]) -> None:
         self.search_path = [p for p in search_path if p.is_dir()] + [PACKAGED_TEMPLATES]
+        self._loaded: dict[str, Any] = {}
         self.env = _Sandbox(
             loader=FileSystemLoader([str(p) for p in self.search_path]),
             undefined=StrictUndefined,
@@ -190,9 +191,15 @@ class Renderer:
             raise RenderError(f"{where}: template error: {problem}") from None
 
     def _load(self, template: str) -> Any:
-        path = Path(template)
-        if path.is_absolute() or path.exists():
-            # A playbook's own template, named by path: load it with the same environment.
-            source = path.read_text(encoding="utf-8")
-            return self.env.from_string(source)
-        return self.env.get_template(template)
+        # Once per run, not once per host: a template named by path would otherwise be read
+        # and compiled again for every host, and a named one stat()ed for freshness.
+        compiled = self._loaded.get(template)
+        if compiled is None:
+            path = Path(template)
+            if path.is_absolute() or path.exists():
+                # A playbook's own template, named by path: load it with the same environment.
+                compiled = self.env.from_string(path.read_text(encoding="utf-8"))
+            else:
+                compiled = self.env.get_template(template)
+            self._loaded[template] = compiled
+        return compiled

@@ -84,14 +84,14 @@ def staged(path, data, mode, **options):
         hit("backup" if "/.backup/" in path else "stage")
     return result
 
-def committed(staged_path, path):
+def committed(staged_path, path, **options):
     if path.endswith(JOURNAL):
-        commit(staged_path, path)
+        commit(staged_path, path, **options)
         hit("journal")
         return
     if "/.backup/" not in path:
         hit("rename")
-    commit(staged_path, path)
+    commit(staged_path, path, **options)
 
 async def removed(self, path, **options):
     if path.endswith(JOURNAL) and os.path.exists(path):

@@ -72,11 +72,16 @@ class Transport(ABC):
         """
 
     @abstractmethod
-    async def commit(self, staged: str, path: str) -> None:
-        """Atomically rename a staged file onto ``path`` and fsync the directory.
+    async def commit(self, staged: str, path: str, *, durable: bool = True) -> None:
+        """Atomically rename a staged file onto ``path``; ``durable`` fsyncs the directory
+        now, otherwise the next ``flush`` does (one fsync for many renames).
 
         Refuses to replace a symlink: writing through one could reach any file on the host.
         """
+
+    @abstractmethod
+    async def flush(self) -> None:
+        """Make every rename and removal made with ``durable=False`` durable."""
 
     @abstractmethod
     async def create_exclusive(self, path: str, data: bytes, mode: int) -> bool:
@@ -102,8 +107,8 @@ class Transport(ABC):
     @abstractmethod
     async def run(self, command: str, timeout: float = 60.0) -> CommandResult: ...
 
-    async def write(self, path: str, data: bytes, mode: int) -> None:
-        await self.commit(await self.stage(path, data, mode), path)
+    async def write(self, path: str, data: bytes, mode: int, *, durable: bool = True) -> None:
+        await self.commit(await self.stage(path, data, mode), path, durable=durable)
 
     async def close(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release the connection; the default has nothing to release."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
 
@@ -15,6 +16,7 @@ class LocalTransport(Transport):
     def __init__(self, host: str, workdir: str | None = None) -> None:
         self.host = host
         self.workdir = workdir or os.getcwd()
+        self._unflushed: set[str] = set()  # directories renamed into since the last flush
 
     def resolve(self, path: str) -> str:
         return os.path.normpath(os.path.join(self.workdir, os.path.expanduser(path)))
@@ -23,10 +25,23 @@ class LocalTransport(Transport):
         return read_file(path)
 
     async def stage(self, path: str, data: bytes, mode: int) -> str:
-        return fsutil.stage(path, data, mode)
+        staged = fsutil.stage(path, data, mode)
+        # The next flush makes the staged file's name durable too, so a journal written
+        # after it never names a file a crash could have lost.
+        self._unflushed.add(os.path.dirname(path))
+        return staged
 
-    async def commit(self, staged: str, path: str) -> None:
-        fsutil.commit(staged, path)
+    async def commit(self, staged: str, path: str, *, durable: bool = True) -> None:
+        fsutil.commit(staged, path, durable=durable)
+        if not durable:
+            self._unflushed.add(os.path.dirname(path))
+
+    async def flush(self) -> None:
+        folders, self._unflushed = sorted(self._unflushed), set()
+        for folder in folders:
+            # A folder removed since (an emptied backup folder) has nothing left to persist.
+            with contextlib.suppress(FileNotFoundError):
+                fsutil.fsync_directory(folder)
 
     async def create_exclusive(self, path: str, data: bytes, mode: int) -> bool:
         # Written beside, then hard-linked onto the name: the file appears complete, so
@@ -47,6 +62,8 @@ class LocalTransport(Transport):
             os.unlink(path)
             if durable:
                 fsutil.fsync_directory(os.path.dirname(path))
+            else:
+                self._unflushed.add(os.path.dirname(path))
         except FileNotFoundError:
             pass
         except OSError as exc:

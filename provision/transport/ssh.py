@@ -562,7 +562,15 @@ class SSHTransport(Transport):
                 session.temp_dir = candidate
             return session.temp_dir
 
-    async def commit(self, staged: str, path: str) -> None:
+    async def flush(self) -> None:
+        """SFTP cannot fsync a directory: one ``sync`` of every folder renamed into."""
+        session = self._session
+        if session is None or session.conn is None or not session.synced_dirs:
+            return
+        folders, session.synced_dirs = sorted(session.synced_dirs), set()
+        await self._exec(shlex.join(["sync", "--", *folders]) + " 2>/dev/null")
+
+    async def commit(self, staged: str, path: str, *, durable: bool = True) -> None:
         if self.become:
             script = (
                 'if [ -L "$2" ]; then rm -f -- "$1"; echo "symlink" >&2; exit 3; fi\n'
