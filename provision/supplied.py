@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from provision.crypto import keys
-from provision.crypto.compare import is_self_signed, issued_by
+from provision.crypto.compare import signed_by
 from provision.crypto.decode import Bundle, load_bundle
 from provision.crypto.inspect import check_names, check_validity
 from provision.crypto.types import PrivateKey
@@ -159,7 +159,7 @@ def _build_path(
     leaf: x509.Certificate, pool: list[x509.Certificate], name: str, where: Location
 ) -> tuple[list[x509.Certificate], x509.Certificate]:
     """Leaf -> intermediates -> self-signed root, each signature verified."""
-    if leaf.subject == leaf.issuer and is_self_signed(leaf):
+    if leaf.subject == leaf.issuer and signed_by(leaf, leaf):
         return [], leaf
     chain: list[x509.Certificate] = []
     current = leaf
@@ -172,7 +172,7 @@ def _build_path(
         if isinstance(current.signature_hash_algorithm, hashes.SHA1):
             raise InputError(where, f"{name}: {_cn(current)} is signed with SHA-1, which "
                              "clients no longer accept; ask the CA for a SHA-256 certificate")
-        verified = [c for c in named if issued_by(current, c)]
+        verified = [c for c in named if signed_by(current, c)]
         if not verified:
             raise InputError(where, f"{name}: the signature on {_cn(current)} does not verify "
                              f"with the key of {_cn(named[0])}")

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from provision.crypto.build import general_names
+
+T = TypeVar("T")
 
 
 def san_names(certificate: x509.Certificate) -> list[str]:
@@ -44,13 +47,38 @@ def _normal(name: str) -> str:
         return name.lower()
 
 
-def issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """Whether ``issuer`` signed ``certificate`` (name chaining and signature both hold)."""
+def signed_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` signed ``certificate``: names chain and the signature verifies.
+    The check for refusing a supplied chain."""
     try:
         certificate.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True
+
+
+def issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``certificate`` names ``issuer`` as its issuer, by meaning: the issuer's name,
+    and its key identifier where both carry one (else the signature is verified).
+
+    Planning asks this of every certificate on every run ("was this issued by the expected
+    CA?"); it decides what to regenerate, not whom to trust, so the identifiers suffice and
+    spare a signature verification per host (a third of a no-change run with ECDSA keys).
+    """
+    if certificate.issuer != issuer.subject:
+        return False
+    authority = _extension(certificate, x509.AuthorityKeyIdentifier)
+    subject = _extension(issuer, x509.SubjectKeyIdentifier)
+    if authority is not None and subject is not None and authority.key_identifier:
+        return authority.key_identifier == subject.digest
+    return signed_by(certificate, issuer)
+
+
+def _extension(certificate: x509.Certificate, kind: type[T]) -> T | None:
+    try:
+        return certificate.extensions.get_extension_for_class(kind).value  # type: ignore[type-var]
+    except x509.ExtensionNotFound:
+        return None
 
 
 def is_self_signed(certificate: x509.Certificate) -> bool:
@@ -79,4 +107,5 @@ __all__ = [
     "lifetime_days",
     "names_difference",
     "san_names",
+    "signed_by",
 ]
