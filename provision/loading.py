@@ -180,8 +180,13 @@ def load_saved(path: str, forks: int = 20, connect: ConnectOptions | None = None
                lock_timeout: float = 30.0) -> tuple[Loaded, SavedPlan]:
     """Reload a saved plan's inputs, refusing if they changed, limited to its hosts."""
     saved = planfile.loads(path)
-    names = ",".join(h.host for h in saved.plan.hosts)
-    loaded = load(saved.plan.playbook, saved.plan.inventory, names or saved.limit,
+    names = [h.host for h in saved.plan.hosts]
+    loaded = load(saved.plan.playbook, saved.plan.inventory, ",".join(names),
                   forks=forks, connect=connect, lock_timeout=lock_timeout)
     check_saved(loaded, saved)
+    known = {t.host.name for t in loaded.targets}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise InputError(Location(path), f"the plan names hosts the inventory does not select: "
+                         f"{', '.join(unknown)}; make a new plan")
     return loaded, saved

@@ -58,7 +58,17 @@ def _change_json(change: Change) -> dict[str, Any]:
     return data
 
 
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data[key]
+    if not isinstance(value, str):
+        raise TypeError(f"{key!r} must be text")
+    return value
+
+
 def _change_from(data: dict[str, Any]) -> Change:
+    for key in ("resource", "action", "reason", "path", "mode", "content", "diff", "site"):
+        if key in data:
+            _text(data, key)
     return Change(
         resource=data["resource"],
         action=data["action"],
@@ -141,6 +151,8 @@ def loads(path: str) -> SavedPlan:
             "inventory": document["inventory"]["sha256"],
             "controller": document["controller"]["sha256"],
         }
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InputError(where, f"damaged plan file: missing or wrong field {exc}") from None
+    if not plan.hosts:
+        raise InputError(where, "damaged plan file: it names no host")
     return SavedPlan(plan, document.get("limit"), digests)
