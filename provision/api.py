@@ -27,6 +27,7 @@ from provision.executor import (
     RunContext,
     apply_host,
     dropped_outputs,
+    marker_path,
     reloads_owed,
     stale_outputs,
 )
@@ -220,6 +221,7 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
                                        backup=outcome.backup)
             if not outcome.error and any(site.verify for site in target.playbook.sites):
                 await _verify_into(reports[name], loaded, target, moment)
+                await _owe_reload_if_unverified(reports[name], target)
         reports[name].seconds = time.perf_counter() - started
 
     watcher = progress or Silent()
@@ -293,6 +295,16 @@ async def _verify_into(report: HostReport, loaded: Loaded, target: Target,
         report.status = "failed"
         report.error = "verification failed: " + "; ".join(
             f"{c.name} ({c.address}:{c.port}): {c.problem}" for c in failed)
+
+
+async def _owe_reload_if_unverified(report: HostReport, target: Target) -> None:
+    """A site that fails verification after apply is owed a reload: the next run reloads it
+    even if its files match (say, after a broken reload command was fixed)."""
+    failing = sorted({c.site for c in report.verified if not c.ok})
+    sites = [s for s in target.playbook.sites if s.name in failing and s.reload]
+    if sites:
+        await target.transport.write(marker_path(target),
+                                     "".join(f"{s.name}\n" for s in sites).encode(), 0o644)
 
 
 async def verify_all(loaded: Loaded, now: dt.datetime | None = None) -> Report:

@@ -77,8 +77,8 @@ def reloads_owed(target: Target, facts: HostFacts, changes: list[Change]) -> lis
     owed = set(marker.content.decode(errors="replace").splitlines())
     touched = {c.site for c in changes if c.site}
     return [
-        Change(f"site {site.name}", "update", "reload owed by an earlier run that did not "
-               "finish", site=site.name)
+        Change(f"site {site.name}", "update", "reload owed: an earlier run did not finish "
+               "it, or the server did not serve what was written", site=site.name)
         for site in target.playbook.sites
         if site.name in owed and site.name not in touched and site.reload
     ]

@@ -97,19 +97,24 @@ async def verify_site(target: Target, site: Site, materials: dict[str, Material]
     port = site.verify.port or (https_ports[0] if https_ports else 443)
     address = site.verify.address or target.host.address
     loop = asyncio.get_running_loop()
-    checks = []
     names = site.verify.names
     if names is None:
         bound = {b.certificate for b in site.bindings if b.certificate and b.port == port}
         names = list(dict.fromkeys(
             n for c in target.playbook.certificates if c.name in bound for n in c.names))
-    for name in names:
+    if not names:
+        # A mistyped port must not turn verification into a silent success.
+        return [NameCheck(site.name, "-", address, port,
+                          f"no https binding on port {port}, so no name to verify")]
+
+    async def check(name: str) -> NameCheck:
         certificate = _binding_certificate(site, port, name)
         material = materials.get(certificate or "")
         if material is None:
-            checks.append(NameCheck(site.name, name, address, port,
-                                    f"no certificate on the host for port {port}"))
-            continue
-        checks.append(await loop.run_in_executor(
-            None, _check_one, site, name, address, port, material, now))
-    return checks
+            return NameCheck(site.name, name, address, port,
+                             f"no certificate on the host for port {port}")
+        return await loop.run_in_executor(
+            None, _check_one, site, name, address, port, material, now)
+
+    # Concurrently: each name that is not served right waits up to SETTLE_SECONDS.
+    return list(await asyncio.gather(*(check(name) for name in names)))

@@ -283,7 +283,8 @@ class Verify(Strict):
     """After apply, connect to each name and check the served certificate (issue: bindings
     not updated after a renewal is what operators complain about most)."""
 
-    names: list[CertificateName] | None = None  # default: every name of the bound certificate
+    # default: every name of the bound certificate
+    names: list[CertificateName] | None = Field(default=None, min_length=1)
     port: int | None = Field(default=None, ge=1, le=65535)  # default: first https binding
     address: str | None = None  # default: the host's address
 
