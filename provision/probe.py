@@ -10,6 +10,7 @@ from __future__ import annotations
 from cryptography import x509
 
 from provision.errors import ProvisionError
+from provision.model.names import is_ip
 
 FETCH_TIMEOUT = 10.0  # seconds, for connecting, the handshake and openssl s_client
 
@@ -38,7 +39,8 @@ def fetch_chain(
     is run and its PEM blocks parsed.
     """
     address = connect or host
-    sni = servername or (None if _is_ip(host) else host)
+    # Browsers send no SNI for an IP address, and neither do we.
+    sni = servername or (None if is_ip(host) else host)
     where = f"https://{bracket(host)}:{port}"
     ders = None
     if method in ("auto", "ssl"):
@@ -116,16 +118,6 @@ def _reason(exc: OSError) -> str:
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def _is_ip(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def bracket(host: str) -> str:
