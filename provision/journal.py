@@ -15,6 +15,7 @@ import posixpath
 from dataclasses import dataclass
 
 from provision.facts import HostFacts
+from provision.lock import LOCK_FILE
 from provision.transport.base import FileState, Transport
 
 JOURNAL_FILE = ".provision-journal.json"
@@ -111,6 +112,9 @@ async def remove_leftovers(transport: Transport, folders: set[str]) -> None:
             if not name.startswith("."):
                 continue
             path = posixpath.join(folder, name)
+            if name.startswith(f".{LOCK_FILE}"):
+                # Another run staging its lock, outside any lock: never ours to remove.
+                continue
             if name.endswith(TEMPORARY_SUFFIX):
                 await transport.remove(path)
             elif name.endswith(PARTIAL_SUFFIX):

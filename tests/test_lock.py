@@ -286,3 +286,22 @@ def test_two_runs_racing_for_one_stale_lock_do_not_both_win(tmp_path: Path) -> N
     outcomes = asyncio.run(scenario())
     winners = [o for o in outcomes if not isinstance(o, BaseException)]
     assert len(winners) == 1, f"{len(winners)} runs hold the lock at once: {outcomes}"
+
+
+def test_leftover_cleanup_leaves_another_runs_lock_staging_alone(tmp_path: Path) -> None:
+    """The run holding a host cleans staged files a killed run left; a lock file another run
+    is staging at that moment (outside any lock) is not one of them."""
+    import asyncio
+
+    from provision.journal import remove_leftovers
+    from provision.transport.local import LocalTransport
+
+    folder = tmp_path / "certificates"
+    folder.mkdir()
+    staging_lock = folder / "..provision.lock.abc123.tmp"
+    staging_lock.write_text("{}")
+    leftover = folder / ".httpscert.pem.xyz789.tmp"
+    leftover.write_text("half")
+    asyncio.run(remove_leftovers(LocalTransport("h"), {str(folder)}))
+    assert staging_lock.exists()
+    assert not leftover.exists()

@@ -54,7 +54,8 @@ class LocalTransport(Transport):
         except OSError as exc:
             raise TransportError(f"cannot create {path}: {exc.strerror}") from None
         finally:
-            os.unlink(staged)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staged)
         return True
 
     async def remove(self, path: str, *, durable: bool = True) -> None:
