@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import posixpath
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from provision.authority import AuthorityStore
@@ -147,7 +147,7 @@ async def apply_host(
     if facts.file(state).content != (state_content := _state_content(target)):
         writes.append(_Write(Change("state", "update", "outputs written", path=state), state,
                              state_content, 0o644))
-    writes.sort(key=_commit_order)
+    writes.sort(key=_commit_order(target))
     transport = target.transport
     for write in writes:
         write.staged = await transport.stage(write.path, write.data, write.mode)
@@ -158,6 +158,12 @@ async def apply_host(
         await transport.write(marker_path(target),
                               "".join(f"{s.name}\n" for s in reload_sites).encode(), 0o644,
                               durable=False)
+    if not writes and not removed:
+        # Nothing to replace (a reload owed, say): no journal needed.
+        await transport.flush()
+        outcome = HostOutcome(target.host.name, changed=True, backup=backup)
+        await _test_and_reload(target, plan, facts, [], outcome)
+        return outcome
     journal = Journal(tuple((w.staged or "", w.path) for w in writes),
                       tuple(w.path for w in removed), ctx.operation)
     await transport.write(journal_path(target.certificates_dir), journal.dumps(), 0o600,
@@ -262,16 +268,25 @@ def _material_on_host(
     return current_material(spec, current, expected)
 
 
-def _commit_order(write: _Write) -> tuple[int, str]:
-    # Keys first, then certificates and bundles, then configs that point at them.
-    change = write.change
-    if change.content is not None:
-        rank = 2
-    elif write.mode == 0o600:
-        rank = 0
-    else:
-        rank = 1
-    return rank, write.path
+def _commit_order(target: Target) -> Callable[[_Write], tuple[int, str]]:
+    """Keys first, then the PEM files a server reads beside them, then every other encoding,
+    then the configs that point at them: a web server can only find its certificate beside a
+    key it does not match between two consecutive renames."""
+
+    def rank(write: _Write) -> tuple[int, str]:
+        derived = write.change.derived
+        if derived is None:
+            return (4 if write.change.content is not None else 3), write.path
+        output = target.playbook.certificate(derived.certificate).outputs[derived.output]
+        if output.is_key_file:
+            order = 0
+        elif output.format == "pem" and output.content in ("fullchain", "certificate"):
+            order = 1
+        else:
+            order = 2
+        return order, write.path
+
+    return rank
 
 
 async def _back_up(

@@ -268,7 +268,7 @@ def _killed(fleet: Fleet, event: str, count: int) -> None:
 
 @pytest.mark.parametrize("rename", [1, 2, 3, 4])
 def test_killed_before_a_rename_rolls_forward(small_fleet: Fleet, rename: int) -> None:
-    """Killed before the k-th rename of a key switch (keys first: key, pfx, then cer, pem):
+    """Killed before the k-th rename of a key switch (key, PEM full chain, then pfx, cer):
     with the journal counted the host is whole; without it, from the second rename on, the
     files disagree (which is why the journal exists, and shows the check can fail)."""
     fleet = small_fleet
@@ -402,3 +402,20 @@ def test_a_killed_rollback_run_again_ends_rolled_back(small_fleet: Fleet) -> Non
     now = settled_files(fleet, host)
     assert now != _of(new, fleet, host), "the rollback was undone: the host is as before it"
     assert now == _of(old, fleet, host)
+
+
+def test_the_key_and_the_pem_a_server_reads_are_renamed_one_after_the_other(
+        small_fleet: Fleet) -> None:
+    """A server reads key + full chain: between those two renames there is no other, so a
+    certificate sits beside a key it does not match for one rename at most."""
+    fleet = small_fleet
+    fleet.api_apply()
+    fleet.reconfigure(key={"type": "ed25519"})
+    _killed(fleet, "rename", 3)  # two renames done
+    [host] = fleet.journaled()
+    certs = fleet.certs(host)
+    journal = json.loads((certs / ".provision-journal.json").read_bytes())
+    order = [Path(target).name for _, target in journal["renames"]]
+    assert order.index("httpscert.pem") == order.index("httpscert.key") + 1, order
+    fleet.api_apply()
+    assert fleet.converged()
