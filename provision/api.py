@@ -32,7 +32,13 @@ from provision.executor import (
     stale_outputs,
 )
 from provision.facts import HostFacts, gather, merged
-from provision.journal import overlay, read_journal, remove_leftovers, roll_forward
+from provision.journal import (
+    journal_path,
+    overlay,
+    read_journal,
+    remove_leftovers,
+    roll_forward,
+)
 from provision.keymaker import KeyMaker
 from provision.loading import (  # re-exported: api is the public entry point
     Loaded,
@@ -179,6 +185,11 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
             plans[name] = HostPlan(name, error=exc.message)
             reports[name] = HostReport(name, "failed", plans[name], exc.message,
                                        time.perf_counter() - started)
+        except Exception as exc:  # one host's surprise must not stop the fleet
+            message = f"unexpected {type(exc).__name__}: {exc}"
+            plans[name] = HostPlan(name, error=message)
+            reports[name] = HostReport(name, "failed", plans[name], message,
+                                       time.perf_counter() - started)
 
     async def _work_on(target: Target, started: float) -> None:
         name = target.host.name
@@ -186,8 +197,8 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
         if apply:
             # Under the lock: finish what a killed run left, before reading anything.
             moved = (await roll_forward(target.transport, target.certificates_dir)).moved
-            await remove_leftovers(target.transport, target.folders() | {
-                posixpath.join(target.certificates_dir, BACKUP_DIR)})
+            await remove_leftovers(target.transport, managed_paths(target),
+                                   posixpath.join(target.certificates_dir, BACKUP_DIR))
             if moved:
                 repair.append(Change("journal", "update", "finished a replacement an "
                                      f"interrupted run left half done ({moved} files)"))
@@ -253,6 +264,11 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
     plan = Plan(loaded.playbook.file, loaded.inventory.file,
                 tuple(plans[n] for n in order))
     return plan, Report([reports[n] for n in order])
+
+
+def managed_paths(target: Target) -> list[str]:
+    """Every file the playbook writes on the host, the journal included."""
+    return [*target.paths_of_interest(), journal_path(target.certificates_dir)]
 
 
 async def gather_host(target: Target) -> HostFacts:
@@ -340,8 +356,8 @@ async def rollback_all(loaded: Loaded, to: str | None,
             await lock.acquire(loaded.lock_timeout, moment)
             try:
                 finished = await roll_forward(target.transport, target.certificates_dir)
-                await remove_leftovers(target.transport, target.folders() | {
-                    posixpath.join(target.certificates_dir, BACKUP_DIR)})
+                await remove_leftovers(target.transport, managed_paths(target),
+                                       posixpath.join(target.certificates_dir, BACKUP_DIR))
                 if finished.operation == "rollback":
                     # The interrupted run was this rollback: finishing it is the rollback,
                     # and the reload it may not have done is still owed.

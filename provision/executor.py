@@ -325,6 +325,7 @@ async def _back_up(
         0o600,
         durable=False,
     )
+    await target.transport.flush()  # the backup's files are on disk before it is complete
     await target.transport.commit(partial, folder, durable=False)
     await _prune(target, root, [*existing, name])
     return folder

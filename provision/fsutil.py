@@ -45,6 +45,8 @@ def commit(staged: str, path: str, *, durable: bool = True) -> None:
             raise TransportError(f"refusing to replace {path}: it is a symlink")
     except FileNotFoundError:
         pass
+    except OSError as exc:
+        raise TransportError(f"cannot write {path}: {exc.strerror}") from None
     try:
         os.replace(staged, path)
         if durable:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from provision.facts import HostFacts
@@ -104,22 +105,29 @@ async def roll_forward(transport: Transport, certificates_dir: str) -> Finished:
     return Finished(moved, journal.operation)
 
 
-async def remove_leftovers(transport: Transport, folders: set[str]) -> None:
-    """Staged files of a run that died before its journal existed: never renamed, harmless,
-    but not to be left behind. Only called while holding the host's lock."""
-    for folder in sorted(folders):
-        for name in await transport.list_dir(folder):
-            if not name.startswith("."):
-                continue
-            path = posixpath.join(folder, name)
-            if name.startswith(f".{LOCK_FILE}"):
-                # Another run staging its lock, outside any lock: never ours to remove.
-                continue
-            if name.endswith(TEMPORARY_SUFFIX):
-                await transport.remove(path)
-            elif name.endswith(PARTIAL_SUFFIX):
-                # A backup folder a killed run did not finish: the files it would have
-                # backed up were never replaced, so nothing in it is needed.
-                for entry in await transport.list_dir(path):
-                    await transport.remove(posixpath.join(path, entry))
-                await transport.remove_dir(path)
+async def remove_leftovers(transport: Transport, paths: Iterable[str],
+                           backup_root: str) -> None:
+    """Staged files of a run that died before its journal existed (never renamed, harmless,
+    but not to be left behind), and backup folders it did not finish. Only files staged for
+    the paths this playbook manages are touched: a folder such as /etc/nginx/conf.d is shared
+    with other software. Only called while holding the host's lock."""
+    by_folder: dict[str, set[str]] = {}
+    for path in paths:
+        folder, name = posixpath.split(path)
+        by_folder.setdefault(folder, set()).add(name)
+    for folder, names in sorted(by_folder.items()):
+        for entry in await transport.list_dir(folder):
+            if not entry.endswith(TEMPORARY_SUFFIX) or entry.startswith(f".{LOCK_FILE}"):
+                continue  # (another run staging its lock, outside any lock, is not ours)
+            if any(entry.startswith(f".{name}.") for name in names):
+                await transport.remove(posixpath.join(folder, entry), durable=False)
+    for entry in await transport.list_dir(backup_root):
+        path = posixpath.join(backup_root, entry)
+        if entry.startswith(".") and entry.endswith(PARTIAL_SUFFIX) and (
+            (await transport.read(path)).kind == "directory"
+        ):
+            # A backup a killed run did not finish: the files it would have backed up were
+            # never replaced, so nothing in it is needed.
+            for name in await transport.list_dir(path):
+                await transport.remove(posixpath.join(path, name), durable=False)
+            await transport.remove_dir(path)

@@ -18,13 +18,14 @@ name-not-covered   an https binding's ``host``, or (for a binding without ``host
 key-in-web-root    a private key written below a virtual directory's ``physical_path``, where
                    the web server may hand it out (the model already refuses output files
                    outside the certificates directory: absolute, ``..``)
-duplicate-output   two certificates, or a certificate and a site, writing the same file
+
+Two certificates, or a certificate and a site, writing one file is not a finding: loading
+refuses it, since such a playbook would never converge.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import posixpath
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -53,7 +54,6 @@ RULES: dict[str, str] = {
     "name-not-covered": "a binding's host name, or the host's address, that the certificate "
                         "does not cover",
     "key-in-web-root": "a private key written below a directory the web server serves",
-    "duplicate-output": "two certificates, or a certificate and a site, writing the same file",
 }
 
 
@@ -98,7 +98,6 @@ def _check(loaded: Loaded, target: Target) -> Iterator[_Raw]:
     yield from _validity(loaded, target)
     yield from _names(loaded, target)
     yield from _keys_in_web_roots(target)
-    yield from _duplicates(loaded, target)
 
 
 def _supplied(loaded: Loaded, target: Target, certificate: Certificate) -> Supplied | None:
@@ -291,32 +290,6 @@ def _keys_in_web_roots(target: Target) -> Iterator[_Raw]:
                            f"{site.name!r}, so the web server may hand it out; move "
                            f"certificates_dir out of the web root")
                     break
-
-
-def _duplicates(loaded: Loaded, target: Target) -> Iterator[_Raw]:
-    doc = loaded.playbook
-    book = target.playbook
-    writers: dict[str, tuple[PathKey, str]] = {}
-
-    def claim(path: str, where: PathKey, what: str) -> Iterator[_Raw]:
-        first = writers.get(path)
-        if first is None:
-            writers[path] = (where, what)
-            return
-        line = doc.line_of(first[0])
-        at = f" (line {line})" if line is not None else ""
-        yield ("duplicate-output", where,
-               f"{what} is the same file as {first[1]}{at}; one would overwrite the other")
-
-    for i, certificate in enumerate(book.certificates):
-        for j, output in enumerate(certificate.outputs):
-            yield from claim(target.output_path(output), ("certificates", i, "outputs", j, "file"),
-                             f"{output.file} of certificate {certificate.name!r}")
-    for s, site in enumerate(book.sites):
-        for k, path in enumerate(target.site_paths(site)):
-            what = (f"the config of site {site.name!r}" if k == 0 else
-                    f"{posixpath.basename(path)} of site {site.name!r}")
-            yield from claim(path, ("sites", s, "config"), what)
 
 
 # --- presentation -------------------------------------------------------------------------

@@ -95,6 +95,8 @@ def load(playbook: str | Path, inventory: str | Path, limit: str | None = None,
                     resolved[output.password] = resolve_password(
                         output.password, base=folder, where=where)
                 passwords.setdefault(host.name, {})[output.file] = resolved[output.password]
+    for target in targets:
+        _refuse_shared_paths(doc, target)
     renderer = Renderer([folder / "templates", folder.parent / "templates"])
     authorities = _open_authorities(doc, targets, folder)
     supplied = _load_supplied(doc, targets, folder, passwords, moment)
@@ -102,11 +104,37 @@ def load(playbook: str | Path, inventory: str | Path, limit: str | None = None,
                   forks, lock_timeout)
 
 
+def _refuse_shared_paths(doc: Document, target: Target) -> None:
+    """Two outputs, or an output and a site's config, writing one file would overwrite each
+    other on every run and never converge."""
+    seen: dict[str, str] = {}
+
+    def claim(path: str, where: tuple[str | int, ...], what: str) -> None:
+        if path in seen:
+            raise InputError(doc.locate(where), f"{what} writes {path}, which {seen[path]} "
+                             f"writes too (for host {target.host.name})")
+        seen[path] = what
+
+    for c, certificate in enumerate(target.playbook.certificates):
+        for o, output in enumerate(certificate.outputs):
+            claim(target.output_path(output), ("certificates", c, "outputs", o, "file"),
+                  f"certificate {certificate.name!r}")
+    for s, site in enumerate(target.playbook.sites):
+        for path in target.site_paths(site):
+            claim(path, ("sites", s, "config"), f"site {site.name!r}")
+
+
 def _open_authorities(doc: Document, targets: list[Target],
                       folder: Path) -> dict[str, AuthorityStore]:
-    """Authorities live on the controller, so they are opened once, as the first host sees them."""
+    """Authorities live on the controller: opened once, and the same for every host."""
     if not targets:
         return {}
+    first = targets[0].playbook.authorities
+    for target in targets[1:]:
+        if target.playbook.authorities != first:
+            raise InputError(doc.locate(("authorities",)), "authorities must be the same for "
+                             f"every host (host {target.host.name} sees them differently from "
+                             f"{targets[0].host.name}); do not use host variables in them")
     return {
         spec.name: open_authority(spec, folder, doc.locate(("authorities", index)))
         for index, spec in enumerate(targets[0].playbook.authorities)

@@ -134,6 +134,10 @@ def loads(path: str) -> SavedPlan:
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise InputError(where, f"not a {FORMAT} plan file")
     try:
+        for h in document["hosts"]:
+            _text(h, "host")
+        _text(document["playbook"], "path")
+        _text(document["inventory"], "path")
         hosts = tuple(
             HostPlan(
                 host=h["host"],

@@ -198,7 +198,12 @@ class Renderer:
             path = Path(template)
             if path.is_absolute() or path.exists():
                 # A playbook's own template, named by path: load it with the same environment.
-                compiled = self.env.from_string(path.read_text(encoding="utf-8"))
+                try:
+                    source = path.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError) as exc:
+                    reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+                    raise RenderError(f"template {template}: {reason}") from None
+                compiled = self.env.from_string(source)
             else:
                 compiled = self.env.get_template(template)
             self._loaded[template] = compiled

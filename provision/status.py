@@ -40,8 +40,14 @@ async def _host_rows(loaded: Loaded, target: Target, now: dt.datetime) -> list[S
     rows = []
     passwords = loaded.passwords.get(name, {})
     for certificate in target.playbook.certificates:
-        current = read_current(certificate, target.output_paths(certificate), facts, passwords)
         row = StatusRow(name, certificate.name)
+        try:
+            current = read_current(certificate, target.output_paths(certificate), facts,
+                                   passwords)
+        except ProvisionError as exc:
+            row.problem = exc.message
+            rows.append(row)
+            continue
         leaf = current.leaf
         if leaf is None:
             row.problem = current.unreadable[0] if current.unreadable else "missing"

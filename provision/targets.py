@@ -52,10 +52,6 @@ class Target:
         stem = posixpath.splitext(main)[0]
         return [main, *(stem + suffix for suffix in site.companion_suffixes)]
 
-    def folders(self) -> set[str]:
-        """Every folder this playbook writes into on the host."""
-        return {posixpath.dirname(p) for p in self.paths_of_interest()}
-
     def paths_of_interest(self) -> list[str]:
         paths = [self.output_path(o) for c in self.playbook.certificates for o in c.outputs]
         for site in self.playbook.sites:

@@ -176,7 +176,10 @@ class HostVariables(Mapping[str, Any]):
         if isinstance(value, str):
             return self._render(value, path) if any(m in value for m in _MARKERS) else value
         if isinstance(value, dict):
-            return {k: self.evaluate(v, (*path, k)) for k, v in value.items()}
+            # A literal password is a secret, not a template: evaluating it would change it
+            # ({# ... #}) and quote it in errors.
+            return {k: v if k == "password" and isinstance(v, str)
+                    else self.evaluate(v, (*path, k)) for k, v in value.items()}
         if isinstance(value, list):
             return [self.evaluate(v, (*path, i)) for i, v in enumerate(value)]
         return value

@@ -340,21 +340,21 @@ def test_two_certificates_writing_the_same_file(proj: Project) -> None:
       - {file: api.key, format: pem, content: key}
 sites:
 """))
-    findings = proj.findings()
-    first = proj.line("web.pem")
-    assert rules(findings) == [("duplicate-output", proj.line("./web.pem"))]
-    assert findings[0]["key"] == "certificates[1].outputs[0].file"
-    assert findings[0]["message"] == (
-        f"web.pem of certificate 'api' is the same file as web.pem of certificate 'web' "
-        f"(line {first}); one would overwrite the other")
+    # Not a warning: a file two certificates write never converges, so it is refused.
+    result = proj.lint()
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: playbooks/p.yml:{proj.line('./web.pem')}: ")
+    assert "certificate 'api' writes" in result.stderr
+    assert "which certificate 'web' writes too" in result.stderr
 
 
 def test_a_site_config_over_a_certificate_output(proj: Project) -> None:
     proj.playbook(CLEAN.replace("config: out/{{ host.name }}/nginx/site.conf",
                                 "config: out/{{ host.name }}/certs/web.pem"))
-    findings = proj.findings()
-    assert rules(findings) == [("duplicate-output", proj.line("config:"))]
-    assert "the config of site 'site' is the same file as web.pem" in findings[0]["message"]
+    result = proj.lint()
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: playbooks/p.yml:{proj.line('config:')}: ")
+    assert "site 'site' writes" in result.stderr and "certificate 'web' writes too" in result.stderr
 
 
 # --- supplied (provided) certificates --------------------------------------------------------

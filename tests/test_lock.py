@@ -302,6 +302,27 @@ def test_leftover_cleanup_leaves_another_runs_lock_staging_alone(tmp_path: Path)
     staging_lock.write_text("{}")
     leftover = folder / ".httpscert.pem.xyz789.tmp"
     leftover.write_text("half")
-    asyncio.run(remove_leftovers(LocalTransport("h"), {str(folder)}))
+    managed = [str(folder / "httpscert.pem")]
+    asyncio.run(remove_leftovers(LocalTransport("h"), managed, str(folder / ".backup")))
     assert staging_lock.exists()
     assert not leftover.exists()
+
+
+def test_leftover_cleanup_touches_only_files_staged_for_managed_paths(tmp_path: Path) -> None:
+    """A config folder is shared with other software: only staged files of the paths this
+    playbook writes are removed there."""
+    import asyncio
+
+    from provision.journal import remove_leftovers
+    from provision.transport.local import LocalTransport
+
+    folder = tmp_path / "conf.d"
+    folder.mkdir()
+    ours = folder / ".site.conf.abc.tmp"
+    theirs = folder / ".other-package.conf.def.tmp"
+    ours.write_text("half")
+    theirs.write_text("someone else's")
+    asyncio.run(remove_leftovers(LocalTransport("h"), [str(folder / "site.conf")],
+                                 str(tmp_path / ".backup")))
+    assert not ours.exists()
+    assert theirs.exists()

@@ -32,7 +32,10 @@ def is_hostname(name: str) -> bool:
 
 def check_name(value: str) -> str:
     if is_ip(value):
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
+        if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+            raise ValueError("is a scoped IPv6 address; a certificate cannot name the %scope")
+        return str(address)
     if is_hostname(value):
         return value.lower().rstrip(".")
     raise ValueError("is neither a hostname nor an IP address")

@@ -6,6 +6,7 @@ so every field here holds final values.
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 from typing import Annotated, Any, Literal
 
@@ -247,9 +248,19 @@ class Certificate(Strict):
         return output.holds_leaf or (self_signed and output.content == "root")
 
 
+def _listen_address(value: str) -> str:
+    """``*`` (every address) or one IP address: the only text that reaches a `listen` line."""
+    if value in ("*", ""):
+        return "*"
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError("is not an IP address or *") from None
+
+
 class Binding(Strict):
     protocol: Literal["https", "http"] = "https"
-    address: str = "*"
+    address: Annotated[str, AfterValidator(_listen_address)] = "*"
     port: int = Field(ge=1, le=65535)
     host: CertificateName | None = None
     certificate: Identifier | None = None
@@ -300,6 +311,12 @@ class Site(Strict):
     test_command: str | None = None
     reload_command: str | None = None
     verify: Verify | None = None
+
+    @model_validator(mode="after")
+    def _iis_name(self) -> Site:
+        if self.server == "iis" and any(ch in self.name for ch in '"\\/:*?<>|'):
+            raise ValueError('an IIS site name cannot hold " \\ / : * ? < > |')
+        return self
 
     @field_validator("bindings")
     @classmethod
@@ -364,7 +381,8 @@ class Playbook(Strict):
     name: str = Field(min_length=1)
     hosts: str = "all"
     certificates_dir: HostPath
-    backups: int = Field(default=5, ge=0, le=100)
+    # How many backup folders to keep; at least one: a replaced file is never lost.
+    backups: int = Field(default=5, ge=1, le=100)
     # Rolling runs: hosts in batches of this size (a number, a percentage, or a list such as
     # [1, "10%", "50%"] whose last size repeats), and the failure rate that stops the run.
     serial: BatchSize | list[BatchSize] | None = None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from provision.crypto import compare, encode, keys
 from provision.crypto.build import SubjectFields, name_of
@@ -73,15 +74,20 @@ def read_current(
     key: PrivateKey | None = None
     chain: tuple[x509.Certificate, ...] = ()
     unreadable: list[str] = []
+    locked: list[str] = []  # PFX files the password does not open
     self_signed = isinstance(spec.source, SelfSignedSource)
     for output in spec.outputs:
         state = facts.file(paths[output.file])
-        if state.content is None:
-            continue
+        if state.content is None or (not state.content and output.content == "chain"):
+            continue  # (a certificate issued by a root has an empty chain)
         try:
             bundle = _decode(output, state.content, passwords)
         except CryptoError as exc:
-            unreadable.append(f"{output.file}: {exc.message.split(': ', 1)[-1]}")
+            problem = exc.message.split(": ", 1)[-1]
+            if output.format == "pkcs12" and "password" in problem:
+                locked.append(f"{output.file}: {problem}")
+                continue
+            unreadable.append(f"{output.file}: {problem}")
             continue
         if key is None and bundle.key is not None:
             key = bundle.key
@@ -96,6 +102,12 @@ def read_current(
             fallback = bundle.certificates[0]
     if leaf is None:
         leaf = fallback
+    if locked and (leaf is None or key is None):
+        # A PFX that does not open with the password given is rewritten when another output
+        # says what the certificate is (a new password); when it alone held the certificate
+        # or key, a mistyped password must not make us re-key: refuse the host instead.
+        raise HostRefusal(f"{locked[0]}; check the output's password (nothing was "
+                          "regenerated)")
     return Current(leaf, key, chain, tuple(unreadable))
 
 
@@ -284,7 +296,11 @@ def plan_certificate(
         unchanged.append(Unchanged(resource, decision.reason))
 
     material = None
-    if decision.action is None and current.leaf is not None and current.key is not None:
+    waiting = isinstance(spec.source, ProvidedSource) and expected.supplied is None
+    if (decision.action is None and not waiting and current.leaf is not None
+            and current.key is not None):
+        # (While waiting for a supplied file the chain and root are unknown: every output is
+        # left as it is, rather than re-derived from the leaf alone.)
         material = _material(spec, current, expected)
     # A reissue that keeps the key leaves key files as they are.
     kept_key = current.key if decision.action is not None and not decision.new_key else None
@@ -394,11 +410,28 @@ def _same_meaning(
         return content == output_bytes(output, material, passwords)
     try:
         bundle = load_bundle(content, password=passwords[output.file], source=output.file)
-    except CryptoError:
+        opened = pkcs12.load_pkcs12(content, passwords[output.file])
+    except (CryptoError, ValueError):
         return False
     wanted = [material.leaf, *material.pkcs12_extras()]
+    friendly = opened.cert.friendly_name if opened.cert else None
     return (
         bundle.key is not None
         and keys.public_der(bundle.key) == keys.public_der(material.key)
         and list(bundle.certificates) == wanted
+        and friendly == (output.friendly_name.encode() if output.friendly_name else None)
+        and _profile_of(content) == output.profile
     )
+
+
+# The algorithm identifiers that tell the two profiles apart inside a PFX's DER.
+_AES_256_CBC = bytes.fromhex("060960864801650304012a")
+_PBE_SHA1_3DES = bytes.fromhex("060a2a864886f70d010c0103")
+
+
+def _profile_of(content: bytes) -> str | None:
+    if _AES_256_CBC in content:
+        return "modern"
+    if _PBE_SHA1_3DES in content:
+        return "legacy"
+    return None

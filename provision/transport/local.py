@@ -39,9 +39,12 @@ class LocalTransport(Transport):
     async def flush(self) -> None:
         folders, self._unflushed = sorted(self._unflushed), set()
         for folder in folders:
-            # A folder removed since (an emptied backup folder) has nothing left to persist.
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 fsutil.fsync_directory(folder)
+            except FileNotFoundError:
+                pass  # removed since (an emptied backup folder): nothing left to persist
+            except OSError as exc:
+                raise TransportError(f"cannot flush {folder}: {exc.strerror}") from None
 
     async def create_exclusive(self, path: str, data: bytes, mode: int) -> bool:
         # Written beside, then hard-linked onto the name: the file appears complete, so
@@ -83,6 +86,8 @@ class LocalTransport(Transport):
             return sorted(os.listdir(path))
         except (FileNotFoundError, NotADirectoryError):
             return []
+        except OSError as exc:
+            raise TransportError(f"cannot list {path}: {exc.strerror}") from None
 
     async def run(self, command: str, timeout: float = 60.0) -> CommandResult:
         process = await asyncio.create_subprocess_shell(

@@ -505,10 +505,9 @@ class SSHTransport(Transport):
                     permissions=DIRECTORY_MODE), exist_ok=True)
                 handle = await self._create(sftp, temporary, mode)
             try:
-                # The file was created with ``mode`` (less the server's umask, which can only
-                # remove bits): set it exactly before any byte of content is written.
-                if mode & 0o077:
-                    await handle.chmod(mode)
+                # Set the mode exactly before any byte of content is written: a server may
+                # apply its umask to, or ignore, the mode given at open (a key must be 0600).
+                await handle.chmod(mode)
                 await handle.write(data)
                 with contextlib.suppress(asyncssh.SFTPOpUnsupported):
                     await handle.fsync()
@@ -518,6 +517,7 @@ class SSHTransport(Transport):
                     await sftp.remove(temporary)
                 raise
             await handle.close()
+        self._current().synced_dirs.add(directory)
         return temporary
 
     @staticmethod
@@ -549,6 +549,7 @@ class SSHTransport(Transport):
         )
         await self._sudo(script, upload, directory, f"{mode:o}", temporary,
                          what=f"cannot write {path}")
+        self._current().synced_dirs.add(directory)
         return temporary
 
     async def _temp_dir(self, sftp: asyncssh.SFTPClient) -> str:
@@ -616,7 +617,8 @@ class SSHTransport(Transport):
         staged = await self.stage(path, data, mode)
         if self.become:
             script = (
-                'ln -- "$1" "$2" 2>/dev/null; s=$?\n'
+                'if [ -e "$2" ] || [ -L "$2" ]; then rm -f -- "$1"; exit 3; fi\n'
+                'ln -T -- "$1" "$2" 2>/dev/null; s=$?\n'
                 'rm -f -- "$1"\n'
                 '[ "$s" -eq 0 ] && exit 0\n'
                 'if [ -e "$2" ] || [ -L "$2" ]; then exit 3; fi\n'
@@ -678,8 +680,9 @@ class SSHTransport(Transport):
         sftp = await self._sftp()
         with self._errors(f"cannot remove {path}", missing_ok=True):
             await sftp.remove(path)
-            if durable:
-                self._current().synced_dirs.add(posixpath.dirname(path))
+        self._current().synced_dirs.add(posixpath.dirname(path))
+        if durable:
+            await self.flush()
 
     async def remove_dir(self, path: str) -> None:
         if self.become:
