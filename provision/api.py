@@ -213,7 +213,8 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
         if saved_hosts is None:
             host_plan = build_host_plan(loaded, target, facts, moment)
         else:
-            host_plan = _saved_host_plan(saved_hosts, name, facts)
+            host_plan = _saved_host_plan(saved_hosts, name, facts,
+                                         build_host_plan(loaded, target, facts, moment))
         if repair and not apply:
             host_plan = replace(host_plan, changes=(*repair, *host_plan.changes))
         plans[name] = host_plan
@@ -391,15 +392,31 @@ async def rollback_all(loaded: Loaded, to: str | None,
     return Report([reports[t.host.name] for t in loaded.targets])
 
 
-def _saved_host_plan(saved: Mapping[str, HostPlan], name: str, facts: HostFacts) -> HostPlan:
+def _saved_host_plan(saved: Mapping[str, HostPlan], name: str, facts: HostFacts,
+                     fresh: HostPlan) -> HostPlan:
+    """The reviewed plan for this host, if it is still exactly what the inputs ask."""
     host_plan = saved[name]
-    if host_plan.facts_digest and host_plan.facts_digest != facts.digest():
+    if host_plan.facts_digest != facts.digest():
         raise ProvisionError(
             "refused: the host's files changed since the plan was made (someone edited a "
             "file, or a certificate was renewed meanwhile); nothing was changed here. "
             "Make a new plan."
         )
+    # Same inputs and same files must give the same changes. A plan file edited by hand, or
+    # one that time overtook (a renewal window opened meanwhile), is refused, not trusted.
+    if _substance(host_plan) != _substance(fresh):
+        raise ProvisionError(
+            "refused: the saved plan's changes are not what the playbook now asks of this "
+            "host (was the plan file edited, or did a renewal window open?); nothing was "
+            "changed here. Make a new plan."
+        )
     return host_plan
+
+
+def _substance(plan: HostPlan) -> list[tuple[object, ...]]:
+    """What a change does, without the words that describe it (reasons, diffs, summaries)."""
+    return [(c.resource, c.action, c.path, c.mode, c.content, c.derived, c.issue, c.site)
+            for c in plan.changes]
 
 
 def _skip_rest(rest: list[list[Target]], plans: dict[str, HostPlan],

@@ -476,3 +476,18 @@ def test_apply_exits_one_when_a_host_fails(project: Path, cli: Cli) -> None:
     for host in HOSTS:
         if host != DRIFTED:
             assert config(project, host).is_file()
+
+
+def test_a_hand_edited_plan_is_refused_for_the_host_it_changes(project: Path, cli: Cli) -> None:
+    """The digests cover the inputs and the files read, not the changes themselves: those
+    are re-derived at apply time and must match what the plan says it will write."""
+    document = make_plan(cli)
+    site = next(c for c in document["hosts"][0]["changes"] if c["resource"].startswith("site"))
+    site["content"] += "    # slipped in after review\n"
+    (project / "plan.json").write_text(json.dumps(document, indent=2))
+    result = cli("apply", "plan.json")
+    assert result.exit_code == 1
+    assert "the saved plan's changes are not what the playbook now asks" in result.stdout
+    first = document["hosts"][0]["host"]
+    assert not (project / ".provision/fleet" / first).exists()  # nothing written there
+    assert "changed 2" in result.stdout  # the untouched hosts were applied
