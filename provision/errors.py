@@ -43,15 +43,6 @@ class InputError(ProvisionError):
         self.problem = problem
 
 
-class HostError(ProvisionError):
-    """Something failed on one host; the others carry on."""
-
-    def __init__(self, host: str, problem: str) -> None:
-        super().__init__(f"{host}: {problem}")
-        self.host = host
-        self.problem = problem
-
-
 class TransportError(ProvisionError):
     """Reading, writing or running a command on a host failed."""
 

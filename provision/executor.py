@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import posixpath
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from provision.authority import AuthorityStore
 from provision.crypto import build
@@ -129,7 +129,6 @@ class HostOutcome:
     changed: bool
     error: str | None = None
     backup: str | None = None
-    commands: list[str] = field(default_factory=list)
 
 
 async def apply_host(
@@ -390,7 +389,6 @@ async def _test_and_reload(
     # Each distinct command once per host, however many sites share it.
     for command in tests:
         result = await target.transport.run(command)
-        outcome.commands.append(command)
         if not result.ok:
             await _restore(target, facts, committed)
             # The old files are back, and they are what the server runs: nothing is owed.
@@ -400,7 +398,6 @@ async def _test_and_reload(
             return
     for command in reloads:
         result = await target.transport.run(command)
-        outcome.commands.append(command)
         if not result.ok:
             outcome.error = f"reload `{command}` failed (will be retried): {result.output}"
             return

@@ -25,7 +25,6 @@ refuses it, since such a playbook would never converge.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -36,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
 from provision.api import Loaded
-from provision.crypto.inspect import check_names
+from provision.crypto.inspect import check_names, covers
 from provision.loader import PathKey
 from provision.model.playbook import Certificate, ProvidedSource, RsaKey
 from provision.supplied import Supplied
@@ -235,33 +234,7 @@ def _coverage(supplied: Supplied | None, certificate: Certificate) -> Callable[[
     if supplied is not None:
         leaf = supplied.leaf
         return lambda name: not check_names(leaf, [name])
-    return lambda name: _covered(certificate.names, name)
-
-
-def _as_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(text.strip().strip("[]"))
-    except ValueError:
-        return None
-
-
-def _covered(names: list[str], wanted: str) -> bool:
-    """Browser rules: IPs match IP names only, a wildcard covers exactly one leftmost label."""
-    ip = _as_ip(wanted)
-    if ip is not None:
-        return any(_as_ip(name) == ip for name in names)
-    host = wanted.strip().rstrip(".").lower()
-    for name in names:
-        pattern = name.rstrip(".").lower()
-        if _as_ip(pattern) is not None:
-            continue
-        if pattern == host:
-            return True
-        if pattern.startswith("*."):
-            first, _, rest = host.partition(".")
-            if first and rest == pattern[2:]:
-                return True
-    return False
+    return lambda name: covers(certificate.names, name)
 
 
 def _inside(path: str, folder: str) -> bool:

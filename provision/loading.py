@@ -23,7 +23,7 @@ from provision.plan import Plan
 from provision.planfile import SavedPlan
 from provision.render import Renderer
 from provision.resources.certificate import Expected
-from provision.secrets import resolve_password
+from provision.secrets import PasswordReader
 from provision.supplied import FileCache, Supplied, load_supplied
 from provision.targets import Target, evaluate_playbook, host_view, playbook_hosts_pattern
 from provision.transport.factory import ConnectOptions, make_transport
@@ -78,7 +78,7 @@ def load(playbook: str | Path, inventory: str | Path, limit: str | None = None,
     folder = Path(doc.file).resolve().parent
     targets = []
     passwords: dict[str, dict[str, bytes]] = {}
-    resolved: dict[object, bytes] = {}
+    reader = PasswordReader(folder)
     for host in hosts:
         book = evaluate_playbook(doc, host)
         transport = make_transport(host, connect)
@@ -90,16 +90,14 @@ def load(playbook: str | Path, inventory: str | Path, limit: str | None = None,
             for o_index, output in enumerate(certificate.outputs):
                 if output.password is None:
                     continue
-                if output.password not in resolved:
-                    where = doc.locate(("certificates", c_index, "outputs", o_index, "password"))
-                    resolved[output.password] = resolve_password(
-                        output.password, base=folder, where=where)
-                passwords.setdefault(host.name, {})[output.file] = resolved[output.password]
+                where = doc.locate(("certificates", c_index, "outputs", o_index, "password"))
+                passwords.setdefault(host.name, {})[output.file] = reader.read(
+                    output.password, where)
     for target in targets:
         _refuse_shared_paths(doc, target)
     renderer = Renderer([folder / "templates", folder.parent / "templates"])
     authorities = _open_authorities(doc, targets, folder)
-    supplied = _load_supplied(doc, targets, folder, passwords, moment)
+    supplied = _load_supplied(doc, targets, folder, reader, moment)
     return Loaded(doc, inv, tuple(targets), passwords, renderer, authorities, supplied, folder,
                   forks, lock_timeout)
 
@@ -142,10 +140,9 @@ def _open_authorities(doc: Document, targets: list[Target],
 
 
 def _load_supplied(doc: Document, targets: list[Target], folder: Path,
-                   passwords: Mapping[str, Mapping[str, bytes]],
+                   reader: PasswordReader,
                    now: dt.datetime) -> dict[tuple[str, str], Supplied | None]:
     cache = FileCache()
-    resolved: dict[object, bytes] = {}
     result: dict[tuple[str, str], Supplied | None] = {}
     for target in targets:
         for index, certificate in enumerate(target.playbook.certificates):
@@ -155,12 +152,8 @@ def _load_supplied(doc: Document, targets: list[Target], folder: Path,
             base = ("certificates", index, "source")
             where = {key: doc.locate((*base, key))
                      for key in ("certificate", "key", "chain", "root", "password")}
-            password = None
-            if source.password is not None:
-                if source.password not in resolved:
-                    resolved[source.password] = resolve_password(
-                        source.password, base=folder, where=where["password"])
-                password = resolved[source.password]
+            password = (reader.read(source.password, where["password"])
+                        if source.password is not None else None)
             result[(target.host.name, certificate.name)] = load_supplied(
                 certificate, source, base=folder, password=password, now=now, cache=cache,
                 where=where)

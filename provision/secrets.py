@@ -39,3 +39,17 @@ def resolve_password(ref: Password, *, base: Path, where: Location) -> bytes:
                                 f"{MAX_PASSWORD_FILE_BYTES} bytes; is it the right file?")
     # A trailing newline is what editors and `echo` add; it is not part of the password.
     return data.rstrip(b"\r\n")
+
+
+class PasswordReader:
+    """Each password source (an environment variable, a file) read once per run, however
+    many hosts and outputs name it."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self._read: dict[Password, bytes] = {}
+
+    def read(self, ref: Password, where: Location) -> bytes:
+        if ref not in self._read:
+            self._read[ref] = resolve_password(ref, base=self.base, where=where)
+        return self._read[ref]

@@ -131,10 +131,6 @@ def playbook_hosts_pattern(doc: Document) -> str:
     return pattern
 
 
-def playbook_folder(doc: Document) -> Path:
-    return Path(doc.file).resolve().parent
-
-
 def controller_authorities(playbook: str) -> tuple[Document, list[Authority]]:
     """A playbook's authorities as the controller sees them (no host variables)."""
     from pydantic import TypeAdapter

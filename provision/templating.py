@@ -135,7 +135,6 @@ class HostVariables(Mapping[str, Any]):
 
     def __init__(self, raw: Mapping[str, Any], host: HostView) -> None:
         self._raw = raw
-        self._host = host
         self._done: dict[str, Any] = {"host": host}
         self._resolving: list[str] = []
 

@@ -13,8 +13,6 @@ from typing import TypeVar
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from provision.crypto.build import general_names
-
 T = TypeVar("T")
 
 
@@ -94,14 +92,8 @@ def days_left(certificate: x509.Certificate, now: dt.datetime) -> float:
     return (certificate.not_valid_after_utc - now).total_seconds() / 86400
 
 
-def sans_equal(certificate: x509.Certificate, wanted: list[str]) -> bool:
-    added, removed = names_difference(certificate, wanted)
-    return not added and not removed
-
-
 __all__ = [
     "days_left",
-    "general_names",
     "is_self_signed",
     "issued_by",
     "lifetime_days",

@@ -569,14 +569,42 @@ def check_names(cert: x509.Certificate, names: Iterable[str]) -> list[str]:
     ips = san.get_values_for_type(x509.IPAddress)
     problems = []
     for name in names:
+        if _covered_by(dns_names, ips, name):
+            continue
         ip = _as_ip(name)
         if ip is not None:
-            if ip not in ips:
-                problems.append(f"{name}: not covered (no IP Address SAN {ip})")
-        elif not any(_dns_matches(pattern, _normalise_dns(name)) for pattern in dns_names):
+            problems.append(f"{name}: not covered (no IP Address SAN {ip})")
+        else:
             listed = ", ".join(dns_names) if dns_names else "none"
             problems.append(f"{name}: not covered by the DNS SANs ({listed})")
     return problems
+
+
+def covers(names: Iterable[str], wanted: str) -> bool:
+    """Whether a list of certificate names (DNS names, wildcards, IP addresses) covers
+    ``wanted``, by the same browser rules as ``check_names``."""
+    dns_names: list[str] = []
+    ips: list[_IpValue] = []
+    for name in names:
+        ip = _as_ip(name)
+        if ip is not None:
+            ips.append(ip)
+        else:
+            dns_names.append(_normalise_dns(name))
+    return _covered_by(dns_names, ips, wanted)
+
+
+# What an IP Address SAN holds (networks appear only in name constraints, never match).
+_IpValue = (ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Network
+            | ipaddress.IPv6Network)
+
+
+def _covered_by(dns_names: Sequence[str], ips: Sequence[_IpValue], wanted: str) -> bool:
+    ip = _as_ip(wanted)
+    if ip is not None:
+        return ip in ips
+    host = _normalise_dns(wanted)
+    return any(_dns_matches(pattern, host) for pattern in dns_names)
 
 
 def _as_ip(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -393,6 +393,3 @@ class Playbook(Strict):
 
     def certificate(self, name: str) -> Certificate:
         return next(c for c in self.certificates if c.name == name)
-
-    def authority(self, name: str) -> Authority:
-        return next(a for a in self.authorities if a.name == name)
