@@ -151,7 +151,8 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
     """Plan every host and, when ``apply``, apply each host's plan right after reading it.
 
     With ``saved``, each host's saved plan is applied instead of a fresh one, provided the
-    host's facts still have the digest the plan was made from.
+    host's facts still have the digest the plan was made from and a fresh plan asks for the
+    same changes.
     """
     moment = now or dt.datetime.now(dt.UTC)
     plans: dict[str, HostPlan] = {}
@@ -181,12 +182,9 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
             finally:
                 if lock is not None:
                     await lock.release()
-        except ProvisionError as exc:
-            plans[name] = HostPlan(name, error=exc.message)
-            reports[name] = HostReport(name, "failed", plans[name], exc.message,
-                                       time.perf_counter() - started)
-        except Exception as exc:  # one host's surprise must not stop the fleet
-            message = f"unexpected {type(exc).__name__}: {exc}"
+        except Exception as exc:  # one host's failure, expected or not, never stops the fleet
+            message = (exc.message if isinstance(exc, ProvisionError)
+                       else f"unexpected {type(exc).__name__}: {exc}")
             plans[name] = HostPlan(name, error=message)
             reports[name] = HostReport(name, "failed", plans[name], message,
                                        time.perf_counter() - started)
