@@ -14,7 +14,7 @@ import datetime as dt
 import posixpath
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -49,6 +49,7 @@ from provision.loading import (  # re-exported: api is the public entry point
     save_plan,
 )
 from provision.lock import HostLock
+from provision.outcome import HostReport, NameCheck, Report
 from provision.plan import Change, HostPlan, Plan, Unchanged
 from provision.progress import Progress, Silent
 from provision.resources.certificate import (
@@ -62,32 +63,9 @@ from provision.resources.site import plan_site
 from provision.rollback import rollback_plan
 from provision.supplied import Supplied
 from provision.targets import Target
-from provision.verify import NameCheck, verify_site
+from provision.verify import verify_site
 
 T = TypeVar("T")
-
-
-@dataclass
-class HostReport:
-    host: str
-    status: str  # ok | changed | failed
-    plan: HostPlan
-    error: str | None = None
-    seconds: float = 0.0
-    backup: str | None = None
-    verified: list[NameCheck] = field(default_factory=list)
-
-
-@dataclass
-class Report:
-    hosts: list[HostReport] = field(default_factory=list)
-
-    @property
-    def failed(self) -> bool:
-        return any(h.status in ("failed", "skipped") for h in self.hosts)
-
-    def count(self, status: str) -> int:
-        return sum(1 for h in self.hosts if h.status == status)
 
 
 def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts,
@@ -98,6 +76,7 @@ def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts,
     waiting: list[str] = []
     passwords = loaded.passwords.get(target.host.name, {})
     expected = loaded.expected(target)
+    deadlines: list[dt.datetime] = []
     for certificate in target.playbook.certificates:
         paths = target.output_paths(certificate)
         for path in paths.values():
@@ -105,8 +84,8 @@ def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts,
                 return HostPlan(target.host.name, facts_digest=facts.digest(),
                                 error=f"{path} is a symlink; refusing to write through it")
         try:
-            c, u = plan_certificate(certificate, paths, facts, passwords, now,
-                                    expected[certificate.name])
+            c, u, until = plan_certificate(certificate, paths, facts, passwords, now,
+                                           expected[certificate.name])
         except HostRefusal as refusal:
             return HostPlan(target.host.name, facts_digest=facts.digest(), error=refusal.message)
         if expected[certificate.name].waiting_for and not isinstance(
@@ -114,6 +93,8 @@ def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts,
             waiting.append(certificate.name)
         changes.extend(c)
         unchanged.extend(u)
+        if until is not None:
+            deadlines.append(until)
     changes.extend(stale_outputs(target, facts))
     changes.extend(reloads_owed(target, facts, changes))
     for site in target.playbook.sites:
@@ -126,7 +107,8 @@ def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts,
             else:
                 unchanged.append(result)
     return HostPlan(target.host.name, tuple(changes), tuple(unchanged), facts.digest(),
-                    waiting=tuple(waiting))
+                    waiting=tuple(waiting), stable_until=min(deadlines, default=None),
+                    read_paths=tuple(sorted(facts.files)))
 
 
 async def _bounded(limit: int, items: list[T], work: Callable[[T], Awaitable[object]]) -> None:

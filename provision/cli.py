@@ -67,6 +67,10 @@ CommandTimeoutOpt = Annotated[
     float, typer.Option("--command-timeout", min=0.1,
                         help="Seconds a command on a host may take.")
 ]
+FullOpt = Annotated[
+    bool, typer.Option("--full", help="Evaluate every host, even when the record of the last "
+                       "converged run shows that no input and no host file changed since.")
+]
 
 
 def _fail(message: str) -> NoReturn:
@@ -135,29 +139,60 @@ def plan(
     accept_new_host_keys: AcceptNewOpt = False,
     connect_timeout: ConnectTimeoutOpt = 10.0,
     command_timeout: CommandTimeoutOpt = 60.0,
+    full: FullOpt = False,
 ) -> None:
     """Show what apply would change on each host, and why. Writes nothing to any host."""
-    from provision import report as render
+    import datetime as dt
+    import time
+
+    from provision import converged
+
+    started_ns = time.time_ns()
+    command = converged.Command(playbook, inventory, limit)
+    hit = converged.lookup(command) if out is None and not full else None
+    if hit is not None:
+        _print_plan(hit.report, output_format)
+        return
+
     from provision.api import run, save_plan
 
     loaded = _load(playbook, inventory, limit, forks,
                    _connect_options(known_hosts, accept_new_host_keys, connect_timeout,
                                     command_timeout))
-    plan_, result = run(loaded, apply=False)
+    moment = dt.datetime.now(dt.UTC)
+    plan_, result = run(loaded, apply=False, now=moment)
+    converged.record(loaded, plan_, result, command, moment, started_ns)
     if out is not None:
         from provision import fsutil
 
         fsutil.write_atomic(out, save_plan(loaded, plan_, limit).encode(), 0o644)
+    _print_plan(result, output_format)
+    if result.failed:
+        raise typer.Exit(1)
+    if detailed_exitcode and plan_.has_changes:
+        raise typer.Exit(2)
+
+
+def _print_plan(result: Report, output_format: PlanFormat) -> None:
+    from provision import report as render
+
     if output_format is PlanFormat.json:
         typer.echo(render.report_json(result), nl=False)
     elif output_format is PlanFormat.markdown:
         typer.echo(render.plan_markdown(result), nl=False)
     else:
         typer.echo(render.plan_text(result), nl=False)
-    if result.failed:
-        raise typer.Exit(1)
-    if detailed_exitcode and plan_.has_changes:
-        raise typer.Exit(2)
+
+
+def _print_recap(result: Report, output_format: OutputFormat, check: bool) -> None:
+    from provision import report as render
+
+    if output_format is OutputFormat.json:
+        typer.echo(render.report_json(result), nl=False)
+    elif check:
+        typer.echo(render.plan_text(result), nl=False)
+    else:
+        typer.echo(render.recap_text(result), nl=False)
 
 
 @app.command()
@@ -176,14 +211,30 @@ def apply(
     connect_timeout: ConnectTimeoutOpt = 10.0,
     command_timeout: CommandTimeoutOpt = 60.0,
     lock_timeout: LockTimeoutOpt = 30.0,
+    full: FullOpt = False,
 ) -> None:
     """Make each host match the playbook (or apply exactly a saved plan); a host that fails
     does not stop the others."""
-    from provision import report as render
-    from provision.api import load_saved, run
-    from provision.errors import ProvisionError
+    import datetime as dt
+    import time
+
+    from provision import converged
     from provision.planfile import is_plan_file
     from provision.progress import for_terminal
+
+    started_ns = time.time_ns()
+    command = None
+    if not is_plan_file(playbook) and inventory is not None:
+        command = converged.Command(playbook, inventory, limit)
+        hit = converged.lookup(command) if not full else None
+        if hit is not None:
+            if not check:
+                converged.replay_progress(hit, for_terminal(len(hit.report.hosts)))
+            _print_recap(hit.report, output_format, check)
+            return
+
+    from provision.api import load_saved, run
+    from provision.errors import ProvisionError
 
     connect = _connect_options(known_hosts, accept_new_host_keys, connect_timeout,
                                command_timeout)
@@ -203,15 +254,13 @@ def apply(
             _fail("missing option -i INVENTORY")
         loaded = _load(playbook, inventory, limit, forks, connect, lock_timeout)
     progress = for_terminal(len(loaded.targets)) if not check else None
-    _plan, result = run(loaded, apply=not check, saved=saved, progress=progress)
+    moment = dt.datetime.now(dt.UTC)
+    plan_, result = run(loaded, apply=not check, saved=saved, progress=progress, now=moment)
+    if command is not None:
+        converged.record(loaded, plan_, result, command, moment, started_ns)
     if not check:
         _write_retry(playbook, result)
-    if output_format is OutputFormat.json:
-        typer.echo(render.report_json(result), nl=False)
-    elif check:
-        typer.echo(render.plan_text(result), nl=False)
-    else:
-        typer.echo(render.recap_text(result), nl=False)
+    _print_recap(result, output_format, check)
     if result.failed:
         raise typer.Exit(1)
 

@@ -8,6 +8,7 @@ holds a private key and can be saved and reviewed.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -59,6 +60,9 @@ class HostPlan:
     facts_digest: str = ""
     error: str | None = None
     waiting: tuple[str, ...] = ()  # certificates waiting for a file (CSR workflow)
+    # The moment the clock alone would change this plan (a renewal window opens); None: never.
+    stable_until: dt.datetime | None = None
+    read_paths: tuple[str, ...] = ()  # the host's files ``facts_digest`` covers
 
     @property
     def has_changes(self) -> bool:

@@ -140,8 +140,12 @@ def _where(template: str, exc: BaseException, compiled: Any) -> str:
 
 class Renderer:
     def __init__(self, search_path: Sequence[Path]) -> None:
+        # Every folder a named template may come from, in order, existing or not (one created
+        # later would shadow the rest).
+        self.candidates = [*search_path, PACKAGED_TEMPLATES]
         self.search_path = [p for p in search_path if p.is_dir()] + [PACKAGED_TEMPLATES]
         self._loaded: dict[str, Any] = {}
+        self._by_path: list[Path] = []
         self.env = _Sandbox(
             loader=FileSystemLoader([str(p) for p in self.search_path]),
             undefined=StrictUndefined,
@@ -190,6 +194,10 @@ class Renderer:
                 type(exc), str(exc))
             raise RenderError(f"{where}: template error: {problem}") from None
 
+    def files_by_path(self) -> list[Path]:
+        """The templates loaded by path rather than by name, so far."""
+        return list(self._by_path)
+
     def _load(self, template: str) -> Any:
         # Once per run, not once per host: a template named by path would otherwise be read
         # and compiled again for every host, and a named one stat()ed for freshness.
@@ -204,6 +212,7 @@ class Renderer:
                     reason = getattr(exc, "strerror", None) or "not UTF-8 text"
                     raise RenderError(f"template {template}: {reason}") from None
                 compiled = self.env.from_string(source)
+                self._by_path.append(path)
             else:
                 compiled = self.env.get_template(template)
             self._loaded[template] = compiled

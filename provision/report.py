@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from provision.api import HostReport, Report
+from provision.outcome import HostReport, Report
 from provision.plan import Change
 
 _WIDTH = 34

@@ -10,29 +10,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from dataclasses import dataclass
 
 from cryptography import x509
 
 from provision.crypto.inspect import check_names, verify_chain
 from provision.errors import ProvisionError
 from provision.model.playbook import Site
+from provision.outcome import NameCheck
 from provision.probe import fetch_chain
 from provision.resources.material import Material
 from provision.targets import Target
-
-
-@dataclass(frozen=True)
-class NameCheck:
-    site: str
-    name: str
-    address: str
-    port: int
-    problem: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.problem is None
 
 
 def _binding_certificate(site: Site, port: int, name: str) -> str | None:

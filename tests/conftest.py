@@ -44,6 +44,16 @@ def require_tool(name: str) -> str:
     return path
 
 
+@pytest.fixture(autouse=True)
+def converged_records(tmp_path_factory: pytest.TempPathFactory,
+                      monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own folder of converged records (never the user's ~/.cache), so a
+    record one test made never answers another's run."""
+    folder = tmp_path_factory.mktemp("records")
+    monkeypatch.setenv("PROVISION_CACHE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def openssl() -> str:
     return require_tool("openssl")

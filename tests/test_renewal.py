@@ -113,7 +113,9 @@ def test_renewal_window_reissues(here: Path, policy: str) -> None:
 
     settled = run_at(playbook, later, apply=False)
     assert not settled.plan.changes
-    assert any(u.reason.startswith("valid, expires in 396 days") for u in settled.plan.unchanged)
+    # Reissued at `later` (backdated an hour) for 397 days: the reason names the new date.
+    until = (later - dt.timedelta(hours=1) + 397 * DAY).strftime("%Y-%m-%d %H:%M UTC")
+    assert f"valid until {until}" in [u.reason for u in settled.plan.unchanged]
 
 
 def test_expired_certificate_is_renewed(here: Path) -> None:

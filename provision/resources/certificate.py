@@ -60,6 +60,9 @@ class Decision:
     action: Action | None
     reason: str
     new_key: bool = False
+    # For a decision to leave the certificate alone: the moment the clock alone would change
+    # it (the renewal window opens). None: the clock cannot change it.
+    until: dt.datetime | None = None
 
 
 def read_current(
@@ -201,7 +204,9 @@ def decide_supplied(
             current.key is None or not keys.matches(current.key, supplied.leaf.public_key())  # type: ignore[arg-type]
         ):
             return Decision("replace", "key does not match certificate", new_key=True)
-        return Decision(None, f"installed, expires in {_days(left)}")
+        expires = supplied.leaf.not_valid_after_utc
+        return Decision(None, f"installed, valid until {_date(expires)}",
+                        until=expires - dt.timedelta(days=spec.renew_before_days))
     if current.leaf.issuer != supplied.leaf.issuer or compare.is_self_signed(current.leaf):
         before = ("self-signed" if compare.is_self_signed(current.leaf)
                   else current.leaf.issuer.rfc4514_string())
@@ -245,7 +250,10 @@ def _renewal(
                 f"validity changed: {round(lifetime)} -> {spec.validity_days} days",
                 new_key=rotate,
             )
-    return Decision(None, f"valid, expires in {_days(left)}")
+    # The date, not a count of days: an unchanged plan reads the same tomorrow.
+    expires = leaf.not_valid_after_utc
+    return Decision(None, f"valid until {_date(expires)}",
+                    until=expires - dt.timedelta(days=spec.renew_before_days))
 
 
 def _days(days: float) -> str:
@@ -275,8 +283,9 @@ def plan_certificate(
     passwords: Mapping[str, bytes],
     now: dt.datetime,
     expected: Expected = Expected(),
-) -> tuple[list[Change], list[Unchanged]]:
-    """The certificate's own change (if any) and one change or no-op per output."""
+) -> tuple[list[Change], list[Unchanged], dt.datetime | None]:
+    """The certificate's own change (if any), one change or no-op per output, and the moment
+    the clock alone would change the certificate's decision (None: it cannot)."""
     current = read_current(spec, paths, facts, passwords)
     decision = _decision(spec, current, now, expected)
     changes: list[Change] = []
@@ -316,7 +325,7 @@ def plan_certificate(
             changes.append(change)
         else:
             unchanged.append(change)
-    return changes, unchanged
+    return changes, unchanged, decision.until
 
 
 def _decision(

@@ -1,0 +1,355 @@
+"""The converged record: answer a run that would change nothing without evaluating it again.
+
+A host's plan is a pure function of the run's inputs (the playbook, the inventory and its
+variables files, the templates, the controller's authority and supplied files, provision
+itself), of the files read from the host, and of the clock. When a ``plan`` or ``apply`` finds
+every selected host converged, it records a digest of each of those inputs, each host's files
+and digest, and the moment the clock alone would change a decision (the first renewal window
+to open). The next run of the same command (same folder, playbook, inventory and ``--limit``)
+reads all of them again and compares digests before anything else. Reading and hashing is a
+few per cent of evaluating the playbook for every host, rendering its site and parsing its
+certificates; when every digest matches, the plan *is* the recorded empty plan, and the run
+prints it as a full run would. When anything differs, by one byte of one file, the run is
+evaluated in full, as if there were no record.
+
+Only runs that can be checked this way are recorded: every host local (an SSH host's files
+cost a network round trip however they are compared), no password (a digest of a password
+would be worth guessing against, so none is stored), no site with ``verify:`` (an apply proves
+over the network what is served, every time), no ``--limit @file``. ``--full`` skips the
+record; deleting it (``PROVISION_CACHE_DIR``, by default ``~/.cache/provision``) is always
+safe.
+
+This module imports nothing heavy: on a hit, cryptography, jinja2 and pydantic are never loaded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+import json
+import os
+import stat
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from provision.errors import ProvisionError
+from provision.facts import files_digest
+from provision.outcome import HostReport, Report
+from provision.plan import HostPlan, Unchanged
+from provision.progress import Progress
+from provision.transport.local import read_file
+
+if TYPE_CHECKING:
+    from provision.loading import Loaded
+    from provision.plan import Plan
+
+FORMAT = "provision-converged/1"
+# Kept per (folder, playbook, inventory, limit): the oldest records beyond this are removed.
+MAX_RECORDS = 64
+# An input changed less than this before the run started may have been written during it, by
+# a clock that ticks coarsely (file times lag the real clock by up to a scheduler tick).
+EDIT_MARGIN_NS = 50_000_000
+
+
+class Unrecordable(Exception):
+    """This run's answer cannot be proven again from digests alone."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """What identifies a run: the same command in the same folder finds its record."""
+
+    playbook: str
+    inventory: str
+    limit: str | None
+
+    def key(self) -> str:
+        identity = json.dumps([os.getcwd(), self.playbook, self.inventory, self.limit])
+        return hashlib.sha256(identity.encode()).hexdigest()[:32]
+
+
+def cache_dir() -> Path:
+    configured = os.environ.get("PROVISION_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "provision"
+
+
+def record_path(command: Command) -> Path:
+    return cache_dir() / "converged" / f"{command.key()}.json"
+
+
+# --- digests ------------------------------------------------------------------------------
+
+
+def _file_digest(path: str, edited_before_ns: int | None) -> str:
+    """The content's digest; 'missing' or 'not a file' otherwise. With ``edited_before_ns``,
+    a file changed after that moment is refused (it may differ from what the run read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    try:
+        info = os.fstat(fd)
+        if edited_before_ns is not None and info.st_mtime_ns >= edited_before_ns:
+            raise Unrecordable(f"{path} changed while the run read it")
+        if not stat.S_ISREG(info.st_mode):
+            return "not a file"
+        h = hashlib.sha256()
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
+        return h.hexdigest()
+    finally:
+        os.close(fd)
+
+
+def _tree_files(root: str) -> Iterator[str]:
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        subfolders.sort()
+        for name in sorted(files):
+            yield os.path.join(folder, name)
+
+
+def _tree_digest(root: str, edited_before_ns: int | None) -> str:
+    """Every file under ``root`` by relative path and content: a template added beside the
+    others (which could shadow one) changes it as surely as an edited one."""
+    if not os.path.isdir(root):
+        return "missing"
+    h = hashlib.sha256()
+    for path in _tree_files(root):
+        h.update(os.path.relpath(path, root).encode() + b"\0")
+        h.update(_file_digest(path, edited_before_ns).encode() + b"\0")
+    return h.hexdigest()
+
+
+def input_digest(entry: str, edited_before_ns: int | None = None) -> str:
+    kind, path = entry.split(":", 1)
+    if kind == "tree":
+        return _tree_digest(path, edited_before_ns)
+    return _file_digest(path, edited_before_ns)
+
+
+def code_digest() -> str:
+    """provision's own source, by name, size and modification time (a new version, or an
+    edited checkout, must not reuse what the old code decided), and the interpreter's version."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    h = hashlib.sha256(sys.version.encode())
+    for path in _tree_files(package):
+        if path.endswith(".py"):
+            info = os.stat(path)
+            h.update(f"{os.path.relpath(path, package)}\0{info.st_size}\0"
+                     f"{info.st_mtime_ns}\0".encode())
+    return h.hexdigest()
+
+
+# --- recording, after a full run ----------------------------------------------------------
+
+
+def record(loaded: Loaded, plan: Plan, report: Report, command: Command,
+           now: dt.datetime, started_ns: int) -> bool:
+    """Record the run if it found every host converged and can be proven so again; returns
+    whether it did. Never fails the run: a record that cannot be written is not written."""
+    try:
+        document = _record_document(loaded, plan, report, command, now, started_ns)
+    except Unrecordable:
+        return False
+    path = record_path(command)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _write(path, json.dumps(document, separators=(",", ":")).encode())
+        _prune(path.parent)
+    except (OSError, ProvisionError):
+        return False
+    return True
+
+
+def _record_document(loaded: Loaded, plan: Plan, report: Report, command: Command,
+                     now: dt.datetime, started_ns: int) -> dict[str, Any]:
+    _check_recordable(loaded, plan, report, command)
+    edited_before = started_ns - EDIT_MARGIN_NS
+    inputs = {entry: input_digest(entry, edited_before) for entry in controller_inputs(loaded)}
+    return {
+        "format": FORMAT,
+        "code": code_digest(),
+        "recorded": _iso(now),
+        "until": _iso(_stable_until(loaded, plan)),
+        "inputs": inputs,
+        "batches": _batch_sizes(loaded),
+        "hosts": [_host_entry(loaded, host) for host in plan.hosts],
+    }
+
+
+def _check_recordable(loaded: Loaded, plan: Plan, report: Report, command: Command) -> None:
+    from provision.model.playbook import ProvidedSource
+    from provision.transport.local import LocalTransport
+
+    if not loaded.targets:
+        raise Unrecordable("no host")
+    if command.limit is not None and "@" in command.limit:
+        raise Unrecordable("a --limit @file is read at run time")
+    if any(h.status != "ok" for h in report.hosts) or any(
+            h.error or h.changes for h in plan.hosts):
+        raise Unrecordable("not converged")
+    if loaded.passwords or any(store.pending for store in loaded.authorities.values()):
+        raise Unrecordable("passwords are never digested; a pending authority is created")
+    for target in loaded.targets:
+        if not isinstance(target.transport, LocalTransport):
+            raise Unrecordable(f"{target.host.name} is not local")
+        if any(site.verify for site in target.playbook.sites):
+            raise Unrecordable("apply verifies over the network every time")
+        if any(isinstance(c.source, ProvidedSource) and c.source.password is not None
+               for c in target.playbook.certificates):
+            raise Unrecordable("passwords are never digested")
+
+
+def controller_inputs(loaded: Loaded) -> list[str]:
+    """Every file and folder on the controller that the run's plan was computed from."""
+    from provision.model.playbook import ProvidedSource
+
+    inventory = Path(loaded.inventory.file).absolute()
+    entries = [
+        f"file:{Path(loaded.playbook.file).absolute()}",
+        f"file:{inventory}",
+        f"tree:{inventory.parent / 'group_vars'}",
+        f"tree:{inventory.parent / 'host_vars'}",
+    ]
+    entries += [f"tree:{folder.absolute()}" for folder in loaded.renderer.candidates]
+    entries += [f"file:{path.absolute()}" for path in loaded.renderer.files_by_path()]
+    for store in loaded.authorities.values():
+        from provision.authority import CERTIFICATE_FILE, KEY_FILE, SERIAL_FILE
+
+        entries += [f"file:{(store.folder / name).absolute()}"
+                    for name in (KEY_FILE, CERTIFICATE_FILE, SERIAL_FILE)]
+    for target in loaded.targets:
+        for certificate in target.playbook.certificates:
+            source = certificate.source
+            if isinstance(source, ProvidedSource):
+                for name in (source.certificate, source.key, source.chain, source.root):
+                    if name is not None:
+                        entries.append(f"file:{(loaded.folder / name).absolute()}")
+    return sorted(set(entries))
+
+
+def _stable_until(loaded: Loaded, plan: Plan) -> dt.datetime | None:
+    """The first moment the clock alone could change the plan: a host's renewal window, or a
+    controller certificate (authority, supplied chain) expiring."""
+    moments = [h.stable_until for h in plan.hosts if h.stable_until is not None]
+    for store in loaded.authorities.values():
+        if store.material is not None:
+            moments.append(store.material.leaf.not_valid_after_utc)
+    for supplied in loaded.supplied.values():
+        if supplied is not None:
+            moments += [c.not_valid_after_utc for c in (supplied.leaf, *supplied.chain)]
+            if supplied.root is not None:
+                moments.append(supplied.root.not_valid_after_utc)
+    return min(moments, default=None)
+
+
+def _batch_sizes(loaded: Loaded) -> list[int]:
+    from provision.batches import batches
+
+    serial = loaded.targets[0].playbook.serial
+    return [len(batch) for batch in batches(loaded.targets, serial)]
+
+
+def _host_entry(loaded: Loaded, host: HostPlan) -> dict[str, Any]:
+    from provision.journal import journal_path
+    from provision.lock import LOCK_FILE
+
+    target = next(t for t in loaded.targets if t.host.name == host.host)
+    return {
+        "name": host.host,
+        "digest": host.facts_digest,
+        "files": list(host.read_paths),
+        # Present only while another run works on the host, or after one was killed: either
+        # way the full run (which waits for the lock, or finishes the journal) must answer.
+        "absent": [journal_path(target.certificates_dir),
+                   os.path.join(target.certificates_dir, LOCK_FILE)],
+        "unchanged": [[u.resource, u.reason] for u in host.unchanged],
+    }
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Atomic, not durable: a record lost in a crash only costs one full run."""
+    from provision import fsutil
+
+    fsutil.commit(fsutil.stage(str(path), data, 0o600, durable=False), str(path),
+                  durable=False)
+
+
+def _prune(folder: Path) -> None:
+    records = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+    for stale in records[:-MAX_RECORDS]:
+        stale.unlink(missing_ok=True)
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+# --- the check, before a run -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hit:
+    report: Report
+    batches: list[int]
+
+
+def lookup(command: Command, now: dt.datetime | None = None) -> Hit | None:
+    """The recorded empty plan, if every digest still matches; None means "run in full"."""
+    try:
+        document = json.loads(record_path(command).read_bytes())
+        return _check(document, now or dt.datetime.now(dt.UTC))
+    except (OSError, ValueError, KeyError, TypeError, ProvisionError):
+        return None  # no record, an unreadable one, or a host file unreadable: run in full
+
+
+def _check(document: dict[str, Any], now: dt.datetime) -> Hit | None:
+    if document.get("format") != FORMAT:
+        return None
+    recorded = dt.datetime.fromisoformat(document["recorded"])
+    until = document["until"]
+    if now < recorded or (until is not None and now >= dt.datetime.fromisoformat(until)):
+        return None  # the clock moved past a decision (or backwards): decide again
+    if document["code"] != code_digest():
+        return None
+    for entry, digest in document["inputs"].items():
+        if input_digest(entry) != digest:
+            return None
+    reports = []
+    for host in document["hosts"]:
+        report = _check_host(host)
+        if report is None:
+            return None
+        reports.append(report)
+    return Hit(Report(reports), list(document["batches"]))
+
+
+def _check_host(host: dict[str, Any]) -> HostReport | None:
+    started = time.perf_counter()
+    if any(os.path.lexists(path) for path in host["absent"]):
+        return None
+    files = {path: read_file(path) for path in host["files"]}
+    if files_digest(files) != host["digest"]:
+        return None
+    unchanged = tuple(Unchanged(resource, reason) for resource, reason in host["unchanged"])
+    plan = HostPlan(host["name"], unchanged=unchanged, facts_digest=host["digest"],
+                    read_paths=tuple(host["files"]))
+    return HostReport(host["name"], "ok", plan, seconds=time.perf_counter() - started)
+
+
+def replay_progress(hit: Hit, progress: Progress) -> None:
+    """Tell the progress display what a full run would have told it."""
+    hosts = iter(hit.report.hosts)
+    for index, size in enumerate(hit.batches, start=1):
+        progress.batch(index, len(hit.batches), size)
+        for host in itertools.islice(hosts, size):
+            progress.host_done(host.host, host.status)
+    progress.close()

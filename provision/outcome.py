@@ -1,0 +1,49 @@
+"""What a run did to each host, as plain data for the report.
+
+Kept apart from the api (which imports cryptography, jinja2 and pydantic) so that a run answered
+from the converged record can be reported without importing them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from provision.plan import HostPlan
+
+
+@dataclass(frozen=True)
+class NameCheck:
+    """One name of a site, connected to over TLS after apply."""
+
+    site: str
+    name: str
+    address: str
+    port: int
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+@dataclass
+class HostReport:
+    host: str
+    status: str  # ok | changed | failed | skipped
+    plan: HostPlan
+    error: str | None = None
+    seconds: float = 0.0
+    backup: str | None = None
+    verified: list[NameCheck] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    hosts: list[HostReport] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(h.status in ("failed", "skipped") for h in self.hosts)
+
+    def count(self, status: str) -> int:
+        return sum(1 for h in self.hosts if h.status == status)

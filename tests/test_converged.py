@@ -1,0 +1,309 @@
+"""The converged record (issue 9): a run that would change nothing is answered from digests.
+
+Every test here proves one of two things. A *hit* never evaluates the playbook (``api.load`` is
+counted, and a hit does not call it) and prints exactly what the full run prints. A *miss* (any
+input, any host file, the clock) is evaluated in full, which the change it prints shows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import Cli
+
+from provision import converged
+
+PLAYBOOK = "playbooks/callmanager-https.yml"
+INVENTORY = "inventory/example.yml"
+HOSTS = ("cm-pub-01", "cm-sub-01", "cm-sub-02")
+
+
+def age(project: Path) -> None:
+    """Make every file look edited a minute ago: a record is only made from inputs that were
+    not being edited while the run read them, and a test writes its inputs just before."""
+    past = time.time() - 60
+    for path in project.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.utime(path, (past, past))
+
+
+def host_dir(project: Path, host: str) -> Path:
+    return project / ".provision" / "fleet" / host
+
+
+def records(folder: Path) -> list[Path]:
+    return sorted((folder / "converged").glob("*.json"))
+
+
+@pytest.fixture
+def evaluations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The playbooks evaluated in full; a run answered from the record adds nothing."""
+    import provision.api as api
+
+    calls: list[str] = []
+    real = api.load
+
+    def counting(playbook: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(str(playbook))
+        return real(playbook, *args, **kwargs)
+
+    monkeypatch.setattr(api, "load", counting)
+    return calls
+
+
+def converge(cli: Cli, project: Path, *extra: str, playbook: str = PLAYBOOK,
+             env: dict[str, str] | None = None) -> None:
+    """Apply, then apply again: the second run finds every host converged (and records it)."""
+    first = cli("apply", playbook, "-i", INVENTORY, *extra, env=env)
+    assert first.exit_code == 0, first.stdout + first.stderr
+    age(project)
+    second = cli("apply", playbook, "-i", INVENTORY, *extra, env=env)
+    assert second.exit_code == 0, second.stdout + second.stderr
+    assert "changed 0" in second.stdout
+
+
+@pytest.fixture
+def recorded(project: Path, cli: Cli, evaluations: list[str],
+             converged_records: Path) -> Path:
+    converge(cli, project)
+    assert len(records(converged_records)) == 1
+    evaluations.clear()
+    return project
+
+
+# --- hits -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [
+    ["plan"],
+    ["plan", "--format", "json"],
+    ["plan", "--format", "markdown"],
+    ["plan", "--detailed-exitcode"],
+    ["apply"],
+    ["apply", "--check"],
+    ["apply", "--format", "json"],
+])
+def test_a_converged_fleet_is_answered_as_the_full_run_answers(
+        recorded: Path, cli: Cli, evaluations: list[str], command: list[str]) -> None:
+    fast = cli(*command, PLAYBOOK, "-i", INVENTORY)
+    assert evaluations == []
+    full = cli(*command, PLAYBOOK, "-i", INVENTORY, "--full")
+    assert evaluations == [PLAYBOOK]
+    assert (fast.exit_code, fast.stderr) == (full.exit_code, full.stderr) == (0, "")
+
+    def without_timings(text: str) -> str:
+        return re.sub(r'"seconds": [0-9.e-]+', '"seconds": 0', text)
+
+    assert without_timings(fast.stdout) == without_timings(full.stdout)
+    assert "no changes" in fast.stdout or "changed 0" in fast.stdout or '"changed": 0' in \
+        fast.stdout
+
+
+def test_the_record_holds_digests_and_words_never_content(recorded: Path,
+                                                          converged_records: Path) -> None:
+    document = json.loads(records(converged_records)[0].read_text())
+    assert document["format"] == converged.FORMAT
+    assert [h["name"] for h in document["hosts"]] == list(HOSTS)
+    text = json.dumps(document)
+    key = (host_dir(recorded, "cm-pub-01") / "certificates" / "httpscert.key").read_text()
+    assert "PRIVATE KEY" in key and "PRIVATE" not in text
+    assert all(re.fullmatch(r"[0-9a-f]{64}|missing", d) for d in document["inputs"].values())
+
+
+def test_a_hit_writes_nothing_anywhere(recorded: Path, cli: Cli, converged_records: Path,
+                                       evaluations: list[str]) -> None:
+    from conftest import snapshot
+
+    before = snapshot(recorded), snapshot(converged_records)
+    assert cli("apply", PLAYBOOK, "-i", INVENTORY).exit_code == 0
+    assert evaluations == []
+    assert (snapshot(recorded), snapshot(converged_records)) == before
+
+
+# --- misses: every input, every host file ----------------------------------------------------
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+CHANGES: dict[str, tuple[Callable[[Path], None], str]] = {
+    "playbook edited": (
+        lambda p: _edit(p / PLAYBOOK, "localhost, 127.0.0.1]", "localhost]"),
+        "names changed: -127.0.0.1"),
+    "inventory edited": (
+        lambda p: _edit(p / INVENTORY, "10.10.0.12", "10.10.0.22"),
+        "names changed: +10.10.0.22 -10.10.0.12"),
+    "group_vars added": (
+        lambda p: _write(p / "inventory" / "group_vars" / "all.yml", "www_root: /srv/www\n"),
+        "update   site Default Web Site"),
+    "host_vars added": (
+        lambda p: _write(p / "inventory" / "host_vars" / "cm-sub-01.yml", "www_root: /srv\n"),
+        "update   site Default Web Site"),
+    "template edited": (
+        lambda p: _write(p / "templates" / "nginx" / "site.conf.j2",
+                         (p / "templates" / "nginx" / "site.conf.j2").read_text() + "# x\n"),
+        "update   site Default Web Site"),
+    "template shadowed by one beside the playbook": (
+        lambda p: _write(p / "playbooks" / "templates" / "nginx" / "site.conf.j2", "# mine\n"),
+        "update   site Default Web Site"),
+    "certificate deleted on a host": (
+        lambda p: (host_dir(p, "cm-sub-02") / "certificates" / "httpscert.pem").unlink(),
+        "create   file httpscert.pem"),
+    "site config edited on a host": (
+        lambda p: _write(host_dir(p, "cm-pub-01") / "nginx" / "default-web-site.conf", "x\n"),
+        "update   site Default Web Site"),
+    "key made readable on a host": (
+        lambda p: (host_dir(p, "cm-pub-01") / "certificates" / "httpscert.key").chmod(0o644),
+        "file httpscert.key"),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_any_changed_input_or_host_file_is_evaluated_in_full(
+        recorded: Path, cli: Cli, evaluations: list[str], change: str) -> None:
+    mutate, expected = CHANGES[change]
+    mutate(recorded)
+    age(recorded)
+    result = cli("plan", PLAYBOOK, "-i", INVENTORY)
+    assert evaluations == [PLAYBOOK]
+    assert expected in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("name", [".provision.lock", ".provision-journal.json"])
+def test_another_runs_lock_or_journal_sends_the_run_in_full(
+        recorded: Path, cli: Cli, evaluations: list[str], name: str) -> None:
+    # Another run holds the host (the full run waits for it) or was killed on it (the full run
+    # finishes its journal): neither may be answered from the record.
+    (host_dir(recorded, "cm-sub-01") / "certificates" / name).write_text("{}")
+    cli("plan", PLAYBOOK, "-i", INVENTORY)
+    assert evaluations == [PLAYBOOK]
+
+
+def test_an_authority_replaced_on_the_controller_is_noticed(
+        project: Path, cli: Cli, evaluations: list[str], converged_records: Path) -> None:
+    book = yaml.safe_load((project / "playbooks" / "callmanager-https-ca.yml").read_text())
+    for certificate in book["certificates"]:
+        certificate["outputs"] = [o for o in certificate["outputs"] if "password" not in o]
+    (project / "playbooks" / "ca.yml").write_text(yaml.safe_dump(book, sort_keys=False))
+    converge(cli, project, playbook="playbooks/ca.yml")
+    assert len(records(converged_records)) == 1
+
+    pki = project / "playbooks" / "pki" / "voice-root"
+    for file in pki.iterdir():
+        file.unlink()
+    assert cli("ca", "init", "playbooks/ca.yml", "voice-root").exit_code == 0
+    age(project)
+    evaluations.clear()
+    result = cli("plan", "playbooks/ca.yml", "-i", INVENTORY)
+    assert evaluations == ["playbooks/ca.yml"]
+    assert "replace  certificate httpscert" in result.stdout, result.stdout
+
+
+def test_another_limit_has_its_own_record(recorded: Path, cli: Cli,
+                                          evaluations: list[str]) -> None:
+    for _ in range(2):
+        result = cli("plan", PLAYBOOK, "-i", INVENTORY, "--limit", "cm-pub-01")
+        assert result.stdout.startswith("cm-pub-01: no changes\n")
+        assert "cm-sub-01" not in result.stdout
+    assert evaluations == [PLAYBOOK]  # the first evaluated (and recorded), the second not
+
+
+def test_changed_provision_code_is_evaluated_in_full(
+        recorded: Path, cli: Cli, evaluations: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(converged, "code_digest", lambda: "another version")
+    cli("plan", PLAYBOOK, "-i", INVENTORY)
+    assert evaluations == [PLAYBOOK]
+
+
+# --- the clock ---------------------------------------------------------------------------------
+
+
+def test_the_record_holds_until_the_first_renewal_window_opens(
+        recorded: Path, converged_records: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography import x509
+
+    document = json.loads(records(converged_records)[0].read_text())
+    leaves = [x509.load_der_x509_certificate(
+        (host_dir(recorded, h) / "certificates" / "httpscert.cer").read_bytes()) for h in HOSTS]
+    first_window = min(c.not_valid_after_utc for c in leaves) - dt.timedelta(days=30)
+    until = dt.datetime.fromisoformat(document["until"])
+    assert until == first_window
+    recorded_at = dt.datetime.fromisoformat(document["recorded"])
+
+    monkeypatch.chdir(recorded)
+    command = converged.Command(PLAYBOOK, INVENTORY, None)
+    second = dt.timedelta(seconds=1)
+    assert converged.lookup(command, now=recorded_at) is not None
+    assert converged.lookup(command, now=until - second) is not None
+    assert converged.lookup(command, now=until) is None  # the window opens: decide again
+    assert converged.lookup(command, now=recorded_at - second) is None  # the clock went back
+
+
+# --- runs that are never recorded ------------------------------------------------------------
+
+
+def test_a_run_with_a_password_is_never_recorded(project: Path, cli: Cli,
+                                                 converged_records: Path) -> None:
+    book = yaml.safe_load((project / PLAYBOOK).read_text())
+    book["certificates"][0]["outputs"].append(
+        {"file": "httpscert.pfx", "format": "pkcs12", "password": {"env": "PFX_PASSWORD"}})
+    (project / "playbooks" / "pfx.yml").write_text(yaml.safe_dump(book, sort_keys=False))
+    converge(cli, project, playbook="playbooks/pfx.yml", env={"PFX_PASSWORD": "s3cret-pfx"})
+    assert records(converged_records) == []
+
+
+def test_a_site_verified_after_apply_is_never_recorded(project: Path, cli: Cli,
+                                                       converged_records: Path) -> None:
+    converge(cli, project)
+    records(converged_records)[0].unlink()
+    _edit(project / PLAYBOOK, "    reload: false\n", "    reload: false\n    verify: true\n")
+    age(project)
+    for _ in range(2):
+        assert "no changes" in cli("plan", PLAYBOOK, "-i", INVENTORY).stdout
+    assert records(converged_records) == []
+
+
+def test_an_input_edited_during_the_run_is_not_recorded(project: Path, cli: Cli,
+                                                        converged_records: Path) -> None:
+    assert cli("apply", PLAYBOOK, "-i", INVENTORY).exit_code == 0
+    soon = time.time() + 30  # as if written while the next run was reading it
+    os.utime(project / INVENTORY, (soon, soon))
+    assert "changed 0" in cli("apply", PLAYBOOK, "-i", INVENTORY).stdout
+    assert records(converged_records) == []
+
+
+def test_a_limit_read_from_a_file_is_not_recorded(project: Path, cli: Cli,
+                                                  converged_records: Path) -> None:
+    (project / "hosts.retry").write_text("cm-pub-01\n")
+    converge(cli, project, "--limit", "@hosts.retry")
+    assert records(converged_records) == []
+
+
+def test_batches_are_shown_as_the_full_run_shows_them(
+        project: Path, cli: Cli, evaluations: list[str]) -> None:
+    _edit(project / PLAYBOOK, "hosts: callmanager\n", "hosts: callmanager\nserial: 2\n")
+    converge(cli, project)
+    evaluations.clear()
+    fast = cli("apply", PLAYBOOK, "-i", INVENTORY)
+    full = cli("apply", PLAYBOOK, "-i", INVENTORY, "--full")
+    assert evaluations == [PLAYBOOK]
+    assert fast.stderr == full.stderr == "batch 1/2: 2 hosts\nbatch 2/2: 1 host\n"
+    assert fast.stdout == full.stdout
