@@ -12,8 +12,9 @@ FLEET = ROOT / "bench" / "fleet.py"
 
 KEY_ROWS = {
     "floor.keygen.sequential", "floor.keygen.threads", "floor.keygen.processes", "floor.keygen",
-    "floor.read_parse", "apply.fresh", "apply.nochange", "apply.nochange.api", "plan.nochange",
-    "plan.onechange", "apply.onechange",
+    "floor.read_parse", "apply.fresh", "apply.nochange.full", "apply.nochange",
+    "apply.nochange.api", "plan.nochange.full", "plan.nochange", "plan.onechange",
+    "apply.onechange",
 }
 SHARED_ROWS = {"floor.python", "cli.help", "cli.validate", "floor.write"}
 
@@ -49,9 +50,11 @@ def test_quick_run_writes_markdown_and_json(tmp_path: Path) -> None:
 
     markdown = (out / "fleet-5.md").read_text()
     assert markdown.startswith("# provision fleet benchmark: 5 hosts")
-    for label in ("provision apply, fresh fleet (CLI)", "provision apply, no change (CLI)",
+    for label in ("provision apply, fresh fleet (CLI)",
+                  "provision apply --full, no change (CLI, every host evaluated)",
+                  "provision apply, no change (CLI, answered from the converged record)",
                   "provision apply, no change (in-process api: load + run)",
-                  "provision plan, no change (CLI)",
+                  "provision plan, no change (CLI, answered from the converged record)",
                   "provision plan, one host's certificate deleted (CLI)",
                   "floor: read + parse cer, pem, key of every host",
                   "floor: keys + certificates across cores (faster of the two)",

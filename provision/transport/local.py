@@ -139,7 +139,12 @@ def read_file(path: str) -> FileState:
 
 
 def _read_all(fd: int, size_hint: int) -> bytes:
-    chunks = [os.read(fd, max(size_hint, 4096))]
+    # One byte more than the size: a short read is the end of a regular file, so an unchanged
+    # file costs one read, not two (this runs for every file of every host).
+    first = os.read(fd, size_hint + 1)
+    if len(first) <= size_hint:
+        return first
+    chunks = [first]
     while chunks[-1]:
         chunks.append(os.read(fd, 65536))
     return b"".join(chunks)
