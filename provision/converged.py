@@ -128,23 +128,39 @@ def _tree_digest(root: str, edited_before_ns: int | None) -> str:
     return h.hexdigest()
 
 
-def input_digest(entry: str, edited_before_ns: int | None = None) -> str:
-    kind, path = entry.split(":", 1)
-    if kind == "tree":
-        return _tree_digest(path, edited_before_ns)
-    return _file_digest(path, edited_before_ns)
+def inputs_digest(entries: list[str], edited_before_ns: int | None = None) -> str:
+    """Each entry is ``file:PATH`` or ``tree:PATH`` (every file below a folder)."""
+    h = hashlib.sha256()
+    for entry in entries:
+        kind, path = entry.split(":", 1)
+        digest = (_tree_digest(path, edited_before_ns) if kind == "tree"
+                  else _file_digest(path, edited_before_ns))
+        h.update(f"{entry}\0{digest}\0".encode())
+    return h.hexdigest()
+
+
+# Libraries whose upgrade could change what a plan decides or prints.
+LIBRARIES = ("cryptography", "jinja2", "pydantic", "yaml")
 
 
 def code_digest() -> str:
-    """provision's own source, by name, size and modification time (a new version, or an
-    edited checkout, must not reuse what the old code decided), and the interpreter's version."""
+    """provision's own source by name, size and modification time, the same of each library's
+    entry module, and the interpreter's version: a new version (or an edited checkout) must not
+    reuse what the old code decided. Nothing is imported to find them."""
+    from importlib.util import find_spec
+
     package = os.path.dirname(os.path.abspath(__file__))
+    files = [path for path in _tree_files(package) if path.endswith(".py")]
+    for name in LIBRARIES:
+        spec = find_spec(name)
+        files.append(spec.origin if spec is not None and spec.origin else f"no {name}")
     h = hashlib.sha256(sys.version.encode())
-    for path in _tree_files(package):
-        if path.endswith(".py"):
+    for path in files:
+        try:
             info = os.stat(path)
-            h.update(f"{os.path.relpath(path, package)}\0{info.st_size}\0"
-                     f"{info.st_mtime_ns}\0".encode())
+            h.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
+        except OSError:
+            h.update(f"{path}\0missing\0".encode())
     return h.hexdigest()
 
 
@@ -172,14 +188,15 @@ def record(loaded: Loaded, plan: Plan, report: Report, command: Command,
 def _record_document(loaded: Loaded, plan: Plan, report: Report, command: Command,
                      now: dt.datetime, started_ns: int) -> dict[str, Any]:
     _check_recordable(loaded, plan, report, command)
-    edited_before = started_ns - EDIT_MARGIN_NS
-    inputs = {entry: input_digest(entry, edited_before) for entry in controller_inputs(loaded)}
+    entries = controller_inputs(loaded)
     return {
         "format": FORMAT,
         "code": code_digest(),
         "recorded": _iso(now),
         "until": _iso(_stable_until(loaded, plan)),
-        "inputs": inputs,
+        # One digest for all of them: no digest of a single key file is kept.
+        "inputs": {"entries": entries,
+                   "digest": inputs_digest(entries, started_ns - EDIT_MARGIN_NS)},
         "batches": _batch_sizes(loaded),
         "hosts": [_host_entry(loaded, host) for host in plan.hosts],
     }
@@ -320,9 +337,9 @@ def _check(document: dict[str, Any], now: dt.datetime) -> Hit | None:
         return None  # the clock moved past a decision (or backwards): decide again
     if document["code"] != code_digest():
         return None
-    for entry, digest in document["inputs"].items():
-        if input_digest(entry) != digest:
-            return None
+    inputs = document["inputs"]
+    if inputs_digest(inputs["entries"]) != inputs["digest"]:
+        return None
     reports = []
     for host in document["hosts"]:
         report = _check_host(host)

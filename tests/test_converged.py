@@ -116,7 +116,8 @@ def test_the_record_holds_digests_and_words_never_content(recorded: Path,
     text = json.dumps(document)
     key = (host_dir(recorded, "cm-pub-01") / "certificates" / "httpscert.key").read_text()
     assert "PRIVATE KEY" in key and "PRIVATE" not in text
-    assert all(re.fullmatch(r"[0-9a-f]{64}|missing", d) for d in document["inputs"].values())
+    assert re.fullmatch(r"[0-9a-f]{64}", document["inputs"]["digest"])
+    assert f"file:{recorded / PLAYBOOK}" in document["inputs"]["entries"]
 
 
 def test_a_hit_writes_nothing_anywhere(recorded: Path, cli: Cli, converged_records: Path,
@@ -231,6 +232,19 @@ def test_changed_provision_code_is_evaluated_in_full(
     monkeypatch.setattr(converged, "code_digest", lambda: "another version")
     cli("plan", PLAYBOOK, "-i", INVENTORY)
     assert evaluations == [PLAYBOOK]
+
+
+def test_an_upgraded_library_changes_the_code_digest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    library = tmp_path / "somelib"
+    library.mkdir()
+    (library / "__init__.py").write_text("VERSION = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(converged, "LIBRARIES", ("somelib",))
+    before = converged.code_digest()
+    assert converged.code_digest() == before
+    (library / "__init__.py").write_text("VERSION = 22\n")  # what an upgrade does
+    assert converged.code_digest() != before
 
 
 # --- the clock ---------------------------------------------------------------------------------
