@@ -148,7 +148,7 @@ def plan(
     from provision import converged
 
     started_ns = time.time_ns()
-    command = converged.Command(playbook, inventory, limit)
+    command = converged.Command("plan", playbook, inventory, limit)
     hit = converged.lookup(command) if out is None and not full else None
     if hit is not None:
         _print_plan(hit.report, output_format)
@@ -225,7 +225,7 @@ def apply(
     started_ns = time.time_ns()
     command = None
     if not is_plan_file(playbook) and inventory is not None:
-        command = converged.Command(playbook, inventory, limit)
+        command = converged.Command("plan" if check else "apply", playbook, inventory, limit)
         hit = converged.lookup(command) if not full else None
         if hit is not None:
             if not check:
@@ -254,6 +254,8 @@ def apply(
             _fail("missing option -i INVENTORY")
         loaded = _load(playbook, inventory, limit, forks, connect, lock_timeout)
     progress = for_terminal(len(loaded.targets)) if not check else None
+    if not check:
+        converged.forget_all()  # before anything is written (see converged.forget_all)
     moment = dt.datetime.now(dt.UTC)
     plan_, result = run(loaded, apply=not check, saved=saved, progress=progress, now=moment)
     if command is not None:
@@ -307,6 +309,9 @@ def rollback(
     from provision.api import rollback_all
 
     loaded = _load(playbook, inventory, limit, lock_timeout=lock_timeout)
+    from provision.converged import forget_all
+
+    forget_all()
     result = asyncio.run(rollback_all(loaded, to))
     if output_format is OutputFormat.json:
         typer.echo(render.report_json(result), nl=False)
@@ -330,6 +335,9 @@ def csr(
     from provision.csr import make_csrs
 
     loaded = _load(playbook, inventory, limit)
+    from provision.converged import forget_all
+
+    forget_all()  # keys may be made on the hosts
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     results = asyncio.run(make_csrs(loaded, folder))

@@ -13,11 +13,14 @@ prints it as a full run would. When anything differs, by one byte of one file, t
 evaluated in full, as if there were no record.
 
 Only runs that can be checked this way are recorded: every host local (an SSH host's files
-cost a network round trip however they are compared), no password (a digest of a password
-would be worth guessing against, so none is stored), no site with ``verify:`` (an apply proves
-over the network what is served, every time), no ``--limit @file``. ``--full`` skips the
-record; deleting it (``PROVISION_CACHE_DIR``, by default ``~/.cache/provision``) is always
-safe.
+cost a network round trip however they are compared), no password read by the run (a digest
+of a password would be worth guessing against), no site with ``verify:`` (an apply proves over
+the network what is served, every time), no ``--limit @file``, and no input changed after the
+run started (the record must hold what the run read). An ``apply`` that is not answered from
+a record forgets every record before it writes anything (so a run killed half-way leaves none
+that could hide what it left), and a ``plan`` record never answers an ``apply``. ``--full``
+skips the record; deleting the records (``PROVISION_CACHE_DIR``, by default
+``~/.cache/provision``) is always safe.
 
 This module imports nothing heavy: on a hit, cryptography, jinja2 and pydantic are never loaded.
 """
@@ -51,8 +54,9 @@ if TYPE_CHECKING:
 FORMAT = "provision-converged/1"
 # Kept per (folder, playbook, inventory, limit): the oldest records beyond this are removed.
 MAX_RECORDS = 64
-# An input changed less than this before the run started may have been written during it, by
-# a clock that ticks coarsely (file times lag the real clock by up to a scheduler tick).
+# An input whose inode changed less than this before the run started may have been changed
+# during it: file times lag the real clock by up to a scheduler tick. (The change time, not the
+# modification time: no copy or archive tool can set it back.)
 EDIT_MARGIN_NS = 50_000_000
 
 
@@ -64,12 +68,17 @@ class Unrecordable(Exception):
 class Command:
     """What identifies a run: the same command in the same folder finds its record."""
 
+    kind: str  # "plan" (plan, apply --check) or "apply": a plan's record never answers an apply
     playbook: str
     inventory: str
     limit: str | None
 
     def key(self) -> str:
-        identity = json.dumps([os.getcwd(), self.playbook, self.inventory, self.limit])
+        # Where the paths lead now (a `current` symlink switched to another release is another
+        # run), and what relative and ~ paths on the hosts resolve against.
+        identity = json.dumps([self.kind, os.getcwd(), os.path.expanduser("~"),
+                               self.playbook, os.path.realpath(self.playbook),
+                               self.inventory, os.path.realpath(self.inventory), self.limit])
         return hashlib.sha256(identity.encode()).hexdigest()[:32]
 
 
@@ -85,23 +94,42 @@ def record_path(command: Command) -> Path:
     return cache_dir() / "converged" / f"{command.key()}.json"
 
 
+def forget_all() -> None:
+    """Before a run writes to hosts: no record may outlive it (a run killed half-way could have
+    left staged files that only a full run cleans up), whatever command made the record."""
+    folder = cache_dir() / "converged"
+    try:
+        for path in folder.glob("*.json"):
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 # --- digests ------------------------------------------------------------------------------
 
 
+def _settled(path: str, edited_before_ns: int | None) -> None:
+    """With ``edited_before_ns``: refuse a file or folder whose inode changed after that moment
+    (written, renamed, an entry added or removed): the run may have read it as it was before."""
+    if edited_before_ns is not None and os.stat(path).st_ctime_ns >= edited_before_ns:
+        raise Unrecordable(f"{path} changed while the run read it")
+
+
 def _file_digest(path: str, edited_before_ns: int | None) -> str:
-    """The content's digest; 'missing' or 'not a file' otherwise. With ``edited_before_ns``,
-    a file changed after that moment is refused (it may differ from what the run read)."""
+    """Mode and content; 'missing' or 'not a file' otherwise (a file deleted during the run
+    shows in its folder's change time)."""
     try:
+        _settled(os.path.dirname(path) or ".", edited_before_ns)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except (FileNotFoundError, NotADirectoryError):
         return "missing"
     try:
         info = os.fstat(fd)
-        if edited_before_ns is not None and info.st_mtime_ns >= edited_before_ns:
+        if edited_before_ns is not None and info.st_ctime_ns >= edited_before_ns:
             raise Unrecordable(f"{path} changed while the run read it")
         if not stat.S_ISREG(info.st_mode):
             return "not a file"
-        h = hashlib.sha256()
+        h = hashlib.sha256(f"{stat.S_IMODE(info.st_mode):o}\0".encode())
         while chunk := os.read(fd, 1 << 20):
             h.update(chunk)
         return h.hexdigest()
@@ -109,8 +137,13 @@ def _file_digest(path: str, edited_before_ns: int | None) -> str:
         os.close(fd)
 
 
-def _tree_files(root: str) -> Iterator[str]:
-    for folder, subfolders, files in os.walk(root, followlinks=True):
+def _unreadable(error: OSError) -> None:
+    raise error  # a folder that cannot be listed hides what a loader could still open
+
+
+def _tree_files(root: str, edited_before_ns: int | None = None) -> Iterator[str]:
+    for folder, subfolders, files in os.walk(root, onerror=_unreadable, followlinks=True):
+        _settled(folder, edited_before_ns)
         subfolders.sort()
         for name in sorted(files):
             yield os.path.join(folder, name)
@@ -122,7 +155,7 @@ def _tree_digest(root: str, edited_before_ns: int | None) -> str:
     if not os.path.isdir(root):
         return "missing"
     h = hashlib.sha256()
-    for path in _tree_files(root):
+    for path in _tree_files(root, edited_before_ns):
         h.update(os.path.relpath(path, root).encode() + b"\0")
         h.update(_file_digest(path, edited_before_ns).encode() + b"\0")
     return h.hexdigest()
@@ -140,10 +173,10 @@ def inputs_digest(entries: list[str], edited_before_ns: int | None = None) -> st
 
 
 # Libraries whose upgrade could change what a plan decides or prints.
-LIBRARIES = ("cryptography", "jinja2", "pydantic", "yaml")
+LIBRARIES = ("cryptography", "jinja2", "markupsafe", "pydantic", "pydantic_core", "yaml")
 
 
-def code_digest() -> str:
+def code_digest(edited_before_ns: int | None = None) -> str:
     """provision's own source by name, size and modification time, the same of each library's
     entry module, and the interpreter's version: a new version (or an edited checkout) must not
     reuse what the old code decided. Nothing is imported to find them."""
@@ -158,9 +191,12 @@ def code_digest() -> str:
     for path in files:
         try:
             info = os.stat(path)
-            h.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
         except OSError:
             h.update(f"{path}\0missing\0".encode())
+            continue
+        if edited_before_ns is not None and info.st_ctime_ns >= edited_before_ns:
+            raise Unrecordable(f"{path} was installed while the run went on")
+        h.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
     return h.hexdigest()
 
 
@@ -173,8 +209,8 @@ def record(loaded: Loaded, plan: Plan, report: Report, command: Command,
     whether it did. Never fails the run: a record that cannot be written is not written."""
     try:
         document = _record_document(loaded, plan, report, command, now, started_ns)
-    except Unrecordable:
-        return False
+    except (Unrecordable, OSError, ValueError):
+        return False  # (an input that cannot be read again cannot be checked again)
     path = record_path(command)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -189,16 +225,17 @@ def _record_document(loaded: Loaded, plan: Plan, report: Report, command: Comman
                      now: dt.datetime, started_ns: int) -> dict[str, Any]:
     _check_recordable(loaded, plan, report, command)
     entries = controller_inputs(loaded)
+    edited_before = started_ns - EDIT_MARGIN_NS
     return {
         "format": FORMAT,
-        "code": code_digest(),
+        "code": code_digest(edited_before),
         "recorded": _iso(now),
         "until": _iso(_stable_until(loaded, plan)),
         # One digest for all of them: no digest of a single key file is kept.
         "inputs": {"entries": entries,
-                   "digest": inputs_digest(entries, started_ns - EDIT_MARGIN_NS)},
+                   "digest": inputs_digest(entries, edited_before)},
         "batches": _batch_sizes(loaded),
-        "hosts": [_host_entry(loaded, host) for host in plan.hosts],
+        "hosts": [_host_entry(loaded, host, command) for host in plan.hosts],
     }
 
 
@@ -237,7 +274,9 @@ def controller_inputs(loaded: Loaded) -> list[str]:
         f"tree:{inventory.parent / 'host_vars'}",
     ]
     entries += [f"tree:{folder.absolute()}" for folder in loaded.renderer.candidates]
-    entries += [f"file:{path.absolute()}" for path in loaded.renderer.files_by_path()]
+    # Every template as named, too: a name is tried as a path from the current folder first,
+    # so a file created there later would be used instead (it is recorded as missing).
+    entries += [f"file:{Path(name).absolute()}" for name in loaded.renderer.names_loaded()]
     for store in loaded.authorities.values():
         from provision.authority import CERTIFICATE_FILE, KEY_FILE, SERIAL_FILE
 
@@ -275,7 +314,7 @@ def _batch_sizes(loaded: Loaded) -> list[int]:
     return [len(batch) for batch in batches(loaded.targets, serial)]
 
 
-def _host_entry(loaded: Loaded, host: HostPlan) -> dict[str, Any]:
+def _host_entry(loaded: Loaded, host: HostPlan, command: Command) -> dict[str, Any]:
     from provision.journal import journal_path
     from provision.lock import LOCK_FILE
 
@@ -288,6 +327,9 @@ def _host_entry(loaded: Loaded, host: HostPlan) -> dict[str, Any]:
         # way the full run (which waits for the lock, or finishes the journal) must answer.
         "absent": [journal_path(target.certificates_dir),
                    os.path.join(target.certificates_dir, LOCK_FILE)],
+        # A full apply takes a lock there even when nothing changes: a folder that can no
+        # longer be written fails that host, so the record must not say "ok".
+        "writable": [target.certificates_dir] if command.kind == "apply" else [],
         "unchanged": [[u.resource, u.reason] for u in host.unchanged],
     }
 
@@ -323,13 +365,13 @@ def lookup(command: Command, now: dt.datetime | None = None) -> Hit | None:
     """The recorded empty plan, if every digest still matches; None means "run in full"."""
     try:
         document = json.loads(record_path(command).read_bytes())
-        return _check(document, now or dt.datetime.now(dt.UTC))
-    except (OSError, ValueError, KeyError, TypeError, ProvisionError):
-        return None  # no record, an unreadable one, or a host file unreadable: run in full
+        return _check(document, command, now or dt.datetime.now(dt.UTC))
+    except Exception:  # whatever is wrong with a record (or a file), the full run answers
+        return None
 
 
-def _check(document: dict[str, Any], now: dt.datetime) -> Hit | None:
-    if document.get("format") != FORMAT:
+def _check(document: dict[str, Any], command: Command, now: dt.datetime) -> Hit | None:
+    if document.get("format") != FORMAT or not document["hosts"]:
         return None
     recorded = dt.datetime.fromisoformat(document["recorded"])
     until = document["until"]
@@ -338,6 +380,9 @@ def _check(document: dict[str, Any], now: dt.datetime) -> Hit | None:
     if document["code"] != code_digest():
         return None
     inputs = document["inputs"]
+    for named in (command.playbook, command.inventory):  # a record of some other run
+        if f"file:{Path(named).absolute()}" not in inputs["entries"]:
+            return None
     if inputs_digest(inputs["entries"]) != inputs["digest"]:
         return None
     reports = []
@@ -352,6 +397,8 @@ def _check(document: dict[str, Any], now: dt.datetime) -> Hit | None:
 def _check_host(host: dict[str, Any]) -> HostReport | None:
     started = time.perf_counter()
     if any(os.path.lexists(path) for path in host["absent"]):
+        return None
+    if not all(os.access(folder, os.W_OK) for folder in host["writable"]):
         return None
     files = {path: read_file(path) for path in host["files"]}
     if files_digest(files) != host["digest"]:

@@ -145,7 +145,6 @@ class Renderer:
         self.candidates = [*search_path, PACKAGED_TEMPLATES]
         self.search_path = [p for p in search_path if p.is_dir()] + [PACKAGED_TEMPLATES]
         self._loaded: dict[str, Any] = {}
-        self._by_path: list[Path] = []
         self.env = _Sandbox(
             loader=FileSystemLoader([str(p) for p in self.search_path]),
             undefined=StrictUndefined,
@@ -194,9 +193,9 @@ class Renderer:
                 type(exc), str(exc))
             raise RenderError(f"{where}: template error: {problem}") from None
 
-    def files_by_path(self) -> list[Path]:
-        """The templates loaded by path rather than by name, so far."""
-        return list(self._by_path)
+    def names_loaded(self) -> list[str]:
+        """Every template this renderer has loaded, as it was named (a path or a name)."""
+        return list(self._loaded)
 
     def _load(self, template: str) -> Any:
         # Once per run, not once per host: a template named by path would otherwise be read
@@ -212,7 +211,6 @@ class Renderer:
                     reason = getattr(exc, "strerror", None) or "not UTF-8 text"
                     raise RenderError(f"template {template}: {reason}") from None
                 compiled = self.env.from_string(source)
-                self._by_path.append(path)
             else:
                 compiled = self.env.get_template(template)
             self._loaded[template] = compiled

@@ -27,13 +27,10 @@ INVENTORY = "inventory/example.yml"
 HOSTS = ("cm-pub-01", "cm-sub-01", "cm-sub-02")
 
 
-def age(project: Path) -> None:
-    """Make every file look edited a minute ago: a record is only made from inputs that were
-    not being edited while the run read them, and a test writes its inputs just before."""
-    past = time.time() - 60
-    for path in project.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            os.utime(path, (past, past))
+def settle() -> None:
+    """Let the files a test just wrote age past the edit margin: a record is only made from
+    inputs that were not being changed while the run read them."""
+    time.sleep(converged.EDIT_MARGIN_NS / 1e9 + 0.02)
 
 
 def host_dir(project: Path, host: str) -> Path:
@@ -42,6 +39,17 @@ def host_dir(project: Path, host: str) -> Path:
 
 def records(folder: Path) -> list[Path]:
     return sorted((folder / "converged").glob("*.json"))
+
+
+def _record_of(folder: Path, project: Path, kind: str) -> Path:
+    """The record of ``kind`` for the example run from ``project`` (as the CLI runs it)."""
+    here = os.getcwd()
+    os.chdir(project)
+    try:
+        key = converged.Command(kind, PLAYBOOK, INVENTORY, None).key()
+    finally:
+        os.chdir(here)
+    return folder / "converged" / f"{key}.json"
 
 
 @pytest.fixture
@@ -65,7 +73,7 @@ def converge(cli: Cli, project: Path, *extra: str, playbook: str = PLAYBOOK,
     """Apply, then apply again: the second run finds every host converged (and records it)."""
     first = cli("apply", playbook, "-i", INVENTORY, *extra, env=env)
     assert first.exit_code == 0, first.stdout + first.stderr
-    age(project)
+    settle()
     second = cli("apply", playbook, "-i", INVENTORY, *extra, env=env)
     assert second.exit_code == 0, second.stdout + second.stderr
     assert "changed 0" in second.stdout
@@ -74,8 +82,10 @@ def converge(cli: Cli, project: Path, *extra: str, playbook: str = PLAYBOOK,
 @pytest.fixture
 def recorded(project: Path, cli: Cli, evaluations: list[str],
              converged_records: Path) -> Path:
+    """Converged and recorded for both kinds of run: apply, and plan (or apply --check)."""
     converge(cli, project)
-    assert len(records(converged_records)) == 1
+    assert "no changes" in cli("plan", PLAYBOOK, "-i", INVENTORY).stdout
+    assert len(records(converged_records)) == 2
     evaluations.clear()
     return project
 
@@ -94,10 +104,9 @@ def recorded(project: Path, cli: Cli, evaluations: list[str],
 ])
 def test_a_converged_fleet_is_answered_as_the_full_run_answers(
         recorded: Path, cli: Cli, evaluations: list[str], command: list[str]) -> None:
-    fast = cli(*command, PLAYBOOK, "-i", INVENTORY)
-    assert evaluations == []
     full = cli(*command, PLAYBOOK, "-i", INVENTORY, "--full")
-    assert evaluations == [PLAYBOOK]
+    fast = cli(*command, PLAYBOOK, "-i", INVENTORY)
+    assert evaluations == [PLAYBOOK]  # --full only
     assert (fast.exit_code, fast.stderr) == (full.exit_code, full.stderr) == (0, "")
 
     def without_timings(text: str) -> str:
@@ -110,7 +119,7 @@ def test_a_converged_fleet_is_answered_as_the_full_run_answers(
 
 def test_the_record_holds_digests_and_words_never_content(recorded: Path,
                                                           converged_records: Path) -> None:
-    document = json.loads(records(converged_records)[0].read_text())
+    document = json.loads(_record_of(converged_records, recorded, "apply").read_text())
     assert document["format"] == converged.FORMAT
     assert [h["name"] for h in document["hosts"]] == list(HOSTS)
     text = json.dumps(document)
@@ -164,6 +173,9 @@ CHANGES: dict[str, tuple[Callable[[Path], None], str]] = {
     "template shadowed by one beside the playbook": (
         lambda p: _write(p / "playbooks" / "templates" / "nginx" / "site.conf.j2", "# mine\n"),
         "update   site Default Web Site"),
+    "template shadowed from the current folder": (
+        lambda p: _write(p / "nginx" / "site.conf.j2", "# mine\n"),
+        "update   site Default Web Site"),
     "certificate deleted on a host": (
         lambda p: (host_dir(p, "cm-sub-02") / "certificates" / "httpscert.pem").unlink(),
         "create   file httpscert.pem"),
@@ -181,7 +193,7 @@ def test_any_changed_input_or_host_file_is_evaluated_in_full(
         recorded: Path, cli: Cli, evaluations: list[str], change: str) -> None:
     mutate, expected = CHANGES[change]
     mutate(recorded)
-    age(recorded)
+    settle()
     result = cli("plan", PLAYBOOK, "-i", INVENTORY)
     assert evaluations == [PLAYBOOK]
     assert expected in result.stdout, result.stdout
@@ -210,7 +222,7 @@ def test_an_authority_replaced_on_the_controller_is_noticed(
     for file in pki.iterdir():
         file.unlink()
     assert cli("ca", "init", "playbooks/ca.yml", "voice-root").exit_code == 0
-    age(project)
+    settle()
     evaluations.clear()
     result = cli("plan", "playbooks/ca.yml", "-i", INVENTORY)
     assert evaluations == ["playbooks/ca.yml"]
@@ -229,7 +241,7 @@ def test_another_limit_has_its_own_record(recorded: Path, cli: Cli,
 def test_changed_provision_code_is_evaluated_in_full(
         recorded: Path, cli: Cli, evaluations: list[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(converged, "code_digest", lambda: "another version")
+    monkeypatch.setattr(converged, "code_digest", lambda *_: "another version")
     cli("plan", PLAYBOOK, "-i", INVENTORY)
     assert evaluations == [PLAYBOOK]
 
@@ -254,7 +266,7 @@ def test_the_record_holds_until_the_first_renewal_window_opens(
         recorded: Path, converged_records: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cryptography import x509
 
-    document = json.loads(records(converged_records)[0].read_text())
+    document = json.loads(_record_of(converged_records, recorded, "plan").read_text())
     leaves = [x509.load_der_x509_certificate(
         (host_dir(recorded, h) / "certificates" / "httpscert.cer").read_bytes()) for h in HOSTS]
     first_window = min(c.not_valid_after_utc for c in leaves) - dt.timedelta(days=30)
@@ -263,7 +275,7 @@ def test_the_record_holds_until_the_first_renewal_window_opens(
     recorded_at = dt.datetime.fromisoformat(document["recorded"])
 
     monkeypatch.chdir(recorded)
-    command = converged.Command(PLAYBOOK, INVENTORY, None)
+    command = converged.Command("plan", PLAYBOOK, INVENTORY, None)
     second = dt.timedelta(seconds=1)
     assert converged.lookup(command, now=recorded_at) is not None
     assert converged.lookup(command, now=until - second) is not None
@@ -287,21 +299,49 @@ def test_a_run_with_a_password_is_never_recorded(project: Path, cli: Cli,
 def test_a_site_verified_after_apply_is_never_recorded(project: Path, cli: Cli,
                                                        converged_records: Path) -> None:
     converge(cli, project)
-    records(converged_records)[0].unlink()
+    for path in records(converged_records):
+        path.unlink()
     _edit(project / PLAYBOOK, "    reload: false\n", "    reload: false\n    verify: true\n")
-    age(project)
+    settle()
     for _ in range(2):
         assert "no changes" in cli("plan", PLAYBOOK, "-i", INVENTORY).stdout
     assert records(converged_records) == []
 
 
-def test_an_input_edited_during_the_run_is_not_recorded(project: Path, cli: Cli,
-                                                        converged_records: Path) -> None:
+@pytest.mark.parametrize("change", ["edited", "deleted", "playbook deleted"])
+def test_an_input_changed_during_the_run_is_not_recorded(
+        project: Path, cli: Cli, converged_records: Path, monkeypatch: pytest.MonkeyPatch,
+        change: str) -> None:
+    import provision.api as api
+
+    host_vars = project / "inventory" / "host_vars" / "cm-sub-01.yml"
+    _write(host_vars, "www_root: /srv/www\n")
     assert cli("apply", PLAYBOOK, "-i", INVENTORY).exit_code == 0
-    soon = time.time() + 30  # as if written while the next run was reading it
-    os.utime(project / INVENTORY, (soon, soon))
+    settle()
+    real = api.run
+
+    def changing_inputs(*args: Any, **kwargs: Any) -> Any:
+        # After the inputs were loaded, before the hosts are planned: the plan is made from
+        # what was there before, and must not be recorded against what is there after.
+        if change == "edited":
+            _edit(project / INVENTORY, "10.10.0.12", "10.10.0.22")
+        elif change == "deleted":
+            host_vars.unlink()
+        else:
+            (project / PLAYBOOK).unlink()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api, "run", changing_inputs)
     assert "changed 0" in cli("apply", PLAYBOOK, "-i", INVENTORY).stdout
+    monkeypatch.setattr(api, "run", real)
     assert records(converged_records) == []
+    settle()
+    result = cli("plan", PLAYBOOK, "-i", INVENTORY)
+    if change == "playbook deleted":
+        assert result.exit_code == 1 and "callmanager-https.yml" in result.stderr
+    else:
+        expected = "names changed" if change == "edited" else "update   site Default Web Site"
+        assert expected in result.stdout
 
 
 def test_a_limit_read_from_a_file_is_not_recorded(project: Path, cli: Cli,
@@ -321,3 +361,102 @@ def test_batches_are_shown_as_the_full_run_shows_them(
     assert evaluations == [PLAYBOOK]
     assert fast.stderr == full.stderr == "batch 1/2: 2 hosts\nbatch 2/2: 1 host\n"
     assert fast.stdout == full.stdout
+
+
+# --- what identifies a run, and records that cannot be trusted -------------------------------
+
+
+def test_a_plan_record_never_answers_an_apply(project: Path, cli: Cli,
+                                              evaluations: list[str]) -> None:
+    assert cli("apply", PLAYBOOK, "-i", INVENTORY).exit_code == 0
+    settle()
+    for _ in range(2):
+        assert "no changes" in cli("plan", PLAYBOOK, "-i", INVENTORY).stdout
+    assert evaluations == [PLAYBOOK, PLAYBOOK]  # the first plan recorded, the second hit
+    assert "changed 0" in cli("apply", PLAYBOOK, "-i", INVENTORY).stdout
+    assert evaluations == [PLAYBOOK] * 3  # an apply takes a lock: its own record, its own run
+
+
+def test_an_apply_that_writes_forgets_every_record(recorded: Path, cli: Cli,
+                                                   converged_records: Path) -> None:
+    # Another limit, changing one host: a run killed half-way could leave staged files that
+    # only a full run removes, so no record may survive the start of a writing apply.
+    (host_dir(recorded, "cm-pub-01") / "certificates" / "httpscert.pem").unlink()
+    result = cli("apply", PLAYBOOK, "-i", INVENTORY, "--limit", "cm-pub-01")
+    assert "changed 1" in result.stdout
+    assert records(converged_records) == []
+
+
+def test_a_symlinked_release_switched_is_another_run(project: Path, cli: Cli,
+                                                     evaluations: list[str]) -> None:
+    for release in ("v1", "v2"):
+        folder = project / "releases" / release
+        folder.mkdir(parents=True)
+        (folder / "site.yml").write_text((project / PLAYBOOK).read_text())
+    _write(project / "releases" / "v2" / "templates" / "nginx" / "site.conf.j2",
+           (project / "templates" / "nginx" / "site.conf.j2").read_text() + "# v2\n")
+    (project / "current").symlink_to("releases/v1")
+    converge(cli, project, playbook="current/site.yml")
+    assert "no changes" in cli("plan", "current/site.yml", "-i", INVENTORY).stdout  # recorded
+    (project / "current").unlink()
+    (project / "current").symlink_to("releases/v2")
+    evaluations.clear()
+    result = cli("plan", "current/site.yml", "-i", INVENTORY)
+    assert evaluations == ["current/site.yml"]
+    assert "update   site Default Web Site" in result.stdout
+
+
+def test_home_is_part_of_what_identifies_a_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    command = converged.Command("plan", PLAYBOOK, INVENTORY, None)
+    monkeypatch.setenv("HOME", "/home/one")
+    first = command.key()
+    monkeypatch.setenv("HOME", "/home/two")  # ~ in certificates_dir leads elsewhere
+    assert command.key() != first
+
+
+def test_an_authority_key_made_readable_is_refused_again(
+        project: Path, cli: Cli, converged_records: Path) -> None:
+    book = yaml.safe_load((project / "playbooks" / "callmanager-https-ca.yml").read_text())
+    for certificate in book["certificates"]:
+        certificate["outputs"] = [o for o in certificate["outputs"] if "password" not in o]
+    (project / "playbooks" / "ca.yml").write_text(yaml.safe_dump(book, sort_keys=False))
+    converge(cli, project, playbook="playbooks/ca.yml")
+    assert len(records(converged_records)) == 1
+    (project / "playbooks" / "pki" / "voice-root" / "ca.key").chmod(0o644)
+    settle()
+    result = cli("apply", "playbooks/ca.yml", "-i", INVENTORY)
+    assert result.exit_code == 1
+    assert "readable by others" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("content", ["null", "[]", "{", '{"format": "provision-converged/1"}',
+                                     "deep"])
+def test_a_broken_record_means_a_full_run(recorded: Path, cli: Cli, converged_records: Path,
+                                          evaluations: list[str], content: str) -> None:
+    text = "[" * 100_000 if content == "deep" else content
+    _record_of(converged_records, recorded, "plan").write_text(text)
+    result = cli("plan", PLAYBOOK, "-i", INVENTORY)
+    assert result.exit_code == 0 and "no changes" in result.stdout
+    assert evaluations == [PLAYBOOK]
+
+
+def test_a_record_of_no_host_or_of_other_inputs_answers_nothing(
+        recorded: Path, cli: Cli, converged_records: Path, evaluations: list[str]) -> None:
+    path = _record_of(converged_records, recorded, "plan")
+    document = json.loads(path.read_text())
+    for broken in ({**document, "hosts": []},
+                   {**document, "inputs": {"entries": [],
+                                           "digest": converged.inputs_digest([])}}):
+        path.write_text(json.dumps(broken))
+        cli("plan", PLAYBOOK, "-i", INVENTORY)
+    assert evaluations == [PLAYBOOK, PLAYBOOK]
+
+
+def test_an_input_that_cannot_be_read_again_is_not_recorded(
+        project: Path, cli: Cli, converged_records: Path) -> None:
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(project / "templates" / "a-socket"))  # opening it fails (ENXIO)
+        converge(cli, project)
+    assert records(converged_records) == []
