@@ -50,6 +50,7 @@ from provision.transport.local import read_file
 if TYPE_CHECKING:
     from provision.loading import Loaded
     from provision.plan import Plan
+    from provision.targets import Target
 
 FORMAT = "provision-converged/1"
 # Kept per (folder, playbook, inventory, limit): the oldest records beyond this are removed.
@@ -226,6 +227,7 @@ def _record_document(loaded: Loaded, plan: Plan, report: Report, command: Comman
     _check_recordable(loaded, plan, report, command)
     entries = controller_inputs(loaded)
     edited_before = started_ns - EDIT_MARGIN_NS
+    targets = {target.host.name: target for target in loaded.targets}
     return {
         "format": FORMAT,
         "code": code_digest(edited_before),
@@ -235,7 +237,7 @@ def _record_document(loaded: Loaded, plan: Plan, report: Report, command: Comman
         "inputs": {"entries": entries,
                    "digest": inputs_digest(entries, edited_before)},
         "batches": _batch_sizes(loaded),
-        "hosts": [_host_entry(loaded, host, command) for host in plan.hosts],
+        "hosts": [_host_entry(targets[host.host], host, command) for host in plan.hosts],
     }
 
 
@@ -314,11 +316,10 @@ def _batch_sizes(loaded: Loaded) -> list[int]:
     return [len(batch) for batch in batches(loaded.targets, serial)]
 
 
-def _host_entry(loaded: Loaded, host: HostPlan, command: Command) -> dict[str, Any]:
+def _host_entry(target: Target, host: HostPlan, command: Command) -> dict[str, Any]:
     from provision.journal import journal_path
     from provision.lock import LOCK_FILE
 
-    target = next(t for t in loaded.targets if t.host.name == host.host)
     return {
         "name": host.host,
         "digest": host.facts_digest,
