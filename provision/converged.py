@@ -3,14 +3,18 @@
 A host's plan is a pure function of the run's inputs (the playbook, the inventory and its
 variables files, the templates, the controller's authority and supplied files, provision
 itself), of the files read from the host, and of the clock. When a ``plan`` or ``apply`` finds
-every selected host converged, it records a digest of each of those inputs, each host's files
-and digest, and the moment the clock alone would change a decision (the first renewal window
-to open). The next run of the same command (same folder, playbook, inventory and ``--limit``)
-reads all of them again and compares digests before anything else. Reading and hashing is a
-few per cent of evaluating the playbook for every host, rendering its site and parsing its
-certificates; when every digest matches, the plan *is* the recorded empty plan, and the run
-prints it as a full run would. When anything differs, by one byte of one file, the run is
-evaluated in full, as if there were no record.
+every selected host converged, it records a digest of those inputs (by content), the
+signature of each host file (by ``lstat``: type and mode, device and inode, size, modification
+and change times, as git's index keeps them), and the moment the clock alone would change a
+decision (the first renewal window to open). The next run of the same command (same folder,
+playbook, inventory and ``--limit``) checks all of them before anything else, a few per cent
+of the cost of evaluating the playbook for every host, rendering its site and parsing its
+certificates. When everything matches, the plan *is* the recorded empty plan, and the run
+prints it as a full run would. When anything differs (a byte of an input, any write, rename or
+``chmod`` of a host file, which the kernel stamps with a new change time no tool can set
+back), the run is evaluated in full, as if there were no record. A host file whose change time
+falls inside the run (or just before it) is never recorded: it may differ from what the plan
+read.
 
 Only runs that can be checked this way are recorded: every host local (an SSH host's files
 cost a network round trip however they are compared), no password read by the run (a digest
@@ -41,11 +45,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from provision.errors import ProvisionError
-from provision.facts import files_digest
 from provision.outcome import HostReport, Report
 from provision.plan import HostPlan, Unchanged
 from provision.progress import Progress
-from provision.transport.local import read_file
 
 if TYPE_CHECKING:
     from provision.loading import Loaded
@@ -237,7 +239,8 @@ def _record_document(loaded: Loaded, plan: Plan, report: Report, command: Comman
         "inputs": {"entries": entries,
                    "digest": inputs_digest(entries, edited_before)},
         "batches": _batch_sizes(loaded),
-        "hosts": [_host_entry(targets[host.host], host, command) for host in plan.hosts],
+        "hosts": [_host_entry(targets[host.host], host, command, edited_before)
+                  for host in plan.hosts],
     }
 
 
@@ -316,14 +319,14 @@ def _batch_sizes(loaded: Loaded) -> list[int]:
     return [len(batch) for batch in batches(loaded.targets, serial)]
 
 
-def _host_entry(target: Target, host: HostPlan, command: Command) -> dict[str, Any]:
+def _host_entry(target: Target, host: HostPlan, command: Command,
+                edited_before: int) -> dict[str, Any]:
     from provision.journal import journal_path
     from provision.lock import LOCK_FILE
 
     return {
         "name": host.host,
-        "digest": host.facts_digest,
-        "files": list(host.read_paths),
+        "files": [[path, _host_stamp(path, edited_before)] for path in host.read_paths],
         # Present only while another run works on the host, or after one was killed: either
         # way the full run (which waits for the lock, or finishes the journal) must answer.
         "absent": [journal_path(target.certificates_dir),
@@ -333,6 +336,36 @@ def _host_entry(target: Target, host: HostPlan, command: Command) -> dict[str, A
         "writable": [target.certificates_dir] if command.kind == "apply" else [],
         "unchanged": [[u.resource, u.reason] for u in host.unchanged],
     }
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def stamp(path: str) -> str:
+    """What ``lstat`` says of a host file, as one string ("missing" if it is not there): type
+    and mode, device and inode, size, modification and change times. Any write, rename or
+    chmod gives a file a new change time; only a clock set back could repeat one."""
+    return _stamp_of(_lstat(path))
+
+
+def _stamp_of(info: os.stat_result | None) -> str:
+    if info is None:
+        return "missing"
+    return (f"{info.st_mode:o} {info.st_dev} {info.st_ino} {info.st_size} "
+            f"{info.st_mtime_ns} {info.st_ctime_ns}")
+
+
+def _host_stamp(path: str, edited_before: int) -> str:
+    """The stamp of a host file the run read, refused when the file changed during the run
+    (what the plan read may not be what has this stamp)."""
+    info = _lstat(path)
+    if info is not None and info.st_ctime_ns >= edited_before:
+        raise Unrecordable(f"{path} changed while the run read it")
+    return _stamp_of(info)
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -401,12 +434,11 @@ def _check_host(host: dict[str, Any]) -> HostReport | None:
         return None
     if not all(os.access(folder, os.W_OK) for folder in host["writable"]):
         return None
-    files = {path: read_file(path) for path in host["files"]}
-    if files_digest(files) != host["digest"]:
+    if any(stamp(path) != recorded for path, recorded in host["files"]):
         return None
     unchanged = tuple(Unchanged(resource, reason) for resource, reason in host["unchanged"])
-    plan = HostPlan(host["name"], unchanged=unchanged, facts_digest=host["digest"],
-                    read_paths=tuple(host["files"]))
+    plan = HostPlan(host["name"], unchanged=unchanged,
+                    read_paths=tuple(path for path, _ in host["files"]))
     return HostReport(host["name"], "ok", plan, seconds=time.perf_counter() - started)
 
 

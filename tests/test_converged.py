@@ -344,6 +344,25 @@ def test_an_input_changed_during_the_run_is_not_recorded(
         assert expected in result.stdout
 
 
+def test_a_host_file_changed_after_the_plan_read_it_is_not_recorded(
+        project: Path, cli: Cli, converged_records: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cli("apply", PLAYBOOK, "-i", INVENTORY).exit_code == 0
+    settle()
+    real = converged.record
+    config = host_dir(project, "cm-sub-02") / "nginx" / "default-web-site.conf"
+
+    def after_the_plan(*args: Any, **kwargs: Any) -> bool:
+        config.write_text(config.read_text() + "# edited by hand\n")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(converged, "record", after_the_plan)
+    assert "changed 0" in cli("apply", PLAYBOOK, "-i", INVENTORY).stdout
+    monkeypatch.setattr(converged, "record", real)
+    assert records(converged_records) == []
+    assert "update   site Default Web Site" in cli("apply", PLAYBOOK, "-i", INVENTORY).stdout
+
+
 def test_a_limit_read_from_a_file_is_not_recorded(project: Path, cli: Cli,
                                                   converged_records: Path) -> None:
     (project / "hosts.retry").write_text("cm-pub-01\n")
