@@ -485,7 +485,7 @@ def test_become_without_passwordless_sudo_fails_clearly(fleet: SshdFleet, no_sud
 
 
 def test_cli_apply_with_known_hosts_and_accept_new(fleet: SshdFleet, project: Path,
-                                                   cli: Cli) -> None:
+                                                   cli: Cli, converged_records: Path) -> None:
     servers = fleet.start(2)
     playbook, inventory = write_project(project, fleet, servers)
     known = project / "known_hosts"
@@ -507,7 +507,10 @@ def test_cli_apply_with_known_hosts_and_accept_new(fleet: SshdFleet, project: Pa
 
     again = cli("apply", str(playbook), "-i", str(inventory), "--known-hosts", str(known))
     assert again.exit_code == 0, again.stdout + again.stderr
+    assert "changed 0" in again.stdout
     assert len(known.read_text().splitlines()) == 2
+    # Converged, but over SSH: never answered from a converged record (see converged.py).
+    assert list(converged_records.rglob("*.json")) == []
 
 
 def test_cli_dead_host_exit_1_others_changed(fleet: SshdFleet, project: Path,
