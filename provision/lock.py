@@ -22,6 +22,10 @@ from provision.transport.base import Transport
 LOCK_FILE = ".provision.lock"
 TAKEOVER_SUFFIX = ".takeover"
 GUARD_SECONDS = 10.0  # a takeover takes milliseconds; a guard this old was left by a crash
+# A lock that cannot be read may be one being written right now (over SFTP without the
+# hardlink extension a lock is created empty, then written): stale only once it has stayed
+# the same for this long.
+HALF_WRITTEN_SECONDS = 2.0
 _POLL = 0.1
 
 
@@ -71,11 +75,8 @@ def _older_than(holder: Holder, now: dt.datetime, seconds: float) -> bool:
     return (now - started).total_seconds() > seconds
 
 
-def _stale(holder: Holder | None) -> bool:
-    # Only a lock from this controller can be judged by its pid; an unreadable lock is a
-    # half-written one from a run killed while creating it.
-    if holder is None:
-        return True
+def _stale(holder: Holder) -> bool:
+    # Only a lock from this controller can be judged by its pid.
     return holder.host == socket.gethostname() and not _alive(holder.pid)
 
 
@@ -95,12 +96,22 @@ class HostLock:
             self.created.append(folder)
             folder = posixpath.dirname(folder)
         deadline = time.monotonic() + timeout
+        unreadable: tuple[bytes | None, float] | None = None  # (content, first seen)
         while True:
             if await self.transport.create_exclusive(self.path, _me(now), 0o644):
                 return
             state = await self.transport.read(self.path)
             holder = _parse(state.content)
-            if state.exists and _stale(holder) and await self._take_over(state.content, holder):
+            if holder is None and state.exists:
+                # Half-written: by a run killed while creating it (stale), or by one creating
+                # it right now (not). Only time tells them apart.
+                if unreadable is None or unreadable[0] != state.content:
+                    unreadable = (state.content, time.monotonic())
+                stale = time.monotonic() - unreadable[1] >= HALF_WRITTEN_SECONDS
+            else:
+                unreadable = None
+                stale = holder is not None and _stale(holder)
+            if stale and await self._take_over(state.content, holder):
                 continue
             if time.monotonic() >= deadline:
                 who = holder.describe() if holder else "another run"

@@ -223,7 +223,11 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(fleet: Fleet) -> None:
 
 @pytest.mark.parametrize("content", [b"", b"{\"pid\": 12", b"garbage\n", b"{\"pid\": \"x\"}",
                                      b"[]"], ids=["empty", "cut", "garbage", "bad-pid", "list"])
-def test_an_unreadable_lock_is_taken_over(fleet: Fleet, content: bytes) -> None:
+def test_an_unreadable_lock_is_taken_over(fleet: Fleet, content: bytes,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import provision.lock
+
+    monkeypatch.setattr(provision.lock, "HALF_WRITTEN_SECONDS", 0.1)
     host = fleet.hosts[4]
     fleet.certs(host).mkdir(parents=True)
     (fleet.certs(host) / LOCK).write_bytes(content)
@@ -271,6 +275,49 @@ def test_a_lock_excludes_a_second_holder(tmp_path: Path) -> None:
     assert f"locked by pid {os.getpid()} on {socket.gethostname()}, since " \
            "2024-05-01T00:00:00Z (waited 0.3 s" in str(outcome)
     assert not (tmp_path / LOCK).exists()
+
+
+def test_a_lock_being_written_is_not_taken_for_a_stale_one(tmp_path: Path) -> None:
+    """Over SFTP without the hardlink extension a lock appears empty, then gets its content: a
+    run that sees it empty must wait to see whether it stays so, not take it over."""
+    (tmp_path / LOCK).write_bytes(b"")
+
+    async def scenario() -> BaseException | None:
+        async def holder_finishes_writing() -> None:
+            await asyncio.sleep(0.3)
+            (tmp_path / LOCK).write_text(json.dumps({
+                "pid": os.getpid(), "host": socket.gethostname(),
+                "started": "2024-05-01T00:00:00Z"}))
+
+        lock = HostLock(LocalTransport("h", str(tmp_path)), str(tmp_path))
+        now = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+        outcome, _ = await asyncio.gather(lock.acquire(1.0, now), holder_finishes_writing(),
+                                          return_exceptions=True)
+        return outcome if isinstance(outcome, BaseException) else None
+
+    outcome = asyncio.run(scenario())
+    assert isinstance(outcome, LockError), "a lock being written was taken over"
+    assert f"locked by pid {os.getpid()}" in str(outcome)
+    assert json.loads((tmp_path / LOCK).read_text())["pid"] == os.getpid()
+
+
+def test_a_half_written_lock_that_stays_so_is_taken_over(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import provision.lock
+
+    monkeypatch.setattr(provision.lock, "HALF_WRITTEN_SECONDS", 0.3)
+    (tmp_path / LOCK).write_bytes(b'{"pid": 12')  # a run killed while writing it
+
+    async def scenario() -> float:
+        lock = HostLock(LocalTransport("h", str(tmp_path)), str(tmp_path))
+        started = time.monotonic()
+        await lock.acquire(2.0, dt.datetime(2024, 5, 1, tzinfo=dt.UTC))
+        waited = time.monotonic() - started
+        assert lock.took_over is None  # nobody to name: it could not be read
+        await lock.release()
+        return waited
+
+    assert asyncio.run(scenario()) >= 0.3
 
 
 def test_two_runs_racing_for_one_stale_lock_do_not_both_win(tmp_path: Path) -> None:
