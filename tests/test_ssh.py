@@ -469,6 +469,45 @@ def test_become_reads_are_batched_and_exact(fleet: SshdFleet, become_user: str,
     assert len([c for c in commands if c.startswith("sudo ")]) == 1  # one sudo for all
 
 
+def test_become_syncs_each_folder_once_as_root(fleet: SshdFleet, become_user: str,
+                                               tmp_path: Path) -> None:
+    """Replacements that are not durable one by one are made durable together, at the flush,
+    through sudo (the folder may be root's alone), not by a sync after every rename."""
+    [server] = fleet.start(1)
+    known = known_hosts_for(tmp_path / "known_hosts", [server])
+    host = Host(name=server.name, address="127.0.0.1", port=server.port, connection="ssh",
+                user=become_user, ssh_key=str(fleet.client_key), become=True)
+    transport = make_transport(host, ConnectOptions(known_hosts=str(known)))
+    folder = Path(fleet.shared) / "become-flush"
+    folder.mkdir(mode=0o700)  # root only
+    commands: list[str] = []
+    original = transport._exec  # type: ignore[attr-defined]
+
+    async def recording(command: str, timeout: float | None = None) -> Any:
+        commands.append(command)
+        return await original(command, timeout)
+
+    transport._exec = recording  # type: ignore[attr-defined]
+
+    async def scenario() -> None:
+        try:
+            for name in ("a.pem", "b.pem"):
+                staged = await transport.stage(str(folder / name), b"x\n", 0o644)
+                await transport.commit(staged, str(folder / name), durable=False)
+            renames = len(commands)
+            await transport.flush()
+            assert len(commands) == renames + 1
+        finally:
+            await transport.close()
+
+    asyncio.run(scenario())
+    assert sorted(p.name for p in folder.iterdir()) == ["a.pem", "b.pem"]
+    renames = [c for c in commands if "mv -f" in c]
+    assert len(renames) == 2 and not any("sync --" in c for c in renames)
+    flush = [c for c in commands if "sync --" in c and "mv -f" not in c and "install" not in c]
+    assert len(flush) == 1 and flush[0].startswith("sudo -n") and str(folder) in flush[0]
+
+
 def test_become_without_passwordless_sudo_fails_clearly(fleet: SshdFleet, no_sudo_user: str,
                                                         tmp_path: Path) -> None:
     [server] = fleet.start(1)

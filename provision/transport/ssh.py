@@ -569,15 +569,26 @@ class SSHTransport(Transport):
         if session is None or session.conn is None or not session.synced_dirs:
             return
         folders, session.synced_dirs = sorted(session.synced_dirs), set()
-        await self._exec(shlex.join(["sync", "--", *folders]) + " 2>/dev/null")
+        await self._exec(self._sync_command(folders))
+
+    def _sync_command(self, folders: list[str]) -> str:
+        """``sync`` of the folders (their entries made durable); through sudo under become,
+        since the folders may be readable by root alone. Failures are ignored: ``sync`` of a
+        folder is best effort on filesystems that do not support it."""
+        sync = shlex.join(["sync", "--", *folders]) + " 2>/dev/null"
+        if self.become:
+            return shlex.join(["sudo", "-n", "--", "sh", "-c", sync + " || :"])
+        return sync
 
     async def commit(self, staged: str, path: str, *, durable: bool = True) -> None:
         if self.become:
+            # Not durable: the folder is synced with the others at the next flush, once.
+            sync = 'sync -- "$(dirname -- "$2")" 2>/dev/null || :\n' if durable else ""
             script = (
                 'if [ -L "$2" ]; then rm -f -- "$1"; echo "symlink" >&2; exit 3; fi\n'
                 'if [ -d "$2" ]; then rm -f -- "$1"; echo "is a directory" >&2; exit 4; fi\n'
                 'mv -f -- "$1" "$2" || exit 1\n'
-                'sync -- "$(dirname -- "$2")" 2>/dev/null || :\n'
+                + sync
             )
             try:
                 await self._sudo(script, staged, path, what=f"cannot write {path}")
@@ -585,6 +596,8 @@ class SSHTransport(Transport):
                 if exc.message.endswith(": symlink"):
                     raise TransportError(f"refusing to replace {path}: it is a symlink") from None
                 raise
+            if not durable:
+                self._current().synced_dirs.add(posixpath.dirname(path))
             return
         sftp = await self._sftp()
         with self._errors(f"cannot write {path}"):
@@ -676,6 +689,8 @@ class SSHTransport(Transport):
         if self.become:
             flush = ' && { sync -- "$(dirname -- "$1")" 2>/dev/null || :; }' if durable else ""
             await self._sudo(f'rm -f -- "$1"{flush}', path, what=f"cannot remove {path}")
+            if not durable:
+                self._current().synced_dirs.add(posixpath.dirname(path))
             return
         sftp = await self._sftp()
         with self._errors(f"cannot remove {path}", missing_ok=True):
@@ -760,9 +775,8 @@ class SSHTransport(Transport):
         if session.temp_dir is not None and session.sftp is not None:
             jobs.append(_remove_tree(session.sftp, session.temp_dir))
         if session.synced_dirs:
-            jobs.append(conn.run(
-                shlex.join(["sync", "--", *sorted(session.synced_dirs)]) + " 2>/dev/null",
-                stdin=asyncssh.DEVNULL))
+            jobs.append(conn.run(self._sync_command(sorted(session.synced_dirs)),
+                                 stdin=asyncssh.DEVNULL))
         await asyncio.gather(*jobs, return_exceptions=True)
 
 
