@@ -108,7 +108,9 @@ def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts,
                 unchanged.append(result)
     return HostPlan(target.host.name, tuple(changes), tuple(unchanged), facts.digest(),
                     waiting=tuple(waiting), stable_until=min(deadlines, default=None),
-                    read_paths=tuple(sorted(facts.files)))
+                    read_paths=tuple(sorted(facts.files)),
+                    missing_paths=tuple(sorted(p for p, state in facts.files.items()
+                                               if not state.exists)))
 
 
 async def _bounded(limit: int, items: list[T], work: Callable[[T], Awaitable[object]]) -> None:

@@ -61,6 +61,9 @@ MAX_RECORDS = 64
 # during it: file times lag the real clock by up to a scheduler tick. (The change time, not the
 # modification time: no copy or archive tool can set it back.)
 EDIT_MARGIN_NS = 50_000_000
+# Some filesystems keep times in whole seconds (ext4 with small inodes, FAT, some FUSE): there a
+# change later in the second the run started in carries a time before it.
+COARSE_MARGIN_NS = 2_000_000_000
 
 
 class Unrecordable(Exception):
@@ -111,10 +114,19 @@ def forget_all() -> None:
 # --- digests ------------------------------------------------------------------------------
 
 
+def changed_during_run(ctime_ns: int, edited_before_ns: int) -> bool:
+    """Whether a change time may fall inside the run: at or after ``edited_before_ns``, or in
+    whole seconds (a coarse filesystem) and less than two seconds before it."""
+    if ctime_ns % 1_000_000_000 == 0:
+        return ctime_ns >= edited_before_ns - COARSE_MARGIN_NS
+    return ctime_ns >= edited_before_ns
+
+
 def _settled(path: str, edited_before_ns: int | None) -> None:
     """With ``edited_before_ns``: refuse a file or folder whose inode changed after that moment
     (written, renamed, an entry added or removed): the run may have read it as it was before."""
-    if edited_before_ns is not None and os.stat(path).st_ctime_ns >= edited_before_ns:
+    if edited_before_ns is not None and changed_during_run(os.stat(path).st_ctime_ns,
+                                                            edited_before_ns):
         raise Unrecordable(f"{path} changed while the run read it")
 
 
@@ -128,7 +140,8 @@ def _file_digest(path: str, edited_before_ns: int | None) -> str:
         return "missing"
     try:
         info = os.fstat(fd)
-        if edited_before_ns is not None and info.st_ctime_ns >= edited_before_ns:
+        if edited_before_ns is not None and changed_during_run(info.st_ctime_ns,
+                                                            edited_before_ns):
             raise Unrecordable(f"{path} changed while the run read it")
         if not stat.S_ISREG(info.st_mode):
             return "not a file"
@@ -197,7 +210,8 @@ def code_digest(edited_before_ns: int | None = None) -> str:
         except OSError:
             h.update(f"{path}\0missing\0".encode())
             continue
-        if edited_before_ns is not None and info.st_ctime_ns >= edited_before_ns:
+        if edited_before_ns is not None and changed_during_run(info.st_ctime_ns,
+                                                            edited_before_ns):
             raise Unrecordable(f"{path} was installed while the run went on")
         h.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
     return h.hexdigest()
@@ -324,9 +338,11 @@ def _host_entry(target: Target, host: HostPlan, command: Command,
     from provision.journal import journal_path
     from provision.lock import LOCK_FILE
 
+    missing = set(host.missing_paths)
     return {
         "name": host.host,
-        "files": [[path, _host_stamp(path, edited_before)] for path in host.read_paths],
+        "files": [[path, _host_stamp(path, edited_before, path in missing)]
+                  for path in host.read_paths],
         # Present only while another run works on the host, or after one was killed: either
         # way the full run (which waits for the lock, or finishes the journal) must answer.
         "absent": [journal_path(target.certificates_dir),
@@ -359,11 +375,12 @@ def _stamp_of(info: os.stat_result | None) -> str:
             f"{info.st_mtime_ns} {info.st_ctime_ns}")
 
 
-def _host_stamp(path: str, edited_before: int) -> str:
+def _host_stamp(path: str, edited_before: int, was_missing: bool) -> str:
     """The stamp of a host file the run read, refused when the file changed during the run
-    (what the plan read may not be what has this stamp)."""
+    (what the plan read may not be what has this stamp), or came or went since it was read."""
     info = _lstat(path)
-    if info is not None and info.st_ctime_ns >= edited_before:
+    if (info is None) != was_missing or (
+            info is not None and changed_during_run(info.st_ctime_ns, edited_before)):
         raise Unrecordable(f"{path} changed while the run read it")
     return _stamp_of(info)
 

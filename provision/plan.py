@@ -63,6 +63,7 @@ class HostPlan:
     # The moment the clock alone would change this plan (a renewal window opens); None: never.
     stable_until: dt.datetime | None = None
     read_paths: tuple[str, ...] = ()  # the host's files ``facts_digest`` covers
+    missing_paths: tuple[str, ...] = ()  # those of them that were not there
 
     @property
     def has_changes(self) -> bool:

@@ -344,23 +344,41 @@ def test_an_input_changed_during_the_run_is_not_recorded(
         assert expected in result.stdout
 
 
+@pytest.mark.parametrize("change", ["edited", "deleted"])
 def test_a_host_file_changed_after_the_plan_read_it_is_not_recorded(
         project: Path, cli: Cli, converged_records: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, change: str) -> None:
     assert cli("apply", PLAYBOOK, "-i", INVENTORY).exit_code == 0
     settle()
     real = converged.record
     config = host_dir(project, "cm-sub-02") / "nginx" / "default-web-site.conf"
 
     def after_the_plan(*args: Any, **kwargs: Any) -> bool:
-        config.write_text(config.read_text() + "# edited by hand\n")
+        if change == "edited":
+            config.write_text(config.read_text() + "# edited by hand\n")
+        else:
+            config.unlink()  # (no file's change time shows a deletion)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(converged, "record", after_the_plan)
     assert "changed 0" in cli("apply", PLAYBOOK, "-i", INVENTORY).stdout
     monkeypatch.setattr(converged, "record", real)
     assert records(converged_records) == []
-    assert "update   site Default Web Site" in cli("apply", PLAYBOOK, "-i", INVENTORY).stdout
+    action = "update" if change == "edited" else "create"
+    assert f"{action}   site Default Web Site" in cli("apply", PLAYBOOK, "-i", INVENTORY).stdout
+
+
+def test_a_whole_second_change_time_is_judged_with_a_wider_margin() -> None:
+    second = 1_000_000_000
+    started = 1_700_000_000 * second + 400_000_000  # 0.4 s into a second
+    edited_before = started - converged.EDIT_MARGIN_NS
+    # Fine-grained times: only what changed after the margin began.
+    assert not converged.changed_during_run(started - 60_000_001, edited_before)
+    assert converged.changed_during_run(started - 10_000_000, edited_before)
+    # Whole seconds: a change later in the run's first second reads as its start, 0.4 s
+    # before the run; anything within two seconds is suspect.
+    assert converged.changed_during_run(1_700_000_000 * second, edited_before)
+    assert not converged.changed_during_run(1_699_999_997 * second, edited_before)
 
 
 def test_a_limit_read_from_a_file_is_not_recorded(project: Path, cli: Cli,
