@@ -40,7 +40,12 @@ class Holder:
     started: str
 
     def describe(self) -> str:
+        if self == UNREADABLE:
+            return "a run killed while writing it (the lock could not be read)"
         return f"pid {self.pid} on {self.host}, since {self.started}"
+
+
+UNREADABLE = Holder(0, "", "")  # who held a lock that could not be read
 
 
 def _me(now: dt.datetime) -> bytes:
@@ -86,6 +91,7 @@ class HostLock:
         self.directory = certificates_dir
         self.path = posixpath.join(certificates_dir, LOCK_FILE)
         self.took_over: Holder | None = None
+        self._unreadable_guard: tuple[bytes | None, float] | None = None  # (content, seen)
         self.created: list[str] = []  # folders made to hold the lock, deepest first
 
     async def acquire(self, timeout: float, now: dt.datetime) -> None:
@@ -104,36 +110,49 @@ class HostLock:
             holder = _parse(state.content)
             if holder is None and state.exists:
                 # Half-written: by a run killed while creating it (stale), or by one creating
-                # it right now (not). Only time tells them apart.
+                # it right now (not). Only time tells them apart, so even a short
+                # --lock-timeout waits that long for it.
                 if unreadable is None or unreadable[0] != state.content:
                     unreadable = (state.content, time.monotonic())
+                    deadline = max(deadline, unreadable[1] + HALF_WRITTEN_SECONDS + _POLL)
                 stale = time.monotonic() - unreadable[1] >= HALF_WRITTEN_SECONDS
             else:
                 unreadable = None
                 stale = holder is not None and _stale(holder)
-            if stale and await self._take_over(state.content, holder):
-                continue
+            if stale and await self._take_over(state.content, holder or UNREADABLE, now):
+                return
             if time.monotonic() >= deadline:
                 who = holder.describe() if holder else "another run"
                 raise LockError(f"locked by {who} (waited {timeout:g} s; "
                                 f"raise --lock-timeout to wait longer)")
             await asyncio.sleep(_POLL)
 
-    async def _take_over(self, seen: bytes | None, holder: Holder | None) -> bool:
-        """Remove the stale lock ``seen``, unless another run is taking it over or already
-        replaced it. Takeovers go one at a time through a guard file; without it, two runs
-        that read the same stale lock could each remove the lock the other just created."""
+    async def _take_over(self, seen: bytes | None, holder: Holder, now: dt.datetime) -> bool:
+        """Replace the stale lock ``seen`` with ours and return True, unless another run is
+        taking it over or already replaced it. Takeovers go one at a time through a guard
+        file; without it, two runs that read the same stale lock could each remove the lock
+        the other just created. The lock is replaced in one rename, never removed and created
+        again: a lock created anew can be visible empty (over SFTP without hard links), and
+        an empty lock looks like the stale one to a third run."""
         guard = self.path + TAKEOVER_SUFFIX
         moment = dt.datetime.now(dt.UTC)
         if not await self.transport.create_exclusive(guard, _me(moment), 0o644):
-            other = _parse((await self.transport.read(guard)).content)
-            if other is None or _older_than(other, moment, GUARD_SECONDS):
+            content = (await self.transport.read(guard)).content
+            other = _parse(content)
+            if other is None:  # half-written, as a lock can be: stale if it stays so
+                if self._unreadable_guard is None or self._unreadable_guard[0] != content:
+                    self._unreadable_guard = (content, time.monotonic())
+                dead = time.monotonic() - self._unreadable_guard[1] >= HALF_WRITTEN_SECONDS
+            else:
+                dead = _older_than(other, moment, GUARD_SECONDS)
+            if dead:
                 await self.transport.remove(guard)  # its taker died within milliseconds
             return False
         try:
-            if (await self.transport.read(self.path)).content == seen:
-                await self.transport.remove(self.path)
-                self.took_over = holder
+            if (await self.transport.read(self.path)).content != seen:
+                return False
+            await self.transport.write(self.path, _me(now), 0o644, durable=False)
+            self.took_over = holder
             return True
         finally:
             await self.transport.remove(guard, durable=False)

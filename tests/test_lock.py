@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import itertools
 import json
 import os
 import re
@@ -26,7 +27,7 @@ from typing import Any
 import pytest
 from fleet import LOCK, Fleet, check_settled, scratch
 
-from provision.lock import HostLock, LockError
+from provision.lock import TAKEOVER_SUFFIX, HostLock, LockError
 from provision.transport.base import FileState
 from provision.transport.local import LocalTransport
 
@@ -313,11 +314,93 @@ def test_a_half_written_lock_that_stays_so_is_taken_over(tmp_path: Path,
         started = time.monotonic()
         await lock.acquire(2.0, dt.datetime(2024, 5, 1, tzinfo=dt.UTC))
         waited = time.monotonic() - started
-        assert lock.took_over is None  # nobody to name: it could not be read
+        assert lock.took_over is not None and "could not be read" in lock.took_over.describe()
         await lock.release()
         return waited
 
     assert asyncio.run(scenario()) >= 0.3
+
+
+class NoHardLinks(LocalTransport):
+    """Like an SFTP server without hard links: a new lock appears empty, and its content
+    arrives a round trip later; every call takes a little while."""
+
+    async def create_exclusive(self, path: str, data: bytes, mode: int) -> bool:
+        await asyncio.sleep(0.01)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except FileExistsError:
+            return False
+        await asyncio.sleep(0.15)  # (less than the half-written time the test sets)
+        os.write(fd, data)
+        os.close(fd)
+        return True
+
+    async def read(self, path: str) -> FileState:
+        await asyncio.sleep(0.01)
+        return await super().read(path)
+
+
+def test_runs_taking_over_a_stale_empty_lock_never_hold_it_together(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import provision.lock
+
+    monkeypatch.setattr(provision.lock, "HALF_WRITTEN_SECONDS", 0.2)
+    (tmp_path / LOCK).write_bytes(b"")  # left by a run killed while creating it
+    held: list[tuple[float, float]] = []
+
+    async def one_run() -> None:
+        lock = HostLock(NoHardLinks("h", str(tmp_path)), str(tmp_path))
+        await lock.acquire(10.0, dt.datetime(2024, 5, 1, tzinfo=dt.UTC))
+        start = time.monotonic()
+        await asyncio.sleep(0.3)  # the run's work
+        held.append((start, time.monotonic()))
+        await lock.release()
+
+    async def scenario() -> None:
+        await asyncio.gather(*(one_run() for _ in range(3)))
+
+    asyncio.run(scenario())
+    held.sort()
+    assert len(held) == 3
+    for (_, end), (start, _) in itertools.pairwise(held):
+        assert start >= end, f"two runs held the lock at once: {held}"
+
+
+def test_a_short_lock_timeout_still_waits_out_a_half_written_lock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import provision.lock
+
+    monkeypatch.setattr(provision.lock, "HALF_WRITTEN_SECONDS", 0.2)
+    (tmp_path / LOCK).write_bytes(b"")
+
+    async def scenario() -> None:
+        lock = HostLock(LocalTransport("h", str(tmp_path)), str(tmp_path))
+        await lock.acquire(0.0, dt.datetime(2024, 5, 1, tzinfo=dt.UTC))  # --lock-timeout 0
+        await lock.release()
+
+    asyncio.run(scenario())
+    assert not (tmp_path / LOCK).exists()
+
+
+def test_a_half_written_takeover_guard_is_removed_once_it_stays_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import provision.lock
+
+    monkeypatch.setattr(provision.lock, "HALF_WRITTEN_SECONDS", 0.2)
+    dead = dead_pid()
+    (tmp_path / LOCK).write_text(json.dumps({"pid": dead, "host": socket.gethostname(),
+                                             "started": "2024-05-01T00:00:00Z"}))
+    (tmp_path / (LOCK + TAKEOVER_SUFFIX)).write_bytes(b"")  # a taker killed while writing it
+
+    async def scenario() -> None:
+        lock = HostLock(LocalTransport("h", str(tmp_path)), str(tmp_path))
+        await lock.acquire(5.0, dt.datetime(2024, 5, 1, tzinfo=dt.UTC))
+        assert lock.took_over is not None and lock.took_over.pid == dead
+        await lock.release()
+
+    asyncio.run(scenario())
+    assert not (tmp_path / (LOCK + TAKEOVER_SUFFIX)).exists()
 
 
 def test_two_runs_racing_for_one_stale_lock_do_not_both_win(tmp_path: Path) -> None:
