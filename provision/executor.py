@@ -325,7 +325,9 @@ async def _back_up(
         durable=False,
     )
     await target.transport.flush()  # the backup's files are on disk before it is complete
-    await target.transport.commit(partial, folder, durable=False)
+    # Durable now, before the journal can be: a journal on disk with its backup still under
+    # the partial name would see that backup removed as a leftover by the next run.
+    await target.transport.commit(partial, folder)
     await _prune(target, root, [*existing, name])
     return folder
 

@@ -29,6 +29,7 @@ from sshd import (
 )
 
 from provision.api import load, run
+from provision.errors import TransportError
 from provision.model.inventory import Host
 from provision.transport.factory import ConnectOptions, make_transport
 
@@ -337,6 +338,39 @@ def test_a_silent_host_times_out(tmp_path: Path) -> None:
 # --- the transport's own operations -----------------------------------------------------------
 
 
+def test_a_durable_commit_is_synced_before_it_returns(fleet: SshdFleet, tmp_path: Path) -> None:
+    """What a journal's roll-forward relies on: its renames are on disk before the journal is
+    removed (SFTP cannot fsync a folder: a `sync` of it, before commit returns)."""
+    [server] = fleet.start(1)
+    known = known_hosts_for(tmp_path / "known_hosts", [server])
+    host = Host(name=server.name, address="127.0.0.1", port=server.port, connection="ssh",
+                user="root", ssh_key=str(fleet.client_key))
+    transport = make_transport(host, ConnectOptions(known_hosts=str(known)))
+    folder = tmp_path / "durable"
+    commands: list[str] = []
+    original = transport._exec  # type: ignore[attr-defined]
+
+    async def recording(command: str, timeout: float | None = None) -> Any:
+        commands.append(command)
+        return await original(command, timeout)
+
+    transport._exec = recording  # type: ignore[attr-defined]
+
+    async def scenario() -> None:
+        try:
+            staged = await transport.stage(str(folder / "a.pem"), b"x\n", 0o644)
+            await transport.commit(staged, str(folder / "a.pem"), durable=False)
+            assert not commands  # not durable: nothing run yet
+            staged = await transport.stage(str(folder / "b.pem"), b"x\n", 0o644)
+            await transport.commit(staged, str(folder / "b.pem"))
+            assert len(commands) == 1 and commands[0].startswith("sync -- ")
+            assert str(folder) in commands[0]
+        finally:
+            await transport.close()
+
+    asyncio.run(scenario())
+
+
 def test_transport_operations_share_one_connection(fleet: SshdFleet, tmp_path: Path) -> None:
     [server] = fleet.start(1)
     known = known_hosts_for(tmp_path / "known_hosts", [server])
@@ -489,6 +523,11 @@ def test_become_syncs_each_folder_once_as_root(fleet: SshdFleet, become_user: st
 
     transport._exec = recording  # type: ignore[attr-defined]
 
+    async def refusing(command: str, timeout: float | None = None) -> Any:
+        if "sync --" in command:
+            return 1, b"", b"sudo: a password is required\n"
+        return await recording(command, timeout)
+
     async def scenario() -> None:
         try:
             for name in ("a.pem", "b.pem"):
@@ -497,15 +536,24 @@ def test_become_syncs_each_folder_once_as_root(fleet: SshdFleet, become_user: st
             renames = len(commands)
             await transport.flush()
             assert len(commands) == renames + 1
+            # When sudo itself fails, the flush fails: what waits for it must not go ahead.
+            staged = await transport.stage(str(folder / "c.pem"), b"x\n", 0o644)
+            await transport.commit(staged, str(folder / "c.pem"), durable=False)
+            transport._exec = refusing  # type: ignore[attr-defined]
+            with pytest.raises(TransportError, match=r"cannot flush .*password is required"):
+                await transport.flush()
+            transport._exec = recording  # type: ignore[attr-defined]
+            await transport.flush()  # the folder is still owed its sync, and gets it
+            assert "sync --" in commands[-1] and str(folder) in commands[-1]
         finally:
             await transport.close()
 
     asyncio.run(scenario())
-    assert sorted(p.name for p in folder.iterdir()) == ["a.pem", "b.pem"]
+    assert sorted(p.name for p in folder.iterdir()) == ["a.pem", "b.pem", "c.pem"]
     renames = [c for c in commands if "mv -f" in c]
-    assert len(renames) == 2 and not any("sync --" in c for c in renames)
+    assert len(renames) == 3 and not any("sync --" in c for c in renames)
     flush = [c for c in commands if "sync --" in c and "mv -f" not in c and "install" not in c]
-    assert len(flush) == 1 and flush[0].startswith("sudo -n") and str(folder) in flush[0]
+    assert len(flush) == 2 and all(c.startswith("sudo -n") and str(folder) in c for c in flush)
 
 
 def test_become_without_passwordless_sudo_fails_clearly(fleet: SshdFleet, no_sudo_user: str,

@@ -569,7 +569,12 @@ class SSHTransport(Transport):
         if session is None or session.conn is None or not session.synced_dirs:
             return
         folders, session.synced_dirs = sorted(session.synced_dirs), set()
-        await self._exec(self._sync_command(folders))
+        status, _, err = await self._exec(self._sync_command(folders))
+        if self.become and status != 0:
+            # (Not sync itself, whose failures are ignored: sudo or the shell.) The renames
+            # that wait for this point must not go ahead as if their folders were durable.
+            session.synced_dirs.update(folders)
+            raise TransportError(f"cannot flush {folders[0]}: {_sudo_problem(err, status)}")
 
     def _sync_command(self, folders: list[str]) -> str:
         """``sync`` of the folders (their entries made durable); through sudo under become,
@@ -618,6 +623,8 @@ class SSHTransport(Transport):
                     raise TransportError(
                         f"cannot write {path}: {err.decode(errors='replace').strip()}") from None
         self._current().synced_dirs.add(posixpath.dirname(path))
+        if durable:
+            await self.flush()
 
     async def create_exclusive(self, path: str, data: bytes, mode: int) -> bool:
         """Create ``path`` only if nothing is there, never visible half-written.
