@@ -338,6 +338,19 @@ def test_a_silent_host_times_out(tmp_path: Path) -> None:
 # --- the transport's own operations -----------------------------------------------------------
 
 
+def recorded_commands(transport: Any) -> list[str]:
+    """Every command the transport runs from now on (run as before, and listed)."""
+    commands: list[str] = []
+    original = transport._exec
+
+    async def recording(command: str, timeout: float | None = None) -> Any:
+        commands.append(command)
+        return await original(command, timeout)
+
+    transport._exec = recording
+    return commands
+
+
 def test_a_durable_commit_is_synced_before_it_returns(fleet: SshdFleet, tmp_path: Path) -> None:
     """What a journal's roll-forward relies on: its renames are on disk before the journal is
     removed (SFTP cannot fsync a folder: a `sync` of it, before commit returns)."""
@@ -347,14 +360,7 @@ def test_a_durable_commit_is_synced_before_it_returns(fleet: SshdFleet, tmp_path
                 user="root", ssh_key=str(fleet.client_key))
     transport = make_transport(host, ConnectOptions(known_hosts=str(known)))
     folder = tmp_path / "durable"
-    commands: list[str] = []
-    original = transport._exec  # type: ignore[attr-defined]
-
-    async def recording(command: str, timeout: float | None = None) -> Any:
-        commands.append(command)
-        return await original(command, timeout)
-
-    transport._exec = recording  # type: ignore[attr-defined]
+    commands = recorded_commands(transport)
 
     async def scenario() -> None:
         try:
@@ -478,14 +484,7 @@ def test_become_reads_are_batched_and_exact(fleet: SshdFleet, become_user: str,
     (folder / "empty").write_bytes(b"")
     (folder / "link").symlink_to("key.pem")
     (folder / "sub").mkdir(mode=0o751)
-    commands: list[str] = []
-    original = transport._exec  # type: ignore[attr-defined]
-
-    async def counting(command: str, timeout: float | None = None) -> Any:
-        commands.append(command)
-        return await original(command, timeout)
-
-    transport._exec = counting  # type: ignore[attr-defined]
+    commands = recorded_commands(transport)
     names = ("key.pem", "empty", "link", "sub", "nope", "key.pem/x")
 
     async def scenario() -> list[Any]:
@@ -514,14 +513,9 @@ def test_become_syncs_each_folder_once_as_root(fleet: SshdFleet, become_user: st
     transport = make_transport(host, ConnectOptions(known_hosts=str(known)))
     folder = Path(fleet.shared) / "become-flush"
     folder.mkdir(mode=0o700)  # root only
-    commands: list[str] = []
-    original = transport._exec  # type: ignore[attr-defined]
+    commands = recorded_commands(transport)
 
-    async def recording(command: str, timeout: float | None = None) -> Any:
-        commands.append(command)
-        return await original(command, timeout)
-
-    transport._exec = recording  # type: ignore[attr-defined]
+    recording = transport._exec  # type: ignore[attr-defined]
 
     async def refusing(command: str, timeout: float | None = None) -> Any:
         if "sync --" in command:
