@@ -112,9 +112,10 @@ class HostLock:
                 # Half-written: by a run killed while creating it (stale), or by one creating
                 # it right now (not). Only time tells them apart, so even a short
                 # --lock-timeout waits that long for it.
+                if unreadable is None:  # (once: a lock that keeps changing is not waited on)
+                    deadline = max(deadline, time.monotonic() + HALF_WRITTEN_SECONDS + _POLL)
                 if unreadable is None or unreadable[0] != state.content:
                     unreadable = (state.content, time.monotonic())
-                    deadline = max(deadline, unreadable[1] + HALF_WRITTEN_SECONDS + _POLL)
                 stale = time.monotonic() - unreadable[1] >= HALF_WRITTEN_SECONDS
             else:
                 unreadable = None
