@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -18,19 +19,14 @@ class HostFacts:
 
     def digest(self) -> str:
         """A fingerprint of everything read: what a saved plan was computed against."""
-        return files_digest(self.files)
-
-
-def files_digest(files: Mapping[str, FileState]) -> str:
-    """Path, kind, mode and content of each file, in path order."""
-    h = hashlib.sha256()
-    for path in sorted(files):
-        state = files[path]
-        # One update per file (the same bytes as one per field): this runs for every file of
-        # every host, on every run.
-        h.update(f"{path}\0{state.kind}\0{state.mode}\0".encode()
-                 + hashlib.sha256(state.content or b"").digest())
-    return h.hexdigest()
+        h = hashlib.sha256()
+        for path in sorted(self.files):
+            state = self.files[path]
+            h.update(path.encode())
+            h.update(b"\0" + state.kind.encode() + b"\0")
+            h.update(f"{state.mode}".encode() + b"\0")
+            h.update(hashlib.sha256(state.content or b"").digest())
+        return h.hexdigest()
 
 
 def merged(facts: HostFacts, more: HostFacts) -> HostFacts:
@@ -38,8 +34,6 @@ def merged(facts: HostFacts, more: HostFacts) -> HostFacts:
 
 
 async def gather(transport: Transport, paths: Iterable[str]) -> HostFacts:
-    import asyncio  # here, not above: the converged record's digests need no event loop
-
     unique = sorted(set(paths))
     states = await asyncio.gather(*(transport.read(path) for path in unique))
     return HostFacts(dict(zip(unique, states, strict=True)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import stat
@@ -89,8 +90,6 @@ class LocalTransport(Transport):
             raise TransportError(f"cannot list {path}: {exc.strerror}") from None
 
     async def run(self, command: str, timeout: float = 60.0) -> CommandResult:
-        import asyncio  # here: reading files (the converged record's check) needs no loop
-
         process = await asyncio.create_subprocess_shell(
             command,
             stdin=asyncio.subprocess.DEVNULL,
