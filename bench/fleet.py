@@ -126,18 +126,22 @@ def make_fleet(root: Path, hosts: int, key: str) -> Fleet:
     assert site["reload"] is False and len(site["virtual_directories"]) == 11, site
     fleet.playbook.write_text(yaml.dump(book, Dumper=dumper, sort_keys=False))
     members = {
-        fleet.host_name(i): {"address": host_address(i),
-                             "fqdn": f"{fleet.host_name(i)}.voice.example.com"}
+        fleet.host_name(i): {
+            "address": host_address(i),
+            "fqdn": f"{fleet.host_name(i)}.voice.example.com",
+        }
         for i in range(hosts)
     }
-    inventory = {"all": {
-        "vars": {
-            "connection": "local",
-            "certificates_dir": f"{root}/fleet/{{{{ host.name }}}}/certificates",
-            "www_root": f"{root}/fleet/{{{{ host.name }}}}/www",
-        },
-        "children": {"callmanager": {"hosts": members}},
-    }}
+    inventory = {
+        "all": {
+            "vars": {
+                "connection": "local",
+                "certificates_dir": f"{root}/fleet/{{{{ host.name }}}}/certificates",
+                "www_root": f"{root}/fleet/{{{{ host.name }}}}/www",
+            },
+            "children": {"callmanager": {"hosts": members}},
+        }
+    }
     fleet.inventory.write_text(yaml.dump(inventory, Dumper=dumper, sort_keys=False))
     return fleet
 
@@ -162,8 +166,9 @@ def spawn(argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> 
     whose maximum never goes down between children)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        process = subprocess.Popen(list(argv), cwd=cwd, stdout=out, stderr=err,
-                                   stdin=subprocess.DEVNULL, env=env)
+        process = subprocess.Popen(
+            list(argv), cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env
+        )
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -171,8 +176,14 @@ def spawn(argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> 
         err.seek(0)
         stdout = out.read().decode(errors="replace")
         stderr = err.read().decode(errors="replace")
-    return Sample(seconds, usage.ru_maxrss, usage.ru_utime + usage.ru_stime, process.returncode,
-                  stdout, stderr)
+    return Sample(
+        seconds,
+        usage.ru_maxrss,
+        usage.ru_utime + usage.ru_stime,
+        process.returncode,
+        stdout,
+        stderr,
+    )
 
 
 BYTECODE_CACHE: Path | None = None  # set by main(): a folder inside the run's temporary one
@@ -192,7 +203,8 @@ def child_env() -> dict[str, str]:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = str(BYTECODE_CACHE)
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(TREE), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))])
+        [str(TREE), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    )
     env.setdefault("COLUMNS", "100")
     if RECORDS is not None:
         env["PROVISION_CACHE_DIR"] = str(RECORDS)  # the run's own, never the user's
@@ -212,8 +224,11 @@ def provision_cli(args: Sequence[str], cwd: Path) -> Sample:
 
 def run_child(task: str, spec: dict[str, Any], cwd: Path = REPO) -> Sample:
     """This script in a child process, running one ``task`` (see ``child_main``)."""
-    sample = spawn([sys.executable, str(Path(__file__).resolve()), "--child", task,
-                    json.dumps(spec)], cwd, child_env())
+    sample = spawn(
+        [sys.executable, str(Path(__file__).resolve()), "--child", task, json.dumps(spec)],
+        cwd,
+        child_env(),
+    )
     if sample.returncode != 0:
         raise RuntimeError(f"child {task} failed ({sample.returncode}):\n{sample.stderr}")
     sample.inner = json.loads(sample.stdout.strip().splitlines()[-1])
@@ -251,38 +266,57 @@ def _floor_one(job: tuple[str, int]) -> tuple[bytes, bytes, bytes]:
     else:
         key = ec.generate_private_key(ec.SECP256R1())
     public = key.public_key()
-    subject = x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Voice Operations"),
-        x509.NameAttribute(NameOID.COMMON_NAME, fqdn),
-    ])
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Voice Operations"),
+            x509.NameAttribute(NameOID.COMMON_NAME, fqdn),
+        ]
+    )
     sans: list[x509.GeneralName] = [
-        x509.DNSName(fqdn), x509.DNSName(name),
-        x509.IPAddress(ipaddress.ip_address(address)), x509.DNSName("localhost"),
+        x509.DNSName(fqdn),
+        x509.DNSName(name),
+        x509.IPAddress(ipaddress.ip_address(address)),
+        x509.DNSName("localhost"),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
     ]
     now = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     certificate = (
         x509.CertificateBuilder()
-        .subject_name(subject).issuer_name(subject).public_key(public)
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(public)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=825))
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=825))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, key_encipherment=kind == "rsa", content_commitment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=kind == "rsa",
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public),
-                       critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .sign(key, hashes.SHA256())
     )
     return (
         certificate.public_bytes(serialization.Encoding.DER),
         certificate.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                          serialization.NoEncryption()),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
     )
 
 
@@ -393,13 +427,21 @@ def inprocess(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["apply"]:
         counts = {s: report.count(s) for s in ("ok", "changed", "failed")}
     else:
-        counts = {"changed": sum(1 for h in report.hosts if h.plan.has_changes),
-                  "failed": report.count("failed")}
+        counts = {
+            "changed": sum(1 for h in report.hosts if h.plan.has_changes),
+            "failed": report.count("failed"),
+        }
     import resource
 
-    return {"import_s": imported - started, "load_s": t1 - t0, "run_s": t2 - t1,
-            "seconds": t2 - t0, "cpu": cpu, "counts": counts,
-            "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+    return {
+        "import_s": imported - started,
+        "load_s": t1 - t0,
+        "run_s": t2 - t1,
+        "seconds": t2 - t0,
+        "cpu": cpu,
+        "counts": counts,
+        "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    }
 
 
 def _write_profile_text(path: str) -> None:
@@ -468,10 +510,14 @@ class Row:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data.update(seconds=self.seconds, cpu=self.cpu, per_host_ms=self.per_host_ms,
-                    ratio=self.ratio,
-                    peak_mb=self.maxrss_kb / 1024,
-                    label=ROWS.get(self.id) or CLI_ROWS.get(self.id) or self.id)
+        data.update(
+            seconds=self.seconds,
+            cpu=self.cpu,
+            per_host_ms=self.per_host_ms,
+            ratio=self.ratio,
+            peak_mb=self.maxrss_kb / 1024,
+            label=ROWS.get(self.id) or CLI_ROWS.get(self.id) or self.id,
+        )
         return data
 
 
@@ -492,8 +538,10 @@ class Bench:
         extra = f" ({row.note})" if row.note else ""
         flag = "" if row.ok else "  UNEXPECTED OUTCOME"
         key = f"{row.key} " if row.key else ""
-        self.log(f"  {key}{row.id}: {row.seconds:.3f} s (cpu {_fmt(row.cpu, 3)} s), "
-                 f"peak {row.maxrss_kb / 1024:.0f} MB{extra}{flag}")
+        self.log(
+            f"  {key}{row.id}: {row.seconds:.3f} s (cpu {_fmt(row.cpu, 3)} s), "
+            f"peak {row.maxrss_kb / 1024:.0f} MB{extra}{flag}"
+        )
         if not row.ok:
             self.warnings.append(f"{key}{row.id}: {row.note}")
         return row
@@ -505,12 +553,29 @@ class Bench:
         for mode in ("sequential", "threads", "processes"):
             sample = run_child("floor-keygen", {"key": key, "hosts": hosts, "mode": mode})
             workers = f"{sample.inner['workers']} workers" if mode != "sequential" else ""
-            rows[mode] = self.add(Row(f"floor.keygen.{mode}", key, hosts,
-                                      [sample.inner["seconds"]], sample.maxrss_kb,
-                                      [sample.inner["cpu"]], note=workers))
+            rows[mode] = self.add(
+                Row(
+                    f"floor.keygen.{mode}",
+                    key,
+                    hosts,
+                    [sample.inner["seconds"]],
+                    sample.maxrss_kb,
+                    [sample.inner["cpu"]],
+                    note=workers,
+                )
+            )
         best = min(("threads", "processes"), key=lambda m: rows[m].seconds)
-        rows["best"] = self.add(Row("floor.keygen", key, hosts, list(rows[best].runs),
-                                    rows[best].maxrss_kb, list(rows[best].cpu_runs), note=best))
+        rows["best"] = self.add(
+            Row(
+                "floor.keygen",
+                key,
+                hosts,
+                list(rows[best].runs),
+                rows[best].maxrss_kb,
+                list(rows[best].cpu_runs),
+                note=best,
+            )
+        )
         return rows
 
     def floor_read_parse(self, fleet: Fleet) -> Row:
@@ -525,14 +590,31 @@ class Bench:
     def floor_write(self, hosts: int) -> Row:
         scratch = self.workdir / "write-floor"
         sample = run_child("floor-write", {"root": str(scratch), "hosts": hosts})
-        return self.add(Row("floor.write", None, hosts, [sample.inner["seconds"]],
-                            sample.maxrss_kb, [sample.inner["cpu"]]))
+        return self.add(
+            Row(
+                "floor.write",
+                None,
+                hosts,
+                [sample.inner["seconds"]],
+                sample.maxrss_kb,
+                [sample.inner["cpu"]],
+            )
+        )
 
     # --- provision ---------------------------------------------------------------------
 
-    def cli(self, row_id: str, fleet: Fleet, command: str, *, expect_changed: int,
-            before: Callable[[], None] | None = None, repeat: int | None = None,
-            extra: Sequence[str] = (), from_record: bool = False) -> Row:
+    def cli(
+        self,
+        row_id: str,
+        fleet: Fleet,
+        command: str,
+        *,
+        expect_changed: int,
+        before: Callable[[], None] | None = None,
+        repeat: int | None = None,
+        extra: Sequence[str] = (),
+        from_record: bool = False,
+    ) -> Row:
         """``provision apply|plan`` as a person runs it; checks the report's counts, and with
         ``from_record`` that the run was answered from the converged record (a full run
         rewrites the record; an answered one leaves it untouched)."""
@@ -541,8 +623,9 @@ class Bench:
             if before is not None:
                 before()
             records = _records()
-            sample = provision_cli([command, str(fleet.playbook), "-i", str(fleet.inventory),
-                                    *extra], fleet.root)
+            sample = provision_cli(
+                [command, str(fleet.playbook), "-i", str(fleet.inventory), *extra], fleet.root
+            )
             if from_record and (not records or _records() != records):
                 ok = False
                 notes.append("not answered from the converged record")
@@ -552,19 +635,35 @@ class Bench:
             changed, failed = _counts(command, sample.stdout)
             if sample.returncode != 0 or changed != expect_changed or failed:
                 ok = False
-                notes.append(f"exit {sample.returncode}, changed {changed} (expected "
-                             f"{expect_changed}), failed {failed}: "
-                             f"{(sample.stderr or sample.stdout)[-300:].strip()}")
-        return self.add(Row(row_id, fleet.key, fleet.hosts, runs, peak, cpu, ok=ok,
-                            note="; ".join(notes[:1])))
+                notes.append(
+                    f"exit {sample.returncode}, changed {changed} (expected "
+                    f"{expect_changed}), failed {failed}: "
+                    f"{(sample.stderr or sample.stdout)[-300:].strip()}"
+                )
+        return self.add(
+            Row(row_id, fleet.key, fleet.hosts, runs, peak, cpu, ok=ok, note="; ".join(notes[:1]))
+        )
 
-    def api(self, row_id: str, fleet: Fleet, *, apply: bool, expect_changed: int,
-            profile: str | None = None, repeat: int | None = None) -> Row:
+    def api(
+        self,
+        row_id: str,
+        fleet: Fleet,
+        *,
+        apply: bool,
+        expect_changed: int,
+        profile: str | None = None,
+        repeat: int | None = None,
+    ) -> Row:
         runs, cpu, peak, ok, notes = [], [], 0, True, []
         inner: dict[str, Any] = {}
         for _ in range(repeat or self.repeat):
-            spec = {"root": str(fleet.root), "playbook": str(fleet.playbook),
-                    "inventory": str(fleet.inventory), "apply": apply, "profile": profile}
+            spec = {
+                "root": str(fleet.root),
+                "playbook": str(fleet.playbook),
+                "inventory": str(fleet.inventory),
+                "apply": apply,
+                "profile": profile,
+            }
             sample = run_child("inprocess", spec)
             inner = sample.inner
             runs.append(inner["seconds"])
@@ -575,10 +674,23 @@ class Bench:
                 ok = False
                 notes.append(f"counts {counts}, expected changed {expect_changed}")
         detail = {k: inner[k] for k in ("import_s", "load_s", "run_s")}
-        note = (f"load {inner['load_s']:.2f} s + run {inner['run_s']:.2f} s; "
-                f"imports {inner['import_s']:.2f} s not counted")
-        return self.add(Row(row_id, fleet.key, fleet.hosts, runs, peak, cpu, ok=ok,
-                            detail=detail, note="; ".join(notes[:1]) or note))
+        note = (
+            f"load {inner['load_s']:.2f} s + run {inner['run_s']:.2f} s; "
+            f"imports {inner['import_s']:.2f} s not counted"
+        )
+        return self.add(
+            Row(
+                row_id,
+                fleet.key,
+                fleet.hosts,
+                runs,
+                peak,
+                cpu,
+                ok=ok,
+                detail=detail,
+                note="; ".join(notes[:1]) or note,
+            )
+        )
 
     def key_type(self, key: str) -> None:
         hosts = self.args.hosts
@@ -608,8 +720,7 @@ class Bench:
         delete_one()
         plan_one = self.cli("plan.onechange", fleet, "plan", expect_changed=1)
         plan_one.floor, plan_one.floor_seconds = "floor.read_parse", read_parse.seconds
-        apply_one = self.cli("apply.onechange", fleet, "apply", expect_changed=1,
-                             before=delete_one)
+        apply_one = self.cli("apply.onechange", fleet, "apply", expect_changed=1, before=delete_one)
         apply_one.floor = "floor.read_parse + one key"
         apply_one.floor_seconds = read_parse.seconds + one_key
         if self.args.profile:
@@ -623,12 +734,24 @@ class Bench:
         out = Path(self.args.out)
         out.mkdir(parents=True, exist_ok=True)
         nochange = out / f"profile-{key}-{fleet.hosts}-nochange.prof"
-        self.api("profile.apply.nochange", fleet, apply=True, expect_changed=0,
-                 profile=str(nochange), repeat=1)
+        self.api(
+            "profile.apply.nochange",
+            fleet,
+            apply=True,
+            expect_changed=0,
+            profile=str(nochange),
+            repeat=1,
+        )
         fresh_fleet = make_fleet(self.workdir / f"{key}-{fleet.hosts}-profile", fleet.hosts, key)
         fresh = out / f"profile-{key}-{fleet.hosts}-fresh.prof"
-        self.api("profile.apply.fresh", fresh_fleet, apply=True, expect_changed=fleet.hosts,
-                 profile=str(fresh), repeat=1)
+        self.api(
+            "profile.apply.fresh",
+            fresh_fleet,
+            apply=True,
+            expect_changed=fleet.hosts,
+            profile=str(fresh),
+            repeat=1,
+        )
         shutil.rmtree(fresh_fleet.root, ignore_errors=True)
         self.profiles += [str(nochange), str(fresh)]
         # Profiled runs are slower; they are not part of the table.
@@ -640,8 +763,18 @@ class Bench:
         specs = [
             ("floor.python", [sys.executable, "-c", "pass"]),
             ("cli.help", [sys.executable, "-m", "provision", "--help"]),
-            ("cli.validate", [sys.executable, "-m", "provision", "validate",
-                              str(EXAMPLE_PLAYBOOK), "-i", str(EXAMPLE_INVENTORY)]),
+            (
+                "cli.validate",
+                [
+                    sys.executable,
+                    "-m",
+                    "provision",
+                    "validate",
+                    str(EXAMPLE_PLAYBOOK),
+                    "-i",
+                    str(EXAMPLE_INVENTORY),
+                ],
+            ),
         ]
         for row_id, argv in specs:
             spawn(argv, TREE, child_env())  # untimed: fills the bytecode cache, warms up
@@ -653,27 +786,51 @@ class Bench:
                 peak = max(peak, sample.maxrss_kb)
                 if sample.returncode != 0:
                     ok, note = False, f"exit {sample.returncode}: {sample.stderr[-300:]}"
-            self.add(Row(row_id, None, 3 if row_id == "cli.validate" else 0, runs, peak, cpu,
-                         ok=ok, note=note))
+            self.add(
+                Row(
+                    row_id,
+                    None,
+                    3 if row_id == "cli.validate" else 0,
+                    runs,
+                    peak,
+                    cpu,
+                    ok=ok,
+                    note=note,
+                )
+            )
 
     def scale(self) -> None:
         """10,000 hosts planned with ECDSA keys, against the same at 1,000 hosts."""
-        reference = next((r for r in self.rows if r.id == "plan.nochange.full"
-                          and r.key == "ecdsa" and r.hosts == SCALE_REFERENCE), None)
+        reference = next(
+            (
+                r
+                for r in self.rows
+                if r.id == "plan.nochange.full" and r.key == "ecdsa" and r.hosts == SCALE_REFERENCE
+            ),
+            None,
+        )
         if reference is None:
             self.log(f"scale: ECDSA reference fleet of {SCALE_REFERENCE} hosts")
             small = make_fleet(self.workdir / "scale-1k", SCALE_REFERENCE, "ecdsa")
-            self.cli("scale.apply.fresh.1k", small, "apply", expect_changed=SCALE_REFERENCE,
-                     repeat=1)
-            reference = self.cli("scale.plan.nochange.1k", small, "plan", expect_changed=0,
-                                 repeat=3, extra=["--full"])
+            self.cli(
+                "scale.apply.fresh.1k", small, "apply", expect_changed=SCALE_REFERENCE, repeat=1
+            )
+            reference = self.cli(
+                "scale.plan.nochange.1k",
+                small,
+                "plan",
+                expect_changed=0,
+                repeat=3,
+                extra=["--full"],
+            )
             shutil.rmtree(small.root, ignore_errors=True)
         self.log(f"scale: ECDSA fleet of {SCALE_HOSTS} hosts (the fresh apply takes a while)")
         big = make_fleet(self.workdir / "scale-10k", SCALE_HOSTS, "ecdsa")
         self.cli("scale.apply.fresh", big, "apply", expect_changed=SCALE_HOSTS, repeat=1)
         # Evaluated in full, as the 1,000-host reference: the growth of the work itself.
-        row = self.cli("scale.plan.nochange", big, "plan", expect_changed=0, repeat=1,
-                       extra=["--full"])
+        row = self.cli(
+            "scale.plan.nochange", big, "plan", expect_changed=0, repeat=1, extra=["--full"]
+        )
         row.floor, row.floor_seconds = "plan --full at 1,000 hosts", reference.seconds
         row.detail["reference_seconds"] = reference.seconds
         shutil.rmtree(big.root, ignore_errors=True)
@@ -708,38 +865,64 @@ def targets(rows: list[Row], hosts: int) -> list[Target]:
 
     result = []
     for key in ("rsa", "ecdsa"):
-        for row_id, label in (("apply.nochange", "CLI, converged record"),
-                              ("apply.nochange.full", "CLI, --full"),
-                              ("apply.nochange.api", "api, full")):
+        for row_id, label in (
+            ("apply.nochange", "CLI, converged record"),
+            ("apply.nochange.full", "CLI, --full"),
+            ("apply.nochange.api", "api, full"),
+        ):
             row = find(row_id, key)
             if row is None or row.ratio is None:
                 continue
             if row_id == "apply.nochange":  # the run an operator gets, every idle run
-                result.append(Target(
-                    f"{row_id}.ratio.{key}",
-                    f"no-change apply ({label}, {KEY_LABELS[key]}) <= 3x read+parse floor",
-                    f"{row.ratio:.1f}x ({row.seconds:.3f} s vs {row.floor_seconds:.3f} s)",
-                    row.ratio <= 3))
-            result.append(Target(
-                f"{row_id}.per_host.{key}",
-                f"no-change apply ({label}, {KEY_LABELS[key]}) < 2 ms per host",
-                f"{row.per_host_ms:.2f} ms/host", row.per_host_ms < 2))
+                result.append(
+                    Target(
+                        f"{row_id}.ratio.{key}",
+                        f"no-change apply ({label}, {KEY_LABELS[key]}) <= 3x read+parse floor",
+                        f"{row.ratio:.1f}x ({row.seconds:.3f} s vs {row.floor_seconds:.3f} s)",
+                        row.ratio <= 3,
+                    )
+                )
+            result.append(
+                Target(
+                    f"{row_id}.per_host.{key}",
+                    f"no-change apply ({label}, {KEY_LABELS[key]}) < 2 ms per host",
+                    f"{row.per_host_ms:.2f} ms/host",
+                    row.per_host_ms < 2,
+                )
+            )
     fresh = find("apply.fresh", "rsa")
     if fresh is not None and fresh.ratio is not None:
-        result.append(Target("apply.fresh.ratio.rsa",
-                             "first apply (RSA-2048) <= 1.2x keygen floor across cores",
-                             f"{fresh.ratio:.2f}x ({fresh.seconds:.1f} s vs "
-                             f"{fresh.floor_seconds:.1f} s)", fresh.ratio <= 1.2))
+        result.append(
+            Target(
+                "apply.fresh.ratio.rsa",
+                "first apply (RSA-2048) <= 1.2x keygen floor across cores",
+                f"{fresh.ratio:.2f}x ({fresh.seconds:.1f} s vs {fresh.floor_seconds:.1f} s)",
+                fresh.ratio <= 1.2,
+            )
+        )
     big = find("scale.plan.nochange", "ecdsa")
     if big is not None:
-        result.append(Target("scale.peak", "10,000 hosts plan (ECDSA) peak < 1.5 GB",
-                             f"{big.maxrss_kb / 1024:.0f} MB", big.maxrss_kb / 1024 < 1536))
+        result.append(
+            Target(
+                "scale.peak",
+                "10,000 hosts plan (ECDSA) peak < 1.5 GB",
+                f"{big.maxrss_kb / 1024:.0f} MB",
+                big.maxrss_kb / 1024 < 1536,
+            )
+        )
         assert big.ratio is not None
-        result.append(Target("scale.ratio", "time(10k) <= 12x time(1k), plan (ECDSA)",
-                             f"{big.ratio:.1f}x ({big.seconds:.1f} s vs "
-                             f"{big.floor_seconds:.2f} s)", big.ratio <= 12))
-    for row_id, limit, text in (("cli.help", 0.3, "provision --help < 0.3 s"),
-                                ("cli.validate", 0.6, "provision validate (example) < 0.6 s")):
+        result.append(
+            Target(
+                "scale.ratio",
+                "time(10k) <= 12x time(1k), plan (ECDSA)",
+                f"{big.ratio:.1f}x ({big.seconds:.1f} s vs {big.floor_seconds:.2f} s)",
+                big.ratio <= 12,
+            )
+        )
+    for row_id, limit, text in (
+        ("cli.help", 0.3, "provision --help < 0.3 s"),
+        ("cli.validate", 0.6, "provision validate (example) < 0.6 s"),
+    ):
         row = find(row_id)
         if row is not None:
             result.append(Target(row_id, text, f"{row.seconds:.3f} s", row.seconds < limit))
@@ -749,8 +932,9 @@ def targets(rows: list[Row], hosts: int) -> list[Target]:
 def machine_info(workdir: Path) -> dict[str, Any]:
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=TREE, capture_output=True, text=True,
-                                  check=True).stdout.rstrip()
+            return subprocess.run(
+                ["git", *args], cwd=TREE, capture_output=True, text=True, check=True
+            ).stdout.rstrip()
         except (OSError, subprocess.CalledProcessError):
             return ""
 
@@ -817,8 +1001,11 @@ def markdown(result: dict[str, Any], rows: list[Row], goals: list[Target]) -> st
     lines = [
         f"# provision fleet benchmark: {result['hosts']} hosts",
         "",
-        (f"- commit `{info['commit'][:12]}` {info['commit_subject']}" if info["commit"]
-         else f"- tree {info['tree']} (not a git checkout)")
+        (
+            f"- commit `{info['commit'][:12]}` {info['commit_subject']}"
+            if info["commit"]
+            else f"- tree {info['tree']} (not a git checkout)"
+        )
         + (f" (uncommitted changes: {', '.join(info['dirty'])})" if info["dirty"] else "")
         + (f"; tree {info['tree']}" if info["commit"] and info["tree"] != str(REPO) else ""),
         *([f"- {info['label']}"] if info.get("label") else []),
@@ -847,16 +1034,24 @@ def markdown(result: dict[str, Any], rows: list[Row], goals: list[Target]) -> st
                 cells += ["-"] * 5
                 continue
             present = True
-            cells += [_fmt(row.seconds, 3) + ("" if row.ok else " (!)"), _fmt(row.cpu, 2),
-                      _fmt(row.per_host_ms, 2), _fmt(row.ratio, 2, "x"),
-                      _fmt(row.maxrss_kb / 1024, 0)]
+            cells += [
+                _fmt(row.seconds, 3) + ("" if row.ok else " (!)"),
+                _fmt(row.cpu, 2),
+                _fmt(row.per_host_ms, 2),
+                _fmt(row.ratio, 2, "x"),
+                _fmt(row.maxrss_kb / 1024, 0),
+            ]
         if present:
             lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "s: wall seconds (the figure the targets use); cpu s: user + system seconds "
-              "of the child (less sensitive to a busy machine). x floor: `apply, fresh` "
-              "against `floor: keys + certificates across cores`; the no-change and one-change "
-              "rows against `floor: read + parse` (apply with one change: plus one host's key, "
-              "sequential).", ""]
+    lines += [
+        "",
+        "s: wall seconds (the figure the targets use); cpu s: user + system seconds "
+        "of the child (less sensitive to a busy machine). x floor: `apply, fresh` "
+        "against `floor: keys + certificates across cores`; the no-change and one-change "
+        "rows against `floor: read + parse` (apply with one change: plus one host's key, "
+        "sequential).",
+        "",
+    ]
     other = [r for r in rows if r.id in CLI_ROWS or r.id.startswith("scale.")]
     if other:
         lines += ["| measurement | s | cpu s | peak MB | note |", "|---|---:|---:|---:|---|"]
@@ -870,13 +1065,20 @@ def markdown(result: dict[str, Any], rows: list[Row], goals: list[Target]) -> st
             note = row.note
             if row.ratio is not None:
                 note = f"{row.ratio:.1f}x {row.floor}" + (f"; {note}" if note else "")
-            lines.append(f"| {label} | {_fmt(row.seconds, 3)}{'' if row.ok else ' (!)'} | "
-                         f"{_fmt(row.cpu, 2)} | {_fmt(row.maxrss_kb / 1024, 0)} | {note} |")
+            lines.append(
+                f"| {label} | {_fmt(row.seconds, 3)}{'' if row.ok else ' (!)'} | "
+                f"{_fmt(row.cpu, 2)} | {_fmt(row.maxrss_kb / 1024, 0)} | {note} |"
+            )
         lines.append("")
     if goals:
-        lines += ["## Targets (issue 9; defined at 1,000 hosts)" if result["hosts"] != 1000
-                  else "## Targets (issue 9)", "",
-                  "| target | measured | result |", "|---|---|---|"]
+        lines += [
+            "## Targets (issue 9; defined at 1,000 hosts)"
+            if result["hosts"] != 1000
+            else "## Targets (issue 9)",
+            "",
+            "| target | measured | result |",
+            "|---|---|---|",
+        ]
         for goal in goals:
             verdict = {True: "pass", False: "**FAIL**", None: "-"}[goal.passed]
             lines.append(f"| {goal.text} | {goal.measured} | {verdict} |")
@@ -895,51 +1097,81 @@ def compare(old_path: str, new_path: str) -> None:
     new = json.loads(Path(new_path).read_text())
     for name, result in (("old", old), ("new", new)):
         info = result["machine"]
-        what = (f"{info['commit'][:12]} {info.get('commit_subject', '')}" if info.get("commit")
-                else info.get("tree", "?"))
+        what = (
+            f"{info['commit'][:12]} {info.get('commit_subject', '')}"
+            if info.get("commit")
+            else info.get("tree", "?")
+        )
         print(f"{name}: {what} {info.get('label', '')}".rstrip())
     index = {(r["id"], r["key"]): r for r in old["rows"]}
-    print(f"{'row':<28}{'key':<7}{'old s':>10}{'new s':>10}{'change':>9}"
-          f"{'old xfl':>9}{'new xfl':>9}{'old MB':>8}{'new MB':>8}")
+    print(
+        f"{'row':<28}{'key':<7}{'old s':>10}{'new s':>10}{'change':>9}"
+        f"{'old xfl':>9}{'new xfl':>9}{'old MB':>8}{'new MB':>8}"
+    )
     for row in new["rows"]:
         before = index.get((row["id"], row["key"]))
         if before is None:
             continue
         change = (row["seconds"] / before["seconds"] - 1) * 100 if before["seconds"] else 0
-        print(f"{row['id']:<28}{row['key'] or '':<7}{before['seconds']:>10.3f}"
-              f"{row['seconds']:>10.3f}{change:>+8.0f}%"
-              f"{_fmt(before['ratio'], 2, 'x'):>9}{_fmt(row['ratio'], 2, 'x'):>9}"
-              f"{before['peak_mb']:>8.0f}{row['peak_mb']:>8.0f}")
+        print(
+            f"{row['id']:<28}{row['key'] or '':<7}{before['seconds']:>10.3f}"
+            f"{row['seconds']:>10.3f}{change:>+8.0f}%"
+            f"{_fmt(before['ratio'], 2, 'x'):>9}{_fmt(row['ratio'], 2, 'x'):>9}"
+            f"{before['peak_mb']:>8.0f}{row['peak_mb']:>8.0f}"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--hosts", type=int, default=200, help="fleet size (default 200)")
     parser.add_argument("--key", choices=("rsa", "ecdsa", "both"), default="both")
-    parser.add_argument("--out", default=str(REPO / "bench" / "results"),
-                        help="folder for fleet-<hosts>.md and .json")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="repetitions of the short measurements (median)")
-    parser.add_argument("--quick", action="store_true",
-                        help="one run of each measurement, no scale test")
-    parser.add_argument("--scale", action="store_true",
-                        help=f"also plan {SCALE_HOSTS:,} hosts with ECDSA keys (long)")
-    parser.add_argument("--profile", action="store_true",
-                        help="also cProfile the in-process no-change and fresh applies")
-    parser.add_argument("--tmpdir", default=None,
-                        help="where the fleet is made (default: the system's temporary "
-                        "folder; /dev/shm takes the disk's fsync out of the figures)")
+    parser.add_argument(
+        "--out",
+        default=str(REPO / "bench" / "results"),
+        help="folder for fleet-<hosts>.md and .json",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="repetitions of the short measurements (median)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="one run of each measurement, no scale test"
+    )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help=f"also plan {SCALE_HOSTS:,} hosts with ECDSA keys (long)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also cProfile the in-process no-change and fresh applies",
+    )
+    parser.add_argument(
+        "--tmpdir",
+        default=None,
+        help="where the fleet is made (default: the system's temporary "
+        "folder; /dev/shm takes the disk's fsync out of the figures)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the generated fleets")
-    parser.add_argument("--no-bytecode-cache", action="store_true",
-                        help="let children compile as the environment says (by default "
-                        "bytecode is cached in the temporary folder, as an install has it)")
-    parser.add_argument("--label", default="",
-                        help="a note kept with the results (e.g. which experiment the tree has)")
-    parser.add_argument("--tree", default=None,
-                        help="the provision source tree to measure (default: this checkout)")
-    parser.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"),
-                        help="compare two result JSON files and exit")
+    parser.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="let children compile as the environment says (by default "
+        "bytecode is cached in the temporary folder, as an install has it)",
+    )
+    parser.add_argument(
+        "--label",
+        default="",
+        help="a note kept with the results (e.g. which experiment the tree has)",
+    )
+    parser.add_argument(
+        "--tree", default=None, help="the provision source tree to measure (default: this checkout)"
+    )
+    parser.add_argument(
+        "--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two result JSON files and exit"
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -995,8 +1227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / f"fleet-{args.hosts}.md").write_text(text)
     (out / f"fleet-{args.hosts}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(text)
-    bench.log(f"wrote {out / f'fleet-{args.hosts}.md'} and .json "
-              f"({result['total_seconds']:.0f} s in all)")
+    bench.log(
+        f"wrote {out / f'fleet-{args.hosts}.md'} and .json ({result['total_seconds']:.0f} s in all)"
+    )
     if bench.warnings:
         bench.log("unexpected outcomes: " + "; ".join(bench.warnings))
         return 1

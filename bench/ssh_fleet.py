@@ -49,11 +49,16 @@ def _project(fleet: SshdFleet, folder: Path, key: str) -> tuple[Path, Path, Path
     playbook = yaml.safe_load((ROOT / "playbooks/callmanager-https.yml").read_text())
     playbook["hosts"] = "all"
     playbook["certificates"][0]["key"] = (
-        {"type": "ecdsa", "curve": "p256"} if key == "ecdsa" else {"type": "rsa", "size": 2048})
+        {"type": "ecdsa", "curve": "p256"} if key == "ecdsa" else {"type": "rsa", "size": 2048}
+    )
     hosts = {
         server.name: {
-            "connection": "ssh", "address": "127.0.0.1", "port": server.port, "user": "root",
-            "ssh_key": str(fleet.client_key), "fqdn": f"{server.name}.example.test",
+            "connection": "ssh",
+            "address": "127.0.0.1",
+            "port": server.port,
+            "user": "root",
+            "ssh_key": str(fleet.client_key),
+            "fqdn": f"{server.name}.example.test",
             "certificates_dir": str(server.certificates),
             "www_root": str(server.folder / "www"),
         }
@@ -94,39 +99,78 @@ def main() -> int:
         project.mkdir()
         book, inventory, known = _project(fleet, project, args.key)
         base = [sys.executable, "-m", "provision"]
-        common = ["-i", str(inventory), "--known-hosts", str(known),
-                  "--forks", str(args.forks), "--format", "json"]
-        for label, verb in (("first apply", "apply"), ("no-change apply", "apply"),
-                            ("no-change plan", "plan")):
+        common = [
+            "-i",
+            str(inventory),
+            "--known-hosts",
+            str(known),
+            "--forks",
+            str(args.forks),
+            "--format",
+            "json",
+        ]
+        for label, verb in (
+            ("first apply", "apply"),
+            ("no-change apply", "apply"),
+            ("no-change plan", "plan"),
+        ):
             seconds, result = _timed([*base, verb, str(book), *common], project)
             if result.returncode != 0:
                 print(result.stdout[-2000:], result.stderr[-2000:], file=sys.stderr)
                 raise SystemExit(f"{label} failed with exit {result.returncode}")
             summary = json.loads(result.stdout)["summary"]
-            rows.append({"run": label, "seconds": round(seconds, 3),
-                         "hosts_per_second": round(args.hosts / seconds, 2),
-                         "ms_per_host": round(seconds * 1000 / args.hosts, 1), **summary})
+            rows.append(
+                {
+                    "run": label,
+                    "seconds": round(seconds, 3),
+                    "hosts_per_second": round(args.hosts / seconds, 2),
+                    "ms_per_host": round(seconds * 1000 / args.hosts, 1),
+                    **summary,
+                }
+            )
     finally:
         fleet.stop_all()
         shutil.rmtree(fleet.shared, ignore_errors=True)
         shutil.rmtree(workspace, ignore_errors=True)
 
     header = "| run | seconds | hosts/s | ms/host | changed | ok | failed |"
-    lines = [f"# SSH fleet: {args.hosts} hosts, {args.key} keys, forks {args.forks}", "",
-             header, "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['run']} | {r['seconds']} | {r['hosts_per_second']} | {r['ms_per_host']} "
-              f"| {r['changed']} | {r['ok']} | {r['failed']} |" for r in rows]
+    lines = [
+        f"# SSH fleet: {args.hosts} hosts, {args.key} keys, forks {args.forks}",
+        "",
+        header,
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['run']} | {r['seconds']} | {r['hosts_per_second']} | {r['ms_per_host']} "
+        f"| {r['changed']} | {r['ok']} | {r['failed']} |"
+        for r in rows
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"ssh-{args.hosts}-{args.key}"
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True, check=False).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     stem.with_suffix(".md").write_text(text)
-    stem.with_suffix(".json").write_text(json.dumps(
-        {"hosts": args.hosts, "key": args.key, "forks": args.forks, "commit": commit,
-         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-         "rows": rows}, indent=2) + "\n")
+    stem.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "hosts": args.hosts,
+                "key": args.key,
+                "forks": args.forks,
+                "commit": commit,
+                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return 0
 
 

@@ -68,8 +68,7 @@ from provision.verify import verify_site
 T = TypeVar("T")
 
 
-def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts,
-                    now: dt.datetime) -> HostPlan:
+def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts, now: dt.datetime) -> HostPlan:
     """Pure: the changes one host needs, given what was read from it."""
     changes: list[Change] = []
     unchanged: list[Unchanged] = []
@@ -81,15 +80,20 @@ def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts,
         paths = target.output_paths(certificate)
         for path in paths.values():
             if facts.file(path).kind == "symlink":
-                return HostPlan(target.host.name, facts_digest=facts.digest(),
-                                error=f"{path} is a symlink; refusing to write through it")
+                return HostPlan(
+                    target.host.name,
+                    facts_digest=facts.digest(),
+                    error=f"{path} is a symlink; refusing to write through it",
+                )
         try:
-            c, u, until = plan_certificate(certificate, paths, facts, passwords, now,
-                                           expected[certificate.name])
+            c, u, until = plan_certificate(
+                certificate, paths, facts, passwords, now, expected[certificate.name]
+            )
         except HostRefusal as refusal:
             return HostPlan(target.host.name, facts_digest=facts.digest(), error=refusal.message)
         if expected[certificate.name].waiting_for and not isinstance(
-                expected[certificate.name].supplied, Supplied):
+            expected[certificate.name].supplied, Supplied
+        ):
             waiting.append(certificate.name)
         changes.extend(c)
         unchanged.extend(u)
@@ -100,17 +104,23 @@ def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts,
     for site in target.playbook.sites:
         # The file name, not the path as typed: running from another folder must not change
         # every rendered config (and reload every server).
-        for result in plan_site(target, site, facts, loaded.renderer,
-                                Path(loaded.playbook.file).name):
+        for result in plan_site(
+            target, site, facts, loaded.renderer, Path(loaded.playbook.file).name
+        ):
             if isinstance(result, Change):
                 changes.append(result)
             else:
                 unchanged.append(result)
-    return HostPlan(target.host.name, tuple(changes), tuple(unchanged), facts.digest(),
-                    waiting=tuple(waiting), stable_until=min(deadlines, default=None),
-                    read_paths=tuple(sorted(facts.files)),
-                    missing_paths=tuple(sorted(p for p, state in facts.files.items()
-                                               if not state.exists)))
+    return HostPlan(
+        target.host.name,
+        tuple(changes),
+        tuple(unchanged),
+        facts.digest(),
+        waiting=tuple(waiting),
+        stable_until=min(deadlines, default=None),
+        read_paths=tuple(sorted(facts.files)),
+        missing_paths=tuple(sorted(p for p, state in facts.files.items() if not state.exists)),
+    )
 
 
 async def _bounded(limit: int, items: list[T], work: Callable[[T], Awaitable[object]]) -> None:
@@ -125,13 +135,17 @@ async def _bounded(limit: int, items: list[T], work: Callable[[T], Awaitable[obj
 
 async def close_all(loaded: Loaded) -> None:
     """Close every host's connection at once (an SSH close costs round trips)."""
-    await asyncio.gather(*(t.transport.close() for t in loaded.targets),
-                         return_exceptions=True)
+    await asyncio.gather(*(t.transport.close() for t in loaded.targets), return_exceptions=True)
 
 
-async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None = None,
-                         saved: Plan | None = None,
-                         progress: Progress | None = None) -> tuple[Plan, Report]:
+async def plan_and_apply(
+    loaded: Loaded,
+    *,
+    apply: bool,
+    now: dt.datetime | None = None,
+    saved: Plan | None = None,
+    progress: Progress | None = None,
+) -> tuple[Plan, Report]:
     """Plan every host and, when ``apply``, apply each host's plan right after reading it.
 
     With ``saved``, each host's saved plan is applied instead of a fresh one, provided the
@@ -160,18 +174,25 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
                 await _work_on(target, started)
                 if lock is not None and lock.took_over is not None:
                     report = reports[name]
-                    note = Change("lock", "update", "took over a stale lock left by "
-                                  f"{lock.took_over.describe()}")
+                    note = Change(
+                        "lock",
+                        "update",
+                        f"took over a stale lock left by {lock.took_over.describe()}",
+                    )
                     report.plan = replace(report.plan, changes=(note, *report.plan.changes))
             finally:
                 if lock is not None:
                     await lock.release()
         except Exception as exc:  # one host's failure, expected or not, never stops the fleet
-            message = (exc.message if isinstance(exc, ProvisionError)
-                       else f"unexpected {type(exc).__name__}: {exc}")
+            message = (
+                exc.message
+                if isinstance(exc, ProvisionError)
+                else f"unexpected {type(exc).__name__}: {exc}"
+            )
             plans[name] = HostPlan(name, error=message)
-            reports[name] = HostReport(name, "failed", plans[name], message,
-                                       time.perf_counter() - started)
+            reports[name] = HostReport(
+                name, "failed", plans[name], message, time.perf_counter() - started
+            )
 
     async def _work_on(target: Target, started: float) -> None:
         name = target.host.name
@@ -179,24 +200,37 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
         if apply:
             # Under the lock: finish what a killed run left, before reading anything.
             moved = (await roll_forward(target.transport, target.certificates_dir)).moved
-            await remove_leftovers(target.transport, managed_paths(target),
-                                   posixpath.join(target.certificates_dir, BACKUP_DIR))
+            await remove_leftovers(
+                target.transport,
+                managed_paths(target),
+                posixpath.join(target.certificates_dir, BACKUP_DIR),
+            )
             if moved:
-                repair.append(Change("journal", "update", "finished a replacement an "
-                                     f"interrupted run left half done ({moved} files)"))
+                repair.append(
+                    Change(
+                        "journal",
+                        "update",
+                        f"finished a replacement an interrupted run left half done ({moved} files)",
+                    )
+                )
         facts = await gather_host(target)
-        journal = None if apply else await read_journal(target.transport,
-                                                        target.certificates_dir)
+        journal = None if apply else await read_journal(target.transport, target.certificates_dir)
         if journal is not None:
             facts, pending = await overlay(target.transport, journal, facts)
             if pending:
-                repair.append(Change("journal", "update", "finish a replacement an interrupted "
-                                     f"run left half done ({pending} files)"))
+                repair.append(
+                    Change(
+                        "journal",
+                        "update",
+                        f"finish a replacement an interrupted run left half done ({pending} files)",
+                    )
+                )
         if saved_hosts is None:
             host_plan = build_host_plan(loaded, target, facts, moment)
         else:
-            host_plan = _saved_host_plan(saved_hosts, name, facts,
-                                         build_host_plan(loaded, target, facts, moment))
+            host_plan = _saved_host_plan(
+                saved_hosts, name, facts, build_host_plan(loaded, target, facts, moment)
+            )
         if repair and not apply:
             host_plan = replace(host_plan, changes=(*repair, *host_plan.changes))
         plans[name] = host_plan
@@ -211,8 +245,7 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
             status = "failed" if outcome.error else ("changed" if changed else "ok")
             # The report shows the repair done before planning, with what the plan did.
             shown = replace(host_plan, changes=(*repair, *host_plan.changes))
-            reports[name] = HostReport(name, status, shown, outcome.error,
-                                       backup=outcome.backup)
+            reports[name] = HostReport(name, status, shown, outcome.error, backup=outcome.backup)
             if not outcome.error and any(site.verify for site in target.playbook.sites):
                 await _verify_into(reports[name], loaded, target, moment)
                 await _owe_reload_if_unverified(reports[name], target)
@@ -225,16 +258,16 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
         watcher.host_done(target.host.name, reports[target.host.name].status)
 
     book = loaded.targets[0].playbook if loaded.targets else None
-    groups = (batches(loaded.targets, book.serial) if apply and book
-              else [list(loaded.targets)])
+    groups = batches(loaded.targets, book.serial) if apply and book else [list(loaded.targets)]
     try:
         for index, batch in enumerate(groups, start=1):
             watcher.batch(index, len(groups), len(batch))
             await _bounded(loaded.forks, batch, tracked)
             failed = sum(1 for t in batch if reports[t.host.name].status == "failed")
             if book and should_stop(failed, len(batch), book.max_fail_percentage):
-                _skip_rest(groups[index:], plans, reports, failed, len(batch),
-                           book.max_fail_percentage)
+                _skip_rest(
+                    groups[index:], plans, reports, failed, len(batch), book.max_fail_percentage
+                )
                 break
     finally:
         watcher.close()
@@ -244,8 +277,7 @@ async def plan_and_apply(loaded: Loaded, *, apply: bool, now: dt.datetime | None
                 store.save_serial()
         await close_all(loaded)
     order = [t.host.name for t in loaded.targets]
-    plan = Plan(loaded.playbook.file, loaded.inventory.file,
-                tuple(plans[n] for n in order))
+    plan = Plan(loaded.playbook.file, loaded.inventory.file, tuple(plans[n] for n in order))
     return plan, Report([reports[n] for n in order])
 
 
@@ -273,8 +305,9 @@ async def verify_host(loaded: Loaded, target: Target, now: dt.datetime) -> list[
     for certificate in target.playbook.certificates:
         current = read_current(certificate, target.output_paths(certificate), facts, passwords)
         if current.leaf is not None and current.key is not None:
-            materials[certificate.name] = current_material(certificate, current,
-                                                           expected[certificate.name])
+            materials[certificate.name] = current_material(
+                certificate, current, expected[certificate.name]
+            )
     checks: list[NameCheck] = []
     for site in target.playbook.sites:
         if site.verify is not None:
@@ -282,8 +315,9 @@ async def verify_host(loaded: Loaded, target: Target, now: dt.datetime) -> list[
     return checks
 
 
-async def _verify_into(report: HostReport, loaded: Loaded, target: Target,
-                       now: dt.datetime) -> None:
+async def _verify_into(
+    report: HostReport, loaded: Loaded, target: Target, now: dt.datetime
+) -> None:
     try:
         report.verified = await verify_host(loaded, target, now)
     except ProvisionError as exc:
@@ -293,7 +327,8 @@ async def _verify_into(report: HostReport, loaded: Loaded, target: Target,
     if failed:
         report.status = "failed"
         report.error = "verification failed: " + "; ".join(
-            f"{c.name} ({c.address}:{c.port}): {c.problem}" for c in failed)
+            f"{c.name} ({c.address}:{c.port}): {c.problem}" for c in failed
+        )
 
 
 async def _owe_reload_if_unverified(report: HostReport, target: Target) -> None:
@@ -302,8 +337,9 @@ async def _owe_reload_if_unverified(report: HostReport, target: Target) -> None:
     failing = sorted({c.site for c in report.verified if not c.ok})
     sites = [s for s in target.playbook.sites if s.name in failing and s.reload]
     if sites:
-        await target.transport.write(marker_path(target),
-                                     "".join(f"{s.name}\n" for s in sites).encode(), 0o644)
+        await target.transport.write(
+            marker_path(target), "".join(f"{s.name}\n" for s in sites).encode(), 0o644
+        )
 
 
 async def verify_all(loaded: Loaded, now: dt.datetime | None = None) -> Report:
@@ -324,8 +360,7 @@ async def verify_all(loaded: Loaded, now: dt.datetime | None = None) -> Report:
     return Report([reports[t.host.name] for t in loaded.targets])
 
 
-async def rollback_all(loaded: Loaded, to: str | None,
-                       now: dt.datetime | None = None) -> Report:
+async def rollback_all(loaded: Loaded, to: str | None, now: dt.datetime | None = None) -> Report:
     """`provision rollback`: restore each host's files from its backups and reload its sites."""
     moment = now or dt.datetime.now(dt.UTC)
     reports: dict[str, HostReport] = {}
@@ -339,32 +374,46 @@ async def rollback_all(loaded: Loaded, to: str | None,
             await lock.acquire(loaded.lock_timeout, moment)
             try:
                 finished = await roll_forward(target.transport, target.certificates_dir)
-                await remove_leftovers(target.transport, managed_paths(target),
-                                       posixpath.join(target.certificates_dir, BACKUP_DIR))
+                await remove_leftovers(
+                    target.transport,
+                    managed_paths(target),
+                    posixpath.join(target.certificates_dir, BACKUP_DIR),
+                )
                 if finished.operation == "rollback":
                     # The interrupted run was this rollback: finishing it is the rollback,
                     # and the reload it may not have done is still owed.
                     facts = await gather_host(target)
                     owed = reloads_owed(target, facts, [])
-                    outcome = await _apply_one(target, HostPlan(name, tuple(owed)), facts, ctx,
-                                               loaded.expected(target))
-                    done = Change("journal", "update", "finished an interrupted rollback "
-                                  f"({finished.moved} files)")
+                    outcome = await _apply_one(
+                        target, HostPlan(name, tuple(owed)), facts, ctx, loaded.expected(target)
+                    )
+                    done = Change(
+                        "journal",
+                        "update",
+                        f"finished an interrupted rollback ({finished.moved} files)",
+                    )
                     reports[name] = HostReport(
-                        name, "failed" if outcome.error else "changed",
-                        HostPlan(name, (done, *owed)), outcome.error)
+                        name,
+                        "failed" if outcome.error else "changed",
+                        HostPlan(name, (done, *owed)),
+                        outcome.error,
+                    )
                     return
                 host_plan, paths = await rollback_plan(target, to)
                 facts = await gather(target.transport, [*target.paths_of_interest(), *paths])
-                outcome = await _apply_one(target, host_plan, facts, ctx,
-                                           loaded.expected(target))
+                outcome = await _apply_one(target, host_plan, facts, ctx, loaded.expected(target))
             finally:
                 await lock.release()
         except ProvisionError as exc:
             reports[name] = HostReport(name, "failed", HostPlan(name), exc.message)
             return
-        reports[name] = HostReport(name, "failed" if outcome.error else "changed", host_plan,
-                                   outcome.error, backup=outcome.backup)
+        reports[name] = HostReport(
+            name,
+            "failed" if outcome.error else "changed",
+            host_plan,
+            outcome.error,
+            backup=outcome.backup,
+        )
 
     try:
         await _bounded(loaded.forks, list(loaded.targets), one)
@@ -374,8 +423,9 @@ async def rollback_all(loaded: Loaded, to: str | None,
     return Report([reports[t.host.name] for t in loaded.targets])
 
 
-def _saved_host_plan(saved: Mapping[str, HostPlan], name: str, facts: HostFacts,
-                     fresh: HostPlan) -> HostPlan:
+def _saved_host_plan(
+    saved: Mapping[str, HostPlan], name: str, facts: HostFacts, fresh: HostPlan
+) -> HostPlan:
     """The reviewed plan for this host, if it is still exactly what the inputs ask."""
     host_plan = saved[name]
     if host_plan.facts_digest != facts.digest():
@@ -397,15 +447,24 @@ def _saved_host_plan(saved: Mapping[str, HostPlan], name: str, facts: HostFacts,
 
 def _substance(plan: HostPlan) -> list[tuple[object, ...]]:
     """What a change does, without the words that describe it (reasons, diffs, summaries)."""
-    return [(c.resource, c.action, c.path, c.mode, c.content, c.derived, c.issue, c.site)
-            for c in plan.changes]
+    return [
+        (c.resource, c.action, c.path, c.mode, c.content, c.derived, c.issue, c.site)
+        for c in plan.changes
+    ]
 
 
-def _skip_rest(rest: list[list[Target]], plans: dict[str, HostPlan],
-               reports: dict[str, HostReport], failed: int, size: int,
-               limit: float | None) -> None:
-    why = (f"the previous batch had {failed} of {size} hosts failed, more than "
-           f"max_fail_percentage {limit:g}%")
+def _skip_rest(
+    rest: list[list[Target]],
+    plans: dict[str, HostPlan],
+    reports: dict[str, HostReport],
+    failed: int,
+    size: int,
+    limit: float | None,
+) -> None:
+    why = (
+        f"the previous batch had {failed} of {size} hosts failed, more than "
+        f"max_fail_percentage {limit:g}%"
+    )
     for batch in rest:
         for target in batch:
             name = target.host.name
@@ -413,18 +472,28 @@ def _skip_rest(rest: list[list[Target]], plans: dict[str, HostPlan],
             reports[name] = HostReport(name, "skipped", plans[name], why)
 
 
-async def _apply_one(target: Target, plan: HostPlan, facts: HostFacts,
-                     ctx: RunContext, expected: Mapping[str, Expected]) -> HostOutcome:
+async def _apply_one(
+    target: Target,
+    plan: HostPlan,
+    facts: HostFacts,
+    ctx: RunContext,
+    expected: Mapping[str, Expected],
+) -> HostOutcome:
     try:
         return await apply_host(target, plan, facts, ctx, expected)
     except ProvisionError as exc:
         return HostOutcome(target.host.name, changed=False, error=exc.message)
 
 
-def run(loaded: Loaded, *, apply: bool, now: dt.datetime | None = None,
-        saved: Plan | None = None, progress: Progress | None = None) -> tuple[Plan, Report]:
-    return asyncio.run(plan_and_apply(loaded, apply=apply, now=now, saved=saved,
-                                      progress=progress))
+def run(
+    loaded: Loaded,
+    *,
+    apply: bool,
+    now: dt.datetime | None = None,
+    saved: Plan | None = None,
+    progress: Progress | None = None,
+) -> tuple[Plan, Report]:
+    return asyncio.run(plan_and_apply(loaded, apply=apply, now=now, saved=saved, progress=progress))
 
 
 __all__ = [

@@ -51,8 +51,9 @@ class AuthorityStore:
         if self.next_serial == self.saved_serial and (self.folder / SERIAL_FILE).exists():
             return
         self.saved_serial = self.next_serial
-        fsutil.write_atomic(str(self.folder / SERIAL_FILE), f"{self.next_serial:x}\n".encode(),
-                            0o644)
+        fsutil.write_atomic(
+            str(self.folder / SERIAL_FILE), f"{self.next_serial:x}\n".encode(), 0o644
+        )
 
 
 def open_authority(spec: Authority, base: Path, where: Location) -> AuthorityStore:
@@ -62,30 +63,38 @@ def open_authority(spec: Authority, base: Path, where: Location) -> AuthoritySto
     if not key_path.exists() and not cert_path.exists():
         if spec.create:
             return AuthorityStore(spec, folder, None)
-        raise InputError(where, f"authority {spec.name!r} has no key or certificate in {folder}; "
-                         f"run `provision ca init PLAYBOOK {spec.name}` or set `create: true`")
+        raise InputError(
+            where,
+            f"authority {spec.name!r} has no key or certificate in {folder}; "
+            f"run `provision ca init PLAYBOOK {spec.name}` or set `create: true`",
+        )
     try:
         key = load_private_key(key_path.read_bytes(), source=str(key_path))
         bundle = load_bundle(cert_path.read_bytes(), source=str(cert_path))
     except OSError as exc:
-        raise InputError(where, f"authority {spec.name!r}: cannot read "
-                         f"{exc.filename}: {exc.strerror}") from None
+        raise InputError(
+            where, f"authority {spec.name!r}: cannot read {exc.filename}: {exc.strerror}"
+        ) from None
     except CryptoError as exc:
         raise InputError(where, f"authority {spec.name!r}: {exc.message}") from None
     if not bundle.certificates:
         raise InputError(where, f"authority {spec.name!r}: {cert_path} holds no certificate")
     certificate = bundle.certificates[0]
     if not keys.matches(key, certificate.public_key()):  # type: ignore[arg-type]
-        raise InputError(where, f"authority {spec.name!r}: {key_path} does not match the "
-                         f"certificate in {cert_path}")
+        raise InputError(
+            where,
+            f"authority {spec.name!r}: {key_path} does not match the certificate in {cert_path}",
+        )
     if os.stat(key_path).st_mode & 0o077:
-        raise InputError(where, f"authority {spec.name!r}: {key_path} is readable by others; "
-                         f"chmod 600 it")
+        raise InputError(
+            where, f"authority {spec.name!r}: {key_path} is readable by others; chmod 600 it"
+        )
     chain = bundle.certificates[1:]
     root = chain[-1] if chain else None
     serial = _read_serial(folder / SERIAL_FILE)
-    return AuthorityStore(spec, folder, Material(key, certificate, tuple(chain[:-1]), root),
-                          serial, serial)
+    return AuthorityStore(
+        spec, folder, Material(key, certificate, tuple(chain[:-1]), root), serial, serial
+    )
 
 
 def _read_serial(path: Path) -> int:
@@ -102,13 +111,17 @@ def create(store: AuthorityStore, now: dt.datetime) -> AuthorityStore:
     curve = spec.key.curve if isinstance(spec.key, EcdsaKey) else None
     key = keys.generate(spec.key.type, size, curve)
     certificate = build.authority(
-        SubjectFields(**spec.subject.model_dump()), key,
-        validity_days=spec.validity_days, now=now, path_length=spec.path_length,
+        SubjectFields(**spec.subject.model_dump()),
+        key,
+        validity_days=spec.validity_days,
+        now=now,
+        path_length=spec.path_length,
     )
     store.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     fsutil.write_atomic(str(store.folder / KEY_FILE), encode.private_key_pem(key), 0o600)
-    fsutil.write_atomic(str(store.folder / CERTIFICATE_FILE),
-                        encode.certificates_pem([certificate]), 0o644)
+    fsutil.write_atomic(
+        str(store.folder / CERTIFICATE_FILE), encode.certificates_pem([certificate]), 0o644
+    )
     store.material = Material(key, certificate)
     store.save_serial()
     return store

@@ -34,7 +34,7 @@ def batches(items: Sequence[T], serial: int | str | Sequence[int | str] | None) 
     index = 0
     while start < len(items):
         size = _size(sizes[min(index, len(sizes) - 1)], len(items))
-        result.append(list(items[start:start + size]))
+        result.append(list(items[start : start + size]))
         start += size
         index += 1
     return result

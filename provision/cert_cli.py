@@ -32,7 +32,6 @@ app = typer.Typer(
 )
 
 
-
 class Verification(TypedDict):
     """``show --ca``'s ``verification`` member."""
 
@@ -269,9 +268,7 @@ def _parse_url(url: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
-def _verification(
-    certificates: list[x509.Certificate], ca: str, moment: datetime
-) -> Verification:
+def _verification(certificates: list[x509.Certificate], ca: str, moment: datetime) -> Verification:
     """The ``verification`` member of ``show``'s output."""
     from provision.crypto import inspect
     from provision.errors import ProvisionError

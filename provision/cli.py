@@ -43,8 +43,12 @@ class PlanFormat(StrEnum):
 Playbook = Annotated[str, typer.Argument(help="The playbook (YAML).")]
 InventoryOpt = Annotated[str, typer.Option("-i", "--inventory", help="The inventory (YAML).")]
 LimitOpt = Annotated[
-    str | None, typer.Option("--limit", "-l", help="Narrow the hosts: names, groups, globs, "
-                             "!exclude, &intersect, comma lists.")
+    str | None,
+    typer.Option(
+        "--limit",
+        "-l",
+        help="Narrow the hosts: names, groups, globs, !exclude, &intersect, comma lists.",
+    ),
 ]
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="text or json.")]
 ForksOpt = Annotated[int, typer.Option("--forks", min=1, help="Hosts worked on at once.")]
@@ -52,24 +56,30 @@ KnownHostsOpt = Annotated[
     str | None, typer.Option("--known-hosts", help="An extra known_hosts file for SSH hosts.")
 ]
 AcceptNewOpt = Annotated[
-    bool, typer.Option("--accept-new-host-keys",
-                       help="Trust and record unknown SSH host keys (never changed ones), "
-                            "like OpenSSH's StrictHostKeyChecking=accept-new.")
+    bool,
+    typer.Option(
+        "--accept-new-host-keys",
+        help="Trust and record unknown SSH host keys (never changed ones), "
+        "like OpenSSH's StrictHostKeyChecking=accept-new.",
+    ),
 ]
 ConnectTimeoutOpt = Annotated[
     float, typer.Option("--connect-timeout", min=0.1, help="Seconds to reach a host.")
 ]
 LockTimeoutOpt = Annotated[
-    float, typer.Option("--lock-timeout", min=0,
-                        help="Seconds to wait for another run's lock on a host.")
+    float,
+    typer.Option("--lock-timeout", min=0, help="Seconds to wait for another run's lock on a host."),
 ]
 CommandTimeoutOpt = Annotated[
-    float, typer.Option("--command-timeout", min=0.1,
-                        help="Seconds a command on a host may take.")
+    float, typer.Option("--command-timeout", min=0.1, help="Seconds a command on a host may take.")
 ]
 FullOpt = Annotated[
-    bool, typer.Option("--full", help="Evaluate every host, even when the record of the last "
-                       "converged run shows that no input and no host file changed since.")
+    bool,
+    typer.Option(
+        "--full",
+        help="Evaluate every host, even when the record of the last "
+        "converged run shows that no input and no host file changed since.",
+    ),
 ]
 
 
@@ -78,24 +88,36 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def _load(playbook: str, inventory: str, limit: str | None, forks: int = 20,
-          connect: ConnectOptions | None = None, lock_timeout: float = 30.0) -> Loaded:
+def _load(
+    playbook: str,
+    inventory: str,
+    limit: str | None,
+    forks: int = 20,
+    connect: ConnectOptions | None = None,
+    lock_timeout: float = 30.0,
+) -> Loaded:
     from provision.api import load
     from provision.errors import ProvisionError
 
     try:
-        return load(playbook, inventory, limit, forks=forks, connect=connect,
-                    lock_timeout=lock_timeout)
+        return load(
+            playbook, inventory, limit, forks=forks, connect=connect, lock_timeout=lock_timeout
+        )
     except ProvisionError as exc:
         _fail(exc.message)
 
 
-def _connect_options(known_hosts: str | None, accept_new: bool, connect_timeout: float,
-                     command_timeout: float) -> ConnectOptions:
+def _connect_options(
+    known_hosts: str | None, accept_new: bool, connect_timeout: float, command_timeout: float
+) -> ConnectOptions:
     from provision.transport.factory import ConnectOptions
 
-    return ConnectOptions(known_hosts=known_hosts, accept_new_host_keys=accept_new,
-                          connect_timeout=connect_timeout, command_timeout=command_timeout)
+    return ConnectOptions(
+        known_hosts=known_hosts,
+        accept_new_host_keys=accept_new,
+        connect_timeout=connect_timeout,
+        command_timeout=command_timeout,
+    )
 
 
 def _write_retry(playbook: str, result: Report) -> None:
@@ -116,8 +138,9 @@ def _write_retry(playbook: str, result: Report) -> None:
 def validate(playbook: Playbook, inventory: InventoryOpt, limit: LimitOpt = None) -> None:
     """Check the playbook and inventory for every selected host; change nothing."""
     loaded = _load(playbook, inventory, limit)
-    typer.echo(f"{playbook}: valid for {len(loaded.targets)} host"
-               f"{'s' if len(loaded.targets) != 1 else ''}")
+    typer.echo(
+        f"{playbook}: valid for {len(loaded.targets)} host{'s' if len(loaded.targets) != 1 else ''}"
+    )
 
 
 @app.command()
@@ -156,9 +179,13 @@ def plan(
 
     from provision.api import run, save_plan
 
-    loaded = _load(playbook, inventory, limit, forks,
-                   _connect_options(known_hosts, accept_new_host_keys, connect_timeout,
-                                    command_timeout))
+    loaded = _load(
+        playbook,
+        inventory,
+        limit,
+        forks,
+        _connect_options(known_hosts, accept_new_host_keys, connect_timeout, command_timeout),
+    )
     moment = dt.datetime.now(dt.UTC)
     plan_, result = run(loaded, apply=False, now=moment)
     converged.record(loaded, plan_, result, command, moment, started_ns)
@@ -197,8 +224,9 @@ def _print_recap(result: Report, output_format: OutputFormat, check: bool) -> No
 
 @app.command()
 def apply(
-    playbook: Annotated[str, typer.Argument(help="The playbook, or a plan saved by "
-                                            "`plan --out PLAN.json`.")],
+    playbook: Annotated[
+        str, typer.Argument(help="The playbook, or a plan saved by `plan --out PLAN.json`.")
+    ],
     inventory: Annotated[
         str | None, typer.Option("-i", "--inventory", help="The inventory (not with a plan).")
     ] = None,
@@ -236,15 +264,15 @@ def apply(
     from provision.api import load_saved, run
     from provision.errors import ProvisionError
 
-    connect = _connect_options(known_hosts, accept_new_host_keys, connect_timeout,
-                               command_timeout)
+    connect = _connect_options(known_hosts, accept_new_host_keys, connect_timeout, command_timeout)
     saved = None
     if is_plan_file(playbook):
         if inventory is not None or limit is not None:
             _fail("a saved plan names its own inventory and hosts; drop -i and --limit")
         try:
-            loaded, saved_plan = load_saved(playbook, forks=forks, connect=connect,
-                                            lock_timeout=lock_timeout)
+            loaded, saved_plan = load_saved(
+                playbook, forks=forks, connect=connect, lock_timeout=lock_timeout
+            )
         except ProvisionError as exc:
             _fail(exc.message)
         saved = saved_plan.plan
@@ -296,8 +324,10 @@ def rollback(
     inventory: InventoryOpt,
     limit: LimitOpt = None,
     to: Annotated[
-        str | None, typer.Option("--to", help="A backup's TIMESTAMP (or its prefix); "
-                                 "default: undo the latest apply.")
+        str | None,
+        typer.Option(
+            "--to", help="A backup's TIMESTAMP (or its prefix); default: undo the latest apply."
+        ),
     ] = None,
     output_format: FormatOpt = OutputFormat.text,
     lock_timeout: LockTimeoutOpt = 30.0,
@@ -347,8 +377,9 @@ def csr(
         if result.error:
             typer.echo(f"{result.host}: {result.certificate}: failed: {result.error}")
         else:
-            typer.echo(f"{result.host}: {result.certificate}: key {result.key}, "
-                       f"wrote {result.csr_file}")
+            typer.echo(
+                f"{result.host}: {result.certificate}: key {result.key}, wrote {result.csr_file}"
+            )
     if any(r.error for r in results):
         raise typer.Exit(1)
 
@@ -400,8 +431,9 @@ def _status_table(rows: list[StatusRow]) -> None:
     Console(width=200).print(table)
 
 
-ca_app = typer.Typer(help="Internal certificate authorities.", no_args_is_help=True,
-                     rich_markup_mode=None)
+ca_app = typer.Typer(
+    help="Internal certificate authorities.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @ca_app.command("init")
@@ -423,8 +455,9 @@ def ca_init(
         spec = specs[index].model_copy(update={"create": True})
         from pathlib import Path
 
-        store = open_authority(spec, Path(doc.file).resolve().parent,
-                               doc.locate(("authorities", index)))
+        store = open_authority(
+            spec, Path(doc.file).resolve().parent, doc.locate(("authorities", index))
+        )
         if not store.pending:
             _fail(f"authority {name!r} already exists in {store.folder}")
         import datetime as dt
@@ -449,8 +482,11 @@ def _mount_subcommands() -> None:
 def _own_command(argv: list[str]) -> bool:
     """Whether the command line names one of this module's own commands (apply, plan, ...),
     which need none of the sub-apps: not importing them keeps an idle apply's start short."""
-    names = {info.name or info.callback.__name__ for info in app.registered_commands
-             if info.callback is not None}
+    names = {
+        info.name or info.callback.__name__
+        for info in app.registered_commands
+        if info.callback is not None
+    }
     return len(argv) > 1 and argv[1] in names
 
 

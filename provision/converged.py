@@ -82,9 +82,18 @@ class Command:
     def key(self) -> str:
         # Where the paths lead now (a `current` symlink switched to another release is another
         # run), and what relative and ~ paths on the hosts resolve against.
-        identity = json.dumps([self.kind, os.getcwd(), os.path.expanduser("~"),
-                               self.playbook, os.path.realpath(self.playbook),
-                               self.inventory, os.path.realpath(self.inventory), self.limit])
+        identity = json.dumps(
+            [
+                self.kind,
+                os.getcwd(),
+                os.path.expanduser("~"),
+                self.playbook,
+                os.path.realpath(self.playbook),
+                self.inventory,
+                os.path.realpath(self.inventory),
+                self.limit,
+            ]
+        )
         return hashlib.sha256(identity.encode()).hexdigest()[:32]
 
 
@@ -125,8 +134,9 @@ def changed_during_run(ctime_ns: int, edited_before_ns: int) -> bool:
 def _settled(path: str, edited_before_ns: int | None) -> None:
     """With ``edited_before_ns``: refuse a file or folder whose inode changed after that moment
     (written, renamed, an entry added or removed): the run may have read it as it was before."""
-    if edited_before_ns is not None and changed_during_run(os.stat(path).st_ctime_ns,
-                                                            edited_before_ns):
+    if edited_before_ns is not None and changed_during_run(
+        os.stat(path).st_ctime_ns, edited_before_ns
+    ):
         raise Unrecordable(f"{path} changed while the run read it")
 
 
@@ -140,8 +150,7 @@ def _file_digest(path: str, edited_before_ns: int | None) -> str:
         return "missing"
     try:
         info = os.fstat(fd)
-        if edited_before_ns is not None and changed_during_run(info.st_ctime_ns,
-                                                            edited_before_ns):
+        if edited_before_ns is not None and changed_during_run(info.st_ctime_ns, edited_before_ns):
             raise Unrecordable(f"{path} changed while the run read it")
         if not stat.S_ISREG(info.st_mode):
             return "not a file"
@@ -182,8 +191,11 @@ def inputs_digest(entries: list[str], edited_before_ns: int | None = None) -> st
     h = hashlib.sha256()
     for entry in entries:
         kind, path = entry.split(":", 1)
-        digest = (_tree_digest(path, edited_before_ns) if kind == "tree"
-                  else _file_digest(path, edited_before_ns))
+        digest = (
+            _tree_digest(path, edited_before_ns)
+            if kind == "tree"
+            else _file_digest(path, edited_before_ns)
+        )
         h.update(f"{entry}\0{digest}\0".encode())
     return h.hexdigest()
 
@@ -210,8 +222,7 @@ def code_digest(edited_before_ns: int | None = None) -> str:
         except OSError:
             h.update(f"{path}\0missing\0".encode())
             continue
-        if edited_before_ns is not None and changed_during_run(info.st_ctime_ns,
-                                                            edited_before_ns):
+        if edited_before_ns is not None and changed_during_run(info.st_ctime_ns, edited_before_ns):
             raise Unrecordable(f"{path} was installed while the run went on")
         h.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
     return h.hexdigest()
@@ -220,8 +231,9 @@ def code_digest(edited_before_ns: int | None = None) -> str:
 # --- recording, after a full run ----------------------------------------------------------
 
 
-def record(loaded: Loaded, plan: Plan, report: Report, command: Command,
-           now: dt.datetime, started_ns: int) -> bool:
+def record(
+    loaded: Loaded, plan: Plan, report: Report, command: Command, now: dt.datetime, started_ns: int
+) -> bool:
     """Record the run if it found every host converged and can be proven so again; returns
     whether it did. Never fails the run: a record that cannot be written is not written."""
     try:
@@ -238,8 +250,9 @@ def record(loaded: Loaded, plan: Plan, report: Report, command: Command,
     return True
 
 
-def _record_document(loaded: Loaded, plan: Plan, report: Report, command: Command,
-                     now: dt.datetime, started_ns: int) -> dict[str, Any]:
+def _record_document(
+    loaded: Loaded, plan: Plan, report: Report, command: Command, now: dt.datetime, started_ns: int
+) -> dict[str, Any]:
     _check_recordable(loaded, plan, report, command)
     entries = controller_inputs(loaded)
     edited_before = started_ns - EDIT_MARGIN_NS
@@ -250,11 +263,11 @@ def _record_document(loaded: Loaded, plan: Plan, report: Report, command: Comman
         "recorded": _iso(now),
         "until": _iso(_stable_until(loaded, plan)),
         # One digest for all of them: no digest of a single key file is kept.
-        "inputs": {"entries": entries,
-                   "digest": inputs_digest(entries, edited_before)},
+        "inputs": {"entries": entries, "digest": inputs_digest(entries, edited_before)},
         "batches": _batch_sizes(loaded),
-        "hosts": [_host_entry(targets[host.host], host, command, edited_before)
-                  for host in plan.hosts],
+        "hosts": [
+            _host_entry(targets[host.host], host, command, edited_before) for host in plan.hosts
+        ],
     }
 
 
@@ -266,8 +279,7 @@ def _check_recordable(loaded: Loaded, plan: Plan, report: Report, command: Comma
         raise Unrecordable("no host")
     if command.limit is not None and "@" in command.limit:
         raise Unrecordable("a --limit @file is read at run time")
-    if any(h.status != "ok" for h in report.hosts) or any(
-            h.error or h.changes for h in plan.hosts):
+    if any(h.status != "ok" for h in report.hosts) or any(h.error or h.changes for h in plan.hosts):
         raise Unrecordable("not converged")
     if loaded.passwords or any(store.pending for store in loaded.authorities.values()):
         raise Unrecordable("passwords are never digested; a pending authority is created")
@@ -276,8 +288,10 @@ def _check_recordable(loaded: Loaded, plan: Plan, report: Report, command: Comma
             raise Unrecordable(f"{target.host.name} is not local")
         if any(site.verify for site in target.playbook.sites):
             raise Unrecordable("apply verifies over the network every time")
-        if any(isinstance(c.source, ProvidedSource) and c.source.password is not None
-               for c in target.playbook.certificates):
+        if any(
+            isinstance(c.source, ProvidedSource) and c.source.password is not None
+            for c in target.playbook.certificates
+        ):
             raise Unrecordable("passwords are never digested")
 
 
@@ -299,8 +313,10 @@ def controller_inputs(loaded: Loaded) -> list[str]:
     for store in loaded.authorities.values():
         from provision.authority import CERTIFICATE_FILE, KEY_FILE, SERIAL_FILE
 
-        entries += [f"file:{(store.folder / name).absolute()}"
-                    for name in (KEY_FILE, CERTIFICATE_FILE, SERIAL_FILE)]
+        entries += [
+            f"file:{(store.folder / name).absolute()}"
+            for name in (KEY_FILE, CERTIFICATE_FILE, SERIAL_FILE)
+        ]
     for target in loaded.targets:
         for certificate in target.playbook.certificates:
             source = certificate.source
@@ -333,20 +349,24 @@ def _batch_sizes(loaded: Loaded) -> list[int]:
     return [len(batch) for batch in batches(loaded.targets, serial)]
 
 
-def _host_entry(target: Target, host: HostPlan, command: Command,
-                edited_before: int) -> dict[str, Any]:
+def _host_entry(
+    target: Target, host: HostPlan, command: Command, edited_before: int
+) -> dict[str, Any]:
     from provision.journal import journal_path
     from provision.lock import LOCK_FILE
 
     missing = set(host.missing_paths)
     return {
         "name": host.host,
-        "files": [[path, _host_stamp(path, edited_before, path in missing)]
-                  for path in host.read_paths],
+        "files": [
+            [path, _host_stamp(path, edited_before, path in missing)] for path in host.read_paths
+        ],
         # Present only while another run works on the host, or after one was killed: either
         # way the full run (which waits for the lock, or finishes the journal) must answer.
-        "absent": [journal_path(target.certificates_dir),
-                   os.path.join(target.certificates_dir, LOCK_FILE)],
+        "absent": [
+            journal_path(target.certificates_dir),
+            os.path.join(target.certificates_dir, LOCK_FILE),
+        ],
         # A full apply takes a lock there even when nothing changes: a folder that can no
         # longer be written fails that host, so the record must not say "ok".
         "writable": [target.certificates_dir] if command.kind == "apply" else [],
@@ -371,8 +391,10 @@ def stamp(path: str) -> str:
 def _stamp_of(info: os.stat_result | None) -> str:
     if info is None:
         return "missing"
-    return (f"{info.st_mode:o} {info.st_dev} {info.st_ino} {info.st_size} "
-            f"{info.st_mtime_ns} {info.st_ctime_ns}")
+    return (
+        f"{info.st_mode:o} {info.st_dev} {info.st_ino} {info.st_size} "
+        f"{info.st_mtime_ns} {info.st_ctime_ns}"
+    )
 
 
 def _host_stamp(path: str, edited_before: int, was_missing: bool) -> str:
@@ -380,7 +402,8 @@ def _host_stamp(path: str, edited_before: int, was_missing: bool) -> str:
     (what the plan read may not be what has this stamp), or came or went since it was read."""
     info = _lstat(path)
     if (info is None) != was_missing or (
-            info is not None and changed_during_run(info.st_ctime_ns, edited_before)):
+        info is not None and changed_during_run(info.st_ctime_ns, edited_before)
+    ):
         raise Unrecordable(f"{path} changed while the run read it")
     return _stamp_of(info)
 
@@ -389,8 +412,7 @@ def _write(path: Path, data: bytes) -> None:
     """Atomic, not durable: a record lost in a crash only costs one full run."""
     from provision import fsutil
 
-    fsutil.commit(fsutil.stage(str(path), data, 0o600, durable=False), str(path),
-                  durable=False)
+    fsutil.commit(fsutil.stage(str(path), data, 0o600, durable=False), str(path), durable=False)
 
 
 def _prune(folder: Path) -> None:
@@ -454,8 +476,9 @@ def _check_host(host: dict[str, Any]) -> HostReport | None:
     if any(stamp(path) != recorded for path, recorded in host["files"]):
         return None
     unchanged = tuple(Unchanged(resource, reason) for resource, reason in host["unchanged"])
-    plan = HostPlan(host["name"], unchanged=unchanged,
-                    read_paths=tuple(path for path, _ in host["files"]))
+    plan = HostPlan(
+        host["name"], unchanged=unchanged, read_paths=tuple(path for path, _ in host["files"])
+    )
     return HostReport(host["name"], "ok", plan, seconds=time.perf_counter() - started)
 
 

@@ -39,8 +39,9 @@ def wants_csr(certificate: Certificate) -> bool:
     return isinstance(certificate.source, ProvidedSource) and certificate.source.key is None
 
 
-async def _one(target: Target, certificate: Certificate, out: Path,
-               keymaker: KeyMaker) -> CsrResult:
+async def _one(
+    target: Target, certificate: Certificate, out: Path, keymaker: KeyMaker
+) -> CsrResult:
     name = target.host.name
     key_output = next(o for o in certificate.outputs if o.is_key_file)
     path = target.output_path(key_output)
@@ -57,16 +58,21 @@ async def _one(target: Target, certificate: Certificate, out: Path,
         action = "kept"
         if key is None or keys.label(key) != certificate.key.label:
             key = await keymaker.generate(certificate.key)
-            data = (encode.private_key_der(key) if key_output.format == "der"
-                    else encode.private_key_pem(key))
+            data = (
+                encode.private_key_der(key)
+                if key_output.format == "der"
+                else encode.private_key_pem(key)
+            )
             await target.transport.write(path, data, 0o600)
             action = "created"
-        subject = (SubjectFields(**certificate.subject.model_dump())
-                   if certificate.subject else SubjectFields())
+        subject = (
+            SubjectFields(**certificate.subject.model_dump())
+            if certificate.subject
+            else SubjectFields()
+        )
         request = build.csr(LeafRequest(subject, tuple(certificate.names), 1), key)
         csr_file = out / f"{name}-{certificate.name}.csr"
-        fsutil.write_atomic(str(csr_file), request.public_bytes(serialization.Encoding.PEM),
-                            0o644)
+        fsutil.write_atomic(str(csr_file), request.public_bytes(serialization.Encoding.PEM), 0o644)
         return CsrResult(name, certificate.name, str(csr_file), action)
     except ProvisionError as exc:
         return CsrResult(name, certificate.name, None, "failed", exc.message)
@@ -75,9 +81,12 @@ async def _one(target: Target, certificate: Certificate, out: Path,
 async def make_csrs(loaded: Loaded, out: Path) -> list[CsrResult]:
     keymaker = KeyMaker()
     try:
-        jobs = [_one(target, certificate, out, keymaker)
-                for target in loaded.targets
-                for certificate in target.playbook.certificates if wants_csr(certificate)]
+        jobs = [
+            _one(target, certificate, out, keymaker)
+            for target in loaded.targets
+            for certificate in target.playbook.certificates
+            if wants_csr(certificate)
+        ]
         return list(await asyncio.gather(*jobs))
     finally:
         keymaker.close()

@@ -43,8 +43,6 @@ class ApplyError(ProvisionError):
     pass
 
 
-
-
 @dataclass(frozen=True)
 class RunContext:
     now: dt.datetime
@@ -77,8 +75,13 @@ def reloads_owed(target: Target, facts: HostFacts, changes: list[Change]) -> lis
     owed = set(marker.content.decode(errors="replace").splitlines())
     touched = {c.site for c in changes if c.site}
     return [
-        Change(f"site {site.name}", "update", "reload owed: an earlier run did not finish "
-               "it, or the server did not serve what was written", site=site.name)
+        Change(
+            f"site {site.name}",
+            "update",
+            "reload owed: an earlier run did not finish "
+            "it, or the server did not serve what was written",
+            site=site.name,
+        )
         for site in target.playbook.sites
         if site.name in owed and site.name not in touched and site.reload
     ]
@@ -132,20 +135,32 @@ class HostOutcome:
 
 
 async def apply_host(
-    target: Target, plan: HostPlan, facts: HostFacts, ctx: RunContext,
+    target: Target,
+    plan: HostPlan,
+    facts: HostFacts,
+    ctx: RunContext,
     expected: Mapping[str, Expected],
 ) -> HostOutcome:
     if not plan.changes:
         return HostOutcome(target.host.name, changed=False)
     passwords = ctx.passwords.get(target.host.name, {})
     materials = await _issue(target, plan, facts, ctx, passwords, expected)
-    writes = [_write_for(change, target, materials, facts, passwords, expected)
-              for change in plan.changes if change.path is not None and change.action != "delete"]
+    writes = [
+        _write_for(change, target, materials, facts, passwords, expected)
+        for change in plan.changes
+        if change.path is not None and change.action != "delete"
+    ]
     deletions = [c for c in plan.changes if c.action == "delete" and c.path is not None]
     state = state_path(target)
     if facts.file(state).content != (state_content := _state_content(target)):
-        writes.append(_Write(Change("state", "update", "outputs written", path=state), state,
-                             state_content, 0o644))
+        writes.append(
+            _Write(
+                Change("state", "update", "outputs written", path=state),
+                state,
+                state_content,
+                0o644,
+            )
+        )
     writes.sort(key=_commit_order(target))
     transport = target.transport
     for write in writes:
@@ -154,19 +169,26 @@ async def apply_host(
     backup = await _back_up(target, facts, [*writes, *removed], ctx.now)
     reload_sites = [s for s in _sites_touched(target, plan.changes) if s.reload]
     if reload_sites:
-        await transport.write(marker_path(target),
-                              "".join(f"{s.name}\n" for s in reload_sites).encode(), 0o644,
-                              durable=False)
+        await transport.write(
+            marker_path(target),
+            "".join(f"{s.name}\n" for s in reload_sites).encode(),
+            0o644,
+            durable=False,
+        )
     if not writes and not removed:
         # Nothing to replace (a reload owed, say): no journal needed.
         await transport.flush()
         outcome = HostOutcome(target.host.name, changed=True, backup=backup)
         await _test_and_reload(target, plan, facts, [], outcome)
         return outcome
-    journal = Journal(tuple((w.staged or "", w.path) for w in writes),
-                      tuple(w.path for w in removed), ctx.operation)
-    await transport.write(journal_path(target.certificates_dir), journal.dumps(), 0o600,
-                          durable=False)
+    journal = Journal(
+        tuple((w.staged or "", w.path) for w in writes),
+        tuple(w.path for w in removed),
+        ctx.operation,
+    )
+    await transport.write(
+        journal_path(target.certificates_dir), journal.dumps(), 0o600, durable=False
+    )
     # Durability point 1: backups, marker and journal are on disk before anything is
     # replaced. The renames need no fsync each: until point 2 the journal can redo them.
     await transport.flush()
@@ -223,8 +245,9 @@ async def _issue(
     return materials
 
 
-def _issue_one(spec: Certificate, key: PrivateKey, now: dt.datetime,
-               authority: AuthorityStore | None) -> Material:
+def _issue_one(
+    spec: Certificate, key: PrivateKey, now: dt.datetime, authority: AuthorityStore | None
+) -> Material:
     subject = SubjectFields(**spec.subject.model_dump()) if spec.subject else SubjectFields()
     assert spec.validity_days is not None  # required for certificates issued here
     request = LeafRequest(subject, tuple(spec.names), spec.validity_days)
@@ -233,8 +256,9 @@ def _issue_one(spec: Certificate, key: PrivateKey, now: dt.datetime,
     ca = authority.material
     if ca is None:
         raise ApplyError(f"authority {authority.spec.name} was not created")
-    leaf = build.leaf(request, key, now=now, issuer=ca.leaf, issuer_key=ca.key,
-                      serial=authority.take_serial())
+    leaf = build.leaf(
+        request, key, now=now, issuer=ca.leaf, issuer_key=ca.key, serial=authority.take_serial()
+    )
     return issued_material(key, leaf, ca)
 
 
@@ -253,12 +277,16 @@ def _write_for(
     spec = target.playbook.certificate(change.derived.certificate)
     output = spec.outputs[change.derived.output]
     material = materials.get(spec.name) or _material_on_host(
-        target, spec, facts, passwords, expected[spec.name])
+        target, spec, facts, passwords, expected[spec.name]
+    )
     return _Write(change, change.path, output_bytes(output, material, passwords), change.mode)
 
 
 def _material_on_host(
-    target: Target, spec: Certificate, facts: HostFacts, passwords: Mapping[str, bytes],
+    target: Target,
+    spec: Certificate,
+    facts: HostFacts,
+    passwords: Mapping[str, bytes],
     expected: Expected,
 ) -> Material:
     current = read_current(spec, target.output_paths(spec), facts, passwords)
@@ -313,14 +341,19 @@ async def _back_up(
     for index, write in enumerate(replaced):
         state = facts.file(write.path)
         stored = f"{index:03d}-{posixpath.basename(write.path)}"
-        await target.transport.write(posixpath.join(partial, stored), state.content or b"",
-                                     state.mode or 0o600, durable=False)
-        manifest.append({"path": write.path, "backup": posixpath.join(folder, stored),
-                         "mode": state.mode})
+        await target.transport.write(
+            posixpath.join(partial, stored),
+            state.content or b"",
+            state.mode or 0o600,
+            durable=False,
+        )
+        manifest.append(
+            {"path": write.path, "backup": posixpath.join(folder, stored), "mode": state.mode}
+        )
     await target.transport.write(
         posixpath.join(partial, "manifest.json"),
-        json.dumps({"files": manifest, "created": created}, indent=2,
-                   sort_keys=True).encode() + b"\n",
+        json.dumps({"files": manifest, "created": created}, indent=2, sort_keys=True).encode()
+        + b"\n",
         0o600,
         durable=False,
     )
@@ -372,7 +405,10 @@ def _sites_touched(target: Target, changes: Sequence[Change]) -> list[Site]:
 
 
 async def _test_and_reload(
-    target: Target, plan: HostPlan, facts: HostFacts, committed: list[_Write],
+    target: Target,
+    plan: HostPlan,
+    facts: HostFacts,
+    committed: list[_Write],
     outcome: HostOutcome,
 ) -> None:
     sites = [s for s in _sites_touched(target, plan.changes) if s.reload]
@@ -382,8 +418,10 @@ async def _test_and_reload(
         default_test, default_reload = DEFAULT_COMMANDS[site.server]
         if site.server == "iis":
             # The script beside the site XML imports the PFX, binds it and loads the site.
-            default_reload = ("powershell -NoProfile -ExecutionPolicy Bypass -File "
-                              f'"{target.site_paths(site)[1]}"')
+            default_reload = (
+                "powershell -NoProfile -ExecutionPolicy Bypass -File "
+                f'"{target.site_paths(site)[1]}"'
+            )
         if test := site.test_command or default_test:
             tests[test] = None
         if reload := site.reload_command or default_reload:
@@ -395,8 +433,9 @@ async def _test_and_reload(
             await _restore(target, facts, committed)
             # The old files are back, and they are what the server runs: nothing is owed.
             await target.transport.remove(marker_path(target))
-            outcome.error = (f"config test `{command}` failed, previous files restored: "
-                             f"{result.output}")
+            outcome.error = (
+                f"config test `{command}` failed, previous files restored: {result.output}"
+            )
             return
     for command in reloads:
         result = await target.transport.run(command)

@@ -25,7 +25,7 @@ def stage(path: str, data: bytes, mode: int, *, durable: bool = True) -> str:
         os.fchmod(fd, mode)
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         if durable:
             os.fsync(fd)
     except OSError as exc:

@@ -188,9 +188,7 @@ def _resolve(doc: Document, groups: dict[str, _GroupInfo], base: Path) -> Invent
             doc,
             places[0][1],
         )
-    return Inventory(
-        doc.file, hosts, {name: frozenset(found) for name, found in members.items()}
-    )
+    return Inventory(doc.file, hosts, {name: frozenset(found) for name, found in members.items()})
 
 
 def _ancestors(group: str, groups: Mapping[str, _GroupInfo]) -> set[str]:

@@ -31,9 +31,17 @@ class Journal:
     operation: str = "apply"  # or "rollback": finishing one must not be followed by another
 
     def dumps(self) -> bytes:
-        return json.dumps({"operation": self.operation,
-                           "renames": [list(pair) for pair in self.renames],
-                           "removals": list(self.removals)}, indent=2).encode() + b"\n"
+        return (
+            json.dumps(
+                {
+                    "operation": self.operation,
+                    "renames": [list(pair) for pair in self.renames],
+                    "removals": list(self.removals),
+                },
+                indent=2,
+            ).encode()
+            + b"\n"
+        )
 
     @staticmethod
     def parse(content: bytes) -> Journal | None:
@@ -64,8 +72,9 @@ async def read_journal(transport: Transport, certificates_dir: str) -> Journal |
     return Journal.parse(state.content) if state.content is not None else None
 
 
-async def overlay(transport: Transport, journal: Journal,
-                  facts: HostFacts) -> tuple[HostFacts, int]:
+async def overlay(
+    transport: Transport, journal: Journal, facts: HostFacts
+) -> tuple[HostFacts, int]:
     """The host as it will be once the journal is rolled forward (for an honest plan), and
     how many files that still moves."""
     files = dict(facts.files)
@@ -105,8 +114,7 @@ async def roll_forward(transport: Transport, certificates_dir: str) -> Finished:
     return Finished(moved, journal.operation)
 
 
-async def remove_leftovers(transport: Transport, paths: Iterable[str],
-                           backup_root: str) -> None:
+async def remove_leftovers(transport: Transport, paths: Iterable[str], backup_root: str) -> None:
     """Staged files of a run that died before its journal existed (never renamed, harmless,
     but not to be left behind), and backup folders it did not finish. Only files staged for
     the paths this playbook manages are touched: a folder such as /etc/nginx/conf.d is shared
@@ -123,8 +131,10 @@ async def remove_leftovers(transport: Transport, paths: Iterable[str],
                 await transport.remove(posixpath.join(folder, entry), durable=False)
     for entry in await transport.list_dir(backup_root):
         path = posixpath.join(backup_root, entry)
-        if entry.startswith(".") and entry.endswith(PARTIAL_SUFFIX) and (
-            (await transport.read(path)).kind == "directory"
+        if (
+            entry.startswith(".")
+            and entry.endswith(PARTIAL_SUFFIX)
+            and ((await transport.read(path)).kind == "directory")
         ):
             # A backup a killed run did not finish: the files it would have backed up were
             # never replaced, so nothing in it is needed.

@@ -17,8 +17,9 @@ from provision.model.playbook import EcdsaKey, KeySpec, RsaKey
 
 class KeyMaker:
     def __init__(self, workers: int | None = None) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1,
-                                        thread_name_prefix="keygen")
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers or os.cpu_count() or 1, thread_name_prefix="keygen"
+        )
 
     async def generate(self, spec: KeySpec) -> PrivateKey:
         size = spec.size if isinstance(spec, RsaKey) else None

@@ -46,12 +46,12 @@ MAX_BROWSER_DAYS = 398
 
 RULES: dict[str, str] = {
     "literal-password": "a password written as a plain string instead of {env: VAR} or "
-                        "{file: PATH}",
+    "{file: PATH}",
     "rsa-key-size": f"an RSA key under {MIN_RSA_BITS} bits",
     "weak-signature": "a supplied certificate (or an intermediate) signed with SHA-1 or MD5",
     "long-validity": f"a TLS certificate valid for more than {MAX_BROWSER_DAYS} days",
     "name-not-covered": "a binding's host name, or the host's address, that the certificate "
-                        "does not cover",
+    "does not cover",
     "key-in-web-root": "a private key written below a directory the web server serves",
 }
 
@@ -85,8 +85,9 @@ def lint(loaded: Loaded) -> list[Finding]:
     findings = []
     for (rule, path, message), hosts in hosts_of.items():
         where = doc.locate(path)
-        findings.append(Finding(rule, where.file, where.line, where.key, message,
-                                tuple(dict.fromkeys(hosts))))
+        findings.append(
+            Finding(rule, where.file, where.line, where.key, message, tuple(dict.fromkeys(hosts)))
+        )
     return sorted(findings, key=lambda f: (f.line or 0, f.key or "", f.rule, f.message))
 
 
@@ -114,38 +115,53 @@ def _passwords(target: Target) -> Iterator[_Raw]:
     for i, certificate in enumerate(target.playbook.certificates):
         source = certificate.source
         if isinstance(source, ProvidedSource) and isinstance(source.password, SecretStr):
-            yield ("literal-password", ("certificates", i, "source", "password"),
-                   f"certificate {certificate.name!r}: the password of its supplied files is "
-                   f"a plain string, readable by anyone who reads the playbook or inventory; "
-                   f"{_USE_A_REFERENCE}")
+            yield (
+                "literal-password",
+                ("certificates", i, "source", "password"),
+                f"certificate {certificate.name!r}: the password of its supplied files is "
+                f"a plain string, readable by anyone who reads the playbook or inventory; "
+                f"{_USE_A_REFERENCE}",
+            )
         for j, output in enumerate(certificate.outputs):
             if isinstance(output.password, SecretStr):
-                yield ("literal-password", ("certificates", i, "outputs", j, "password"),
-                       f"certificate {certificate.name!r}: the password of {output.file} is a "
-                       f"plain string, readable by anyone who reads the playbook or inventory; "
-                       f"{_USE_A_REFERENCE}")
+                yield (
+                    "literal-password",
+                    ("certificates", i, "outputs", j, "password"),
+                    f"certificate {certificate.name!r}: the password of {output.file} is a "
+                    f"plain string, readable by anyone who reads the playbook or inventory; "
+                    f"{_USE_A_REFERENCE}",
+                )
 
 
 def _key_sizes(loaded: Loaded, target: Target) -> Iterator[_Raw]:
     advice = f"use size: {MIN_RSA_BITS} (or 4096), or type: ecdsa"
     for i, authority in enumerate(target.playbook.authorities):
         if isinstance(authority.key, RsaKey) and authority.key.size < MIN_RSA_BITS:
-            yield ("rsa-key-size", ("authorities", i, "key", "size"),
-                   f"authority {authority.name!r}: RSA key of {authority.key.size} bits, under "
-                   f"{MIN_RSA_BITS}; {advice}")
+            yield (
+                "rsa-key-size",
+                ("authorities", i, "key", "size"),
+                f"authority {authority.name!r}: RSA key of {authority.key.size} bits, under "
+                f"{MIN_RSA_BITS}; {advice}",
+            )
     for i, certificate in enumerate(target.playbook.certificates):
         supplied = _supplied(loaded, target, certificate)
         if supplied is not None:
             public = supplied.leaf.public_key()
             if isinstance(public, rsa.RSAPublicKey) and public.key_size < MIN_RSA_BITS:
-                yield ("rsa-key-size", ("certificates", i, "source", "certificate"),
-                       f"certificate {certificate.name!r}: {supplied.certificate_file} has an "
-                       f"RSA key of {public.key_size} bits, under {MIN_RSA_BITS}; ask for a "
-                       f"new certificate with a larger key")
+                yield (
+                    "rsa-key-size",
+                    ("certificates", i, "source", "certificate"),
+                    f"certificate {certificate.name!r}: {supplied.certificate_file} has an "
+                    f"RSA key of {public.key_size} bits, under {MIN_RSA_BITS}; ask for a "
+                    f"new certificate with a larger key",
+                )
         elif isinstance(certificate.key, RsaKey) and certificate.key.size < MIN_RSA_BITS:
-            yield ("rsa-key-size", ("certificates", i, "key", "size"),
-                   f"certificate {certificate.name!r}: RSA key of {certificate.key.size} bits, "
-                   f"under {MIN_RSA_BITS}; {advice}")
+            yield (
+                "rsa-key-size",
+                ("certificates", i, "key", "size"),
+                f"certificate {certificate.name!r}: RSA key of {certificate.key.size} bits, "
+                f"under {MIN_RSA_BITS}; {advice}",
+            )
 
 
 _WEAK_HASHES = {"sha1": "SHA-1", "md5": "MD5"}
@@ -169,17 +185,23 @@ def _signatures(loaded: Loaded, target: Target) -> Iterator[_Raw]:
         assert isinstance(certificate.source, ProvidedSource)
         weak = _weak_hash(supplied.leaf)
         if weak:
-            yield ("weak-signature", ("certificates", i, "source", "certificate"),
-                   f"certificate {certificate.name!r}: {supplied.certificate_file} is signed "
-                   f"with {weak}, which browsers refuse; ask the CA to reissue it with SHA-256")
+            yield (
+                "weak-signature",
+                ("certificates", i, "source", "certificate"),
+                f"certificate {certificate.name!r}: {supplied.certificate_file} is signed "
+                f"with {weak}, which browsers refuse; ask the CA to reissue it with SHA-256",
+            )
         where = "chain" if certificate.source.chain is not None else "certificate"
         for intermediate in supplied.chain:
             weak = _weak_hash(intermediate)
             if weak:
                 subject = intermediate.subject.rfc4514_string() or "(empty subject)"
-                yield ("weak-signature", ("certificates", i, "source", where),
-                       f"certificate {certificate.name!r}: the intermediate {subject} is "
-                       f"signed with {weak}, which browsers refuse; use the CA's SHA-256 chain")
+                yield (
+                    "weak-signature",
+                    ("certificates", i, "source", where),
+                    f"certificate {certificate.name!r}: the intermediate {subject} is "
+                    f"signed with {weak}, which browsers refuse; use the CA's SHA-256 chain",
+                )
 
 
 def _validity(loaded: Loaded, target: Target) -> Iterator[_Raw]:
@@ -190,15 +212,21 @@ def _validity(loaded: Loaded, target: Target) -> Iterator[_Raw]:
             leaf = supplied.leaf
             span = leaf.not_valid_after_utc - leaf.not_valid_before_utc
             if span.total_seconds() > MAX_BROWSER_DAYS * 86400:
-                yield ("long-validity", ("certificates", i, "source", "certificate"),
-                       f"certificate {certificate.name!r}: {supplied.certificate_file} is valid "
-                       f"for {span.days} days, {limit}")
+                yield (
+                    "long-validity",
+                    ("certificates", i, "source", "certificate"),
+                    f"certificate {certificate.name!r}: {supplied.certificate_file} is valid "
+                    f"for {span.days} days, {limit}",
+                )
         elif not isinstance(certificate.source, ProvidedSource):
             days = certificate.validity_days
             if days is not None and days > MAX_BROWSER_DAYS:
-                yield ("long-validity", ("certificates", i, "validity_days"),
-                       f"certificate {certificate.name!r}: valid for {days} days, {limit}; "
-                       f"use validity_days: {MAX_BROWSER_DAYS} or less")
+                yield (
+                    "long-validity",
+                    ("certificates", i, "validity_days"),
+                    f"certificate {certificate.name!r}: valid for {days} days, {limit}; "
+                    f"use validity_days: {MAX_BROWSER_DAYS} or less",
+                )
 
 
 def _names(loaded: Loaded, target: Target) -> Iterator[_Raw]:
@@ -214,20 +242,26 @@ def _names(loaded: Loaded, target: Target) -> Iterator[_Raw]:
             covers = _coverage(_supplied(loaded, target, certificate), certificate)
             if binding.host is not None:
                 if not covers(binding.host):
-                    yield ("name-not-covered", ("sites", s, "bindings", b, "host"),
-                           f"site {site.name!r} serves {binding.host} on port {binding.port} "
-                           f"with certificate {certificate.name!r}, which does not cover "
-                           f"that name; add it to the certificate's names")
+                    yield (
+                        "name-not-covered",
+                        ("sites", s, "bindings", b, "host"),
+                        f"site {site.name!r} serves {binding.host} on port {binding.port} "
+                        f"with certificate {certificate.name!r}, which does not cover "
+                        f"that name; add it to the certificate's names",
+                    )
                 continue
             if certificate.name in address_checked:
                 continue
             address_checked.add(certificate.name)
             address = target.host.address
             if not covers(address):
-                yield ("name-not-covered", ("certificates", c_index, "names"),
-                       f"certificate {certificate.name!r} does not cover {address}, the "
-                       f"host's address, yet site {site.name!r} serves it on port "
-                       f"{binding.port} without a host name; add it to the names")
+                yield (
+                    "name-not-covered",
+                    ("certificates", c_index, "names"),
+                    f"certificate {certificate.name!r} does not cover {address}, the "
+                    f"host's address, yet site {site.name!r} serves it on port "
+                    f"{binding.port} without a host name; add it to the names",
+                )
 
 
 def _coverage(supplied: Supplied | None, certificate: Certificate) -> Callable[[str], bool]:
@@ -257,11 +291,14 @@ def _keys_in_web_roots(target: Target) -> Iterator[_Raw]:
             path = target.output_path(output)
             for site, directory, folder in served:
                 if _inside(path, folder):
-                    yield ("key-in-web-root", ("certificates", i, "outputs", j, "file"),
-                           f"certificate {certificate.name!r}: {output.file} holds the private "
-                           f"key and lies inside the physical path of {directory.path} of site "
-                           f"{site.name!r}, so the web server may hand it out; move "
-                           f"certificates_dir out of the web root")
+                    yield (
+                        "key-in-web-root",
+                        ("certificates", i, "outputs", j, "file"),
+                        f"certificate {certificate.name!r}: {output.file} holds the private "
+                        f"key and lies inside the physical path of {directory.path} of site "
+                        f"{site.name!r}, so the web server may hand it out; move "
+                        f"certificates_dir out of the web root",
+                    )
                     break
 
 
@@ -273,8 +310,10 @@ def format_text(findings: list[Finding], total_hosts: int) -> str:
     for finding in findings:
         where = finding.file if finding.line is None else f"{finding.file}:{finding.line}"
         key = f" {finding.key}:" if finding.key else ""
-        lines.append(f"{where}: [{finding.rule}]{key} {finding.message} "
-                     f"({_hosts_text(finding.hosts, total_hosts)})")
+        lines.append(
+            f"{where}: [{finding.rule}]{key} {finding.message} "
+            f"({_hosts_text(finding.hosts, total_hosts)})"
+        )
     return "".join(line + "\n" for line in lines)
 
 

@@ -139,8 +139,11 @@ def load_text(text: str, name: str) -> Document:
 def _reader_error(exc: yaml.reader.ReaderError, text: str, name: str) -> InputError:
     """A character YAML does not allow (NUL, other control characters, U+FFFE...)."""
     line = text[: exc.position].count("\n") + 1 if isinstance(exc.position, int) else None
-    return InputError(Location(name, line), f"malformed YAML: character #x{exc.character:04X} "
-                                            "is not allowed in YAML (a control character?)")
+    return InputError(
+        Location(name, line),
+        f"malformed YAML: character #x{exc.character:04X} "
+        "is not allowed in YAML (a control character?)",
+    )
 
 
 class _Builder:
@@ -165,8 +168,9 @@ class _Builder:
         if isinstance(node, yaml.CollectionNode) and node.tag not in _PLAIN_COLLECTIONS:
             # We build collections ourselves, so a tag on one (``!!python/object/apply``,
             # ``!!set``, ``!vault``) would be dropped without a word; refuse it as safe_load does.
-            raise self._fail(node, f"malformed YAML: could not determine a constructor for "
-                                   f"the tag {node.tag!r}")
+            raise self._fail(
+                node, f"malformed YAML: could not determine a constructor for the tag {node.tag!r}"
+            )
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):

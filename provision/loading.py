@@ -49,8 +49,9 @@ class Loaded:
             source = certificate.source
             if isinstance(source, CaSource):
                 store = self.authorities[source.authority]
-                result[certificate.name] = Expected(authority=store.material,
-                                                    authority_subject=store.subject_text)
+                result[certificate.name] = Expected(
+                    authority=store.material, authority_subject=store.subject_text
+                )
             elif isinstance(source, ProvidedSource):
                 result[certificate.name] = Expected(
                     supplied=self.supplied.get((target.host.name, certificate.name)),
@@ -61,9 +62,15 @@ class Loaded:
         return result
 
 
-def load(playbook: str | Path, inventory: str | Path, limit: str | None = None,
-         forks: int = 20, now: dt.datetime | None = None,
-         connect: ConnectOptions | None = None, lock_timeout: float = 30.0) -> Loaded:
+def load(
+    playbook: str | Path,
+    inventory: str | Path,
+    limit: str | None = None,
+    forks: int = 20,
+    now: dt.datetime | None = None,
+    connect: ConnectOptions | None = None,
+    lock_timeout: float = 30.0,
+) -> Loaded:
     """Parse and validate everything for every selected host; raises before any host is read.
 
     Files on the controller (authorities, supplied certificates) are read and checked here too,
@@ -83,8 +90,7 @@ def load(playbook: str | Path, inventory: str | Path, limit: str | None = None,
         book = evaluate_playbook(doc, host)
         transport = make_transport(host, connect)
         targets.append(
-            Target(host, host_view(host), book, transport,
-                   transport.resolve(book.certificates_dir))
+            Target(host, host_view(host), book, transport, transport.resolve(book.certificates_dir))
         )
         for c_index, certificate in enumerate(book.certificates):
             for o_index, output in enumerate(certificate.outputs):
@@ -92,14 +98,25 @@ def load(playbook: str | Path, inventory: str | Path, limit: str | None = None,
                     continue
                 where = doc.locate(("certificates", c_index, "outputs", o_index, "password"))
                 passwords.setdefault(host.name, {})[output.file] = reader.read(
-                    output.password, where)
+                    output.password, where
+                )
     for target in targets:
         _refuse_shared_paths(doc, target)
     renderer = Renderer([folder / "templates", folder.parent / "templates"])
     authorities = _open_authorities(doc, targets, folder)
     supplied = _load_supplied(doc, targets, folder, reader, moment)
-    return Loaded(doc, inv, tuple(targets), passwords, renderer, authorities, supplied, folder,
-                  forks, lock_timeout)
+    return Loaded(
+        doc,
+        inv,
+        tuple(targets),
+        passwords,
+        renderer,
+        authorities,
+        supplied,
+        folder,
+        forks,
+        lock_timeout,
+    )
 
 
 def _refuse_shared_paths(doc: Document, target: Target) -> None:
@@ -109,39 +126,49 @@ def _refuse_shared_paths(doc: Document, target: Target) -> None:
 
     def claim(path: str, where: tuple[str | int, ...], what: str) -> None:
         if path in seen:
-            raise InputError(doc.locate(where), f"{what} writes {path}, which {seen[path]} "
-                             f"writes too (for host {target.host.name})")
+            raise InputError(
+                doc.locate(where),
+                f"{what} writes {path}, which {seen[path]} "
+                f"writes too (for host {target.host.name})",
+            )
         seen[path] = what
 
     for c, certificate in enumerate(target.playbook.certificates):
         for o, output in enumerate(certificate.outputs):
-            claim(target.output_path(output), ("certificates", c, "outputs", o, "file"),
-                  f"certificate {certificate.name!r}")
+            claim(
+                target.output_path(output),
+                ("certificates", c, "outputs", o, "file"),
+                f"certificate {certificate.name!r}",
+            )
     for s, site in enumerate(target.playbook.sites):
         for path in target.site_paths(site):
             claim(path, ("sites", s, "config"), f"site {site.name!r}")
 
 
-def _open_authorities(doc: Document, targets: list[Target],
-                      folder: Path) -> dict[str, AuthorityStore]:
+def _open_authorities(
+    doc: Document, targets: list[Target], folder: Path
+) -> dict[str, AuthorityStore]:
     """Authorities live on the controller: opened once, and the same for every host."""
     if not targets:
         return {}
     first = targets[0].playbook.authorities
     for target in targets[1:]:
         if target.playbook.authorities != first:
-            raise InputError(doc.locate(("authorities",)), "authorities must be the same for "
-                             f"every host (host {target.host.name} sees them differently from "
-                             f"{targets[0].host.name}); do not use host variables in them")
+            raise InputError(
+                doc.locate(("authorities",)),
+                "authorities must be the same for "
+                f"every host (host {target.host.name} sees them differently from "
+                f"{targets[0].host.name}); do not use host variables in them",
+            )
     return {
         spec.name: open_authority(spec, folder, doc.locate(("authorities", index)))
         for index, spec in enumerate(targets[0].playbook.authorities)
     }
 
 
-def _load_supplied(doc: Document, targets: list[Target], folder: Path,
-                   reader: PasswordReader,
-                   now: dt.datetime) -> dict[tuple[str, str], Supplied | None]:
+def _load_supplied(
+    doc: Document, targets: list[Target], folder: Path, reader: PasswordReader, now: dt.datetime
+) -> dict[tuple[str, str], Supplied | None]:
     cache = FileCache()
     result: dict[tuple[str, str], Supplied | None] = {}
     for target in targets:
@@ -150,13 +177,24 @@ def _load_supplied(doc: Document, targets: list[Target], folder: Path,
             if not isinstance(source, ProvidedSource):
                 continue
             base = ("certificates", index, "source")
-            where = {key: doc.locate((*base, key))
-                     for key in ("certificate", "key", "chain", "root", "password")}
-            password = (reader.read(source.password, where["password"])
-                        if source.password is not None else None)
+            where = {
+                key: doc.locate((*base, key))
+                for key in ("certificate", "key", "chain", "root", "password")
+            }
+            password = (
+                reader.read(source.password, where["password"])
+                if source.password is not None
+                else None
+            )
             result[(target.host.name, certificate.name)] = load_supplied(
-                certificate, source, base=folder, password=password, now=now, cache=cache,
-                where=where)
+                certificate,
+                source,
+                base=folder,
+                password=password,
+                now=now,
+                cache=cache,
+                where=where,
+            )
     return result
 
 
@@ -178,36 +216,52 @@ def check_saved(loaded: Loaded, saved: SavedPlan) -> None:
     """Refuse the whole plan when its inputs changed since it was made."""
     checks = [
         ("playbook", planfile.file_digest(Path(loaded.playbook.file)), loaded.playbook.file),
-        ("inventory", planfile.inventory_digest(Path(loaded.inventory.file)),
-         loaded.inventory.file),
+        (
+            "inventory",
+            planfile.inventory_digest(Path(loaded.inventory.file)),
+            loaded.inventory.file,
+        ),
         ("controller", controller_digest(loaded), "the authorities or supplied certificates"),
     ]
     for key, digest, what in checks:
         if saved.digests[key] != digest:
-            raise ProvisionError(f"{what} changed since the plan was made; nothing was applied. "
-                                 "Make a new plan and review it.")
+            raise ProvisionError(
+                f"{what} changed since the plan was made; nothing was applied. "
+                "Make a new plan and review it."
+            )
 
 
 def save_plan(loaded: Loaded, plan: Plan, limit: str | None) -> str:
     return planfile.dumps(
-        plan, limit=limit,
+        plan,
+        limit=limit,
         playbook_digest=planfile.file_digest(Path(loaded.playbook.file)),
         inventory_digest=planfile.inventory_digest(Path(loaded.inventory.file)),
         controller_digest=controller_digest(loaded),
     )
 
 
-def load_saved(path: str, forks: int = 20, connect: ConnectOptions | None = None,
-               lock_timeout: float = 30.0) -> tuple[Loaded, SavedPlan]:
+def load_saved(
+    path: str, forks: int = 20, connect: ConnectOptions | None = None, lock_timeout: float = 30.0
+) -> tuple[Loaded, SavedPlan]:
     """Reload a saved plan's inputs, refusing if they changed, limited to its hosts."""
     saved = planfile.loads(path)
     names = [h.host for h in saved.plan.hosts]
-    loaded = load(saved.plan.playbook, saved.plan.inventory, ",".join(names),
-                  forks=forks, connect=connect, lock_timeout=lock_timeout)
+    loaded = load(
+        saved.plan.playbook,
+        saved.plan.inventory,
+        ",".join(names),
+        forks=forks,
+        connect=connect,
+        lock_timeout=lock_timeout,
+    )
     check_saved(loaded, saved)
     known = {t.host.name for t in loaded.targets}
     unknown = [name for name in names if name not in known]
     if unknown:
-        raise InputError(Location(path), f"the plan names hosts the inventory does not select: "
-                         f"{', '.join(unknown)}; make a new plan")
+        raise InputError(
+            Location(path),
+            f"the plan names hosts the inventory does not select: "
+            f"{', '.join(unknown)}; make a new plan",
+        )
     return loaded, saved

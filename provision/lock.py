@@ -49,8 +49,16 @@ UNREADABLE = Holder(0, "", "")  # who held a lock that could not be read
 
 
 def _me(now: dt.datetime) -> bytes:
-    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                       "started": now.strftime("%Y-%m-%dT%H:%M:%SZ")}).encode() + b"\n"
+    return (
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        ).encode()
+        + b"\n"
+    )
 
 
 def _parse(content: bytes | None) -> Holder | None:
@@ -73,8 +81,7 @@ def _alive(pid: int) -> bool:
 
 def _older_than(holder: Holder, now: dt.datetime, seconds: float) -> bool:
     try:
-        started = dt.datetime.strptime(holder.started, "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=dt.UTC)
+        started = dt.datetime.strptime(holder.started, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     except ValueError:
         return True
     return (now - started).total_seconds() > seconds
@@ -124,8 +131,9 @@ class HostLock:
                 return
             if time.monotonic() >= deadline:
                 who = holder.describe() if holder else "another run"
-                raise LockError(f"locked by {who} (waited {timeout:g} s; "
-                                f"raise --lock-timeout to wait longer)")
+                raise LockError(
+                    f"locked by {who} (waited {timeout:g} s; raise --lock-timeout to wait longer)"
+                )
             await asyncio.sleep(_POLL)
 
     async def _take_over(self, seen: bytes | None, holder: Holder, now: dt.datetime) -> bool:

@@ -37,8 +37,11 @@ def inventory_digest(path: Path) -> str:
 
 
 def _change_json(change: Change) -> dict[str, Any]:
-    data: dict[str, Any] = {"resource": change.resource, "action": change.action,
-                            "reason": change.reason}
+    data: dict[str, Any] = {
+        "resource": change.resource,
+        "action": change.action,
+        "reason": change.reason,
+    }
     if change.path is not None:
         data["path"] = change.path
     if change.mode is not None:
@@ -84,8 +87,14 @@ def _change_from(data: dict[str, Any]) -> Change:
     )
 
 
-def dumps(plan: Plan, *, limit: str | None, playbook_digest: str, inventory_digest: str,
-          controller_digest: str) -> str:
+def dumps(
+    plan: Plan,
+    *,
+    limit: str | None,
+    playbook_digest: str,
+    inventory_digest: str,
+    controller_digest: str,
+) -> str:
     document = {
         "format": FORMAT,
         "playbook": {"path": plan.playbook, "sha256": playbook_digest},

@@ -69,8 +69,9 @@ def _fetch_with_ssl(where: str, address: str, port: int, sni: str | None) -> lis
                 return None
             chain = getter() or []
     except OSError as exc:  # includes ssl.SSLError, timeouts, refused, DNS failures
-        raise ProbeError(f"{where}: cannot fetch certificates from {bracket(address)}:{port}: "
-                         f"{_reason(exc)}") from None
+        raise ProbeError(
+            f"{where}: cannot fetch certificates from {bracket(address)}:{port}: {_reason(exc)}"
+        ) from None
     return [c if isinstance(c, bytes) else c.public_bytes(2) for c in chain]  # 2 = ENCODING_DER
 
 
@@ -97,7 +98,8 @@ def _fetch_with_openssl(
         detail = result.stderr.decode("utf-8", "replace").strip().splitlines()
         reason = detail[-1] if detail else f"openssl exited with status {result.returncode}"
         raise ProbeError(
-            f"{where}: cannot fetch certificates from {bracket(address)}:{port}: {reason}")
+            f"{where}: cannot fetch certificates from {bracket(address)}:{port}: {reason}"
+        )
     return list(load_bundle(result.stdout, source=f"{where} (openssl s_client)").certificates)
 
 

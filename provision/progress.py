@@ -36,8 +36,11 @@ class PlainLines:
 
     def batch(self, index: int, count: int, size: int) -> None:
         if count > 1:
-            print(f"batch {index}/{count}: {size} host{'s' if size != 1 else ''}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"batch {index}/{count}: {size} host{'s' if size != 1 else ''}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def host_done(self, host: str, status: str) -> None:
         self.done += 1
@@ -57,8 +60,11 @@ class LiveDisplay:
         from rich.progress import Progress as RichProgress
 
         self._progress = RichProgress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("failed {task.fields[failed]}"), TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("failed {task.fields[failed]}"),
+            TimeElapsedColumn(),
             transient=True,
         )
         self._task = self._progress.add_task("hosts", total=total, failed=0)

@@ -46,8 +46,9 @@ _POWERSHELL_QUOTES = "'\u2018\u2019\u201a\u201b"
 
 def _no_control(value: str, where: str) -> str:
     if _CONTROL.search(value):
-        raise RenderError(f"{value!r} has a control character (newline, tab, ...), which "
-                          f"{where} cannot hold")
+        raise RenderError(
+            f"{value!r} has a control character (newline, tab, ...), which {where} cannot hold"
+        )
     return value
 
 
@@ -60,8 +61,10 @@ def nginx_quote(value: Any) -> str:
     if _NGINX_SAFE.match(text):
         return text
     if "$" in text:
-        raise RenderError(f"{text!r} contains '$', which nginx would read as a variable "
-                          f"(nginx has no escape for it)")
+        raise RenderError(
+            f"{text!r} contains '$', which nginx would read as a variable "
+            f"(nginx has no escape for it)"
+        )
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -70,8 +73,10 @@ def apache_quote(value: Any) -> str:
     config, with no escape, so such values are refused."""
     text = _no_control(str(value), "an Apache config")
     if "${" in text:
-        raise RenderError(f"{text!r} contains '${{', which Apache would read as a variable "
-                          f"(Apache has no escape for it)")
+        raise RenderError(
+            f"{text!r} contains '${{', which Apache would read as a variable "
+            f"(Apache has no escape for it)"
+        )
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -79,8 +84,15 @@ def xml_attr(value: Any) -> str:
     text = str(value)
     if _XML_INVALID.search(text):
         raise RenderError(f"{text!r} has a character XML cannot hold")
-    for raw, escaped in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"),
-                         ("\t", "&#9;"), ("\n", "&#10;"), ("\r", "&#13;")):
+    for raw, escaped in (
+        ("&", "&amp;"),
+        ("<", "&lt;"),
+        (">", "&gt;"),
+        ('"', "&quot;"),
+        ("\t", "&#9;"),
+        ("\n", "&#10;"),
+        ("\r", "&#13;"),
+    ):
         text = text.replace(raw, escaped)
     return text
 
@@ -170,8 +182,10 @@ class Renderer:
             compiled = self._load(template)
             return str(compiled.render(context))
         except TemplateNotFound:
-            raise RenderError(f"template {template} not found (looked in "
-                              f"{', '.join(str(p) for p in self.search_path)})") from None
+            raise RenderError(
+                f"template {template} not found (looked in "
+                f"{', '.join(str(p) for p in self.search_path)})"
+            ) from None
         except TemplateSyntaxError as exc:
             raise RenderError(f"{exc.filename or template}:{exc.lineno}: {exc.message}") from None
         except UndefinedError as exc:
@@ -184,13 +198,21 @@ class Renderer:
             raise RenderError(f"{template}: {exc.message}") from None
         except RenderError as exc:  # a filter refused a value
             raise RenderError(f"{template}: {exc.message}") from None
-        except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError,
-                RecursionError, MemoryError) as exc:
+        except (
+            TypeError,
+            ValueError,
+            ArithmeticError,
+            LookupError,
+            AttributeError,
+            RecursionError,
+            MemoryError,
+        ) as exc:
             # A template's own mistake ({{ 1 // 0 }}, {{ "a" + 1 }}, a macro calling itself):
             # the template's fault, reported with its line, never as a traceback.
             where = _where(template, exc, compiled)
             problem = {RecursionError: "recursion too deep", MemoryError: "out of memory"}.get(
-                type(exc), str(exc))
+                type(exc), str(exc)
+            )
             raise RenderError(f"{where}: template error: {problem}") from None
 
     def names_loaded(self) -> list[str]:

@@ -27,13 +27,18 @@ def plan_text(report: Report, *, diffs: bool = True) -> str:
             lines.append(f"{host.host}: FAILED: {host.error}")
             continue
         count = len(plan.changes)
-        lines.append(f"{host.host}: {count} change{'s' if count != 1 else ''}"
-                     if count else f"{host.host}: no changes")
+        lines.append(
+            f"{host.host}: {count} change{'s' if count != 1 else ''}"
+            if count
+            else f"{host.host}: no changes"
+        )
         for change in plan.changes:
             lines.append(_change_line(change))
             if change.before:
-                lines.append(f"           was: {change.before['sha256'][:16]}… "
-                             f"{change.before['names']} (until {change.before['not_after']})")
+                lines.append(
+                    f"           was: {change.before['sha256'][:16]}… "
+                    f"{change.before['names']} (until {change.before['not_after']})"
+                )
             if diffs and change.diff:
                 lines.extend("      " + line for line in change.diff.rstrip("\n").split("\n"))
         for item in plan.unchanged:
@@ -41,8 +46,10 @@ def plan_text(report: Report, *, diffs: bool = True) -> str:
     changed = sum(1 for h in report.hosts if h.plan.has_changes and h.status != "failed")
     lines.append("")
     hosts = len(report.hosts)
-    lines.append(f"Plan: {hosts} host{'s' if hosts != 1 else ''}, {changed} to change, "
-                 f"{report.count('failed')} failed.")
+    lines.append(
+        f"Plan: {hosts} host{'s' if hosts != 1 else ''}, {changed} to change, "
+        f"{report.count('failed')} failed."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -59,8 +66,10 @@ def recap_text(report: Report) -> str:
             lines.append(f"  verified {check.name} on {check.address}:{check.port}")
     lines.append("")
     skipped = report.count("skipped")
-    lines.append(f"Recap: ok {report.count('ok')}, changed {report.count('changed')}, "
-                 f"failed {report.count('failed')}" + (f", skipped {skipped}" if skipped else ""))
+    lines.append(
+        f"Recap: ok {report.count('ok')}, changed {report.count('changed')}, "
+        f"failed {report.count('failed')}" + (f", skipped {skipped}" if skipped else "")
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -69,8 +78,9 @@ def verify_text(report: Report) -> str:
     for host in report.hosts:
         for check in host.verified:
             state = "ok" if check.ok else f"FAILED: {check.problem}"
-            lines.append(f"{host.host}: {check.site}: {check.name} "
-                         f"({check.address}:{check.port}) {state}")
+            lines.append(
+                f"{host.host}: {check.site}: {check.name} ({check.address}:{check.port}) {state}"
+            )
         if host.error and not host.verified:
             lines.append(f"{host.host}: failed: {host.error}")
     lines.append("")
@@ -82,21 +92,30 @@ def _host_json(host: HostReport) -> dict[str, Any]:
     data: dict[str, Any] = {
         "status": host.status,
         "changes": [
-            {"resource": c.resource, "action": c.action, "reason": c.reason,
-             **({"path": c.path} if c.path else {}),
-             **({"before": c.before} if c.before else {})}
+            {
+                "resource": c.resource,
+                "action": c.action,
+                "reason": c.reason,
+                **({"path": c.path} if c.path else {}),
+                **({"before": c.before} if c.before else {}),
+            }
             for c in host.plan.changes
         ],
-        "unchanged": [{"resource": u.resource, "reason": u.reason}
-                      for u in host.plan.unchanged],
+        "unchanged": [{"resource": u.resource, "reason": u.reason} for u in host.plan.unchanged],
         "seconds": round(host.seconds, 4),
     }
     if host.error:
         data["error"] = host.error
     if host.verified:
         data["verified"] = [
-            {"site": c.site, "name": c.name, "address": c.address, "port": c.port,
-             "ok": c.ok, **({"problem": c.problem} if c.problem else {})}
+            {
+                "site": c.site,
+                "name": c.name,
+                "address": c.address,
+                "port": c.port,
+                "ok": c.ok,
+                **({"problem": c.problem} if c.problem else {}),
+            }
             for c in host.verified
         ]
     return data
@@ -124,12 +143,18 @@ def plan_markdown(report: Report) -> str:
     lines = ["# provision plan", ""]
     lines += ["| host | status | changes |", "|---|---|---|"]
     for host in report.hosts:
-        status = "failed" if host.status == "failed" else (
-            "changes" if host.plan.has_changes else "no changes")
+        status = (
+            "failed"
+            if host.status == "failed"
+            else ("changes" if host.plan.has_changes else "no changes")
+        )
         lines.append(f"| {_cell(host.host)} | {status} | {len(host.plan.changes)} |")
     changed = sum(1 for h in report.hosts if h.plan.has_changes and h.status != "failed")
-    lines += ["", f"**{len(report.hosts)} hosts, {changed} to change, "
-              f"{report.count('failed')} failed.**", ""]
+    lines += [
+        "",
+        f"**{len(report.hosts)} hosts, {changed} to change, {report.count('failed')} failed.**",
+        "",
+    ]
     for host in report.hosts:
         lines += [f"## {host.host}", ""]
         if host.status == "failed":
@@ -140,16 +165,26 @@ def plan_markdown(report: Report) -> str:
             continue
         lines += ["| action | resource | reason |", "|---|---|---|"]
         for change in host.plan.changes:
-            lines.append(f"| {change.action} | {_cell(change.resource)} | "
-                         f"{_cell(change.reason)} |")
+            lines.append(f"| {change.action} | {_cell(change.resource)} | {_cell(change.reason)} |")
         lines.append("")
         for change in host.plan.changes:
             if change.before:
                 b = change.before
-                lines += [f"**{change.resource}** was `{b['sha256'][:16]}…`, "
-                          f"issued by {b['issuer']}, names {b['names']}, "
-                          f"until {b['not_after']}.", ""]
+                lines += [
+                    f"**{change.resource}** was `{b['sha256'][:16]}…`, "
+                    f"issued by {b['issuer']}, names {b['names']}, "
+                    f"until {b['not_after']}.",
+                    "",
+                ]
             if change.diff:
-                lines += [f"<details><summary>{change.resource}: diff</summary>", "",
-                          "```diff", change.diff.rstrip("\n"), "```", "", "</details>", ""]
+                lines += [
+                    f"<details><summary>{change.resource}: diff</summary>",
+                    "",
+                    "```diff",
+                    change.diff.rstrip("\n"),
+                    "```",
+                    "",
+                    "</details>",
+                    "",
+                ]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -20,8 +20,6 @@ class SchemaKind(StrEnum):
     inventory = "inventory"
 
 
-
-
 def register(app: typer.Typer) -> None:
     """Add ``schema`` and ``lint`` to ``app``; calling it again adds nothing."""
     present = {info.name for info in app.registered_commands}
@@ -39,13 +37,20 @@ def _fail(message: str) -> NoReturn:
 def schema_command(
     kind: Annotated[
         SchemaKind | None,
-        typer.Option("--kind", help="Which schema: playbook (printed by default) or inventory. "
-                     "With --out, write only this one."),
+        typer.Option(
+            "--kind",
+            help="Which schema: playbook (printed by default) or inventory. "
+            "With --out, write only this one.",
+        ),
     ] = None,
     out: Annotated[
         str | None,
-        typer.Option("--out", metavar="DIR", help="Write playbook.schema.json and "
-                     "inventory.schema.json into DIR instead of printing."),
+        typer.Option(
+            "--out",
+            metavar="DIR",
+            help="Write playbook.schema.json and "
+            "inventory.schema.json into DIR instead of printing.",
+        ),
     ] = None,
 ) -> None:
     """Print the JSON Schema of playbooks (or inventories), for editors and CI."""
@@ -85,8 +90,12 @@ def lint_command(
     playbook: Annotated[str, typer.Argument(help="The playbook (YAML).")],
     inventory: Annotated[str, typer.Option("-i", "--inventory", help="The inventory (YAML).")],
     limit: Annotated[
-        str | None, typer.Option("--limit", "-l", help="Narrow the hosts: names, groups, globs, "
-                                 "!exclude, &intersect, comma lists.")
+        str | None,
+        typer.Option(
+            "--limit",
+            "-l",
+            help="Narrow the hosts: names, groups, globs, !exclude, &intersect, comma lists.",
+        ),
     ] = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 when there is any finding.")
@@ -110,18 +119,24 @@ def lint_command(
     findings = lint(loaded)
     hosts = [t.host.name for t in loaded.targets]
     if output_format is OutputFormat.json:
-        typer.echo(json.dumps({
-            "playbook": playbook,
-            "hosts": hosts,
-            "strict": strict,
-            "findings": [f.as_dict() for f in findings],
-        }, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "playbook": playbook,
+                    "hosts": hosts,
+                    "strict": strict,
+                    "findings": [f.as_dict() for f in findings],
+                },
+                indent=2,
+            )
+        )
     else:
         typer.echo(format_text(findings, len(hosts)), nl=False)
         count = len(findings)
         what = f"{count} finding{'s' if count != 1 else ''}" if count else "no findings"
         suffix = " (--strict: failing)" if strict and count else ""
-        typer.echo(f"{playbook}: {what} for {len(hosts)} host"
-                   f"{'s' if len(hosts) != 1 else ''}{suffix}")
+        typer.echo(
+            f"{playbook}: {what} for {len(hosts)} host{'s' if len(hosts) != 1 else ''}{suffix}"
+        )
     if strict and findings:
         raise typer.Exit(1)

@@ -46,8 +46,7 @@ async def rollback_plan(target: Target, to: str | None) -> tuple[HostPlan, list[
     restore: dict[str, tuple[bytes, int]] = {}
     remove: set[str] = set()
     for folder in reversed(chosen):  # newest first; older backups overwrite
-        manifest_state = await target.transport.read(posixpath.join(root, folder,
-                                                                    "manifest.json"))
+        manifest_state = await target.transport.read(posixpath.join(root, folder, "manifest.json"))
         try:
             manifest = json.loads(manifest_state.content or b"")
         except ValueError:
@@ -62,16 +61,29 @@ async def rollback_plan(target: Target, to: str | None) -> tuple[HostPlan, list[
             remove.add(path)
             restore.pop(path, None)
     changes = [
-        Change(f"file {posixpath.basename(path)}", "update", f"restore from backup {chosen[0]}",
-               path=path, mode=mode, content=content)
+        Change(
+            f"file {posixpath.basename(path)}",
+            "update",
+            f"restore from backup {chosen[0]}",
+            path=path,
+            mode=mode,
+            content=content,
+        )
         for path, (content, mode) in sorted(restore.items())
     ]
     changes += [
-        Change(f"file {posixpath.basename(path)}", "delete",
-               f"did not exist before backup {chosen[0]}", path=path)
+        Change(
+            f"file {posixpath.basename(path)}",
+            "delete",
+            f"did not exist before backup {chosen[0]}",
+            path=path,
+        )
         for path in sorted(remove)
     ]
     # Every site is tested and reloaded: the restored files are what it must serve now.
-    changes += [Change(f"site {site.name}", "update", "reload after rollback", site=site.name)
-                for site in target.playbook.sites if site.reload]
+    changes += [
+        Change(f"site {site.name}", "update", "reload after rollback", site=site.name)
+        for site in target.playbook.sites
+        if site.reload
+    ]
     return HostPlan(name, tuple(changes)), [*restore, *remove]

@@ -46,13 +46,12 @@ TEMPLATE: Schema = {
     "description": (
         "A Jinja2 template ({{ ... }}, {% ... %}), evaluated for each host before "
         "validation. A value that is one whole expression keeps its type, so "
-        "\"{{ https_port }}\" may stand for a number and \"{{ names }}\" for a list."
+        '"{{ https_port }}" may stand for a number and "{{ names }}" for a list.'
     ),
 }
 
 # Keywords that describe rather than constrain: they stay outside an added anyOf.
-_ANNOTATIONS = frozenset({"title", "description", "default", "examples", "deprecated",
-                          "$comment"})
+_ANNOTATIONS = frozenset({"title", "description", "default", "examples", "deprecated", "$comment"})
 # A free string accepts any template; these keywords make a string refuse some of them.
 _STRING_CONSTRAINTS = frozenset({"enum", "const", "pattern", "maxLength"})
 _SHORTEST_TEMPLATE = len("{{x}}")
@@ -60,7 +59,7 @@ _SHORTEST_TEMPLATE = len("{{x}}")
 # The host keys the inventory reads (provision.inventory._make_host), with what they mean.
 HOST_KEYS: dict[str, str] = {
     "address": "How provision reaches the host (default: its inventory name); "
-               "host.address in templates.",
+    "host.address in templates.",
     "fqdn": "The host's fully qualified name; host.fqdn in templates.",
     "connection": "local (this machine) or ssh.",
     "port": "The SSH port.",
@@ -91,11 +90,16 @@ def playbook_schema() -> Schema:
         for value in body.get("properties", {}).values():
             _mark_literal_password(value)
     root["$defs"] = defs
-    return _head(root, "playbook", "provision playbook", (
-        "Certificates, their sources and outputs, and the web-server sites that use them, "
-        "for the hosts of an inventory. Strings may hold Jinja2 templates evaluated for each "
-        "host. This schema checks the shape; `provision validate` checks the rest."
-    ))
+    return _head(
+        root,
+        "playbook",
+        "provision playbook",
+        (
+            "Certificates, their sources and outputs, and the web-server sites that use them, "
+            "for the hosts of an inventory. Strings may hold Jinja2 templates evaluated for each "
+            "host. This schema checks the shape; `provision validate` checks the rest."
+        ),
+    )
 
 
 def inventory_schema() -> Schema:
@@ -122,11 +126,16 @@ def inventory_schema() -> Schema:
         "properties": typed,
         "description": "Variables, free-form as in Ansible; the keys provision reads are typed.",
     }
-    return _head(raw, "inventory", "provision inventory", (
-        "An Ansible-style YAML inventory: `all` and other groups, each with hosts, vars and "
-        "children. Variables are free-form; the keys provision reads are typed. "
-        "group_vars/ and host_vars/ files beside it are plain variable mappings."
-    ))
+    return _head(
+        raw,
+        "inventory",
+        "provision inventory",
+        (
+            "An Ansible-style YAML inventory: `all` and other groups, each with hosts, vars and "
+            "children. Variables are free-form; the keys provision reads are typed. "
+            "group_vars/ and host_vars/ files beside it are plain variable mappings."
+        ),
+    )
 
 
 def _head(schema: Schema, kind: Kind, title: str, description: str) -> Schema:
@@ -187,11 +196,13 @@ def _takes_template(node: Schema) -> bool:
 def _source_shorthand(node: Schema) -> None:
     branches = node.get("oneOf", node.get("anyOf"))
     assert isinstance(branches, list), "Certificate.source is no longer a union"
-    branches.append({
-        "type": "string",
-        "const": "self-signed",
-        "description": "Shorthand for {type: self-signed}.",
-    })
+    branches.append(
+        {
+            "type": "string",
+            "const": "self-signed",
+            "description": "Shorthand for {type: self-signed}.",
+        }
+    )
 
 
 def _mark_literal_password(node: Schema) -> None:
@@ -224,5 +235,9 @@ def _use_variables(node: Any) -> None:
 
 
 def _free_mapping(node: Any) -> bool:
-    return (isinstance(node, dict) and node.get("type") == "object"
-            and node.get("additionalProperties") is True and "properties" not in node)
+    return (
+        isinstance(node, dict)
+        and node.get("type") == "object"
+        and node.get("additionalProperties") is True
+        and "properties" not in node
+    )

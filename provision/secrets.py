@@ -32,11 +32,15 @@ def resolve_password(ref: Password, *, base: Path, where: Location) -> bytes:
                 raise InputError(where, f"password file {ref.file} is not a regular file")
             data = handle.read(MAX_PASSWORD_FILE_BYTES + 1)
     except OSError as exc:
-        raise InputError(where, f"cannot read password file {ref.file}: "
-                                f"{exc.strerror or exc}") from None
+        raise InputError(
+            where, f"cannot read password file {ref.file}: {exc.strerror or exc}"
+        ) from None
     if len(data) > MAX_PASSWORD_FILE_BYTES:
-        raise InputError(where, f"password file {ref.file} is larger than "
-                                f"{MAX_PASSWORD_FILE_BYTES} bytes; is it the right file?")
+        raise InputError(
+            where,
+            f"password file {ref.file} is larger than "
+            f"{MAX_PASSWORD_FILE_BYTES} bytes; is it the right file?",
+        )
     # A trailing newline is what editors and `echo` add; it is not part of the password.
     return data.rstrip(b"\r\n")
 

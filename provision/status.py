@@ -35,15 +35,13 @@ async def _host_rows(loaded: Loaded, target: Target, now: dt.datetime) -> list[S
     try:
         facts = await gather(target.transport, target.paths_of_interest())
     except ProvisionError as exc:
-        return [StatusRow(name, c.name, problem=exc.message)
-                for c in target.playbook.certificates]
+        return [StatusRow(name, c.name, problem=exc.message) for c in target.playbook.certificates]
     rows = []
     passwords = loaded.passwords.get(name, {})
     for certificate in target.playbook.certificates:
         row = StatusRow(name, certificate.name)
         try:
-            current = read_current(certificate, target.output_paths(certificate), facts,
-                                   passwords)
+            current = read_current(certificate, target.output_paths(certificate), facts, passwords)
         except ProvisionError as exc:
             row.problem = exc.message
             rows.append(row)
@@ -70,5 +68,6 @@ async def fleet_status(loaded: Loaded, now: dt.datetime | None = None) -> list[S
         await close_all(loaded)
     rows = [row for host_rows in per_host for row in host_rows]
     # Soonest expiry first; missing certificates (no date) lead, as the most urgent.
-    return sorted(rows, key=lambda r: (r.days_left is not None, r.days_left or 0, r.host,
-                                       r.certificate))
+    return sorted(
+        rows, key=lambda r: (r.days_left is not None, r.days_left or 0, r.host, r.certificate)
+    )

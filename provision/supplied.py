@@ -56,8 +56,11 @@ def read_supplied_file(path: Path, display: str, where: Location) -> bytes:
     except OSError as exc:
         raise InputError(where, f"cannot read {display}: {exc.strerror or exc}") from None
     if len(data) > MAX_SUPPLIED_BYTES:
-        raise InputError(where, f"{display}: larger than {MAX_SUPPLIED_BYTES} bytes, too large "
-                                "for a certificate, key or bundle")
+        raise InputError(
+            where,
+            f"{display}: larger than {MAX_SUPPLIED_BYTES} bytes, too large "
+            "for a certificate, key or bundle",
+        )
     return data
 
 
@@ -108,11 +111,13 @@ def load_supplied(
             raise InputError(where["key"], f"{source.key}: holds no private key")
         key = key_bundle.key
     if source.chain is not None:
-        pool.extend(cache.load(path_of(source.chain), source.chain, password,
-                               where["chain"]).certificates)
+        pool.extend(
+            cache.load(path_of(source.chain), source.chain, password, where["chain"]).certificates
+        )
     if source.root is not None:
-        pool.extend(cache.load(path_of(source.root), source.root, password,
-                               where["root"]).certificates)
+        pool.extend(
+            cache.load(path_of(source.root), source.root, password, where["root"]).certificates
+        )
 
     here = where["certificate"]
     name = source.certificate
@@ -126,8 +131,11 @@ def load_supplied(
     _check_server_auth(leaf, name, here)
     uncovered = check_names(leaf, spec.names)
     if uncovered:
-        raise InputError(here, f"{name}: does not cover every name the playbook lists, so "
-                         f"clients would warn: {'; '.join(uncovered)}")
+        raise InputError(
+            here,
+            f"{name}: does not cover every name the playbook lists, so "
+            f"clients would warn: {'; '.join(uncovered)}",
+        )
     # A self-signed leaf is its own root: say so as Material does (root None), or every PFX
     # made from it would carry the leaf twice.
     return Supplied(leaf, tuple(chain), None if root == leaf else root, key, name)
@@ -141,8 +149,9 @@ def _check_key(key: PrivateKey, leaf: x509.Certificate, name: str, where: Locati
     if not keys.matches(key, leaf.public_key()):  # type: ignore[arg-type]
         raise InputError(where, f"{name}: the private key does not match the certificate")
     if isinstance(key, rsa.RSAPrivateKey) and key.key_size < 2048:
-        raise InputError(where, f"{name}: RSA key of {key.key_size} bits is too small "
-                         "(minimum 2048)")
+        raise InputError(
+            where, f"{name}: RSA key of {key.key_size} bits is too small (minimum 2048)"
+        )
 
 
 def _check_server_auth(leaf: x509.Certificate, name: str, where: Location) -> None:
@@ -151,8 +160,11 @@ def _check_server_auth(leaf: x509.Certificate, name: str, where: Location) -> No
     except x509.ExtensionNotFound:
         return  # no EKU means any usage
     if ExtendedKeyUsageOID.SERVER_AUTH not in usage:
-        raise InputError(where, f"{name}: the certificate lacks serverAuth (TLS Web Server "
-                         "Authentication) in its extended key usage")
+        raise InputError(
+            where,
+            f"{name}: the certificate lacks serverAuth (TLS Web Server "
+            "Authentication) in its extended key usage",
+        )
 
 
 def _build_path(
@@ -166,16 +178,25 @@ def _build_path(
     for _ in range(len(pool) + 1):
         named = [c for c in pool if c.subject == current.issuer and c not in chain]
         if not named:
-            raise InputError(where, f"{name}: the chain does not lead to a self-signed root: "
-                             f"no certificate for the issuer {current.issuer.rfc4514_string()} "
-                             "(add it to `chain:` or `root:`)")
+            raise InputError(
+                where,
+                f"{name}: the chain does not lead to a self-signed root: "
+                f"no certificate for the issuer {current.issuer.rfc4514_string()} "
+                "(add it to `chain:` or `root:`)",
+            )
         if isinstance(current.signature_hash_algorithm, hashes.SHA1):
-            raise InputError(where, f"{name}: {_cn(current)} is signed with SHA-1, which "
-                             "clients no longer accept; ask the CA for a SHA-256 certificate")
+            raise InputError(
+                where,
+                f"{name}: {_cn(current)} is signed with SHA-1, which "
+                "clients no longer accept; ask the CA for a SHA-256 certificate",
+            )
         verified = [c for c in named if signed_by(current, c)]
         if not verified:
-            raise InputError(where, f"{name}: the signature on {_cn(current)} does not verify "
-                             f"with the key of {_cn(named[0])}")
+            raise InputError(
+                where,
+                f"{name}: the signature on {_cn(current)} does not verify "
+                f"with the key of {_cn(named[0])}",
+            )
         issuer = verified[0]
         # A root is trusted for being in the client's store, not for its self-signature,
         # which is therefore not checked (old roots signed with SHA-1 are still fine).

@@ -99,8 +99,9 @@ def check_references(playbook: Playbook, doc: Document, suffix: str = "") -> Non
     sites: set[str] = set()
     for index, site in enumerate(playbook.sites):
         if site.name in sites:
-            raise InputError(doc.locate(("sites", index, "name")),
-                             f"two sites are named {site.name!r}{suffix}")
+            raise InputError(
+                doc.locate(("sites", index, "name")), f"two sites are named {site.name!r}{suffix}"
+            )
         sites.add(site.name)
     authorities = [a.name for a in playbook.authorities]
     for index, certificate in enumerate(playbook.certificates):

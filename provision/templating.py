@@ -58,12 +58,22 @@ class BoundedOperators:
 def check_operands(operator: str, left: Any, right: Any) -> None:
     if operator == "*":
         for sequence, count in ((left, right), (right, left)):
-            if (isinstance(sequence, str | bytes | list | tuple) and isinstance(count, int)
-                    and len(sequence) * count > MAX_PRODUCT):
-                raise SecurityError(f"repeating a value {count} times would make more than "
-                                    f"{MAX_PRODUCT} items")
-    elif (operator == "**" and isinstance(left, int) and isinstance(right, int)
-          and abs(left) > 1 and right > 0 and left.bit_length() * right > MAX_POWER_BITS):
+            if (
+                isinstance(sequence, str | bytes | list | tuple)
+                and isinstance(count, int)
+                and len(sequence) * count > MAX_PRODUCT
+            ):
+                raise SecurityError(
+                    f"repeating a value {count} times would make more than {MAX_PRODUCT} items"
+                )
+    elif (
+        operator == "**"
+        and isinstance(left, int)
+        and isinstance(right, int)
+        and abs(left) > 1
+        and right > 0
+        and left.bit_length() * right > MAX_POWER_BITS
+    ):
         raise SecurityError(f"{left} ** {right} is too large a number")
 
 
@@ -82,8 +92,7 @@ class RememberedSafety:
         key = (type(obj), attr)
         known = cache.get(key)
         if known is None:
-            known = cache[key] = bool(
-                super().is_safe_attribute(obj, attr, value))  # type: ignore[misc]
+            known = cache[key] = bool(super().is_safe_attribute(obj, attr, value))  # type: ignore[misc]
         return known
 
 
@@ -103,8 +112,9 @@ def _compile(source: str) -> Any:
 class TemplateFailure(Exception):
     """A string failed to evaluate; ``path`` says where in the document it sits."""
 
-    def __init__(self, path: PathKey, source: str, problem: str,
-                 cycle: SelfReference | None = None) -> None:
+    def __init__(
+        self, path: PathKey, source: str, problem: str, cycle: SelfReference | None = None
+    ) -> None:
         super().__init__(problem)
         self.path = path
         self.source = source
@@ -177,8 +187,10 @@ class HostVariables(Mapping[str, Any]):
         if isinstance(value, dict):
             # A literal password is a secret, not a template: evaluating it would change it
             # ({# ... #}) and quote it in errors.
-            return {k: v if k == "password" and isinstance(v, str)
-                    else self.evaluate(v, (*path, k)) for k, v in value.items()}
+            return {
+                k: v if k == "password" and isinstance(v, str) else self.evaluate(v, (*path, k))
+                for k, v in value.items()
+            }
         if isinstance(value, list):
             return [self.evaluate(v, (*path, i)) for i, v in enumerate(value)]
         return value

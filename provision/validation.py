@@ -34,8 +34,7 @@ def _first(errors: list[ErrorDetails]) -> ErrorDetails:
     Pydantic lists a missing field before an unknown one; for ``nome: x`` the person needs
     "unknown key 'nome'; did you mean 'name'?", not "name: is required but missing".
     """
-    missing = {(e["loc"][:-1], e["loc"][-1]) for e in errors
-               if e["type"] == "missing" and e["loc"]}
+    missing = {(e["loc"][:-1], e["loc"][-1]) for e in errors if e["type"] == "missing" and e["loc"]}
     for error in errors:
         if error["type"] != "extra_forbidden" or not error["loc"]:
             continue
@@ -82,14 +81,26 @@ def _has(container: Any, part: int | str) -> bool:
 
 
 def error_key_missing(part: int | str, current: Any) -> bool:
-    return isinstance(current, dict) and isinstance(part, str) and part not in current and (
-        not _looks_like_tag(part)
+    return (
+        isinstance(current, dict)
+        and isinstance(part, str)
+        and part not in current
+        and (not _looks_like_tag(part))
     )
 
 
 def _looks_like_tag(part: str) -> bool:
-    return "[" in part or part in {"self-signed", "ca", "provided", "rsa", "ecdsa", "ed25519",
-                                   "SecretRef", "str", "json-or-python[json=str,python=...]"}
+    return "[" in part or part in {
+        "self-signed",
+        "ca",
+        "provided",
+        "rsa",
+        "ecdsa",
+        "ed25519",
+        "SecretRef",
+        "str",
+        "json-or-python[json=str,python=...]",
+    }
 
 
 def _problem(error: ErrorDetails, path: PathKey, model: type[BaseModel]) -> str:
@@ -111,8 +122,10 @@ def _problem(error: ErrorDetails, path: PathKey, model: type[BaseModel]) -> str:
         return message
     if f"({value})" in message:
         return message  # the message already names the value
-    return f"{_quote(value)} {message}" if _reads_as_predicate(message) else (
-        f"{message} (got {_quote(value)})"
+    return (
+        f"{_quote(value)} {message}"
+        if _reads_as_predicate(message)
+        else (f"{message} (got {_quote(value)})")
     )
 
 
@@ -124,7 +137,7 @@ def _reads_as_predicate(message: str) -> bool:
 def _clean_message(message: str) -> str:
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
-            message = message[len(prefix):]
+            message = message[len(prefix) :]
     return message
 
 

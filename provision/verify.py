@@ -38,8 +38,9 @@ SETTLE_SECONDS = 10.0
 _RETRY_PAUSE = 0.2
 
 
-def _fetch_expected(name: str, address: str, port: int,
-                    expected: Material) -> list[x509.Certificate] | str:
+def _fetch_expected(
+    name: str, address: str, port: int, expected: Material
+) -> list[x509.Certificate] | str:
     """The served chain once it leads with the expected leaf, or why it never did."""
     deadline = time.monotonic() + SETTLE_SECONDS
     while True:
@@ -48,9 +49,11 @@ def _fetch_expected(name: str, address: str, port: int,
             if served[0] == expected.leaf:
                 return served
             leaf = served[0]
-            problem = (f"serves {leaf.subject.rfc4514_string()} (serial "
-                       f"{leaf.serial_number:x}), not the certificate written (serial "
-                       f"{expected.leaf.serial_number:x}); was the server reloaded?")
+            problem = (
+                f"serves {leaf.subject.rfc4514_string()} (serial "
+                f"{leaf.serial_number:x}), not the certificate written (serial "
+                f"{expected.leaf.serial_number:x}); was the server reloaded?"
+            )
         except ProvisionError as exc:
             problem = exc.message
         if time.monotonic() >= deadline:
@@ -58,8 +61,9 @@ def _fetch_expected(name: str, address: str, port: int,
         time.sleep(_RETRY_PAUSE)
 
 
-def _check_one(site: Site, name: str, address: str, port: int, expected: Material,
-               now: dt.datetime) -> NameCheck:
+def _check_one(
+    site: Site, name: str, address: str, port: int, expected: Material, now: dt.datetime
+) -> NameCheck:
     def result(problem: str | None) -> NameCheck:
         return NameCheck(site.name, name, address, port, problem)
 
@@ -77,8 +81,9 @@ def _check_one(site: Site, name: str, address: str, port: int, expected: Materia
     return result(None)
 
 
-async def verify_site(target: Target, site: Site, materials: dict[str, Material],
-                      now: dt.datetime) -> list[NameCheck]:
+async def verify_site(
+    target: Target, site: Site, materials: dict[str, Material], now: dt.datetime
+) -> list[NameCheck]:
     assert site.verify is not None
     https_ports = [b.port for b in site.bindings if b.protocol == "https"]
     port = site.verify.port or (https_ports[0] if https_ports else 443)
@@ -87,21 +92,33 @@ async def verify_site(target: Target, site: Site, materials: dict[str, Material]
     names = site.verify.names
     if names is None:
         bound = {b.certificate for b in site.bindings if b.certificate and b.port == port}
-        names = list(dict.fromkeys(
-            n for c in target.playbook.certificates if c.name in bound for n in c.names))
+        names = list(
+            dict.fromkeys(
+                n for c in target.playbook.certificates if c.name in bound for n in c.names
+            )
+        )
     if not names:
         # A mistyped port must not turn verification into a silent success.
-        return [NameCheck(site.name, "-", address, port,
-                          f"no https binding on port {port}, so no name to verify")]
+        return [
+            NameCheck(
+                site.name,
+                "-",
+                address,
+                port,
+                f"no https binding on port {port}, so no name to verify",
+            )
+        ]
 
     async def check(name: str) -> NameCheck:
         certificate = _binding_certificate(site, port, name)
         material = materials.get(certificate or "")
         if material is None:
-            return NameCheck(site.name, name, address, port,
-                             f"no certificate on the host for port {port}")
+            return NameCheck(
+                site.name, name, address, port, f"no certificate on the host for port {port}"
+            )
         return await loop.run_in_executor(
-            None, _check_one, site, name, address, port, material, now)
+            None, _check_one, site, name, address, port, material, now
+        )
 
     # Concurrently: each name that is not served right waits up to SETTLE_SECONDS.
     return list(await asyncio.gather(*(check(name) for name in names)))

@@ -45,8 +45,9 @@ def require_tool(name: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def converged_records(tmp_path_factory: pytest.TempPathFactory,
-                      monkeypatch: pytest.MonkeyPatch) -> Path:
+def converged_records(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Each test its own folder of converged records (never the user's ~/.cache), so a
     record one test made never answers another's run."""
     folder = tmp_path_factory.mktemp("records")
@@ -60,9 +61,7 @@ def openssl() -> str:
 
 
 def run_openssl(*args: str, input: bytes | None = None) -> str:
-    result = subprocess.run(
-        ["openssl", *args], input=input, capture_output=True, check=False
-    )
+    result = subprocess.run(["openssl", *args], input=input, capture_output=True, check=False)
     if result.returncode != 0:
         raise AssertionError(f"openssl {' '.join(args)} failed: {result.stderr.decode()}")
     return result.stdout.decode(errors="replace")
@@ -118,6 +117,9 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int, int]]:
     for path in sorted(folder.rglob("*")):
         if path.is_file() and not path.is_symlink():
             info = path.stat()
-            result[str(path.relative_to(folder))] = (path.read_bytes(), info.st_mode,
-                                                     info.st_mtime_ns)
+            result[str(path.relative_to(folder))] = (
+                path.read_bytes(),
+                info.st_mode,
+                info.st_mtime_ns,
+            )
     return result

@@ -154,20 +154,27 @@ class Fleet:
         hosts = {}
         for i, name in enumerate(self.hosts):
             base = self.root(name) / "fleet" / name
-            hosts[name] = {"address": f"10.{20 + i // 250}.{i % 250}.{1 + i % 200}",
-                           "fqdn": f"{name}.voice.example.com",
-                           "certificates_dir": str(base / "certificates"),
-                           "www_root": str(base / "www")}
-        document = {"all": {
-            "vars": {"connection": "local"},
-            "children": {"callmanager": {"hosts": hosts}},
-        }}
+            hosts[name] = {
+                "address": f"10.{20 + i // 250}.{i % 250}.{1 + i % 200}",
+                "fqdn": f"{name}.voice.example.com",
+                "certificates_dir": str(base / "certificates"),
+                "www_root": str(base / "www"),
+            }
+        document = {
+            "all": {
+                "vars": {"connection": "local"},
+                "children": {"callmanager": {"hosts": hosts}},
+            }
+        }
         self.inventory.write_text(yaml.safe_dump(document, sort_keys=False))
 
     def names(self) -> list[str]:
         base = ["{{ host.fqdn }}", "{{ host.name }}", "{{ host.address }}"]
-        extra = ["localhost", "127.0.0.1"] if self.names_variant == 0 else [
-            f"alias{self.names_variant}.{{{{ host.name }}}}.voice.example.com", "localhost"]
+        extra = (
+            ["localhost", "127.0.0.1"]
+            if self.names_variant == 0
+            else [f"alias{self.names_variant}.{{{{ host.name }}}}.voice.example.com", "localhost"]
+        )
         return base + extra
 
     def outputs(self) -> list[dict[str, Any]]:
@@ -177,8 +184,15 @@ class Fleet:
             {"file": KEY, "format": "pem", "content": "key"},
         ]
         if self.pkcs12:
-            outputs.append({"file": PFX, "format": "pkcs12", "password": {"env": ENV_VAR},
-                            "friendly_name": "httpscert", "profile": self.pfx_profile})
+            outputs.append(
+                {
+                    "file": PFX,
+                    "format": "pkcs12",
+                    "password": {"env": ENV_VAR},
+                    "friendly_name": "httpscert",
+                    "profile": self.pfx_profile,
+                }
+            )
         return outputs
 
     def site(self) -> dict[str, Any]:
@@ -204,17 +218,21 @@ class Fleet:
             "name": "Fleet HTTPS",
             "hosts": "callmanager",
             "certificates_dir": "{{ certificates_dir }}",
-            "certificates": [{
-                "name": "httpscert",
-                "source": "self-signed",
-                "key": self.key,
-                "subject": {"common_name": "{{ host.fqdn }}",
-                            "organization": "Example Voice Operations"},
-                "names": self.names(),
-                "validity_days": 825,
-                "renew_before_days": 30,
-                "outputs": self.outputs(),
-            }],
+            "certificates": [
+                {
+                    "name": "httpscert",
+                    "source": "self-signed",
+                    "key": self.key,
+                    "subject": {
+                        "common_name": "{{ host.fqdn }}",
+                        "organization": "Example Voice Operations",
+                    },
+                    "names": self.names(),
+                    "validity_days": 825,
+                    "renew_before_days": 30,
+                    "outputs": self.outputs(),
+                }
+            ],
             "sites": [self.site()],
         }
         self.playbook.write_text(yaml.safe_dump(document, sort_keys=False))
@@ -244,30 +262,53 @@ class Fleet:
         return [verb, str(self.playbook.name), "-i", str(self.inventory.name), *extra]
 
     def run(self, verb: str, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.command(*self.args(verb, *extra)), cwd=self.folder,
-                              env=self.env(), capture_output=True, text=True, timeout=timeout,
-                              check=False)
+        return subprocess.run(
+            self.command(*self.args(verb, *extra)),
+            cwd=self.folder,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def start(self, verb: str, *extra: str, log: str = "run") -> subprocess.Popen[bytes]:
         """Start ``provision`` in the background; its output goes to ``LOG.out``/``LOG.err``
         in the fleet folder (files, not pipes: nobody reads a pipe while we wait)."""
-        with open(self.folder / f"{log}.out", "wb") as out, \
-                open(self.folder / f"{log}.err", "wb") as err:
-            return subprocess.Popen(self.command(*self.args(verb, *extra)), cwd=self.folder,
-                                    env=self.env(), stdout=out, stderr=err)
+        with (
+            open(self.folder / f"{log}.out", "wb") as out,
+            open(self.folder / f"{log}.err", "wb") as err,
+        ):
+            return subprocess.Popen(
+                self.command(*self.args(verb, *extra)),
+                cwd=self.folder,
+                env=self.env(),
+                stdout=out,
+                stderr=err,
+            )
 
     def log(self, name: str = "run") -> str:
-        return "".join((self.folder / f"{name}.{kind}").read_text(errors="replace")
-                       for kind in ("out", "err") if (self.folder / f"{name}.{kind}").exists())
+        return "".join(
+            (self.folder / f"{name}.{kind}").read_text(errors="replace")
+            for kind in ("out", "err")
+            if (self.folder / f"{name}.{kind}").exists()
+        )
 
-    def run_until(self, event: str, count: int, verb: str, *extra: str,
-                  timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def run_until(
+        self, event: str, count: int, verb: str, *extra: str, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``provision`` and SIGKILL it at an exact point: the ``count``-th ``event``
         (see ``CRASH_HOOK``). Only the timing is chosen; the kill is a real SIGKILL."""
-        command = [sys.executable, "-c", CRASH_HOOK, event, str(count),
-                   *self.args(verb, *extra)]
-        return subprocess.run(command, cwd=self.folder, env=self.env(), capture_output=True,
-                              text=True, timeout=timeout, check=False)
+        command = [sys.executable, "-c", CRASH_HOOK, event, str(count), *self.args(verb, *extra)]
+        return subprocess.run(
+            command,
+            cwd=self.folder,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def apply(self, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         result = self.run("apply", *extra, timeout=timeout)
@@ -304,8 +345,11 @@ class Fleet:
     def api_apply(self, **options: Any) -> Any:
         """Apply in this process; every host must succeed. The ``Report``."""
         _plan, report = self.api_run(apply=True, **options)
-        failures = [f"{h.host}: {h.error}" for h in report.hosts if h.status != "ok"
-                    and h.status != "changed"]
+        failures = [
+            f"{h.host}: {h.error}"
+            for h in report.hosts
+            if h.status != "ok" and h.status != "changed"
+        ]
         assert not failures, failures
         return report
 
@@ -343,13 +387,20 @@ class Fleet:
     def tracked(self, host: str) -> list[Path]:
         """Every file the playbook writes on ``host`` (whatever its current settings)."""
         certs = self.certs(host)
-        return [certs / CER, certs / PEM, certs / KEY, certs / PFX, certs / STATE,
-                self.site_config(host)]
+        return [
+            certs / CER,
+            certs / PEM,
+            certs / KEY,
+            certs / PFX,
+            certs / STATE,
+            self.site_config(host),
+        ]
 
     def snapshot(self) -> dict[str, bytes]:
         """Content of every tracked file that exists, by absolute path."""
-        return {str(p): p.read_bytes() for host in self.hosts for p in self.tracked(host)
-                if p.is_file()}
+        return {
+            str(p): p.read_bytes() for host in self.hosts for p in self.tracked(host) if p.is_file()
+        }
 
     def leftovers(self, *, backups: bool = True) -> list[str]:
         """Staged files, journals and locks anywhere in the fleet (in the backup folders
@@ -395,8 +446,11 @@ def after_roll_forward(fleet: Fleet, host: str) -> tuple[dict[str, bytes], dict[
 
 def _public(key_or_cert: Any) -> bytes:
     public = key_or_cert.public_key()
-    return bytes(public.public_bytes(serialization.Encoding.DER,
-                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return bytes(
+        public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
 
 
 def check_files(fleet: Fleet, host: str, files: Mapping[str, bytes]) -> list[str]:

@@ -57,22 +57,33 @@ def _example_for(project: Path, server: str) -> str:
     site["config"] = f"{{{{ certificates_dir }}}}/../{server}/default-web-site.{EXTENSIONS[server]}"
     if server == "iis":
         book["certificates"][0]["outputs"].append(
-            {"file": "httpscert.pfx", "format": "pkcs12",
-             "password": {"env": "HTTPSCERT_PFX_PASSWORD"}})
+            {
+                "file": "httpscert.pfx",
+                "format": "pkcs12",
+                "password": {"env": "HTTPSCERT_PFX_PASSWORD"},
+            }
+        )
     name = f"playbooks/callmanager-https-{server}.yml"
     (project / name).write_text(yaml.safe_dump(book, sort_keys=False))
     return name
 
 
-def prepare(project: Path, case: str, *, ports: Mapping[int, int] | None = None,
-            addresses: Mapping[str, str] | None = None) -> list[Run]:
+def prepare(
+    project: Path,
+    case: str,
+    *,
+    ports: Mapping[int, int] | None = None,
+    addresses: Mapping[str, str] | None = None,
+) -> list[Run]:
     """Write the case's playbooks into the project copy; the runs that render it.
 
     ``ports`` and ``addresses`` move the bindings (a server checking its config binds them).
     """
     if case == "example":
-        runs = [Run(_example_for(project, server), "inventory/example.yml", "cm-pub-01")
-                for server in ("nginx", "apache", "iis")]
+        runs = [
+            Run(_example_for(project, server), "inventory/example.yml", "cm-pub-01")
+            for server in ("nginx", "apache", "iis")
+        ]
     elif case == "portal":
         shutil.copy(INPUTS / "portal.yml", project / "playbooks" / "portal.yml")
         shutil.copy(INPUTS / "portal-inventory.yml", project / "inventory" / "portal.yml")

@@ -34,8 +34,11 @@ SUDOERS_DIR = Path("/etc/sudoers.d")
 
 def keygen(path: Path, *extra: str, kind: str = "ecdsa") -> Path:
     """A new key pair at ``path`` (and ``path.pub``), no passphrase; ECDSA is fast to make."""
-    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", path.name, "-f", str(path),
-                    *extra], check=True, capture_output=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", path.name, "-f", str(path), *extra],
+        check=True,
+        capture_output=True,
+    )
     return path
 
 
@@ -76,8 +79,12 @@ class SshServer:
         return f"[127.0.0.1]:{self.port}"
 
     def fingerprint(self) -> str:
-        out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", f"{self.host_key}.pub"],
-                             check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["ssh-keygen", "-l", "-E", "sha256", "-f", f"{self.host_key}.pub"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         return out.split()[1]
 
     def known_hosts_line(self) -> str:
@@ -85,8 +92,12 @@ class SshServer:
 
     def start(self) -> None:
         log = self.log.open("ab")
-        self.process = subprocess.Popen([self.sshd, "-D", "-e", "-f", str(self.config)],
-                                        stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        self.process = subprocess.Popen(
+            [self.sshd, "-D", "-e", "-f", str(self.config)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
         log.close()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -99,8 +110,9 @@ class SshServer:
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"sshd {self.name} did not listen on {self.port}: "
-                           f"{self.log.read_text()}")
+        raise RuntimeError(
+            f"sshd {self.name} did not listen on {self.port}: {self.log.read_text()}"
+        )
 
     def stop(self) -> None:
         if self.process is None:
@@ -137,12 +149,33 @@ class SshdFleet:
             name = f"host{index}"
             folder = self.folder / name
             folder.mkdir()
-            server = SshServer(name, free_port(), folder, keygen(folder / "host_key"),
-                               folder / "certificates", self.sshd)
+            server = SshServer(
+                name,
+                free_port(),
+                folder,
+                keygen(folder / "host_key"),
+                folder / "certificates",
+                self.sshd,
+            )
             if ca_key is not None:
-                subprocess.run(["ssh-keygen", "-q", "-s", str(ca_key), "-I", name, "-h",
-                                "-n", "127.0.0.1,localhost", "-V", "-5m:+1d",
-                                f"{server.host_key}.pub"], check=True, capture_output=True)
+                subprocess.run(
+                    [
+                        "ssh-keygen",
+                        "-q",
+                        "-s",
+                        str(ca_key),
+                        "-I",
+                        name,
+                        "-h",
+                        "-n",
+                        "127.0.0.1,localhost",
+                        "-V",
+                        "-5m:+1d",
+                        f"{server.host_key}.pub",
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
                 server.host_certificate = Path(f"{server.host_key}-cert.pub")
             self._write_config(server)
             self.servers.append(server)
@@ -215,12 +248,16 @@ def ensure_login_user(name: str) -> str:
     try:
         pwd.getpwnam(name)
     except KeyError:
-        made = subprocess.run([find_tool("useradd") or "useradd", "-m", "-s", "/bin/sh", name],
-                              capture_output=True, check=False)
+        made = subprocess.run(
+            [find_tool("useradd") or "useradd", "-m", "-s", "/bin/sh", name],
+            capture_output=True,
+            check=False,
+        )
         if made.returncode != 0:
             pwd.getpwnam(name)  # another test process made it meanwhile, or fail here
-    subprocess.run([find_tool("usermod") or "usermod", "-p", "*", name], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [find_tool("usermod") or "usermod", "-p", "*", name], check=True, capture_output=True
+    )
     return name
 
 

@@ -58,24 +58,36 @@ def test_every_host_has_its_files(applied: tuple[Path, str]) -> None:
         folder = certificates(project, host)
         names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name[0] != ".")
         assert names == ["httpscert.cer", "httpscert.key", "httpscert.pem"]
-        assert (project / ".provision" / "fleet" / host / "nginx" /
-                "default-web-site.conf").is_file()
+        assert (
+            project / ".provision" / "fleet" / host / "nginx" / "default-web-site.conf"
+        ).is_file()
     # Nothing outside .provision/ was written.
     assert sorted(p.name for p in project.iterdir()) == [
-        ".provision", "inventory", "playbooks", "templates"]
+        ".provision",
+        "inventory",
+        "playbooks",
+        "templates",
+    ]
 
 
 @pytest.mark.parametrize("host", list(HOSTS))
 def test_der_certificate_per_openssl(applied: tuple[Path, str], host: str) -> None:
     project, _ = applied
-    text = run_openssl("x509", "-inform", "DER", "-in",
-                       str(certificates(project, host) / "httpscert.cer"), "-noout", "-text")
+    text = run_openssl(
+        "x509",
+        "-inform",
+        "DER",
+        "-in",
+        str(certificates(project, host) / "httpscert.cer"),
+        "-noout",
+        "-text",
+    )
     fqdn = f"{host}.voice.example.com"
     san = re.search(r"X509v3 Subject Alternative Name: *\n *(.+)\n", text)
     assert san is not None, text
     assert san.group(1).strip() == (
-        f"DNS:{fqdn}, DNS:{host}, IP Address:{HOSTS[host]}, DNS:localhost, "
-        "IP Address:127.0.0.1")
+        f"DNS:{fqdn}, DNS:{host}, IP Address:{HOSTS[host]}, DNS:localhost, IP Address:127.0.0.1"
+    )
     eku = re.search(r"X509v3 Extended Key Usage: *\n *(.+)\n", text)
     assert eku is not None and "TLS Web Server Authentication" in eku.group(1)
     assert f"Subject: O = Example Voice Operations, CN = {fqdn}\n" in text
@@ -101,16 +113,25 @@ def test_the_keys_differ_between_hosts(applied: tuple[Path, str]) -> None:
 
 
 @pytest.mark.parametrize("host", list(HOSTS))
-def test_pem_and_der_are_the_same_self_signed_certificate(applied: tuple[Path, str],
-                                                          host: str) -> None:
+def test_pem_and_der_are_the_same_self_signed_certificate(
+    applied: tuple[Path, str], host: str
+) -> None:
     project, _ = applied
     folder = certificates(project, host)
     der = subprocess.run(
         ["openssl", "x509", "-in", str(folder / "httpscert.pem"), "-outform", "DER"],
-        capture_output=True, check=True).stdout
+        capture_output=True,
+        check=True,
+    ).stdout
     assert der == (folder / "httpscert.cer").read_bytes()
-    verified = run_openssl("verify", "-CAfile", str(folder / "httpscert.pem"),
-                           "-purpose", "sslserver", str(folder / "httpscert.pem"))
+    verified = run_openssl(
+        "verify",
+        "-CAfile",
+        str(folder / "httpscert.pem"),
+        "-purpose",
+        "sslserver",
+        str(folder / "httpscert.pem"),
+    )
     assert verified.strip().endswith(": OK")
     leaf = x509.load_der_x509_certificate(der)
     lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
@@ -208,8 +229,9 @@ def test_plan_apply_plan_apply(project: Path, cli: Cli) -> None:
         assert document["hosts"][host]["status"] == "ok"
         assert document["hosts"][host]["changes"] == []
         unchanged = {u["resource"]: u["reason"] for u in document["hosts"][host]["unchanged"]}
-        assert re.fullmatch(r"valid until \d{4}-\d\d-\d\d \d\d:\d\d UTC",
-                            unchanged["certificate httpscert"])
+        assert re.fullmatch(
+            r"valid until \d{4}-\d\d-\d\d \d\d:\d\d UTC", unchanged["certificate httpscert"]
+        )
         assert unchanged["file httpscert.key"] == "up to date"
         assert unchanged["site Default Web Site"] == "rendered config is up to date"
     assert snapshot(project / ".provision") == before

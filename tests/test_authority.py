@@ -39,8 +39,7 @@ def apply(cli: Any, playbook: str = CA_PLAYBOOK, *args: str) -> Any:
     return cli("apply", playbook, "-i", INVENTORY, *args, env=ENV)
 
 
-def test_ca_example_creates_the_authority_and_issues_every_host(
-        project: Path, cli: Any) -> None:
+def test_ca_example_creates_the_authority_and_issues_every_host(project: Path, cli: Any) -> None:
     fresh(project)
     result = apply(cli)
     assert result.exit_code == 0, result.stdout + result.stderr
@@ -67,12 +66,18 @@ def test_ca_example_creates_the_authority_and_issues_every_host(
     for host, (fqdn, address) in HOSTS.items():
         certs = certs_dir(project, host)
         fullchain = certs / "httpscert.pem"
-        openssl("verify", "-CAfile", ca, "-purpose", "sslserver", "-verify_hostname", fqdn,
-                fullchain)
+        openssl(
+            "verify", "-CAfile", ca, "-purpose", "sslserver", "-verify_hostname", fqdn, fullchain
+        )
         openssl("verify", "-CAfile", ca, "-verify_ip", address, fullchain)
         leaf_text = openssl_text("x509", "-in", fullchain, "-noout", "-text", "-serial")
-        for name in (f"DNS:{fqdn}", f"DNS:{host}", f"IP Address:{address}", "DNS:localhost",
-                     "IP Address:127.0.0.1"):
+        for name in (
+            f"DNS:{fqdn}",
+            f"DNS:{host}",
+            f"IP Address:{address}",
+            "DNS:localhost",
+            "IP Address:127.0.0.1",
+        ):
             assert name in leaf_text
         assert "CA:FALSE" in leaf_text
         assert "TLS Web Server Authentication" in leaf_text
@@ -95,13 +100,15 @@ def test_second_apply_changes_nothing(project: Path, cli: Any) -> None:
     # Every byte and every mtime: the PFX (random salt) is compared by meaning, not rewritten.
     assert snapshot(project / ".provision") == before
     assert {name: data[:2] for name, data in snapshot(authority_dir(project)).items()} == (
-        ca_before)
+        ca_before
+    )
     plan = cli("plan", CA_PLAYBOOK, "-i", INVENTORY, "--detailed-exitcode", env=ENV)
     assert plan.exit_code == 0, plan.stdout
 
 
 def test_apply_that_issues_nothing_leaves_the_authority_folder_alone(
-        project: Path, cli: Any) -> None:
+    project: Path, cli: Any
+) -> None:
     fresh(project)
     assert apply(cli, CA_PLAYBOOK, "-l", "cm-pub-01").exit_code == 0
     before = snapshot(authority_dir(project))
@@ -116,14 +123,17 @@ def test_fullchain_of_a_root_issued_leaf_is_the_leaf_alone(project: Path, cli: A
     assert apply(cli, CA_PLAYBOOK, "-l", "cm-pub-01").exit_code == 0
     certs = certs_dir(project)
     leaf = "O = Example Voice Operations, CN = cm-pub-01.voice.example.com"
-    assert subjects(openssl_text("x509", "-in", certs / "httpscert.pem", "-noout",
-                                 "-subject")) == [leaf]
+    assert subjects(openssl_text("x509", "-in", certs / "httpscert.pem", "-noout", "-subject")) == [
+        leaf
+    ]
     assert len(pem_certificates(certs / "httpscert.pem")) == 1
-    p7b = openssl_text("pkcs7", "-inform", "DER", "-in", certs / "httpscert.p7b",
-                       "-print_certs", "-noout")
+    p7b = openssl_text(
+        "pkcs7", "-inform", "DER", "-in", certs / "httpscert.p7b", "-print_certs", "-noout"
+    )
     assert subjects(p7b) == [leaf]
-    pfx = openssl_text("pkcs12", "-in", certs / "httpscert.pfx", "-passin", "env:PFX_PASSWORD",
-                       "-nokeys", env=ENV)
+    pfx = openssl_text(
+        "pkcs12", "-in", certs / "httpscert.pfx", "-passin", "env:PFX_PASSWORD", "-nokeys", env=ENV
+    )
     assert subjects(pfx) == [leaf, CA_SUBJECT]  # leaf first, then the root
     assert "friendlyName: httpscert" in pfx
 
@@ -135,8 +145,12 @@ def test_authority_without_create_and_no_folder_is_an_error(project: Path, cli: 
     playbook = write_playbook(project, "no-create.yml", data)
     for command in ("validate", "plan", "apply"):
         result = cli(command, playbook, "-i", INVENTORY, env=ENV)
-        assert_refused(result, "authority 'voice-root' has no key or certificate in",
-                       "pki/voice-root", "create: true")
+        assert_refused(
+            result,
+            "authority 'voice-root' has no key or certificate in",
+            "pki/voice-root",
+            "create: true",
+        )
     assert not (project / ".provision").exists()
     assert not authority_dir(project).exists()
 
@@ -152,23 +166,33 @@ def test_ca_init_then_an_authority_without_create(project: Path, cli: Any) -> No
     assert_refused(cli("ca", "init", playbook, "voice-root"), "already exists")
     result = apply(cli, playbook, "-l", "cm-pub-01")
     assert result.exit_code == 0, result.stdout + result.stderr
-    openssl("verify", "-CAfile", authority_dir(project) / "ca.crt",
-            certs_dir(project) / "httpscert.pem")
+    openssl(
+        "verify", "-CAfile", authority_dir(project) / "ca.crt", certs_dir(project) / "httpscert.pem"
+    )
 
 
-def test_authority_key_that_does_not_match_its_certificate(project: Path, cli: Any,
-                                                           tmp_path: Path) -> None:
+def test_authority_key_that_does_not_match_its_certificate(
+    project: Path, cli: Any, tmp_path: Path
+) -> None:
     fresh(project)
     assert apply(cli).exit_code == 0
     key = authority_dir(project) / "ca.key"
-    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384",
-            "-out", tmp_path / "other.key")
+    openssl(
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-384",
+        "-out",
+        tmp_path / "other.key",
+    )
     key.write_bytes((tmp_path / "other.key").read_bytes())
     key.chmod(0o600)
     before = snapshot(project / ".provision")
     result = apply(cli)
-    assert_refused(result, "authority 'voice-root'", "ca.key does not match the certificate",
-                   "ca.crt")
+    assert_refused(
+        result, "authority 'voice-root'", "ca.key does not match the certificate", "ca.crt"
+    )
     assert snapshot(project / ".provision") == before
 
 
@@ -183,7 +207,8 @@ def test_authority_key_readable_by_others_is_refused(project: Path, cli: Any) ->
 
 @pytest.mark.parametrize("curve", ["p256", "p384"])
 def test_leaves_differ_per_host_and_chain_to_the_same_root(
-        project: Path, cli: Any, curve: str) -> None:
+    project: Path, cli: Any, curve: str
+) -> None:
     fresh(project)
     data = example(project)
     data["authorities"][0]["key"] = {"type": "ecdsa", "curve": curve}
@@ -195,6 +220,10 @@ def test_leaves_differ_per_host_and_chain_to_the_same_root(
     for host in HOSTS:
         leaf = pem_certificates(certs_dir(project, host) / "httpscert.pem")[0]
         leaves.add(sha256(leaf))
-        openssl("verify", "-CAfile", authority_dir(project) / "ca.crt",
-                certs_dir(project, host) / "httpscert.pem")
+        openssl(
+            "verify",
+            "-CAfile",
+            authority_dir(project) / "ca.crt",
+            certs_dir(project, host) / "httpscert.pem",
+        )
     assert len(leaves) == len(HOSTS) and len(roots) == 1

@@ -57,19 +57,74 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require_tool("openssl")
     folder = tmp_path_factory.mktemp("pki")
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
-    _openssl("req", "-x509", *ec, "-keyout", "leaf.key", "-out", "leaf.crt", "-days", "365",
-             "-subj", "/CN=web-01.example.com",
-             "-addext", "subjectAltName=DNS:web-01.example.com,IP:10.0.0.1",
-             "-addext", "extendedKeyUsage=serverAuth", cwd=folder)
-    _openssl("req", "-new", "-key", "leaf.key", "-out", "leaf.csr",
-             "-subj", "/CN=web-01.example.com", cwd=folder)
-    _openssl("pkcs12", "-export", "-in", "leaf.crt", "-inkey", "leaf.key", "-out", "leaf.pfx",
-             "-passout", f"pass:{PFX_PASSWORD}", cwd=folder)
-    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "365",
-             "-subj", "/CN=Voice Root", "-addext", "basicConstraints=critical,CA:TRUE",
-             cwd=folder)
-    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-             "-out", "other.key", cwd=folder)
+    _openssl(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.crt",
+        "-days",
+        "365",
+        "-subj",
+        "/CN=web-01.example.com",
+        "-addext",
+        "subjectAltName=DNS:web-01.example.com,IP:10.0.0.1",
+        "-addext",
+        "extendedKeyUsage=serverAuth",
+        cwd=folder,
+    )
+    _openssl(
+        "req",
+        "-new",
+        "-key",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=web-01.example.com",
+        cwd=folder,
+    )
+    _openssl(
+        "pkcs12",
+        "-export",
+        "-in",
+        "leaf.crt",
+        "-inkey",
+        "leaf.key",
+        "-out",
+        "leaf.pfx",
+        "-passout",
+        f"pass:{PFX_PASSWORD}",
+        cwd=folder,
+    )
+    _openssl(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "365",
+        "-subj",
+        "/CN=Voice Root",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        cwd=folder,
+    )
+    _openssl(
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        "other.key",
+        cwd=folder,
+    )
     pem = (folder / "leaf.crt").read_bytes()
     (folder / "truncated.crt").write_bytes(pem[: len(pem) // 2])
     return folder
@@ -98,6 +153,7 @@ def _supply(*names: str) -> Setup:
         (case / "pki").mkdir()
         for name in names:
             shutil.copy(needs.pki / name, case / "pki" / name)
+
     return setup
 
 
@@ -175,8 +231,9 @@ def tree(folder: Path) -> dict[str, Entry]:
 def describe_changes(before: dict[str, Entry], after: dict[str, Entry]) -> str:
     lines = [f"  new: {p}" for p in sorted(after.keys() - before.keys())]
     lines += [f"  gone: {p}" for p in sorted(before.keys() - after.keys())]
-    lines += [f"  changed: {p}" for p in sorted(before.keys() & after.keys())
-              if before[p] != after[p]]
+    lines += [
+        f"  changed: {p}" for p in sorted(before.keys() & after.keys()) if before[p] != after[p]
+    ]
     return "\n".join(lines)
 
 
@@ -223,8 +280,9 @@ def run_cli(case: Path, env: dict[str, str | None], command: str = "apply") -> t
     old = Path.cwd()
     os.chdir(case)
     try:
-        result = CliRunner().invoke(app, [command, "playbook.yml", "-i", "inventory.yml"],
-                                    env=env, catch_exceptions=True)
+        result = CliRunner().invoke(
+            app, [command, "playbook.yml", "-i", "inventory.yml"], env=env, catch_exceptions=True
+        )
     finally:
         os.chdir(old)
     output = result.stdout + result.stderr
@@ -238,8 +296,12 @@ def prepare(name: str, folder: Path, needs: Needs) -> Path:
     """The case copied into ``folder`` with the repository's templates beside its own."""
     source = CORPUS / name
     shutil.copytree(ROOT / "templates", folder / "templates")
-    shutil.copytree(source, folder, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("expected.txt", "xfail.txt", "retry.txt", "env"))
+    shutil.copytree(
+        source,
+        folder,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("expected.txt", "xfail.txt", "retry.txt", "env"),
+    )
     if not (folder / "inventory.yml").exists():
         shutil.copy(DEFAULT_INVENTORY, folder / "inventory.yml")
     if name in SETUPS:
@@ -282,12 +344,13 @@ def test_bad_input_is_refused(name: str, tmp_path: Path, request: pytest.Fixture
     if after != before:
         raise DiskChanged(f"the run changed the case's folder:\n{describe_changes(before, after)}")
     if tree(elsewhere) != outside:
-        raise DiskChanged("the run changed a file outside the case's folder "
-                          f"(through a symlink?):\n{describe_changes(outside, tree(elsewhere))}")
+        raise DiskChanged(
+            "the run changed a file outside the case's folder "
+            f"(through a symlink?):\n{describe_changes(outside, tree(elsewhere))}"
+        )
 
 
-def test_the_symlink_target_stays_untouched(tmp_path: Path,
-                                            request: pytest.FixtureRequest) -> None:
+def test_the_symlink_target_stays_untouched(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """Beyond the folder snapshot: the link still points where it did, and what it points to
     was neither written nor replaced, also when the run is repeated and for `plan`."""
     elsewhere = tmp_path / "elsewhere"
@@ -301,14 +364,17 @@ def test_the_symlink_target_stays_untouched(tmp_path: Path,
     link = case / "out" / "web-01" / "certs" / "httpscert.pem"
     assert link.is_symlink() and Path(os.readlink(link)) == target
     assert target.read_bytes() == ELSEWHERE_CONTENT
-    assert (target.stat().st_ino, target.stat().st_mtime_ns) == (stat_before.st_ino,
-                                                                  stat_before.st_mtime_ns)
+    assert (target.stat().st_ino, target.stat().st_mtime_ns) == (
+        stat_before.st_ino,
+        stat_before.st_mtime_ns,
+    )
     assert sorted(p.name for p in elsewhere.iterdir()) == ["precious.pem"]
     assert sorted(p.name for p in link.parent.iterdir()) == ["httpscert.pem"]
 
 
-@pytest.mark.parametrize("name", ["yaml-billion-laughs", "template-python-subclasses",
-                                  "site-template-sandbox"])
+@pytest.mark.parametrize(
+    "name", ["yaml-billion-laughs", "template-python-subclasses", "site-template-sandbox"]
+)
 def test_real_command_line(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """A few cases through the installed program itself, in a process of its own."""
     elsewhere = tmp_path / "elsewhere"
@@ -318,7 +384,11 @@ def test_real_command_line(name: str, tmp_path: Path, request: pytest.FixtureReq
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISION_TEST_")}
     result = subprocess.run(
         [sys.executable, "-m", "provision", "apply", "playbook.yml", "-i", "inventory.yml"],
-        cwd=case, env=env, capture_output=True, timeout=120, check=False,
+        cwd=case,
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
     )
     output = (result.stdout + result.stderr).decode(errors="replace")
     assert "Traceback" not in output, output

@@ -11,9 +11,18 @@ ROOT = Path(__file__).resolve().parent.parent
 FLEET = ROOT / "bench" / "fleet.py"
 
 KEY_ROWS = {
-    "floor.keygen.sequential", "floor.keygen.threads", "floor.keygen.processes", "floor.keygen",
-    "floor.read_parse", "apply.fresh", "apply.nochange.full", "apply.nochange",
-    "apply.nochange.api", "plan.nochange.full", "plan.nochange", "plan.onechange",
+    "floor.keygen.sequential",
+    "floor.keygen.threads",
+    "floor.keygen.processes",
+    "floor.keygen",
+    "floor.read_parse",
+    "apply.fresh",
+    "apply.nochange.full",
+    "apply.nochange",
+    "apply.nochange.api",
+    "plan.nochange.full",
+    "plan.nochange",
+    "plan.onechange",
     "apply.onechange",
 }
 SHARED_ROWS = {"floor.python", "cli.help", "cli.validate", "floor.write"}
@@ -22,9 +31,21 @@ SHARED_ROWS = {"floor.python", "cli.help", "cli.validate", "floor.write"}
 def test_quick_run_writes_markdown_and_json(tmp_path: Path) -> None:
     out = tmp_path / "results"
     result = subprocess.run(
-        [sys.executable, str(FLEET), "--hosts", "5", "--quick", "--out", str(out),
-         "--tmpdir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(FLEET),
+            "--hosts",
+            "5",
+            "--quick",
+            "--out",
+            str(out),
+            "--tmpdir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -45,21 +66,29 @@ def test_quick_run_writes_markdown_and_json(tmp_path: Path) -> None:
         assert rows[(row_id, None)]["ok"], rows[(row_id, None)]
     assert not any(row_id.startswith("scale.") for row_id, _ in rows)  # --quick skips it
     targets = {target["id"] for target in data["targets"]}
-    assert {"apply.nochange.ratio.rsa", "apply.nochange.per_host.ecdsa",
-            "apply.fresh.ratio.rsa", "cli.help", "cli.validate"} <= targets
+    assert {
+        "apply.nochange.ratio.rsa",
+        "apply.nochange.per_host.ecdsa",
+        "apply.fresh.ratio.rsa",
+        "cli.help",
+        "cli.validate",
+    } <= targets
 
     markdown = (out / "fleet-5.md").read_text()
     assert markdown.startswith("# provision fleet benchmark: 5 hosts")
-    for label in ("provision apply, fresh fleet (CLI)",
-                  "provision apply --full, no change (CLI, every host evaluated)",
-                  "provision apply, no change (CLI, answered from the converged record)",
-                  "provision apply, no change (in-process api: load + run)",
-                  "provision plan, no change (CLI, answered from the converged record)",
-                  "provision plan, one host's certificate deleted (CLI)",
-                  "floor: read + parse cer, pem, key of every host",
-                  "floor: keys + certificates across cores (faster of the two)",
-                  "provision --help", "provision validate (example, 3 hosts)",
-                  "## Targets"):
+    for label in (
+        "provision apply, fresh fleet (CLI)",
+        "provision apply --full, no change (CLI, every host evaluated)",
+        "provision apply, no change (CLI, answered from the converged record)",
+        "provision apply, no change (in-process api: load + run)",
+        "provision plan, no change (CLI, answered from the converged record)",
+        "provision plan, one host's certificate deleted (CLI)",
+        "floor: read + parse cer, pem, key of every host",
+        "floor: keys + certificates across cores (faster of the two)",
+        "provision --help",
+        "provision validate (example, 3 hosts)",
+        "## Targets",
+    ):
         assert label in markdown, label
     assert "| RSA-2048 s |" in markdown and "| ECDSA P-256 s |" in markdown
     # The fleet lives in the temporary folder given, and is cleaned up afterwards.
@@ -72,8 +101,19 @@ def test_compare_two_results(tmp_path: Path) -> None:
     old = tmp_path / "old.json"
     new = tmp_path / "new.json"
     old.write_text(json.dumps({"machine": machine, "rows": [row]}))
-    new.write_text(json.dumps({"machine": {**machine, "commit_subject": "new"},
-                               "rows": [{**row, "seconds": 1.0, "ratio": 2.0}]}))
-    result = subprocess.run([sys.executable, str(FLEET), "--compare", str(old), str(new)],
-                            capture_output=True, text=True, timeout=60, check=True)
+    new.write_text(
+        json.dumps(
+            {
+                "machine": {**machine, "commit_subject": "new"},
+                "rows": [{**row, "seconds": 1.0, "ratio": 2.0}],
+            }
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, str(FLEET), "--compare", str(old), str(new)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert "apply.nochange" in result.stdout and "-50%" in result.stdout

@@ -165,8 +165,7 @@ def test_show_unknown_view_is_a_usage_error(pki: Pki) -> None:
 def test_module_import_stays_light() -> None:
     # `provision --help` imports the CLI modules: cryptography must not come with it.
     code = (
-        "import sys, provision.cert_cli; "
-        "print('cryptography' in sys.modules, 'ssl' in sys.modules)"
+        "import sys, provision.cert_cli; print('cryptography' in sys.modules, 'ssl' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).parent.parent)  # fmt: skip
@@ -444,8 +443,7 @@ def test_url_check_with_ca(nginx: Nginx, pki: Pki) -> None:
                 "--ca", pki.root)  # fmt: skip
     assert wrong.exit_code == 1
     assert wrong.stdout.splitlines() == [
-        f"{url}: other.example.org: not covered by the DNS SANs "
-        "(www.example.test, *.example.test)"
+        f"{url}: other.example.org: not covered by the DNS SANs (www.example.test, *.example.test)"
     ]
 
 

@@ -85,9 +85,7 @@ def test_every_field_matches_openssl(pki: Pki, attribute: str) -> None:
         assert record["serial_number"] == o["serial_hex"]
     else:
         assert record["serial_number_decimal"] == o["serial_decimal"]
-    assert int(record["serial_number"].replace(":", ""), 16) == int(
-        record["serial_number_decimal"]
-    )
+    assert int(record["serial_number"].replace(":", ""), 16) == int(record["serial_number_decimal"])
     assert record["signature_algorithm"] == o["signature_algorithm"]
     assert record["signature_algorithm_oid"] == cert.signature_algorithm_oid.dotted_string
 

@@ -68,8 +68,13 @@ def evaluations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def converge(cli: Cli, project: Path, *extra: str, playbook: str = PLAYBOOK,
-             env: dict[str, str] | None = None) -> None:
+def converge(
+    cli: Cli,
+    project: Path,
+    *extra: str,
+    playbook: str = PLAYBOOK,
+    env: dict[str, str] | None = None,
+) -> None:
     """Apply, then apply again: the second run finds every host converged (and records it)."""
     first = cli("apply", playbook, "-i", INVENTORY, *extra, env=env)
     assert first.exit_code == 0, first.stdout + first.stderr
@@ -80,8 +85,7 @@ def converge(cli: Cli, project: Path, *extra: str, playbook: str = PLAYBOOK,
 
 
 @pytest.fixture
-def recorded(project: Path, cli: Cli, evaluations: list[str],
-             converged_records: Path) -> Path:
+def recorded(project: Path, cli: Cli, evaluations: list[str], converged_records: Path) -> Path:
     """Converged and recorded for both kinds of run: apply, and plan (or apply --check)."""
     converge(cli, project)
     assert "no changes" in cli("plan", PLAYBOOK, "-i", INVENTORY).stdout
@@ -93,17 +97,21 @@ def recorded(project: Path, cli: Cli, evaluations: list[str],
 # --- hits -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [
-    ["plan"],
-    ["plan", "--format", "json"],
-    ["plan", "--format", "markdown"],
-    ["plan", "--detailed-exitcode"],
-    ["apply"],
-    ["apply", "--check"],
-    ["apply", "--format", "json"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["plan"],
+        ["plan", "--format", "json"],
+        ["plan", "--format", "markdown"],
+        ["plan", "--detailed-exitcode"],
+        ["apply"],
+        ["apply", "--check"],
+        ["apply", "--format", "json"],
+    ],
+)
 def test_a_converged_fleet_is_answered_as_the_full_run_answers(
-        recorded: Path, cli: Cli, evaluations: list[str], command: list[str]) -> None:
+    recorded: Path, cli: Cli, evaluations: list[str], command: list[str]
+) -> None:
     full = cli(*command, PLAYBOOK, "-i", INVENTORY, "--full")
     fast = cli(*command, PLAYBOOK, "-i", INVENTORY)
     assert evaluations == [PLAYBOOK]  # --full only
@@ -113,12 +121,14 @@ def test_a_converged_fleet_is_answered_as_the_full_run_answers(
         return re.sub(r'"seconds": [0-9.e-]+', '"seconds": 0', text)
 
     assert without_timings(fast.stdout) == without_timings(full.stdout)
-    assert "no changes" in fast.stdout or "changed 0" in fast.stdout or '"changed": 0' in \
-        fast.stdout
+    assert (
+        "no changes" in fast.stdout or "changed 0" in fast.stdout or '"changed": 0' in fast.stdout
+    )
 
 
-def test_the_record_holds_digests_and_words_never_content(recorded: Path,
-                                                          converged_records: Path) -> None:
+def test_the_record_holds_digests_and_words_never_content(
+    recorded: Path, converged_records: Path
+) -> None:
     document = json.loads(_record_of(converged_records, recorded, "apply").read_text())
     assert document["format"] == converged.FORMAT
     assert [h["name"] for h in document["hosts"]] == list(HOSTS)
@@ -129,8 +139,9 @@ def test_the_record_holds_digests_and_words_never_content(recorded: Path,
     assert f"file:{recorded / PLAYBOOK}" in document["inputs"]["entries"]
 
 
-def test_a_hit_writes_nothing_anywhere(recorded: Path, cli: Cli, converged_records: Path,
-                                       evaluations: list[str]) -> None:
+def test_a_hit_writes_nothing_anywhere(
+    recorded: Path, cli: Cli, converged_records: Path, evaluations: list[str]
+) -> None:
     from conftest import snapshot
 
     before = snapshot(recorded), snapshot(converged_records)
@@ -156,41 +167,54 @@ def _write(path: Path, text: str) -> None:
 CHANGES: dict[str, tuple[Callable[[Path], None], str]] = {
     "playbook edited": (
         lambda p: _edit(p / PLAYBOOK, "localhost, 127.0.0.1]", "localhost]"),
-        "names changed: -127.0.0.1"),
+        "names changed: -127.0.0.1",
+    ),
     "inventory edited": (
         lambda p: _edit(p / INVENTORY, "10.10.0.12", "10.10.0.22"),
-        "names changed: +10.10.0.22 -10.10.0.12"),
+        "names changed: +10.10.0.22 -10.10.0.12",
+    ),
     "group_vars added": (
         lambda p: _write(p / "inventory" / "group_vars" / "all.yml", "www_root: /srv/www\n"),
-        "update   site Default Web Site"),
+        "update   site Default Web Site",
+    ),
     "host_vars added": (
         lambda p: _write(p / "inventory" / "host_vars" / "cm-sub-01.yml", "www_root: /srv\n"),
-        "update   site Default Web Site"),
+        "update   site Default Web Site",
+    ),
     "template edited": (
-        lambda p: _write(p / "templates" / "nginx" / "site.conf.j2",
-                         (p / "templates" / "nginx" / "site.conf.j2").read_text() + "# x\n"),
-        "update   site Default Web Site"),
+        lambda p: _write(
+            p / "templates" / "nginx" / "site.conf.j2",
+            (p / "templates" / "nginx" / "site.conf.j2").read_text() + "# x\n",
+        ),
+        "update   site Default Web Site",
+    ),
     "template shadowed by one beside the playbook": (
         lambda p: _write(p / "playbooks" / "templates" / "nginx" / "site.conf.j2", "# mine\n"),
-        "update   site Default Web Site"),
+        "update   site Default Web Site",
+    ),
     "template shadowed from the current folder": (
         lambda p: _write(p / "nginx" / "site.conf.j2", "# mine\n"),
-        "update   site Default Web Site"),
+        "update   site Default Web Site",
+    ),
     "certificate deleted on a host": (
         lambda p: (host_dir(p, "cm-sub-02") / "certificates" / "httpscert.pem").unlink(),
-        "create   file httpscert.pem"),
+        "create   file httpscert.pem",
+    ),
     "site config edited on a host": (
         lambda p: _write(host_dir(p, "cm-pub-01") / "nginx" / "default-web-site.conf", "x\n"),
-        "update   site Default Web Site"),
+        "update   site Default Web Site",
+    ),
     "key made readable on a host": (
         lambda p: (host_dir(p, "cm-pub-01") / "certificates" / "httpscert.key").chmod(0o644),
-        "file httpscert.key"),
+        "file httpscert.key",
+    ),
 }
 
 
 @pytest.mark.parametrize("change", sorted(CHANGES))
 def test_any_changed_input_or_host_file_is_evaluated_in_full(
-        recorded: Path, cli: Cli, evaluations: list[str], change: str) -> None:
+    recorded: Path, cli: Cli, evaluations: list[str], change: str
+) -> None:
     mutate, expected = CHANGES[change]
     mutate(recorded)
     settle()
@@ -201,7 +225,8 @@ def test_any_changed_input_or_host_file_is_evaluated_in_full(
 
 @pytest.mark.parametrize("name", [".provision.lock", ".provision-journal.json"])
 def test_another_runs_lock_or_journal_sends_the_run_in_full(
-        recorded: Path, cli: Cli, evaluations: list[str], name: str) -> None:
+    recorded: Path, cli: Cli, evaluations: list[str], name: str
+) -> None:
     # Another run holds the host (the full run waits for it) or was killed on it (the full run
     # finishes its journal): neither may be answered from the record.
     (host_dir(recorded, "cm-sub-01") / "certificates" / name).write_text("{}")
@@ -210,7 +235,8 @@ def test_another_runs_lock_or_journal_sends_the_run_in_full(
 
 
 def test_an_authority_replaced_on_the_controller_is_noticed(
-        project: Path, cli: Cli, evaluations: list[str], converged_records: Path) -> None:
+    project: Path, cli: Cli, evaluations: list[str], converged_records: Path
+) -> None:
     book = yaml.safe_load((project / "playbooks" / "callmanager-https-ca.yml").read_text())
     for certificate in book["certificates"]:
         certificate["outputs"] = [o for o in certificate["outputs"] if "password" not in o]
@@ -229,8 +255,7 @@ def test_an_authority_replaced_on_the_controller_is_noticed(
     assert "replace  certificate httpscert" in result.stdout, result.stdout
 
 
-def test_another_limit_has_its_own_record(recorded: Path, cli: Cli,
-                                          evaluations: list[str]) -> None:
+def test_another_limit_has_its_own_record(recorded: Path, cli: Cli, evaluations: list[str]) -> None:
     for _ in range(2):
         result = cli("plan", PLAYBOOK, "-i", INVENTORY, "--limit", "cm-pub-01")
         assert result.stdout.startswith("cm-pub-01: no changes\n")
@@ -239,15 +264,16 @@ def test_another_limit_has_its_own_record(recorded: Path, cli: Cli,
 
 
 def test_changed_provision_code_is_evaluated_in_full(
-        recorded: Path, cli: Cli, evaluations: list[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    recorded: Path, cli: Cli, evaluations: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(converged, "code_digest", lambda *_: "another version")
     cli("plan", PLAYBOOK, "-i", INVENTORY)
     assert evaluations == [PLAYBOOK]
 
 
 def test_an_upgraded_library_changes_the_code_digest(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     library = tmp_path / "somelib"
     library.mkdir()
     (library / "__init__.py").write_text("VERSION = 1\n")
@@ -263,12 +289,17 @@ def test_an_upgraded_library_changes_the_code_digest(
 
 
 def test_the_record_holds_until_the_first_renewal_window_opens(
-        recorded: Path, converged_records: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    recorded: Path, converged_records: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from cryptography import x509
 
     document = json.loads(_record_of(converged_records, recorded, "plan").read_text())
-    leaves = [x509.load_der_x509_certificate(
-        (host_dir(recorded, h) / "certificates" / "httpscert.cer").read_bytes()) for h in HOSTS]
+    leaves = [
+        x509.load_der_x509_certificate(
+            (host_dir(recorded, h) / "certificates" / "httpscert.cer").read_bytes()
+        )
+        for h in HOSTS
+    ]
     first_window = min(c.not_valid_after_utc for c in leaves) - dt.timedelta(days=30)
     until = dt.datetime.fromisoformat(document["until"])
     assert until == first_window
@@ -286,18 +317,21 @@ def test_the_record_holds_until_the_first_renewal_window_opens(
 # --- runs that are never recorded ------------------------------------------------------------
 
 
-def test_a_run_with_a_password_is_never_recorded(project: Path, cli: Cli,
-                                                 converged_records: Path) -> None:
+def test_a_run_with_a_password_is_never_recorded(
+    project: Path, cli: Cli, converged_records: Path
+) -> None:
     book = yaml.safe_load((project / PLAYBOOK).read_text())
     book["certificates"][0]["outputs"].append(
-        {"file": "httpscert.pfx", "format": "pkcs12", "password": {"env": "PFX_PASSWORD"}})
+        {"file": "httpscert.pfx", "format": "pkcs12", "password": {"env": "PFX_PASSWORD"}}
+    )
     (project / "playbooks" / "pfx.yml").write_text(yaml.safe_dump(book, sort_keys=False))
     converge(cli, project, playbook="playbooks/pfx.yml", env={"PFX_PASSWORD": "s3cret-pfx"})
     assert records(converged_records) == []
 
 
-def test_a_site_verified_after_apply_is_never_recorded(project: Path, cli: Cli,
-                                                       converged_records: Path) -> None:
+def test_a_site_verified_after_apply_is_never_recorded(
+    project: Path, cli: Cli, converged_records: Path
+) -> None:
     converge(cli, project)
     for path in records(converged_records):
         path.unlink()
@@ -310,8 +344,8 @@ def test_a_site_verified_after_apply_is_never_recorded(project: Path, cli: Cli,
 
 @pytest.mark.parametrize("change", ["edited", "deleted", "playbook deleted"])
 def test_an_input_changed_during_the_run_is_not_recorded(
-        project: Path, cli: Cli, converged_records: Path, monkeypatch: pytest.MonkeyPatch,
-        change: str) -> None:
+    project: Path, cli: Cli, converged_records: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
     import provision.api as api
 
     host_vars = project / "inventory" / "host_vars" / "cm-sub-01.yml"
@@ -346,8 +380,8 @@ def test_an_input_changed_during_the_run_is_not_recorded(
 
 @pytest.mark.parametrize("change", ["edited", "deleted"])
 def test_a_host_file_changed_after_the_plan_read_it_is_not_recorded(
-        project: Path, cli: Cli, converged_records: Path,
-        monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    project: Path, cli: Cli, converged_records: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
     assert cli("apply", PLAYBOOK, "-i", INVENTORY).exit_code == 0
     settle()
     real = converged.record
@@ -381,15 +415,17 @@ def test_a_whole_second_change_time_is_judged_with_a_wider_margin() -> None:
     assert not converged.changed_during_run(1_699_999_997 * second, edited_before)
 
 
-def test_a_limit_read_from_a_file_is_not_recorded(project: Path, cli: Cli,
-                                                  converged_records: Path) -> None:
+def test_a_limit_read_from_a_file_is_not_recorded(
+    project: Path, cli: Cli, converged_records: Path
+) -> None:
     (project / "hosts.retry").write_text("cm-pub-01\n")
     converge(cli, project, "--limit", "@hosts.retry")
     assert records(converged_records) == []
 
 
 def test_batches_are_shown_as_the_full_run_shows_them(
-        project: Path, cli: Cli, evaluations: list[str]) -> None:
+    project: Path, cli: Cli, evaluations: list[str]
+) -> None:
     _edit(project / PLAYBOOK, "hosts: callmanager\n", "hosts: callmanager\nserial: 2\n")
     converge(cli, project)
     evaluations.clear()
@@ -403,8 +439,9 @@ def test_batches_are_shown_as_the_full_run_shows_them(
 # --- what identifies a run, and records that cannot be trusted -------------------------------
 
 
-def test_a_plan_record_never_answers_an_apply(project: Path, cli: Cli,
-                                              evaluations: list[str]) -> None:
+def test_a_plan_record_never_answers_an_apply(
+    project: Path, cli: Cli, evaluations: list[str]
+) -> None:
     assert cli("apply", PLAYBOOK, "-i", INVENTORY).exit_code == 0
     settle()
     for _ in range(2):
@@ -414,8 +451,9 @@ def test_a_plan_record_never_answers_an_apply(project: Path, cli: Cli,
     assert evaluations == [PLAYBOOK] * 3  # an apply takes a lock: its own record, its own run
 
 
-def test_an_apply_that_writes_forgets_every_record(recorded: Path, cli: Cli,
-                                                   converged_records: Path) -> None:
+def test_an_apply_that_writes_forgets_every_record(
+    recorded: Path, cli: Cli, converged_records: Path
+) -> None:
     # Another limit, changing one host: a run killed half-way could leave staged files that
     # only a full run removes, so no record may survive the start of a writing apply.
     (host_dir(recorded, "cm-pub-01") / "certificates" / "httpscert.pem").unlink()
@@ -424,14 +462,17 @@ def test_an_apply_that_writes_forgets_every_record(recorded: Path, cli: Cli,
     assert records(converged_records) == []
 
 
-def test_a_symlinked_release_switched_is_another_run(project: Path, cli: Cli,
-                                                     evaluations: list[str]) -> None:
+def test_a_symlinked_release_switched_is_another_run(
+    project: Path, cli: Cli, evaluations: list[str]
+) -> None:
     for release in ("v1", "v2"):
         folder = project / "releases" / release
         folder.mkdir(parents=True)
         (folder / "site.yml").write_text((project / PLAYBOOK).read_text())
-    _write(project / "releases" / "v2" / "templates" / "nginx" / "site.conf.j2",
-           (project / "templates" / "nginx" / "site.conf.j2").read_text() + "# v2\n")
+    _write(
+        project / "releases" / "v2" / "templates" / "nginx" / "site.conf.j2",
+        (project / "templates" / "nginx" / "site.conf.j2").read_text() + "# v2\n",
+    )
     (project / "current").symlink_to("releases/v1")
     converge(cli, project, playbook="current/site.yml")
     assert "no changes" in cli("plan", "current/site.yml", "-i", INVENTORY).stdout  # recorded
@@ -452,7 +493,8 @@ def test_home_is_part_of_what_identifies_a_run(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_an_authority_key_made_readable_is_refused_again(
-        project: Path, cli: Cli, converged_records: Path) -> None:
+    project: Path, cli: Cli, converged_records: Path
+) -> None:
     book = yaml.safe_load((project / "playbooks" / "callmanager-https-ca.yml").read_text())
     for certificate in book["certificates"]:
         certificate["outputs"] = [o for o in certificate["outputs"] if "password" not in o]
@@ -466,10 +508,12 @@ def test_an_authority_key_made_readable_is_refused_again(
     assert "readable by others" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("content", ["null", "[]", "{", '{"format": "provision-converged/1"}',
-                                     "deep"])
-def test_a_broken_record_means_a_full_run(recorded: Path, cli: Cli, converged_records: Path,
-                                          evaluations: list[str], content: str) -> None:
+@pytest.mark.parametrize(
+    "content", ["null", "[]", "{", '{"format": "provision-converged/1"}', "deep"]
+)
+def test_a_broken_record_means_a_full_run(
+    recorded: Path, cli: Cli, converged_records: Path, evaluations: list[str], content: str
+) -> None:
     text = "[" * 100_000 if content == "deep" else content
     _record_of(converged_records, recorded, "plan").write_text(text)
     result = cli("plan", PLAYBOOK, "-i", INVENTORY)
@@ -478,19 +522,22 @@ def test_a_broken_record_means_a_full_run(recorded: Path, cli: Cli, converged_re
 
 
 def test_a_record_of_no_host_or_of_other_inputs_answers_nothing(
-        recorded: Path, cli: Cli, converged_records: Path, evaluations: list[str]) -> None:
+    recorded: Path, cli: Cli, converged_records: Path, evaluations: list[str]
+) -> None:
     path = _record_of(converged_records, recorded, "plan")
     document = json.loads(path.read_text())
-    for broken in ({**document, "hosts": []},
-                   {**document, "inputs": {"entries": [],
-                                           "digest": converged.inputs_digest([])}}):
+    for broken in (
+        {**document, "hosts": []},
+        {**document, "inputs": {"entries": [], "digest": converged.inputs_digest([])}},
+    ):
         path.write_text(json.dumps(broken))
         cli("plan", PLAYBOOK, "-i", INVENTORY)
     assert evaluations == [PLAYBOOK, PLAYBOOK]
 
 
 def test_an_input_that_cannot_be_read_again_is_not_recorded(
-        project: Path, cli: Cli, converged_records: Path) -> None:
+    project: Path, cli: Cli, converged_records: Path
+) -> None:
     import socket
 
     with socket.socket(socket.AF_UNIX) as listener:

@@ -63,8 +63,7 @@ KEY_TYPES: tuple[dict[str, Any], ...] = (
 @pytest.fixture
 def big_fleet(tmp_path: Path) -> Iterator[Fleet]:
     with scratch(tmp_path / "shm") as folder:
-        yield Fleet(folder, HOST_COUNT, disk=tmp_path / "disk",
-                    disk_every=DISK_EVERY)
+        yield Fleet(folder, HOST_COUNT, disk=tmp_path / "disk", disk_every=DISK_EVERY)
 
 
 @pytest.fixture
@@ -90,8 +89,12 @@ class Kill:
 
     def __str__(self) -> str:
         how = f"hunting a journal, {self.probes} probes" if self.hunt else "at a random moment"
-        what = (f"killed, {len(self.journals)} journal(s), {len(self.locks)} lock(s), "
-                f"{self.staged} staged file(s)" if self.killed else "finished before the kill")
+        what = (
+            f"killed, {len(self.journals)} journal(s), {len(self.locks)} lock(s), "
+            f"{self.staged} staged file(s)"
+            if self.killed
+            else "finished before the kill"
+        )
         return f"kill {self.index} ({self.scenario}, {how}, +{self.delay:.2f} s): {what}"
 
 
@@ -122,8 +125,9 @@ def kill_during_apply(fleet: Fleet, record: Kill) -> subprocess.Popen[bytes]:
     journals = [fleet.certs(h) / JOURNAL for h in fleet.hosts]
     process = fleet.start("apply", log=f"kill-{record.index}")
     try:
-        assert wait_for(lambda: process.poll() is not None or any_exists(locks), 60), \
+        assert wait_for(lambda: process.poll() is not None or any_exists(locks), 60), (
             "apply took no lock within 60 s"
+        )
         time.sleep(record.delay)
         if record.hunt:
             deadline = time.monotonic() + 60
@@ -183,7 +187,8 @@ def _journal_pending(fleet: Fleet, host: str) -> bool:
     """Whether the host's journal still has a staged file to rename or a file to remove."""
     journal = json.loads((fleet.certs(host) / ".provision-journal.json").read_bytes())
     return any(Path(staged).exists() for staged, _ in journal["renames"]) or any(
-        Path(path).exists() for path in journal["removals"])
+        Path(path).exists() for path in journal["removals"]
+    )
 
 
 def prove_converged(fleet: Fleet, before: dict[str, bytes], record: Kill) -> None:
@@ -263,7 +268,8 @@ def _killed(fleet: Fleet, event: str, count: int) -> None:
     result = fleet.run_until(event, count, "apply")
     assert result.returncode == -signal.SIGKILL, (
         f"not killed at {event} {count}: {result.returncode}\n{result.stdout[-2000:]}"
-        f"{result.stderr[-2000:]}")
+        f"{result.stderr[-2000:]}"
+    )
 
 
 @pytest.mark.parametrize("rename", [1, 2, 3, 4])
@@ -285,16 +291,18 @@ def test_killed_before_a_rename_rolls_forward(small_fleet: Fleet, rename: int) -
     remaining = len(journal["renames"]) - rename + 1  # renames before the k-th were done
     changes = fleet.api_plan()[host]
     assert [resource for resource, _ in changes] == ["journal"], changes
-    assert changes[0][1] == ("finish a replacement an interrupted run left half done "
-                             f"({remaining} files)")
+    assert changes[0][1] == (
+        f"finish a replacement an interrupted run left half done ({remaining} files)"
+    )
     report = fleet.api_apply()
     [repaired] = [h for h in report.hosts if h.host == host]
     # The killed run's lock is taken over (and said so) before the journal is finished.
     shown = [(c.resource, c.reason) for c in repaired.plan.changes]
     assert shown[0][0] == "lock" and "took over a stale lock" in shown[0][1], shown
     assert shown[1] == (
-        "journal", "finished a replacement an interrupted run left half done "
-        f"({remaining} files)")
+        "journal",
+        f"finished a replacement an interrupted run left half done ({remaining} files)",
+    )
     assert fleet.converged()
     assert fleet.leftovers() == []
     assert check_settled(fleet, fleet.hosts) == []
@@ -357,8 +365,7 @@ def test_killed_while_backing_up_leaves_no_staged_file(small_fleet: Fleet) -> No
     assert small_fleet.leftovers() == []
 
 
-def test_killed_while_backing_up_rollback_still_reaches_older_backups(
-        small_fleet: Fleet) -> None:
+def test_killed_while_backing_up_rollback_still_reaches_older_backups(small_fleet: Fleet) -> None:
     first = _kill_while_backing_up(small_fleet)
     result = small_fleet.run("rollback", "--to", first)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -367,8 +374,7 @@ def test_killed_while_backing_up_rollback_still_reaches_older_backups(
 # -- kills and rollback ----------------------------------------------------------------------
 
 
-def test_rollback_after_a_kill_among_the_renames_restores_the_old_set(
-        small_fleet: Fleet) -> None:
+def test_rollback_after_a_kill_among_the_renames_restores_the_old_set(small_fleet: Fleet) -> None:
     """The interrupted apply is finished (rolled forward), then undone from its backup."""
     fleet = small_fleet
     fleet.api_apply()
@@ -405,7 +411,8 @@ def test_a_killed_rollback_run_again_ends_rolled_back(small_fleet: Fleet) -> Non
 
 
 def test_the_key_and_the_pem_a_server_reads_are_renamed_one_after_the_other(
-        small_fleet: Fleet) -> None:
+    small_fleet: Fleet,
+) -> None:
     """A server reads key + full chain: between those two renames there is no other, so a
     certificate sits beside a key it does not match for one rename at most."""
     fleet = small_fleet

@@ -96,8 +96,7 @@ def test_host_groups(inventory: Inventory, host: str, groups: tuple[str, ...]) -
         ("unity-01", "from_host_dir", True),
     ],
 )
-def test_variable_precedence(inventory: Inventory, host: str, variable: str,
-                             value: object) -> None:
+def test_variable_precedence(inventory: Inventory, host: str, variable: str, value: object) -> None:
     assert inventory.hosts[host].vars[variable] == value
 
 
@@ -161,7 +160,8 @@ def refusal(path: Path) -> str:
 def test_unknown_key_in_a_nested_group(tmp_path: Path) -> None:
     path = write(tmp_path, "all:\n  children:\n    web:\n      hostz:\n        h1: {}\n")
     assert refusal(path) == (
-        "hosts.yml:4: all.children.web.hostz: unknown key 'hostz'; did you mean 'hosts'?")
+        "hosts.yml:4: all.children.web.hostz: unknown key 'hostz'; did you mean 'hosts'?"
+    )
 
 
 def test_unknown_key_in_a_top_level_group(tmp_path: Path) -> None:
@@ -170,17 +170,23 @@ def test_unknown_key_in_a_top_level_group(tmp_path: Path) -> None:
 
 
 def test_a_group_that_is_its_own_ancestor(tmp_path: Path) -> None:
-    path = write(tmp_path, "all:\n  children:\n    a:\n      children:\n        b:\n"
-                           "          children:\n            a:\n")
-    assert refusal(path) == "hosts.yml:7: all.children.a.children.b.children.a: " \
-                            "group 'a' is its own ancestor"
+    path = write(
+        tmp_path,
+        "all:\n  children:\n    a:\n      children:\n        b:\n"
+        "          children:\n            a:\n",
+    )
+    assert (
+        refusal(path) == "hosts.yml:7: all.children.a.children.b.children.a: "
+        "group 'a' is its own ancestor"
+    )
 
 
 def test_a_bad_typed_host_variable(tmp_path: Path) -> None:
     path = write(tmp_path, "all:\n  hosts:\n    h0:\n    h1:\n      port: abc\n")
     assert refusal(path) == (
         "hosts.yml:4: all.hosts.h1: host 'h1': port: Input should be a valid integer, "
-        "unable to parse string as an integer (got 'abc')")
+        "unable to parse string as an integer (got 'abc')"
+    )
 
 
 def test_a_bad_connection(tmp_path: Path) -> None:
@@ -203,7 +209,8 @@ def test_a_malformed_variables_file_names_its_line(tmp_path: Path) -> None:
 
 def test_an_inventory_that_is_not_a_mapping(tmp_path: Path) -> None:
     assert refusal(write(tmp_path, "- h1\n")) == (
-        "hosts.yml:1: an inventory must be a mapping of groups")
+        "hosts.yml:1: an inventory must be a mapping of groups"
+    )
 
 
 # --- patterns -------------------------------------------------------------------------------
@@ -256,7 +263,10 @@ def test_a_bad_regex_is_an_error(inventory: Inventory) -> None:
 
 def test_limit_narrows_the_playbook_hosts(inventory: Inventory) -> None:
     assert [h.name for h in limit_hosts(inventory, "voice", None)] == [
-        "cm-pub-01", "cm-sub-01", "unity-01"]
+        "cm-pub-01",
+        "cm-sub-01",
+        "unity-01",
+    ]
     assert [h.name for h in limit_hosts(inventory, "voice", "cm-*")] == ["cm-pub-01", "cm-sub-01"]
     # --limit never adds hosts the playbook does not target.
     assert [h.name for h in limit_hosts(inventory, "voice", "cm-pub-01,www-01")] == ["cm-pub-01"]
@@ -270,8 +280,9 @@ def test_limit_narrows_the_playbook_hosts(inventory: Inventory) -> None:
         ("voice", "nosuch", "hosts 'voice' limited to 'nosuch' matched no host in hosts.yml"),
     ],
 )
-def test_matching_nothing_is_an_error(inventory: Inventory, hosts: str, limit: str | None,
-                                      message: str) -> None:
+def test_matching_nothing_is_an_error(
+    inventory: Inventory, hosts: str, limit: str | None, message: str
+) -> None:
     with pytest.raises(PatternError) as caught:
         limit_hosts(inventory, hosts, limit)
     assert str(caught.value) == message
@@ -314,7 +325,8 @@ def test_limit_matching_nothing_via_the_cli(project: Path, cli: Cli) -> None:
     result = cli("apply", PLAYBOOK, "-i", INVENTORY, "--limit", "nosuch")
     assert result.exit_code == 1
     assert result.stderr == (
-        "error: hosts 'callmanager' limited to 'nosuch' matched no host in inventory/example.yml\n")
+        "error: hosts 'callmanager' limited to 'nosuch' matched no host in inventory/example.yml\n"
+    )
     assert not (project / ".provision").exists()
 
 
@@ -328,7 +340,8 @@ def test_host_vars_beside_the_project_inventory_reach_the_playbook(project: Path
     """host_vars/ beside the inventory file reaches the playbook's templates."""
     (project / "inventory" / "host_vars").mkdir()
     (project / "inventory" / "host_vars" / "cm-pub-01.yml").write_text(
-        "certificates_dir: .provision/elsewhere/certificates\n")
+        "certificates_dir: .provision/elsewhere/certificates\n"
+    )
     result = cli("apply", PLAYBOOK, "-i", INVENTORY, "-l", "cm-pub-01,cm-sub-01")
     assert result.exit_code == 0, result.stderr
     assert (project / ".provision/elsewhere/certificates/httpscert.cer").is_file()

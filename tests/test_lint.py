@@ -116,8 +116,7 @@ def test_the_example_playbook(tmp_path: Path) -> None:
     text = (tmp_path / "playbooks" / "callmanager-https.yml").read_text().splitlines()
     size_line = next(i for i, line in enumerate(text) if "size: 2048" in line) + 1
     validity_line = next(i for i, line in enumerate(text) if "validity_days: 825" in line) + 1
-    result = Cli(tmp_path)("lint", "playbooks/callmanager-https.yml",
-                           "-i", "inventory/example.yml")
+    result = Cli(tmp_path)("lint", "playbooks/callmanager-https.yml", "-i", "inventory/example.yml")
     assert result.exit_code == 0, result.stderr
     hosts = "(all 3 hosts)"
     assert result.stdout.splitlines() == [
@@ -130,8 +129,9 @@ def test_the_example_playbook(tmp_path: Path) -> None:
         f"less {hosts}",
         "playbooks/callmanager-https.yml: 2 findings for 3 hosts",
     ]
-    strict = Cli(tmp_path)("lint", "playbooks/callmanager-https.yml", "-i",
-                           "inventory/example.yml", "--strict")
+    strict = Cli(tmp_path)(
+        "lint", "playbooks/callmanager-https.yml", "-i", "inventory/example.yml", "--strict"
+    )
     assert strict.exit_code == 1
     assert strict.stdout.endswith("2 findings for 3 hosts (--strict: failing)\n")
 
@@ -142,9 +142,15 @@ def test_the_example_with_an_internal_ca(tmp_path: Path) -> None:
     ignore = shutil.ignore_patterns("pki", "*.retry")
     for folder in ("playbooks", "inventory", "templates"):
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=ignore)
-    result = Cli(tmp_path)("lint", "playbooks/callmanager-https-ca.yml", "-i",
-                           "inventory/example.yml", "--format", "json",
-                           env={"PFX_PASSWORD": "x"})
+    result = Cli(tmp_path)(
+        "lint",
+        "playbooks/callmanager-https-ca.yml",
+        "-i",
+        "inventory/example.yml",
+        "--format",
+        "json",
+        env={"PFX_PASSWORD": "x"},
+    )
     assert result.exit_code == 0, result.stderr
     assert [f["rule"] for f in json.loads(result.stdout)["findings"]] == ["rsa-key-size"]
 
@@ -153,13 +159,16 @@ def test_the_example_with_an_internal_ca(tmp_path: Path) -> None:
 
 
 def test_literal_password(proj: Project) -> None:
-    proj.playbook(CLEAN.replace(
-        "      - {file: web.key, format: pem, content: key}\n",
-        "      - {file: web.key, format: pem, content: key}\n"
-        "      - file: web.pfx\n"
-        "        format: pkcs12\n"
-        "        password: hunter2-secret\n"
-        "      - {file: web2.pfx, format: pkcs12, password: {env: PFX}}\n"))
+    proj.playbook(
+        CLEAN.replace(
+            "      - {file: web.key, format: pem, content: key}\n",
+            "      - {file: web.key, format: pem, content: key}\n"
+            "      - file: web.pfx\n"
+            "        format: pkcs12\n"
+            "        password: hunter2-secret\n"
+            "      - {file: web2.pfx, format: pkcs12, password: {env: PFX}}\n",
+        )
+    )
     result = proj.lint(env={"PFX": "x"})
     assert result.exit_code == 0
     assert "hunter2" not in result.stdout
@@ -172,25 +181,34 @@ def test_literal_password(proj: Project) -> None:
 
 
 def test_literal_password_from_a_variable(proj: Project) -> None:
-    proj.inventory(INVENTORY.replace("connection: local", "connection: local\n"
-                                     "    pfx_password: from-inventory"))
-    proj.playbook(CLEAN.replace(
-        "      - {file: web.key, format: pem, content: key}\n",
-        "      - {file: web.key, format: pem, content: key}\n"
-        "      - {file: web.pfx, format: pkcs12, password: '{{ pfx_password }}'}\n"))
+    proj.inventory(
+        INVENTORY.replace(
+            "connection: local", "connection: local\n    pfx_password: from-inventory"
+        )
+    )
+    proj.playbook(
+        CLEAN.replace(
+            "      - {file: web.key, format: pem, content: key}\n",
+            "      - {file: web.key, format: pem, content: key}\n"
+            "      - {file: web.pfx, format: pkcs12, password: '{{ pfx_password }}'}\n",
+        )
+    )
     findings = proj.findings()
     assert rules(findings) == [("literal-password", proj.line("web.pfx"))]
     assert "from-inventory" not in json.dumps(findings)
 
 
-@pytest.mark.parametrize(("key", "flagged"), [
-    ("{type: rsa, size: 2048}", True),
-    ("{type: rsa}", True),  # 2048 is the default
-    ("{type: rsa, size: 3072}", False),
-    ("{type: rsa, size: 4096}", False),
-    ("{type: ecdsa, curve: p384}", False),
-    ("{type: ed25519}", False),
-])
+@pytest.mark.parametrize(
+    ("key", "flagged"),
+    [
+        ("{type: rsa, size: 2048}", True),
+        ("{type: rsa}", True),  # 2048 is the default
+        ("{type: rsa, size: 3072}", False),
+        ("{type: rsa, size: 4096}", False),
+        ("{type: ecdsa, curve: p384}", False),
+        ("{type: ed25519}", False),
+    ],
+)
 def test_rsa_key_size(proj: Project, key: str, flagged: bool) -> None:
     proj.playbook(CLEAN.replace("{type: ecdsa, curve: p256}", key))
     findings = proj.findings()
@@ -209,7 +227,10 @@ def test_rsa_key_size_when_the_key_is_left_out(proj: Project) -> None:
 
 
 def test_rsa_key_size_of_an_authority(proj: Project) -> None:
-    proj.playbook(CLEAN.replace("certificates:\n", """\
+    proj.playbook(
+        CLEAN.replace(
+            "certificates:\n",
+            """\
 authorities:
   - name: root
     dir: pki/root
@@ -217,7 +238,9 @@ authorities:
     subject: {common_name: Root}
     key: {type: rsa, size: 2048}
 certificates:
-""").replace("source: self-signed", "source: {type: ca, authority: root}"))
+""",
+        ).replace("source: self-signed", "source: {type: ca, authority: root}")
+    )
     findings = proj.findings()
     assert rules(findings) == [("rsa-key-size", proj.line("size: 2048"))]
     assert findings[0]["key"] == "authorities[0].key.size"
@@ -225,8 +248,9 @@ certificates:
     assert not (proj.root / "playbooks" / "pki").exists()  # lint created nothing
 
 
-@pytest.mark.parametrize(("days", "flagged"), [(397, False), (398, False), (399, True),
-                                               (825, True)])
+@pytest.mark.parametrize(
+    ("days", "flagged"), [(397, False), (398, False), (399, True), (825, True)]
+)
 def test_long_validity(proj: Project, days: int, flagged: bool) -> None:
     proj.playbook(CLEAN.replace("validity_days: 397", f"validity_days: {days}"))
     findings = proj.findings()
@@ -238,11 +262,14 @@ def test_long_validity(proj: Project, days: int, flagged: bool) -> None:
 
 
 def test_binding_host_not_covered(proj: Project) -> None:
-    proj.playbook(CLEAN.replace(
-        "      - {protocol: https, port: 443, certificate: web}\n",
-        "      - {protocol: https, port: 443, certificate: web}\n"
-        "      - {protocol: https, port: 8443, host: www.example.test, certificate: web}\n"
-        "      - {protocol: https, port: 9443, host: '{{ host.fqdn }}', certificate: web}\n"))
+    proj.playbook(
+        CLEAN.replace(
+            "      - {protocol: https, port: 443, certificate: web}\n",
+            "      - {protocol: https, port: 443, certificate: web}\n"
+            "      - {protocol: https, port: 8443, host: www.example.test, certificate: web}\n"
+            "      - {protocol: https, port: 9443, host: '{{ host.fqdn }}', certificate: web}\n",
+        )
+    )
     findings = proj.findings()
     assert rules(findings) == [("name-not-covered", proj.line("www.example.test"))]
     assert findings[0]["key"] == "sites[0].bindings[1].host"
@@ -251,12 +278,17 @@ def test_binding_host_not_covered(proj: Project) -> None:
 
 
 def test_wildcards_cover_one_label(proj: Project) -> None:
-    proj.playbook(CLEAN.replace('names: ["{{ host.fqdn }}", "{{ host.address }}"]',
-                                'names: ["*.example.test", "{{ host.address }}"]').replace(
-        "      - {protocol: https, port: 443, certificate: web}\n",
-        "      - {protocol: https, port: 443, certificate: web}\n"
-        "      - {protocol: https, port: 8443, host: a.example.test, certificate: web}\n"
-        "      - {protocol: https, port: 9443, host: a.b.example.test, certificate: web}\n"))
+    proj.playbook(
+        CLEAN.replace(
+            'names: ["{{ host.fqdn }}", "{{ host.address }}"]',
+            'names: ["*.example.test", "{{ host.address }}"]',
+        ).replace(
+            "      - {protocol: https, port: 443, certificate: web}\n",
+            "      - {protocol: https, port: 443, certificate: web}\n"
+            "      - {protocol: https, port: 8443, host: a.example.test, certificate: web}\n"
+            "      - {protocol: https, port: 9443, host: a.b.example.test, certificate: web}\n",
+        )
+    )
     findings = proj.findings()
     assert rules(findings) == [("name-not-covered", proj.line("a.b.example.test"))]
 
@@ -276,25 +308,34 @@ def test_per_host_findings_are_not_merged(proj: Project) -> None:
     proj.playbook(CLEAN.replace('"{{ host.address }}"', "localhost"))
     findings = proj.findings()
     assert [(f["rule"], f["hosts"]) for f in findings] == [
-        ("name-not-covered", ["web-01"]), ("name-not-covered", ["web-02"])]
+        ("name-not-covered", ["web-01"]),
+        ("name-not-covered", ["web-02"]),
+    ]
     assert "192.0.2.1," in findings[0]["message"]
     assert "192.0.2.2," in findings[1]["message"]
 
 
 def test_binding_with_a_host_needs_no_address(proj: Project) -> None:
-    proj.playbook(CLEAN.replace('"{{ host.address }}"', "localhost").replace(
-        "port: 443, certificate: web", "port: 443, host: '{{ host.fqdn }}', certificate: web"))
+    proj.playbook(
+        CLEAN.replace('"{{ host.address }}"', "localhost").replace(
+            "port: 443, certificate: web", "port: 443, host: '{{ host.fqdn }}', certificate: web"
+        )
+    )
     assert proj.findings() == []
 
 
 def test_key_in_web_root(proj: Project) -> None:
-    proj.playbook(CLEAN.replace(
-        "certificates_dir: out/{{ host.name }}/certs",
-        "certificates_dir: out/{{ host.name }}/www/certs") + """\
+    proj.playbook(
+        CLEAN.replace(
+            "certificates_dir: out/{{ host.name }}/certs",
+            "certificates_dir: out/{{ host.name }}/www/certs",
+        )
+        + """\
     virtual_directories:
       - {path: /static, physical_path: "out/{{ host.name }}/www"}
       - {path: /api, proxy_to: "http://127.0.0.1:8080"}
-""")
+"""
+    )
     findings = proj.findings()
     assert rules(findings) == [("key-in-web-root", proj.line("web.key"))]
     assert findings[0]["key"] == "certificates[0].outputs[1].file"
@@ -303,16 +344,20 @@ def test_key_in_web_root(proj: Project) -> None:
 
 
 def test_key_beside_the_web_root_is_fine(proj: Project) -> None:
-    proj.playbook(CLEAN + """\
+    proj.playbook(
+        CLEAN
+        + """\
     virtual_directories:
       - {path: /static, physical_path: "out/{{ host.name }}/cert"}
-""")
+"""
+    )
     assert proj.findings() == []  # out/web-01/certs is not below out/web-01/cert
 
 
 @pytest.mark.parametrize("file", ["../web.key", "/etc/ssl/web.key", "a/../../web.key"])
-def test_outputs_outside_the_certificates_dir_are_refused_before_lint(proj: Project,
-                                                                      file: str) -> None:
+def test_outputs_outside_the_certificates_dir_are_refused_before_lint(
+    proj: Project, file: str
+) -> None:
     proj.playbook(CLEAN.replace("{file: web.key,", f"{{file: '{file}',"))
     result = proj.lint()
     assert result.exit_code == 1
@@ -323,13 +368,20 @@ def test_outputs_outside_the_certificates_dir_are_refused_before_lint(proj: Proj
 
 
 def test_an_absolute_certificates_dir_is_fine(proj: Project) -> None:
-    proj.playbook(CLEAN.replace("certificates_dir: out/{{ host.name }}/certs",
-                                f"certificates_dir: {proj.root}/out/{{{{ host.name }}}}/certs"))
+    proj.playbook(
+        CLEAN.replace(
+            "certificates_dir: out/{{ host.name }}/certs",
+            f"certificates_dir: {proj.root}/out/{{{{ host.name }}}}/certs",
+        )
+    )
     assert proj.findings() == []
 
 
 def test_two_certificates_writing_the_same_file(proj: Project) -> None:
-    proj.playbook(CLEAN.replace("sites:\n", """\
+    proj.playbook(
+        CLEAN.replace(
+            "sites:\n",
+            """\
   - name: api
     source: self-signed
     key: {type: ecdsa}
@@ -339,7 +391,9 @@ def test_two_certificates_writing_the_same_file(proj: Project) -> None:
       - {file: ./web.pem, format: pem, content: fullchain}
       - {file: api.key, format: pem, content: key}
 sites:
-"""))
+""",
+        )
+    )
     # Not a warning: a file two certificates write never converges, so it is refused.
     result = proj.lint()
     assert result.exit_code == 1
@@ -349,8 +403,12 @@ sites:
 
 
 def test_a_site_config_over_a_certificate_output(proj: Project) -> None:
-    proj.playbook(CLEAN.replace("config: out/{{ host.name }}/nginx/site.conf",
-                                "config: out/{{ host.name }}/certs/web.pem"))
+    proj.playbook(
+        CLEAN.replace(
+            "config: out/{{ host.name }}/nginx/site.conf",
+            "config: out/{{ host.name }}/certs/web.pem",
+        )
+    )
     result = proj.lint()
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: playbooks/p.yml:{proj.line('config:')}: ")
@@ -360,16 +418,19 @@ def test_a_site_config_over_a_certificate_output(proj: Project) -> None:
 # --- supplied (provided) certificates --------------------------------------------------------
 
 
-def _self_signed(folder: Path, name: str, *, bits: int | None, days: int,
-                 sans: list[str]) -> None:
-    key: Any = (rsa.generate_private_key(65537, bits) if bits
-                else ec.generate_private_key(ec.SECP256R1()))
+def _self_signed(folder: Path, name: str, *, bits: int | None, days: int, sans: list[str]) -> None:
+    key: Any = (
+        rsa.generate_private_key(65537, bits) if bits else ec.generate_private_key(ec.SECP256R1())
+    )
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, sans[0])])
     now = dt.datetime.now(dt.UTC)
     general: list[x509.GeneralName] = [x509.DNSName(n) for n in sans]
     certificate = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(hours=1))
         .not_valid_after(now - dt.timedelta(hours=1) + dt.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(general), critical=False)
@@ -378,9 +439,13 @@ def _self_signed(folder: Path, name: str, *, bits: int | None, days: int,
     )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    (folder / f"{name}.key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    (folder / f"{name}.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
 
 
 PROVIDED = """\
@@ -406,24 +471,32 @@ sites:
 
 
 def test_a_good_supplied_certificate(proj: Project) -> None:
-    _self_signed(proj.root / "playbooks" / "files", "web", bits=None, days=90,
-                 sans=["www.example.test"])
+    _self_signed(
+        proj.root / "playbooks" / "files", "web", bits=None, days=90, sans=["www.example.test"]
+    )
     proj.playbook(PROVIDED)
     assert proj.findings() == []
 
 
 def test_a_supplied_certificate_judged_by_its_content(proj: Project) -> None:
     # RSA 2048 and 825 days in the file itself; the name check uses its SANs, not `names`.
-    _self_signed(proj.root / "playbooks" / "files", "web", bits=2048, days=825,
-                 sans=["www.example.test"])
-    proj.playbook(PROVIDED.replace(
-        "host: www.example.test, certificate: web}\n",
-        "host: www.example.test, certificate: web}\n"
-        "      - {protocol: https, port: 8443, host: other.example.test, certificate: web}\n"))
+    _self_signed(
+        proj.root / "playbooks" / "files", "web", bits=2048, days=825, sans=["www.example.test"]
+    )
+    proj.playbook(
+        PROVIDED.replace(
+            "host: www.example.test, certificate: web}\n",
+            "host: www.example.test, certificate: web}\n"
+            "      - {protocol: https, port: 8443, host: other.example.test, certificate: web}\n",
+        )
+    )
     findings = proj.findings()
     line = proj.line("certificate: files/web.pem")
-    assert rules(findings) == [("long-validity", line), ("rsa-key-size", line),
-                               ("name-not-covered", proj.line("other.example.test"))]
+    assert rules(findings) == [
+        ("long-validity", line),
+        ("rsa-key-size", line),
+        ("name-not-covered", proj.line("other.example.test")),
+    ]
     assert "files/web.pem is valid for 825 days" in findings[0]["message"]
     assert "files/web.pem has an RSA key of 2048 bits" in findings[1]["message"]
 
@@ -435,20 +508,41 @@ def test_weak_signature_rule(proj: Project, openssl: str) -> None:
 
     folder = proj.root / "playbooks" / "files"
     folder.mkdir(parents=True)
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:3072", "-nodes", "-sha1",
-                    "-keyout", folder / "sha1.key", "-out", folder / "sha1.pem", "-days", "90",
-                    "-subj", "/CN=www.example.test",
-                    "-addext", "subjectAltName=DNS:www.example.test"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:3072",
+            "-nodes",
+            "-sha1",
+            "-keyout",
+            folder / "sha1.key",
+            "-out",
+            folder / "sha1.pem",
+            "-days",
+            "90",
+            "-subj",
+            "/CN=www.example.test",
+            "-addext",
+            "subjectAltName=DNS:www.example.test",
+        ],
+        check=True,
+        capture_output=True,
+    )
     sha1 = x509.load_pem_x509_certificate((folder / "sha1.pem").read_bytes())
     _self_signed(folder, "web", bits=None, days=90, sans=["www.example.test"])
     proj.playbook(PROVIDED)
     loaded = load(proj.root / "playbooks" / "p.yml", proj.root / "inventory" / "hosts.yml")
-    supplied = {key: dataclasses.replace(value, leaf=sha1) if value else None
-                for key, value in loaded.supplied.items()}
+    supplied = {
+        key: dataclasses.replace(value, leaf=sha1) if value else None
+        for key, value in loaded.supplied.items()
+    }
     findings = lint(dataclasses.replace(loaded, supplied=supplied))
     assert [(f.rule, f.line) for f in findings] == [
-        ("weak-signature", proj.line("certificate: files/web.pem"))]
+        ("weak-signature", proj.line("certificate: files/web.pem"))
+    ]
     assert "signed with SHA-1" in findings[0].message
     assert findings[0].hosts == ("web-01", "web-02")
 
@@ -459,28 +553,52 @@ def test_a_sha1_certificate_never_passes_silently(proj: Project, openssl: str) -
 
     folder = proj.root / "playbooks" / "files"
     folder.mkdir(parents=True)
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:3072", "-nodes", "-sha1",
-                    "-keyout", folder / "web.key", "-out", folder / "web.pem", "-days", "90",
-                    "-subj", "/CN=www.example.test",
-                    "-addext", "subjectAltName=DNS:www.example.test",
-                    "-addext", "extendedKeyUsage=serverAuth"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:3072",
+            "-nodes",
+            "-sha1",
+            "-keyout",
+            folder / "web.key",
+            "-out",
+            folder / "web.pem",
+            "-days",
+            "90",
+            "-subj",
+            "/CN=www.example.test",
+            "-addext",
+            "subjectAltName=DNS:www.example.test",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+        ],
+        check=True,
+        capture_output=True,
+    )
     proj.playbook(PROVIDED)
     result = proj.lint("--strict")
     assert result.exit_code == 1
     assert "[weak-signature]" in result.stdout or result.stderr.startswith(
-        "error: playbooks/p.yml:")
+        "error: playbooks/p.yml:"
+    )
 
 
 # --- merging, order, formats, errors ----------------------------------------------------------
 
 
 def test_findings_are_merged_across_hosts_and_in_file_order(proj: Project) -> None:
-    proj.playbook(CLEAN.replace("validity_days: 397", "validity_days: 800").replace(
-        "{type: ecdsa, curve: p256}", "{type: rsa, size: 2048}").replace(
-        "{file: web.key, format: pem, content: key}",
-        "{file: web.key, format: pem, content: key}\n"
-        "      - {file: web.pfx, format: pkcs12, password: plain}"))
+    proj.playbook(
+        CLEAN.replace("validity_days: 397", "validity_days: 800")
+        .replace("{type: ecdsa, curve: p256}", "{type: rsa, size: 2048}")
+        .replace(
+            "{file: web.key, format: pem, content: key}",
+            "{file: web.key, format: pem, content: key}\n"
+            "      - {file: web.pfx, format: pkcs12, password: plain}",
+        )
+    )
     findings = proj.findings()
     assert rules(findings) == [
         ("rsa-key-size", proj.line("size: 2048")),
@@ -512,30 +630,43 @@ def test_json_format(proj: Project) -> None:
         "playbook": "playbooks/p.yml",
         "hosts": ["web-01", "web-02"],
         "strict": True,
-        "findings": [{
-            "rule": "long-validity",
-            "file": "playbooks/p.yml",
-            "line": proj.line("validity_days"),
-            "key": "certificates[0].validity_days",
-            "message": "certificate 'web': valid for 800 days, more than the 398 days browsers "
-                       "accept for TLS server certificates; use validity_days: 398 or less",
-            "hosts": ["web-01", "web-02"],
-        }],
+        "findings": [
+            {
+                "rule": "long-validity",
+                "file": "playbooks/p.yml",
+                "line": proj.line("validity_days"),
+                "key": "certificates[0].validity_days",
+                "message": "certificate 'web': valid for 800 days, more than the 398 days browsers "
+                "accept for TLS server certificates; use validity_days: 398 or less",
+                "hosts": ["web-01", "web-02"],
+            }
+        ],
     }
 
 
 def test_lint_is_deterministic(proj: Project) -> None:
-    proj.playbook(CLEAN.replace('"{{ host.address }}"', "localhost").replace(
-        "validity_days: 397", "validity_days: 500"))
+    proj.playbook(
+        CLEAN.replace('"{{ host.address }}"', "localhost").replace(
+            "validity_days: 397", "validity_days: 500"
+        )
+    )
     assert len({proj.lint().stdout for _ in range(3)}) == 1
 
 
-@pytest.mark.parametrize(("playbook", "inventory", "problem"), [
-    ("playbooks/missing.yml", "inventory/hosts.yml", "error: playbooks/missing.yml: no such file"),
-    ("playbooks/p.yml", "inventory/missing.yml", "error: inventory/missing.yml: no such file"),
-])
-def test_input_errors_are_one_line(proj: Project, playbook: str, inventory: str,
-                                   problem: str) -> None:
+@pytest.mark.parametrize(
+    ("playbook", "inventory", "problem"),
+    [
+        (
+            "playbooks/missing.yml",
+            "inventory/hosts.yml",
+            "error: playbooks/missing.yml: no such file",
+        ),
+        ("playbooks/p.yml", "inventory/missing.yml", "error: inventory/missing.yml: no such file"),
+    ],
+)
+def test_input_errors_are_one_line(
+    proj: Project, playbook: str, inventory: str, problem: str
+) -> None:
     proj.playbook(CLEAN)
     result = proj.cli("lint", playbook, "-i", inventory)
     assert result.exit_code == 1
@@ -563,6 +694,11 @@ def test_every_rule_is_documented() -> None:
 
 def test_finding_as_dict() -> None:
     finding = Finding("rsa-key-size", "p.yml", 3, "certificates[0].key.size", "m", ("a", "b"))
-    assert finding.as_dict() == {"rule": "rsa-key-size", "file": "p.yml", "line": 3,
-                                 "key": "certificates[0].key.size", "message": "m",
-                                 "hosts": ["a", "b"]}
+    assert finding.as_dict() == {
+        "rule": "rsa-key-size",
+        "file": "p.yml",
+        "line": 3,
+        "key": "certificates[0].key.size",
+        "message": "m",
+        "hosts": ["a", "b"],
+    }

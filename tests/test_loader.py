@@ -100,13 +100,15 @@ def test_duplicate_key_at_top_level() -> None:
 
 def test_malformed_yaml_names_the_line() -> None:
     assert refusal("a: 1\nb: @oops\n") == (
-        "f.yml:2: malformed YAML: found character '@' that cannot start any token")
+        "f.yml:2: malformed YAML: found character '@' that cannot start any token"
+    )
 
 
 def test_an_unclosed_bracket_names_where_it_was_opened() -> None:
     assert refusal("a: 1\nb: [1, 2\nc: 3\n") == (
         "f.yml:3: malformed YAML: expected ',' or ']', but got ':' "
-        "(while parsing a flow sequence at line 2)")
+        "(while parsing a flow sequence at line 2)"
+    )
 
 
 def test_not_utf8_names_the_line() -> None:
@@ -116,8 +118,10 @@ def test_not_utf8_names_the_line() -> None:
 @pytest.mark.parametrize(
     ("value", "tag"),
     [
-        ("!!python/object/apply:os.system [echo hi]",
-         "tag:yaml.org,2002:python/object/apply:os.system"),
+        (
+            "!!python/object/apply:os.system [echo hi]",
+            "tag:yaml.org,2002:python/object/apply:os.system",
+        ),
         ("!!python/name:os.system ''", "tag:yaml.org,2002:python/name:os.system"),
         ("!!set {a, b}", "tag:yaml.org,2002:set"),
         ("!vault {x: 1}", "!vault"),
@@ -126,17 +130,22 @@ def test_not_utf8_names_the_line() -> None:
 def test_only_plain_tags(value: str, tag: str) -> None:
     """Tags on scalars and on collections alike: never dropped silently, never constructed."""
     assert refusal(f"a: 1\nb: {value}\n") == (
-        f"f.yml:2: malformed YAML: could not determine a constructor for the tag {tag!r}")
+        f"f.yml:2: malformed YAML: could not determine a constructor for the tag {tag!r}"
+    )
 
 
 def test_standard_tags_are_fine() -> None:
     assert load_text("a: !!map {x: 1}\nb: !!seq [1]\nc: !!str 5\n", "f.yml").data == {
-        "a": {"x": 1}, "b": [1], "c": "5"}
+        "a": {"x": 1},
+        "b": [1],
+        "c": "5",
+    }
 
 
 def test_mapping_keys_must_be_scalars() -> None:
     assert refusal("ok: 1\n? [1, 2]\n: x\n") == (
-        "f.yml:2: a mapping key must be a string or a number")
+        "f.yml:2: a mapping key must be a string or a number"
+    )
 
 
 def test_alias_bomb_is_refused_quickly() -> None:
@@ -187,7 +196,8 @@ def test_merge_of_a_list_of_mappings() -> None:
 
 def test_merge_of_a_scalar_is_refused() -> None:
     assert refusal("a: &a 1\nm:\n  <<: *a\n") == (
-        "f.yml:1: a merge key (<<) takes a mapping or a list of them")
+        "f.yml:1: a merge key (<<) takes a mapping or a list of them"
+    )
 
 
 def test_empty_document() -> None:
@@ -213,7 +223,8 @@ def test_load_file_refuses_huge_files_before_reading(tmp_path: Path) -> None:
         load_file(big, "big.yml")
     assert str(caught.value) == (
         f"big.yml: file is {loader.MAX_FILE_BYTES + 1} bytes, larger than the "
-        f"{loader.MAX_FILE_BYTES} allowed")
+        f"{loader.MAX_FILE_BYTES} allowed"
+    )
 
 
 def test_load_file_reads_lines(tmp_path: Path) -> None:

@@ -42,9 +42,13 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
 
 @functools.cache
 def cli_has_lock_timeout() -> bool:
-    result = subprocess.run([sys.executable, "-m", "provision", "apply", "--help"],
-                            capture_output=True, text=True, check=False,
-                            env={**os.environ, "COLUMNS": "200"})
+    result = subprocess.run(
+        [sys.executable, "-m", "provision", "apply", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     return "--lock-timeout" in result.stdout
 
 
@@ -53,13 +57,16 @@ def needs_lock_timeout_option() -> None:
         pytest.xfail("`provision apply` has no --lock-timeout option yet")
 
 
-def hand_lock(fleet: Fleet, host: str, pid: int, on: str | None = None,
-              started: str = "2024-05-01T12:00:00Z") -> bytes:
+def hand_lock(
+    fleet: Fleet, host: str, pid: int, on: str | None = None, started: str = "2024-05-01T12:00:00Z"
+) -> bytes:
     """Write a lock as another run would have (its pid, a host name, a start time)."""
     folder = fleet.certs(host)
     folder.mkdir(parents=True, exist_ok=True)
-    content = json.dumps({"pid": pid, "host": on or socket.gethostname(),
-                          "started": started}).encode() + b"\n"
+    content = (
+        json.dumps({"pid": pid, "host": on or socket.gethostname(), "started": started}).encode()
+        + b"\n"
+    )
     (folder / LOCK).write_bytes(content)
     return content
 
@@ -97,8 +104,9 @@ def assert_consistent(fleet: Fleet) -> None:
 
 def two_applies(fleet: Fleet, *extra: str) -> list[tuple[int, dict[str, Any], str, int]]:
     """Start two applies together; each one's exit code, JSON report by host, stderr, pid."""
-    processes = [fleet.start("apply", "--format", "json", *extra, log=f"twin-{i}")
-                 for i in range(2)]
+    processes = [
+        fleet.start("apply", "--format", "json", *extra, log=f"twin-{i}") for i in range(2)
+    ]
     results = []
     for index, process in enumerate(processes):
         code = process.wait(timeout=180)
@@ -134,15 +142,15 @@ def test_two_applies_at_once_without_waiting_fail_cleanly(tmp_path: Path) -> Non
         fleet = Fleet(folder, 30)
         results = two_applies(fleet, "--lock-timeout", "0")
         for (code, hosts, err, _pid), (_, other, _, other_pid) in zip(
-                results, results[::-1], strict=True):
+            results, results[::-1], strict=True
+        ):
             failed = {h: r for h, r in hosts.items() if r["status"] == "failed"}
             assert code == (1 if failed else 0), (code, err[-2000:])
             for host, report in failed.items():
                 # Cleanly: named the other run, which wrote the host.
                 match = LOCKED.search(report["error"])
                 assert match, (host, report["error"])
-                assert (int(match.group(1)), match.group(2)) == (other_pid,
-                                                                 socket.gethostname())
+                assert (int(match.group(1)), match.group(2)) == (other_pid, socket.gethostname())
                 assert other[host]["status"] == "changed", (host, other[host])
         for host in fleet.hosts:
             assert {r[1][host]["status"] for r in results} & {"changed", "ok"}, host
@@ -163,8 +171,9 @@ def test_a_held_lock_fails_only_its_host_naming_the_holder(fleet: Fleet, live_pi
     status, error = result.pop(held)
     assert status == "failed"
     assert error is not None
-    assert f"locked by pid {live_pid} on {socket.gethostname()}, since 2024-05-01T12:00:00Z" \
-        in error, error
+    assert (
+        f"locked by pid {live_pid} on {socket.gethostname()}, since 2024-05-01T12:00:00Z" in error
+    ), error
     assert "waited 0.5 s" in error
     assert {s for s, _ in result.values()} == {"changed"}
     # The holder's lock is untouched and nothing was written under it.
@@ -180,8 +189,10 @@ def test_a_held_lock_through_the_cli_exits_1(fleet: Fleet, live_pid: int) -> Non
     result = fleet.run("apply", "--lock-timeout", "0.5")
     assert result.returncode == 1, result.stdout + result.stderr
     line = next(line for line in result.stdout.splitlines() if line.startswith(f"{held}:"))
-    assert line.startswith(f"{held}: failed: locked by pid {live_pid} on "
-                           f"{socket.gethostname()}, since 2024-06-02T03:04:05Z"), line
+    assert line.startswith(
+        f"{held}: failed: locked by pid {live_pid} on "
+        f"{socket.gethostname()}, since 2024-06-02T03:04:05Z"
+    ), line
     assert "Recap: ok 0, changed 4, failed 1" in result.stdout
     assert f"--limit @{fleet.playbook.with_suffix('.retry').name}" in result.stderr
 
@@ -222,10 +233,14 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(fleet: Fleet) -> None:
     assert_consistent(fleet)
 
 
-@pytest.mark.parametrize("content", [b"", b"{\"pid\": 12", b"garbage\n", b"{\"pid\": \"x\"}",
-                                     b"[]"], ids=["empty", "cut", "garbage", "bad-pid", "list"])
-def test_an_unreadable_lock_is_taken_over(fleet: Fleet, content: bytes,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [b"", b'{"pid": 12', b"garbage\n", b'{"pid": "x"}', b"[]"],
+    ids=["empty", "cut", "garbage", "bad-pid", "list"],
+)
+def test_an_unreadable_lock_is_taken_over(
+    fleet: Fleet, content: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import provision.lock
 
     monkeypatch.setattr(provision.lock, "HALF_WRITTEN_SECONDS", 0.1)
@@ -273,8 +288,10 @@ def test_a_lock_excludes_a_second_holder(tmp_path: Path) -> None:
 
     outcome = asyncio.run(scenario())
     assert isinstance(outcome, LockError)
-    assert f"locked by pid {os.getpid()} on {socket.gethostname()}, since " \
-           "2024-05-01T00:00:00Z (waited 0.3 s" in str(outcome)
+    assert (
+        f"locked by pid {os.getpid()} on {socket.gethostname()}, since "
+        "2024-05-01T00:00:00Z (waited 0.3 s" in str(outcome)
+    )
     assert not (tmp_path / LOCK).exists()
 
 
@@ -286,14 +303,21 @@ def test_a_lock_being_written_is_not_taken_for_a_stale_one(tmp_path: Path) -> No
     async def scenario() -> BaseException | None:
         async def holder_finishes_writing() -> None:
             await asyncio.sleep(0.3)
-            (tmp_path / LOCK).write_text(json.dumps({
-                "pid": os.getpid(), "host": socket.gethostname(),
-                "started": "2024-05-01T00:00:00Z"}))
+            (tmp_path / LOCK).write_text(
+                json.dumps(
+                    {
+                        "pid": os.getpid(),
+                        "host": socket.gethostname(),
+                        "started": "2024-05-01T00:00:00Z",
+                    }
+                )
+            )
 
         lock = HostLock(LocalTransport("h", str(tmp_path)), str(tmp_path))
         now = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
-        outcome, _ = await asyncio.gather(lock.acquire(1.0, now), holder_finishes_writing(),
-                                          return_exceptions=True)
+        outcome, _ = await asyncio.gather(
+            lock.acquire(1.0, now), holder_finishes_writing(), return_exceptions=True
+        )
         return outcome if isinstance(outcome, BaseException) else None
 
     outcome = asyncio.run(scenario())
@@ -302,8 +326,9 @@ def test_a_lock_being_written_is_not_taken_for_a_stale_one(tmp_path: Path) -> No
     assert json.loads((tmp_path / LOCK).read_text())["pid"] == os.getpid()
 
 
-def test_a_half_written_lock_that_stays_so_is_taken_over(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_half_written_lock_that_stays_so_is_taken_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import provision.lock
 
     monkeypatch.setattr(provision.lock, "HALF_WRITTEN_SECONDS", 0.3)
@@ -342,7 +367,8 @@ class NoHardLinks(LocalTransport):
 
 
 def test_runs_taking_over_a_stale_empty_lock_never_hold_it_together(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import provision.lock
 
     # Well above the 0.15 s a new lock stays empty, so a busy machine cannot make a live
@@ -370,7 +396,8 @@ def test_runs_taking_over_a_stale_empty_lock_never_hold_it_together(
 
 
 def test_a_short_lock_timeout_still_waits_out_a_half_written_lock(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import provision.lock
 
     monkeypatch.setattr(provision.lock, "HALF_WRITTEN_SECONDS", 0.2)
@@ -386,13 +413,15 @@ def test_a_short_lock_timeout_still_waits_out_a_half_written_lock(
 
 
 def test_a_half_written_takeover_guard_is_removed_once_it_stays_so(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import provision.lock
 
     monkeypatch.setattr(provision.lock, "HALF_WRITTEN_SECONDS", 0.2)
     dead = dead_pid()
-    (tmp_path / LOCK).write_text(json.dumps({"pid": dead, "host": socket.gethostname(),
-                                             "started": "2024-05-01T00:00:00Z"}))
+    (tmp_path / LOCK).write_text(
+        json.dumps({"pid": dead, "host": socket.gethostname(), "started": "2024-05-01T00:00:00Z"})
+    )
     (tmp_path / (LOCK + TAKEOVER_SUFFIX)).write_bytes(b"")  # a taker killed while writing it
 
     async def scenario() -> None:
@@ -406,14 +435,18 @@ def test_a_half_written_takeover_guard_is_removed_once_it_stays_so(
 
 
 def test_two_runs_racing_for_one_stale_lock_do_not_both_win(tmp_path: Path) -> None:
-    (tmp_path / LOCK).write_text(json.dumps({"pid": dead_pid(), "host": socket.gethostname(),
-                                             "started": "2024-05-01T00:00:00Z"}))
+    (tmp_path / LOCK).write_text(
+        json.dumps(
+            {"pid": dead_pid(), "host": socket.gethostname(), "started": "2024-05-01T00:00:00Z"}
+        )
+    )
 
     async def scenario() -> list[object]:
         now = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
         locks = [HostLock(SlowTransport("h", str(tmp_path)), str(tmp_path)) for _ in range(2)]
-        return await asyncio.gather(*(lock.acquire(0.5, now) for lock in locks),
-                                    return_exceptions=True)
+        return await asyncio.gather(
+            *(lock.acquire(0.5, now) for lock in locks), return_exceptions=True
+        )
 
     outcomes = asyncio.run(scenario())
     winners = [o for o in outcomes if not isinstance(o, BaseException)]
@@ -454,7 +487,10 @@ def test_leftover_cleanup_touches_only_files_staged_for_managed_paths(tmp_path: 
     theirs = folder / ".other-package.conf.def.tmp"
     ours.write_text("half")
     theirs.write_text("someone else's")
-    asyncio.run(remove_leftovers(LocalTransport("h"), [str(folder / "site.conf")],
-                                 str(tmp_path / ".backup")))
+    asyncio.run(
+        remove_leftovers(
+            LocalTransport("h"), [str(folder / "site.conf")], str(tmp_path / ".backup")
+        )
+    )
     assert not ours.exists()
     assert theirs.exists()

@@ -53,8 +53,13 @@ def nginx_test(nginx: str, folder: Path, include: Path) -> subprocess.CompletedP
         f"    include {include};\n"
         "}\n"
     )
-    return subprocess.run([nginx, "-t", "-c", str(conf), "-p", f"{folder}/", "-e", "stderr"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [nginx, "-t", "-c", str(conf), "-p", f"{folder}/", "-e", "stderr"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def site_conf(project: Path, host: str) -> Path:
@@ -72,8 +77,9 @@ def applied(tmp_path_factory: pytest.TempPathFactory, nginx: str) -> Path:
 
 
 @pytest.mark.parametrize("host", HOSTS)
-def test_nginx_accepts_the_rendered_site(applied: Path, nginx: str, tmp_path: Path,
-                                         host: str) -> None:
+def test_nginx_accepts_the_rendered_site(
+    applied: Path, nginx: str, tmp_path: Path, host: str
+) -> None:
     conf = site_conf(applied, host)
     text = conf.read_text()
     # The config really is the TLS site with the generated files (not an empty include).
@@ -87,43 +93,52 @@ def test_nginx_accepts_the_rendered_site(applied: Path, nginx: str, tmp_path: Pa
     assert "test is successful" in result.stderr
 
 
-def test_nginx_accepts_every_host_in_one_server(applied: Path, nginx: str,
-                                                tmp_path: Path) -> None:
+def test_nginx_accepts_every_host_in_one_server(applied: Path, nginx: str, tmp_path: Path) -> None:
     """All three sites in one nginx, each on its own port (same server_name on one port
     would only be warned about and ignored)."""
     combined = tmp_path / "all.conf"
     parts = []
     for port, host in zip((443, 8443, 9443), HOSTS, strict=True):
-        parts.append(site_conf(applied, host).read_text()
-                     .replace("listen 443 ssl;", f"listen {port} ssl;"))
+        parts.append(
+            site_conf(applied, host).read_text().replace("listen 443 ssl;", f"listen {port} ssl;")
+        )
     combined.write_text("\n".join(parts))
     result = nginx_test(nginx, tmp_path / "nginx", combined)
     assert result.returncode == 0, result.stderr
 
 
-def test_nginx_refuses_a_key_that_does_not_match(project: Path, cli: Cli, nginx: str,
-                                                 tmp_path: Path) -> None:
+def test_nginx_refuses_a_key_that_does_not_match(
+    project: Path, cli: Cli, nginx: str, tmp_path: Path
+) -> None:
     result = cli("apply", PLAYBOOK, "-i", INVENTORY, "--limit", "cm-pub-01,cm-sub-01")
     assert result.exit_code == 0, result.stderr
     conf = site_conf(project, "cm-pub-01")
     assert nginx_test(nginx, tmp_path / "before", conf).returncode == 0
     # cm-sub-01's key: a valid RSA key of the same size, just not this certificate's.
     fleet = project / ".provision" / "fleet"
-    shutil.copyfile(fleet / "cm-sub-01/certificates/httpscert.key",
-                    fleet / "cm-pub-01/certificates/httpscert.key")
+    shutil.copyfile(
+        fleet / "cm-sub-01/certificates/httpscert.key",
+        fleet / "cm-pub-01/certificates/httpscert.key",
+    )
     result = nginx_test(nginx, tmp_path / "after", conf)
     assert result.returncode != 0
-    assert "key values mismatch" in result.stderr or "SSL_CTX_use_PrivateKey" in result.stderr, \
+    assert "key values mismatch" in result.stderr or "SSL_CTX_use_PrivateKey" in result.stderr, (
         result.stderr
+    )
     # And provision sees it too, and puts it right.
-    assert cli("plan", PLAYBOOK, "-i", INVENTORY, "--limit", "cm-pub-01",
-               "--detailed-exitcode").exit_code == 2
+    assert (
+        cli(
+            "plan", PLAYBOOK, "-i", INVENTORY, "--limit", "cm-pub-01", "--detailed-exitcode"
+        ).exit_code
+        == 2
+    )
     assert cli("apply", PLAYBOOK, "-i", INVENTORY, "--limit", "cm-pub-01").exit_code == 0
     assert nginx_test(nginx, tmp_path / "fixed", conf).returncode == 0
 
 
-def test_nginx_refuses_a_missing_certificate(project: Path, cli: Cli, nginx: str,
-                                             tmp_path: Path) -> None:
+def test_nginx_refuses_a_missing_certificate(
+    project: Path, cli: Cli, nginx: str, tmp_path: Path
+) -> None:
     assert cli("apply", PLAYBOOK, "-i", INVENTORY, "--limit", "cm-pub-01").exit_code == 0
     (project / ".provision/fleet/cm-pub-01/certificates/httpscert.pem").unlink()
     result = nginx_test(nginx, tmp_path / "nginx", site_conf(project, "cm-pub-01"))

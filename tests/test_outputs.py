@@ -63,8 +63,7 @@ def corp(openssl: str, tmp_path_factory: pytest.TempPathFactory) -> Corp:
 
 
 def apply(cli: Any, playbook: str, *args: str, env: dict[str, str] | None = None) -> Any:
-    result = cli("apply", playbook, "-i", INVENTORY, "-l", "cm-pub-01", *args,
-                 env=env or ENV)
+    result = cli("apply", playbook, "-i", INVENTORY, "-l", "cm-pub-01", *args, env=env or ENV)
     assert result.exit_code == 0, result.stdout + result.stderr
     return result
 
@@ -75,24 +74,30 @@ def every_output_supplied(project: Path, corp: Corp) -> str:
     supply(project, leaf.pem, "cm-pub-01.cer")
     supply(project, leaf.key, "cm-pub-01.key")
     supply(project, corp.chain, "corp-ca-chain.pem")
-    return provided_playbook(project, {"certificate": "files/{{ host.name }}.cer",
-                                       "key": "files/{{ host.name }}.key",
-                                       "chain": "files/corp-ca-chain.pem"},
-                             outputs=EVERY_OUTPUT)
+    return provided_playbook(
+        project,
+        {
+            "certificate": "files/{{ host.name }}.cer",
+            "key": "files/{{ host.name }}.key",
+            "chain": "files/corp-ca-chain.pem",
+        },
+        outputs=EVERY_OUTPUT,
+    )
 
 
 def p7b_subjects(path: Path) -> list[str]:
-    return subjects(openssl_text("pkcs7", "-inform", "DER", "-in", path, "-print_certs",
-                                 "-noout"))
+    return subjects(openssl_text("pkcs7", "-inform", "DER", "-in", path, "-print_certs", "-noout"))
 
 
 def pfx_text(path: Path, *extra: str, env: dict[str, str] | None = None) -> str:
-    return openssl_text("pkcs12", "-in", path, "-passin", "env:PFX_PASSWORD", *extra,
-                        env=env or ENV)
+    return openssl_text(
+        "pkcs12", "-in", path, "-passin", "env:PFX_PASSWORD", *extra, env=env or ENV
+    )
 
 
 def test_every_format_and_content_reads_back_with_openssl(
-        project: Path, cli: Any, corp: Corp) -> None:
+    project: Path, cli: Any, corp: Corp
+) -> None:
     playbook = every_output_supplied(project, corp)
     apply(cli, playbook)
     d = certs_dir(project)
@@ -102,8 +107,10 @@ def test_every_format_and_content_reads_back_with_openssl(
     assert fingerprint(d / "leaf.cer", "DER") == fingerprint(leaf)
     assert pem_certificates(d / "leaf.crt") == pem_certificates(leaf)
     assert pem_certificates(d / "chain.pem") == pem_certificates(inter)
-    assert pem_certificates(d / "fullchain.pem") == [*pem_certificates(leaf),
-                                                     *pem_certificates(inter)]
+    assert pem_certificates(d / "fullchain.pem") == [
+        *pem_certificates(leaf),
+        *pem_certificates(inter),
+    ]
     assert fingerprint(d / "root.cer", "DER") == fingerprint(root)
     assert pem_certificates(d / "root.pem") == pem_certificates(root)
     openssl("verify", "-CAfile", d / "root.pem", "-untrusted", d / "chain.pem", d / "leaf.crt")
@@ -122,17 +129,29 @@ def test_every_format_and_content_reads_back_with_openssl(
     assert p7b_subjects(d / "chain.p7b") == [INTER]
     assert p7b_subjects(d / "fullchain.p7b") == [LEAF, INTER]
     assert p7b_subjects(d / "root.p7b") == [ROOT]
-    made_by_openssl = openssl("crl2pkcs7", "-nocrl", "-certfile", leaf, "-certfile", inter,
-                              "-outform", "DER")
+    made_by_openssl = openssl(
+        "crl2pkcs7", "-nocrl", "-certfile", leaf, "-certfile", inter, "-outform", "DER"
+    )
     assert (d / "fullchain.p7b").read_bytes() == made_by_openssl
 
     # PKCS#12: key, leaf, intermediate, root; modern AES-256/SHA-256, legacy 3DES/SHA-1
     for name in ("modern.pfx", "legacy.pfx"):
         text = pfx_text(d / name, "-nokeys", *(["-legacy"] if name == "legacy.pfx" else []))
         assert subjects(text) == [LEAF, INTER, ROOT], name
-        key = openssl("pkey", "-pubout", input=openssl(
-            "pkcs12", "-in", d / name, "-passin", f"pass:{PFX_PASSWORD}", "-nocerts",
-            "-nodes", *(["-legacy"] if name == "legacy.pfx" else [])))
+        key = openssl(
+            "pkey",
+            "-pubout",
+            input=openssl(
+                "pkcs12",
+                "-in",
+                d / name,
+                "-passin",
+                f"pass:{PFX_PASSWORD}",
+                "-nocerts",
+                "-nodes",
+                *(["-legacy"] if name == "legacy.pfx" else []),
+            ),
+        )
         assert key == openssl("pkey", "-in", corp.hosts["cm-pub-01"].key, "-pubout")
     modern = pfx_text(d / "modern.pfx", "-info", "-noout")
     assert "PBES2, PBKDF2, AES-256-CBC" in modern
@@ -153,8 +172,14 @@ def test_ca_example_pfx_in_both_profiles(project: Path, cli: Any) -> None:
     fresh(project)
     data = example(project)
     data["certificates"][0]["outputs"].append(
-        {"file": "httpscert-legacy.pfx", "format": "pkcs12", "password": PFX,
-         "friendly_name": "httpscert", "profile": "legacy"})
+        {
+            "file": "httpscert-legacy.pfx",
+            "format": "pkcs12",
+            "password": PFX,
+            "friendly_name": "httpscert",
+            "profile": "legacy",
+        }
+    )
     playbook = write_playbook(project, "both-pfx.yml", data)
     apply(cli, playbook)
     d = certs_dir(project)
@@ -166,8 +191,9 @@ def test_ca_example_pfx_in_both_profiles(project: Path, cli: Any) -> None:
     legacy = pfx_text(d / "httpscert-legacy.pfx", "-info", "-noout", "-legacy")
     assert "pbeWithSHA1And3-KeyTripleDES-CBC" in legacy
     # A wrong password is refused by openssl: the file really is protected.
-    ok, _ = openssl_ok("pkcs12", "-in", d / "httpscert-legacy.pfx", "-passin", "pass:wrong",
-                       "-noout", "-legacy")
+    ok, _ = openssl_ok(
+        "pkcs12", "-in", d / "httpscert-legacy.pfx", "-passin", "pass:wrong", "-noout", "-legacy"
+    )
     assert not ok
     before = snapshot(project / ".provision")
     assert "changed 0" in apply(cli, playbook).stdout
@@ -185,8 +211,14 @@ def test_pfx_password_from_a_file(project: Path, cli: Any) -> None:
             output["password"] = {"file": "secrets/pfx.txt"}
     playbook = write_playbook(project, "pfx-file.yml", data)
     apply(cli, playbook, env={})
-    text = openssl_text("pkcs12", "-in", certs_dir(project) / "httpscert.pfx", "-passin",
-                        f"file:{secret}", "-nokeys")
+    text = openssl_text(
+        "pkcs12",
+        "-in",
+        certs_dir(project) / "httpscert.pfx",
+        "-passin",
+        f"file:{secret}",
+        "-nokeys",
+    )
     assert subjects(text) == [LEAF, VOICE_ROOT]
 
 
@@ -198,33 +230,49 @@ def test_a_new_pfx_password_rewrites_only_the_pfx(project: Path, cli: Any) -> No
     document = plan_json(cli, CA_PLAYBOOK, "-l", "cm-pub-01", env=env)
     changes = document["hosts"]["cm-pub-01"]["changes"]
     assert [(c["resource"], c["action"], c["reason"]) for c in changes] == [
-        ("file httpscert.pfx", "update", "does not hold the current key and certificates")]
+        ("file httpscert.pfx", "update", "does not hold the current key and certificates")
+    ]
     apply(cli, CA_PLAYBOOK, env=env)
     after = snapshot(project / ".provision")
     changed = {name for name in after if after[name] != before.get(name)}
     assert {n for n in changed if "/.backup/" not in n} == {
-        "fleet/cm-pub-01/certificates/httpscert.pfx"}
+        "fleet/cm-pub-01/certificates/httpscert.pfx"
+    }
     pfx_text(certs_dir(project) / "httpscert.pfx", "-nokeys", env=env)
 
 
-@pytest.mark.parametrize(("name", "damage", "reason"), [
-    ("httpscert.p7b", "replace", "does not hold the current fullchain"),
-    ("httpscert.cer", "replace", "does not hold the current root"),
-    ("httpscert.key", "chmod", "mode 0644, want 0600"),
-    ("httpscert.p7b", "delete", "missing"),
-])
-def test_a_damaged_output_is_restored(project: Path, cli: Any, name: str, damage: str,
-                                      reason: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "damage", "reason"),
+    [
+        ("httpscert.p7b", "replace", "does not hold the current fullchain"),
+        ("httpscert.cer", "replace", "does not hold the current root"),
+        ("httpscert.key", "chmod", "mode 0644, want 0600"),
+        ("httpscert.p7b", "delete", "missing"),
+    ],
+)
+def test_a_damaged_output_is_restored(
+    project: Path, cli: Any, name: str, damage: str, reason: str
+) -> None:
     fresh(project)
     apply(cli, CA_PLAYBOOK)
     path = certs_dir(project) / name
     good = path.read_bytes(), path.stat().st_mode
     if damage == "replace":
         other = certs_dir(project) / "httpscert.pem"
-        path.write_bytes(openssl("x509", "-in", other, "-outform", "DER") if name.endswith(
-            ".cer") else openssl("crl2pkcs7", "-nocrl", "-certfile", other, "-certfile",
-                                 project / "playbooks" / "pki" / "voice-root" / "ca.crt",
-                                 "-outform", "DER"))
+        path.write_bytes(
+            openssl("x509", "-in", other, "-outform", "DER")
+            if name.endswith(".cer")
+            else openssl(
+                "crl2pkcs7",
+                "-nocrl",
+                "-certfile",
+                other,
+                "-certfile",
+                project / "playbooks" / "pki" / "voice-root" / "ca.crt",
+                "-outform",
+                "DER",
+            )
+        )
     elif damage == "chmod":
         path.chmod(0o644)
     else:
@@ -236,4 +284,3 @@ def test_a_damaged_output_is_restored(project: Path, cli: Any, name: str, damage
     assert change_of(document, "cm-pub-01", "certificate httpscert") is None  # not reissued
     apply(cli, CA_PLAYBOOK)
     assert (path.read_bytes(), path.stat().st_mode) == good
-

@@ -52,11 +52,17 @@ def test_markdown_plan_matches_golden_file(project: Path, cli: Cli) -> None:
     assert GOLDEN.is_file(), "golden file missing (UPDATE_GOLDEN=1)"
     golden = GOLDEN.read_text(encoding="utf-8")
     if text != golden:
-        diff = "".join(difflib.unified_diff(golden.splitlines(keepends=True),
-                                            text.splitlines(keepends=True),
-                                            "golden/plan/example.md", "plan --format markdown"))
-        raise AssertionError(f"markdown plan differs from the golden file "
-                             f"(UPDATE_GOLDEN=1 after review):\n{diff}")
+        diff = "".join(
+            difflib.unified_diff(
+                golden.splitlines(keepends=True),
+                text.splitlines(keepends=True),
+                "golden/plan/example.md",
+                "plan --format markdown",
+            )
+        )
+        raise AssertionError(
+            f"markdown plan differs from the golden file (UPDATE_GOLDEN=1 after review):\n{diff}"
+        )
 
 
 def test_markdown_plan_structure(project: Path, cli: Cli) -> None:
@@ -86,8 +92,11 @@ def test_markdown_plan_structure(project: Path, cli: Cli) -> None:
         assert block.startswith(f"--- {config} (on host)\n+++ {config} (rendered)\n@@ ")
         assert all(line[:1] in ("+", "-", " ", "@") for line in block.split("\n")), block
         assert f"+# Rendered by provision from callmanager-https.yml for host {host}" in block
-        assert body.index("<details><summary>site Default Web Site: diff</summary>") < \
-            body.index("```diff") < body.index("</details>")
+        assert (
+            body.index("<details><summary>site Default Web Site: diff</summary>")
+            < body.index("```diff")
+            < body.index("</details>")
+        )
     # Plans carry no key material, so neither does their Markdown.
     assert "PRIVATE KEY" not in text
 
@@ -117,5 +126,6 @@ def test_markdown_plan_after_apply_shows_only_the_drift(project: Path, cli: Cli)
     assert "| update | site Default Web Site | rendered config differs |" in body
     block = body.split("```diff\n", 1)[1].split("\n```", 1)[0]
     assert "\n-# a local | edit" in block
-    assert not any(line.startswith("+") and not line.startswith("+++")
-                   for line in block.split("\n")), block
+    assert not any(
+        line.startswith("+") and not line.startswith("+++") for line in block.split("\n")
+    ), block

@@ -28,7 +28,8 @@ from provision.loader import load_bytes, load_text
 
 # No example database and no explain phase: the tests write nothing into the working tree.
 _COMMON: dict[str, Any] = {
-    "deadline": None, "database": None,
+    "deadline": None,
+    "database": None,
     "phases": [Phase.explicit, Phase.generate, Phase.shrink],
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
 }
@@ -37,37 +38,97 @@ SLOW = settings(max_examples=25, **_COMMON)
 
 # --- (a) the loader ---------------------------------------------------------------------------
 
-scalars = (st.none() | st.booleans() | st.integers(-(10**20), 10**20)
-           | st.floats(allow_nan=False) | st.text(max_size=20))
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**20), 10**20)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+)
 structures = st.recursive(
     scalars,
-    lambda children: (st.lists(children, max_size=5)
-                      | st.dictionaries(st.text(max_size=10), children, max_size=5)),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
     max_leaves=30,
 )
 # What makes YAML mean something: indicators, anchors and aliases, tags, merge keys, tabs,
 # directives, quotes, block scalars, control and odd Unicode characters.
-YAML_PIECES = [":", ": ", "- ", "-", "[", "]", "{", "}", ",", "&a ", "*a", "*b", "&b ", "!!",
-               "!!str ", "!!int ", "!!float ", "!!bool ", "!!timestamp ", "!!binary ", "!!set ",
-               "!!python/object/apply:os.system ", "!custom ", "<<: ", "<<: *a", "\t", "\n",
-               "\n  ", "\n- ", "#", "%YAML 1.1\n", "%TAG ! tag:x,2000:\n", "---\n", "...\n",
-               "'", '"', "\\", "|", ">", "?", "@", "`", "\x00", "\x07", "\x85", "\ufeff",
-               "\ufffe", "\ud7ff", "2024-02-30", "0x", "0o9", ".inf", "~", "é", "\u2028"]
+YAML_PIECES = [
+    ":",
+    ": ",
+    "- ",
+    "-",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "&a ",
+    "*a",
+    "*b",
+    "&b ",
+    "!!",
+    "!!str ",
+    "!!int ",
+    "!!float ",
+    "!!bool ",
+    "!!timestamp ",
+    "!!binary ",
+    "!!set ",
+    "!!python/object/apply:os.system ",
+    "!custom ",
+    "<<: ",
+    "<<: *a",
+    "\t",
+    "\n",
+    "\n  ",
+    "\n- ",
+    "#",
+    "%YAML 1.1\n",
+    "%TAG ! tag:x,2000:\n",
+    "---\n",
+    "...\n",
+    "'",
+    '"',
+    "\\",
+    "|",
+    ">",
+    "?",
+    "@",
+    "`",
+    "\x00",
+    "\x07",
+    "\x85",
+    "\ufeff",
+    "\ufffe",
+    "\ud7ff",
+    "2024-02-30",
+    "0x",
+    "0o9",
+    ".inf",
+    "~",
+    "é",
+    "\u2028",
+]
 
 
 @st.composite
 def mutated_yaml(draw: st.DrawFn) -> str:
-    text = yaml.safe_dump(draw(structures), allow_unicode=draw(st.booleans()),
-                          default_flow_style=draw(st.sampled_from([None, False, True])))
+    text = yaml.safe_dump(
+        draw(structures),
+        allow_unicode=draw(st.booleans()),
+        default_flow_style=draw(st.sampled_from([None, False, True])),
+    )
     for _ in range(draw(st.integers(0, 6))):
         position = draw(st.integers(0, len(text)))
         action = draw(st.sampled_from(["insert", "delete", "replace", "duplicate", "cut"]))
         if action == "insert":
             text = text[:position] + draw(st.sampled_from(YAML_PIECES)) + text[position:]
         elif action == "delete":
-            text = text[:position] + text[position + draw(st.integers(1, 5)):]
+            text = text[:position] + text[position + draw(st.integers(1, 5)) :]
         elif action == "replace" and text:
-            text = text[:position] + draw(st.sampled_from(YAML_PIECES)) + text[position + 1:]
+            text = text[:position] + draw(st.sampled_from(YAML_PIECES)) + text[position + 1 :]
         elif action == "duplicate":
             lines = text.splitlines(keepends=True)
             if lines:
@@ -94,8 +155,11 @@ def test_loader_on_random_text(text: str) -> None:
 
 
 @FAST
-@given(st.lists(st.sampled_from(YAML_PIECES + list(string.ascii_letters[:6])),
-                max_size=60).map("".join))
+@given(
+    st.lists(st.sampled_from(YAML_PIECES + list(string.ascii_letters[:6])), max_size=60).map(
+        "".join
+    )
+)
 def test_loader_on_yaml_soup(text: str) -> None:
     _load_or_refuse(text)
 
@@ -127,9 +191,12 @@ def test_loader_reads_what_safe_load_reads(value: Any, flow: bool | None) -> Non
 # --- (b) apply, plan, apply -------------------------------------------------------------------
 
 host_names = st.from_regex(r"\A[a-z][a-z0-9]{0,7}\Z")
-var_values = st.one_of(st.integers(-1000, 1000), st.text(string.ascii_letters + " ./-_",
-                                                        max_size=12),
-                       st.just("{{ host.name }}-x"), st.lists(st.integers(0, 9), max_size=3))
+var_values = st.one_of(
+    st.integers(-1000, 1000),
+    st.text(string.ascii_letters + " ./-_", max_size=12),
+    st.just("{{ host.name }}-x"),
+    st.lists(st.integers(0, 9), max_size=3),
+)
 variables = st.dictionaries(st.from_regex(r"\Av_[a-z]{1,6}\Z"), var_values, max_size=3)
 
 
@@ -160,60 +227,96 @@ def inventories(draw: st.DrawFn) -> tuple[dict[str, Any], bool]:
     nested = {child for g in tree.values() for child in g.get("children", {})}
     children: dict[str, Any] = {g: tree[g] for g in groups if g not in nested}
     all_group: dict[str, Any] = {
-        "vars": {"connection": "local",
-                 "certificates_dir": "{{ root }}/{{ host.name }}/certs", **draw(variables)},
-        "hosts": {n: h for n, h in hosts.items()
-                  if not any(n in g.get("hosts", {}) for g in tree.values())},
+        "vars": {
+            "connection": "local",
+            "certificates_dir": "{{ root }}/{{ host.name }}/certs",
+            **draw(variables),
+        },
+        "hosts": {
+            n: h
+            for n, h in hosts.items()
+            if not any(n in g.get("hosts", {}) for g in tree.values())
+        },
         "children": children,
     }
     return {"all": all_group}, with_fqdn
 
 
-OUTPUT_KINDS = [("der", "certificate"), ("der", "root"), ("der", "key"), ("pem", "certificate"),
-                ("pem", "chain"), ("pem", "fullchain"), ("pem", "root"), ("pem", "key")]
+OUTPUT_KINDS = [
+    ("der", "certificate"),
+    ("der", "root"),
+    ("der", "key"),
+    ("pem", "certificate"),
+    ("pem", "chain"),
+    ("pem", "fullchain"),
+    ("pem", "root"),
+    ("pem", "key"),
+]
 
 
 @st.composite
 def playbooks(draw: st.DrawFn, with_fqdn: bool) -> dict[str, Any]:
     name_kinds = ["{{ host.name }}", "{{ host.address }}"] + (
-        ["{{ host.fqdn }}"] if with_fqdn else [])
+        ["{{ host.fqdn }}"] if with_fqdn else []
+    )
     use_ca = draw(st.booleans())
     with_site = draw(st.booleans())
     certificates = []
     for index in range(draw(st.integers(1, 2))):
-        kinds = draw(st.lists(st.sampled_from(OUTPUT_KINDS), min_size=1, max_size=5,
-                              unique=True))
+        kinds = draw(st.lists(st.sampled_from(OUTPUT_KINDS), min_size=1, max_size=5, unique=True))
         if with_site and index == 0:  # what an nginx binding needs
             kinds.extend(k for k in (("pem", "fullchain"), ("pem", "key")) if k not in kinds)
         if not any(content == "key" for _, content in kinds):
             kinds.append(("pem", "key"))
         if not any(content in ("certificate", "fullchain") for _, content in kinds):
             kinds.append(("pem", "fullchain"))
-        outputs = [{"file": f"cert{index}-{n}.{'der' if fmt == 'der' else 'pem'}",
-                    "format": fmt, "content": content}
-                   for n, (fmt, content) in enumerate(kinds)]
-        certificates.append({
-            "name": f"cert{index}",
-            "source": {"type": "ca", "authority": "root"} if use_ca and index == 0
-            else "self-signed",
-            "key": {"type": "ecdsa", "curve": draw(st.sampled_from(["p256", "p384"]))},
-            "names": draw(st.lists(st.sampled_from(name_kinds), min_size=1, unique=True)),
-            "validity_days": draw(st.integers(31, 800)),
-            "renew_before_days": 30,
-            "outputs": outputs,
-        })
-    book: dict[str, Any] = {"name": "generated", "hosts": "all",
-                            "certificates_dir": "{{ certificates_dir }}",
-                            "certificates": certificates}
+        outputs = [
+            {
+                "file": f"cert{index}-{n}.{'der' if fmt == 'der' else 'pem'}",
+                "format": fmt,
+                "content": content,
+            }
+            for n, (fmt, content) in enumerate(kinds)
+        ]
+        certificates.append(
+            {
+                "name": f"cert{index}",
+                "source": {"type": "ca", "authority": "root"}
+                if use_ca and index == 0
+                else "self-signed",
+                "key": {"type": "ecdsa", "curve": draw(st.sampled_from(["p256", "p384"]))},
+                "names": draw(st.lists(st.sampled_from(name_kinds), min_size=1, unique=True)),
+                "validity_days": draw(st.integers(31, 800)),
+                "renew_before_days": 30,
+                "outputs": outputs,
+            }
+        )
+    book: dict[str, Any] = {
+        "name": "generated",
+        "hosts": "all",
+        "certificates_dir": "{{ certificates_dir }}",
+        "certificates": certificates,
+    }
     if use_ca:
-        book["authorities"] = [{"name": "root", "dir": "ca", "create": True,
-                                "subject": {"common_name": "Generated Root"},
-                                "key": {"type": "ecdsa", "curve": "p256"}}]
+        book["authorities"] = [
+            {
+                "name": "root",
+                "dir": "ca",
+                "create": True,
+                "subject": {"common_name": "Generated Root"},
+                "key": {"type": "ecdsa", "curve": "p256"},
+            }
+        ]
     if with_site:
-        book["sites"] = [{"name": "Default Web Site", "server": "nginx", "reload": False,
-                          "config": "{{ root }}/{{ host.name }}/nginx/site.conf",
-                          "bindings": [{"protocol": "https", "port": 443,
-                                        "certificate": "cert0"}]}]
+        book["sites"] = [
+            {
+                "name": "Default Web Site",
+                "server": "nginx",
+                "reload": False,
+                "config": "{{ root }}/{{ host.name }}/nginx/site.conf",
+                "bindings": [{"protocol": "https", "port": 443, "certificate": "cert0"}],
+            }
+        ]
     return book
 
 
@@ -224,14 +327,18 @@ def fleets(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def files_below(folder: Path) -> dict[str, tuple[bytes, int, int]]:
-    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mode, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mode, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @SLOW
 @given(fleets())
 def test_apply_then_plan_is_empty_and_apply_is_idempotent(
-        fleet: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    fleet: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
     inventory, playbook = fleet
     now = dt.datetime.now(dt.UTC)
     with tempfile.TemporaryDirectory() as temporary:
@@ -242,6 +349,7 @@ def test_apply_then_plan_is_empty_and_apply_is_idempotent(
         old = Path.cwd()
         os.chdir(folder)
         try:
+
             def cycle(apply: bool) -> Any:
                 loaded = load(folder / "playbook.yml", folder / "inventory.yml", now=now)
                 return run(loaded, apply=apply, now=now)
@@ -253,8 +361,11 @@ def test_apply_then_plan_is_empty_and_apply_is_idempotent(
             after_first = files_below(folder)
 
             plan, report = cycle(apply=False)
-            pending = {h.host: [f"{c.action} {c.resource}: {c.reason}" for c in h.changes]
-                       for h in plan.hosts if h.changes}
+            pending = {
+                h.host: [f"{c.action} {c.resource}: {c.reason}" for c in h.changes]
+                for h in plan.hosts
+                if h.changes
+            }
             assert not pending, pending
             assert not report.failed
 

@@ -36,12 +36,17 @@ from thirdparty import (
     supply,
 )
 
-PER_HOST = {"certificate": "files/{{ host.name }}.cer", "key": "files/{{ host.name }}.key",
-            "chain": "files/corp-ca-chain.pem"}
+PER_HOST = {
+    "certificate": "files/{{ host.name }}.cer",
+    "key": "files/{{ host.name }}.key",
+    "chain": "files/corp-ca-chain.pem",
+}
 
-KEY_KEPT_BUG = ("BUG: replacing an installed certificate with a supplied one keeps the old key "
-                "file ('up to date (key kept)'): httpscert.key no longer matches httpscert.pem, "
-                "and every later plan says 'key does not match certificate'")
+KEY_KEPT_BUG = (
+    "BUG: replacing an installed certificate with a supplied one keeps the old key "
+    "file ('up to date (key kept)'): httpscert.key no longer matches httpscert.pem, "
+    "and every later plan says 'key does not match certificate'"
+)
 
 
 @pytest.fixture(scope="session")
@@ -61,10 +66,21 @@ def assert_installed(project: Path, corp: Corp, host: str, *, key: Path) -> None
     # openssl accepts the written leaf with the supplied chain, and with the written
     # fullchain alone as the untrusted set (so the fullchain carries the intermediate).
     openssl("verify", "-CAfile", corp.root, "-untrusted", corp.chain, fullchain)
-    openssl("verify", "-CAfile", corp.root, "-untrusted", fullchain, "-purpose", "sslserver",
-            "-verify_hostname", fqdn, fullchain)
-    openssl("verify", "-CAfile", corp.root, "-untrusted", fullchain, "-verify_ip", address,
-            fullchain)
+    openssl(
+        "verify",
+        "-CAfile",
+        corp.root,
+        "-untrusted",
+        fullchain,
+        "-purpose",
+        "sslserver",
+        "-verify_hostname",
+        fqdn,
+        fullchain,
+    )
+    openssl(
+        "verify", "-CAfile", corp.root, "-untrusted", fullchain, "-verify_ip", address, fullchain
+    )
     written = pem_certificates(fullchain)
     assert written == [*pem_certificates(corp.hosts[host].pem), *pem_certificates(corp.inter)]
     # httpscert.cer (content: root, DER) is the third party's root.
@@ -77,7 +93,8 @@ def assert_installed(project: Path, corp: Corp, host: str, *, key: Path) -> None
 
 
 def test_per_host_files_in_any_encoding_install_on_every_host(
-        project: Path, cli: Any, corp: Corp) -> None:
+    project: Path, cli: Any, corp: Corp
+) -> None:
     fresh(project)
     # The .cer of each host holds a different encoding; the content tells which.
     supply(project, corp.hosts["cm-pub-01"].pem, "cm-pub-01.cer")  # PEM
@@ -92,7 +109,10 @@ def test_per_host_files_in_any_encoding_install_on_every_host(
     for host in HOSTS:
         change = plan["hosts"][host]["changes"][0]
         assert (change["resource"], change["action"], change["reason"]) == (
-            "certificate httpscert", "create", "missing")
+            "certificate httpscert",
+            "create",
+            "missing",
+        )
 
     result = apply(cli, playbook)
     assert result.exit_code == 0, result.stdout + result.stderr
@@ -109,7 +129,8 @@ def test_per_host_files_in_any_encoding_install_on_every_host(
 
 @pytest.mark.parametrize("password", ["env", "file"])
 def test_pfx_with_key_leaf_and_chain_installs(
-        project: Path, cli: Any, corp: Corp, password: str) -> None:
+    project: Path, cli: Any, corp: Corp, password: str
+) -> None:
     fresh(project)
     for host, leaf in corp.hosts.items():
         assert leaf.pfx is not None
@@ -123,7 +144,8 @@ def test_pfx_with_key_leaf_and_chain_installs(
         secret.write_text(SUPPLIED_PFX_PASSWORD + "\n")  # the newline an editor adds
         ref, env = {"file": "secrets/corp-pfx.txt"}, {}
     playbook = provided_playbook(
-        project, {"certificate": "files/{{ host.name }}.pfx", "password": ref})
+        project, {"certificate": "files/{{ host.name }}.pfx", "password": ref}
+    )
     result = apply(cli, playbook, env=env)
     assert result.exit_code == 0, result.stdout + result.stderr
     for host, leaf in corp.hosts.items():
@@ -132,23 +154,24 @@ def test_pfx_with_key_leaf_and_chain_installs(
     assert "Recap: ok 3, changed 0, failed 0" in again.stdout, again.stdout
 
 
-def test_root_file_completes_a_chain_without_the_root(
-        project: Path, cli: Any, corp: Corp) -> None:
+def test_root_file_completes_a_chain_without_the_root(project: Path, cli: Any, corp: Corp) -> None:
     fresh(project)
     leaf = corp.hosts["cm-pub-01"]
     supply(project, leaf.pem, "cm-pub-01.cer")
     supply(project, leaf.key, "cm-pub-01.key")
     supply(project, corp.inter, "corp-inter.pem")
     supply(project, corp.root_der, "corp-root.cer")  # the root as Windows exports it: DER
-    playbook = provided_playbook(project, {**PER_HOST, "chain": "files/corp-inter.pem",
-                                           "root": "files/corp-root.cer"})
+    playbook = provided_playbook(
+        project, {**PER_HOST, "chain": "files/corp-inter.pem", "root": "files/corp-root.cer"}
+    )
     result = apply(cli, playbook, "--limit", "cm-pub-01")
     assert result.exit_code == 0, result.stdout + result.stderr
     assert_installed(project, corp, "cm-pub-01", key=leaf.key)
 
 
 def test_replacing_the_self_signed_certificate_backs_it_up(
-        project: Path, cli: Any, corp: Corp) -> None:
+    project: Path, cli: Any, corp: Corp
+) -> None:
     fresh(project)
     assert apply(cli, SELF_SIGNED, "-l", "cm-pub-01").exit_code == 0
     old = snapshot(certs_dir(project))
@@ -170,7 +193,8 @@ def test_replacing_the_self_signed_certificate_backs_it_up(
 
 
 def test_renewed_third_party_certificate_with_a_new_key_is_installed_whole(
-        project: Path, cli: Any, corp: Corp, tmp_path: Path) -> None:
+    project: Path, cli: Any, corp: Corp, tmp_path: Path
+) -> None:
     """The yearly renewal: same CA, new serial, new key."""
     fresh(project)
     leaf = corp.hosts["cm-pub-01"]
@@ -180,11 +204,18 @@ def test_renewed_third_party_certificate_with_a_new_key_is_installed_whole(
     playbook = provided_playbook(project, PER_HOST)
     assert apply(cli, playbook, "-l", "cm-pub-01").exit_code == 0
     new_key = tmp_path / "renewed.key"
-    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-out", new_key)
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", new_key)
     request = tmp_path / "renewed.csr"
-    openssl("req", "-new", "-key", new_key, "-out", request,
-            "-subj", "/O=Example Voice Operations/CN=cm-pub-01.voice.example.com")
+    openssl(
+        "req",
+        "-new",
+        "-key",
+        new_key,
+        "-out",
+        request,
+        "-subj",
+        "/O=Example Voice Operations/CN=cm-pub-01.voice.example.com",
+    )
     renewed = corp.sign(request, tmp_path / "renewed.pem", leaf_ext(host_sans("cm-pub-01")))
     supply(project, renewed, "cm-pub-01.cer")
     supply(project, new_key, "cm-pub-01.key")
@@ -203,63 +234,104 @@ def test_renewed_third_party_certificate_with_a_new_key_is_installed_whole(
 
 # Each case: the files to supply (name in files/ -> attribute path on Corp), the source, and
 # what the message must say. cm-pub-01 holds a self-signed certificate to protect.
-CER_KEY = {"certificate": "files/cm-pub-01.cer", "key": "files/cm-pub-01.key",
-           "chain": "files/corp-ca-chain.pem"}
+CER_KEY = {
+    "certificate": "files/cm-pub-01.cer",
+    "key": "files/cm-pub-01.key",
+    "chain": "files/corp-ca-chain.pem",
+}
 REFUSALS: dict[str, tuple[dict[str, str], dict[str, Any], dict[str, str], tuple[str, ...]]] = {
     "key-does-not-match": (
         {"cm-pub-01.cer": "hosts.cm-pub-01.pem", "cm-pub-01.key": "other_key"},
-        CER_KEY, {},
-        ("files/cm-pub-01.key", "the private key does not match the certificate")),
+        CER_KEY,
+        {},
+        ("files/cm-pub-01.key", "the private key does not match the certificate"),
+    ),
     "missing-intermediate": (
-        {"cm-pub-01.cer": "hosts.cm-pub-01.pem", "cm-pub-01.key": "hosts.cm-pub-01.key",
-         "corp-ca-chain.pem": "root_only_chain"},
-        CER_KEY, {},
-        ("files/cm-pub-01.cer", "the chain does not lead to a self-signed root",
-         f"no certificate for the issuer {INTER_RFC4514}")),
+        {
+            "cm-pub-01.cer": "hosts.cm-pub-01.pem",
+            "cm-pub-01.key": "hosts.cm-pub-01.key",
+            "corp-ca-chain.pem": "root_only_chain",
+        },
+        CER_KEY,
+        {},
+        (
+            "files/cm-pub-01.cer",
+            "the chain does not lead to a self-signed root",
+            f"no certificate for the issuer {INTER_RFC4514}",
+        ),
+    ),
     "root-missing": (
-        {"cm-pub-01.cer": "hosts.cm-pub-01.pem", "cm-pub-01.key": "hosts.cm-pub-01.key",
-         "corp-ca-chain.pem": "inter"},
-        CER_KEY, {},
-        ("files/cm-pub-01.cer", "the chain does not lead to a self-signed root", "root:")),
+        {
+            "cm-pub-01.cer": "hosts.cm-pub-01.pem",
+            "cm-pub-01.key": "hosts.cm-pub-01.key",
+            "corp-ca-chain.pem": "inter",
+        },
+        CER_KEY,
+        {},
+        ("files/cm-pub-01.cer", "the chain does not lead to a self-signed root", "root:"),
+    ),
     "signature-does-not-verify": (
-        {"cm-pub-01.cer": "hosts.cm-pub-01.pem", "cm-pub-01.key": "hosts.cm-pub-01.key",
-         "corp-ca-chain.pem": "impostor_chain"},
-        CER_KEY, {},
-        ("files/cm-pub-01.cer", f"the signature on {INTER_RFC4514} does not verify")),
+        {
+            "cm-pub-01.cer": "hosts.cm-pub-01.pem",
+            "cm-pub-01.key": "hosts.cm-pub-01.key",
+            "corp-ca-chain.pem": "impostor_chain",
+        },
+        CER_KEY,
+        {},
+        ("files/cm-pub-01.cer", f"the signature on {INTER_RFC4514} does not verify"),
+    ),
     "expired": (
         {"cm-pub-01.cer": "expired.pem", "cm-pub-01.key": "expired.key"},
-        CER_KEY, {},
-        ("files/cm-pub-01.cer", "CN=cm-pub-01.voice.example.com", "expired on")),
+        CER_KEY,
+        {},
+        ("files/cm-pub-01.cer", "CN=cm-pub-01.voice.example.com", "expired on"),
+    ),
     "chain-certificate-expired": (
-        {"cm-pub-01.cer": "expired_inter_leaf.pem", "cm-pub-01.key": "expired_inter_leaf.key",
-         "corp-ca-chain.pem": "expired_inter_chain"},
-        CER_KEY, {},
-        ("files/cm-pub-01.cer", f"certificate {INTER_RFC4514} expired on")),
+        {
+            "cm-pub-01.cer": "expired_inter_leaf.pem",
+            "cm-pub-01.key": "expired_inter_leaf.key",
+            "corp-ca-chain.pem": "expired_inter_chain",
+        },
+        CER_KEY,
+        {},
+        ("files/cm-pub-01.cer", f"certificate {INTER_RFC4514} expired on"),
+    ),
     "not-yet-valid": (
         {"cm-pub-01.cer": "not_yet_valid.pem", "cm-pub-01.key": "not_yet_valid.key"},
-        CER_KEY, {},
-        ("files/cm-pub-01.cer", "not valid before")),
+        CER_KEY,
+        {},
+        ("files/cm-pub-01.cer", "not valid before"),
+    ),
     "lacks-server-auth": (
         {"cm-pub-01.cer": "client_only.pem", "cm-pub-01.key": "client_only.key"},
-        CER_KEY, {},
-        ("files/cm-pub-01.cer", "lacks serverAuth")),
+        CER_KEY,
+        {},
+        ("files/cm-pub-01.cer", "lacks serverAuth"),
+    ),
     "name-not-covered": (
         {"cm-pub-01.cer": "missing_name.pem", "cm-pub-01.key": "missing_name.key"},
-        CER_KEY, {},
-        ("files/cm-pub-01.cer", "does not cover every name", "cm-pub-01: not covered")),
+        CER_KEY,
+        {},
+        ("files/cm-pub-01.cer", "does not cover every name", "cm-pub-01: not covered"),
+    ),
     "rsa-1024": (
         {"cm-pub-01.cer": "rsa1024.pem", "cm-pub-01.key": "rsa1024.key"},
-        CER_KEY, {},
-        ("files/cm-pub-01.key", "RSA key of 1024 bits is too small")),
+        CER_KEY,
+        {},
+        ("files/cm-pub-01.key", "RSA key of 1024 bits is too small"),
+    ),
     "pfx-wrong-password": (
         {"cm-pub-01.pfx": "hosts.cm-pub-01.pfx"},
         {"certificate": "files/cm-pub-01.pfx", "password": {"env": "CORP_PFX_PASSWORD"}},
         {"CORP_PFX_PASSWORD": "not the password"},
-        ("files/cm-pub-01.pfx", "wrong password")),
+        ("files/cm-pub-01.pfx", "wrong password"),
+    ),
     "truncated-pem": (
         {"cm-pub-01.cer": "truncated", "cm-pub-01.key": "hosts.cm-pub-01.key"},
-        CER_KEY, {},
-        ("files/cm-pub-01.cer", "truncated PEM")),
+        CER_KEY,
+        {},
+        ("files/cm-pub-01.cer", "truncated PEM"),
+    ),
 }
 
 
@@ -281,7 +353,8 @@ def _corp_file(corp: Corp, dotted: str, tmp: Path) -> Path:
 
 @pytest.mark.parametrize("case", list(REFUSALS))
 def test_refusal_names_the_file_and_changes_nothing(
-        project: Path, cli: Any, corp: Corp, case: str, tmp_path: Path) -> None:
+    project: Path, cli: Any, corp: Corp, case: str, tmp_path: Path
+) -> None:
     fresh(project)
     first = apply(cli, SELF_SIGNED, "-l", "cm-pub-01")
     assert first.exit_code == 0, first.stdout + first.stderr
@@ -293,8 +366,7 @@ def test_refusal_names_the_file_and_changes_nothing(
         supply(project, _corp_file(corp, dotted, tmp_path), name)
     playbook = provided_playbook(project, source)
     for command in ("plan", "apply"):
-        result = cli(command, playbook, "-i", INVENTORY, "-l", "cm-pub-01",
-                     env={**ENV, **env})
+        result = cli(command, playbook, "-i", INVENTORY, "-l", "cm-pub-01", env={**ENV, **env})
         message = assert_refused(result, *fragments)
         assert "Traceback" not in message
     assert snapshot(project / ".provision") == before
@@ -307,11 +379,16 @@ def test_openssl_agrees_the_broken_chains_are_broken(corp: Corp) -> None:
         ok, _ = openssl_ok("verify", "-CAfile", corp.root, "-untrusted", untrusted, leaf)
         assert not ok
     assert corp.expired_inter_leaf is not None and corp.expired is not None
-    ok, out = openssl_ok("verify", "-CAfile", corp.root, "-untrusted", corp.expired_inter_chain,
-                         corp.expired_inter_leaf.pem)
+    ok, out = openssl_ok(
+        "verify",
+        "-CAfile",
+        corp.root,
+        "-untrusted",
+        corp.expired_inter_chain,
+        corp.expired_inter_leaf.pem,
+    )
     assert not ok and "expired" in out
-    ok, out = openssl_ok("verify", "-CAfile", corp.root, "-untrusted", corp.inter,
-                         corp.expired.pem)
+    ok, out = openssl_ok("verify", "-CAfile", corp.root, "-untrusted", corp.inter, corp.expired.pem)
     assert not ok and "expired" in out
 
 
@@ -319,13 +396,17 @@ def test_openssl_agrees_the_broken_chains_are_broken(corp: Corp) -> None:
 
 
 def csr_playbook(project: Path, *, sites: bool = True) -> str:
-    return provided_playbook(project, {"certificate": "files/{{ host.name }}.cer",
-                                       "chain": "files/corp-ca-chain.pem"}, name="csr.yml",
-                             sites=sites)
+    return provided_playbook(
+        project,
+        {"certificate": "files/{{ host.name }}.cer", "chain": "files/corp-ca-chain.pem"},
+        name="csr.yml",
+        sites=sites,
+    )
 
 
 def test_without_key_plan_waits_for_the_signed_certificate(
-        project: Path, cli: Any, corp: Corp) -> None:
+    project: Path, cli: Any, corp: Corp
+) -> None:
     fresh(project)
     supply(project, corp.chain, "corp-ca-chain.pem")
     playbook = csr_playbook(project, sites=False)
@@ -346,7 +427,8 @@ def test_without_key_plan_waits_for_the_signed_certificate(
 
 
 def test_csr_then_signed_certificate_installs_against_the_host_key(
-        project: Path, cli: Any, corp: Corp) -> None:
+    project: Path, cli: Any, corp: Corp
+) -> None:
     fresh(project)
     supply(project, corp.chain, "corp-ca-chain.pem")
     playbook = csr_playbook(project)
@@ -369,12 +451,14 @@ def test_csr_then_signed_certificate_installs_against_the_host_key(
     keys_before = {h: (certs_dir(project, h) / "httpscert.key").read_bytes() for h in HOSTS}
     again = cli("csr", playbook, "-i", INVENTORY, "--out", str(out), env=ENV)
     assert again.exit_code == 0
-    assert keys_before == {h: (certs_dir(project, h) / "httpscert.key").read_bytes()
-                           for h in HOSTS}
+    assert keys_before == {h: (certs_dir(project, h) / "httpscert.key").read_bytes() for h in HOSTS}
 
     # Only cm-pub-01's certificate came back; the others keep waiting, without error.
-    corp.sign(out / "cm-pub-01-httpscert.csr", project / "playbooks" / "files" / "cm-pub-01.cer",
-              leaf_ext(host_sans("cm-pub-01")))
+    corp.sign(
+        out / "cm-pub-01-httpscert.csr",
+        project / "playbooks" / "files" / "cm-pub-01.cer",
+        leaf_ext(host_sans("cm-pub-01")),
+    )
     document = plan_json(cli, playbook)
     pub = document["hosts"]["cm-pub-01"]
     assert pub["changes"][0]["resource"] == "certificate httpscert"
@@ -387,30 +471,48 @@ def test_csr_then_signed_certificate_installs_against_the_host_key(
     key = certs_dir(project) / "httpscert.key"
     assert key.read_bytes() == keys_before["cm-pub-01"]  # the CSR's key, not rewritten
     fullchain = certs_dir(project) / "httpscert.pem"
-    openssl("verify", "-CAfile", corp.root, "-untrusted", fullchain, "-purpose", "sslserver",
-            fullchain)
+    openssl(
+        "verify", "-CAfile", corp.root, "-untrusted", fullchain, "-purpose", "sslserver", fullchain
+    )
     assert fingerprint(certs_dir(project) / "httpscert.cer", "DER") == fingerprint(corp.root)
     again = apply(cli, playbook)
     assert "cm-pub-01: ok" in again.stdout, again.stdout
 
 
 def test_signed_certificate_for_another_key_fails_the_host(
-        project: Path, cli: Any, corp: Corp, tmp_path: Path) -> None:
+    project: Path, cli: Any, corp: Corp, tmp_path: Path
+) -> None:
     fresh(project)
     supply(project, corp.chain, "corp-ca-chain.pem")
     playbook = csr_playbook(project)
-    result = cli("csr", playbook, "-i", INVENTORY, "-l", "cm-pub-01", "--out", str(tmp_path),
-                 env=ENV)
+    result = cli(
+        "csr", playbook, "-i", INVENTORY, "-l", "cm-pub-01", "--out", str(tmp_path), env=ENV
+    )
     assert result.exit_code == 0, result.stdout + result.stderr
     before = snapshot(project / ".provision")
     # The CA signed a request made with some other key.
     other_csr = tmp_path / "other.csr"
     assert corp.other_key is not None
-    subprocess.run(["openssl", "req", "-new", "-key", str(corp.other_key), "-out",
-                    str(other_csr), "-subj", "/CN=cm-pub-01.voice.example.com"], check=True,
-                   capture_output=True)
-    corp.sign(other_csr, project / "playbooks" / "files" / "cm-pub-01.cer",
-              leaf_ext(host_sans("cm-pub-01")))
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-new",
+            "-key",
+            str(corp.other_key),
+            "-out",
+            str(other_csr),
+            "-subj",
+            "/CN=cm-pub-01.voice.example.com",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    corp.sign(
+        other_csr,
+        project / "playbooks" / "files" / "cm-pub-01.cer",
+        leaf_ext(host_sans("cm-pub-01")),
+    )
     failed = apply(cli, playbook, "-l", "cm-pub-01")
     assert_refused(failed, "does not match the key on the host")
     assert snapshot(project / ".provision") == before

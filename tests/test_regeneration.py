@@ -55,8 +55,9 @@ class Fleet:
         result = self.cli("plan", PLAYBOOK, "-i", INVENTORY, "-l", HOST, "--format", "json")
         assert result.exit_code == 0, result.stderr
         document = json.loads(result.stdout)
-        return [(c["resource"], c["action"], c["reason"])
-                for c in document["hosts"][HOST]["changes"]]
+        return [
+            (c["resource"], c["action"], c["reason"]) for c in document["hosts"][HOST]["changes"]
+        ]
 
     def apply(self) -> str:
         result = self.cli("apply", PLAYBOOK, "-i", INVENTORY, "-l", HOST)
@@ -79,8 +80,7 @@ class Fleet:
         return x509.load_pem_x509_certificate((self.certs / "httpscert.pem").read_bytes())
 
     def key(self) -> object:
-        return serialization.load_pem_private_key((self.certs / "httpscert.key").read_bytes(),
-                                                  None)
+        return serialization.load_pem_private_key((self.certs / "httpscert.key").read_bytes(), None)
 
     def key_matches(self) -> bool:
         public = self.key().public_key()  # type: ignore[attr-defined]
@@ -138,8 +138,9 @@ def test_certificate_missing_keeps_the_key(fleet: Fleet) -> None:
         ("file httpscert.pem", "create", "missing"),
     ]
     # The key file holds the key that is kept: it may be rewritten, never with other bytes.
-    assert set(changes[3:]) <= {("file httpscert.key", "update",
-                                 "certificate httpscert is reissued")}
+    assert set(changes[3:]) <= {
+        ("file httpscert.key", "update", "certificate httpscert is reissued")
+    }
     fleet.settle()
     assert (fleet.certs / "httpscert.key").read_bytes() == key
     assert fleet.key_matches()
@@ -161,11 +162,17 @@ def test_key_missing(fleet: Fleet) -> None:
 
 def test_key_does_not_match_certificate(fleet: Fleet) -> None:
     other = ec.generate_private_key(ec.SECP256R1())
-    (fleet.certs / "httpscert.key").write_bytes(other.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    (fleet.certs / "httpscert.key").write_bytes(
+        other.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     assert fleet.plan() == [
-        ("certificate httpscert", "replace", "key does not match certificate"), *REISSUED]
+        ("certificate httpscert", "replace", "key does not match certificate"),
+        *REISSUED,
+    ]
     fleet.settle()
     assert fleet.key_matches()
     assert isinstance(fleet.key(), rsa.RSAPrivateKey)  # the playbook's type, not the intruder's
@@ -185,7 +192,9 @@ def test_key_unreadable_says_so(fleet: Fleet) -> None:
 def test_key_type_changed(fleet: Fleet) -> None:
     fleet.edit("key: {type: rsa, size: 2048}", "key: {type: ecdsa, curve: p256}")
     assert fleet.plan() == [
-        ("certificate httpscert", "replace", "key changed: rsa-2048 -> ecdsa-p256"), *REISSUED]
+        ("certificate httpscert", "replace", "key changed: rsa-2048 -> ecdsa-p256"),
+        *REISSUED,
+    ]
     fleet.settle()
     key = fleet.key()
     assert isinstance(key, ec.EllipticCurvePrivateKey)
@@ -196,17 +205,26 @@ def test_key_type_changed(fleet: Fleet) -> None:
 def test_key_size_changed(fleet: Fleet) -> None:
     fleet.edit("size: 2048", "size: 3072")
     assert fleet.plan()[0] == (
-        "certificate httpscert", "replace", "key changed: rsa-2048 -> rsa-3072")
+        "certificate httpscert",
+        "replace",
+        "key changed: rsa-2048 -> rsa-3072",
+    )
 
 
 @pytest.mark.parametrize(
     ("old", "new", "reason"),
     [
-        ("localhost, 127.0.0.1]", "localhost, 127.0.0.1, new.example.com]",
-         "names changed: +new.example.com"),
+        (
+            "localhost, 127.0.0.1]",
+            "localhost, 127.0.0.1, new.example.com]",
+            "names changed: +new.example.com",
+        ),
         ("localhost, 127.0.0.1]", "127.0.0.1]", "names changed: -localhost"),
-        ("localhost, 127.0.0.1]", 'new.example.com, 127.0.0.1, "::1"]',
-         "names changed: +new.example.com +::1 -localhost"),
+        (
+            "localhost, 127.0.0.1]",
+            'new.example.com, 127.0.0.1, "::1"]',
+            "names changed: +new.example.com +::1 -localhost",
+        ),
     ],
 )
 def test_names_changed(fleet: Fleet, old: str, new: str, reason: str) -> None:
@@ -223,17 +241,18 @@ def test_names_changed_settles(fleet: Fleet) -> None:
 
 def test_names_in_another_spelling_are_the_same_names(fleet: Fleet) -> None:
     """Case, a trailing dot and IP spelling do not change meaning, so nothing is reissued."""
-    fleet.edit('"{{ host.fqdn }}", "{{ host.name }}", "{{ host.address }}", localhost, 127.0.0.1',
-               '"{{ host.fqdn | upper }}.", "{{ host.name }}", "{{ host.address }}", '
-               "LOCALHOST, 127.0.0.1, localhost")
+    fleet.edit(
+        '"{{ host.fqdn }}", "{{ host.name }}", "{{ host.address }}", localhost, 127.0.0.1',
+        '"{{ host.fqdn | upper }}.", "{{ host.name }}", "{{ host.address }}", '
+        "LOCALHOST, 127.0.0.1, localhost",
+    )
     assert fleet.plan() == []
 
 
 def test_subject_changed(fleet: Fleet) -> None:
     fleet.edit("organization: Example Voice Operations", "organization: New Org")
     assert fleet.plan() == [
-        ("certificate httpscert", "replace",
-         f"subject changed: {SUBJECT} -> CN={FQDN},O=New Org"),
+        ("certificate httpscert", "replace", f"subject changed: {SUBJECT} -> CN={FQDN},O=New Org"),
         *REISSUED,
     ]
     fleet.settle()
@@ -243,7 +262,9 @@ def test_subject_changed(fleet: Fleet) -> None:
 def test_validity_changed(fleet: Fleet) -> None:
     fleet.edit("validity_days: 825", "validity_days: 397")
     assert fleet.plan() == [
-        ("certificate httpscert", "update", "validity changed: 825 -> 397 days"), *REISSUED]
+        ("certificate httpscert", "update", "validity changed: 825 -> 397 days"),
+        *REISSUED,
+    ]
     fleet.settle()
     leaf = fleet.leaf()
     lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
@@ -257,8 +278,7 @@ def test_renewal_window(fleet: Fleet, at_project: None) -> None:
     not_after = fleet.leaf().not_valid_after_utc
     soon = not_after - dt.timedelta(days=10, hours=12)
     changes, _ = api_run(soon)
-    assert changes == [("certificate httpscert", "update", "expires in 10 days (< 30)"),
-                       *REISSUED]
+    assert changes == [("certificate httpscert", "update", "expires in 10 days (< 30)"), *REISSUED]
     changes, _ = api_run(soon, apply=True)
     assert changes[0][2] == "expires in 10 days (< 30)"
     renewed = fleet.leaf()
@@ -356,7 +376,8 @@ def test_wrong_mode(fleet: Fleet, file: str, mode: int, reason: str) -> None:
     assert fleet.plan() == [(f"file {file}", "update", reason)]
     fleet.settle()
     assert stat.S_IMODE((fleet.certs / file).stat().st_mode) == (
-        0o600 if file.endswith(".key") else 0o644)
+        0o600 if file.endswith(".key") else 0o644
+    )
     assert (fleet.certs / file).read_bytes() == content
 
 

@@ -31,15 +31,21 @@ GOLDEN = Path(__file__).parent / "golden"
 PLACEHOLDER = "/srv/provision"
 UPDATE = os.environ.get("UPDATE_GOLDEN", "") not in ("", "0")
 EXPECTED = {
-    "example": ["apache/default-web-site.conf", "iis/default-web-site.ps1",
-                "iis/default-web-site.xml", "nginx/default-web-site.conf"],
+    "example": [
+        "apache/default-web-site.conf",
+        "iis/default-web-site.ps1",
+        "iis/default-web-site.xml",
+        "nginx/default-web-site.conf",
+    ],
     "portal": ["apache/portal.conf", "iis/portal.ps1", "iis/portal.xml", "nginx/portal.conf"],
 }
 
 
 def _normalised(project: Path, files: dict[str, bytes]) -> dict[str, str]:
-    return {golden_name(path): content.decode().replace(str(project), PLACEHOLDER)
-            for path, content in files.items()}
+    return {
+        golden_name(path): content.decode().replace(str(project), PLACEHOLDER)
+        for path, content in files.items()
+    }
 
 
 def _rendered(project: Path, case: str) -> dict[str, str]:
@@ -61,16 +67,21 @@ def test_rendered_configs_match_golden_files(project: Path, case: str) -> None:
     for name, text in rendered.items():
         golden = (folder / name).read_text(encoding="utf-8")
         if golden != text:
-            diff = "".join(difflib.unified_diff(
-                golden.splitlines(keepends=True), text.splitlines(keepends=True),
-                fromfile=f"golden/{case}/{name}", tofile="rendered"))
-            pytest.fail(f"{name} differs from its golden file (UPDATE_GOLDEN=1 to accept):\n"
-                        f"{diff}")
+            diff = "".join(
+                difflib.unified_diff(
+                    golden.splitlines(keepends=True),
+                    text.splitlines(keepends=True),
+                    fromfile=f"golden/{case}/{name}",
+                    tofile="rendered",
+                )
+            )
+            pytest.fail(f"{name} differs from its golden file (UPDATE_GOLDEN=1 to accept):\n{diff}")
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_rendering_is_deterministic(project: Path, tmp_path_factory: pytest.TempPathFactory,
-                                    case: str) -> None:
+def test_rendering_is_deterministic(
+    project: Path, tmp_path_factory: pytest.TempPathFactory, case: str
+) -> None:
     runs = prepare(project, case)
     first = render(project, runs)
     assert render(project, runs) == first  # same input, same bytes
@@ -103,8 +114,10 @@ def test_iis_site_xml_is_the_site_element(project: Path) -> None:
     assert site.tag == "site"
     assert site.get("name") == "Portal on IIS"
     assert site.get("id") == str(iis_site_id("Portal on IIS"))
-    bindings = [(b.get("protocol"), b.get("bindingInformation"), b.get("sslFlags"))
-                for b in site.iter("binding")]
+    bindings = [
+        (b.get("protocol"), b.get("bindingInformation"), b.get("sslFlags"))
+        for b in site.iter("binding")
+    ]
     assert bindings == [
         ("https", "*:443:", "0"),
         ("https", "*:443:portal.example.com", "1"),
@@ -114,9 +127,13 @@ def test_iis_site_xml_is_the_site_element(project: Path) -> None:
         ("http", "*:80:admin.example.com", None),
         ("http", "127.0.0.1:8080:", None),
     ]
-    applications = {a.get("path"): (a.get("applicationPool"),
-                                    [(v.get("path"), v.get("physicalPath")) for v in a])
-                    for a in site.findall("application")}
+    applications = {
+        a.get("path"): (
+            a.get("applicationPool"),
+            [(v.get("path"), v.get("physicalPath")) for v in a],
+        )
+        for a in site.findall("application")
+    }
     www = f"{PLACEHOLDER}/.provision/web-01/www"
     assert applications == {
         "/": ("Portal on IIS", [("/", f"{www}/home")]),
@@ -134,15 +151,17 @@ def test_iis_example_is_the_default_web_site(project: Path) -> None:
     assert [a.get("path") for a in applications][:2] == ["/CCMAdmin", "/CCMService"]
     assert {a.get("applicationPool") for a in site.findall("application")} == {"DefaultAppPool"}
     assert [(b.get("bindingInformation"), b.get("sslFlags")) for b in site.iter("binding")] == [
-        ("*:443:", "0")]
+        ("*:443:", "0")
+    ]
 
 
 def test_iis_script_imports_then_binds_by_thumbprint(project: Path) -> None:
     script = _rendered(project, "portal")["iis/portal.ps1"]
     certificates = f"{PLACEHOLDER}/.provision/web-01/certificates"
-    assert (f"@{{ Name = 'portal'; Pfx = '{certificates}/portal.pfx'; "
-            f"PasswordVariable = 'PORTAL_PFX_PASSWORD'; RootDer = '{certificates}/portal.cer' }}"
-            ) in script
+    assert (
+        f"@{{ Name = 'portal'; Pfx = '{certificates}/portal.pfx'; "
+        f"PasswordVariable = 'PORTAL_PFX_PASSWORD'; RootDer = '{certificates}/portal.cer' }}"
+    ) in script
     # A password kept in a file: the script reads the default variable.
     assert "PasswordVariable = 'PROVISION_PFX_PASSWORD'" in script
     assert "Import-PfxCertificate" in script and "Cert:\\LocalMachine\\My" in script
@@ -153,8 +172,10 @@ def test_iis_script_imports_then_binds_by_thumbprint(project: Path) -> None:
     assert "Endpoint = 'ipport=[::1]:443'" in script
     assert "Target = 'https://{SERVER_NAME}{REQUEST_URI}'" in script
     assert "Target = 'https://{SERVER_NAME}:8443{REQUEST_URI}'" in script
-    assert "Url = '^api(?:/(.*))?$'; Action = 'Rewrite'; " \
-           "Target = 'http://127.0.0.1:9000/backend/{R:1}'" in script
+    assert (
+        "Url = '^api(?:/(.*))?$'; Action = 'Rewrite'; "
+        "Target = 'http://127.0.0.1:9000/backend/{R:1}'" in script
+    )
     assert f"$SiteXml = '{PLACEHOLDER}/.provision/web-01/iis/portal.xml'" in script
 
 
@@ -171,21 +192,42 @@ def test_apache_listens_once_per_address_and_port(project: Path) -> None:
     apache = _rendered(project, "portal")["apache/portal.conf"]
     listens = [line.strip() for line in apache.splitlines() if line.strip().startswith("Listen")]
     # [::1]:443 is served by the socket on all addresses: Apache cannot bind both.
-    assert listens == ["Listen 443 https", "Listen 10.0.0.5:8443 https",
-                       "Listen 80 http", "Listen 127.0.0.1:8080 http"]
+    assert listens == [
+        "Listen 443 https",
+        "Listen 10.0.0.5:8443 https",
+        "Listen 80 http",
+        "Listen 127.0.0.1:8080 http",
+    ]
     assert "<VirtualHost [::1]:443>" in apache
 
 
 def _hostile_project(project: Path, site: dict[str, object]) -> Run:
     book = {
-        "name": "Hostile", "hosts": "cm-pub-01", "certificates_dir": "{{ certificates_dir }}",
-        "certificates": [{
-            "name": "c", "source": "self-signed", "key": {"type": "ecdsa"}, "names": ["a.example"],
-            "validity_days": 10, "renew_before_days": 1,
-            "outputs": [{"file": "c.pem", "format": "pem", "content": "fullchain"},
-                        {"file": "c.key", "format": "pem", "content": "key"}]}],
-        "sites": [{"config": "{{ certificates_dir }}/../site.conf", "reload": False,
-                   "bindings": [{"port": 443, "certificate": "c"}], **site}],
+        "name": "Hostile",
+        "hosts": "cm-pub-01",
+        "certificates_dir": "{{ certificates_dir }}",
+        "certificates": [
+            {
+                "name": "c",
+                "source": "self-signed",
+                "key": {"type": "ecdsa"},
+                "names": ["a.example"],
+                "validity_days": 10,
+                "renew_before_days": 1,
+                "outputs": [
+                    {"file": "c.pem", "format": "pem", "content": "fullchain"},
+                    {"file": "c.key", "format": "pem", "content": "key"},
+                ],
+            }
+        ],
+        "sites": [
+            {
+                "config": "{{ certificates_dir }}/../site.conf",
+                "reload": False,
+                "bindings": [{"port": 443, "certificate": "c"}],
+                **site,
+            }
+        ],
     }
     (project / "playbooks" / "hostile.yml").write_text(yaml.safe_dump(book))
     return Run("playbooks/hostile.yml", "inventory/example.yml")
@@ -193,23 +235,38 @@ def _hostile_project(project: Path, site: dict[str, object]) -> Run:
 
 @pytest.mark.parametrize("server", ["nginx", "apache"])
 def test_names_with_newlines_stay_inside_comments(project: Path, server: str) -> None:
-    run_ = _hostile_project(project, {
-        "name": "Evil\nlisten 1; \\", "server": server,
-        "virtual_directories": [{"path": "/x", "application": "App\nInclude /etc/passwd \\",
-                                 "physical_path": "/srv/with space/and\"quote"}]})
+    run_ = _hostile_project(
+        project,
+        {
+            "name": "Evil\nlisten 1; \\",
+            "server": server,
+            "virtual_directories": [
+                {
+                    "path": "/x",
+                    "application": "App\nInclude /etc/passwd \\",
+                    "physical_path": '/srv/with space/and"quote',
+                }
+            ],
+        },
+    )
     (text,) = render(project, [run_]).values()
     lines = text.decode().splitlines()
     assert not any(line.startswith(("listen 1", "Include")) for line in lines)
-    assert '# App Include /etc/passwd' in text.decode()
+    assert "# App Include /etc/passwd" in text.decode()
     assert not any(line.rstrip().endswith("\\") for line in lines)
     quoted = '"/srv/with space/and\\"quote' + ("/" if server == "nginx" else "") + '"'
     assert quoted in text.decode()
 
 
 def test_a_dollar_in_an_nginx_path_fails_the_host_not_the_config(project: Path) -> None:
-    run_ = _hostile_project(project, {
-        "name": "Dollar", "server": "nginx",
-        "virtual_directories": [{"path": "/x", "physical_path": "/srv/$document_root"}]})
+    run_ = _hostile_project(
+        project,
+        {
+            "name": "Dollar",
+            "server": "nginx",
+            "virtual_directories": [{"path": "/x", "physical_path": "/srv/$document_root"}],
+        },
+    )
     with inside(project):
         _, report = run(load(run_.playbook, run_.inventory), apply=False)
     (host,) = report.hosts

@@ -68,8 +68,14 @@ def certificate_change(host: HostReport) -> tuple[str, str] | None:
 
 def verify_at(project: Path, moment: dt.datetime) -> None:
     ca = project / "playbooks" / "pki" / "voice-root" / "ca.crt"
-    openssl("verify", "-attime", str(int(moment.timestamp())), "-CAfile", ca,
-            certs_dir(project) / "httpscert.pem")
+    openssl(
+        "verify",
+        "-attime",
+        str(int(moment.timestamp())),
+        "-CAfile",
+        ca,
+        certs_dir(project) / "httpscert.pem",
+    )
 
 
 def rotate(project: Path, policy: str) -> str:
@@ -106,9 +112,19 @@ def test_renewal_window_reissues(here: Path, policy: str) -> None:
         assert public_key_of(key) == old_key
         assert snapshot(certs_dir(here))["httpscert.key"] == key_state  # not even rewritten
     # The PFX carries the key the .key file holds.
-    pfx_key = openssl("pkey", "-pubout", input=openssl(
-        "pkcs12", "-in", certs_dir(here) / "httpscert.pfx", "-passin", "env:PFX_PASSWORD",
-        "-nocerts", "-nodes"))
+    pfx_key = openssl(
+        "pkey",
+        "-pubout",
+        input=openssl(
+            "pkcs12",
+            "-in",
+            certs_dir(here) / "httpscert.pfx",
+            "-passin",
+            "env:PFX_PASSWORD",
+            "-nocerts",
+            "-nodes",
+        ),
+    )
     assert pfx_key == openssl("pkey", "-in", key, "-pubout")
 
     settled = run_at(playbook, later, apply=False)
@@ -130,7 +146,8 @@ def test_expired_certificate_is_renewed(here: Path) -> None:
 
 
 def test_provided_certificate_expiring_soon_fails_the_host(
-        project: Path, cli: Any, corp: Corp) -> None:
+    project: Path, cli: Any, corp: Corp
+) -> None:
     fresh(project)
     first = cli("apply", SELF_SIGNED, "-i", INVENTORY, "-l", "cm-pub-01")
     assert first.exit_code == 0
@@ -139,17 +156,23 @@ def test_provided_certificate_expiring_soon_fails_the_host(
     supply(project, corp.expiring_soon.pem, "cm-pub-01.cer")
     supply(project, corp.expiring_soon.key, "cm-pub-01.key")
     supply(project, corp.chain, "corp-ca-chain.pem")
-    playbook = provided_playbook(project, {"certificate": "files/cm-pub-01.cer",
-                                           "key": "files/cm-pub-01.key",
-                                           "chain": "files/corp-ca-chain.pem"})
+    playbook = provided_playbook(
+        project,
+        {
+            "certificate": "files/cm-pub-01.cer",
+            "key": "files/cm-pub-01.key",
+            "chain": "files/corp-ca-chain.pem",
+        },
+    )
     document = plan_json(cli, playbook, "-l", "cm-pub-01", expect=1)
     host = document["hosts"]["cm-pub-01"]
     assert host["status"] == "failed"
     assert "files/cm-pub-01.cer expires in 10 days (< 30)" in host["error"]
     assert "supply a renewed certificate" in host["error"]
     result = cli("apply", playbook, "-i", INVENTORY, "-l", "cm-pub-01", env=ENV)
-    assert_refused(result, "cm-pub-01: failed", "expires in 10 days (< 30)",
-                   "supply a renewed certificate")
+    assert_refused(
+        result, "cm-pub-01: failed", "expires in 10 days (< 30)", "supply a renewed certificate"
+    )
     assert snapshot(project / ".provision") == before
 
 
@@ -159,9 +182,14 @@ def test_provided_certificate_enters_the_renewal_window(here: Path, corp: Corp) 
     supply(here, leaf.pem, "cm-pub-01.cer")
     supply(here, leaf.key, "cm-pub-01.key")
     supply(here, corp.chain, "corp-ca-chain.pem")
-    playbook = provided_playbook(here, {"certificate": "files/cm-pub-01.cer",
-                                        "key": "files/cm-pub-01.key",
-                                        "chain": "files/corp-ca-chain.pem"})
+    playbook = provided_playbook(
+        here,
+        {
+            "certificate": "files/cm-pub-01.cer",
+            "key": "files/cm-pub-01.key",
+            "chain": "files/corp-ca-chain.pem",
+        },
+    )
     assert run_at(playbook, T0, apply=True).status == "changed"
     before = snapshot(here / ".provision")
     later = T0 + 380 * DAY
@@ -176,15 +204,19 @@ def test_provided_certificate_enters_the_renewal_window(here: Path, corp: Corp) 
 
 
 def test_validity_not_longer_than_renew_before_is_a_validation_error(
-        project: Path, cli: Any) -> None:
+    project: Path, cli: Any
+) -> None:
     fresh(project)
     data = example(project, "callmanager-https.yml")
     data["certificates"][0].update(validity_days=30, renew_before_days=30)
     playbook = write_playbook(project, "too-short.yml", data)
     for command in ("validate", "plan", "apply"):
         result = cli(command, playbook, "-i", INVENTORY)
-        assert_refused(result, "playbooks/too-short.yml",
-                       "validity_days (30) must be longer than renew_before_days (30)")
+        assert_refused(
+            result,
+            "playbooks/too-short.yml",
+            "validity_days (30) must be longer than renew_before_days (30)",
+        )
     assert not (project / ".provision").exists()
 
 

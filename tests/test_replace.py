@@ -32,7 +32,6 @@ VOICE_ROOT = "CN=Example Voice Root CA,O=Example Voice Operations"
 VOICE_ROOT_2 = "CN=Example Voice Root CA 2,O=Example Voice Operations"
 
 
-
 def apply(cli: Any, playbook: str, *args: str) -> Any:
     result = cli("apply", playbook, "-i", INVENTORY, *args, env=ENV)
     assert result.exit_code == 0, result.stdout + result.stderr
@@ -50,8 +49,9 @@ def manifest(folder: Path) -> dict[str, dict[str, Any]]:
     return {entry["path"]: entry for entry in files}
 
 
-def assert_backup_holds(folder: Path, old: dict[str, tuple[bytes, int, int]],
-                        certificates: Path, names: list[str]) -> None:
+def assert_backup_holds(
+    folder: Path, old: dict[str, tuple[bytes, int, int]], certificates: Path, names: list[str]
+) -> None:
     entries = manifest(folder)
     for name in names:
         entry = entries[str(certificates / name)]
@@ -84,15 +84,17 @@ def test_self_signed_to_internal_ca_end_to_end(project: Path, cli: Any) -> None:
     for host in HOSTS:
         certificates = certs_dir(project, host)
         backup = backups(project, host)[-1]  # the first apply's lists what it created
-        assert_backup_holds(backup, old[host], certificates,
-                            ["httpscert.cer", "httpscert.pem", "httpscert.key"])
+        assert_backup_holds(
+            backup, old[host], certificates, ["httpscert.cer", "httpscert.pem", "httpscert.key"]
+        )
         created = json.loads((backup / "manifest.json").read_text())["created"]
         assert {Path(p).name for p in created} == {"httpscert.p7b", "httpscert.pfx"}
         assert fingerprint(certificates / "httpscert.cer", "DER") == fingerprint(ca)
         openssl("verify", "-CAfile", ca, certificates / "httpscert.pem")
         # rotate: always (the default): the replacement has a new key.
         assert public_key_of(certificates / "httpscert.key") != public_key_of(
-            next(backup.glob("*-httpscert.key")))
+            next(backup.glob("*-httpscert.key"))
+        )
 
     settled = snapshot(project / ".provision")
     again = apply(cli, CA_PLAYBOOK)
@@ -150,10 +152,15 @@ def test_rotate_never_keeps_the_key_through_the_switch(project: Path, cli: Any) 
 def two_authorities(project: Path, use: str) -> str:
     data = example(project)
     second = json.loads(json.dumps(data["authorities"][0]))
-    second.update(name="voice-root-2", dir="pki/voice-root-2",
-                  subject={"common_name": "Example Voice Root CA 2",
-                           "organization": "Example Voice Operations"},
-                  key={"type": "ecdsa", "curve": "p256"})
+    second.update(
+        name="voice-root-2",
+        dir="pki/voice-root-2",
+        subject={
+            "common_name": "Example Voice Root CA 2",
+            "organization": "Example Voice Operations",
+        },
+        key={"type": "ecdsa", "curve": "p256"},
+    )
     data["authorities"].append(second)
     data["certificates"][0]["source"] = {"type": "ca", "authority": use}
     return write_playbook(project, f"with-{use}.yml", data)
@@ -169,44 +176,59 @@ def test_one_ca_to_another_ca_and_back(project: Path, cli: Any, tmp_path: Path) 
     assert (pki / "voice-root-2" / "ca.crt").exists()  # both created by the first apply
 
     second = two_authorities(project, "voice-root-2")
-    change = change_of(plan_json(cli, second, "-l", "cm-pub-01"), "cm-pub-01",
-                       "certificate httpscert")
+    change = change_of(
+        plan_json(cli, second, "-l", "cm-pub-01"), "cm-pub-01", "certificate httpscert"
+    )
     assert change is not None
     assert (change["action"], change["reason"]) == (
-        "replace", f"issuer changed: {VOICE_ROOT} -> {VOICE_ROOT_2}")
+        "replace",
+        f"issuer changed: {VOICE_ROOT} -> {VOICE_ROOT_2}",
+    )
     apply(cli, second, "-l", "cm-pub-01")
     ca2 = pki / "voice-root-2" / "ca.crt"
     openssl("verify", "-CAfile", ca2, certificates / "httpscert.pem")
     assert fingerprint(certificates / "httpscert.cer", "DER") == fingerprint(ca2)
     backup = backups(project, "cm-pub-01")[-1]
-    assert_backup_holds(backup, old, certificates,
-                        ["httpscert.cer", "httpscert.pem", "httpscert.key", "httpscert.p7b",
-                         "httpscert.pfx"])
+    assert_backup_holds(
+        backup,
+        old,
+        certificates,
+        ["httpscert.cer", "httpscert.pem", "httpscert.key", "httpscert.p7b", "httpscert.pfx"],
+    )
     assert "changed 0" in apply(cli, second, "-l", "cm-pub-01").stdout
 
     # Back to the self-signed example: a replacement again.
-    change = change_of(plan_json(cli, SELF_SIGNED, "-l", "cm-pub-01"), "cm-pub-01",
-                       "certificate httpscert")
+    change = change_of(
+        plan_json(cli, SELF_SIGNED, "-l", "cm-pub-01"), "cm-pub-01", "certificate httpscert"
+    )
     assert change is not None
     assert (change["action"], change["reason"]) == (
-        "replace", f"issuer changed: {VOICE_ROOT_2} -> self-signed")
+        "replace",
+        f"issuer changed: {VOICE_ROOT_2} -> self-signed",
+    )
     apply(cli, SELF_SIGNED, "-l", "cm-pub-01")
     assert_self_signed(certificates, tmp_path)
-    assert change_of(plan_json(cli, SELF_SIGNED, "-l", "cm-pub-01"), "cm-pub-01",
-                     "certificate httpscert") is None
+    assert (
+        change_of(
+            plan_json(cli, SELF_SIGNED, "-l", "cm-pub-01"), "cm-pub-01", "certificate httpscert"
+        )
+        is None
+    )
 
 
 def assert_self_signed(certificates: Path, tmp_path: Path) -> None:
     """httpscert.cer (the root, DER) is the leaf itself, and it verifies the fullchain."""
     self_signed = tmp_path / "self-signed.pem"
-    self_signed.write_bytes(openssl("x509", "-inform", "DER", "-in",
-                                    certificates / "httpscert.cer"))
+    self_signed.write_bytes(
+        openssl("x509", "-inform", "DER", "-in", certificates / "httpscert.cer")
+    )
     assert fingerprint(self_signed) == fingerprint(certificates / "httpscert.pem")
     openssl("verify", "-CAfile", self_signed, certificates / "httpscert.pem")
 
 
-def test_back_to_self_signed_removes_the_ca_only_outputs(project: Path, cli: Any,
-                                                         tmp_path: Path) -> None:
+def test_back_to_self_signed_removes_the_ca_only_outputs(
+    project: Path, cli: Any, tmp_path: Path
+) -> None:
     fresh(project)
     apply(cli, CA_PLAYBOOK, "-l", "cm-pub-01")
     certificates = certs_dir(project)
@@ -216,7 +238,9 @@ def test_back_to_self_signed_removes_the_ca_only_outputs(project: Path, cli: Any
         assert gone is not None and gone["action"] == "delete"
     apply(cli, SELF_SIGNED, "-l", "cm-pub-01")
     assert sorted(p.name for p in certificates.iterdir() if not p.name.startswith(".")) == [
-        "httpscert.cer", "httpscert.key", "httpscert.pem"]
+        "httpscert.cer",
+        "httpscert.key",
+        "httpscert.pem",
+    ]
     assert_self_signed(certificates, tmp_path)
     assert "changed 0" in apply(cli, SELF_SIGNED, "-l", "cm-pub-01").stdout
-

@@ -35,6 +35,7 @@ def _refused(cli: Cli, project: Path, *fragments: str) -> None:
 def test_a_binding_address_cannot_inject_directives(project: Path, cli: Cli) -> None:
     def edit(book: dict) -> None:  # type: ignore[type-arg]
         book["sites"][0]["bindings"][0]["address"] = "127.0.0.1:8443 ssl; root /; } server {"
+
     _book(project, edit)
     _refused(cli, project, "sites[0].bindings[0].address", "is not an IP address or *")
 
@@ -42,6 +43,7 @@ def test_a_binding_address_cannot_inject_directives(project: Path, cli: Cli) -> 
 def test_a_scoped_ipv6_name_is_refused_not_reissued_forever(project: Path, cli: Cli) -> None:
     def edit(book: dict) -> None:  # type: ignore[type-arg]
         book["certificates"][0]["names"].append("fe80::1%eth0")
+
     _book(project, edit)
     _refused(cli, project, "is a scoped IPv6 address")
 
@@ -49,7 +51,9 @@ def test_a_scoped_ipv6_name_is_refused_not_reissued_forever(project: Path, cli: 
 def test_an_inline_password_is_never_quoted_nor_templated(project: Path, cli: Cli) -> None:
     def edit(book: dict) -> None:  # type: ignore[type-arg]
         book["certificates"][0]["outputs"].append(
-            {"file": "h.pfx", "format": "pkcs12", "password": "S3cr{{et-pw"})
+            {"file": "h.pfx", "format": "pkcs12", "password": "S3cr{{et-pw"}
+        )
+
     _book(project, edit)
     result = cli("apply", PLAYBOOK, "-i", INVENTORY)
     assert result.exit_code == 0, result.stderr
@@ -61,22 +65,27 @@ def test_an_inline_password_is_never_quoted_nor_templated(project: Path, cli: Cl
 def _pfx_book(project: Path, **pfx: object) -> None:
     def edit(book: dict) -> None:  # type: ignore[type-arg]
         book["certificates"][0]["outputs"].append(
-            {"file": "h.pfx", "format": "pkcs12", "password": {"env": "PFX"}, **pfx})
+            {"file": "h.pfx", "format": "pkcs12", "password": {"env": "PFX"}, **pfx}
+        )
+
     _book(project, edit)
 
 
-@pytest.mark.parametrize(("first", "second"), [
-    ({"profile": "legacy"}, {"profile": "modern"}),
-    ({"friendly_name": "old"}, {"friendly_name": "new"}),
-])
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"profile": "legacy"}, {"profile": "modern"}),
+        ({"friendly_name": "old"}, {"friendly_name": "new"}),
+    ],
+)
 def test_a_pfx_profile_or_friendly_name_change_is_applied(
-        project: Path, cli: Cli, first: dict[str, str], second: dict[str, str]) -> None:
+    project: Path, cli: Cli, first: dict[str, str], second: dict[str, str]
+) -> None:
     env = {"PFX": "pw"}
     _pfx_book(project, **first)
     assert cli("apply", PLAYBOOK, "-i", INVENTORY, env=env).exit_code == 0
     _pfx_book(project, **second)
-    plan = json.loads(cli("plan", PLAYBOOK, "-i", INVENTORY, "--format", "json",
-                          env=env).stdout)
+    plan = json.loads(cli("plan", PLAYBOOK, "-i", INVENTORY, "--format", "json", env=env).stdout)
     changes = plan["hosts"]["cm-pub-01"]["changes"]
     assert [(c["resource"], c["action"]) for c in changes] == [("file h.pfx", "update")]
     assert cli("apply", PLAYBOOK, "-i", INVENTORY, env=env).exit_code == 0
@@ -85,12 +94,15 @@ def test_a_pfx_profile_or_friendly_name_change_is_applied(
 
 
 def test_a_mistyped_pfx_password_does_not_rekey_when_the_pfx_alone_holds_the_key(
-        project: Path, cli: Cli) -> None:
+    project: Path, cli: Cli
+) -> None:
     def edit(book: dict) -> None:  # type: ignore[type-arg]
         book["certificates"][0]["outputs"] = [
             {"file": "httpscert.cer", "format": "der", "content": "root"},
-            {"file": "httpscert.pfx", "format": "pkcs12", "password": {"env": "PFX"}}]
+            {"file": "httpscert.pfx", "format": "pkcs12", "password": {"env": "PFX"}},
+        ]
         book["sites"] = []
+
     _book(project, edit)
     assert cli("apply", PLAYBOOK, "-i", INVENTORY, env={"PFX": "right"}).exit_code == 0
     before = snapshot(project)
@@ -104,6 +116,7 @@ def test_a_mistyped_pfx_password_does_not_rekey_when_the_pfx_alone_holds_the_key
 def test_a_missing_template_file_fails_the_host_in_one_line(project: Path, cli: Cli) -> None:
     def edit(book: dict) -> None:  # type: ignore[type-arg]
         book["sites"][0]["template"] = str(project / "no-such-template.j2")
+
     _book(project, edit)
     result = cli("plan", PLAYBOOK, "-i", INVENTORY)
     assert result.exit_code == 1

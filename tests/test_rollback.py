@@ -49,8 +49,10 @@ def files(project: Path) -> dict[str, tuple[bytes, int]]:
     for host in HOSTS:
         for path in [*sorted(certs(project, host).glob("*")), site_config(project, host)]:
             if path.is_file() and not path.name.startswith((".provision.lock", ".backup")):
-                result[str(path.relative_to(project))] = (path.read_bytes(),
-                                                          path.stat().st_mode & 0o777)
+                result[str(path.relative_to(project))] = (
+                    path.read_bytes(),
+                    path.stat().st_mode & 0o777,
+                )
     return result
 
 
@@ -133,7 +135,8 @@ def test_rollback_to_a_timestamp_undoes_every_later_apply(example: Path, cli: An
     data = yaml.safe_load((example / CA).read_text())
     data["certificates"][0]["names"].append("ccm.voice.example.com")
     (example / "playbooks" / "callmanager-https-ca-2.yml").write_text(
-        yaml.safe_dump(data, sort_keys=False))
+        yaml.safe_dump(data, sort_keys=False)
+    )
     second = "playbooks/callmanager-https-ca-2.yml"
     apply(cli, second)
     assert files(example) != with_ca
@@ -156,8 +159,7 @@ def test_rollback_to_a_timestamp_undoes_every_later_apply(example: Path, cli: An
         assert (certs(example, host) / ".backup").is_dir()
 
 
-def test_rollback_to_an_unknown_timestamp_fails_naming_the_backups(example: Path,
-                                                                   cli: Any) -> None:
+def test_rollback_to_an_unknown_timestamp_fails_naming_the_backups(example: Path, cli: Any) -> None:
     apply(cli, SELF_SIGNED)
     before = files(example)
     result = cli("rollback", SELF_SIGNED, "-i", INVENTORY, "--to", "19990101", env=ENV)
@@ -202,7 +204,8 @@ def test_rollback_tests_and_reloads_every_site(example: Path, cli: Any, tmp_path
     before = files(example)
     apply(cli, ca)
     assert sorted(log.read_text().splitlines()) == sorted(
-        [f"test {h}" for h in HOSTS] * 2 + [f"reload {h}" for h in HOSTS] * 2)
+        [f"test {h}" for h in HOSTS] * 2 + [f"reload {h}" for h in HOSTS] * 2
+    )
     log.unlink()
 
     result = rollback(cli, ca)
@@ -216,8 +219,7 @@ def test_rollback_tests_and_reloads_every_site(example: Path, cli: Any, tmp_path
     assert_no_changes(cli, self_signed)
 
 
-def test_a_rollback_the_server_rejects_is_undone(example: Path, cli: Any,
-                                                 tmp_path: Path) -> None:
+def test_a_rollback_the_server_rejects_is_undone(example: Path, cli: Any, tmp_path: Path) -> None:
     """The restored files fail the config test: the files of before the rollback come back
     and the host is reported failed with the command's words."""
     log = tmp_path / "commands.log"
@@ -246,10 +248,16 @@ def test_rollback_backups_are_listed_in_a_manifest(example: Path, cli: Any) -> N
     folder = certs(example, host) / ".backup" / backup_stamps(example)[-1]
     manifest = json.loads((folder / "manifest.json").read_text())
     replaced = {Path(e["path"]).name: e for e in manifest["files"]}
-    assert sorted(replaced) == sorted([".provision-state.json", "default-web-site.conf",
-                                       "httpscert.cer", "httpscert.key", "httpscert.pem"])
+    assert sorted(replaced) == sorted(
+        [
+            ".provision-state.json",
+            "default-web-site.conf",
+            "httpscert.cer",
+            "httpscert.key",
+            "httpscert.pem",
+        ]
+    )
     for entry in replaced.values():
         path = Path(entry["path"])
-        assert Path(entry["backup"]).read_bytes() == before[
-            str(path.relative_to(example))][0]
+        assert Path(entry["backup"]).read_bytes() == before[str(path.relative_to(example))][0]
     assert sorted(Path(p).name for p in manifest["created"]) == sorted(CA_ONLY)

@@ -27,8 +27,14 @@ INVENTORY = "playbooks/ssh-inventory.yml"
 RETRY = "playbooks/ssh.retry"
 
 
-def rolling(project: Path, fleet: SshdFleet, servers: list[SshServer], *,
-            serial: Any = None, max_fail: float | None = None) -> Path:
+def rolling(
+    project: Path,
+    fleet: SshdFleet,
+    servers: list[SshServer],
+    *,
+    serial: Any = None,
+    max_fail: float | None = None,
+) -> Path:
     """The SSH playbook and inventory in ``project/playbooks``, with the rolling settings."""
     playbook, _inventory = write_project(project / "playbooks", fleet, servers)
     book = yaml.safe_load(playbook.read_text())
@@ -44,8 +50,19 @@ def rolling(project: Path, fleet: SshdFleet, servers: list[SshServer], *,
 
 
 def apply(cli: Cli, known: Path, *extra: str) -> tuple[Result, dict[str, Any]]:
-    result = cli("apply", PLAYBOOK, "-i", INVENTORY, "--known-hosts", str(known),
-                 "--connect-timeout", "5", "--format", "json", *extra)
+    result = cli(
+        "apply",
+        PLAYBOOK,
+        "-i",
+        INVENTORY,
+        "--known-hosts",
+        str(known),
+        "--connect-timeout",
+        "5",
+        "--format",
+        "json",
+        *extra,
+    )
     assert "Traceback" not in result.stdout + result.stderr
     try:
         document = json.loads(result.stdout)
@@ -71,7 +88,8 @@ def refused(server: SshServer) -> str:
 
 
 def test_first_host_dead_stops_the_run_and_the_retry_file_reruns_the_rest(
-        sshd_fleet: SshdFleet, project: Path, cli: Cli) -> None:
+    sshd_fleet: SshdFleet, project: Path, cli: Cli
+) -> None:
     servers = sshd_fleet.start(5)
     names = [s.name for s in servers]
     servers[0].stop()  # host1: a dead host on a closed port
@@ -85,8 +103,9 @@ def test_first_host_dead_stops_the_run_and_the_retry_file_reruns_the_rest(
     for name in names[1:]:
         host = document["hosts"][name]
         assert host["changes"] == [] and host["unchanged"] == []
-        assert host["error"] == ("the previous batch had 1 of 1 hosts failed, more than "
-                                 "max_fail_percentage 0%")
+        assert host["error"] == (
+            "the previous batch had 1 of 1 hosts failed, more than max_fail_percentage 0%"
+        )
     assert document["summary"] == {"ok": 0, "changed": 0, "failed": 1, "skipped": 4}
     for server in servers:
         assert untouched(server), server.name
@@ -103,8 +122,10 @@ def test_first_host_dead_stops_the_run_and_the_retry_file_reruns_the_rest(
     text = cli("apply", PLAYBOOK, "-i", INVENTORY, "--known-hosts", str(known))
     assert text.exit_code == 1
     assert f"host1: failed: {refused(servers[0])}" in text.stdout
-    assert ("host2: skipped: the previous batch had 1 of 1 hosts failed, more than "
-            "max_fail_percentage 0%") in text.stdout
+    assert (
+        "host2: skipped: the previous batch had 1 of 1 hosts failed, more than "
+        "max_fail_percentage 0%"
+    ) in text.stdout
     assert "Recap: ok 0, changed 0, failed 1, skipped 4" in text.stdout
     assert all(untouched(s) for s in servers)
 
@@ -132,8 +153,9 @@ def test_first_host_dead_stops_the_run_and_the_retry_file_reruns_the_rest(
 # --- serial: [1, "50%"] -----------------------------------------------------------------------
 
 
-def test_a_batch_over_max_fail_percentage_stops_the_run(sshd_fleet: SshdFleet, project: Path,
-                                                        cli: Cli) -> None:
+def test_a_batch_over_max_fail_percentage_stops_the_run(
+    sshd_fleet: SshdFleet, project: Path, cli: Cli
+) -> None:
     servers = sshd_fleet.start(5)
     names = [s.name for s in servers]
     servers[2].stop()  # host3, in the second batch
@@ -143,12 +165,18 @@ def test_a_batch_over_max_fail_percentage_stops_the_run(sshd_fleet: SshdFleet, p
     result, document = apply(cli, known)
     assert result.exit_code == 1
     assert list(document["hosts"]) == names
-    assert statuses(document) == {"host1": "changed", "host2": "changed", "host3": "failed",
-                                  "host4": "skipped", "host5": "skipped"}
+    assert statuses(document) == {
+        "host1": "changed",
+        "host2": "changed",
+        "host3": "failed",
+        "host4": "skipped",
+        "host5": "skipped",
+    }
     assert document["hosts"]["host3"]["error"] == refused(servers[2])
     for name in ("host4", "host5"):
         assert document["hosts"][name]["error"] == (
-            "the previous batch had 1 of 2 hosts failed, more than max_fail_percentage 40%")
+            "the previous batch had 1 of 2 hosts failed, more than max_fail_percentage 40%"
+        )
     assert document["summary"] == {"ok": 0, "changed": 2, "failed": 1, "skipped": 2}
     assert "batch 1/3: 1 host" in result.stderr and "batch 2/3: 2 hosts" in result.stderr
     assert "batch 3/3" not in result.stderr
@@ -170,8 +198,9 @@ def test_a_batch_over_max_fail_percentage_stops_the_run(sshd_fleet: SshdFleet, p
     assert {s.name: snapshot(host_root(s)) for s in servers[:2]} == before
 
 
-def test_a_batch_exactly_at_max_fail_percentage_does_not_stop(sshd_fleet: SshdFleet,
-                                                              project: Path, cli: Cli) -> None:
+def test_a_batch_exactly_at_max_fail_percentage_does_not_stop(
+    sshd_fleet: SshdFleet, project: Path, cli: Cli
+) -> None:
     """The rule is "more than": 1 of 2 failed is 50%, which does not exceed 50."""
     servers = sshd_fleet.start(5)
     servers[2].stop()
@@ -179,8 +208,13 @@ def test_a_batch_exactly_at_max_fail_percentage_does_not_stop(sshd_fleet: SshdFl
 
     result, document = apply(cli, known)
     assert result.exit_code == 1
-    assert statuses(document) == {"host1": "changed", "host2": "changed", "host3": "failed",
-                                  "host4": "changed", "host5": "changed"}
+    assert statuses(document) == {
+        "host1": "changed",
+        "host2": "changed",
+        "host3": "failed",
+        "host4": "changed",
+        "host5": "changed",
+    }
     assert document["summary"]["skipped"] == 0
     assert (project / RETRY).read_text() == "host3\n"
 
@@ -190,15 +224,15 @@ def test_a_batch_exactly_at_max_fail_percentage_does_not_stop(sshd_fleet: SshdFl
 
 @pytest.mark.parametrize("serial", [1, None], ids=["serial-1", "no-serial"])
 def test_without_max_fail_percentage_a_dead_host_never_stops_the_others(
-        sshd_fleet: SshdFleet, project: Path, cli: Cli, serial: int | None) -> None:
+    sshd_fleet: SshdFleet, project: Path, cli: Cli, serial: int | None
+) -> None:
     servers = sshd_fleet.start(5)
     servers[0].stop()
     known = rolling(project, sshd_fleet, servers, serial=serial)
 
     result, document = apply(cli, known)
     assert result.exit_code == 1
-    assert statuses(document) == {"host1": "failed",
-                                  **{s.name: "changed" for s in servers[1:]}}
+    assert statuses(document) == {"host1": "failed", **{s.name: "changed" for s in servers[1:]}}
     assert document["summary"] == {"ok": 0, "changed": 4, "failed": 1, "skipped": 0}
     assert document["hosts"]["host1"]["error"] == refused(servers[0])
     for server in servers[1:]:
@@ -210,8 +244,9 @@ def test_without_max_fail_percentage_a_dead_host_never_stops_the_others(
 # --- patterns and limits that match nothing ---------------------------------------------------
 
 
-def test_a_pattern_or_limit_matching_no_host_exits_1(sshd_fleet: SshdFleet, project: Path,
-                                                     cli: Cli) -> None:
+def test_a_pattern_or_limit_matching_no_host_exits_1(
+    sshd_fleet: SshdFleet, project: Path, cli: Cli
+) -> None:
     servers = sshd_fleet.start(1)
     known = rolling(project, sshd_fleet, servers, serial=1, max_fail=0)
     base = ["apply", PLAYBOOK, "-i", INVENTORY, "--known-hosts", str(known)]

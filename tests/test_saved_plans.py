@@ -43,16 +43,16 @@ def config(project: Path, host: str) -> Path:
     return host_dir(project, host) / "nginx" / "default-web-site.conf"
 
 
-def make_plan(cli: Cli, playbook: str = PLAYBOOK, env: dict[str, str] | None = None,
-              out: str = "plan.json") -> dict[str, Any]:
+def make_plan(
+    cli: Cli, playbook: str = PLAYBOOK, env: dict[str, str] | None = None, out: str = "plan.json"
+) -> dict[str, Any]:
     result = cli("plan", playbook, "-i", INVENTORY, "--out", out, env=env)
     assert result.exit_code == 0, result.stdout + result.stderr
     document: dict[str, Any] = json.loads((cli.cwd / out).read_text(encoding="utf-8"))
     return document
 
 
-def apply_playbook(cli: Cli, playbook: str = PLAYBOOK,
-                   env: dict[str, str] | None = None) -> None:
+def apply_playbook(cli: Cli, playbook: str = PLAYBOOK, env: dict[str, str] | None = None) -> None:
     result = cli("apply", playbook, "-i", INVENTORY, env=env)
     assert result.exit_code == 0, result.stdout + result.stderr
     assert result.stdout.endswith("Recap: ok 0, changed 3, failed 0\n"), result.stdout
@@ -82,27 +82,33 @@ def test_saved_plan_applies_then_nothing_left_to_do(project: Path, cli: Cli) -> 
     assert result.stdout.endswith("\nRecap: ok 0, changed 3, failed 0\n"), result.stdout
     for host in HOSTS:
         assert f"{host}: changed\n" in result.stdout
-        names = sorted(p.name for p in certs(project, host).iterdir() if p.is_file()
-                       and not p.name.startswith("."))
+        names = sorted(
+            p.name
+            for p in certs(project, host).iterdir()
+            if p.is_file() and not p.name.startswith(".")
+        )
         assert names == ["httpscert.cer", "httpscert.key", "httpscert.pem"]
         # The config written is exactly the text the reviewed plan showed.
-        assert config(project, host).read_text(encoding="utf-8") == \
-            site_change(document, host)["content"]
+        assert (
+            config(project, host).read_text(encoding="utf-8")
+            == site_change(document, host)["content"]
+        )
     again = cli("plan", PLAYBOOK, "-i", INVENTORY, "--detailed-exitcode")
     assert again.exit_code == 0, again.stdout + again.stderr
     assert again.stdout.endswith("Plan: 3 hosts, 0 to change, 0 failed.\n")
 
 
-def test_plan_file_records_inputs_digests_and_rendered_configs(project: Path,
-                                                               cli: Cli) -> None:
+def test_plan_file_records_inputs_digests_and_rendered_configs(project: Path, cli: Cli) -> None:
     document = make_plan(cli)
     assert document["format"] == "provision-plan/1"
     assert document["playbook"] == {
         "path": PLAYBOOK,
-        "sha256": hashlib.sha256((project / PLAYBOOK).read_bytes()).hexdigest()}
+        "sha256": hashlib.sha256((project / PLAYBOOK).read_bytes()).hexdigest(),
+    }
     assert document["inventory"] == {
         "path": INVENTORY,
-        "sha256": planfile.inventory_digest(project / INVENTORY)}
+        "sha256": planfile.inventory_digest(project / INVENTORY),
+    }
     assert len(document["controller"]["sha256"]) == 64
     assert document["limit"] is None
     assert [h["host"] for h in document["hosts"]] == list(HOSTS)
@@ -113,8 +119,9 @@ def test_plan_file_records_inputs_digests_and_rendered_configs(project: Path,
         assert entry["error"] is None
         change = site_change(document, host)
         assert change["path"] == str(config(project, host))
-        assert change["content"].startswith("# Rendered by provision from callmanager-https.yml "
-                                            f"for host {host}")
+        assert change["content"].startswith(
+            f"# Rendered by provision from callmanager-https.yml for host {host}"
+        )
         assert f"ssl_certificate     {certs(project, host)}/httpscert.pem;" in change["content"]
         assert "location /CCMAdmin/ {" in change["content"]
         # Certificate outputs are named by reference, never carried.
@@ -163,7 +170,8 @@ def _drift_pem_again(project: Path) -> None:
     # Someone restores the file from their own copy after the plan was made: the host is
     # refused all the same, since the plan was made against a host without it.
     (certs(project, DRIFTED) / "httpscert.pem").write_bytes(
-        (project / f"{DRIFTED}.pem").read_bytes())
+        (project / f"{DRIFTED}.pem").read_bytes()
+    )
 
 
 # How to drift every host before the plan, how to drift one again after it, and what a new
@@ -175,8 +183,9 @@ DRIFTS = {
 
 
 @pytest.mark.parametrize("drift", list(DRIFTS))
-def test_host_changed_since_plan_is_refused_others_applied(project: Path, cli: Cli,
-                                                           drift: str) -> None:
+def test_host_changed_since_plan_is_refused_others_applied(
+    project: Path, cli: Cli, drift: str
+) -> None:
     before_plan, after_plan, left = DRIFTS[drift]
     apply_playbook(cli)
     before_plan(project)
@@ -197,8 +206,10 @@ def test_host_changed_since_plan_is_refused_others_applied(project: Path, cli: C
         assert f"{host}: changed\n" in result.stdout
         assert (certs(project, host) / "httpscert.pem").is_file()
         if drift == "config-edited":
-            assert config(project, host).read_text(encoding="utf-8") == \
-                site_change(document, host)["content"]
+            assert (
+                config(project, host).read_text(encoding="utf-8")
+                == site_change(document, host)["content"]
+            )
     # A new plan has at most the refused host left to change.
     again = cli("plan", PLAYBOOK, "-i", INVENTORY, "--detailed-exitcode")
     assert again.exit_code == (2 if left else 0), again.stdout + again.stderr
@@ -230,8 +241,9 @@ INPUT_EDITS: dict[str, tuple[Callable[[Path], None], str]] = {
 
 @pytest.mark.parametrize("applied_first", [False, True], ids=["fresh", "applied"])
 @pytest.mark.parametrize("edit", list(INPUT_EDITS))
-def test_changed_input_refuses_whole_plan(project: Path, cli: Cli, edit: str,
-                                          applied_first: bool) -> None:
+def test_changed_input_refuses_whole_plan(
+    project: Path, cli: Cli, edit: str, applied_first: bool
+) -> None:
     change, named = INPUT_EDITS[edit]
     if applied_first:
         apply_playbook(cli)
@@ -261,8 +273,11 @@ def test_changed_authority_refuses_whole_plan(project: Path, cli: Cli) -> None:
     assert not (project / ".provision").exists()
 
 
-@pytest.mark.parametrize("extra", [["-i", INVENTORY], ["-i", "inventory/other.yml"],
-                                   ["--limit", "cm-pub-01"]], ids=["-i", "-i-other", "--limit"])
+@pytest.mark.parametrize(
+    "extra",
+    [["-i", INVENTORY], ["-i", "inventory/other.yml"], ["--limit", "cm-pub-01"]],
+    ids=["-i", "-i-other", "--limit"],
+)
 def test_saved_plan_names_its_own_inventory(project: Path, cli: Cli, extra: list[str]) -> None:
     make_plan(cli)
     everything = snapshot(project)
@@ -285,6 +300,7 @@ def _edited(edit: Callable[[dict[str, Any]], None]) -> Callable[[str], str]:
         document = json.loads(text)
         edit(document)
         return json.dumps(document, indent=2)
+
     return damage
 
 
@@ -294,6 +310,7 @@ def _set(path: tuple[Any, ...], value: Any) -> Callable[[dict[str, Any]], None]:
         for key in path[:-1]:
             target = target[key]
         target[path[-1]] = value
+
     return edit
 
 
@@ -303,6 +320,7 @@ def _drop(path: tuple[Any, ...]) -> Callable[[dict[str, Any]], None]:
         for key in path[:-1]:
             target = target[key]
         del target[path[-1]]
+
     return edit
 
 
@@ -360,14 +378,19 @@ def _key_slices(path: Path, password: bytes | None = None) -> set[str]:
         found = pkcs12.load_key_and_certificates(data, password)[0]
         assert found is not None
         key = found
-    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    der = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     encodings += [base64.b64encode(der).decode(), der.hex()]
-    return {text[i:i + 40] for text in encodings for i in range(0, len(text) - 40, 20)}
+    return {text[i : i + 40] for text in encodings for i in range(0, len(text) - 40, 20)}
 
 
-def assert_no_secrets(plan_text: str, key_files: list[Path], secrets: tuple[str, ...] = (),
-                      password: bytes | None = None) -> None:
+def assert_no_secrets(
+    plan_text: str,
+    key_files: list[Path],
+    secrets: tuple[str, ...] = (),
+    password: bytes | None = None,
+) -> None:
     assert key_files
     assert "PRIVATE KEY" not in plan_text
     flat = plan_text.replace("\\n", "").replace("\n", "")
@@ -383,8 +406,10 @@ def test_plan_holds_no_key_material(project: Path, cli: Cli) -> None:
     # Add a name (every certificate is replaced) and drift every host's config and PEM.
     playbook = project / PLAYBOOK
     text = playbook.read_text(encoding="utf-8")
-    playbook.write_text(text.replace("localhost, 127.0.0.1]",
-                                     "localhost, 127.0.0.1, new.example.com]"), encoding="utf-8")
+    playbook.write_text(
+        text.replace("localhost, 127.0.0.1]", "localhost, 127.0.0.1, new.example.com]"),
+        encoding="utf-8",
+    )
     _drift_config(project)
     for host in HOSTS:
         (certs(project, host) / "httpscert.pem").unlink()
@@ -401,9 +426,9 @@ def test_plan_holds_no_key_material(project: Path, cli: Cli) -> None:
     assert applied.stdout.endswith("Recap: ok 0, changed 3, failed 0\n")
 
 
-def test_internal_ca_plan_holds_no_key_material_nor_password(project: Path, cli: Cli,
-                                                             tmp_path_factory:
-                                                             pytest.TempPathFactory) -> None:
+def test_internal_ca_plan_holds_no_key_material_nor_password(
+    project: Path, cli: Cli, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     fresh = make_plan(cli, CA_PLAYBOOK, CA_ENV, out="fresh.json")  # authority still pending
     assert len(fresh["hosts"]) == 3
     apply_playbook(cli, CA_PLAYBOOK, CA_ENV)
@@ -418,8 +443,10 @@ def test_internal_ca_plan_holds_no_key_material_nor_password(project: Path, cli:
     _edit_config(project, DRIFTED, "# edited on the host\n")
     document = make_plan(cli, CA_PLAYBOOK, CA_ENV)
     for entry in document["hosts"]:
-        assert {c["resource"] for c in entry["changes"]} >= {"file httpscert.pem",
-                                                            "file httpscert.pfx"}
+        assert {c["resource"] for c in entry["changes"]} >= {
+            "file httpscert.pem",
+            "file httpscert.pfx",
+        }
     keys = [certs(project, host) / "httpscert.key" for host in HOSTS]
     keys.append(project / "playbooks" / "pki" / "voice-root" / "ca.key")
     for name in ("plan.json", "fresh.json"):
@@ -433,8 +460,12 @@ def test_internal_ca_plan_holds_no_key_material_nor_password(project: Path, cli:
     for pfx in new_pfx:
         key, leaf, _ = pkcs12.load_key_and_certificates(pfx.read_bytes(), PFX_PASSWORD.encode())
         assert key is not None and leaf is not None
-    assert_no_secrets((project / "plan.json").read_text(encoding="utf-8"), new_pfx,
-                      (PFX_PASSWORD,), PFX_PASSWORD.encode())
+    assert_no_secrets(
+        (project / "plan.json").read_text(encoding="utf-8"),
+        new_pfx,
+        (PFX_PASSWORD,),
+        PFX_PASSWORD.encode(),
+    )
 
 
 # --- exit codes -----------------------------------------------------------------------------
@@ -456,8 +487,10 @@ def test_detailed_exitcode_two_with_changes_zero_without(project: Path, cli: Cli
 
 def test_detailed_exitcode_one_on_bad_playbook(project: Path, cli: Cli) -> None:
     playbook = project / PLAYBOOK
-    playbook.write_text(playbook.read_text(encoding="utf-8").replace(
-        "validity_days: 825", "validity_days: soon"), encoding="utf-8")
+    playbook.write_text(
+        playbook.read_text(encoding="utf-8").replace("validity_days: 825", "validity_days: soon"),
+        encoding="utf-8",
+    )
     result = cli("plan", PLAYBOOK, "-i", INVENTORY, "--detailed-exitcode", "--out", "plan.json")
     assert result.exit_code == 1, result.stdout + result.stderr
     message = one_line_error(result.stderr)

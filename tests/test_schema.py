@@ -59,8 +59,9 @@ REPO_FILES = list(_repo_files())
 
 
 def _errors(validator: Draft202012Validator, data: Any) -> list[str]:
-    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
-            for e in validator.iter_errors(data)]
+    return [
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(data)
+    ]
 
 
 def test_the_repository_has_files_to_check() -> None:
@@ -69,11 +70,15 @@ def test_the_repository_has_files_to_check() -> None:
     assert sum(1 for kind, _ in REPO_FILES if kind == "playbook") >= 2
 
 
-@pytest.mark.parametrize(("kind", "path"), REPO_FILES,
-                         ids=[str(p.relative_to(ROOT)) for _, p in REPO_FILES])
-def test_every_repository_file_validates(kind: str, path: Path,
-                                         playbook_validator: Draft202012Validator,
-                                         inventory_validator: Draft202012Validator) -> None:
+@pytest.mark.parametrize(
+    ("kind", "path"), REPO_FILES, ids=[str(p.relative_to(ROOT)) for _, p in REPO_FILES]
+)
+def test_every_repository_file_validates(
+    kind: str,
+    path: Path,
+    playbook_validator: Draft202012Validator,
+    inventory_validator: Draft202012Validator,
+) -> None:
     if kind == "inventory":
         from provision.errors import ProvisionError
         from provision.inventory import load_inventory
@@ -128,8 +133,9 @@ def test_headers() -> None:
 def test_output_is_deterministic_and_sorted() -> None:
     first, second = dumps(playbook_schema()), dumps(playbook_schema())
     assert first == second
-    assert first == json.dumps(json.loads(first), indent=2, sort_keys=True,
-                               ensure_ascii=False) + "\n"
+    assert (
+        first == json.dumps(json.loads(first), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    )
     assert dumps(inventory_schema()) == dumps(inventory_schema())
 
 
@@ -182,9 +188,11 @@ BROKEN_PLAYBOOKS = {
     "certificate name with a space": lambda d: _set(d, (*CERT, "name"), "my cert"),
     "country of three letters": lambda d: _set(d, (*CERT, "subject", "country"), "USA"),
     "virtual directory without slash": lambda d: _set(
-        d, ("sites", 0, "virtual_directories", 0, "path"), "CCMAdmin"),
+        d, ("sites", 0, "virtual_directories", 0, "path"), "CCMAdmin"
+    ),
     "password with env and file": lambda d: _set(
-        d, (*CERT, "outputs", 0, "password"), {"env": "A", "file": "b"}),
+        d, (*CERT, "outputs", 0, "password"), {"env": "A", "file": "b"}
+    ),
     "password reference empty": lambda d: _set(d, (*CERT, "outputs", 0, "password"), {}),
     "certificates not a list": lambda d: _set(d, ("certificates",), {"name": "x"}),
     "a plain string where a number goes": lambda d: _set(d, ("backups",), "five"),
@@ -192,8 +200,7 @@ BROKEN_PLAYBOOKS = {
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN_PLAYBOOKS))
-def test_broken_playbooks_are_refused(case: str,
-                                      playbook_validator: Draft202012Validator) -> None:
+def test_broken_playbooks_are_refused(case: str, playbook_validator: Draft202012Validator) -> None:
     example = _example()
     assert _errors(playbook_validator, example) == []
     assert _errors(playbook_validator, BROKEN_PLAYBOOKS[case](example))
@@ -201,8 +208,7 @@ def test_broken_playbooks_are_refused(case: str,
 
 def test_the_best_error_names_the_key(playbook_validator: Draft202012Validator) -> None:
     # Templates add an anyOf at each level; the most relevant error is still the key's own.
-    best = best_match(playbook_validator.iter_errors(
-        _set(_example(), (*BINDING, "port"), "abc")))
+    best = best_match(playbook_validator.iter_errors(_set(_example(), (*BINDING, "port"), "abc")))
     assert best is not None
     assert list(best.absolute_path) == ["sites", 0, "bindings", 0, "port"]
     assert "'abc'" in best.message
@@ -238,19 +244,28 @@ def test_templates_are_accepted(case: str, playbook_validator: Draft202012Valida
 
 
 def test_source_shorthand_and_objects(playbook_validator: Draft202012Validator) -> None:
-    for source in ("self-signed", {"type": "self-signed"}, {"type": "ca", "authority": "r"},
-                   {"type": "provided", "certificate": "files/a.cer", "key": "files/a.key"}):
+    for source in (
+        "self-signed",
+        {"type": "self-signed"},
+        {"type": "ca", "authority": "r"},
+        {"type": "provided", "certificate": "files/a.cer", "key": "files/a.key"},
+    ):
         assert _errors(playbook_validator, _set(_example(), (*CERT, "source"), source)) == []
-    assert _errors(playbook_validator,
-                   _set(_example(), (*CERT, "source"), {"type": "ca"}))  # no authority
+    assert _errors(
+        playbook_validator, _set(_example(), (*CERT, "source"), {"type": "ca"})
+    )  # no authority
 
 
 def test_passwords(playbook_validator: Draft202012Validator) -> None:
     where = (*CERT, "outputs", 0, "password")
     for password in ({"env": "PFX_PASSWORD"}, {"file": "secrets/pfx"}, "literal"):
         assert _errors(playbook_validator, _set(_example(), where, password)) == []
-    literal = next(b for node in _walk(playbook_schema()) for b in node.get("anyOf", [])
-                   if b.get("format") == "password")
+    literal = next(
+        b
+        for node in _walk(playbook_schema())
+        for b in node.get("anyOf", [])
+        if b.get("format") == "password"
+    )
     assert literal["deprecated"] is True
     assert "provision lint" in literal["description"]
 
@@ -287,7 +302,8 @@ BROKEN_INVENTORIES = {
     "hosts as a list": lambda d: _set(d, ("all", "hosts"), ["a", "b"]),
     "connection telnet": lambda d: _set(d, ("all", "vars", "connection"), "telnet"),
     "ansible_connection winrm": lambda d: _set(
-        d, (*HOSTS, "cm-pub-01", "ansible_connection"), "winrm"),
+        d, (*HOSTS, "cm-pub-01", "ansible_connection"), "winrm"
+    ),
     "port abc": lambda d: _set(d, (*HOSTS, "cm-pub-01", "port"), "abc"),
     "ansible_port 0": lambda d: _set(d, (*HOSTS, "cm-pub-01", "ansible_port"), 0),
     "become maybe": lambda d: _set(d, ("all", "vars", "become"), "maybe"),
@@ -296,8 +312,9 @@ BROKEN_INVENTORIES = {
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN_INVENTORIES))
-def test_broken_inventories_are_refused(case: str,
-                                        inventory_validator: Draft202012Validator) -> None:
+def test_broken_inventories_are_refused(
+    case: str, inventory_validator: Draft202012Validator
+) -> None:
     assert _errors(inventory_validator, _inventory()) == []
     assert _errors(inventory_validator, BROKEN_INVENTORIES[case](_inventory()))
 
@@ -343,12 +360,16 @@ def test_schema_out_writes_two_files(cli: Cli, tmp_path: Path) -> None:
     result = cli("schema", "--out", "schema")
     assert result.exit_code == 0, result.stderr
     folder = tmp_path / "schema"
-    assert sorted(p.name for p in folder.iterdir()) == ["inventory.schema.json",
-                                                         "playbook.schema.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "inventory.schema.json",
+        "playbook.schema.json",
+    ]
     assert (folder / "playbook.schema.json").read_text() == dumps(playbook_schema())
     assert (folder / "inventory.schema.json").read_text() == dumps(inventory_schema())
-    assert result.stdout.splitlines() == [f"wrote {Path('schema', 'playbook.schema.json')}",
-                                          f"wrote {Path('schema', 'inventory.schema.json')}"]
+    assert result.stdout.splitlines() == [
+        f"wrote {Path('schema', 'playbook.schema.json')}",
+        f"wrote {Path('schema', 'inventory.schema.json')}",
+    ]
     again = cli("schema", "--out", "schema")
     assert again.exit_code == 0
     assert [line.split()[0] for line in again.stdout.splitlines()] == ["unchanged"] * 2
@@ -378,7 +399,9 @@ def test_committed_schema_files_are_current() -> None:
     folder = ROOT / "schema"
     if not folder.is_dir():
         pytest.skip("no schema/ folder in the repository")
-    assert (folder / "playbook.schema.json").read_text() == dumps(playbook_schema()), \
+    assert (folder / "playbook.schema.json").read_text() == dumps(playbook_schema()), (
         "run `provision schema --out schema`"
-    assert (folder / "inventory.schema.json").read_text() == dumps(inventory_schema()), \
+    )
+    assert (folder / "inventory.schema.json").read_text() == dumps(inventory_schema()), (
         "run `provision schema --out schema`"
+    )

@@ -43,8 +43,11 @@ PASSWORDS = (PFX_PASSWORD, ROTATED_PFX_PASSWORD, SUPPLIED_PASSWORD, WRONG_PASSWO
 CA_PLAYBOOK = "playbooks/callmanager-https-ca.yml"
 PROVIDED_PLAYBOOK = "playbooks/provided-pfx.yml"
 INVENTORY = "inventory/example.yml"
-FQDNS = ("cm-pub-01.voice.example.com", "cm-sub-01.voice.example.com",
-         "cm-sub-02.voice.example.com")
+FQDNS = (
+    "cm-pub-01.voice.example.com",
+    "cm-sub-01.voice.example.com",
+    "cm-sub-02.voice.example.com",
+)
 KEY_SUFFIXES = (".key", ".pfx", ".p12")
 
 PROVIDED = """\
@@ -80,28 +83,35 @@ class Fleet:
     printed: dict[str, str] = field(default_factory=dict)
     exit_codes: dict[str, int] = field(default_factory=dict)
 
-    def run(self, label: str, *args: str, env: dict[str, str] | None = None,
-            process: bool = False) -> str:
+    def run(
+        self, label: str, *args: str, env: dict[str, str] | None = None, process: bool = False
+    ) -> str:
         """``provision ARGS`` in the fleet's folder: in-process (fast), or as a process of its
         own with ``process`` (everything that reaches the real stdout and stderr)."""
-        environment: dict[str, str | None] = {"PFX_PASSWORD": None,
-                                              "SUPPLIED_PFX_PASSWORD": None, "COLUMNS": "200"}
+        environment: dict[str, str | None] = {
+            "PFX_PASSWORD": None,
+            "SUPPLIED_PFX_PASSWORD": None,
+            "COLUMNS": "200",
+        }
         environment.update(env or {})
         if process:
             full = {k: v for k, v in {**os.environ, **environment}.items() if v is not None}
-            result = subprocess.run([sys.executable, "-m", "provision", *args],
-                                    cwd=self.folder, env=full, capture_output=True,
-                                    timeout=300, check=False)
-            code, text = result.returncode, (result.stdout + result.stderr).decode(
-                errors="replace")
+            result = subprocess.run(
+                [sys.executable, "-m", "provision", *args],
+                cwd=self.folder,
+                env=full,
+                capture_output=True,
+                timeout=300,
+                check=False,
+            )
+            code, text = result.returncode, (result.stdout + result.stderr).decode(errors="replace")
         else:
             code, text = self._in_process(args, environment)
         self.printed[label] = text
         self.exit_codes[label] = code
         return text
 
-    def _in_process(self, args: tuple[str, ...],
-                    env: dict[str, str | None]) -> tuple[int, str]:
+    def _in_process(self, args: tuple[str, ...], env: dict[str, str | None]) -> tuple[int, str]:
         from provision.cli import _mount_subcommands, app
 
         _mount_subcommands()
@@ -139,12 +149,14 @@ def internal_ca(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
     fleet = Fleet(_copy_project(tmp_path_factory.mktemp("internal-ca")))
     env = {"PFX_PASSWORD": PFX_PASSWORD}
     base = (CA_PLAYBOOK, "-i", INVENTORY)
-    fleet.run_all({
-        "plan": (("plan", *base), env),
-        "plan --format json": (("plan", *base, "--format", "json"), env),
-        "plan --format markdown": (("plan", *base, "--format", "markdown"), env),
-        "plan --out PLAN.json": (("plan", *base, "--out", "PLAN.json"), env),
-    })
+    fleet.run_all(
+        {
+            "plan": (("plan", *base), env),
+            "plan --format json": (("plan", *base, "--format", "json"), env),
+            "plan --format markdown": (("plan", *base, "--format", "markdown"), env),
+            "plan --out PLAN.json": (("plan", *base, "--out", "PLAN.json"), env),
+        }
+    )
     fleet.run("apply --format json", "apply", *base, "--format", "json", env=env, process=True)
     fleet.run("apply (again)", "apply", *base, env=env)
     certificates = fleet.folder / ".provision" / "fleet" / "cm-pub-01" / "certificates"
@@ -152,28 +164,41 @@ def internal_ca(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
     with (certificates / "httpscert.key").open("a") as key_file:
         key_file.write("# edited by hand\n")
     pfx = str(certificates / "httpscert.pfx")
-    fleet.run_all({
-        "plan (key edited)": (("plan", *base), env),
-        "plan --format json (key edited)": (("plan", *base, "--format", "json"), env),
-        "plan --format markdown (key edited)": (("plan", *base, "--format", "markdown"), env),
-        "plan --out PLAN-edited.json": (("plan", *base, "--out", "PLAN-edited.json"), env),
-        "status": (("status", *base), env),
-        "status --format json": (("status", *base, "--format", "json"), env),
-        "cert show PFX": (("cert", "show", pfx, "--password-env", "PFX_PASSWORD"), env),
-        "cert show PFX --format json": (("cert", "show", pfx, "--password-env", "PFX_PASSWORD",
-                                         "--format", "json"), env),
-        "cert show PFX (wrong password)": (("cert", "show", pfx, "--password-env", "WRONG"),
-                                           {**env, "WRONG": WRONG_PASSWORD}),
-        "cert show key": (("cert", "show", str(certificates / "httpscert.key")), env),
-        # The PFX password changed in the environment: the PFX on the host no longer opens.
-        "plan (PFX password rotated)": (("plan", *base),
-                                        {"PFX_PASSWORD": ROTATED_PFX_PASSWORD}),
-    })
+    fleet.run_all(
+        {
+            "plan (key edited)": (("plan", *base), env),
+            "plan --format json (key edited)": (("plan", *base, "--format", "json"), env),
+            "plan --format markdown (key edited)": (("plan", *base, "--format", "markdown"), env),
+            "plan --out PLAN-edited.json": (("plan", *base, "--out", "PLAN-edited.json"), env),
+            "status": (("status", *base), env),
+            "status --format json": (("status", *base, "--format", "json"), env),
+            "cert show PFX": (("cert", "show", pfx, "--password-env", "PFX_PASSWORD"), env),
+            "cert show PFX --format json": (
+                ("cert", "show", pfx, "--password-env", "PFX_PASSWORD", "--format", "json"),
+                env,
+            ),
+            "cert show PFX (wrong password)": (
+                ("cert", "show", pfx, "--password-env", "WRONG"),
+                {**env, "WRONG": WRONG_PASSWORD},
+            ),
+            "cert show key": (("cert", "show", str(certificates / "httpscert.key")), env),
+            # The PFX password changed in the environment: the PFX on the host no longer opens.
+            "plan (PFX password rotated)": (
+                ("plan", *base),
+                {"PFX_PASSWORD": ROTATED_PFX_PASSWORD},
+            ),
+        }
+    )
     fleet.run("apply (repairs the key)", "apply", *base, env=env)
-    fleet.run("apply (PFX password rotated)", "apply", *base,
-              env={"PFX_PASSWORD": ROTATED_PFX_PASSWORD})
-    fleet.run("apply PLAN.json (stale plan)", "apply", "PLAN.json",
-              env={"PFX_PASSWORD": ROTATED_PFX_PASSWORD})
+    fleet.run(
+        "apply (PFX password rotated)", "apply", *base, env={"PFX_PASSWORD": ROTATED_PFX_PASSWORD}
+    )
+    fleet.run(
+        "apply PLAN.json (stale plan)",
+        "apply",
+        "PLAN.json",
+        env={"PFX_PASSWORD": ROTATED_PFX_PASSWORD},
+    )
     return fleet
 
 
@@ -185,14 +210,45 @@ def provided(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
     files.mkdir()
     sans = ",".join(f"DNS:{name}" for name in FQDNS)
     for args in (
-        ("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "supplied.key",
-         "-out", "supplied.crt", "-days", "365", "-subj", "/CN=cm-pub-01.voice.example.com",
-         "-addext", f"subjectAltName={sans}", "-addext", "extendedKeyUsage=serverAuth"),
-        ("pkcs12", "-export", "-in", "supplied.crt", "-inkey", "supplied.key",
-         "-out", "supplied.pfx", "-passout", "env:SUPPLIED_PFX_PASSWORD"),
+        (
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "supplied.key",
+            "-out",
+            "supplied.crt",
+            "-days",
+            "365",
+            "-subj",
+            "/CN=cm-pub-01.voice.example.com",
+            "-addext",
+            f"subjectAltName={sans}",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+        ),
+        (
+            "pkcs12",
+            "-export",
+            "-in",
+            "supplied.crt",
+            "-inkey",
+            "supplied.key",
+            "-out",
+            "supplied.pfx",
+            "-passout",
+            "env:SUPPLIED_PFX_PASSWORD",
+        ),
     ):
-        subprocess.run(["openssl", *args], cwd=files, check=True, capture_output=True,
-                       env={**os.environ, "SUPPLIED_PFX_PASSWORD": SUPPLIED_PASSWORD})
+        subprocess.run(
+            ["openssl", *args],
+            cwd=files,
+            check=True,
+            capture_output=True,
+            env={**os.environ, "SUPPLIED_PFX_PASSWORD": SUPPLIED_PASSWORD},
+        )
     # The third party's key stays only inside its PFX, as it would arrive.
     (files / "supplied-key.pem").write_bytes((files / "supplied.key").read_bytes())
     (files / "supplied.key").unlink()
@@ -202,29 +258,50 @@ def provided(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
     wrong = {**env, "SUPPLIED_PFX_PASSWORD": WRONG_PASSWORD}
     base = (PROVIDED_PLAYBOOK, "-i", INVENTORY)
     supplied = str(files / "supplied.pfx")
-    fleet.run_all({
-        "plan": (("plan", *base), env),
-        "plan --format json": (("plan", *base, "--format", "json"), env),
-        "plan --format markdown": (("plan", *base, "--format", "markdown"), env),
-        "plan --out PLAN.json": (("plan", *base, "--out", "PLAN.json"), env),
-        "validate (wrong password)": (("validate", *base), wrong),
-        "plan (wrong password)": (("plan", *base), wrong),
-        "apply (wrong password)": (("apply", *base), wrong),
-        "cert show supplied PFX": (("cert", "show", supplied, "--password-env", "PW"),
-                                   {"PW": SUPPLIED_PASSWORD}),
-        "cert show supplied PFX (wrong password)": (
-            ("cert", "show", supplied, "--password-env", "PW"), {"PW": WRONG_PASSWORD}),
-    })
+    fleet.run_all(
+        {
+            "plan": (("plan", *base), env),
+            "plan --format json": (("plan", *base, "--format", "json"), env),
+            "plan --format markdown": (("plan", *base, "--format", "markdown"), env),
+            "plan --out PLAN.json": (("plan", *base, "--out", "PLAN.json"), env),
+            "validate (wrong password)": (("validate", *base), wrong),
+            "plan (wrong password)": (("plan", *base), wrong),
+            "apply (wrong password)": (("apply", *base), wrong),
+            "cert show supplied PFX": (
+                ("cert", "show", supplied, "--password-env", "PW"),
+                {"PW": SUPPLIED_PASSWORD},
+            ),
+            "cert show supplied PFX (wrong password)": (
+                ("cert", "show", supplied, "--password-env", "PW"),
+                {"PW": WRONG_PASSWORD},
+            ),
+        }
+    )
     fleet.run("apply", "apply", *base, env=env, process=True)
     fleet.run("apply --format json", "apply", *base, "--format", "json", env=env)
-    fleet.run_all({
-        "status": (("status", *base), env),
-        "status --format json": (("status", *base, "--format", "json"), env),
-        "cert show PFX": (("cert", "show", str(fleet.folder / ".provision" / "fleet" /
-                                                 "cm-pub-01" / "certificates" /
-                                                 "httpscert.pfx"),
-                           "--password-env", "PFX_PASSWORD"), env),
-    })
+    fleet.run_all(
+        {
+            "status": (("status", *base), env),
+            "status --format json": (("status", *base, "--format", "json"), env),
+            "cert show PFX": (
+                (
+                    "cert",
+                    "show",
+                    str(
+                        fleet.folder
+                        / ".provision"
+                        / "fleet"
+                        / "cm-pub-01"
+                        / "certificates"
+                        / "httpscert.pfx"
+                    ),
+                    "--password-env",
+                    "PFX_PASSWORD",
+                ),
+                env,
+            ),
+        }
+    )
     return fleet
 
 
@@ -253,7 +330,7 @@ def _load_key(path: Path) -> PrivateKey | None:
 
 
 def _slices(text: str, width: int = 40, step: int = 20) -> list[str]:
-    return [text[i:i + width] for i in range(0, max(len(text) - width, 0) + 1, step)]
+    return [text[i : i + width] for i in range(0, max(len(text) - width, 0) + 1, step)]
 
 
 def _private_numbers(key: PrivateKey) -> list[int]:
@@ -270,26 +347,32 @@ def secret_fragments(keys: Iterable[PrivateKey], public: str) -> dict[str, str]:
     the public key) are left out: seeing those is no leak."""
     fragments: dict[str, str] = {password: "a password" for password in PASSWORDS}
     for index, key in enumerate(keys):
-        for form in (serialization.PrivateFormat.PKCS8,
-                     serialization.PrivateFormat.TraditionalOpenSSL):
-            if isinstance(key, ed25519.Ed25519PrivateKey) and form != \
-                    serialization.PrivateFormat.PKCS8:
+        for form in (
+            serialization.PrivateFormat.PKCS8,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+        ):
+            if (
+                isinstance(key, ed25519.Ed25519PrivateKey)
+                and form != serialization.PrivateFormat.PKCS8
+            ):
                 continue
-            der = key.private_bytes(serialization.Encoding.DER, form,
-                                    serialization.NoEncryption())
+            der = key.private_bytes(serialization.Encoding.DER, form, serialization.NoEncryption())
             for piece in _slices(base64.b64encode(der).decode()):
                 fragments.setdefault(piece, f"key {index}: base64 of its {form} DER")
         for number in _private_numbers(key):
             hex_digits = f"{number:x}"
             for piece in _slices(hex_digits):
                 fragments.setdefault(piece, f"key {index}: hex of a private number")
-            pairs = ":".join(hex_digits[i:i + 2] for i in range(0, len(hex_digits), 2))
+            pairs = ":".join(hex_digits[i : i + 2] for i in range(0, len(hex_digits), 2))
             for piece in _slices(pairs, 59, 30):  # openssl's colon-separated form
                 fragments.setdefault(piece, f"key {index}: hex of a private number")
             for piece in _slices(str(number)):
                 fragments.setdefault(piece, f"key {index}: decimal of a private number")
-    return {piece: what for piece, what in fragments.items()
-            if piece.lower() not in public and len(piece) >= 16}
+    return {
+        piece: what
+        for piece, what in fragments.items()
+        if piece.lower() not in public and len(piece) >= 16
+    }
 
 
 def _public_text(fleet: Fleet, keys: Iterable[PrivateKey]) -> str:
@@ -301,8 +384,9 @@ def _public_text(fleet: Fleet, keys: Iterable[PrivateKey]) -> str:
             parts.append(base64.b64encode(data).decode())
             parts.append(data.decode(errors="replace").replace("\n", ""))
     for key in keys:
-        spki = key.public_key().public_bytes(serialization.Encoding.DER,
-                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+        spki = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         parts.append(base64.b64encode(spki).decode())
         parts.append(spki.hex())
     return "\n".join(parts).lower()
@@ -312,9 +396,14 @@ def find_leaks(fleet: Fleet) -> list[str]:
     unique: dict[bytes, PrivateKey] = {}
     for path in fleet.files():
         if _is_key_file(path) and (key := _load_key(path)) is not None:
-            unique.setdefault(key.private_bytes(serialization.Encoding.DER,
-                                                serialization.PrivateFormat.PKCS8,
-                                                serialization.NoEncryption()), key)
+            unique.setdefault(
+                key.private_bytes(
+                    serialization.Encoding.DER,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                ),
+                key,
+            )
     keys = list(unique.values())
     assert keys, "the runs made no key: nothing was tested"
     fragments = secret_fragments(keys, _public_text(fleet, keys))
@@ -322,7 +411,8 @@ def find_leaks(fleet: Fleet) -> list[str]:
     for path in fleet.files():
         if not _is_key_file(path):
             texts[f"file {path.relative_to(fleet.folder)}"] = path.read_bytes().decode(
-                errors="replace")
+                errors="replace"
+            )
     leaks = []
     for where, text in texts.items():
         flat = "".join(text.split()).lower()
@@ -361,9 +451,15 @@ def test_a_provided_pfx_leaks_nothing(provided: Fleet) -> None:
     assert find_leaks(provided) == []
 
 
-@pytest.mark.parametrize("label", ["validate (wrong password)", "plan (wrong password)",
-                                   "apply (wrong password)",
-                                   "cert show supplied PFX (wrong password)"])
+@pytest.mark.parametrize(
+    "label",
+    [
+        "validate (wrong password)",
+        "plan (wrong password)",
+        "apply (wrong password)",
+        "cert show supplied PFX (wrong password)",
+    ],
+)
 def test_a_wrong_pfx_password_is_refused_without_echoing_it(provided: Fleet, label: str) -> None:
     text = provided.printed[label]
     assert provided.exit_codes[label] == 1, text
@@ -372,8 +468,11 @@ def test_a_wrong_pfx_password_is_refused_without_echoing_it(provided: Fleet, lab
 
 
 def test_a_rotated_pfx_password_is_not_echoed(internal_ca: Fleet) -> None:
-    for label in ("plan (PFX password rotated)", "apply (PFX password rotated)",
-                  "cert show PFX (wrong password)"):
+    for label in (
+        "plan (PFX password rotated)",
+        "apply (PFX password rotated)",
+        "cert show PFX (wrong password)",
+    ):
         text = internal_ca.printed[label]
         assert PFX_PASSWORD not in text and ROTATED_PFX_PASSWORD not in text, text
         assert WRONG_PASSWORD not in text, text
@@ -402,8 +501,9 @@ def test_key_files_are_private(fleet_name: str, request: pytest.FixtureRequest) 
 def test_the_leak_search_finds_leaks(internal_ca: Fleet) -> None:
     """The search itself works: a key's PEM body without its header lines, the hex of its
     private exponent, and a password are each found (so an empty list above means something)."""
-    key_file = internal_ca.folder / ".provision" / "fleet" / "cm-sub-01" / "certificates" / \
-        "httpscert.key"
+    key_file = (
+        internal_ca.folder / ".provision" / "fleet" / "cm-sub-01" / "certificates" / "httpscert.key"
+    )
     key = _load_key(key_file)
     assert isinstance(key, rsa.RSAPrivateKey)
     body = "".join(line for line in key_file.read_text().splitlines() if "-----" not in line)
@@ -420,8 +520,7 @@ def test_the_leak_search_finds_leaks(internal_ca: Fleet) -> None:
 def test_a_pfx_from_a_self_signed_supplied_certificate_holds_it_once(provided: Fleet) -> None:
     """A self-signed supplied certificate is its own root: its PFX holds it once, not also as
     an extra certificate (found by this suite; fixed in supplied.py)."""
-    pfx = provided.folder / ".provision" / "fleet" / "cm-pub-01" / "certificates" / \
-        "httpscert.pfx"
+    pfx = provided.folder / ".provision" / "fleet" / "cm-pub-01" / "certificates" / "httpscert.pfx"
     _, leaf, extras = pkcs12.load_key_and_certificates(pfx.read_bytes(), PFX_PASSWORD.encode())
     assert leaf is not None
     assert leaf not in extras, "the PFX holds its own leaf again among the extra certificates"

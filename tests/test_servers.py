@@ -43,11 +43,23 @@ pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
 MODULES = "/usr/lib/apache2/modules"
-APACHE_MODULES = ["mpm_event", "authz_core", "alias", "dir", "mime", "ssl", "proxy",
-                  "proxy_http", "headers", "rewrite"]
+APACHE_MODULES = [
+    "mpm_event",
+    "authz_core",
+    "alias",
+    "dir",
+    "mime",
+    "ssl",
+    "proxy",
+    "proxy_http",
+    "headers",
+    "rewrite",
+]
 FQDN = "cm-pub-01.voice.example.com"
-DIRECTORIES = {"/CCMAdmin": "Cisco CallManager Administration",
-               "/CCMUser": "Cisco IP Phone User Option Pages"}
+DIRECTORIES = {
+    "/CCMAdmin": "Cisco CallManager Administration",
+    "/CCMUser": "Cisco IP Phone User Option Pages",
+}
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -154,8 +166,10 @@ def fetch(port: int, name: str, path: str, root_der: bytes) -> Response:
     """GET ``path`` over TLS from 127.0.0.1:port as ``name`` (SNI and Host), verifying the
     server against ``root_der`` and the name against the certificate."""
     context = ssl.create_default_context(cadata=root_der)
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
-            context.wrap_socket(raw, server_hostname=name) as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=name) as tls,
+    ):
         leaf = tls.getpeercert(binary_form=True)
         assert leaf is not None
         assert tls.version() in ("TLSv1.2", "TLSv1.3")
@@ -167,8 +181,10 @@ def served_leaf(port: int) -> bytes | None:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
-            context.wrap_socket(raw, server_hostname="localhost") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
         return tls.getpeercert(binary_form=True)
 
 
@@ -206,19 +222,28 @@ class Nginx:
         self.error_log = folder / "error.log"
 
     def main_config(self, include: str) -> str:
-        return (f"pid {self.pid_file};\n"
-                f"error_log {self.error_log};\n"
-                "worker_processes 1;\n"
-                "events { worker_connections 64; }\n"
-                "http {\n"
-                "    access_log off;\n"
-                "    default_type text/html;\n"
-                f"    include {include};\n"
-                "}\n")
+        return (
+            f"pid {self.pid_file};\n"
+            f"error_log {self.error_log};\n"
+            "worker_processes 1;\n"
+            "events { worker_connections 64; }\n"
+            "http {\n"
+            "    access_log off;\n"
+            "    default_type text/html;\n"
+            f"    include {include};\n"
+            "}\n"
+        )
 
     def args(self, conf: Path | None = None) -> list[str]:
-        return [self.binary, "-c", str(conf or self.conf), "-p", f"{self.folder}/",
-                "-e", str(self.error_log)]
+        return [
+            self.binary,
+            "-c",
+            str(conf or self.conf),
+            "-p",
+            f"{self.folder}/",
+            "-e",
+            str(self.error_log),
+        ]
 
     def test(self, conf: Path) -> subprocess.CompletedProcess[str]:
         return run_checked([*self.args(conf), "-t"])
@@ -269,7 +294,8 @@ class Apache:
             f"User {user}",
             f"Group {group}",
             *(f"LoadModule {m}_module {MODULES}/mod_{m}.so" for m in APACHE_MODULES),
-            "TypesConfig /etc/mime.types" if Path("/etc/mime.types").exists()
+            "TypesConfig /etc/mime.types"
+            if Path("/etc/mime.types").exists()
             else "TypesConfig /dev/null",
             # A port of its own, so Apache starts before any site gives it one.
             *([f"Listen 127.0.0.1:{self.control_port}"] if listen else []),
@@ -406,8 +432,9 @@ def test_nginx_accepts_every_rendered_config(project: Path, tmp_path: Path, case
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_apache_accepts_and_starts_every_rendered_config(project: Path, tmp_path: Path,
-                                                         case: str) -> None:
+def test_apache_accepts_and_starts_every_rendered_config(
+    project: Path, tmp_path: Path, case: str
+) -> None:
     """``apache2 -t``, then a real start: -t does not bind, and only binding shows a Listen
     that clashes with another ("Address already in use")."""
     server = Apache(tmp_path / "apache-check")
@@ -423,7 +450,8 @@ def test_apache_accepts_and_starts_every_rendered_config(project: Path, tmp_path
             log = server.folder / "error.log"
             assert started.returncode == 0, (
                 f"Apache did not start with {config}:\n{started.stderr}{started.stdout}"
-                f"{log.read_text() if log.exists() else ''}")
+                f"{log.read_text() if log.exists() else ''}"
+            )
             wait_for("Apache's pid file", lambda: server.pid_file.exists() or None)
         finally:
             server.stop()
@@ -435,8 +463,12 @@ def test_apache_sites_sharing_a_port_listen_once(project: Path, tmp_path: Path) 
     "Cannot define multiple Listeners on the same IP:port")."""
     port = free_port()
     first = _site("apache", port, www=tmp_path, folder=tmp_path / "apache-sites")
-    second = {**first, "name": "Second on Apache", "config": f"{tmp_path}/apache-sites/b.conf",
-              "bindings": [{**first["bindings"][0], "host": "localhost"}]}
+    second = {
+        **first,
+        "name": "Second on Apache",
+        "config": f"{tmp_path}/apache-sites/b.conf",
+        "bindings": [{**first["bindings"][0], "host": "localhost"}],
+    }
     first["config"] = f"{tmp_path}/apache-sites/a.conf"
     book = _book([FQDN, "localhost"], [first, second])
     (project / "playbooks" / "shared.yml").write_text(yaml.safe_dump(book, sort_keys=False))
@@ -454,28 +486,55 @@ def test_apache_sites_sharing_a_port_listen_once(project: Path, tmp_path: Path) 
 
 # --- end to end -----------------------------------------------------------------------------
 
-INVENTORY = {"all": {
-    "vars": {"connection": "local", "certificates_dir": ".provision/{{ host.name }}/certificates"},
-    "children": {"callmanager": {"hosts": {
-        "cm-pub-01": {"address": "127.0.0.1", "fqdn": FQDN}}}}}}
+INVENTORY = {
+    "all": {
+        "vars": {
+            "connection": "local",
+            "certificates_dir": ".provision/{{ host.name }}/certificates",
+        },
+        "children": {
+            "callmanager": {"hosts": {"cm-pub-01": {"address": "127.0.0.1", "fqdn": FQDN}}}
+        },
+    }
+}
 
 
-def _site(server: str, port: int, *, www: Path, folder: Path,
-          commands: Nginx | Apache | None = None, http_port: int | None = None,
-          backend_port: int | None = None) -> dict[str, Any]:
+def _site(
+    server: str,
+    port: int,
+    *,
+    www: Path,
+    folder: Path,
+    commands: Nginx | Apache | None = None,
+    http_port: int | None = None,
+    backend_port: int | None = None,
+) -> dict[str, Any]:
     """A CallManager-like site on 127.0.0.1:port; with ``http_port``, an http binding that
     redirects to it; with ``backend_port``, /api proxied to that backend's /backend."""
     bindings: list[dict[str, Any]] = [
-        {"protocol": "https", "address": "127.0.0.1", "port": port, "certificate": "httpscert"}]
+        {"protocol": "https", "address": "127.0.0.1", "port": port, "certificate": "httpscert"}
+    ]
     if http_port is not None:
-        bindings.append({"protocol": "http", "address": "127.0.0.1", "port": http_port,
-                         "redirect_to_https": True})
+        bindings.append(
+            {
+                "protocol": "http",
+                "address": "127.0.0.1",
+                "port": http_port,
+                "redirect_to_https": True,
+            }
+        )
     directories: list[dict[str, Any]] = [
         {"path": path, "application": application, "physical_path": f"{www}/{path.strip('/')}"}
-        for path, application in DIRECTORIES.items()]
+        for path, application in DIRECTORIES.items()
+    ]
     if backend_port is not None:
-        directories.append({"path": "/api", "application": "A backend",
-                            "proxy_to": f"http://127.0.0.1:{backend_port}/backend"})
+        directories.append(
+            {
+                "path": "/api",
+                "application": "A backend",
+                "proxy_to": f"http://127.0.0.1:{backend_port}/backend",
+            }
+        )
     entry: dict[str, Any] = {
         "name": f"CallManager on {server}",
         "server": server,
@@ -495,19 +554,21 @@ def _book(names: list[str], sites: list[dict[str, Any]]) -> dict[str, Any]:
         "name": "CallManager HTTPS on real servers",
         "hosts": "callmanager",
         "certificates_dir": "{{ certificates_dir }}",
-        "certificates": [{
-            "name": "httpscert",
-            "source": "self-signed",
-            "key": {"type": "ecdsa", "curve": "p256"},
-            "subject": {"common_name": "{{ host.fqdn }}"},
-            "names": names,
-            "validity_days": 90,
-            "outputs": [
-                {"file": "httpscert.cer", "format": "der", "content": "root"},
-                {"file": "httpscert.pem", "format": "pem", "content": "fullchain"},
-                {"file": "httpscert.key", "format": "pem", "content": "key"},
-            ],
-        }],
+        "certificates": [
+            {
+                "name": "httpscert",
+                "source": "self-signed",
+                "key": {"type": "ecdsa", "curve": "p256"},
+                "subject": {"common_name": "{{ host.fqdn }}"},
+                "names": names,
+                "validity_days": 90,
+                "outputs": [
+                    {"file": "httpscert.cer", "format": "der", "content": "root"},
+                    {"file": "httpscert.pem", "format": "pem", "content": "fullchain"},
+                    {"file": "httpscert.key", "format": "pem", "content": "key"},
+                ],
+            }
+        ],
         "sites": sites,
     }
 
@@ -525,12 +586,24 @@ class Deployment:
     def certificates(self) -> Path:
         return self.project / ".provision" / "cm-pub-01" / "certificates"
 
-    def write(self, names: list[str], templates: dict[str, str] | None = None,
-              reload_commands: dict[str, str] | None = None) -> None:
-        sites = [_site(server, self.ports[server], www=self.www, folder=commands.sites,
-                       commands=commands, http_port=self.ports[f"{server}-http"],
-                       backend_port=self.backend.port)
-                 for server, commands in (("nginx", self.nginx), ("apache", self.apache))]
+    def write(
+        self,
+        names: list[str],
+        templates: dict[str, str] | None = None,
+        reload_commands: dict[str, str] | None = None,
+    ) -> None:
+        sites = [
+            _site(
+                server,
+                self.ports[server],
+                www=self.www,
+                folder=commands.sites,
+                commands=commands,
+                http_port=self.ports[f"{server}-http"],
+                backend_port=self.backend.port,
+            )
+            for server, commands in (("nginx", self.nginx), ("apache", self.apache))
+        ]
         for site in sites:
             if templates and site["server"] in templates:
                 site["template"] = templates[site["server"]]
@@ -538,7 +611,8 @@ class Deployment:
                 site["reload_command"] = reload_commands[site["server"]]
         book = _book(names, sites)
         (self.project / "playbooks" / "servers.yml").write_text(
-            yaml.safe_dump(book, sort_keys=False))
+            yaml.safe_dump(book, sort_keys=False)
+        )
         (self.project / "inventory" / "servers.yml").write_text(yaml.safe_dump(INVENTORY))
 
     def apply(self) -> Any:
@@ -560,8 +634,11 @@ class Deployment:
             streak[0] = streak[0] + 1 if served_leaf(port) == leaf else 0
             return True if streak[0] >= 5 else None
 
-        wait_for(f"{server} on port {port} to serve certificate {fingerprint(leaf)[:16]}",
-                 settled, timeout)
+        wait_for(
+            f"{server} on port {port} to serve certificate {fingerprint(leaf)[:16]}",
+            settled,
+            timeout,
+        )
 
     def assert_serves(self, server: str, names: list[str]) -> None:
         """Every directory, for every name, verified against the root provision wrote."""
@@ -576,8 +653,9 @@ class Deployment:
 
 
 @pytest.fixture
-def deployment(project: Path, nginx: Nginx, apache: Apache, www: Path,
-               backend: Backend) -> Deployment:
+def deployment(
+    project: Path, nginx: Nginx, apache: Apache, www: Path, backend: Backend
+) -> Deployment:
     ports = {name: free_port() for name in ("nginx", "apache", "nginx-http", "apache-http")}
     return Deployment(project, nginx, apache, www, backend, ports)
 
@@ -587,7 +665,8 @@ NEW_NAMES = ["{{ host.fqdn }}", "callmanager.voice.example.com", "localhost", "1
 
 
 def test_apply_configures_live_servers_and_reloads_them_for_a_new_certificate(
-        deployment: Deployment) -> None:
+    deployment: Deployment,
+) -> None:
     deployment.write(NAMES)
     result = deployment.apply()
     assert result.exit_code == 0, result.stdout + result.stderr
@@ -601,7 +680,9 @@ def test_apply_configures_live_servers_and_reloads_them_for_a_new_certificate(
         # The http binding sends clients to the https one, path and query kept.
         moved = http_get(deployment.ports[f"{server}-http"], "localhost", "/CCMAdmin/?a=1")
         assert (moved.status, moved.headers.get("location")) == (
-            301, f"https://localhost:{port}/CCMAdmin/?a=1"), (server, moved)
+            301,
+            f"https://localhost:{port}/CCMAdmin/?a=1",
+        ), (server, moved)
         # /api is proxied: the directory's path is replaced by the target's.
         root = deployment.root()
         assert fetch(port, FQDN, "/api", root).headers["location"].endswith("/api/")
@@ -628,16 +709,21 @@ def test_apply_configures_live_servers_and_reloads_them_for_a_new_certificate(
 
 
 BROKEN = {
-    "nginx": ('{% include "nginx/site.conf.j2" %}\nno_such_directive on;\n',
-              'unknown directive "no_such_directive"'),
-    "apache": ('{% include "apache/site.conf.j2" %}\nNoSuchDirective on\n',
-               "Invalid command 'NoSuchDirective'"),
+    "nginx": (
+        '{% include "nginx/site.conf.j2" %}\nno_such_directive on;\n',
+        'unknown directive "no_such_directive"',
+    ),
+    "apache": (
+        '{% include "apache/site.conf.j2" %}\nNoSuchDirective on\n',
+        "Invalid command 'NoSuchDirective'",
+    ),
 }
 
 
 @pytest.mark.parametrize("server", ["nginx", "apache"])
 def test_a_config_the_server_rejects_is_rolled_back_and_the_host_fails(
-        deployment: Deployment, server: str) -> None:
+    deployment: Deployment, server: str
+) -> None:
     deployment.write(NAMES)
     result = deployment.apply()
     assert result.exit_code == 0, result.stdout + result.stderr

@@ -20,8 +20,11 @@ def _write(project: Path, sites: list[dict[str, object]]) -> None:
     (project / PLAYBOOK).write_text(yaml.safe_dump(book, sort_keys=False))
 
 
-def _site(name: str = "web", bindings: list[dict[str, object]] | None = None,
-          directories: list[dict[str, object]] | None = None) -> dict[str, object]:
+def _site(
+    name: str = "web",
+    bindings: list[dict[str, object]] | None = None,
+    directories: list[dict[str, object]] | None = None,
+) -> dict[str, object]:
     return {
         "name": name,
         "config": f"{{{{ certificates_dir }}}}/../{name}.conf",
@@ -37,18 +40,36 @@ CASES = {
         "sites[1].name: two sites are named 'web'",
     ),
     "http and https on one port": (
-        [_site(bindings=[{"port": 8443, "certificate": "httpscert"},
-                         {"protocol": "http", "port": 8443}])],
+        [
+            _site(
+                bindings=[
+                    {"port": 8443, "certificate": "httpscert"},
+                    {"protocol": "http", "port": 8443},
+                ]
+            )
+        ],
         "sites[0].bindings: http and https cannot share *:8443",
     ),
     "two default bindings": (
-        [_site(bindings=[{"port": 443, "certificate": "httpscert"},
-                         {"port": 443, "certificate": "httpscert"}])],
+        [
+            _site(
+                bindings=[
+                    {"port": 443, "certificate": "httpscert"},
+                    {"port": 443, "certificate": "httpscert"},
+                ]
+            )
+        ],
         "sites[0].bindings: two bindings on *:443 have no host",
     ),
     "same directory twice": (
-        [_site(directories=[{"path": "/a", "physical_path": "/srv/a"},
-                            {"path": "/a/", "physical_path": "/srv/b"}])],
+        [
+            _site(
+                directories=[
+                    {"path": "/a", "physical_path": "/srv/a"},
+                    {"path": "/a/", "physical_path": "/srv/b"},
+                ]
+            )
+        ],
         "sites[0].virtual_directories: two virtual directories have the path /a",
     ),
 }
@@ -70,15 +91,27 @@ def test_site_mistake_is_refused_before_anything_is_written(
 
 
 def test_sni_bindings_may_share_a_port(project: Path, cli: Cli) -> None:
-    _write(project, [_site(bindings=[
-        {"port": 443, "certificate": "httpscert"},
-        {"port": 443, "host": "cm-pub-01.voice.example.com", "certificate": "httpscert"},
-    ])])
+    _write(
+        project,
+        [
+            _site(
+                bindings=[
+                    {"port": 443, "certificate": "httpscert"},
+                    {
+                        "port": 443,
+                        "host": "cm-pub-01.voice.example.com",
+                        "certificate": "httpscert",
+                    },
+                ]
+            )
+        ],
+    )
     assert cli("validate", PLAYBOOK, "-i", "inventory/example.yml").exit_code == 0
 
 
 def test_a_bare_exclusion_is_an_error_not_every_host(project: Path, cli: Cli) -> None:
-    result = cli("plan", "playbooks/callmanager-https.yml", "-i", "inventory/example.yml",
-                 "--limit", "!")
+    result = cli(
+        "plan", "playbooks/callmanager-https.yml", "-i", "inventory/example.yml", "--limit", "!"
+    )
     assert result.exit_code == 1
     assert "'!' needs a name after it" in result.stderr

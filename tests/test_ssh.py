@@ -89,9 +89,15 @@ def host_root(server: SshServer) -> Path:
     return server.certificates.parent / "host"
 
 
-def write_project(folder: Path, fleet: SshdFleet, servers: list[SshServer], *,
-                  user: str = "root", become: bool = False,
-                  roots: dict[str, Path] | None = None) -> tuple[Path, Path]:
+def write_project(
+    folder: Path,
+    fleet: SshdFleet,
+    servers: list[SshServer],
+    *,
+    user: str = "root",
+    become: bool = False,
+    roots: dict[str, Path] | None = None,
+) -> tuple[Path, Path]:
     """A playbook and an inventory listing ``servers`` as ``connection: ssh`` hosts."""
     hosts: dict[str, Any] = {}
     for server in servers:
@@ -101,11 +107,17 @@ def write_project(folder: Path, fleet: SshdFleet, servers: list[SshServer], *,
             "ansible_port": server.port,  # the Ansible alias, as inventories write it
             "certificates_dir": str(root / "certificates"),
         }
-    inventory = {"all": {
-        "vars": {"connection": "ssh", "ansible_user": user,
-                 "ansible_ssh_private_key_file": str(fleet.client_key), "become": become},
-        "children": {"fleet": {"hosts": hosts}},
-    }}
+    inventory = {
+        "all": {
+            "vars": {
+                "connection": "ssh",
+                "ansible_user": user,
+                "ansible_ssh_private_key_file": str(fleet.client_key),
+                "become": become,
+            },
+            "children": {"fleet": {"hosts": hosts}},
+        }
+    }
     folder.mkdir(parents=True, exist_ok=True)
     playbook = folder / "ssh.yml"
     playbook.write_text(PLAYBOOK)
@@ -131,8 +143,9 @@ def assert_landed(server: SshServer, *, owner: int = 0) -> None:
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert key.stat().st_uid == owner
     assert stat.S_IMODE((certificates / "web.cer").stat().st_mode) == 0o644
-    text = run_openssl("x509", "-inform", "DER", "-in", str(certificates / "web.cer"),
-                       "-noout", "-subject")
+    text = run_openssl(
+        "x509", "-inform", "DER", "-in", str(certificates / "web.cer"), "-noout", "-subject"
+    )
     assert f"{server.name}.example.test" in text
     reloaded = (host_root(server) / "reloaded").read_text().split()
     assert reloaded[0] == str(owner) and str(server.port) in reloaded  # ran over this sshd
@@ -147,12 +160,14 @@ def test_apply_over_ssh_then_nothing_to_change(fleet: SshdFleet, tmp_path: Path)
     known = known_hosts_for(tmp_path / "known_hosts", servers)
 
     first = apply(playbook, inventory, known_hosts=str(known))
-    assert {h: r.status for h, r in first.items()} == {s.name: "changed" for s in servers}, \
-        {h: r.error for h, r in first.items()}
+    assert {h: r.status for h, r in first.items()} == {s.name: "changed" for s in servers}, {
+        h: r.error for h, r in first.items()
+    }
     for server in servers:
         assert_landed(server)
-        assert not [p for p in (host_root(server) / "certificates").iterdir()
-                    if p.name.endswith(".tmp")]
+        assert not [
+            p for p in (host_root(server) / "certificates").iterdir() if p.name.endswith(".tmp")
+        ]
     before = {s.name: snapshot(host_root(s)) for s in servers}
 
     second = apply(playbook, inventory, known_hosts=str(known))
@@ -178,8 +193,7 @@ def test_dead_host_fails_alone(fleet: SshdFleet, tmp_path: Path) -> None:
 # --- host keys ------------------------------------------------------------------------------
 
 
-def test_unknown_host_key_is_refused_with_its_fingerprint(fleet: SshdFleet,
-                                                          tmp_path: Path) -> None:
+def test_unknown_host_key_is_refused_with_its_fingerprint(fleet: SshdFleet, tmp_path: Path) -> None:
     [server] = fleet.start(1)
     playbook, inventory = write_project(tmp_path / "project", fleet, [server])
     known = tmp_path / "known_hosts"
@@ -195,8 +209,7 @@ def test_unknown_host_key_is_refused_with_its_fingerprint(fleet: SshdFleet,
     assert not known.exists()
 
 
-def test_changed_host_key_is_refused_even_with_accept_new(fleet: SshdFleet,
-                                                          tmp_path: Path) -> None:
+def test_changed_host_key_is_refused_even_with_accept_new(fleet: SshdFleet, tmp_path: Path) -> None:
     [server] = fleet.start(1)
     playbook, inventory = write_project(tmp_path / "project", fleet, [server])
     other = keygen(tmp_path / "other_host_key")
@@ -206,8 +219,9 @@ def test_changed_host_key_is_refused_even_with_accept_new(fleet: SshdFleet,
     original = known.read_bytes()
 
     for accept_new in (False, True):
-        result = apply(playbook, inventory, known_hosts=str(known),
-                       accept_new_host_keys=accept_new)[server.name]
+        result = apply(
+            playbook, inventory, known_hosts=str(known), accept_new_host_keys=accept_new
+        )[server.name]
         assert result.status == "failed"
         assert "HOST KEY CHANGED" in result.error and server.fingerprint() in result.error
         assert f"ssh-keygen -R '{server.known_hosts_name}'" in result.error
@@ -220,15 +234,17 @@ def test_accept_new_appends_one_line_per_host(fleet: SshdFleet, tmp_path: Path) 
     playbook, inventory = write_project(tmp_path / "project", fleet, servers)
     known = tmp_path / "known_hosts"
     # The last line has no newline: the first appended line must not be glued to it.
-    known.write_text("# kept as it is\nexample.invalid ssh-ed25519 "
-                     "AAAAC3NzaC1lZDI1NTE5AAAAIIp6kGHd0bqUKbwtZSMpTA3X2kaVWNWr5EGVkIRVfeBq")
+    known.write_text(
+        "# kept as it is\nexample.invalid ssh-ed25519 "
+        "AAAAC3NzaC1lZDI1NTE5AAAAIIp6kGHd0bqUKbwtZSMpTA3X2kaVWNWr5EGVkIRVfeBq"
+    )
     before = known.read_text()
 
     first = apply(playbook, inventory, known_hosts=str(known), accept_new_host_keys=True)
     assert {r.status for r in first.values()} == {"changed"}, {h: r.error for h, r in first.items()}
     text = known.read_text()
     assert text.startswith(before + "\n")  # appended, never rewritten
-    added = text[len(before) + 1:].splitlines()
+    added = text[len(before) + 1 :].splitlines()
     assert sorted(added) == sorted(s.known_hosts_line().strip() for s in servers)
 
     second = apply(playbook, inventory, known_hosts=str(known))  # no acceptance needed now
@@ -236,8 +252,9 @@ def test_accept_new_appends_one_line_per_host(fleet: SshdFleet, tmp_path: Path) 
     assert known.read_text() == text
 
 
-def test_accept_new_defaults_to_the_users_known_hosts(fleet: SshdFleet, tmp_path: Path,
-                                                      isolated_home: Path) -> None:
+def test_accept_new_defaults_to_the_users_known_hosts(
+    fleet: SshdFleet, tmp_path: Path, isolated_home: Path
+) -> None:
     [server] = fleet.start(1)
     playbook, inventory = write_project(tmp_path / "project", fleet, [server])
 
@@ -270,8 +287,9 @@ def test_cert_authority_is_honoured(fleet: SshdFleet, tmp_path: Path) -> None:
 
     # Nothing known for the host: accept-new records its plain key, not the certificate.
     fresh = tmp_path / "fresh_known_hosts"
-    accepted = apply(playbook, inventory, known_hosts=str(fresh),
-                     accept_new_host_keys=True)[server.name]
+    accepted = apply(playbook, inventory, known_hosts=str(fresh), accept_new_host_keys=True)[
+        server.name
+    ]
     assert accepted.status == "ok", accepted.error
     assert fresh.read_text() == server.known_hosts_line()
 
@@ -281,14 +299,15 @@ def test_cert_authority_is_honoured(fleet: SshdFleet, tmp_path: Path) -> None:
 
 def test_wrong_user_is_refused(fleet: SshdFleet, tmp_path: Path) -> None:
     [server] = fleet.start(1)
-    playbook, inventory = write_project(tmp_path / "project", fleet, [server],
-                                        user="no-such-user")
+    playbook, inventory = write_project(tmp_path / "project", fleet, [server], user="no-such-user")
     known = known_hosts_for(tmp_path / "known_hosts", [server])
 
     result = apply(playbook, inventory, known_hosts=str(known))[server.name]
     assert result.status == "failed"
-    assert result.error == (f"127.0.0.1:{server.port}: authentication failed for user "
-                            f"'no-such-user' (key {fleet.client_key})")
+    assert result.error == (
+        f"127.0.0.1:{server.port}: authentication failed for user "
+        f"'no-such-user' (key {fleet.client_key})"
+    )
 
 
 def test_an_unusable_ssh_key_is_named(tmp_path: Path) -> None:
@@ -297,7 +316,8 @@ def test_an_unusable_ssh_key_is_named(tmp_path: Path) -> None:
     for key in (tmp_path / "missing_key", tmp_path / "not_a_key"):
         transport = make_transport(
             Host(name="h", address="127.0.0.1", port=1, connection="ssh", ssh_key=str(key)),
-            ConnectOptions(known_hosts=str(tmp_path / "known_hosts")))
+            ConnectOptions(known_hosts=str(tmp_path / "known_hosts")),
+        )
 
         async def attempt(transport: Any = transport) -> str:
             try:
@@ -321,7 +341,8 @@ def test_a_silent_host_times_out(tmp_path: Path) -> None:
         port = silent.getsockname()[1]
         transport = make_transport(
             Host(name="silent", address="127.0.0.1", port=port, connection="ssh", user="root"),
-            ConnectOptions(known_hosts=str(tmp_path / "known_hosts"), connect_timeout=0.5))
+            ConnectOptions(known_hosts=str(tmp_path / "known_hosts"), connect_timeout=0.5),
+        )
 
         async def attempt() -> str:
             try:
@@ -356,8 +377,14 @@ def test_a_durable_commit_is_synced_before_it_returns(fleet: SshdFleet, tmp_path
     removed (SFTP cannot fsync a folder: a `sync` of it, before commit returns)."""
     [server] = fleet.start(1)
     known = known_hosts_for(tmp_path / "known_hosts", [server])
-    host = Host(name=server.name, address="127.0.0.1", port=server.port, connection="ssh",
-                user="root", ssh_key=str(fleet.client_key))
+    host = Host(
+        name=server.name,
+        address="127.0.0.1",
+        port=server.port,
+        connection="ssh",
+        user="root",
+        ssh_key=str(fleet.client_key),
+    )
     transport = make_transport(host, ConnectOptions(known_hosts=str(known)))
     folder = tmp_path / "durable"
     commands = recorded_commands(transport)
@@ -380,8 +407,15 @@ def test_a_durable_commit_is_synced_before_it_returns(fleet: SshdFleet, tmp_path
 def test_transport_operations_share_one_connection(fleet: SshdFleet, tmp_path: Path) -> None:
     [server] = fleet.start(1)
     known = known_hosts_for(tmp_path / "known_hosts", [server])
-    host = Host(name=server.name, address="127.0.0.1", port=server.port, connection="ssh",
-                user="root", ssh_key=str(fleet.client_key), vars={"workdir": str(tmp_path)})
+    host = Host(
+        name=server.name,
+        address="127.0.0.1",
+        port=server.port,
+        connection="ssh",
+        user="root",
+        ssh_key=str(fleet.client_key),
+        vars={"workdir": str(tmp_path)},
+    )
     transport = make_transport(host, ConnectOptions(known_hosts=str(known)))
     assert transport.resolve("certs/a.key") == f"{tmp_path}/certs/a.key"
     assert transport.resolve("/etc/../etc/ssl") == "/etc/ssl"
@@ -392,8 +426,9 @@ def test_transport_operations_share_one_connection(fleet: SshdFleet, tmp_path: P
             await transport.write(str(folder / "a.key"), b"secret\x00\xff", 0o600)
             await transport.write(str(folder / "big.pem"), os.urandom(300_000), 0o640)
             (folder / "link").symlink_to("/etc/passwd")
-            states = await asyncio.gather(*(transport.read(str(folder / n))
-                                            for n in ("a.key", "big.pem", "link", "nope")))
+            states = await asyncio.gather(
+                *(transport.read(str(folder / n)) for n in ("a.key", "big.pem", "link", "nope"))
+            )
             assert [s.kind for s in states] == ["file", "file", "symlink", "missing"]
             assert states[0].content == b"secret\x00\xff" and states[0].mode == 0o600
             assert states[1].content == (folder / "big.pem").read_bytes()
@@ -411,11 +446,15 @@ def test_transport_operations_share_one_connection(fleet: SshdFleet, tmp_path: P
             await transport.remove(str(folder / "lock"))  # already gone: fine
             result = await transport.run("pwd; echo oops >&2; exit 3")
             assert (result.exit_status, result.stdout, result.stderr) == (
-                3, f"{tmp_path}\n", "oops\n")
+                3,
+                f"{tmp_path}\n",
+                "oops\n",
+            )
             slow = await transport.run("sleep 5", timeout=0.3)
             assert slow.exit_status == 124 and "timed out after 0.3 s" in slow.stderr
-            peers = await asyncio.gather(*(transport.run("echo $SSH_CONNECTION")
-                                           for _ in range(12)))
+            peers = await asyncio.gather(
+                *(transport.run("echo $SSH_CONNECTION") for _ in range(12))
+            )
             assert len({p.stdout for p in peers}) == 1  # one connection, many channels
         finally:
             await transport.close()
@@ -427,9 +466,9 @@ def test_transport_operations_share_one_connection(fleet: SshdFleet, tmp_path: P
 # --- become -----------------------------------------------------------------------------------
 
 
-def test_become_writes_as_root_through_sudo(fleet: SshdFleet, become_user: str,
-                                            tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_become_writes_as_root_through_sudo(
+    fleet: SshdFleet, become_user: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     [server] = fleet.start(1)
     uploads = Path(fleet.shared) / "uploads"  # this test's own, to see it is left empty
     uploads.mkdir(mode=0o777)
@@ -440,9 +479,14 @@ def test_become_writes_as_root_through_sudo(fleet: SshdFleet, become_user: str,
     base = Path(fleet.shared) / "become-target"
     base.mkdir(mode=0o755)
     os.chown(base, 0, 0)
-    playbook, inventory = write_project(tmp_path / "project", fleet, [server],
-                                        user=BECOME_USER, become=True,
-                                        roots={server.name: base})
+    playbook, inventory = write_project(
+        tmp_path / "project",
+        fleet,
+        [server],
+        user=BECOME_USER,
+        become=True,
+        roots={server.name: base},
+    )
     known = known_hosts_for(tmp_path / "known_hosts", [server])
     probe = subprocess.run(["sudo", "-u", become_user, "test", "-w", str(base)], check=False)
     assert probe.returncode != 0  # without sudo, the login user could not write there
@@ -454,8 +498,9 @@ def test_become_writes_as_root_through_sudo(fleet: SshdFleet, become_user: str,
         info = (certificates / name).stat()
         assert info.st_uid == 0
     assert stat.S_IMODE((certificates / "web.key").stat().st_mode) == 0o600
-    assert "example.test" in run_openssl("x509", "-inform", "DER", "-noout", "-subject",
-                                         "-in", str(certificates / "web.cer"))
+    assert "example.test" in run_openssl(
+        "x509", "-inform", "DER", "-noout", "-subject", "-in", str(certificates / "web.cer")
+    )
     # Commands ran as root, through sudo, for the login user.
     assert (base / "reloaded").read_text() == f"0 sudo by {become_user}"
     assert not [p for p in certificates.iterdir() if p.name.endswith(".tmp")]
@@ -468,12 +513,20 @@ def test_become_writes_as_root_through_sudo(fleet: SshdFleet, become_user: str,
     assert snapshot(base) == before
 
 
-def test_become_reads_are_batched_and_exact(fleet: SshdFleet, become_user: str,
-                                            tmp_path: Path) -> None:
+def test_become_reads_are_batched_and_exact(
+    fleet: SshdFleet, become_user: str, tmp_path: Path
+) -> None:
     [server] = fleet.start(1)
     known = known_hosts_for(tmp_path / "known_hosts", [server])
-    host = Host(name=server.name, address="127.0.0.1", port=server.port, connection="ssh",
-                user=become_user, ssh_key=str(fleet.client_key), become=True)
+    host = Host(
+        name=server.name,
+        address="127.0.0.1",
+        port=server.port,
+        connection="ssh",
+        user=become_user,
+        ssh_key=str(fleet.client_key),
+        become=True,
+    )
     transport = make_transport(host, ConnectOptions(known_hosts=str(known)))
     assert transport.resolve("certs") == f"/home/{become_user}/certs"
     assert transport.resolve("~/x/../y") == f"/home/{become_user}/y"
@@ -494,22 +547,36 @@ def test_become_reads_are_batched_and_exact(fleet: SshdFleet, become_user: str,
             await transport.close()
 
     states = asyncio.run(scenario())
-    assert [s.kind for s in states] == ["file", "file", "symlink", "directory", "missing",
-                                        "missing"]
+    assert [s.kind for s in states] == [
+        "file",
+        "file",
+        "symlink",
+        "directory",
+        "missing",
+        "missing",
+    ]
     assert states[0].content == (folder / "key.pem").read_bytes() and states[0].mode == 0o600
     assert states[1].content == b""
     assert states[3].mode == 0o751
     assert len([c for c in commands if c.startswith("sudo ")]) == 1  # one sudo for all
 
 
-def test_become_syncs_each_folder_once_as_root(fleet: SshdFleet, become_user: str,
-                                               tmp_path: Path) -> None:
+def test_become_syncs_each_folder_once_as_root(
+    fleet: SshdFleet, become_user: str, tmp_path: Path
+) -> None:
     """Replacements that are not durable one by one are made durable together, at the flush,
     through sudo (the folder may be root's alone), not by a sync after every rename."""
     [server] = fleet.start(1)
     known = known_hosts_for(tmp_path / "known_hosts", [server])
-    host = Host(name=server.name, address="127.0.0.1", port=server.port, connection="ssh",
-                user=become_user, ssh_key=str(fleet.client_key), become=True)
+    host = Host(
+        name=server.name,
+        address="127.0.0.1",
+        port=server.port,
+        connection="ssh",
+        user=become_user,
+        ssh_key=str(fleet.client_key),
+        become=True,
+    )
     transport = make_transport(host, ConnectOptions(known_hosts=str(known)))
     folder = Path(fleet.shared) / "become-flush"
     folder.mkdir(mode=0o700)  # root only
@@ -550,11 +617,13 @@ def test_become_syncs_each_folder_once_as_root(fleet: SshdFleet, become_user: st
     assert len(flush) == 2 and all(c.startswith("sudo -n") and str(folder) in c for c in flush)
 
 
-def test_become_without_passwordless_sudo_fails_clearly(fleet: SshdFleet, no_sudo_user: str,
-                                                        tmp_path: Path) -> None:
+def test_become_without_passwordless_sudo_fails_clearly(
+    fleet: SshdFleet, no_sudo_user: str, tmp_path: Path
+) -> None:
     [server] = fleet.start(1)
-    playbook, inventory = write_project(tmp_path / "project", fleet, [server],
-                                        user=no_sudo_user, become=True)
+    playbook, inventory = write_project(
+        tmp_path / "project", fleet, [server], user=no_sudo_user, become=True
+    )
     known = known_hosts_for(tmp_path / "known_hosts", [server])
 
     result = apply(playbook, inventory, known_hosts=str(known))[server.name]
@@ -565,22 +634,38 @@ def test_become_without_passwordless_sudo_fails_clearly(fleet: SshdFleet, no_sud
 # --- the command line -------------------------------------------------------------------------
 
 
-def test_cli_apply_with_known_hosts_and_accept_new(fleet: SshdFleet, project: Path,
-                                                   cli: Cli, converged_records: Path) -> None:
+def test_cli_apply_with_known_hosts_and_accept_new(
+    fleet: SshdFleet, project: Path, cli: Cli, converged_records: Path
+) -> None:
     servers = fleet.start(2)
     playbook, inventory = write_project(project, fleet, servers)
     known = project / "known_hosts"
 
-    refused = cli("apply", str(playbook), "-i", str(inventory), "--known-hosts", str(known),
-                      "--connect-timeout", "5")
+    refused = cli(
+        "apply",
+        str(playbook),
+        "-i",
+        str(inventory),
+        "--known-hosts",
+        str(known),
+        "--connect-timeout",
+        "5",
+    )
     assert refused.exit_code == 1
     output = refused.stdout + refused.stderr
     for server in servers:
         assert server.fingerprint() in output
     assert "Traceback" not in output
 
-    accepted = cli("apply", str(playbook), "-i", str(inventory), "--known-hosts", str(known),
-                       "--accept-new-host-keys")
+    accepted = cli(
+        "apply",
+        str(playbook),
+        "-i",
+        str(inventory),
+        "--known-hosts",
+        str(known),
+        "--accept-new-host-keys",
+    )
     assert accepted.exit_code == 0, accepted.stdout + accepted.stderr
     assert len(known.read_text().splitlines()) == 2
     for server in servers:
@@ -594,15 +679,22 @@ def test_cli_apply_with_known_hosts_and_accept_new(fleet: SshdFleet, project: Pa
     assert list(converged_records.rglob("*.json")) == []
 
 
-def test_cli_dead_host_exit_1_others_changed(fleet: SshdFleet, project: Path,
-                                             cli: Cli) -> None:
+def test_cli_dead_host_exit_1_others_changed(fleet: SshdFleet, project: Path, cli: Cli) -> None:
     servers = fleet.start(3)
     servers[0].stop()
     playbook, inventory = write_project(project, fleet, servers)
     known = known_hosts_for(project / "known_hosts", servers)
 
-    result = cli("apply", str(playbook), "-i", str(inventory), "--known-hosts", str(known),
-                     "--format", "json")
+    result = cli(
+        "apply",
+        str(playbook),
+        "-i",
+        str(inventory),
+        "--known-hosts",
+        str(known),
+        "--format",
+        "json",
+    )
     assert result.exit_code == 1
     assert "connection refused" in result.stdout + result.stderr
     for server in servers[1:]:

@@ -199,8 +199,9 @@ def test_missing_rows_lead_expired_ones(staggered: Path, in_project: Path) -> No
     assert rows[1].problem is not None and rows[1].problem.startswith("expired ")
 
 
-def test_table_shows_expired_rows(staggered: Path, in_project: Path,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_table_shows_expired_rows(
+    staggered: Path, in_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from provision.cli import _status_table
 
     rows = rows_at(dt.datetime.now(dt.UTC) + dt.timedelta(days=200))

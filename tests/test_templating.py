@@ -27,8 +27,10 @@ def failure(value: Any, **variables: Any) -> str:
 
 
 def test_a_host_variable_that_is_a_template() -> None:
-    assert evaluate("{{ certificates_dir }}/x.pem",
-                    certificates_dir="fleet/{{ host.name }}") == "fleet/cm-pub-01/x.pem"
+    assert (
+        evaluate("{{ certificates_dir }}/x.pem", certificates_dir="fleet/{{ host.name }}")
+        == "fleet/cm-pub-01/x.pem"
+    )
 
 
 def test_variables_chain() -> None:
@@ -37,8 +39,10 @@ def test_variables_chain() -> None:
 
 
 def test_host_view() -> None:
-    assert evaluate("{{ host.name }} {{ host.fqdn }} {{ host.address }} {{ host.groups[0] }}") \
+    assert (
+        evaluate("{{ host.name }} {{ host.fqdn }} {{ host.address }} {{ host.groups[0] }}")
         == "cm-pub-01 cm-pub-01.voice.example.com 10.10.0.11 callmanager"
+    )
 
 
 def test_an_unused_broken_variable_is_never_evaluated() -> None:
@@ -78,8 +82,14 @@ def test_dicts_and_lists_are_walked() -> None:
     ],
 )
 def test_native_types(source: str, expected: Any) -> None:
-    variables = {"port": 8443, "names": ["a.example.com", "10.0.0.1"], "flag": False,
-                 "mapping": {"k": [1, 2]}, "code": "0443", "listy": "[1, 2]"}
+    variables = {
+        "port": 8443,
+        "names": ["a.example.com", "10.0.0.1"],
+        "flag": False,
+        "mapping": {"k": [1, 2]},
+        "code": "0443",
+        "listy": "[1, 2]",
+    }
     result = evaluate(source, **variables)
     assert result == expected
     assert type(result) is type(expected)
@@ -102,27 +112,36 @@ def test_undefined_whole_expression() -> None:
 
 
 def test_undefined_attribute() -> None:
-    assert failure("{{ host.nope }}") == \
-        "undefined variable: 'provision.templating.HostView object' has no attribute 'nope'"
+    assert (
+        failure("{{ host.nope }}")
+        == "undefined variable: 'provision.templating.HostView object' has no attribute 'nope'"
+    )
 
 
 def test_undefined_inside_a_variable_names_the_variable() -> None:
-    assert failure("{{ a }}", a="{{ b }}", b="{{ nope }}") == \
-        "in variable 'a': in variable 'b': undefined variable: 'nope' is undefined"
+    assert (
+        failure("{{ a }}", a="{{ b }}", b="{{ nope }}")
+        == "in variable 'a': in variable 'b': undefined variable: 'nope' is undefined"
+    )
 
 
 @pytest.mark.parametrize(
     ("variables", "source", "problem"),
     [
         ({"a": "{{ a }}"}, "{{ a }}", "variable 'a' refers to itself (a -> a)"),
-        ({"a": "x-{{ b }}", "b": "{{ a }}"}, "{{ a }}",
-         "variable 'a' refers to itself (a -> b -> a)"),
-        ({"a": "{{ b }}", "b": "{{ c }}", "c": "{{ b }}"}, "{{ a }}",
-         "variable 'b' refers to itself (a -> b -> c -> b)"),
+        (
+            {"a": "x-{{ b }}", "b": "{{ a }}"},
+            "{{ a }}",
+            "variable 'a' refers to itself (a -> b -> a)",
+        ),
+        (
+            {"a": "{{ b }}", "b": "{{ c }}", "c": "{{ b }}"},
+            "{{ a }}",
+            "variable 'b' refers to itself (a -> b -> c -> b)",
+        ),
     ],
 )
-def test_a_variable_that_needs_itself(variables: dict[str, str], source: str,
-                                      problem: str) -> None:
+def test_a_variable_that_needs_itself(variables: dict[str, str], source: str, problem: str) -> None:
     assert failure(source, **variables) == problem
 
 
@@ -136,16 +155,24 @@ def test_after_a_self_reference_other_variables_still_work() -> None:
 @pytest.mark.parametrize(
     ("source", "problem"),
     [
-        ("{{ host.__class__ }}",
-         "not allowed in a template: access to attribute '__class__' of 'HostView' "
-         "object is unsafe."),
-        ("{{ host.name.__class__.__mro__ }}",
-         "not allowed in a template: access to attribute '__class__' of 'str' object is unsafe."),
-        ("x{{ host.__init__.__globals__ }}",
-         "not allowed in a template: access to attribute '__init__' of 'HostView' "
-         "object is unsafe."),
-        ("{{ names.append('evil') }}",
-         "not allowed in a template: access to attribute 'append' of 'list' object is unsafe."),
+        (
+            "{{ host.__class__ }}",
+            "not allowed in a template: access to attribute '__class__' of 'HostView' "
+            "object is unsafe.",
+        ),
+        (
+            "{{ host.name.__class__.__mro__ }}",
+            "not allowed in a template: access to attribute '__class__' of 'str' object is unsafe.",
+        ),
+        (
+            "x{{ host.__init__.__globals__ }}",
+            "not allowed in a template: access to attribute '__init__' of 'HostView' "
+            "object is unsafe.",
+        ),
+        (
+            "{{ names.append('evil') }}",
+            "not allowed in a template: access to attribute 'append' of 'list' object is unsafe.",
+        ),
     ],
 )
 def test_the_sandbox_refuses_python_internals(source: str, problem: str) -> None:
@@ -213,7 +240,9 @@ def test_templates_through_the_cli(project: Path, cli: Cli) -> None:
     assert result.exit_code == 0, result.stderr
     certs = project / "fleet" / "web-01" / "certs"
     assert sorted(p.name for p in certs.iterdir() if not p.name.startswith(".")) == [
-        "web.key", "web.pem"]
+        "web.key",
+        "web.pem",
+    ]
     conf = (project / "fleet" / "web-01" / "web.conf").read_text()
     assert "listen 8443 ssl;" in conf  # "{{ https_port }}" validated as the integer 8443
     assert f"ssl_certificate     {certs / 'web.pem'};" in conf
@@ -223,7 +252,10 @@ def test_templates_through_the_cli(project: Path, cli: Cli) -> None:
     leaf = x509.load_pem_x509_certificate((certs / "web.pem").read_bytes())
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert [str(n.value) for n in san] == [
-        "web-01.example.com", "web-01.alt.example.com", "192.0.2.1"]
+        "web-01.example.com",
+        "web-01.alt.example.com",
+        "192.0.2.1",
+    ]
     assert leaf.subject.rfc4514_string() == "CN=web-01.example.com"
 
 
@@ -231,19 +263,23 @@ def test_templates_through_the_cli(project: Path, cli: Cli) -> None:
     ("common_name", "problem"),
     [
         ("{{ a }}", "variable 'a' refers to itself (a -> b -> a) in '{{ a }}'"),
-        ("{{ host.__class__ }}",
-         "not allowed in a template: access to attribute '__class__' of 'HostView' object is "
-         "unsafe. in '{{ host.__class__ }}'"),
+        (
+            "{{ host.__class__ }}",
+            "not allowed in a template: access to attribute '__class__' of 'HostView' object is "
+            "unsafe. in '{{ host.__class__ }}'",
+        ),
         ("{{ https_port }}", "Input should be a valid string (got 8443)"),
     ],
 )
-def test_template_errors_through_the_cli(project: Path, cli: Cli, common_name: str,
-                                         problem: str) -> None:
+def test_template_errors_through_the_cli(
+    project: Path, cli: Cli, common_name: str, problem: str
+) -> None:
     write(project, common_name)
     result = cli("apply", "playbooks/t.yml", "-i", "inventory/t.yml")
     assert result.exit_code == 1
     assert "Traceback" not in result.stderr
     assert result.stderr == (
         f"error: playbooks/t.yml:7: certificates[0].subject.common_name: {problem} "
-        "(for host web-01)\n")
+        "(for host web-01)\n"
+    )
     assert not (project / "fleet").exists()

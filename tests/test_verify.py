@@ -48,41 +48,62 @@ class Verified:
     def leaf(self) -> bytes:
         return leaf_of_pem(self.certificates / "web.pem")
 
-    def write(self, names: list[str], *, verify: Any = True, reload_command: str | None = None,
-              address: str = "127.0.0.1") -> None:
+    def write(
+        self,
+        names: list[str],
+        *,
+        verify: Any = True,
+        reload_command: str | None = None,
+        address: str = "127.0.0.1",
+    ) -> None:
         book = {
             "name": "A verified site",
             "hosts": "web",
             "certificates_dir": "{{ certificates_dir }}",
-            "certificates": [{
-                "name": "web",
-                "source": "self-signed",
-                "key": {"type": "ecdsa", "curve": "p256"},
-                "subject": {"common_name": "{{ host.fqdn }}"},
-                "names": names,
-                "validity_days": 90,
-                "outputs": [
-                    {"file": "web.cer", "format": "der", "content": "root"},
-                    {"file": "web.pem", "format": "pem", "content": "fullchain"},
-                    {"file": "web.key", "format": "pem", "content": "key"},
-                ],
-            }],
-            "sites": [{
-                "name": SITE,
-                "server": "nginx",
-                "config": f"{self.server.sites}/web.conf",
-                "reload": True,
-                "test_command": self.server.test_command,
-                "reload_command": reload_command or self.server.reload_command,
-                "bindings": [{"protocol": "https", "address": "127.0.0.1", "port": self.port,
-                              "certificate": "web"}],
-                "verify": verify,
-            }],
+            "certificates": [
+                {
+                    "name": "web",
+                    "source": "self-signed",
+                    "key": {"type": "ecdsa", "curve": "p256"},
+                    "subject": {"common_name": "{{ host.fqdn }}"},
+                    "names": names,
+                    "validity_days": 90,
+                    "outputs": [
+                        {"file": "web.cer", "format": "der", "content": "root"},
+                        {"file": "web.pem", "format": "pem", "content": "fullchain"},
+                        {"file": "web.key", "format": "pem", "content": "key"},
+                    ],
+                }
+            ],
+            "sites": [
+                {
+                    "name": SITE,
+                    "server": "nginx",
+                    "config": f"{self.server.sites}/web.conf",
+                    "reload": True,
+                    "test_command": self.server.test_command,
+                    "reload_command": reload_command or self.server.reload_command,
+                    "bindings": [
+                        {
+                            "protocol": "https",
+                            "address": "127.0.0.1",
+                            "port": self.port,
+                            "certificate": "web",
+                        }
+                    ],
+                    "verify": verify,
+                }
+            ],
         }
-        inventory = {"all": {
-            "vars": {"connection": "local",
-                     "certificates_dir": ".provision/{{ host.name }}/certificates"},
-            "children": {"web": {"hosts": {"web1": {"address": address, "fqdn": FQDN}}}}}}
+        inventory = {
+            "all": {
+                "vars": {
+                    "connection": "local",
+                    "certificates_dir": ".provision/{{ host.name }}/certificates",
+                },
+                "children": {"web": {"hosts": {"web1": {"address": address, "fqdn": FQDN}}}},
+            }
+        }
         (self.project / PLAYBOOK).write_text(yaml.safe_dump(book, sort_keys=False))
         (self.project / INVENTORY).write_text(yaml.safe_dump(inventory, sort_keys=False))
 
@@ -100,8 +121,10 @@ class Verified:
         return result
 
     def checks(self, names: list[str], *, address: str = "127.0.0.1") -> list[dict[str, Any]]:
-        return [{"site": SITE, "name": n, "address": address, "port": self.port, "ok": True}
-                for n in names]
+        return [
+            {"site": SITE, "name": n, "address": address, "port": self.port, "ok": True}
+            for n in names
+        ]
 
 
 @pytest.fixture
@@ -133,8 +156,9 @@ def test_apply_verifies_every_name_and_waits_for_the_reload(site: Verified) -> N
     result, host = site.apply()
     assert result.exit_code == 0, result.stdout + result.stderr
     assert host["status"] == "changed"
-    assert any(c["action"] == "replace" and "names changed" in c["reason"]
-               for c in host["changes"]), host["changes"]
+    assert any(
+        c["action"] == "replace" and "names changed" in c["reason"] for c in host["changes"]
+    ), host["changes"]
     assert host["verified"] == site.checks(names)
     second = site.leaf()
     assert second != first
@@ -172,7 +196,8 @@ def test_apply_verifies_every_name_and_waits_for_the_reload(site: Verified) -> N
 
 
 def test_a_server_that_was_not_reloaded_fails_verification(
-        site: Verified, monkeypatch: pytest.MonkeyPatch) -> None:
+    site: Verified, monkeypatch: pytest.MonkeyPatch
+) -> None:
     site.write(NAMES)
     result, _host = site.apply()
     assert result.exit_code == 0, result.stdout + result.stderr
@@ -215,8 +240,9 @@ def test_a_server_that_was_not_reloaded_fails_verification(
     assert again.exit_code == 0, again.stdout
 
 
-def test_a_stopped_server_fails_verification(site: Verified,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stopped_server_fails_verification(
+    site: Verified, monkeypatch: pytest.MonkeyPatch
+) -> None:
     site.write(NAMES)
     result, _host = site.apply()
     assert result.exit_code == 0, result.stdout + result.stderr
@@ -244,7 +270,8 @@ def test_a_stopped_server_fails_verification(site: Verified,
 
 
 def test_verify_names_port_and_address_narrow_the_checks(
-        site: Verified, monkeypatch: pytest.MonkeyPatch) -> None:
+    site: Verified, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Only the names asked for.
     site.write(NAMES, verify={"names": ["localhost"], "port": site.port})
     result, host = site.apply()
@@ -262,8 +289,7 @@ def test_verify_names_port_and_address_narrow_the_checks(
     assert missed.exit_code == 1, missed.stdout
     assert f"localhost (127.0.0.2:{site.port}) FAILED: " in missed.stdout
     assert "Connection refused" in missed.stdout
-    site.write(NAMES, verify={"names": ["localhost"], "address": "127.0.0.1"},
-               address="127.0.0.2")
+    site.write(NAMES, verify={"names": ["localhost"], "address": "127.0.0.1"}, address="127.0.0.2")
     result, host = site.apply()
     assert result.exit_code == 0, result.stdout + result.stderr
     assert host["verified"] == site.checks(["localhost"])
@@ -281,8 +307,10 @@ def test_verify_names_port_and_address_narrow_the_checks(
     site.write(NAMES, verify={"names": ["localhost"], "port": other})
     alone = site.verify()
     assert alone.exit_code == 1, alone.stdout
-    assert f"localhost (127.0.0.1:{other}) FAILED: no certificate on the host for port {other}" \
+    assert (
+        f"localhost (127.0.0.1:{other}) FAILED: no certificate on the host for port {other}"
         in alone.stdout
+    )
 
 
 def test_verify_on_a_port_without_a_binding_is_not_a_silent_pass(site: Verified) -> None:
@@ -297,7 +325,8 @@ def test_verify_on_a_port_without_a_binding_is_not_a_silent_pass(site: Verified)
 
 
 def test_a_failed_verification_leaves_the_reload_owed(
-        site: Verified, monkeypatch: pytest.MonkeyPatch) -> None:
+    site: Verified, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The files match after a reload that did nothing; fixing the reload command must still
     bring the server up to date on the next run."""
     site.write(NAMES)
@@ -315,6 +344,7 @@ def test_a_failed_verification_leaves_the_reload_owed(
     assert result.exit_code == 0, result.stdout + result.stderr
     assert [c["reason"] for c in host["changes"]] == [
         "reload owed: an earlier run did not finish it, or the server did not serve what "
-        "was written"]
+        "was written"
+    ]
     assert all(check["ok"] for check in host["verified"]), host["verified"]
     assert served_leaf(site.port) == new

@@ -48,18 +48,30 @@ INTER_SUBJECT = "/O=Example Corp/CN=Example Corp Issuing CA"
 ROOT_RFC4514 = "CN=Example Corp Root CA,O=Example Corp"
 INTER_RFC4514 = "CN=Example Corp Issuing CA,O=Example Corp"
 
-CA_EXT = ["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign",
-          "subjectKeyIdentifier=hash"]
-INTER_EXT = ["basicConstraints=critical,CA:TRUE,pathlen:0",
-             "keyUsage=critical,digitalSignature,keyCertSign,cRLSign",
-             "subjectKeyIdentifier=hash", "authorityKeyIdentifier=keyid:always"]
+CA_EXT = [
+    "basicConstraints=critical,CA:TRUE",
+    "keyUsage=critical,keyCertSign,cRLSign",
+    "subjectKeyIdentifier=hash",
+]
+INTER_EXT = [
+    "basicConstraints=critical,CA:TRUE,pathlen:0",
+    "keyUsage=critical,digitalSignature,keyCertSign,cRLSign",
+    "subjectKeyIdentifier=hash",
+    "authorityKeyIdentifier=keyid:always",
+]
 
 
-def openssl(*args: str | Path, input: bytes | None = None,
-            env: dict[str, str] | None = None) -> bytes:
+def openssl(
+    *args: str | Path, input: bytes | None = None, env: dict[str, str] | None = None
+) -> bytes:
     """Run openssl; fail the test with its stderr if it fails. ``env`` adds variables."""
-    result = subprocess.run(["openssl", *map(str, args)], input=input, capture_output=True,
-                            check=False, env={**os.environ, **env} if env else None)
+    result = subprocess.run(
+        ["openssl", *map(str, args)],
+        input=input,
+        capture_output=True,
+        check=False,
+        env={**os.environ, **env} if env else None,
+    )
     if result.returncode != 0:
         raise AssertionError(f"openssl {args}: {result.stderr.decode(errors='replace')}")
     return result.stdout
@@ -67,8 +79,12 @@ def openssl(*args: str | Path, input: bytes | None = None,
 
 def openssl_text(*args: str | Path, env: dict[str, str] | None = None) -> str:
     """Run openssl (which must succeed); its stdout and stderr (where `-info` writes)."""
-    result = subprocess.run(["openssl", *map(str, args)], capture_output=True, check=False,
-                            env={**os.environ, **env} if env else None)
+    result = subprocess.run(
+        ["openssl", *map(str, args)],
+        capture_output=True,
+        check=False,
+        env={**os.environ, **env} if env else None,
+    )
     text = (result.stdout + result.stderr).decode(errors="replace")
     if result.returncode != 0:
         raise AssertionError(f"openssl {args}: {text}")
@@ -87,11 +103,14 @@ def host_sans(host: str) -> list[str]:
 
 
 def leaf_ext(sans: list[str], eku: str = "serverAuth") -> list[str]:
-    return ["basicConstraints=critical,CA:FALSE",
-            "keyUsage=critical,digitalSignature,keyEncipherment",
-            f"extendedKeyUsage={eku}",
-            f"subjectAltName={','.join(sans)}",
-            "subjectKeyIdentifier=hash", "authorityKeyIdentifier=keyid"]
+    return [
+        "basicConstraints=critical,CA:FALSE",
+        "keyUsage=critical,digitalSignature,keyEncipherment",
+        f"extendedKeyUsage={eku}",
+        f"subjectAltName={','.join(sans)}",
+        "subjectKeyIdentifier=hash",
+        "authorityKeyIdentifier=keyid",
+    ]
 
 
 def stamp(moment: dt.datetime) -> str:
@@ -130,13 +149,19 @@ class Corp:
     impostor_chain: Path | None = None  # intermediate signed by an impostor root + real root
     root_only_chain: Path | None = None  # the root alone: the intermediate is missing
 
-    def sign(self, csr: Path, out: Path, ext: list[str], *, days: int = 397,
-             issuer: tuple[Path, Path] | None = None) -> Path:
+    def sign(
+        self,
+        csr: Path,
+        out: Path,
+        ext: list[str],
+        *,
+        days: int = 397,
+        issuer: tuple[Path, Path] | None = None,
+    ) -> Path:
         """Sign a CSR with the intermediate (or ``issuer``), as the corporate CA would."""
         cert, key = issuer or (self.inter, self.inter_key)
         start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-        return _ca_sign(self.dir, csr, out, cert, key, ext, start,
-                        start + dt.timedelta(days=days))
+        return _ca_sign(self.dir, csr, out, cert, key, ext, start, start + dt.timedelta(days=days))
 
 
 def _ec_key(path: Path) -> Path:
@@ -166,19 +191,54 @@ def _ca_config(d: Path) -> Path:
     return config
 
 
-def _ca_sign(d: Path, csr: Path, out: Path, ca_cert: Path, ca_key: Path, ext: list[str],
-             start: dt.datetime, end: dt.datetime) -> Path:
+def _ca_sign(
+    d: Path,
+    csr: Path,
+    out: Path,
+    ca_cert: Path,
+    ca_key: Path,
+    ext: list[str],
+    start: dt.datetime,
+    end: dt.datetime,
+) -> Path:
     ext_file = out.with_suffix(".ext")
     ext_file.write_text("\n".join(ext) + "\n")
-    openssl("ca", "-batch", "-config", _ca_config(d), "-cert", ca_cert, "-keyfile", ca_key,
-            "-in", csr, "-out", out, "-startdate", stamp(start), "-enddate", stamp(end),
-            "-extfile", ext_file, "-notext", "-preserveDN")
+    openssl(
+        "ca",
+        "-batch",
+        "-config",
+        _ca_config(d),
+        "-cert",
+        ca_cert,
+        "-keyfile",
+        ca_key,
+        "-in",
+        csr,
+        "-out",
+        out,
+        "-startdate",
+        stamp(start),
+        "-enddate",
+        stamp(end),
+        "-extfile",
+        ext_file,
+        "-notext",
+        "-preserveDN",
+    )
     return out
 
 
-def _leaf(corp: Corp, name: str, subject: str, ext: list[str], *, start: dt.datetime,
-          end: dt.datetime, key: Path | None = None,
-          issuer: tuple[Path, Path] | None = None) -> Leaf:
+def _leaf(
+    corp: Corp,
+    name: str,
+    subject: str,
+    ext: list[str],
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    key: Path | None = None,
+    issuer: tuple[Path, Path] | None = None,
+) -> Leaf:
     d = corp.dir
     key = key or _ec_key(d / f"{name}.key")
     csr = _csr(key, d / f"{name}.csr", subject)
@@ -194,10 +254,27 @@ def _self_signed(d: Path, key: Path, out: Path, now: dt.datetime) -> Path:
     csr = _csr(key, out.with_suffix(".csr"), ROOT_SUBJECT)
     ext_file = out.with_suffix(".ext")
     ext_file.write_text("\n".join(CA_EXT) + "\n")
-    openssl("ca", "-batch", "-config", _ca_config(d), "-selfsign", "-keyfile", key,
-            "-in", csr, "-out", out, "-startdate", stamp(now - dt.timedelta(days=7)),
-            "-enddate", stamp(now + dt.timedelta(days=3650)), "-extfile", ext_file,
-            "-notext", "-preserveDN")
+    openssl(
+        "ca",
+        "-batch",
+        "-config",
+        _ca_config(d),
+        "-selfsign",
+        "-keyfile",
+        key,
+        "-in",
+        csr,
+        "-out",
+        out,
+        "-startdate",
+        stamp(now - dt.timedelta(days=7)),
+        "-enddate",
+        stamp(now + dt.timedelta(days=3650)),
+        "-extfile",
+        ext_file,
+        "-notext",
+        "-preserveDN",
+    )
     return out
 
 
@@ -210,60 +287,150 @@ def make_corp(d: Path) -> Corp:
     openssl("x509", "-in", root, "-outform", "DER", "-out", root_der)
     inter_key = _ec_key(d / "corp-inter.key")
     inter_csr = _csr(inter_key, d / "corp-inter.csr", INTER_SUBJECT)
-    inter = _ca_sign(d, inter_csr, d / "corp-inter.pem", root, root_key, INTER_EXT,
-                     now - dt.timedelta(days=2), now + dt.timedelta(days=1825))
+    inter = _ca_sign(
+        d,
+        inter_csr,
+        d / "corp-inter.pem",
+        root,
+        root_key,
+        INTER_EXT,
+        now - dt.timedelta(days=2),
+        now + dt.timedelta(days=1825),
+    )
     chain = d / "corp-ca-chain.pem"
     chain.write_bytes(inter.read_bytes() + root.read_bytes())
     corp = Corp(d, root, root_key, root_der, inter, inter_key, chain)
 
     for host, (fqdn, _) in HOSTS.items():
-        leaf = _leaf(corp, host, f"/O=Example Voice Operations/CN={fqdn}",
-                     leaf_ext(host_sans(host)), start=valid_from, end=valid_to)
+        leaf = _leaf(
+            corp,
+            host,
+            f"/O=Example Voice Operations/CN={fqdn}",
+            leaf_ext(host_sans(host)),
+            start=valid_from,
+            end=valid_to,
+        )
         leaf.p7b = d / f"{host}.p7b"
-        openssl("crl2pkcs7", "-nocrl", "-certfile", leaf.pem, "-certfile", inter,
-                "-certfile", root, "-outform", "DER", "-out", leaf.p7b)
+        openssl(
+            "crl2pkcs7",
+            "-nocrl",
+            "-certfile",
+            leaf.pem,
+            "-certfile",
+            inter,
+            "-certfile",
+            root,
+            "-outform",
+            "DER",
+            "-out",
+            leaf.p7b,
+        )
         leaf.pfx = d / f"{host}.pfx"
-        openssl("pkcs12", "-export", "-inkey", leaf.key, "-in", leaf.pem, "-certfile", chain,
-                "-name", host, "-out", leaf.pfx, "-passout", f"pass:{SUPPLIED_PFX_PASSWORD}")
+        openssl(
+            "pkcs12",
+            "-export",
+            "-inkey",
+            leaf.key,
+            "-in",
+            leaf.pem,
+            "-certfile",
+            chain,
+            "-name",
+            host,
+            "-out",
+            leaf.pfx,
+            "-passout",
+            f"pass:{SUPPLIED_PFX_PASSWORD}",
+        )
         corp.hosts[host] = leaf
 
     pub = "cm-pub-01"
     subject = f"/O=Example Voice Operations/CN={HOSTS[pub][0]}"
     good = leaf_ext(host_sans(pub))
-    corp.expired = _leaf(corp, "expired", subject, good, start=now - dt.timedelta(days=400),
-                         end=now - dt.timedelta(days=3))
-    corp.not_yet_valid = _leaf(corp, "not-yet-valid", subject, good,
-                               start=now + dt.timedelta(days=3),
-                               end=now + dt.timedelta(days=400))
-    corp.expiring_soon = _leaf(corp, "expiring-soon", subject, good, start=valid_from,
-                               end=now + dt.timedelta(days=10, hours=12))
-    corp.client_only = _leaf(corp, "client-only", subject,
-                             leaf_ext(host_sans(pub), eku="clientAuth"),
-                             start=valid_from, end=valid_to)
-    corp.missing_name = _leaf(corp, "missing-name", subject,
-                              leaf_ext([s for s in host_sans(pub) if s != f"DNS:{pub}"]),
-                              start=valid_from, end=valid_to)
+    corp.expired = _leaf(
+        corp,
+        "expired",
+        subject,
+        good,
+        start=now - dt.timedelta(days=400),
+        end=now - dt.timedelta(days=3),
+    )
+    corp.not_yet_valid = _leaf(
+        corp,
+        "not-yet-valid",
+        subject,
+        good,
+        start=now + dt.timedelta(days=3),
+        end=now + dt.timedelta(days=400),
+    )
+    corp.expiring_soon = _leaf(
+        corp,
+        "expiring-soon",
+        subject,
+        good,
+        start=valid_from,
+        end=now + dt.timedelta(days=10, hours=12),
+    )
+    corp.client_only = _leaf(
+        corp,
+        "client-only",
+        subject,
+        leaf_ext(host_sans(pub), eku="clientAuth"),
+        start=valid_from,
+        end=valid_to,
+    )
+    corp.missing_name = _leaf(
+        corp,
+        "missing-name",
+        subject,
+        leaf_ext([s for s in host_sans(pub) if s != f"DNS:{pub}"]),
+        start=valid_from,
+        end=valid_to,
+    )
     rsa_key = d / "rsa1024.key"
     openssl("genrsa", "-out", rsa_key, "1024")
-    corp.rsa1024 = _leaf(corp, "rsa1024", subject, good, start=valid_from, end=valid_to,
-                         key=rsa_key)
+    corp.rsa1024 = _leaf(
+        corp, "rsa1024", subject, good, start=valid_from, end=valid_to, key=rsa_key
+    )
     corp.other_key = _ec_key(d / "other.key")
 
     # An intermediate (same name and key as the real one) whose validity ended.
-    expired_inter = _ca_sign(d, inter_csr, d / "expired-inter.pem", root, root_key, INTER_EXT,
-                             now - dt.timedelta(days=800), now - dt.timedelta(days=5))
+    expired_inter = _ca_sign(
+        d,
+        inter_csr,
+        d / "expired-inter.pem",
+        root,
+        root_key,
+        INTER_EXT,
+        now - dt.timedelta(days=800),
+        now - dt.timedelta(days=5),
+    )
     corp.expired_inter_chain = d / "expired-inter-chain.pem"
     corp.expired_inter_chain.write_bytes(expired_inter.read_bytes() + root.read_bytes())
-    corp.expired_inter_leaf = _leaf(corp, "expired-inter-leaf", subject, good,
-                                    start=valid_from, end=valid_to,
-                                    issuer=(expired_inter, inter_key))
+    corp.expired_inter_leaf = _leaf(
+        corp,
+        "expired-inter-leaf",
+        subject,
+        good,
+        start=valid_from,
+        end=valid_to,
+        issuer=(expired_inter, inter_key),
+    )
 
     # An impostor root with the real root's name signs the intermediate: the leaf still
     # verifies with that intermediate, the intermediate does not verify with the real root.
     impostor_key = _ec_key(d / "impostor-root.key")
     impostor = _self_signed(d, impostor_key, d / "impostor-root.pem", now)
-    forged_inter = _ca_sign(d, inter_csr, d / "forged-inter.pem", impostor, impostor_key,
-                            INTER_EXT, now - dt.timedelta(days=2), now + dt.timedelta(days=1825))
+    forged_inter = _ca_sign(
+        d,
+        inter_csr,
+        d / "forged-inter.pem",
+        impostor,
+        impostor_key,
+        INTER_EXT,
+        now - dt.timedelta(days=2),
+        now + dt.timedelta(days=1825),
+    )
     corp.impostor_chain = d / "impostor-chain.pem"
     corp.impostor_chain.write_bytes(forged_inter.read_bytes() + root.read_bytes())
     corp.root_only_chain = d / "root-only-chain.pem"
@@ -319,9 +486,15 @@ def write_playbook(project: Path, name: str, data: dict[str, Any]) -> str:
     return f"playbooks/{name}"
 
 
-def provided_playbook(project: Path, source: dict[str, Any], *, name: str = "provided.yml",
-                      outputs: list[dict[str, Any]] | None = None, sites: bool = True,
-                      **certificate: Any) -> str:
+def provided_playbook(
+    project: Path,
+    source: dict[str, Any],
+    *,
+    name: str = "provided.yml",
+    outputs: list[dict[str, Any]] | None = None,
+    sites: bool = True,
+    **certificate: Any,
+) -> str:
     """The CA example with its certificate supplied by a third party instead."""
     data = example(project)
     del data["authorities"]
@@ -337,8 +510,9 @@ def provided_playbook(project: Path, source: dict[str, Any], *, name: str = "pro
     return write_playbook(project, name, data)
 
 
-def plan_json(cli: Any, playbook: str, *args: str, env: dict[str, str] | None = None,
-              expect: int = 0) -> dict[str, Any]:
+def plan_json(
+    cli: Any, playbook: str, *args: str, env: dict[str, str] | None = None, expect: int = 0
+) -> dict[str, Any]:
     result = cli("plan", playbook, "-i", INVENTORY, "--format", "json", *args, env=env or ENV)
     assert result.exit_code == expect, result.stdout + result.stderr
     document = json.loads(result.stdout)
@@ -378,14 +552,16 @@ def pem_certificates(path: Path) -> list[x509.Certificate]:
 
 def subjects(text: str) -> list[str]:
     """The `subject=` lines of openssl's -print_certs output, in order."""
-    return [line.split("=", 1)[1].strip() for line in text.splitlines()
-            if line.startswith("subject=")]
+    return [
+        line.split("=", 1)[1].strip() for line in text.splitlines() if line.startswith("subject=")
+    ]
 
 
 def public_key_of(key_file: Path) -> bytes:
     key = serialization.load_pem_private_key(key_file.read_bytes(), None)
-    return key.public_key().public_bytes(serialization.Encoding.DER,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def sha256(certificate: x509.Certificate) -> bytes:

@@ -46,8 +46,11 @@ _OIDS = (
 def name_of(fields: SubjectFields) -> x509.Name:
     """An X.509 name in the conventional order (C, ST, L, O, OU, CN)."""
     return x509.Name(
-        [x509.NameAttribute(oid, value) for attr, oid in _OIDS
-         if (value := getattr(fields, attr)) is not None]
+        [
+            x509.NameAttribute(oid, value)
+            for attr, oid in _OIDS
+            if (value := getattr(fields, attr)) is not None
+        ]
     )
 
 
@@ -142,9 +145,15 @@ def authority(
     name = name_of(subject)
     public = key.public_key()
     usage = x509.KeyUsage(
-        digital_signature=True, content_commitment=False, key_encipherment=False,
-        data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-        encipher_only=False, decipher_only=False,
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
     )
     return (
         x509.CertificateBuilder()

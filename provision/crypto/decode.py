@@ -57,9 +57,7 @@ _OID_SIGNED_DATA = bytes.fromhex("06092a864886f70d010702")
 _OID_DATA = bytes.fromhex("06092a864886f70d010701")
 
 
-def load_bundle(
-    data: bytes, *, password: bytes | None = None, source: str = "<input>"
-) -> Bundle:
+def load_bundle(data: bytes, *, password: bytes | None = None, source: str = "<input>") -> Bundle:
     """Certificates and at most one private key from PEM, DER, PKCS#7 or PKCS#12 bytes.
 
     ``password`` is used for PKCS#12 and encrypted PEM keys. A PKCS#12 without a password

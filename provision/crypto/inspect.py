@@ -352,9 +352,7 @@ def _openssl_value(value: str | bytes) -> str:
     # but readable names matter more here than byte-exact openssl output).
     text = "".join(f"\\{ord(c):02X}" if ord(c) < 0x20 or ord(c) == 0x7F else c for c in text)
     needs_quotes = (
-        any(c in _QUOTE_TRIGGERS for c in text)
-        or text[:1] in ("#", " ")
-        or text.endswith(" ")
+        any(c in _QUOTE_TRIGGERS for c in text) or text[:1] in ("#", " ") or text.endswith(" ")
     )
     return f'"{text}"' if needs_quotes else text
 
@@ -595,8 +593,9 @@ def covers(names: Iterable[str], wanted: str) -> bool:
 
 
 # What an IP Address SAN holds (networks appear only in name constraints, never match).
-_IpValue = (ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Network
-            | ipaddress.IPv6Network)
+_IpValue = (
+    ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Network | ipaddress.IPv6Network
+)
 
 
 def _covered_by(dns_names: Sequence[str], ips: Sequence[_IpValue], wanted: str) -> bool:

@@ -34,8 +34,9 @@ def label(key: PrivateKey | PublicKey) -> str:
 def public_der(key: PrivateKey | PublicKey) -> bytes:
     public: PublicKey = (
         key.public_key()
-        if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-                      | ed25519.Ed25519PrivateKey)
+        if isinstance(
+            key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+        )
         else key
     )
     return public.public_bytes(

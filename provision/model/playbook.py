@@ -148,8 +148,9 @@ class Output(Strict):
     def _content_fits_format(self) -> Output:
         if self.format == "pkcs12":
             if self.content is not None:
-                raise ValueError("a pkcs12 output always holds key, certificate and chain; "
-                                 "leave out 'content'")
+                raise ValueError(
+                    "a pkcs12 output always holds key, certificate and chain; leave out 'content'"
+                )
             if self.password is None:
                 raise ValueError("a pkcs12 output needs a 'password' ({env: VAR} or {file: PATH})")
             return self
@@ -221,11 +222,15 @@ class Certificate(Strict):
                 raise ValueError("'validity_days' is required for a certificate issued here")
             if self.subject is None and not self.names:
                 raise ValueError("give a 'subject' or 'names' (a certificate must name something)")
-        if isinstance(self.source, ProvidedSource) and self.source.key is None and not any(
-            o.content == "key" for o in self.outputs
+        if (
+            isinstance(self.source, ProvidedSource)
+            and self.source.key is None
+            and not any(o.content == "key" for o in self.outputs)
         ):
-            raise ValueError("a provided certificate without 'key' needs an output with "
-                             "content: key, where `provision csr` keeps the host's key")
+            raise ValueError(
+                "a provided certificate without 'key' needs an output with "
+                "content: key, where `provision csr` keeps the host's key"
+            )
         files = [o.file for o in self.outputs]
         duplicates = sorted({f for f in files if files.count(f) > 1})
         if duplicates:
@@ -331,8 +336,10 @@ class Site(Strict):
                 raise ValueError(f"http and https cannot share {binding.address}:{binding.port}")
             if binding.host is None:
                 if socket in default:
-                    raise ValueError(f"two bindings on {binding.address}:{binding.port} have no "
-                                     "host; give each a host (SNI name)")
+                    raise ValueError(
+                        f"two bindings on {binding.address}:{binding.port} have no "
+                        "host; give each a host (SNI name)"
+                    )
                 default.add(socket)
         return bindings
 

@@ -97,8 +97,8 @@ def read_current(
         if leaf is None and output.holds_leaf and bundle.certificates:
             leaf = bundle.certificates[0]
             chain = bundle.certificates[1:]
-        elif fallback is None and self_signed and output.content == "root" and (
-            bundle.certificates
+        elif (
+            fallback is None and self_signed and output.content == "root" and (bundle.certificates)
         ):
             # A self-signed certificate is its own root; used only when no output carries
             # the leaf itself, since after a switch from a CA this file holds the CA's root.
@@ -109,8 +109,7 @@ def read_current(
         # A PFX that does not open with the password given is rewritten when another output
         # says what the certificate is (a new password); when it alone held the certificate
         # or key, a mistyped password must not make us re-key: refuse the host instead.
-        raise HostRefusal(f"{locked[0]}; check the output's password (nothing was "
-                          "regenerated)")
+        raise HostRefusal(f"{locked[0]}; check the output's password (nothing was regenerated)")
     return Current(leaf, key, chain, tuple(unreadable))
 
 
@@ -123,9 +122,7 @@ def _decode(output: Output, content: bytes, passwords: Mapping[str, bytes]) -> B
 
 def _der_key(content: bytes) -> PrivateKey:
     try:
-        key = serialization.load_der_private_key(
-            content, None, unsafe_skip_rsa_key_validation=True
-        )
+        key = serialization.load_der_private_key(content, None, unsafe_skip_rsa_key_validation=True)
     except (ValueError, TypeError):
         raise CryptoError("not a DER private key") from None
     return key  # type: ignore[return-value]
@@ -187,35 +184,51 @@ def decide_supplied(
     if supplied.key is None:
         # CSR workflow: the certificate must fit the key that already lives on the host.
         if current.key is None:
-            raise HostRefusal(f"certificate {spec.name}: no key on the host for "
-                              f"{supplied.certificate_file}; run `provision csr` first")
+            raise HostRefusal(
+                f"certificate {spec.name}: no key on the host for "
+                f"{supplied.certificate_file}; run `provision csr` first"
+            )
         if not keys.matches(current.key, supplied.leaf.public_key()):  # type: ignore[arg-type]
-            raise HostRefusal(f"certificate {spec.name}: {supplied.certificate_file} does not "
-                              "match the key on the host (was the CSR made for another key?)")
+            raise HostRefusal(
+                f"certificate {spec.name}: {supplied.certificate_file} does not "
+                "match the key on the host (was the CSR made for another key?)"
+            )
     # The supplied key replaces the host's unless they are the same key (or there is none).
     new_key = supplied.key is not None and (
         current.key is None or not keys.matches(current.key, supplied.key.public_key())
     )
     if current.leaf is None:
-        return Decision("create", "missing" if current.key is None else "certificate missing",
-                        new_key=new_key)
+        return Decision(
+            "create", "missing" if current.key is None else "certificate missing", new_key=new_key
+        )
     if current.leaf == supplied.leaf:
         if supplied.key is not None and (
             current.key is None or not keys.matches(current.key, supplied.leaf.public_key())  # type: ignore[arg-type]
         ):
             return Decision("replace", "key does not match certificate", new_key=True)
         expires = supplied.leaf.not_valid_after_utc
-        return Decision(None, f"installed, valid until {_date(expires)}",
-                        until=expires - dt.timedelta(days=spec.renew_before_days))
+        return Decision(
+            None,
+            f"installed, valid until {_date(expires)}",
+            until=expires - dt.timedelta(days=spec.renew_before_days),
+        )
     if current.leaf.issuer != supplied.leaf.issuer or compare.is_self_signed(current.leaf):
-        before = ("self-signed" if compare.is_self_signed(current.leaf)
-                  else current.leaf.issuer.rfc4514_string())
-        return Decision("replace",
-                        f"issuer changed: {before} -> {supplied.leaf.issuer.rfc4514_string()}",
-                        new_key=new_key)
-    return Decision("replace", f"supplied certificate changed: serial "
-                    f"{current.leaf.serial_number:x} -> {supplied.leaf.serial_number:x}",
-                    new_key=new_key)
+        before = (
+            "self-signed"
+            if compare.is_self_signed(current.leaf)
+            else current.leaf.issuer.rfc4514_string()
+        )
+        return Decision(
+            "replace",
+            f"issuer changed: {before} -> {supplied.leaf.issuer.rfc4514_string()}",
+            new_key=new_key,
+        )
+    return Decision(
+        "replace",
+        f"supplied certificate changed: serial "
+        f"{current.leaf.serial_number:x} -> {supplied.leaf.serial_number:x}",
+        new_key=new_key,
+    )
 
 
 def _issuer_change(leaf: x509.Certificate, issuer: x509.Certificate | None) -> str | None:
@@ -229,9 +242,7 @@ def _issuer_change(leaf: x509.Certificate, issuer: x509.Certificate | None) -> s
     return f"issuer changed: {before} -> {issuer.subject.rfc4514_string()}"
 
 
-def _renewal(
-    spec: Certificate, leaf: x509.Certificate, now: dt.datetime, rotate: bool
-) -> Decision:
+def _renewal(spec: Certificate, leaf: x509.Certificate, now: dt.datetime, rotate: bool) -> Decision:
     if now < leaf.not_valid_before_utc:
         return Decision("update", f"not valid until {_date(leaf.not_valid_before_utc)}", rotate)
     left = compare.days_left(leaf, now)
@@ -252,8 +263,11 @@ def _renewal(
             )
     # The date, not a count of days: an unchanged plan reads the same tomorrow.
     expires = leaf.not_valid_after_utc
-    return Decision(None, f"valid until {_date(expires)}",
-                    until=expires - dt.timedelta(days=spec.renew_before_days))
+    return Decision(
+        None,
+        f"valid until {_date(expires)}",
+        until=expires - dt.timedelta(days=spec.renew_before_days),
+    )
 
 
 def _days(days: float) -> str:
@@ -306,8 +320,12 @@ def plan_certificate(
 
     material = None
     waiting = isinstance(spec.source, ProvidedSource) and expected.supplied is None
-    if (decision.action is None and not waiting and current.leaf is not None
-            and current.key is not None):
+    if (
+        decision.action is None
+        and not waiting
+        and current.leaf is not None
+        and current.key is not None
+    ):
         # (While waiting for a supplied file the chain and root are unknown: every output is
         # left as it is, rather than re-derived from the leaf alone.)
         material = _material(spec, current, expected)
@@ -319,8 +337,16 @@ def plan_certificate(
             if state.content == _key_bytes(output, kept_key) and state.mode == 0o600:
                 unchanged.append(Unchanged(f"file {output.file}", "up to date (key kept)"))
                 continue
-        change = _output_change(spec, index, output, paths[output.file], facts, material,
-                                passwords, reissued=decision.action is not None)
+        change = _output_change(
+            spec,
+            index,
+            output,
+            paths[output.file],
+            facts,
+            material,
+            passwords,
+            reissued=decision.action is not None,
+        )
         if isinstance(change, Change):
             changes.append(change)
         else:
@@ -341,10 +367,17 @@ def _decision(
         # The authority is created at the start of apply; nothing can be issued by it yet.
         if current.leaf is None:
             return Decision("create", "missing", new_key=True)
-        before = ("self-signed" if compare.is_self_signed(current.leaf)
-                  else current.leaf.issuer.rfc4514_string())
-        return Decision("replace", f"issuer changed: {before} -> {expected.authority_subject} "
-                        "(authority created by this apply)", new_key=spec.key.rotate == "always")
+        before = (
+            "self-signed"
+            if compare.is_self_signed(current.leaf)
+            else current.leaf.issuer.rfc4514_string()
+        )
+        return Decision(
+            "replace",
+            f"issuer changed: {before} -> {expected.authority_subject} "
+            "(authority created by this apply)",
+            new_key=spec.key.rotate == "always",
+        )
     issuer = expected.authority.leaf if expected.authority else None
     return decide(spec, current, now, issuer)
 

@@ -127,9 +127,8 @@ def certificate_files(target: Target, certificate: Certificate) -> CertificateFi
     certificate_pem = find("pem", "certificate")
     return CertificateFiles(
         # A self-signed certificate has no chain, so its certificate is its full chain.
-        fullchain=find("pem", "fullchain") or (
-            certificate_pem if certificate.source.type == "self-signed" else None
-        ),
+        fullchain=find("pem", "fullchain")
+        or (certificate_pem if certificate.source.type == "self-signed" else None),
         certificate=certificate_pem,
         chain=find("pem", "chain"),
         key=find("pem", "key"),
@@ -204,8 +203,10 @@ def binding_views(target: Target, site: Site) -> list[BindingView]:
                 socket=_socket(binding),
                 redirect_port=redirect_port,
                 sni=binding.protocol == "https" and binding.host is not None,
-                iis_binding=(f"{_host_port('*' if everywhere else binding.address, binding.port)}"
-                             f":{binding.host or ''}"),
+                iis_binding=(
+                    f"{_host_port('*' if everywhere else binding.address, binding.port)}"
+                    f":{binding.host or ''}"
+                ),
                 iis_ipport=_host_port("0.0.0.0" if everywhere else binding.address, binding.port),
             )
         )
@@ -222,8 +223,7 @@ def listen_views(views: list[BindingView]) -> list[ListenView]:
     for view in views:
         listen = str(view.port) if view.port in everywhere else view.listen
         if listen not in seen:
-            seen[listen] = ListenView(listen, view.protocol, _guard(listen),
-                                      _guard(str(view.port)))
+            seen[listen] = ListenView(listen, view.protocol, _guard(listen), _guard(str(view.port)))
     return list(seen.values())
 
 
@@ -235,16 +235,18 @@ def directory_view(target: Target, directory: VirtualDirectory) -> VirtualDirect
     path = _normal_path(directory.path)
     proxy_pass = None
     if directory.proxy_to is not None:
-        proxy_pass = directory.proxy_to if directory.proxy_to.endswith("/") else (
-            directory.proxy_to + "/")
+        proxy_pass = (
+            directory.proxy_to if directory.proxy_to.endswith("/") else (directory.proxy_to + "/")
+        )
     return VirtualDirectoryView(
         path=path,
         location=path if path == "/" else path + "/",
         is_root=path == "/",
         depth=path.count("/") if path != "/" else 0,
         application=directory.application,
-        physical_path=(target.transport.resolve(directory.physical_path)
-                       if directory.physical_path else None),
+        physical_path=(
+            target.transport.resolve(directory.physical_path) if directory.physical_path else None
+        ),
         proxy_to=directory.proxy_to,
         proxy_pass=proxy_pass,
     )
@@ -283,8 +285,10 @@ def _check_files(site: Site, views: list[BindingView]) -> None:
             continue
         needs: list[tuple[str, str | None]] = []
         if site.server in ("nginx", "apache"):
-            needs = [("a PEM output with content fullchain", view.files.fullchain),
-                     ("a PEM output with content key", view.files.key)]
+            needs = [
+                ("a PEM output with content fullchain", view.files.fullchain),
+                ("a PEM output with content key", view.files.key),
+            ]
         elif site.server == "iis":
             needs = [("a pkcs12 output", view.files.pkcs12)]
         for what, path in needs:
@@ -335,20 +339,33 @@ def plan_site(
     return results
 
 
-def _file_change(site: Site, path: str, text: str, facts: HostFacts, *, main: bool
-                 ) -> Change | Unchanged:
+def _file_change(
+    site: Site, path: str, text: str, facts: HostFacts, *, main: bool
+) -> Change | Unchanged:
     resource = f"site {site.name}" if main else f"site {site.name} ({posixpath.basename(path)})"
     state = facts.file(path)
     content = text.encode()
 
     def change(action: Any, reason: str) -> Change:
         before = (state.content or b"").decode(errors="replace") if state.content else ""
-        diff = "".join(difflib.unified_diff(
-            before.splitlines(keepends=True), text.splitlines(keepends=True),
-            fromfile=f"{path} (on host)", tofile=f"{path} (rendered)",
-        ))
-        return Change(resource, action, reason, path=path, mode=0o644, content=content,
-                      diff=diff, site=site.name)
+        diff = "".join(
+            difflib.unified_diff(
+                before.splitlines(keepends=True),
+                text.splitlines(keepends=True),
+                fromfile=f"{path} (on host)",
+                tofile=f"{path} (rendered)",
+            )
+        )
+        return Change(
+            resource,
+            action,
+            reason,
+            path=path,
+            mode=0o644,
+            content=content,
+            diff=diff,
+            site=site.name,
+        )
 
     if state.kind == "missing":
         return change("create", "missing")

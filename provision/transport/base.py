@@ -30,8 +30,9 @@ class FileState:
     @property
     def described(self) -> str:
         """The kind in words, for messages: 'a directory', 'a special file'."""
-        return {"other": "a special file", "directory": "a directory",
-                "symlink": "a symlink"}.get(self.kind, f"a {self.kind}")
+        return {"other": "a special file", "directory": "a directory", "symlink": "a symlink"}.get(
+            self.kind, f"a {self.kind}"
+        )
 
 
 @dataclass(frozen=True)

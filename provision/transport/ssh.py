@@ -116,8 +116,11 @@ class HostKeyPolicy:
         ``None`` keeps asyncssh's choice: the known key's type, or certificates when a CA is
         trusted for the host.
         """
-        return None if self.anything_known() else [
-            alg.decode() for alg in get_default_public_key_algs()]
+        return (
+            None
+            if self.anything_known()
+            else [alg.decode() for alg in get_default_public_key_algs()]
+        )
 
     def validate(self, host: str, addr: str, key: asyncssh.SSHKey) -> bool:
         """Called by asyncssh only for a key known_hosts does not trust."""
@@ -223,12 +226,12 @@ class _Client(asyncssh.SSHClient):
     def __init__(self, policy: HostKeyPolicy) -> None:
         self.policy = policy
 
-    def validate_host_public_key(self, host: str, addr: str, port: int,
-                                 key: asyncssh.SSHKey) -> bool:
+    def validate_host_public_key(
+        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
+    ) -> bool:
         return self.policy.validate(host, addr, key)
 
-    def validate_host_ca_key(self, host: str, addr: str, port: int,
-                             key: asyncssh.SSHKey) -> bool:
+    def validate_host_ca_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
         return self.policy.validate_ca(key)
 
 
@@ -263,8 +266,11 @@ class SSHTransport(Transport):
         self.options = options or ConnectOptions()
         workdir = host.vars.get("workdir")
         self.home = "/root" if self.user == "root" else f"/home/{self.user}"
-        self.workdir = posixpath.normpath(posixpath.join(self.home, self._tilde(str(workdir)))) \
-            if workdir else self.home
+        self.workdir = (
+            posixpath.normpath(posixpath.join(self.home, self._tilde(str(workdir))))
+            if workdir
+            else self.home
+        )
         self._session: _Session | None = None
 
     @property
@@ -325,8 +331,7 @@ class SSHTransport(Transport):
                 **keys,
             )
         except asyncssh.HostKeyNotVerifiable as exc:
-            raise TransportError(
-                f"{self.where}: {policy.problem or _reason(exc)}") from None
+            raise TransportError(f"{self.where}: {policy.problem or _reason(exc)}") from None
         except asyncssh.PermissionDenied:
             tried = f"key {self.ssh_key}" if self.ssh_key else "the agent and ~/.ssh keys"
             raise TransportError(
@@ -339,8 +344,9 @@ class SSHTransport(Transport):
                 f"{self.where}: connection timed out after {self.options.connect_timeout:g} s"
             ) from None
         except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
-            raise TransportError(f"{self.where}: cannot load ssh_key {self.ssh_key}: {exc}") \
-                from None
+            raise TransportError(
+                f"{self.where}: cannot load ssh_key {self.ssh_key}: {exc}"
+            ) from None
         except OSError as exc:
             if exc.filename and exc.filename == self.ssh_key:
                 raise TransportError(
@@ -371,13 +377,13 @@ class SSHTransport(Transport):
         except asyncssh.SFTPError as exc:
             raise TransportError(f"{what}: {_reason(exc)}") from None
         except (asyncssh.DisconnectError, asyncssh.ChannelOpenError) as exc:
-            raise TransportError(f"{what}: connection to {self.where} failed: {_reason(exc)}") \
-                from None
+            raise TransportError(
+                f"{what}: connection to {self.where} failed: {_reason(exc)}"
+            ) from None
         except (OSError, asyncssh.Error) as exc:
             raise TransportError(f"{what}: {exc}") from None
 
-    async def _exec(self, command: str,
-                    timeout: float | None = None) -> tuple[int, bytes, bytes]:
+    async def _exec(self, command: str, timeout: float | None = None) -> tuple[int, bytes, bytes]:
         """Run a command on the connection; (exit status, stdout, stderr), 124 on timeout.
 
         Each command holds one of the connection's channel slots until sshd has closed its
@@ -392,8 +398,7 @@ class SSHTransport(Transport):
         release = True
         try:
             with self._errors(f"cannot run a command on {self.where}"):
-                process = await conn.create_process(command, encoding=None,
-                                                    stdin=asyncssh.DEVNULL)
+                process = await conn.create_process(command, encoding=None, stdin=asyncssh.DEVNULL)
                 try:
                     done = await process.wait(timeout=limit)
                 except asyncssh.TimeoutError as exc:
@@ -404,8 +409,11 @@ class SSHTransport(Transport):
                     task = asyncio.ensure_future(_release_when_closed(process, session.channels))
                     session.background.add(task)
                     task.add_done_callback(session.background.discard)
-                    return 124, _bytes(exc.stdout), (
-                        _bytes(exc.stderr) + f"timed out after {limit:g} s".encode())
+                    return (
+                        124,
+                        _bytes(exc.stdout),
+                        (_bytes(exc.stderr) + f"timed out after {limit:g} s".encode()),
+                    )
                 process.close()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(process.wait_closed(), CLOSE_WAIT)
@@ -465,8 +473,7 @@ class SSHTransport(Transport):
                 batch = session.pending_reads[:READ_BATCH]
                 del session.pending_reads[:READ_BATCH]
                 paths = [path for path, _ in batch]
-                command = shlex.join(["sudo", "-n", "--", "sh", "-c", _READ_SCRIPT, "sh",
-                                      *paths])
+                command = shlex.join(["sudo", "-n", "--", "sh", "-c", _READ_SCRIPT, "sh", *paths])
                 try:
                     status, out, err = await self._exec(command)
                     if status != 0:
@@ -501,8 +508,9 @@ class SSHTransport(Transport):
             try:
                 handle = await self._create(sftp, temporary, mode)
             except asyncssh.SFTPNoSuchFile:
-                await sftp.makedirs(directory, attrs=asyncssh.SFTPAttrs(
-                    permissions=DIRECTORY_MODE), exist_ok=True)
+                await sftp.makedirs(
+                    directory, attrs=asyncssh.SFTPAttrs(permissions=DIRECTORY_MODE), exist_ok=True
+                )
                 handle = await self._create(sftp, temporary, mode)
             try:
                 # Set the mode exactly before any byte of content is written: a server may
@@ -541,14 +549,15 @@ class SSHTransport(Transport):
         # install(1) creates the copy 0600 and sets the mode before we rename it anywhere; the
         # copy lands beside the target, so the final step is a rename within that directory.
         script = (
-            'umask 027\n'
+            "umask 027\n"
             'mkdir -p -- "$2" || exit 1\n'
             'install -m "$3" -- "$1" "$4" || { rm -f -- "$1"; exit 1; }\n'
             'rm -f -- "$1"\n'
             'sync -- "$4" 2>/dev/null || :\n'
         )
-        await self._sudo(script, upload, directory, f"{mode:o}", temporary,
-                         what=f"cannot write {path}")
+        await self._sudo(
+            script, upload, directory, f"{mode:o}", temporary, what=f"cannot write {path}"
+        )
         self._current().synced_dirs.add(directory)
         return temporary
 
@@ -592,8 +601,7 @@ class SSHTransport(Transport):
             script = (
                 'if [ -L "$2" ]; then rm -f -- "$1"; echo "symlink" >&2; exit 3; fi\n'
                 'if [ -d "$2" ]; then rm -f -- "$1"; echo "is a directory" >&2; exit 4; fi\n'
-                'mv -f -- "$1" "$2" || exit 1\n'
-                + sync
+                'mv -f -- "$1" "$2" || exit 1\n' + sync
             )
             try:
                 await self._sudo(script, staged, path, what=f"cannot write {path}")
@@ -621,7 +629,8 @@ class SSHTransport(Transport):
                 status, _, err = await self._exec(shlex.join(["mv", "-f", "--", staged, path]))
                 if status != 0:
                     raise TransportError(
-                        f"cannot write {path}: {err.decode(errors='replace').strip()}") from None
+                        f"cannot write {path}: {err.decode(errors='replace').strip()}"
+                    ) from None
         self._current().synced_dirs.add(posixpath.dirname(path))
         if durable:
             await self.flush()
@@ -650,7 +659,8 @@ class SSHTransport(Transport):
                 return False
             if status != 0:
                 raise TransportError(
-                    f"cannot create {path}: {err.decode(errors='replace').strip()}")
+                    f"cannot create {path}: {err.decode(errors='replace').strip()}"
+                )
             return True
         sftp = await self._sftp()
         with self._errors(f"cannot create {path}"):
@@ -668,8 +678,9 @@ class SSHTransport(Transport):
             await sftp.remove(staged)
         return True
 
-    async def _create_excl(self, sftp: asyncssh.SFTPClient, path: str, data: bytes,
-                           mode: int) -> bool:
+    async def _create_excl(
+        self, sftp: asyncssh.SFTPClient, path: str, data: bytes, mode: int
+    ) -> bool:
         try:
             handle = await self._create(sftp, path, mode)
         except asyncssh.SFTPError:
@@ -708,8 +719,11 @@ class SSHTransport(Transport):
 
     async def remove_dir(self, path: str) -> None:
         if self.become:
-            await self._sudo('[ -e "$1" ] || [ -L "$1" ] || exit 0\nrmdir -- "$1"', path,
-                             what=f"cannot remove {path}")
+            await self._sudo(
+                '[ -e "$1" ] || [ -L "$1" ] || exit 0\nrmdir -- "$1"',
+                path,
+                what=f"cannot remove {path}",
+            )
             return
         sftp = await self._sftp()
         with self._errors(f"cannot remove {path}", missing_ok=True):
@@ -720,15 +734,16 @@ class SSHTransport(Transport):
             script = (
                 '[ -d "$1" ] || exit 0\n'
                 'cd -- "$1" || exit 1\n'
-                'for f in * .*; do\n'
-                '  case $f in .|..) continue;; esac\n'
+                "for f in * .*; do\n"
+                "  case $f in .|..) continue;; esac\n"
                 '  [ -e "$f" ] || [ -L "$f" ] || continue\n'
                 "  printf '%s\\0' \"$f\"\n"
-                'done\n'
+                "done\n"
             )
             out = await self._sudo(script, path, what=f"cannot list {path}")
-            return sorted(name.decode(errors="surrogateescape")
-                          for name in out.split(b"\0") if name)
+            return sorted(
+                name.decode(errors="surrogateescape") for name in out.split(b"\0") if name
+            )
         sftp = await self._sftp()
         with self._errors(f"cannot list {path}", missing_ok=True):
             try:
@@ -752,8 +767,9 @@ class SSHTransport(Transport):
         else:
             wrapped = shlex.join(["sh", "-c", script])
         status, out, err = await self._exec(wrapped, timeout)
-        return CommandResult(command, status, out.decode(errors="replace"),
-                             err.decode(errors="replace"))
+        return CommandResult(
+            command, status, out.decode(errors="replace"), err.decode(errors="replace")
+        )
 
     async def close(self) -> None:
         """Remove the upload directory, fsync renamed-into directories, close the connection."""
@@ -782,8 +798,9 @@ class SSHTransport(Transport):
         if session.temp_dir is not None and session.sftp is not None:
             jobs.append(_remove_tree(session.sftp, session.temp_dir))
         if session.synced_dirs:
-            jobs.append(conn.run(self._sync_command(sorted(session.synced_dirs)),
-                                 stdin=asyncssh.DEVNULL))
+            jobs.append(
+                conn.run(self._sync_command(sorted(session.synced_dirs)), stdin=asyncssh.DEVNULL)
+            )
         await asyncio.gather(*jobs, return_exceptions=True)
 
 
@@ -796,8 +813,9 @@ async def _remove_tree(sftp: asyncssh.SFTPClient, folder: str) -> None:
     await sftp.rmdir(folder)
 
 
-async def _release_when_closed(process: asyncssh.SSHClientProcess[bytes],
-                               channels: asyncio.Semaphore) -> None:
+async def _release_when_closed(
+    process: asyncssh.SSHClientProcess[bytes], channels: asyncio.Semaphore
+) -> None:
     try:
         await process.wait_closed()
     finally:
@@ -906,5 +924,3 @@ def _os_reason(exc: OSError) -> str:
     if exc.strerror:
         return exc.strerror.lower() if exc.strerror[:1].isupper() else exc.strerror
     return " ".join(str(exc).split()) or type(exc).__name__
-
-
