@@ -18,10 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
-from provision.authority import create as create_authority
-from provision.batches import batches, should_stop
-from provision.errors import ProvisionError
-from provision.executor import (
+from provision.apply.batches import batches, should_stop
+from provision.apply.executor import (
     BACKUP_DIR,
     HostOutcome,
     RunContext,
@@ -31,16 +29,19 @@ from provision.executor import (
     reloads_owed,
     stale_outputs,
 )
-from provision.facts import HostFacts, gather, merged
-from provision.journal import (
+from provision.apply.journal import (
     journal_path,
     overlay,
     read_journal,
     remove_leftovers,
     roll_forward,
 )
-from provision.keymaker import KeyMaker
-from provision.loading import (  # re-exported: api is the public entry point
+from provision.apply.keymaker import KeyMaker
+from provision.apply.lock import HostLock
+from provision.apply.rollback import rollback_plan
+from provision.errors import ProvisionError
+from provision.facts import HostFacts, gather, merged
+from provision.inputs.load import (  # re-exported: api is the public entry point
     Loaded,
     check_saved,
     controller_digest,
@@ -48,21 +49,20 @@ from provision.loading import (  # re-exported: api is the public entry point
     load_saved,
     save_plan,
 )
-from provision.lock import HostLock
-from provision.outcome import HostReport, NameCheck, Report
-from provision.plan import Change, HostPlan, Plan, Unchanged
-from provision.progress import Progress, Silent
-from provision.resources.certificate import (
+from provision.inputs.targets import Target
+from provision.plan.certificate import (
     Expected,
     HostRefusal,
     current_material,
     plan_certificate,
     read_current,
 )
-from provision.resources.site import plan_site
-from provision.rollback import rollback_plan
-from provision.supplied import Supplied
-from provision.targets import Target
+from provision.plan.model import Change, HostPlan, Plan, Unchanged
+from provision.report.outcome import HostReport, NameCheck, Report
+from provision.report.progress import Progress, Silent
+from provision.servers.site import plan_site
+from provision.sources.authority_store import create as create_authority
+from provision.sources.supplied import Supplied
 from provision.verify import verify_site
 
 T = TypeVar("T")

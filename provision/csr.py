@@ -17,13 +17,13 @@ from cryptography.hazmat.primitives import serialization
 
 from provision import fsutil
 from provision.api import Loaded, close_all
+from provision.apply.keymaker import KeyMaker
 from provision.crypto import build, encode, keys
 from provision.crypto.build import LeafRequest, SubjectFields
 from provision.crypto.decode import load_private_key
 from provision.errors import CryptoError, ProvisionError
-from provision.keymaker import KeyMaker
+from provision.inputs.targets import Target
 from provision.model.playbook import Certificate, ProvidedSource
-from provision.targets import Target
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
 from provision.api import Loaded
-from provision.crypto.inspect import check_names, covers
-from provision.loader import PathKey
+from provision.crypto.details import check_names, covers
+from provision.inputs.targets import Target
+from provision.inputs.yaml_lines import PathKey
 from provision.model.playbook import Certificate, ProvidedSource, RsaKey
-from provision.supplied import Supplied
-from provision.targets import Target
+from provision.sources.supplied import Supplied
 
 MIN_RSA_BITS = 3072
 MAX_BROWSER_DAYS = 398

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 from provision.api import Loaded, close_all
 from provision.crypto.compare import days_left
-from provision.crypto.inspect import check_names
+from provision.crypto.details import check_names
 from provision.errors import ProvisionError
 from provision.facts import gather
-from provision.resources.certificate import read_current
-from provision.targets import Target
+from provision.inputs.targets import Target
+from provision.plan.certificate import read_current
 
 
 @dataclass

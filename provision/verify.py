@@ -13,13 +13,13 @@ import time
 
 from cryptography import x509
 
-from provision.crypto.inspect import check_names, verify_chain
+from provision.crypto.details import check_names, verify_chain
 from provision.errors import ProvisionError
+from provision.inputs.targets import Target
 from provision.model.playbook import Site
-from provision.outcome import NameCheck
+from provision.plan.material import Material
 from provision.probe import fetch_chain
-from provision.resources.material import Material
-from provision.targets import Target
+from provision.report.outcome import NameCheck
 
 
 def _binding_certificate(site: Site, port: int, name: str) -> str | None:

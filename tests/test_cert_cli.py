@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner, Result
 
-from provision.cert_cli import app
+from provision.cli.cert import app
 from provision.probe import fetch_chain
 
 root_app = typer.Typer()
@@ -165,7 +165,7 @@ def test_show_unknown_view_is_a_usage_error(pki: Pki) -> None:
 def test_module_import_stays_light() -> None:
     # `provision --help` imports the CLI modules: cryptography must not come with it.
     code = (
-        "import sys, provision.cert_cli; print('cryptography' in sys.modules, 'ssl' in sys.modules)"
+        "import sys, provision.cli.cert; print('cryptography' in sys.modules, 'ssl' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).parent.parent)  # fmt: skip

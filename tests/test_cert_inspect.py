@@ -14,8 +14,8 @@ from certfixtures import Pki, openssl, openssl_dates, parse_openssl_text, shared
 from cryptography import x509
 from typer.testing import CliRunner
 
-from provision.cert_cli import app
-from provision.crypto import inspect
+from provision.cli.cert import app
+from provision.crypto import details as inspect
 from provision.errors import CryptoError
 
 ALL_KEYS = [

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from conftest import Cli
 
-from provision import converged
+from provision.converged import record as converged
 
 PLAYBOOK = "playbooks/callmanager-https.yml"
 INVENTORY = "inventory/example.yml"

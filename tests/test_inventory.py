@@ -10,7 +10,7 @@ import pytest
 from conftest import Cli
 
 from provision.errors import InputError, PatternError
-from provision.inventory import Inventory, limit_hosts, load_inventory, match_pattern
+from provision.inputs.inventory import Inventory, limit_hosts, load_inventory, match_pattern
 
 DATA = Path(__file__).parent / "data" / "inventories"
 LAYERED = DATA / "layered" / "hosts.yml"

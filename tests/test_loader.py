@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from provision.errors import InputError
-from provision.loader import (
+from provision.inputs.yaml_lines import (
     MAX_DEPTH,
     MAX_NODES,
     Document,
@@ -214,7 +214,7 @@ def test_load_file_refusals(tmp_path: Path) -> None:
 
 
 def test_load_file_refuses_huge_files_before_reading(tmp_path: Path) -> None:
-    from provision import loader
+    from provision.inputs import yaml_lines as loader
 
     big = tmp_path / "big.yml"
     with big.open("wb") as handle:

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from fleet import LOCK, Fleet, check_settled, scratch
 
-from provision.lock import TAKEOVER_SUFFIX, HostLock, LockError
+from provision.apply.lock import TAKEOVER_SUFFIX, HostLock, LockError
 from provision.transport.base import FileState
 from provision.transport.local import LocalTransport
 
@@ -241,9 +241,9 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(fleet: Fleet) -> None:
 def test_an_unreadable_lock_is_taken_over(
     fleet: Fleet, content: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import provision.lock
+    import provision.apply.lock
 
-    monkeypatch.setattr(provision.lock, "HALF_WRITTEN_SECONDS", 0.1)
+    monkeypatch.setattr(provision.apply.lock, "HALF_WRITTEN_SECONDS", 0.1)
     host = fleet.hosts[4]
     fleet.certs(host).mkdir(parents=True)
     (fleet.certs(host) / LOCK).write_bytes(content)
@@ -329,9 +329,9 @@ def test_a_lock_being_written_is_not_taken_for_a_stale_one(tmp_path: Path) -> No
 def test_a_half_written_lock_that_stays_so_is_taken_over(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import provision.lock
+    import provision.apply.lock
 
-    monkeypatch.setattr(provision.lock, "HALF_WRITTEN_SECONDS", 0.3)
+    monkeypatch.setattr(provision.apply.lock, "HALF_WRITTEN_SECONDS", 0.3)
     (tmp_path / LOCK).write_bytes(b'{"pid": 12')  # a run killed while writing it
 
     async def scenario() -> float:
@@ -369,11 +369,11 @@ class NoHardLinks(LocalTransport):
 def test_runs_taking_over_a_stale_empty_lock_never_hold_it_together(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import provision.lock
+    import provision.apply.lock
 
     # Well above the 0.15 s a new lock stays empty, so a busy machine cannot make a live
     # lock look stale.
-    monkeypatch.setattr(provision.lock, "HALF_WRITTEN_SECONDS", 0.5)
+    monkeypatch.setattr(provision.apply.lock, "HALF_WRITTEN_SECONDS", 0.5)
     (tmp_path / LOCK).write_bytes(b"")  # left by a run killed while creating it
     held: list[tuple[float, float]] = []
 
@@ -398,9 +398,9 @@ def test_runs_taking_over_a_stale_empty_lock_never_hold_it_together(
 def test_a_short_lock_timeout_still_waits_out_a_half_written_lock(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import provision.lock
+    import provision.apply.lock
 
-    monkeypatch.setattr(provision.lock, "HALF_WRITTEN_SECONDS", 0.2)
+    monkeypatch.setattr(provision.apply.lock, "HALF_WRITTEN_SECONDS", 0.2)
     (tmp_path / LOCK).write_bytes(b"")
 
     async def scenario() -> None:
@@ -415,9 +415,9 @@ def test_a_short_lock_timeout_still_waits_out_a_half_written_lock(
 def test_a_half_written_takeover_guard_is_removed_once_it_stays_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import provision.lock
+    import provision.apply.lock
 
-    monkeypatch.setattr(provision.lock, "HALF_WRITTEN_SECONDS", 0.2)
+    monkeypatch.setattr(provision.apply.lock, "HALF_WRITTEN_SECONDS", 0.2)
     dead = dead_pid()
     (tmp_path / LOCK).write_text(
         json.dumps({"pid": dead, "host": socket.gethostname(), "started": "2024-05-01T00:00:00Z"})
@@ -458,7 +458,7 @@ def test_leftover_cleanup_leaves_another_runs_lock_staging_alone(tmp_path: Path)
     is staging at that moment (outside any lock) is not one of them."""
     import asyncio
 
-    from provision.journal import remove_leftovers
+    from provision.apply.journal import remove_leftovers
     from provision.transport.local import LocalTransport
 
     folder = tmp_path / "certificates"
@@ -478,7 +478,7 @@ def test_leftover_cleanup_touches_only_files_staged_for_managed_paths(tmp_path: 
     playbook writes are removed there."""
     import asyncio
 
-    from provision.journal import remove_leftovers
+    from provision.apply.journal import remove_leftovers
     from provision.transport.local import LocalTransport
 
     folder = tmp_path / "conf.d"

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from provision.api import load, run
 from provision.errors import ProvisionError
-from provision.loader import load_bytes, load_text
+from provision.inputs.yaml_lines import load_bytes, load_text
 
 # No example database and no explain phase: the tests write nothing into the working tree.
 _COMMON: dict[str, Any] = {

@@ -20,7 +20,7 @@ from conftest import Cli, snapshot
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from provision import planfile
+from provision.plan import saved as planfile
 
 PLAYBOOK = "playbooks/callmanager-https.yml"
 CA_PLAYBOOK = "playbooks/callmanager-https-ca.yml"

@@ -16,14 +16,14 @@ from conftest import ROOT, Cli
 from jsonschema import Draft7Validator, Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from provision.loader import load_file
-from provision.schema import DRAFT, TEMPLATE_REF, dumps, inventory_schema, playbook_schema
+from provision.inputs.schema import DRAFT, TEMPLATE_REF, dumps, inventory_schema, playbook_schema
+from provision.inputs.yaml_lines import load_file
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _registered() -> None:
-    from provision.cli import app
-    from provision.review_cli import register
+    from provision.cli.review import register
+    from provision.cli.run import app
 
     register(app)
 
@@ -81,7 +81,7 @@ def test_every_repository_file_validates(
 ) -> None:
     if kind == "inventory":
         from provision.errors import ProvisionError
-        from provision.inventory import load_inventory
+        from provision.inputs.inventory import load_inventory
 
         try:
             load_inventory(path)
@@ -327,7 +327,7 @@ def test_inventory_variables_stay_free_form(inventory_validator: Draft202012Vali
 
 
 def test_inventory_is_not_templated() -> None:
-    # Host keys are read as written (provision.inventory does not evaluate them), so a
+    # Host keys are read as written (provision.inputs.inventory does not evaluate them), so a
     # template where a number goes is refused here as it is by the model.
     schema = inventory_schema()
     assert TEMPLATE_REF not in json.dumps(schema)

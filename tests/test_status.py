@@ -202,7 +202,7 @@ def test_missing_rows_lead_expired_ones(staggered: Path, in_project: Path) -> No
 def test_table_shows_expired_rows(
     staggered: Path, in_project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from provision.cli import _status_table
+    from provision.cli.run import _status_table
 
     rows = rows_at(dt.datetime.now(dt.UTC) + dt.timedelta(days=200))
     capsys.readouterr()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from conftest import Cli
 
-from provision.templating import HostVariables, HostView, TemplateFailure
+from provision.inputs.expressions import HostVariables, HostView, TemplateFailure
 
 VIEW = HostView("cm-pub-01", "10.10.0.11", "cm-pub-01.voice.example.com", ("callmanager",))
 
@@ -114,7 +114,8 @@ def test_undefined_whole_expression() -> None:
 def test_undefined_attribute() -> None:
     assert (
         failure("{{ host.nope }}")
-        == "undefined variable: 'provision.templating.HostView object' has no attribute 'nope'"
+        == "undefined variable: 'provision.inputs.expressions.HostView object' "
+        "has no attribute 'nope'"
     )
 
 

@@ -22,7 +22,7 @@ from jinja2.nativetypes import NativeCodeGenerator
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from provision.loader import PathKey
+from provision.inputs.yaml_lines import PathKey
 
 _MARKERS = ("{{", "{%", "{#")
 

@@ -19,7 +19,7 @@ from provision.crypto.build import SubjectFields
 from provision.crypto.decode import load_bundle, load_private_key
 from provision.errors import CryptoError, InputError, Location
 from provision.model.playbook import Authority, EcdsaKey, RsaKey
-from provision.resources.material import Material
+from provision.plan.material import Material
 
 KEY_FILE = "ca.key"
 CERTIFICATE_FILE = "ca.crt"

@@ -12,7 +12,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from provision.cli import OutputFormat
+from provision.cli.run import OutputFormat
 
 
 class SchemaKind(StrEnum):
@@ -58,7 +58,7 @@ def schema_command(
 
     from provision import fsutil
     from provision.errors import ProvisionError
-    from provision.schema import FILES, Kind, build, dumps
+    from provision.inputs.schema import FILES, Kind, build, dumps
 
     kinds: list[Kind] = ["playbook", "inventory"]
     if kind is not None:

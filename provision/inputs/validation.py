@@ -15,7 +15,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
 from provision.errors import InputError
-from provision.loader import Document, PathKey, format_path
+from provision.inputs.yaml_lines import Document, PathKey, format_path
 
 _SECRET_KEYS = frozenset({"password", "passphrase", "secret", "private_key"})
 _MAX_QUOTE = 80

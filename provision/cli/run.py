@@ -168,7 +168,7 @@ def plan(
     import datetime as dt
     import time
 
-    from provision import converged
+    from provision.converged import record as converged
 
     started_ns = time.time_ns()
     command = converged.Command("plan", playbook, inventory, limit)
@@ -201,7 +201,7 @@ def plan(
 
 
 def _print_plan(result: Report, output_format: PlanFormat) -> None:
-    from provision import report as render
+    from provision.report import text as render
 
     if output_format is PlanFormat.json:
         typer.echo(render.report_json(result), nl=False)
@@ -212,7 +212,7 @@ def _print_plan(result: Report, output_format: PlanFormat) -> None:
 
 
 def _print_recap(result: Report, output_format: OutputFormat, check: bool) -> None:
-    from provision import report as render
+    from provision.report import text as render
 
     if output_format is OutputFormat.json:
         typer.echo(render.report_json(result), nl=False)
@@ -246,9 +246,9 @@ def apply(
     import datetime as dt
     import time
 
-    from provision import converged
-    from provision.planfile import is_plan_file
-    from provision.progress import for_terminal
+    from provision.converged import record as converged
+    from provision.plan.saved import is_plan_file
+    from provision.report.progress import for_terminal
 
     started_ns = time.time_ns()
     command = None
@@ -305,8 +305,8 @@ def verify(
     """Connect to every name of each site with `verify:` and check the served certificate."""
     import asyncio
 
-    from provision import report as render
     from provision.api import verify_all
+    from provision.report import text as render
 
     loaded = _load(playbook, inventory, limit)
     result = asyncio.run(verify_all(loaded))
@@ -335,11 +335,11 @@ def rollback(
     """Restore each host's previous files from its backups, then test and reload its sites."""
     import asyncio
 
-    from provision import report as render
     from provision.api import rollback_all
+    from provision.report import text as render
 
     loaded = _load(playbook, inventory, limit, lock_timeout=lock_timeout)
-    from provision.converged import forget_all
+    from provision.converged.record import forget_all
 
     forget_all()
     result = asyncio.run(rollback_all(loaded, to))
@@ -365,7 +365,7 @@ def csr(
     from provision.csr import make_csrs
 
     loaded = _load(playbook, inventory, limit)
-    from provision.converged import forget_all
+    from provision.converged.record import forget_all
 
     forget_all()  # keys may be made on the hosts
     folder = Path(out)
@@ -442,9 +442,9 @@ def ca_init(
     name: Annotated[str, typer.Argument(help="The authority's name in the playbook.")],
 ) -> None:
     """Create an authority's key and certificate in its folder (refuses to overwrite)."""
-    from provision.authority import create, open_authority
     from provision.errors import ProvisionError
-    from provision.targets import controller_authorities
+    from provision.inputs.targets import controller_authorities
+    from provision.sources.authority_store import create, open_authority
 
     try:
         doc, specs = controller_authorities(playbook)
@@ -471,8 +471,8 @@ def ca_init(
 def _mount_subcommands() -> None:
     if any(group.name == "cert" for group in app.registered_groups):
         return  # already mounted (tests call main's setup more than once in one process)
-    from provision.cert_cli import app as cert_app
-    from provision.review_cli import register
+    from provision.cli.cert import app as cert_app
+    from provision.cli.review import register
 
     app.add_typer(cert_app, name="cert", help="Show, export and check certificates.")
     app.add_typer(ca_app, name="ca")

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import posixpath
 
+from provision.apply.executor import BACKUP_DIR
 from provision.errors import ProvisionError
-from provision.executor import BACKUP_DIR
-from provision.plan import Change, HostPlan
-from provision.targets import Target
+from provision.inputs.targets import Target
+from provision.plan.model import Change, HostPlan
 
 
 class RollbackError(ProvisionError):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.errors import InputError, Location
-from provision.plan import Change, Derived, HostPlan, Issue, Plan, Unchanged
+from provision.plan.model import Change, Derived, HostPlan, Issue, Plan, Unchanged
 
 FORMAT = "provision-plan/1"
 

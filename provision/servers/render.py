@@ -26,9 +26,9 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from provision.errors import ProvisionError
-from provision.templating import BoundedOperators, RememberedSafety
+from provision.inputs.expressions import BoundedOperators, RememberedSafety
 
-PACKAGED_TEMPLATES = Path(__file__).parent / "templates"
+PACKAGED_TEMPLATES = Path(__file__).parent.parent / "templates"
 
 
 class RenderError(ProvisionError):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from provision.outcome import HostReport, Report
-from provision.plan import Change
+from provision.plan.model import Change
+from provision.report.outcome import HostReport, Report
 
 _WIDTH = 34
 

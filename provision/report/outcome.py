@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from provision.plan import HostPlan
+from provision.plan.model import HostPlan
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from provision.errors import InputError, Location, PatternError
-from provision.loader import Document, PathKey, load_file
+from provision.inputs.validation import raise_for
+from provision.inputs.yaml_lines import Document, PathKey, load_file
 from provision.model.inventory import Group, Host, InventoryFile
-from provision.validation import raise_for
 
 # Aliases Ansible users already write; ours win when both are given at the same level. Each
 # level is read as if its alias were our key, so a host's ``ansible_user`` still beats a

@@ -95,7 +95,7 @@ def show(
     import json
     from datetime import UTC, datetime
 
-    from provision.crypto import inspect
+    from provision.crypto import details as inspect
 
     with _reported_errors():
         _, certificates = _load_certificates(source, password_env, servername, connect)
@@ -188,7 +188,7 @@ def check(
     Each problem is printed on its own line on stdout. With --ca the chain (the file's or the
     server's other certificates as intermediates) must verify up to a root in that file.
     """
-    from provision.crypto import inspect
+    from provision.crypto import details as inspect
     from provision.errors import ProvisionError
 
     with _reported_errors():
@@ -270,7 +270,7 @@ def _parse_url(url: str) -> tuple[str, int]:
 
 def _verification(certificates: list[x509.Certificate], ca: str, moment: datetime) -> Verification:
     """The ``verification`` member of ``show``'s output."""
-    from provision.crypto import inspect
+    from provision.crypto import details as inspect
     from provision.errors import ProvisionError
 
     roots = _load_file(ca, None).certificates

@@ -15,19 +15,19 @@ import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from provision.authority import AuthorityStore
+from provision.apply.journal import PARTIAL_SUFFIX, Journal, journal_path
+from provision.apply.keymaker import KeyMaker
 from provision.crypto import build
 from provision.crypto.build import LeafRequest, SubjectFields
 from provision.crypto.types import PrivateKey
 from provision.errors import ProvisionError
 from provision.facts import HostFacts
-from provision.journal import PARTIAL_SUFFIX, Journal, journal_path
-from provision.keymaker import KeyMaker
+from provision.inputs.targets import RELOAD_MARKER, STATE_FILE, Target
 from provision.model.playbook import CaSource, Certificate, ProvidedSource, Site
-from provision.plan import Change, HostPlan
-from provision.resources.certificate import Expected, current_material, read_current
-from provision.resources.material import Material, issued_material, output_bytes
-from provision.targets import RELOAD_MARKER, STATE_FILE, Target
+from provision.plan.certificate import Expected, current_material, read_current
+from provision.plan.material import Material, issued_material, output_bytes
+from provision.plan.model import Change, HostPlan
+from provision.sources.authority_store import AuthorityStore
 from provision.transport.base import FileState
 
 BACKUP_DIR = ".backup"

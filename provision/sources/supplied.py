@@ -23,7 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from provision.crypto import keys
 from provision.crypto.compare import signed_by
 from provision.crypto.decode import Bundle, load_bundle
-from provision.crypto.inspect import check_names, check_validity
+from provision.crypto.details import check_names, check_validity
 from provision.crypto.types import PrivateKey
 from provision.errors import CryptoError, InputError, Location
 from provision.model.playbook import Certificate, ProvidedSource

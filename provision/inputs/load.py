@@ -13,19 +13,19 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 
-from provision import planfile
-from provision.authority import AuthorityStore, open_authority
 from provision.errors import InputError, Location, ProvisionError
-from provision.inventory import Inventory, limit_hosts, load_inventory
-from provision.loader import Document, load_file
+from provision.inputs.inventory import Inventory, limit_hosts, load_inventory
+from provision.inputs.passwords import PasswordReader
+from provision.inputs.targets import Target, evaluate_playbook, host_view, playbook_hosts_pattern
+from provision.inputs.yaml_lines import Document, load_file
 from provision.model.playbook import CaSource, ProvidedSource
-from provision.plan import Plan
-from provision.planfile import SavedPlan
-from provision.render import Renderer
-from provision.resources.certificate import Expected
-from provision.secrets import PasswordReader
-from provision.supplied import FileCache, Supplied, load_supplied
-from provision.targets import Target, evaluate_playbook, host_view, playbook_hosts_pattern
+from provision.plan import saved as planfile
+from provision.plan.certificate import Expected
+from provision.plan.model import Plan
+from provision.plan.saved import SavedPlan
+from provision.servers.render import Renderer
+from provision.sources.authority_store import AuthorityStore, open_authority
+from provision.sources.supplied import FileCache, Supplied, load_supplied
 from provision.transport.factory import ConnectOptions, make_transport
 
 

@@ -15,12 +15,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from provision.errors import InputError
-from provision.loader import Document
+from provision.inputs.expressions import HostVariables, HostView, TemplateFailure
+from provision.inputs.validation import raise_for
+from provision.inputs.yaml_lines import Document
 from provision.model.inventory import Host
 from provision.model.playbook import Authority, Certificate, Output, Playbook, Site
-from provision.templating import HostVariables, HostView, TemplateFailure
 from provision.transport.base import Transport
-from provision.validation import raise_for
 
 # Files `provision` keeps in each certificates directory besides the outputs.
 STATE_FILE = ".provision-state.json"  # the outputs written, to remove those a playbook drops
@@ -136,7 +136,7 @@ def controller_authorities(playbook: str) -> tuple[Document, list[Authority]]:
     """A playbook's authorities as the controller sees them (no host variables)."""
     from pydantic import TypeAdapter
 
-    from provision.loader import load_file
+    from provision.inputs.yaml_lines import load_file
 
     doc = load_file(Path(playbook), playbook)
     data = doc.data if isinstance(doc.data, dict) else {}
@@ -152,7 +152,7 @@ def controller_authorities(playbook: str) -> tuple[Document, list[Authority]]:
         shifted = Document(doc.file, {"authorities": evaluated}, doc.lines)
         error = exc.errors()[0]
         error["loc"] = ("authorities", *error["loc"])
-        from provision.validation import describe
+        from provision.inputs.validation import describe
 
         raise describe(error, shifted, Playbook) from None
     return doc, authorities

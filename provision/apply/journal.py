@@ -15,8 +15,8 @@ import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from provision.apply.lock import LOCK_FILE
 from provision.facts import HostFacts
-from provision.lock import LOCK_FILE
 from provision.transport.base import FileState, Transport
 
 JOURNAL_FILE = ".provision-journal.json"

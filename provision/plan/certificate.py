@@ -21,9 +21,9 @@ from provision.crypto.types import PrivateKey
 from provision.errors import CryptoError, ProvisionError
 from provision.facts import HostFacts
 from provision.model.playbook import Certificate, Output, ProvidedSource, SelfSignedSource
-from provision.plan import Action, Change, Derived, Issue, Unchanged
-from provision.resources.material import Material, issued_material, output_bytes, output_mode
-from provision.supplied import Supplied
+from provision.plan.material import Material, issued_material, output_bytes, output_mode
+from provision.plan.model import Action, Change, Derived, Issue, Unchanged
+from provision.sources.supplied import Supplied
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ _ANNOTATIONS = frozenset({"title", "description", "default", "examples", "deprec
 _STRING_CONSTRAINTS = frozenset({"enum", "const", "pattern", "maxLength"})
 _SHORTEST_TEMPLATE = len("{{x}}")
 
-# The host keys the inventory reads (provision.inventory._make_host), with what they mean.
+# The host keys the inventory reads (provision.inputs.inventory._make_host), with what they mean.
 HOST_KEYS: dict[str, str] = {
     "address": "How provision reaches the host (default: its inventory name); "
     "host.address in templates.",
@@ -106,7 +106,7 @@ def inventory_schema() -> Schema:
     from provision.model.inventory import Host, InventoryFile
 
     try:
-        from provision.inventory import _ALIASES as aliases
+        from provision.inputs.inventory import _ALIASES as aliases
     except ImportError:  # pragma: no cover - the aliases moved: keep our keys only
         aliases = {}
     raw = copy.deepcopy(InventoryFile.model_json_schema())

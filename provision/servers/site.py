@@ -15,10 +15,10 @@ from typing import Any
 
 from provision.errors import ProvisionError
 from provision.facts import HostFacts
+from provision.inputs.targets import Target
 from provision.model.playbook import Binding, Certificate, SecretRef, Site, VirtualDirectory
-from provision.plan import Change, Unchanged
-from provision.render import Renderer
-from provision.targets import Target
+from provision.plan.model import Change, Unchanged
+from provision.servers.render import Renderer
 
 DEFAULT_TEMPLATES = {
     "nginx": "nginx/site.conf.j2",

@@ -45,14 +45,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from provision.errors import ProvisionError
-from provision.outcome import HostReport, Report
-from provision.plan import HostPlan, Unchanged
-from provision.progress import Progress
+from provision.plan.model import HostPlan, Unchanged
+from provision.report.outcome import HostReport, Report
+from provision.report.progress import Progress
 
 if TYPE_CHECKING:
-    from provision.loading import Loaded
-    from provision.plan import Plan
-    from provision.targets import Target
+    from provision.inputs.load import Loaded
+    from provision.inputs.targets import Target
+    from provision.plan.model import Plan
 
 FORMAT = "provision-converged/1"
 # Kept per (folder, playbook, inventory, limit): the oldest records beyond this are removed.
@@ -210,7 +210,7 @@ def code_digest(edited_before_ns: int | None = None) -> str:
     reuse what the old code decided. Nothing is imported to find them."""
     from importlib.util import find_spec
 
-    package = os.path.dirname(os.path.abspath(__file__))
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     files = [path for path in _tree_files(package) if path.endswith(".py")]
     for name in LIBRARIES:
         spec = find_spec(name)
@@ -311,7 +311,7 @@ def controller_inputs(loaded: Loaded) -> list[str]:
     # so a file created there later would be used instead (it is recorded as missing).
     entries += [f"file:{Path(name).absolute()}" for name in loaded.renderer.names_loaded()]
     for store in loaded.authorities.values():
-        from provision.authority import CERTIFICATE_FILE, KEY_FILE, SERIAL_FILE
+        from provision.sources.authority_store import CERTIFICATE_FILE, KEY_FILE, SERIAL_FILE
 
         entries += [
             f"file:{(store.folder / name).absolute()}"
@@ -343,7 +343,7 @@ def _stable_until(loaded: Loaded, plan: Plan) -> dt.datetime | None:
 
 
 def _batch_sizes(loaded: Loaded) -> list[int]:
-    from provision.batches import batches
+    from provision.apply.batches import batches
 
     serial = loaded.targets[0].playbook.serial
     return [len(batch) for batch in batches(loaded.targets, serial)]
@@ -352,8 +352,8 @@ def _batch_sizes(loaded: Loaded) -> list[int]:
 def _host_entry(
     target: Target, host: HostPlan, command: Command, edited_before: int
 ) -> dict[str, Any]:
-    from provision.journal import journal_path
-    from provision.lock import LOCK_FILE
+    from provision.apply.journal import journal_path
+    from provision.apply.lock import LOCK_FILE
 
     missing = set(host.missing_paths)
     return {

@@ -1,1 +1,0 @@
-"""One module per kind of thing a host has; each turns (desired, facts) into Changes."""
