@@ -15,19 +15,13 @@ import posixpath
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import TypeVar
 
 from provision.apply.batches import batches, should_stop
 from provision.apply.executor import (
-    BACKUP_DIR,
     HostOutcome,
     RunContext,
     apply_host,
-    dropped_outputs,
-    marker_path,
-    reloads_owed,
-    stale_outputs,
 )
 from provision.apply.journal import (
     journal_path,
@@ -50,77 +44,20 @@ from provision.inputs.load import (  # re-exported: api is the public entry poin
     save_plan,
 )
 from provision.inputs.targets import Target
+from provision.layout import BACKUP_DIR
+from provision.plan.builder import build_host_plan, dropped_outputs, reloads_owed
 from provision.plan.certificate import (
     Expected,
-    HostRefusal,
     current_material,
-    plan_certificate,
     read_current,
 )
-from provision.plan.model import Change, HostPlan, Plan, Unchanged
+from provision.plan.model import Change, HostPlan, Plan
 from provision.report.outcome import HostReport, NameCheck, Report
 from provision.report.progress import Progress, Silent
-from provision.servers.site import plan_site
 from provision.sources.authority_store import create as create_authority
-from provision.sources.supplied import Supplied
 from provision.verify import verify_site
 
 T = TypeVar("T")
-
-
-def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts, now: dt.datetime) -> HostPlan:
-    """Pure: the changes one host needs, given what was read from it."""
-    changes: list[Change] = []
-    unchanged: list[Unchanged] = []
-    waiting: list[str] = []
-    passwords = loaded.passwords.get(target.host.name, {})
-    expected = loaded.expected(target)
-    deadlines: list[dt.datetime] = []
-    for certificate in target.playbook.certificates:
-        paths = target.output_paths(certificate)
-        for path in paths.values():
-            if facts.file(path).kind == "symlink":
-                return HostPlan(
-                    target.host.name,
-                    facts_digest=facts.digest(),
-                    error=f"{path} is a symlink; refusing to write through it",
-                )
-        try:
-            c, u, until = plan_certificate(
-                certificate, paths, facts, passwords, now, expected[certificate.name]
-            )
-        except HostRefusal as refusal:
-            return HostPlan(target.host.name, facts_digest=facts.digest(), error=refusal.message)
-        if expected[certificate.name].waiting_for and not isinstance(
-            expected[certificate.name].supplied, Supplied
-        ):
-            waiting.append(certificate.name)
-        changes.extend(c)
-        unchanged.extend(u)
-        if until is not None:
-            deadlines.append(until)
-    changes.extend(stale_outputs(target, facts))
-    changes.extend(reloads_owed(target, facts, changes))
-    for site in target.playbook.sites:
-        # The file name, not the path as typed: running from another folder must not change
-        # every rendered config (and reload every server).
-        for result in plan_site(
-            target, site, facts, loaded.renderer, Path(loaded.playbook.file).name
-        ):
-            if isinstance(result, Change):
-                changes.append(result)
-            else:
-                unchanged.append(result)
-    return HostPlan(
-        target.host.name,
-        tuple(changes),
-        tuple(unchanged),
-        facts.digest(),
-        waiting=tuple(waiting),
-        stable_until=min(deadlines, default=None),
-        read_paths=tuple(sorted(facts.files)),
-        missing_paths=tuple(sorted(p for p, state in facts.files.items() if not state.exists)),
-    )
 
 
 async def _bounded(limit: int, items: list[T], work: Callable[[T], Awaitable[object]]) -> None:
@@ -338,7 +275,7 @@ async def _owe_reload_if_unverified(report: HostReport, target: Target) -> None:
     sites = [s for s in target.playbook.sites if s.name in failing and s.reload]
     if sites:
         await target.transport.write(
-            marker_path(target), "".join(f"{s.name}\n" for s in sites).encode(), 0o644
+            target.marker_path, "".join(f"{s.name}\n" for s in sites).encode(), 0o644
         )
 
 

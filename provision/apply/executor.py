@@ -15,22 +15,21 @@ import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from provision.apply.journal import PARTIAL_SUFFIX, Journal, journal_path
+from provision.apply.journal import Journal, journal_path
 from provision.apply.keymaker import KeyMaker
 from provision.crypto import build
 from provision.crypto.build import LeafRequest, SubjectFields
 from provision.crypto.types import PrivateKey
 from provision.errors import ProvisionError
 from provision.facts import HostFacts
-from provision.inputs.targets import RELOAD_MARKER, STATE_FILE, Target
+from provision.inputs.targets import Target
+from provision.layout import BACKUP_DIR, BACKUP_MANIFEST, PARTIAL_SUFFIX
 from provision.model.playbook import CaSource, Certificate, ProvidedSource, Site
 from provision.plan.certificate import Expected, current_material, read_current
 from provision.plan.material import Material, issued_material, output_bytes
 from provision.plan.model import Change, HostPlan
 from provision.sources.authority_store import AuthorityStore
 from provision.transport.base import FileState
-
-BACKUP_DIR = ".backup"
 
 DEFAULT_COMMANDS = {
     "nginx": ("nginx -t", "nginx -s reload"),
@@ -52,69 +51,10 @@ class RunContext:
     operation: str = "apply"  # recorded in the journal
 
 
-def state_path(target: Target) -> str:
-    return posixpath.join(target.certificates_dir, STATE_FILE)
-
-
 def _state_content(target: Target) -> bytes:
     """The outputs this playbook writes, so a later run can remove the ones it drops."""
     outputs = {c.name: sorted(o.file for o in c.outputs) for c in target.playbook.certificates}
     return json.dumps({"outputs": outputs}, indent=2, sort_keys=True).encode() + b"\n"
-
-
-def marker_path(target: Target) -> str:
-    return posixpath.join(target.certificates_dir, RELOAD_MARKER)
-
-
-def reloads_owed(target: Target, facts: HostFacts, changes: list[Change]) -> list[Change]:
-    """A reload an earlier run owes (its marker is on the host) for sites this plan does not
-    touch already."""
-    marker = facts.file(marker_path(target))
-    if marker.content is None:
-        return []
-    owed = set(marker.content.decode(errors="replace").splitlines())
-    touched = {c.site for c in changes if c.site}
-    return [
-        Change(
-            f"site {site.name}",
-            "update",
-            "reload owed: an earlier run did not finish "
-            "it, or the server did not serve what was written",
-            site=site.name,
-        )
-        for site in target.playbook.sites
-        if site.name in owed and site.name not in touched and site.reload
-    ]
-
-
-def dropped_outputs(target: Target, facts: HostFacts) -> dict[str, str]:
-    """Outputs an earlier apply recorded that the playbook no longer lists: name -> path."""
-    state = facts.file(state_path(target))
-    if state.content is None:
-        return {}
-    try:
-        recorded = json.loads(state.content).get("outputs", {})
-        names = {str(f) for files in recorded.values() for f in files}
-    except (ValueError, AttributeError, TypeError):
-        return {}
-    wanted = {o.file for c in target.playbook.certificates for o in c.outputs}
-    dropped = {}
-    for name in sorted(names - wanted):
-        path = posixpath.normpath(posixpath.join(target.certificates_dir, name))
-        # A tampered state file must not make us delete anything outside our folder.
-        if path.startswith(target.certificates_dir + "/") and "\0" not in path:
-            dropped[name] = path
-    return dropped
-
-
-def stale_outputs(target: Target, facts: HostFacts) -> list[Change]:
-    """Files an earlier apply wrote that the playbook no longer lists: to delete (backed up).
-    ``facts`` must include the paths ``dropped_outputs`` names."""
-    return [
-        Change(f"file {name}", "delete", "no longer in the playbook", path=path)
-        for name, path in dropped_outputs(target, facts).items()
-        if facts.file(path).kind == "file"
-    ]
 
 
 @dataclass
@@ -151,7 +91,7 @@ async def apply_host(
         if change.path is not None and change.action != "delete"
     ]
     deletions = [c for c in plan.changes if c.action == "delete" and c.path is not None]
-    state = state_path(target)
+    state = target.state_path
     if facts.file(state).content != (state_content := _state_content(target)):
         writes.append(
             _Write(
@@ -170,7 +110,7 @@ async def apply_host(
     reload_sites = [s for s in _sites_touched(target, plan.changes) if s.reload]
     if reload_sites:
         await transport.write(
-            marker_path(target),
+            target.marker_path,
             "".join(f"{s.name}\n" for s in reload_sites).encode(),
             0o644,
             durable=False,
@@ -351,7 +291,7 @@ async def _back_up(
             {"path": write.path, "backup": posixpath.join(folder, stored), "mode": state.mode}
         )
     await target.transport.write(
-        posixpath.join(partial, "manifest.json"),
+        posixpath.join(partial, BACKUP_MANIFEST),
         json.dumps({"files": manifest, "created": created}, indent=2, sort_keys=True).encode()
         + b"\n",
         0o600,
@@ -432,7 +372,7 @@ async def _test_and_reload(
         if not result.ok:
             await _restore(target, facts, committed)
             # The old files are back, and they are what the server runs: nothing is owed.
-            await target.transport.remove(marker_path(target))
+            await target.transport.remove(target.marker_path)
             outcome.error = (
                 f"config test `{command}` failed, previous files restored: {result.output}"
             )
@@ -442,4 +382,4 @@ async def _test_and_reload(
         if not result.ok:
             outcome.error = f"reload `{command}` failed (will be retried): {result.output}"
             return
-    await target.transport.remove(marker_path(target))
+    await target.transport.remove(target.marker_path)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import posixpath
 
-from provision.apply.executor import BACKUP_DIR
 from provision.errors import ProvisionError
 from provision.inputs.targets import Target
+from provision.layout import BACKUP_DIR, BACKUP_MANIFEST
 from provision.plan.model import Change, HostPlan
 
 
@@ -46,7 +46,7 @@ async def rollback_plan(target: Target, to: str | None) -> tuple[HostPlan, list[
     restore: dict[str, tuple[bytes, int]] = {}
     remove: set[str] = set()
     for folder in reversed(chosen):  # newest first; older backups overwrite
-        manifest_state = await target.transport.read(posixpath.join(root, folder, "manifest.json"))
+        manifest_state = await target.transport.read(posixpath.join(root, folder, BACKUP_MANIFEST))
         try:
             manifest = json.loads(manifest_state.content or b"")
         except ValueError:

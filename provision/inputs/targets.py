@@ -18,15 +18,10 @@ from provision.errors import InputError
 from provision.inputs.expressions import HostVariables, HostView, TemplateFailure
 from provision.inputs.validation import raise_for
 from provision.inputs.yaml_lines import Document
+from provision.layout import RELOAD_MARKER, STATE_FILE
 from provision.model.inventory import Host
 from provision.model.playbook import Authority, Certificate, Output, Playbook, Site
 from provision.transport.base import Transport
-
-# Files `provision` keeps in each certificates directory besides the outputs.
-STATE_FILE = ".provision-state.json"  # the outputs written, to remove those a playbook drops
-# Written before files that need a reload are replaced, removed once the reload succeeded:
-# a run that dies in between leaves it, and the next run reloads even if files match.
-RELOAD_MARKER = ".provision-reload-pending"
 
 
 @dataclass(frozen=True)
@@ -52,12 +47,20 @@ class Target:
         stem = posixpath.splitext(main)[0]
         return [main, *(stem + suffix for suffix in site.companion_suffixes)]
 
+    @property
+    def state_path(self) -> str:
+        return posixpath.join(self.certificates_dir, STATE_FILE)
+
+    @property
+    def marker_path(self) -> str:
+        return posixpath.join(self.certificates_dir, RELOAD_MARKER)
+
     def paths_of_interest(self) -> list[str]:
         paths = [self.output_path(o) for c in self.playbook.certificates for o in c.outputs]
         for site in self.playbook.sites:
             paths.extend(self.site_paths(site))
-        paths.append(posixpath.join(self.certificates_dir, STATE_FILE))
-        paths.append(posixpath.join(self.certificates_dir, RELOAD_MARKER))
+        paths.append(self.state_path)
+        paths.append(self.marker_path)
         return paths
 
 
