@@ -47,7 +47,6 @@ from provision.inputs.targets import Target
 from provision.layout import BACKUP_DIR
 from provision.plan.builder import build_host_plan, dropped_outputs, reloads_owed
 from provision.plan.certificate import (
-    Expected,
     current_material,
     read_current,
 )
@@ -55,6 +54,7 @@ from provision.plan.model import Change, HostPlan, Plan
 from provision.report.outcome import HostReport, NameCheck, Report
 from provision.report.progress import Progress, Silent
 from provision.sources.authority_store import create as create_authority
+from provision.sources.base import Expected
 from provision.verify import verify_site
 
 T = TypeVar("T")

@@ -23,7 +23,8 @@ from provision.crypto.build import LeafRequest, SubjectFields
 from provision.crypto.decode import load_private_key
 from provision.errors import CryptoError, ProvisionError
 from provision.inputs.targets import Target
-from provision.model.playbook import Certificate, ProvidedSource
+from provision.model.playbook import Certificate
+from provision.sources.provided import wants_csr
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,6 @@ class CsrResult:
     csr_file: str | None
     key: str  # "kept" | "created"
     error: str | None = None
-
-
-def wants_csr(certificate: Certificate) -> bool:
-    return isinstance(certificate.source, ProvidedSource) and certificate.source.key is None
 
 
 async def _one(

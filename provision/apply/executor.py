@@ -17,18 +17,17 @@ from dataclasses import dataclass
 
 from provision.apply.journal import Journal, journal_path
 from provision.apply.keymaker import KeyMaker
-from provision.crypto import build
-from provision.crypto.build import LeafRequest, SubjectFields
-from provision.crypto.types import PrivateKey
 from provision.errors import ProvisionError
 from provision.facts import HostFacts
 from provision.inputs.targets import Target
 from provision.layout import BACKUP_DIR, BACKUP_MANIFEST, PARTIAL_SUFFIX
-from provision.model.playbook import CaSource, Certificate, ProvidedSource, Site
-from provision.plan.certificate import Expected, current_material, read_current
-from provision.plan.material import Material, issued_material, output_bytes
+from provision.model.playbook import Certificate, Site
+from provision.plan.certificate import current_material, read_current
+from provision.plan.material import Material, output_bytes
 from provision.plan.model import Change, HostPlan
 from provision.sources.authority_store import AuthorityStore
+from provision.sources.base import Expected, IssueRequest
+from provision.sources.registry import source_of
 from provision.transport.base import FileState
 
 DEFAULT_COMMANDS = {
@@ -168,38 +167,17 @@ async def _issue(
             continue
         spec = target.playbook.certificate(change.issue.certificate)
         current = read_current(spec, target.output_paths(spec), facts, passwords)
-        source = spec.source
-        if isinstance(source, ProvidedSource):
-            supplied = expected[spec.name].supplied
-            key = (supplied.key if supplied else None) or current.key
-            if supplied is None or key is None:
-                raise ApplyError(f"certificate {spec.name}: nothing to install yet")
-            materials[spec.name] = Material(key, supplied.leaf, supplied.chain, supplied.root)
-            continue
-        if change.issue.new_key or current.key is None:
-            key = await ctx.keys.generate(spec.key)
-        else:
-            key = current.key
-        authority = ctx.authorities[source.authority] if isinstance(source, CaSource) else None
-        materials[spec.name] = _issue_one(spec, key, ctx.now, authority)
+        request = IssueRequest(
+            spec,
+            current,
+            change.issue.new_key,
+            expected[spec.name],
+            ctx.now,
+            ctx.keys.generate,
+            ctx.authorities,
+        )
+        materials[spec.name] = await source_of(spec).issue(request)
     return materials
-
-
-def _issue_one(
-    spec: Certificate, key: PrivateKey, now: dt.datetime, authority: AuthorityStore | None
-) -> Material:
-    subject = SubjectFields(**spec.subject.model_dump()) if spec.subject else SubjectFields()
-    assert spec.validity_days is not None  # required for certificates issued here
-    request = LeafRequest(subject, tuple(spec.names), spec.validity_days)
-    if authority is None:
-        return Material(key, build.leaf(request, key, now=now))
-    ca = authority.material
-    if ca is None:
-        raise ApplyError(f"authority {authority.spec.name} was not created")
-    leaf = build.leaf(
-        request, key, now=now, issuer=ca.leaf, issuer_key=ca.key, serial=authority.take_serial()
-    )
-    return issued_material(key, leaf, ca)
 
 
 def _write_for(

@@ -18,13 +18,14 @@ from provision.inputs.inventory import Inventory, limit_hosts, load_inventory
 from provision.inputs.passwords import PasswordReader
 from provision.inputs.targets import Target, evaluate_playbook, host_view, playbook_hosts_pattern
 from provision.inputs.yaml_lines import Document, load_file
-from provision.model.playbook import CaSource, ProvidedSource
+from provision.model.playbook import ProvidedSource
 from provision.plan import saved as planfile
-from provision.plan.certificate import Expected
 from provision.plan.model import Plan
 from provision.plan.saved import SavedPlan
 from provision.servers.render import Renderer
 from provision.sources.authority_store import AuthorityStore, open_authority
+from provision.sources.base import Expected
+from provision.sources.registry import source_of
 from provision.sources.supplied import FileCache, Supplied, load_supplied
 from provision.transport.factory import ConnectOptions, make_transport
 
@@ -44,22 +45,8 @@ class Loaded:
 
     def expected(self, target: Target) -> dict[str, Expected]:
         """For each certificate of a host, what its source says it must be."""
-        result: dict[str, Expected] = {}
-        for certificate in target.playbook.certificates:
-            source = certificate.source
-            if isinstance(source, CaSource):
-                store = self.authorities[source.authority]
-                result[certificate.name] = Expected(
-                    authority=store.material, authority_subject=store.subject_text
-                )
-            elif isinstance(source, ProvidedSource):
-                result[certificate.name] = Expected(
-                    supplied=self.supplied.get((target.host.name, certificate.name)),
-                    waiting_for=source.certificate,
-                )
-            else:
-                result[certificate.name] = Expected()
-        return result
+        name = target.host.name
+        return {c.name: source_of(c).expected(c, name, self) for c in target.playbook.certificates}
 
 
 def load(

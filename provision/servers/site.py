@@ -19,6 +19,7 @@ from provision.inputs.targets import Target
 from provision.model.playbook import Binding, Certificate, SecretRef, Site, VirtualDirectory
 from provision.plan.model import Change, Unchanged
 from provision.servers.render import Renderer
+from provision.sources.registry import source_of
 
 DEFAULT_TEMPLATES = {
     "nginx": "nginx/site.conf.j2",
@@ -128,7 +129,7 @@ def certificate_files(target: Target, certificate: Certificate) -> CertificateFi
     return CertificateFiles(
         # A self-signed certificate has no chain, so its certificate is its full chain.
         fullchain=find("pem", "fullchain")
-        or (certificate_pem if certificate.source.type == "self-signed" else None),
+        or (certificate_pem if source_of(certificate).leaf_is_root else None),
         certificate=certificate_pem,
         chain=find("pem", "chain"),
         key=find("pem", "key"),
