@@ -120,10 +120,27 @@ async def apply_host(
         outcome = HostOutcome(target.host.name, changed=True, backup=backup)
         await _test_and_reload(target, plan, facts, [], outcome)
         return outcome
+    committed = await _commit_journaled(target, facts, writes, removed, ctx.operation)
+    outcome = HostOutcome(target.host.name, changed=True, backup=backup)
+    await _test_and_reload(target, plan, facts, committed, outcome)
+    return outcome
+
+
+async def _commit_journaled(
+    target: Target,
+    facts: HostFacts,
+    writes: list[_Write],
+    removed: list[_Write],
+    operation: str,
+) -> list[_Write]:
+    """Rename every staged file into place and remove the files to go, under a journal: a run
+    killed among the renames is finished by the next one. On a failure, what was done is
+    undone from ``facts`` (the files as they were) and the error raised."""
+    transport = target.transport
     journal = Journal(
         tuple((w.staged or "", w.path) for w in writes),
         tuple(w.path for w in removed),
-        ctx.operation,
+        operation,
     )
     await transport.write(
         journal_path(target.certificates_dir), journal.dumps(), 0o600, durable=False
@@ -148,9 +165,28 @@ async def apply_host(
         await transport.remove(journal_path(target.certificates_dir))
         raise
     await transport.remove(journal_path(target.certificates_dir), durable=False)
-    outcome = HostOutcome(target.host.name, changed=True, backup=backup)
-    await _test_and_reload(target, plan, facts, committed, outcome)
-    return outcome
+    return committed
+
+
+async def write_files(
+    target: Target,
+    facts: HostFacts,
+    files: Sequence[tuple[str, bytes, int]],
+    now: dt.datetime,
+    operation: str,
+) -> str | None:
+    """Write files that no plan describes (a key `provision csr` makes) by the same path as
+    apply: staged complete, what they replace backed up, renamed under the journal. The caller
+    holds the host's lock. Returns the backup folder, if anything was replaced."""
+    writes = [
+        _Write(Change(f"file {path}", "update", operation, path=path), path, data, mode)
+        for path, data, mode in files
+    ]
+    for write in writes:
+        write.staged = await target.transport.stage(write.path, write.data, write.mode)
+    backup = await _back_up(target, facts, writes, now)
+    await _commit_journaled(target, facts, writes, [], operation)
+    return backup
 
 
 async def _issue(

@@ -18,9 +18,10 @@ from provision.errors import InputError
 from provision.inputs.expressions import HostVariables, HostView, TemplateFailure
 from provision.inputs.validation import raise_for
 from provision.inputs.yaml_lines import Document
-from provision.layout import RELOAD_MARKER, STATE_FILE
+from provision.layout import RELOAD_MARKER, STATE_FILE, pending_key
 from provision.model.inventory import Host
 from provision.model.playbook import Authority, Certificate, Output, Playbook, Site
+from provision.sources.provided import wants_csr
 from provision.transport.base import Transport
 
 
@@ -61,6 +62,11 @@ class Target:
             paths.extend(self.site_paths(site))
         paths.append(self.state_path)
         paths.append(self.marker_path)
+        for certificate in self.playbook.certificates:
+            if wants_csr(certificate):
+                paths.extend(
+                    pending_key(self.output_path(o)) for o in certificate.outputs if o.is_key_file
+                )
         return paths
 
 

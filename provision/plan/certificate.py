@@ -15,14 +15,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from provision.crypto import compare, encode, keys
-from provision.crypto.decode import Bundle, load_bundle
+from provision.crypto.decode import Bundle, load_bundle, load_private_key
 from provision.crypto.types import PrivateKey
 from provision.errors import CryptoError
 from provision.facts import HostFacts
+from provision.layout import PENDING_SUFFIX, pending_key
 from provision.model.playbook import Certificate, Output
 from provision.plan.material import Material, output_bytes, output_mode
 from provision.plan.model import Action, Change, Derived, Issue, Unchanged
 from provision.sources.base import Current, Expected, HostRefusal, when
+from provision.sources.provided import wants_csr
 from provision.sources.registry import source_of
 
 
@@ -71,7 +73,38 @@ def read_current(
         # says what the certificate is (a new password); when it alone held the certificate
         # or key, a mistyped password must not make us re-key: refuse the host instead.
         raise HostRefusal(f"{locked[0]}; check the output's password (nothing was regenerated)")
-    return Current(leaf, key, chain, tuple(unreadable))
+    return Current(leaf, key, chain, tuple(unreadable), _pending_key(spec, paths, facts))
+
+
+def pending_key_path(spec: Certificate, paths: Mapping[str, str]) -> str | None:
+    """Where a key `provision csr` made for this certificate waits (its key output's path)."""
+    if not wants_csr(spec):
+        return None
+    output = _key_output(spec)
+    return pending_key(paths[output.file]) if output is not None else None
+
+
+def pending_name(spec: Certificate) -> str:
+    """The pending key as a plan names it: the key output's name with the suffix."""
+    output = _key_output(spec)
+    return f"{output.file if output else 'key'}{PENDING_SUFFIX}"
+
+
+def _key_output(spec: Certificate) -> Output | None:
+    return next((o for o in spec.outputs if o.is_key_file), None)
+
+
+def _pending_key(
+    spec: Certificate, paths: Mapping[str, str], facts: HostFacts
+) -> PrivateKey | None:
+    path = pending_key_path(spec, paths)
+    content = facts.file(path).content if path is not None else None
+    if not content:
+        return None
+    try:
+        return load_private_key(content, source=path or "")
+    except CryptoError:
+        return None  # a damaged pending key is as good as none: `provision csr` makes another
 
 
 def _decode(output: Output, content: bytes, passwords: Mapping[str, bytes]) -> Bundle:
@@ -128,6 +161,26 @@ def plan_certificate(
         )
     else:
         unchanged.append(Unchanged(resource, decision.reason))
+    pending = pending_key_path(spec, paths)
+    if (
+        pending is not None
+        and current.pending_key is not None
+        and (
+            decision.key_from_pending
+            or (
+                current.key is not None
+                and keys.public_der(current.key) == keys.public_der(current.pending_key)
+            )
+        )
+    ):
+        changes.append(
+            Change(
+                f"file {pending_name(spec)}",
+                "delete",
+                "the key `provision csr` made is installed now",
+                path=pending,
+            )
+        )
 
     material = None
     waiting = source.waiting_for(spec, expected) is not None

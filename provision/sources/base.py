@@ -42,6 +42,9 @@ class Current:
     key: PrivateKey | None
     chain: tuple[x509.Certificate, ...]
     unreadable: tuple[str, ...]  # "httpscert.pem: truncated PEM ..."
+    # A key `provision csr` made for a new key type, waiting beside the key output until its
+    # signed certificate arrives (layout.pending_key); None when there is none.
+    pending_key: PrivateKey | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class Decision:
     # For a decision to leave the certificate alone: the moment the clock alone would change
     # it (the renewal window opens). None: the clock cannot change it.
     until: dt.datetime | None = None
+    # The new key is the one `provision csr` left pending: installed, and its file removed.
+    key_from_pending: bool = False
 
 
 class HostRefusal(ProvisionError):

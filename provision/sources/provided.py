@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 from provision.crypto import compare, keys
+from provision.crypto.types import PrivateKey
 from provision.model.playbook import Certificate, ProvidedSource
 from provision.plan.material import Material
 from provision.sources.base import (
@@ -66,7 +67,9 @@ class Provided(CertificateSource):
 
     async def issue(self, request: IssueRequest) -> Material:
         supplied = request.expected.supplied
-        key = (supplied.key if supplied else None) or request.current.key
+        key = None
+        if supplied is not None:
+            key = supplied.key or _csr_key(request.current, supplied)
         if supplied is None or key is None:
             raise HostRefusal(f"certificate {request.spec.name}: nothing to install yet")
         return Material(key, supplied.leaf, supplied.chain, supplied.root)
@@ -83,7 +86,17 @@ def _decide_supplied(
             f"(< {spec.renew_before_days}); supply a renewed certificate there"
         )
     if supplied.key is None:
-        # CSR workflow: the certificate must fit the key that already lives on the host.
+        # CSR workflow: the certificate must fit the key that already lives on the host, or
+        # the one `provision csr` left pending for a new key type (installed with it now).
+        pending = current.pending_key
+        if pending is not None and _csr_key(current, supplied) is pending:
+            return Decision(
+                "create" if current.leaf is None else "replace",
+                f"{supplied.certificate_file} is signed for the "
+                f"{keys.label(pending)} key `provision csr` made: installing both",
+                new_key=True,
+                key_from_pending=True,
+            )
         if current.key is None:
             raise HostRefusal(
                 f"certificate {spec.name}: no key on the host for "
@@ -130,3 +143,13 @@ def _decide_supplied(
         f"{current.leaf.serial_number:x} -> {supplied.leaf.serial_number:x}",
         new_key=new_key,
     )
+
+
+def _csr_key(current: Current, supplied: Supplied) -> PrivateKey | None:
+    """The host's key for a certificate signed from a CSR: the live key when the certificate
+    fits it, else the pending key `provision csr` made, when it fits that."""
+    public = supplied.leaf.public_key()
+    for key in (current.key, current.pending_key):
+        if key is not None and keys.matches(key, public):  # type: ignore[arg-type]
+            return key
+    return current.key
