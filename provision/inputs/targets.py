@@ -22,6 +22,7 @@ from provision.layout import RELOAD_MARKER, STATE_FILE, pending_key
 from provision.model.inventory import Host
 from provision.model.playbook import Authority, Certificate, Output, Playbook, Site
 from provision.sources.provided import wants_csr
+from provision.sources.registry import source_of
 from provision.transport.base import Transport
 
 
@@ -112,16 +113,11 @@ def check_references(playbook: Playbook, doc: Document, suffix: str = "") -> Non
                 doc.locate(("sites", index, "name")), f"two sites are named {site.name!r}{suffix}"
             )
         sites.add(site.name)
-    authorities = [a.name for a in playbook.authorities]
     for index, certificate in enumerate(playbook.certificates):
-        source = certificate.source
-        if source.type == "ca" and source.authority not in authorities:
-            known = ", ".join(authorities) or "none"
-            raise InputError(
-                doc.locate(("certificates", index, "source", "authority")),
-                f"{source.authority!r} is not an authority of this playbook "
-                f"(defined: {known}){suffix}",
-            )
+        problem = source_of(certificate).check(certificate, playbook)
+        if problem is not None:
+            where, message = problem
+            raise InputError(doc.locate(("certificates", index, *where)), f"{message}{suffix}")
     for s, site in enumerate(playbook.sites):
         for b, binding in enumerate(site.bindings):
             if binding.certificate is not None and binding.certificate not in seen:

@@ -25,7 +25,7 @@ from cryptography import x509
 
 from provision.crypto.types import PrivateKey
 from provision.errors import ProvisionError
-from provision.model.playbook import Certificate, KeySpec
+from provision.model.playbook import Certificate, KeySpec, Playbook
 from provision.plan.material import Material
 from provision.plan.model import Action
 
@@ -124,6 +124,13 @@ class CertificateSource(ABC):
         self, spec: Certificate, current: Current, now: dt.datetime, expected: Expected
     ) -> Decision:
         """Whether to (re)issue, and why (pure: no clock, no I/O)."""
+
+    def check(
+        self, spec: Certificate, playbook: Playbook
+    ) -> tuple[tuple[str | int, ...], str] | None:
+        """A problem with the certificate that only the whole playbook shows (a reference to
+        something it does not define), as (key path within the certificate, message)."""
+        return None
 
     def waiting_for(self, spec: Certificate, expected: Expected) -> str | None:
         """The file this certificate waits for before anything can be installed (CSR

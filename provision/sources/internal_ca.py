@@ -7,7 +7,7 @@ import datetime as dt
 
 from provision.crypto import compare
 from provision.errors import ProvisionError
-from provision.model.playbook import CaSource, Certificate
+from provision.model.playbook import CaSource, Certificate, Playbook
 from provision.plan.material import Material, issued_material
 from provision.sources.base import (
     CertificateSource,
@@ -27,6 +27,18 @@ def _authority(spec: Certificate) -> str:
 
 class InternalCa(CertificateSource):
     type = "ca"
+
+    def check(
+        self, spec: Certificate, playbook: Playbook
+    ) -> tuple[tuple[str | int, ...], str] | None:
+        authorities = [a.name for a in playbook.authorities]
+        if _authority(spec) in authorities:
+            return None
+        known = ", ".join(authorities) or "none"
+        return (
+            ("source", "authority"),
+            f"{_authority(spec)!r} is not an authority of this playbook (defined: {known})",
+        )
 
     def expected(self, spec: Certificate, host: str, controller: Controller) -> Expected:
         store = controller.authorities[_authority(spec)]
