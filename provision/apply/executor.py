@@ -25,16 +25,11 @@ from provision.model.playbook import Certificate, Site
 from provision.plan.certificate import current_material, read_current
 from provision.plan.material import Material, output_bytes
 from provision.plan.model import Change, HostPlan
+from provision.servers.registry import server
 from provision.sources.authority_store import AuthorityStore
 from provision.sources.base import Expected, IssueRequest
 from provision.sources.registry import source_of
 from provision.transport.base import FileState
-
-DEFAULT_COMMANDS = {
-    "nginx": ("nginx -t", "nginx -s reload"),
-    "apache": ("apache2ctl -t", "apache2ctl graceful"),
-    "iis": (None, None),
-}
 
 
 class ApplyError(ProvisionError):
@@ -369,13 +364,10 @@ async def _test_and_reload(
     tests: dict[str, None] = {}
     reloads: dict[str, None] = {}
     for site in sites:
-        default_test, default_reload = DEFAULT_COMMANDS[site.server]
-        if site.server == "iis":
-            # The script beside the site XML imports the PFX, binds it and loads the site.
-            default_reload = (
-                "powershell -NoProfile -ExecutionPolicy Bypass -File "
-                f'"{target.site_paths(site)[1]}"'
-            )
+        # Each server's own defaults (servers/<name>.py), for the site's paths on this host.
+        default_test, default_reload = server(site.server).default_commands(
+            site, target.site_paths(site)
+        )
         if test := site.test_command or default_test:
             tests[test] = None
         if reload := site.reload_command or default_reload:
