@@ -21,6 +21,7 @@ from provision.inputs.yaml_lines import Document
 from provision.layout import RELOAD_MARKER, STATE_FILE, pending_key
 from provision.model.inventory import Host
 from provision.model.playbook import Authority, Certificate, Output, Playbook, Site
+from provision.sandbox import time_budget
 from provision.sources.provided import wants_csr
 from provision.sources.registry import source_of
 from provision.transport.base import Transport
@@ -82,7 +83,8 @@ def evaluate_playbook(doc: Document, host: Host) -> Playbook:
     data: Any = doc.data
     suffix = f" (for host {host.name})"
     try:
-        evaluated = variables.evaluate(data, ())
+        with time_budget():  # one host's whole playbook, its variables included
+            evaluated = variables.evaluate(data, ())
     except TemplateFailure as failure:
         raise InputError(
             doc.locate(failure.path), f"{failure.problem} in {failure.source!r}{suffix}"

@@ -164,6 +164,10 @@ def _clean_message(message: str) -> str:
 
 
 def _quote(value: Any) -> str:
+    if not isinstance(value, str | int | float | bool | list | dict | tuple | type(None)):
+        # A template tool (a cycler, a namespace) or any other object: its kind, not a repr
+        # with a memory address that changes on every run.
+        return f"a {type(value).__name__} object"
     text = repr(value)
     return text if len(text) <= _MAX_QUOTE else text[: _MAX_QUOTE - 3] + "..."
 

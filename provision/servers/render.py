@@ -26,7 +26,14 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from provision.errors import ProvisionError
-from provision.inputs.expressions import BoundedOperators, RememberedSafety
+from provision.sandbox import (
+    Bounded,
+    BudgetExceeded,
+    bounded_join,
+    code_generator,
+    expression_budget,
+    time_budget,
+)
 
 PACKAGED_TEMPLATES = Path(__file__).parent.parent / "templates"
 
@@ -93,8 +100,11 @@ def regex_escape(value: Any) -> str:
     return _REGEX_SPECIAL.sub(r"\\\1", str(value))
 
 
-class _Sandbox(RememberedSafety, BoundedOperators, SandboxedEnvironment):
-    """Sandboxed, and refusing ``*`` / ``**`` results too large to hold (templating.py)."""
+class _Sandbox(Bounded, SandboxedEnvironment):
+    """Sandboxed, and held to the evaluation budget of provision/sandbox.py."""
+
+    code_generator_class = code_generator()
+    concat = staticmethod(bounded_join)
 
 
 def _template_line(exc: BaseException, filename: str | None) -> int | None:
@@ -138,13 +148,15 @@ class Renderer:
         from provision.servers.registry import filters
 
         self.env.filters.update(filters())
+        self.env.apply_budget()
 
     def render(self, template: str, context: Mapping[str, Any]) -> str:
         """Render ``template`` (a name under a templates folder, or a path to a file)."""
         compiled = None
         try:
             compiled = self._load(template)
-            return str(compiled.render(context))
+            with time_budget(), expression_budget():
+                return str(compiled.render(context))
         except TemplateNotFound:
             raise RenderError(
                 f"template {template} not found (looked in "
@@ -155,6 +167,9 @@ class Renderer:
         except UndefinedError as exc:
             where = _where(template, exc, compiled)
             raise RenderError(f"{where}: undefined variable: {exc.message}") from None
+        except BudgetExceeded as exc:
+            where = _where(template, exc, compiled)
+            raise RenderError(f"{where}: template error: too costly: {exc.message}") from None
         except SecurityError as exc:
             where = _where(template, exc, compiled)
             raise RenderError(f"{where}: not allowed in a template: {exc}") from None
@@ -162,15 +177,7 @@ class Renderer:
             raise RenderError(f"{template}: {exc.message}") from None
         except RenderError as exc:  # a filter refused a value
             raise RenderError(f"{template}: {exc.message}") from None
-        except (
-            TypeError,
-            ValueError,
-            ArithmeticError,
-            LookupError,
-            AttributeError,
-            RecursionError,
-            MemoryError,
-        ) as exc:
+        except Exception as exc:
             # A template's own mistake ({{ 1 // 0 }}, {{ "a" + 1 }}, a macro calling itself):
             # the template's fault, reported with its line, never as a traceback.
             where = _where(template, exc, compiled)
