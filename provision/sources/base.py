@@ -148,6 +148,10 @@ class CertificateSource(ABC):
         """New material for the certificate (apply time only)."""
 
 
+# A key whose public half matches its certificate but whose signatures do not verify.
+DAMAGED_KEY = "key is damaged: a signature made with it does not verify"
+
+
 def when(moment: dt.datetime) -> str:
     """A date as plans print it: never "in N days", so an unchanged plan reads the same
     tomorrow."""

@@ -12,7 +12,7 @@ from provision.crypto.build import LeafRequest, SubjectFields, name_of
 from provision.crypto.types import PrivateKey
 from provision.model.playbook import Certificate
 from provision.plan.material import Material, issued_material
-from provision.sources.base import Current, Decision, days, when
+from provision.sources.base import DAMAGED_KEY, Current, Decision, days, when
 
 
 def decide_issued(
@@ -37,6 +37,8 @@ def decide_issued(
         return Decision("replace", "key missing", new_key=True)
     if not keys.matches(current.key, leaf.public_key()):  # type: ignore[arg-type]
         return Decision("replace", "key does not match certificate", new_key=True)
+    if not keys.proves(current.key):
+        return Decision("replace", DAMAGED_KEY, new_key=True)
     have_key = keys.label(current.key)
     if have_key != spec.key.label:
         return Decision("replace", f"key changed: {have_key} -> {spec.key.label}", new_key=True)

@@ -11,6 +11,7 @@ from provision.crypto.types import PrivateKey
 from provision.model.playbook import Certificate, ProvidedSource
 from provision.plan.material import Material
 from provision.sources.base import (
+    DAMAGED_KEY,
     CertificateSource,
     Controller,
     Current,
@@ -120,6 +121,13 @@ def _decide_supplied(
             current.key is None or not keys.matches(current.key, supplied.leaf.public_key())  # type: ignore[arg-type]
         ):
             return Decision("replace", "key does not match certificate", new_key=True)
+        if current.key is not None and not keys.proves(current.key):
+            if supplied.key is not None:
+                return Decision("replace", DAMAGED_KEY, new_key=True)
+            raise HostRefusal(
+                f"certificate {spec.name}: {DAMAGED_KEY}, and {supplied.certificate_file} was "
+                "signed for it; run `provision csr` and have the new request signed"
+            )
         expires = supplied.leaf.not_valid_after_utc
         return Decision(
             None,
