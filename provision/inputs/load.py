@@ -84,9 +84,12 @@ def load(
                 if output.password is None:
                     continue
                 where = doc.locate(("certificates", c_index, "outputs", o_index, "password"))
-                passwords.setdefault(host.name, {})[output.file] = reader.read(
-                    output.password, where
-                )
+                password = reader.read(output.password, where)
+                if not password:
+                    # OpenSSL and Windows read an empty PFX password in two incompatible ways
+                    # (no MAC at all, or a MAC over an empty string): refused, not guessed.
+                    raise InputError(where, "is empty; a PKCS#12 output needs a password")
+                passwords.setdefault(host.name, {})[output.file] = password
     for target in targets:
         _refuse_shared_paths(doc, target)
     renderer = Renderer([folder / "templates", folder.parent / "templates"])
