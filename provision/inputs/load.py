@@ -18,6 +18,7 @@ from provision.inputs.inventory import Inventory, limit_hosts, load_inventory
 from provision.inputs.passwords import PasswordReader
 from provision.inputs.targets import Target, evaluate_playbook, host_view, playbook_hosts_pattern
 from provision.inputs.yaml_lines import Document, load_file
+from provision.layout import PENDING_SUFFIX
 from provision.model.playbook import ProvidedSource
 from provision.plan import saved as planfile
 from provision.plan.model import Plan
@@ -130,8 +131,21 @@ def _refuse_shared_paths(doc: Document, target: Target) -> None:
                 ("certificates", c, "outputs", o, "file"),
                 f"certificate {certificate.name!r}",
             )
+    own = set(target.own_files())
     for s, site in enumerate(target.playbook.sites):
         for path in target.site_paths(site):
+            if (
+                path in own
+                or path.startswith(target.backup_dir + "/")
+                or path.endswith(PENDING_SUFFIX)
+            ):
+                # Its lock, journal or backups overwritten by a config would be deleted or
+                # misread at the end of every apply.
+                raise InputError(
+                    doc.locate(("sites", s, "config")),
+                    f"site {site.name!r} writes {path}, a file provision keeps for itself "
+                    f"(for host {target.host.name})",
+                )
             claim(path, ("sites", s, "config"), f"site {site.name!r}")
 
 

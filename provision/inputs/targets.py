@@ -18,7 +18,15 @@ from provision.errors import InputError
 from provision.inputs.expressions import HostVariables, HostView, TemplateFailure
 from provision.inputs.validation import raise_for
 from provision.inputs.yaml_lines import Document
-from provision.layout import RELOAD_MARKER, STATE_FILE, pending_key
+from provision.layout import (
+    BACKUP_DIR,
+    JOURNAL_FILE,
+    LOCK_FILE,
+    RELOAD_MARKER,
+    STATE_FILE,
+    TAKEOVER_SUFFIX,
+    pending_key,
+)
 from provision.model.inventory import Host
 from provision.model.playbook import Authority, Certificate, Output, Playbook, Site
 from provision.sandbox import time_budget
@@ -57,6 +65,16 @@ class Target:
     @property
     def marker_path(self) -> str:
         return posixpath.join(self.certificates_dir, RELOAD_MARKER)
+
+    def own_files(self) -> list[str]:
+        """The files provision keeps for itself in the certificates directory (layout.py);
+        the backup folder's contents are its own too (``backup_dir``)."""
+        names = (STATE_FILE, RELOAD_MARKER, JOURNAL_FILE, LOCK_FILE, LOCK_FILE + TAKEOVER_SUFFIX)
+        return [posixpath.join(self.certificates_dir, name) for name in names]
+
+    @property
+    def backup_dir(self) -> str:
+        return posixpath.join(self.certificates_dir, BACKUP_DIR)
 
     def paths_of_interest(self) -> list[str]:
         paths = [self.output_path(o) for c in self.playbook.certificates for o in c.outputs]

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from provision.crypto.decode import holds_private_key
 from provision.errors import ProvisionError
 from provision.facts import HostFacts
 from provision.inputs.targets import Target
@@ -321,6 +322,13 @@ def _file_change(
 
     if state.kind == "missing":
         return change("create", "missing")
+    if state.content is not None and state.content != content and holds_private_key(state.content):
+        # A config path pointing at a key (a typo, or a playbook turned against its host):
+        # never shown in a diff, never overwritten.
+        raise SiteError(
+            f"site {site.name!r}: {path} holds a private key; refusing to show it in a diff "
+            "or to overwrite it with a site config"
+        )
     if state.kind != "file":
         return change("replace", f"{path} is {state.described}, expected a file")
     if state.content != content:
