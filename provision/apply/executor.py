@@ -22,6 +22,7 @@ from provision.facts import HostFacts
 from provision.inputs.targets import Target
 from provision.layout import BACKUP_DIR, BACKUP_MANIFEST, PARTIAL_SUFFIX
 from provision.model.playbook import Certificate, Site
+from provision.plan import state
 from provision.plan.certificate import current_material, read_current
 from provision.plan.material import Material, output_bytes
 from provision.plan.model import Change, HostPlan
@@ -45,10 +46,11 @@ class RunContext:
     operation: str = "apply"  # recorded in the journal
 
 
-def _state_content(target: Target) -> bytes:
-    """The outputs this playbook writes, so a later run can remove the ones it drops."""
-    outputs = {c.name: sorted(o.file for o in c.outputs) for c in target.playbook.certificates}
-    return json.dumps({"outputs": outputs}, indent=2, sort_keys=True).encode() + b"\n"
+def _state_content(target: Target, facts: HostFacts) -> bytes:
+    """The outputs this playbook writes, so a later run can remove the ones it drops (other
+    owners' entries kept as they are)."""
+    current = state.parse(facts.file(target.state_path).content, target.state_path)
+    return state.dumps(current, target.playbook)
 
 
 @dataclass
@@ -85,12 +87,12 @@ async def apply_host(
         if change.path is not None and change.action != "delete"
     ]
     deletions = [c for c in plan.changes if c.action == "delete" and c.path is not None]
-    state = target.state_path
-    if facts.file(state).content != (state_content := _state_content(target)):
+    state_path = target.state_path
+    if facts.file(state_path).content != (state_content := _state_content(target, facts)):
         writes.append(
             _Write(
-                Change("state", "update", "outputs written", path=state),
-                state,
+                Change("state", "update", "outputs written", path=state_path),
+                state_path,
                 state_content,
                 0o644,
             )

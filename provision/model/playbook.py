@@ -410,6 +410,13 @@ class Playbook(Strict):
     name: str = Field(min_length=1)
     hosts: str = "all"
     certificates_dir: HostPath
+    # Other playbooks (by name) this one shares its certificates directories with: each owns
+    # its own outputs there (plan/state.py). Without it a directory has one owner.
+    shared_with: list[str] = Field(default_factory=list)
+    # Playbooks (by name) this one replaces in their certificates directories: it becomes the
+    # owner, and their outputs it no longer writes are removed (the switch from a self-signed
+    # playbook to an internal CA's, say). The replaced playbook is then refused there.
+    takes_over: list[str] = Field(default_factory=list)
     # How many backup folders to keep; at least one: a replaced file is never lost.
     backups: int = Field(default=5, ge=1, le=100)
     # Rolling runs: hosts in batches of this size (a number, a percentage, or a list such as
