@@ -17,7 +17,7 @@ from provision.servers.base import WebServer
 from provision.servers.render import PACKAGED_TEMPLATES, Renderer
 from tests.conftest import Cli
 
-SHIPPED = {"apache", "iis", "nginx"}
+SHIPPED = {"apache", "haproxy", "iis", "nginx"}
 
 
 def test_every_shipped_server_is_found_with_its_templates() -> None:
