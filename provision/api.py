@@ -31,6 +31,9 @@ from provision.apply.journal import (
     remove_leftovers,
     roll_forward,
 )
+from provision.apply.journal import (
+    check as check_journal,
+)
 from provision.apply.keymaker import KeyMaker
 from provision.apply.lock import HostLock
 from provision.apply.rollback import rollback_plan
@@ -149,6 +152,8 @@ async def plan_and_apply(
         facts = await gather_host(target)
         journal = None if apply else await read_journal(target.transport, target.certificates_dir)
         if journal is not None:
+            check_journal(journal, journal_path(target.certificates_dir), target.may_replace)
+        if journal is not None:
             facts, pending = await overlay(target.transport, journal, facts)
             if pending:
                 repair.append(
@@ -217,7 +222,7 @@ async def plan_and_apply(
 async def finish_interrupted(target: Target) -> Finished:
     """Under the host's lock, before reading anything: finish the replacement a killed run
     left (its journal), and remove what it staged but never used."""
-    finished = await roll_forward(target.transport, target.certificates_dir)
+    finished = await roll_forward(target.transport, target.certificates_dir, target.may_replace)
     await remove_leftovers(
         target.transport,
         managed_paths(target),

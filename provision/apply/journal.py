@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from provision.errors import ProvisionError
 from provision.facts import HostFacts
 from provision.layout import JOURNAL_FILE, LOCK_FILE, PARTIAL_SUFFIX, TEMPORARY_SUFFIX
 from provision.transport.base import FileState, Transport
@@ -68,11 +69,39 @@ async def read_journal(transport: Transport, certificates_dir: str) -> Journal |
     return Journal.parse(state.content) if state.content is not None else None
 
 
+class JournalError(ProvisionError):
+    """A journal on the host names something provision would never have written."""
+
+
+def check(journal: Journal, path: str, may_replace: Callable[[str], bool]) -> None:
+    """A journal is read from the host, so it is input: every file it would rename must be
+    staged beside its target under the name the transports give staged files, and every
+    target and removal must be a file this playbook manages (``may_replace``). Anything
+    else fails the host and the journal is left in place for inspection."""
+    for staged, target in journal.renames:
+        folder, name = posixpath.split(target)
+        staged_folder, staged_name = posixpath.split(staged)
+        beside = staged_folder == folder and staged_name.startswith(f".{name}.")
+        if not (beside and staged_name.endswith(TEMPORARY_SUFFIX) and may_replace(target)):
+            raise JournalError(_foreign(path, f"a rename of {staged} onto {target}"))
+    for removal in journal.removals:
+        if not may_replace(removal):
+            raise JournalError(_foreign(path, f"the removal of {removal}"))
+
+
+def _foreign(path: str, what: str) -> str:
+    return (
+        f"{path} asks for {what}, which is not a file this playbook manages; nothing was "
+        "changed and the journal was left in place for inspection (a planted or foreign "
+        "journal: remove it once you know where it came from)"
+    )
+
+
 async def overlay(
     transport: Transport, journal: Journal, facts: HostFacts
 ) -> tuple[HostFacts, int]:
     """The host as it will be once the journal is rolled forward (for an honest plan), and
-    how many files that still moves."""
+    how many files that still moves. The journal must have passed ``check``."""
     files = dict(facts.files)
     pending = 0
     for staged, target in journal.renames:
@@ -87,8 +116,10 @@ async def overlay(
     return HostFacts(files), pending
 
 
-async def roll_forward(transport: Transport, certificates_dir: str) -> Finished:
-    """Finish an interrupted replacement."""
+async def roll_forward(
+    transport: Transport, certificates_dir: str, may_replace: Callable[[str], bool]
+) -> Finished:
+    """Finish an interrupted replacement (of files ``may_replace`` accepts: see ``check``)."""
     path = journal_path(certificates_dir)
     state = await transport.read(path)
     if state.content is None:
@@ -97,6 +128,7 @@ async def roll_forward(transport: Transport, certificates_dir: str) -> Finished:
     if journal is None:
         await transport.remove(path)  # an unreadable journal was cut while being written
         return Finished()
+    check(journal, path, may_replace)
     moved = 0
     for staged, target in journal.renames:
         if (await transport.read(staged)).kind == "file":

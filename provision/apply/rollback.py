@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+from collections.abc import Callable
 
 from provision.errors import ProvisionError
 from provision.inputs.targets import Target
@@ -46,18 +47,16 @@ async def rollback_plan(target: Target, to: str | None) -> tuple[HostPlan, list[
     restore: dict[str, tuple[bytes, int]] = {}
     remove: set[str] = set()
     for folder in reversed(chosen):  # newest first; older backups overwrite
-        manifest_state = await target.transport.read(posixpath.join(root, folder, BACKUP_MANIFEST))
-        try:
-            manifest = json.loads(manifest_state.content or b"")
-        except ValueError:
-            raise RollbackError(f"backup {folder} has no readable manifest") from None
-        for entry in manifest.get("files", []):
-            stored = await target.transport.read(entry["backup"])
+        where = posixpath.join(root, folder)
+        manifest_state = await target.transport.read(posixpath.join(where, BACKUP_MANIFEST))
+        files, created = _manifest(manifest_state.content, folder, where, target.may_replace)
+        for path, backup, mode in files:
+            stored = await target.transport.read(backup)
             if stored.content is None:
-                raise RollbackError(f"backup {folder} lost {entry['backup']}")
-            restore[entry["path"]] = (stored.content, int(entry.get("mode") or 0o600))
-            remove.discard(entry["path"])
-        for path in manifest.get("created", []):
+                raise RollbackError(f"backup {folder} lost {backup}")
+            restore[path] = (stored.content, mode)
+            remove.discard(path)
+        for path in created:
             remove.add(path)
             restore.pop(path, None)
     changes = [
@@ -87,3 +86,38 @@ async def rollback_plan(target: Target, to: str | None) -> tuple[HostPlan, list[
         if site.reload
     ]
     return HostPlan(name, tuple(changes)), [*restore, *remove]
+
+
+def _manifest(
+    content: bytes | None, folder: str, where: str, may_replace: Callable[[str], bool]
+) -> tuple[list[tuple[str, str, int]], list[str]]:
+    """A backup's manifest, checked as the input it is: every file it restores or removes is
+    one this playbook manages, every copy lies in the backup's own folder, modes are plain
+    permission bits. Anything else refuses the rollback and leaves the backup as it is."""
+
+    def refuse(problem: str) -> RollbackError:
+        return RollbackError(
+            f"backup {folder}: its manifest {problem}; nothing was restored and the backup "
+            "was left in place for inspection"
+        )
+
+    try:
+        manifest = json.loads(content or b"")
+        entries = manifest.get("files", [])
+        created = manifest.get("created", [])
+        if not isinstance(entries, list) or not isinstance(created, list):
+            raise TypeError
+        files = [(e["path"], e["backup"], e.get("mode") or 0o600) for e in entries]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise refuse("is not readable") from None
+    for path, backup, mode in files:
+        if not isinstance(path, str) or not may_replace(path):
+            raise refuse(f"names {path!r}, which this playbook does not manage")
+        if not isinstance(backup, str) or posixpath.dirname(backup) != where:
+            raise refuse(f"keeps {path} in {backup!r}, outside the backup's folder")
+        if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777:
+            raise refuse(f"gives {path} the mode {mode!r}")
+    for path in created:
+        if not isinstance(path, str) or not may_replace(path):
+            raise refuse(f"would remove {path!r}, which this playbook does not manage")
+    return files, created

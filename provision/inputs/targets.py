@@ -76,6 +76,23 @@ class Target:
     def backup_dir(self) -> str:
         return posixpath.join(self.certificates_dir, BACKUP_DIR)
 
+    def may_replace(self, path: str) -> bool:
+        """Whether a record read from the host (a journal, a backup's manifest) may have a
+        file replaced or removed at ``path``: a file the playbook manages, or an output in
+        the certificates directory (one the playbook dropped, or wrote before a switch of
+        playbook), never provision's own records or backups, never anything outside."""
+        if path in self.paths_of_interest() or path == posixpath.join(
+            self.certificates_dir, JOURNAL_FILE
+        ):
+            return True
+        return (
+            posixpath.normpath(path) == path
+            and path.startswith(self.certificates_dir + "/")
+            and path not in self.own_files()
+            and path != self.backup_dir
+            and not path.startswith(self.backup_dir + "/")
+        )
+
     def paths_of_interest(self) -> list[str]:
         paths = [self.output_path(o) for c in self.playbook.certificates for o in c.outputs]
         for site in self.playbook.sites:
