@@ -12,7 +12,10 @@ implementation. The files are made once per test session (``shared_corp``):
 - broken variants, all for ``cm-pub-01``: an expired leaf, a not-yet-valid leaf, one that
   expires in 10 days, one with clientAuth only, one missing the short name, one with an
   RSA-1024 key, one issued by an expired intermediate, an intermediate re-signed by an
-  impostor root carrying the real root's name, and a chain without the intermediate.
+  impostor root carrying the real root's name, and a chain without the intermediate;
+- for the one chain verifier (``provision.crypto.chains``): a leaf issued by an
+  intermediate marked ``CA:FALSE``, a leaf whose only key usage is ``cRLSign``, and a copy of
+  the good ``cm-pub-01`` leaf with one byte of its signature flipped.
 
 Validity periods are set with ``openssl ca -startdate/-enddate``: the installed OpenSSL 3.0
 has no ``x509 -not_before``, and ``-days`` cannot go negative.
@@ -148,6 +151,10 @@ class Corp:
     expired_inter_chain: Path | None = None  # the expired intermediate + root
     impostor_chain: Path | None = None  # intermediate signed by an impostor root + real root
     root_only_chain: Path | None = None  # the root alone: the intermediate is missing
+    not_ca_inter_leaf: Leaf | None = None  # issued by an intermediate marked CA:FALSE
+    not_ca_inter_chain: Path | None = None  # that intermediate + root
+    crl_sign_only: Leaf | None = None  # keyUsage cRLSign alone
+    damaged_signature: Path | None = None  # the cm-pub-01 leaf, a signature byte flipped
 
     def sign(
         self,
@@ -435,7 +442,57 @@ def make_corp(d: Path) -> Corp:
     corp.impostor_chain.write_bytes(forged_inter.read_bytes() + root.read_bytes())
     corp.root_only_chain = d / "root-only-chain.pem"
     corp.root_only_chain.write_bytes(root.read_bytes())
+
+    # The intermediate's name and key, re-signed by the root as an end entity (CA:FALSE):
+    # every signature verifies, but it may not issue certificates.
+    not_ca_inter = _ca_sign(
+        d,
+        inter_csr,
+        d / "not-ca-inter.pem",
+        root,
+        root_key,
+        [
+            "basicConstraints=critical,CA:FALSE",
+            "keyUsage=critical,digitalSignature,keyCertSign",
+            "subjectKeyIdentifier=hash",
+            "authorityKeyIdentifier=keyid:always",
+        ],
+        now - dt.timedelta(days=2),
+        now + dt.timedelta(days=1825),
+    )
+    corp.not_ca_inter_chain = d / "not-ca-inter-chain.pem"
+    corp.not_ca_inter_chain.write_bytes(not_ca_inter.read_bytes() + root.read_bytes())
+    corp.not_ca_inter_leaf = _leaf(
+        corp,
+        "not-ca-inter-leaf",
+        subject,
+        good,
+        start=valid_from,
+        end=valid_to,
+        issuer=(not_ca_inter, inter_key),
+    )
+    corp.crl_sign_only = _leaf(
+        corp,
+        "crl-sign-only",
+        subject,
+        [e if not e.startswith("keyUsage=") else "keyUsage=critical,cRLSign" for e in good],
+        start=valid_from,
+        end=valid_to,
+    )
+    corp.damaged_signature = damage_signature(
+        corp.hosts[pub].pem, d / "damaged-signature.pem"
+    )
     return corp
+
+
+def damage_signature(source: Path, out: Path) -> Path:
+    """A copy of a PEM certificate with the last byte of its DER flipped: the last byte of
+    the signature, so the file still parses (openssl and cryptography read it) and only the
+    signature no longer verifies."""
+    der = bytearray(openssl("x509", "-in", source, "-outform", "DER"))
+    der[-1] ^= 0x01
+    out.write_bytes(openssl("x509", "-inform", "DER", "-outform", "PEM", input=bytes(der)))
+    return out
 
 
 _shared: dict[str, Corp] = {}

@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from provision.crypto import compare, encode, keys
+from provision.crypto import chains, compare, encode, keys
 from provision.crypto.build import SubjectFields, name_of
 from provision.crypto.decode import Bundle, load_bundle
 from provision.crypto.types import PrivateKey
@@ -223,6 +223,14 @@ def decide_supplied(
             f"issuer changed: {before} -> {supplied.leaf.issuer.rfc4514_string()}",
             new_key=new_key,
         )
+    if current.leaf.serial_number == supplied.leaf.serial_number:
+        # Same issuer and serial but other bytes: an altered copy (a damaged signature).
+        return Decision(
+            "replace",
+            f"differs from {supplied.certificate_file} under the same serial "
+            f"{supplied.leaf.serial_number:x} (a damaged or altered copy)",
+            new_key=new_key,
+        )
     return Decision(
         "replace",
         f"supplied certificate changed: serial "
@@ -234,12 +242,19 @@ def decide_supplied(
 def _issuer_change(leaf: x509.Certificate, issuer: x509.Certificate | None) -> str | None:
     if issuer is None:
         if compare.is_self_signed(leaf):
-            return None
+            return _damaged(leaf, leaf)
         return f"issuer changed: {leaf.issuer.rfc4514_string()} -> self-signed"
     if compare.issued_by(leaf, issuer):
-        return None
+        return _damaged(leaf, issuer)
     before = "self-signed" if compare.is_self_signed(leaf) else leaf.issuer.rfc4514_string()
     return f"issuer changed: {before} -> {issuer.subject.rfc4514_string()}"
+
+
+def _damaged(leaf: x509.Certificate, issuer: x509.Certificate) -> str | None:
+    # The issuer is recognised by name and key identifier, which a damaged or forged copy
+    # keeps; the signature is the proof (checked once per leaf and issuer, crypto.chains).
+    problem = chains.signature_problem(leaf, issuer)
+    return f"signature does not verify: {problem}" if problem else None
 
 
 def _renewal(spec: Certificate, leaf: x509.Certificate, now: dt.datetime, rotate: bool) -> Decision:
