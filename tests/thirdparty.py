@@ -479,9 +479,7 @@ def make_corp(d: Path) -> Corp:
         start=valid_from,
         end=valid_to,
     )
-    corp.damaged_signature = damage_signature(
-        corp.hosts[pub].pem, d / "damaged-signature.pem"
-    )
+    corp.damaged_signature = damage_signature(corp.hosts[pub].pem, d / "damaged-signature.pem")
     return corp
 
 
@@ -593,6 +591,18 @@ def assert_refused(result: Any, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in output, f"{fragment!r} not in {output!r}"
     return output
+
+
+def damage_first_signature(path: Path) -> None:
+    """Flip the last signature byte of the first certificate in a PEM file on a host (what a
+    damaged or forged copy looks like): names, key identifiers and the key are unchanged."""
+    certificates = x509.load_pem_x509_certificates(path.read_bytes())
+    der = bytearray(certificates[0].public_bytes(serialization.Encoding.DER))
+    der[-1] ^= 0x01
+    damaged = x509.load_der_x509_certificate(bytes(der))
+    path.write_bytes(
+        b"".join(c.public_bytes(serialization.Encoding.PEM) for c in [damaged, *certificates[1:]])
+    )
 
 
 # --- reading what was written ---------------------------------------------------------------
