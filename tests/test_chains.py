@@ -143,6 +143,33 @@ def test_each_broken_chain_is_refused_by_us_and_by_openssl(corp: Corp, case: str
     assert not ok, f"openssl accepts what we refuse ({case}): {out}"
 
 
+def test_sha1_is_refused_on_a_signature_but_not_on_a_roots_own(corp: Corp) -> None:
+    """SHA-1 is named as such; a root's self-signature is never judged (old roots signed with
+    SHA-1 are still trusted). openssl agrees at the security level TLS clients verify with
+    (`-auth_level 1`; `openssl verify` alone checks no digest strength)."""
+    assert corp.sha1_leaf is not None and corp.sha1_root is not None
+    assert corp.sha1_root_leaf is not None
+    with pytest.raises(chains.ChainError) as refused:
+        _verify(corp, corp.sha1_leaf.pem, corp.chain, purpose="server")
+    assert refused.value.problem.rule == "sha1"
+    assert f"{LEAF_RFC4514} is signed with SHA-1" in refused.value.message
+    ok, out = openssl_ok(
+        "verify", "-auth_level", "1", "-CAfile", corp.root, "-untrusted", corp.chain,
+        "-purpose", "sslserver", corp.sha1_leaf.pem,
+    )  # fmt: skip
+    assert not ok and "too weak" in out, out
+
+    leaf = pem_certificates(corp.sha1_root_leaf.pem)[0]
+    root = pem_certificates(corp.sha1_root)[0]
+    now = dt.datetime.now(dt.UTC)
+    assert chains.verify(leaf, [], [root], now, purpose="server") == [leaf, root]
+    ok, out = openssl_ok(
+        "verify", "-auth_level", "1", "-CAfile", corp.sha1_root, "-purpose", "sslserver",
+        corp.sha1_root_leaf.pem,
+    )  # fmt: skip
+    assert ok, out
+
+
 def test_usage_rules_belong_to_the_server_purpose(corp: Corp) -> None:
     """Without a purpose (cert check --ca), a leaf's key usage and EKU are not judged, as
     `openssl verify` without -purpose does not; the other rules still hold."""

@@ -320,6 +320,12 @@ REFUSALS: dict[str, tuple[dict[str, str], dict[str, Any], dict[str, str], tuple[
         {},
         ("files/cm-pub-01.cer", "the signature on CN=cm-pub-01.voice.example.com"),
     ),
+    "leaf-sha1": (
+        {"cm-pub-01.cer": "sha1_leaf.pem", "cm-pub-01.key": "sha1_leaf.key"},
+        CER_KEY,
+        {},
+        ("files/cm-pub-01.cer", "is signed with SHA-1", "ask the CA for a SHA-256"),
+    ),
     "not-yet-valid": (
         {"cm-pub-01.cer": "not_yet_valid.pem", "cm-pub-01.key": "not_yet_valid.key"},
         CER_KEY,

@@ -14,8 +14,9 @@ implementation. The files are made once per test session (``shared_corp``):
   RSA-1024 key, one issued by an expired intermediate, an intermediate re-signed by an
   impostor root carrying the real root's name, and a chain without the intermediate;
 - for the one chain verifier (``provision.crypto.chains``): a leaf issued by an
-  intermediate marked ``CA:FALSE``, a leaf whose only key usage is ``cRLSign``, and a copy of
-  the good ``cm-pub-01`` leaf with one byte of its signature flipped.
+  intermediate marked ``CA:FALSE``, a leaf whose only key usage is ``cRLSign``, a copy of
+  the good ``cm-pub-01`` leaf with one byte of its signature flipped, a leaf signed with
+  SHA-1, and a root whose own self-signature is SHA-1 issuing a SHA-256 leaf.
 
 Validity periods are set with ``openssl ca -startdate/-enddate``: the installed OpenSSL 3.0
 has no ``x509 -not_before``, and ``-days`` cannot go negative.
@@ -155,6 +156,9 @@ class Corp:
     not_ca_inter_chain: Path | None = None  # that intermediate + root
     crl_sign_only: Leaf | None = None  # keyUsage cRLSign alone
     damaged_signature: Path | None = None  # the cm-pub-01 leaf, a signature byte flipped
+    sha1_leaf: Leaf | None = None  # signed by the intermediate with SHA-1
+    sha1_root: Path | None = None  # a root whose self-signature is SHA-1
+    sha1_root_leaf: Leaf | None = None  # a SHA-256 leaf issued by that root
 
     def sign(
         self,
@@ -207,6 +211,7 @@ def _ca_sign(
     ext: list[str],
     start: dt.datetime,
     end: dt.datetime,
+    md: str = "sha256",
 ) -> Path:
     ext_file = out.with_suffix(".ext")
     ext_file.write_text("\n".join(ext) + "\n")
@@ -231,6 +236,8 @@ def _ca_sign(
         ext_file,
         "-notext",
         "-preserveDN",
+        "-md",
+        md,
     )
     return out
 
@@ -245,20 +252,28 @@ def _leaf(
     end: dt.datetime,
     key: Path | None = None,
     issuer: tuple[Path, Path] | None = None,
+    md: str = "sha256",
 ) -> Leaf:
     d = corp.dir
     key = key or _ec_key(d / f"{name}.key")
     csr = _csr(key, d / f"{name}.csr", subject)
     cert, ca_key = issuer or (corp.inter, corp.inter_key)
-    pem = _ca_sign(d, csr, d / f"{name}.pem", cert, ca_key, ext, start, end)
+    pem = _ca_sign(d, csr, d / f"{name}.pem", cert, ca_key, ext, start, end, md)
     der = d / f"{name}.der"
     openssl("x509", "-in", pem, "-outform", "DER", "-out", der)
     return Leaf(pem, key, der)
 
 
-def _self_signed(d: Path, key: Path, out: Path, now: dt.datetime) -> Path:
+def _self_signed(
+    d: Path,
+    key: Path,
+    out: Path,
+    now: dt.datetime,
+    subject: str = ROOT_SUBJECT,
+    md: str = "sha256",
+) -> Path:
     """A root named ROOT_SUBJECT, valid from a week ago (tests move the clock)."""
-    csr = _csr(key, out.with_suffix(".csr"), ROOT_SUBJECT)
+    csr = _csr(key, out.with_suffix(".csr"), subject)
     ext_file = out.with_suffix(".ext")
     ext_file.write_text("\n".join(CA_EXT) + "\n")
     openssl(
@@ -281,6 +296,8 @@ def _self_signed(d: Path, key: Path, out: Path, now: dt.datetime) -> Path:
         ext_file,
         "-notext",
         "-preserveDN",
+        "-md",
+        md,
     )
     return out
 
@@ -478,6 +495,29 @@ def make_corp(d: Path) -> Corp:
         [e if not e.startswith("keyUsage=") else "keyUsage=critical,cRLSign" for e in good],
         start=valid_from,
         end=valid_to,
+    )
+    corp.sha1_leaf = _leaf(
+        corp, "sha1-leaf", subject, good, start=valid_from, end=valid_to, md="sha1"
+    )
+    # A legacy root that signed itself with SHA-1 (trusted for being a root: its own
+    # signature is not judged), issuing a SHA-256 leaf directly.
+    sha1_root_key = _ec_key(d / "sha1-root.key")
+    corp.sha1_root = _self_signed(
+        d,
+        sha1_root_key,
+        d / "sha1-root.pem",
+        now,
+        "/O=Example Corp/CN=Example Corp Legacy Root",
+        "sha1",
+    )
+    corp.sha1_root_leaf = _leaf(
+        corp,
+        "sha1-root-leaf",
+        subject,
+        good,
+        start=valid_from,
+        end=valid_to,
+        issuer=(corp.sha1_root, sha1_root_key),
     )
     corp.damaged_signature = damage_signature(corp.hosts[pub].pem, d / "damaged-signature.pem")
     return corp
