@@ -103,8 +103,8 @@ def signature_problem(certificate: x509.Certificate, issuer: x509.Certificate) -
 
     Planning recognises an issuer by name and key identifier (``compare.issued_by``), which a
     damaged or forged certificate copies; this is the proof. It is asked once per host per
-    run, and the answer is kept per (certificate, issuer) pair, so a plan made twice in one
-    process (apply re-plans) pays once.
+    run, and the answer is kept per (certificate, issuer) pair, so a process that plans again
+    (the api, a long-lived caller, ``issued_by``'s own fallback just before) pays once.
     """
     if _signature_verifies(certificate, issuer):
         return None
