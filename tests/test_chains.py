@@ -86,6 +86,12 @@ BROKEN: dict[str, tuple[str, str, chains.Rule, tuple[str, ...]]] = {
         "validity",
         (f"certificate {INTER_RFC4514} expired on",),
     ),
+    "intermediate-path-length-exceeded": (
+        "too_deep_leaf.pem",
+        "too_deep_chain",
+        "path-length",
+        (f"{INTER_RFC4514} allows at most 0 CA certificate(s) between it and the leaf",),
+    ),
     "intermediate-signed-by-an-impostor": (
         "cm-pub-01.pem",
         "impostor_chain",

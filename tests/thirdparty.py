@@ -16,7 +16,8 @@ implementation. The files are made once per test session (``shared_corp``):
 - for the one chain verifier (``provision.crypto.chains``): a leaf issued by an
   intermediate marked ``CA:FALSE``, a leaf whose only key usage is ``cRLSign``, a copy of
   the good ``cm-pub-01`` leaf with one byte of its signature flipped, a leaf signed with
-  SHA-1, and a root whose own self-signature is SHA-1 issuing a SHA-256 leaf.
+  SHA-1, a root whose own self-signature is SHA-1 issuing a SHA-256 leaf, and a leaf under a
+  CA that the ``pathlen:0`` intermediate may not have.
 
 Validity periods are set with ``openssl ca -startdate/-enddate``: the installed OpenSSL 3.0
 has no ``x509 -not_before``, and ``-days`` cannot go negative.
@@ -157,6 +158,8 @@ class Corp:
     crl_sign_only: Leaf | None = None  # keyUsage cRLSign alone
     damaged_signature: Path | None = None  # the cm-pub-01 leaf, a signature byte flipped
     sha1_leaf: Leaf | None = None  # signed by the intermediate with SHA-1
+    too_deep_leaf: Leaf | None = None  # under a CA the pathlen:0 intermediate may not have
+    too_deep_chain: Path | None = None  # that CA + intermediate + root
     sha1_root: Path | None = None  # a root whose self-signature is SHA-1
     sha1_root_leaf: Leaf | None = None  # a SHA-256 leaf issued by that root
 
@@ -495,6 +498,29 @@ def make_corp(d: Path) -> Corp:
         [e if not e.startswith("keyUsage=") else "keyUsage=critical,cRLSign" for e in good],
         start=valid_from,
         end=valid_to,
+    )
+    # A CA below the intermediate, whose pathlen:0 allows none: the leaf under it is refused.
+    sub_key = _ec_key(d / "sub-inter.key")
+    sub_inter = _ca_sign(
+        d,
+        _csr(sub_key, d / "sub-inter.csr", "/O=Example Corp/CN=Example Corp Sub CA"),
+        d / "sub-inter.pem",
+        inter,
+        inter_key,
+        INTER_EXT,
+        now - dt.timedelta(days=1),
+        now + dt.timedelta(days=1000),
+    )
+    corp.too_deep_chain = d / "too-deep-chain.pem"
+    corp.too_deep_chain.write_bytes(sub_inter.read_bytes() + chain.read_bytes())
+    corp.too_deep_leaf = _leaf(
+        corp,
+        "too-deep-leaf",
+        subject,
+        good,
+        start=valid_from,
+        end=valid_to,
+        issuer=(sub_inter, sub_key),
     )
     corp.sha1_leaf = _leaf(
         corp, "sha1-leaf", subject, good, start=valid_from, end=valid_to, md="sha1"

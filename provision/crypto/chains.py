@@ -48,6 +48,7 @@ Rule = Literal[
     "validity",  # expired or not yet valid
     "not-a-ca",  # an issuer without CA:TRUE
     "ca-key-usage",  # an issuer whose key usage lacks keyCertSign
+    "path-length",  # more CAs below an issuer than its pathlen allows
     "key-usage",  # the leaf's key usage does not allow the purpose
     "extended-key-usage",  # the leaf's EKU does not allow the purpose
     "signature",  # a signature does not verify with the issuer's key
@@ -388,6 +389,15 @@ def _explain(
                 issuer,
                 f"{subject_of(issuer)} issued {subject_of(current)} but is not a CA "
                 f"({state}; an issuer needs CA:TRUE)",
+            )
+        if constraints.path_length is not None and depth > constraints.path_length:
+            # ``depth`` CA certificates stand between this issuer and the leaf.
+            return Problem(
+                "path-length",
+                issuer,
+                f"{subject_of(issuer)} allows at most {constraints.path_length} CA "
+                f"certificate(s) between it and the leaf (pathlen:{constraints.path_length}), "
+                f"and this chain has {depth} ({subject_of(current)} issued by it)",
             )
         usage = _extension(issuer, x509.KeyUsage)
         if usage is not None and not usage.key_cert_sign:
