@@ -144,13 +144,13 @@ def _verified_path(
         # A self-signed leaf given as its own root (a self-signed certificate is what clients
         # install to trust it). cryptography would take it from the store unseen, so its
         # self-signature and its own rules are checked here: it is a leaf, not a CA's root.
-        problem = _explain(leaf, [], roots, moment, purpose, self_root=True)
+        problem = _explained(leaf, [], roots, moment, purpose, self_root=True)
         if problem is not None:
             raise ChainError(problem)
         return [leaf]
     if not roots:
         raise ChainError(
-            _explain(leaf, intermediates, roots, moment, purpose)
+            _explained(leaf, intermediates, roots, moment, purpose)
             or Problem("no-issuer", leaf, "no root certificate was given to verify against")
         )
     ca_policy, ee_policy = _policies(purpose)
@@ -166,7 +166,7 @@ def _verified_path(
     except VerificationError as exc:
         reason = _reason(str(exc))
     raise ChainError(
-        _explain(leaf, intermediates, roots, moment, purpose)
+        _explained(leaf, intermediates, roots, moment, purpose)
         or Problem("other", leaf, f"refused by the web PKI rules: {reason}")
     )
 
@@ -306,6 +306,28 @@ def _extension(cert: x509.Certificate, kind: type[_T]) -> _T | None:
         return cert.extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
         return None
+
+
+def _explained(
+    leaf: x509.Certificate,
+    intermediates: list[x509.Certificate],
+    roots: list[x509.Certificate],
+    moment: dt.datetime,
+    purpose: Purpose,
+    *,
+    self_root: bool = False,
+) -> Problem | None:
+    try:
+        return _explain(leaf, intermediates, roots, moment, purpose, self_root=self_root)
+    except ValueError as exc:
+        # An extension cryptography cannot parse (duplicated, malformed) is a refusal too,
+        # also for a self-signed leaf, which no verifier has read.
+        return Problem(
+            "other",
+            leaf,
+            f"a certificate on the path of {subject_of(leaf)} has an extension that "
+            f"cannot be read: {' '.join(str(exc).split())}",
+        )
 
 
 def _explain(
