@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import posixpath
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from provision.apply.batches import batches, should_stop
 from provision.apply.executor import (
@@ -64,6 +63,9 @@ from provision.servers.site import plan_site
 from provision.sources.authority_store import create as create_authority
 from provision.sources.supplied import Supplied
 from provision.verify import verify_site
+
+if TYPE_CHECKING:
+    from provision.servers.offline import Rendered
 
 T = TypeVar("T")
 
@@ -203,7 +205,7 @@ async def plan_and_apply(
             await remove_leftovers(
                 target.transport,
                 managed_paths(target),
-                posixpath.join(target.certificates_dir, BACKUP_DIR),
+                target.paths.join(target.certificates_dir, BACKUP_DIR),
             )
             if moved:
                 repair.append(
@@ -283,7 +285,7 @@ async def plan_and_apply(
 
 def managed_paths(target: Target) -> list[str]:
     """Every file the playbook writes on the host, the journal included."""
-    return [*target.paths_of_interest(), journal_path(target.certificates_dir)]
+    return [*target.paths_of_interest(), journal_path(target.certificates_dir, target.paths)]
 
 
 async def gather_host(target: Target) -> HostFacts:
@@ -377,7 +379,7 @@ async def rollback_all(loaded: Loaded, to: str | None, now: dt.datetime | None =
                 await remove_leftovers(
                     target.transport,
                     managed_paths(target),
-                    posixpath.join(target.certificates_dir, BACKUP_DIR),
+                    target.paths.join(target.certificates_dir, BACKUP_DIR),
                 )
                 if finished.operation == "rollback":
                     # The interrupted run was this rollback: finishing it is the rollback,
@@ -485,6 +487,16 @@ async def _apply_one(
         return HostOutcome(target.host.name, changed=False, error=exc.message)
 
 
+def render_all(loaded: Loaded, out: str | Path) -> list[Rendered]:
+    """`provision render`: every selected host's site files under ``out/HOST/``, made on the
+    controller alone (no host is reached, no certificate or key is made)."""
+    from provision.servers.offline import render_targets
+
+    return render_targets(
+        loaded.targets, loaded.renderer, Path(loaded.playbook.file).name, Path(out)
+    )
+
+
 def run(
     loaded: Loaded,
     *,
@@ -505,6 +517,7 @@ __all__ = [
     "load",
     "load_saved",
     "plan_and_apply",
+    "render_all",
     "rollback_all",
     "run",
     "save_plan",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -53,7 +52,7 @@ class RunContext:
 
 
 def state_path(target: Target) -> str:
-    return posixpath.join(target.certificates_dir, STATE_FILE)
+    return target.paths.join(target.certificates_dir, STATE_FILE)
 
 
 def _state_content(target: Target) -> bytes:
@@ -63,7 +62,7 @@ def _state_content(target: Target) -> bytes:
 
 
 def marker_path(target: Target) -> str:
-    return posixpath.join(target.certificates_dir, RELOAD_MARKER)
+    return target.paths.join(target.certificates_dir, RELOAD_MARKER)
 
 
 def reloads_owed(target: Target, facts: HostFacts, changes: list[Change]) -> list[Change]:
@@ -100,9 +99,13 @@ def dropped_outputs(target: Target, facts: HostFacts) -> dict[str, str]:
     wanted = {o.file for c in target.playbook.certificates for o in c.outputs}
     dropped = {}
     for name in sorted(names - wanted):
-        path = posixpath.normpath(posixpath.join(target.certificates_dir, name))
+        path = target.paths.normpath(target.paths.join(target.certificates_dir, name))
         # A tampered state file must not make us delete anything outside our folder.
-        if path.startswith(target.certificates_dir + "/") and "\0" not in path:
+        if (
+            target.paths.is_inside(path, target.certificates_dir)
+            and path != target.certificates_dir
+            and "\0" not in path
+        ):
             dropped[name] = path
     return dropped
 
@@ -187,7 +190,7 @@ async def apply_host(
         ctx.operation,
     )
     await transport.write(
-        journal_path(target.certificates_dir), journal.dumps(), 0o600, durable=False
+        journal_path(target.certificates_dir, target.paths), journal.dumps(), 0o600, durable=False
     )
     # Durability point 1: backups, marker and journal are on disk before anything is
     # replaced. The renames need no fsync each: until point 2 the journal can redo them.
@@ -206,9 +209,9 @@ async def apply_host(
     except ProvisionError:
         await _discard([w for w in writes if w not in committed], target)
         await _restore(target, facts, committed)
-        await transport.remove(journal_path(target.certificates_dir))
+        await transport.remove(journal_path(target.certificates_dir, target.paths))
         raise
-    await transport.remove(journal_path(target.certificates_dir), durable=False)
+    await transport.remove(journal_path(target.certificates_dir, target.paths), durable=False)
     outcome = HostOutcome(target.host.name, changed=True, backup=backup)
     await _test_and_reload(target, plan, facts, committed, outcome)
     return outcome
@@ -325,7 +328,7 @@ async def _back_up(
     created = sorted(w.path for w in writes if facts.file(w.path).kind == "missing")
     if not replaced and not created:
         return None
-    root = posixpath.join(target.certificates_dir, BACKUP_DIR)
+    root = target.paths.join(target.certificates_dir, BACKUP_DIR)
     existing = [n for n in await target.transport.list_dir(root) if not n.startswith(".")]
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
     name = stamp
@@ -333,25 +336,25 @@ async def _back_up(
     while name in existing:
         serial += 1
         name = f"{stamp}-{serial}"
-    folder = posixpath.join(root, name)
+    folder = target.paths.join(root, name)
     # Filled under a hidden name and renamed when complete: a run killed meanwhile leaves a
     # hidden partial folder (removed by the next run), never a backup without its manifest.
-    partial = posixpath.join(root, f".{name}{PARTIAL_SUFFIX}")
+    partial = target.paths.join(root, f".{name}{PARTIAL_SUFFIX}")
     manifest = []
     for index, write in enumerate(replaced):
         state = facts.file(write.path)
-        stored = f"{index:03d}-{posixpath.basename(write.path)}"
+        stored = f"{index:03d}-{target.paths.basename(write.path)}"
         await target.transport.write(
-            posixpath.join(partial, stored),
+            target.paths.join(partial, stored),
             state.content or b"",
             state.mode or 0o600,
             durable=False,
         )
         manifest.append(
-            {"path": write.path, "backup": posixpath.join(folder, stored), "mode": state.mode}
+            {"path": write.path, "backup": target.paths.join(folder, stored), "mode": state.mode}
         )
     await target.transport.write(
-        posixpath.join(partial, "manifest.json"),
+        target.paths.join(partial, "manifest.json"),
         json.dumps({"files": manifest, "created": created}, indent=2, sort_keys=True).encode()
         + b"\n",
         0o600,
@@ -369,9 +372,9 @@ async def _prune(target: Target, root: str, names: list[str]) -> None:
     keep = target.playbook.backups
     old = sorted(names)[:-keep] if keep else sorted(names)
     for name in old:
-        folder = posixpath.join(root, name)
+        folder = target.paths.join(root, name)
         for entry in await target.transport.list_dir(folder):
-            await target.transport.remove(posixpath.join(folder, entry))
+            await target.transport.remove(target.paths.join(folder, entry))
         await target.transport.remove_dir(folder)
 
 

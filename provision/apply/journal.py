@@ -11,13 +11,12 @@ already complete when the first rename happened.
 from __future__ import annotations
 
 import json
-import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from provision.apply.lock import LOCK_FILE
 from provision.facts import HostFacts
-from provision.transport.base import FileState, Transport
+from provision.transport.base import FileState, PathFlavour, Transport
 
 JOURNAL_FILE = ".provision-journal.json"
 TEMPORARY_SUFFIX = ".tmp"
@@ -63,12 +62,12 @@ class Finished:
     operation: str | None = None  # the interrupted run's operation, if there was one
 
 
-def journal_path(certificates_dir: str) -> str:
-    return posixpath.join(certificates_dir, JOURNAL_FILE)
+def journal_path(certificates_dir: str, paths: PathFlavour) -> str:
+    return paths.join(certificates_dir, JOURNAL_FILE)
 
 
 async def read_journal(transport: Transport, certificates_dir: str) -> Journal | None:
-    state = await transport.read(journal_path(certificates_dir))
+    state = await transport.read(journal_path(certificates_dir, transport.paths))
     return Journal.parse(state.content) if state.content is not None else None
 
 
@@ -93,7 +92,7 @@ async def overlay(
 
 async def roll_forward(transport: Transport, certificates_dir: str) -> Finished:
     """Finish an interrupted replacement."""
-    path = journal_path(certificates_dir)
+    path = journal_path(certificates_dir, transport.paths)
     state = await transport.read(path)
     if state.content is None:
         return Finished()
@@ -121,16 +120,16 @@ async def remove_leftovers(transport: Transport, paths: Iterable[str], backup_ro
     with other software. Only called while holding the host's lock."""
     by_folder: dict[str, set[str]] = {}
     for path in paths:
-        folder, name = posixpath.split(path)
+        folder, name = transport.paths.split(path)
         by_folder.setdefault(folder, set()).add(name)
     for folder, names in sorted(by_folder.items()):
         for entry in await transport.list_dir(folder):
             if not entry.endswith(TEMPORARY_SUFFIX) or entry.startswith(f".{LOCK_FILE}"):
                 continue  # (another run staging its lock, outside any lock, is not ours)
             if any(entry.startswith(f".{name}.") for name in names):
-                await transport.remove(posixpath.join(folder, entry), durable=False)
+                await transport.remove(transport.paths.join(folder, entry), durable=False)
     for entry in await transport.list_dir(backup_root):
-        path = posixpath.join(backup_root, entry)
+        path = transport.paths.join(backup_root, entry)
         if (
             entry.startswith(".")
             and entry.endswith(PARTIAL_SUFFIX)
@@ -139,5 +138,5 @@ async def remove_leftovers(transport: Transport, paths: Iterable[str], backup_ro
             # A backup a killed run did not finish: the files it would have backed up were
             # never replaced, so nothing in it is needed.
             for name in await transport.list_dir(path):
-                await transport.remove(posixpath.join(path, name), durable=False)
+                await transport.remove(transport.paths.join(path, name), durable=False)
             await transport.remove_dir(path)

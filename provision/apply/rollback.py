@@ -10,7 +10,6 @@ tested and reloaded), so a rollback can be rolled back.
 from __future__ import annotations
 
 import json
-import posixpath
 
 from provision.apply.executor import BACKUP_DIR
 from provision.errors import ProvisionError
@@ -23,7 +22,7 @@ class RollbackError(ProvisionError):
 
 
 async def backups(target: Target) -> list[str]:
-    root = posixpath.join(target.certificates_dir, BACKUP_DIR)
+    root = target.paths.join(target.certificates_dir, BACKUP_DIR)
     # Hidden names are partial folders of a killed run, never a backup.
     return sorted(n for n in await target.transport.list_dir(root) if not n.startswith("."))
 
@@ -42,11 +41,13 @@ async def rollback_plan(target: Target, to: str | None) -> tuple[HostPlan, list[
         if not matching:
             raise RollbackError(f"no backup matches {to!r} (have: {', '.join(folders)})")
         chosen = [f for f in folders if f >= matching[0]]
-    root = posixpath.join(target.certificates_dir, BACKUP_DIR)
+    root = target.paths.join(target.certificates_dir, BACKUP_DIR)
     restore: dict[str, tuple[bytes, int]] = {}
     remove: set[str] = set()
     for folder in reversed(chosen):  # newest first; older backups overwrite
-        manifest_state = await target.transport.read(posixpath.join(root, folder, "manifest.json"))
+        manifest_state = await target.transport.read(
+            target.paths.join(root, folder, "manifest.json")
+        )
         try:
             manifest = json.loads(manifest_state.content or b"")
         except ValueError:
@@ -62,7 +63,7 @@ async def rollback_plan(target: Target, to: str | None) -> tuple[HostPlan, list[
             restore.pop(path, None)
     changes = [
         Change(
-            f"file {posixpath.basename(path)}",
+            f"file {target.paths.basename(path)}",
             "update",
             f"restore from backup {chosen[0]}",
             path=path,
@@ -73,7 +74,7 @@ async def rollback_plan(target: Target, to: str | None) -> tuple[HostPlan, list[
     ]
     changes += [
         Change(
-            f"file {posixpath.basename(path)}",
+            f"file {target.paths.basename(path)}",
             "delete",
             f"did not exist before backup {chosen[0]}",
             path=path,

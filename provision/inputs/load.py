@@ -70,11 +70,14 @@ def load(
     now: dt.datetime | None = None,
     connect: ConnectOptions | None = None,
     lock_timeout: float = 30.0,
+    controller_files: bool = True,
 ) -> Loaded:
     """Parse and validate everything for every selected host; raises before any host is read.
 
     Files on the controller (authorities, supplied certificates) are read and checked here too,
-    so a bad one stops the run before anything is written anywhere.
+    so a bad one stops the run before anything is written anywhere. ``controller_files=False``
+    leaves them and every password unread, for `provision render`, which writes only site
+    configs (a reviewer rendering them needs no secret).
     """
     moment = now or dt.datetime.now(dt.UTC)
     doc = load_file(Path(playbook), str(playbook))
@@ -94,7 +97,7 @@ def load(
         )
         for c_index, certificate in enumerate(book.certificates):
             for o_index, output in enumerate(certificate.outputs):
-                if output.password is None:
+                if output.password is None or not controller_files:
                     continue
                 where = doc.locate(("certificates", c_index, "outputs", o_index, "password"))
                 passwords.setdefault(host.name, {})[output.file] = reader.read(
@@ -103,8 +106,8 @@ def load(
     for target in targets:
         _refuse_shared_paths(doc, target)
     renderer = Renderer([folder / "templates", folder.parent / "templates"])
-    authorities = _open_authorities(doc, targets, folder)
-    supplied = _load_supplied(doc, targets, folder, reader, moment)
+    authorities = _open_authorities(doc, targets, folder) if controller_files else {}
+    supplied = _load_supplied(doc, targets, folder, reader, moment) if controller_files else {}
     return Loaded(
         doc,
         inv,

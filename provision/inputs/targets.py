@@ -6,7 +6,7 @@ result validated by the model; every failure names the playbook's file, line and
 
 from __future__ import annotations
 
-import posixpath
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ from provision.inputs.validation import raise_for
 from provision.inputs.yaml_lines import Document
 from provision.model.inventory import Host
 from provision.model.playbook import Authority, Certificate, Output, Playbook, Site
-from provision.transport.base import Transport
+from provision.transport.base import WINDOWS, PathFlavour, Transport
 
 # Files `provision` keeps in each certificates directory besides the outputs.
 STATE_FILE = ".provision-state.json"  # the outputs written, to remove those a playbook drops
@@ -37,8 +37,13 @@ class Target:
     transport: Transport
     certificates_dir: str  # absolute on the host
 
+    @property
+    def paths(self) -> PathFlavour:
+        """How this host spells paths (its transport's flavour)."""
+        return self.transport.paths
+
     def output_path(self, output: Output) -> str:
-        return posixpath.join(self.certificates_dir, output.file)
+        return self.paths.normpath(self.paths.join(self.certificates_dir, output.file))
 
     def output_paths(self, certificate: Certificate) -> dict[str, str]:
         return {o.file: self.output_path(o) for o in certificate.outputs}
@@ -49,15 +54,15 @@ class Target:
     def site_paths(self, site: Site) -> list[str]:
         """The main config, then its companion files."""
         main = self.site_config(site)
-        stem = posixpath.splitext(main)[0]
+        stem = self.paths.splitext(main)[0]
         return [main, *(stem + suffix for suffix in site.companion_suffixes)]
 
     def paths_of_interest(self) -> list[str]:
         paths = [self.output_path(o) for c in self.playbook.certificates for o in c.outputs]
         for site in self.playbook.sites:
             paths.extend(self.site_paths(site))
-        paths.append(posixpath.join(self.certificates_dir, STATE_FILE))
-        paths.append(posixpath.join(self.certificates_dir, RELOAD_MARKER))
+        paths.append(self.paths.join(self.certificates_dir, STATE_FILE))
+        paths.append(self.paths.join(self.certificates_dir, RELOAD_MARKER))
         return paths
 
 
@@ -83,7 +88,44 @@ def evaluate_playbook(doc: Document, host: Host) -> Playbook:
         # Quote what the host saw, but point at the line the person wrote.
         raise_for(exc, Document(doc.file, evaluated, doc.lines), Playbook, suffix=suffix)
     check_references(playbook, doc, suffix)
+    check_host_paths(playbook, doc, host, suffix)
     return playbook
+
+
+# A drive letter (C:\x, C:x) or a UNC root (\\server\share): how Windows paths begin.
+_WINDOWS_PATH = re.compile(r"^(?:[A-Za-z]:|\\\\)")
+
+
+def check_host_paths(playbook: Playbook, doc: Document, host: Host, suffix: str = "") -> None:
+    """Paths fit the host's flavour: no Windows path for a POSIX host (it would become a
+    relative folder named ``C:\\...``), and only absolute ones for a Windows host (no
+    transport reaches it yet to say what a relative one is relative to)."""
+    fields: list[tuple[tuple[str | int, ...], str | None]] = [
+        (("certificates_dir",), playbook.certificates_dir)
+    ]
+    for s, site in enumerate(playbook.sites):
+        fields.append((("sites", s, "config"), site.config))
+        if host.os == "posix":  # a template is a file of the controller, named for the host
+            fields.append((("sites", s, "template"), site.template))
+        for d, directory in enumerate(site.virtual_directories):
+            fields.append(
+                (("sites", s, "virtual_directories", d, "physical_path"), directory.physical_path)
+            )
+    for where, path in fields:
+        if path is None:
+            continue
+        if host.os == "posix" and _WINDOWS_PATH.match(path):
+            raise InputError(
+                doc.locate(where),
+                f"'{path}' is a Windows path, but host {host.name} is not a Windows host "
+                f"(give it os: windows in the inventory if it is){suffix}",
+            )
+        if host.os == "windows" and not WINDOWS.isabs(path):
+            raise InputError(
+                doc.locate(where),
+                f"'{path}' is not an absolute Windows path (C:\\... or "
+                f"\\\\server\\share\\...), which a Windows host needs{suffix}",
+            )
 
 
 def check_references(playbook: Playbook, doc: Document, suffix: str = "") -> None:

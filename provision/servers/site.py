@@ -8,7 +8,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import ipaddress
-import posixpath
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from provision.inputs.targets import Target
 from provision.model.playbook import Binding, Certificate, SecretRef, Site, VirtualDirectory
 from provision.plan.model import Change, Unchanged
 from provision.servers.render import Renderer
+from provision.transport.base import PathFlavour
 
 DEFAULT_TEMPLATES = {
     "nginx": "nginx/site.conf.j2",
@@ -335,14 +335,16 @@ def plan_site(
     files = site_files(target, site)
     for path, template in files:
         text = renderer.render(template, context)
-        results.append(_file_change(site, path, text, facts, main=path == files[0][0]))
+        results.append(
+            _file_change(site, path, text, facts, main=path == files[0][0], paths=target.paths)
+        )
     return results
 
 
 def _file_change(
-    site: Site, path: str, text: str, facts: HostFacts, *, main: bool
+    site: Site, path: str, text: str, facts: HostFacts, *, main: bool, paths: PathFlavour
 ) -> Change | Unchanged:
-    resource = f"site {site.name}" if main else f"site {site.name} ({posixpath.basename(path)})"
+    resource = f"site {site.name}" if main else f"site {site.name} ({paths.basename(path)})"
     state = facts.file(path)
     content = text.encode()
 

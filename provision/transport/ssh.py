@@ -39,8 +39,7 @@ from asyncssh.public_key import get_default_public_key_algs
 
 from provision.errors import TransportError
 from provision.model.inventory import Host
-from provision.transport.base import CommandResult, FileKind, FileState, Transport
-from provision.transport.factory import ConnectOptions
+from provision.transport.base import CommandResult, ConnectOptions, FileKind, FileState, Transport
 
 # sshd allows 10 sessions per connection (MaxSessions); SFTP holds one, commands share the rest.
 EXEC_CHANNELS = 8
