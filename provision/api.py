@@ -168,8 +168,10 @@ async def plan_and_apply(
     async def one(target: Target) -> None:
         started = time.perf_counter()
         name = target.host.name
-        lock = HostLock(target.transport, target.certificates_dir) if apply else None
+        lock = None
         try:
+            await target.transport.start()  # before any path: an SSH host's home is its own
+            lock = HostLock(target.transport, target.certificates_dir) if apply else None
             if lock is not None:
                 await lock.acquire(loaded.lock_timeout, moment)
             try:
@@ -300,6 +302,7 @@ async def gather_host(target: Target) -> HostFacts:
 
 async def verify_host(loaded: Loaded, target: Target, now: dt.datetime) -> list[NameCheck]:
     """Read the host's certificates as they are now and check every site that asks."""
+    await target.transport.start()
     facts = await gather(target.transport, target.paths_of_interest())
     passwords = loaded.passwords.get(target.host.name, {})
     expected = loaded.expected(target)
@@ -371,8 +374,9 @@ async def rollback_all(loaded: Loaded, to: str | None, now: dt.datetime | None =
 
     async def one(target: Target) -> None:
         name = target.host.name
-        lock = HostLock(target.transport, target.certificates_dir)
         try:
+            await target.transport.start()
+            lock = HostLock(target.transport, target.certificates_dir)
             await lock.acquire(loaded.lock_timeout, moment)
             try:
                 finished = await roll_forward(target.transport, target.certificates_dir)

@@ -44,8 +44,9 @@ async def _one(
 ) -> CsrResult:
     name = target.host.name
     key_output = next(o for o in certificate.outputs if o.is_key_file)
-    path = target.output_path(key_output)
     try:
+        await target.transport.start()
+        path = target.output_path(key_output)
         state = await target.transport.read(path)
         key = None
         if state.kind == "symlink":

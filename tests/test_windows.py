@@ -380,3 +380,35 @@ def test_an_output_file_in_a_subfolder_joins_with_the_hosts_separator(project: P
     (certificate,) = target.playbook.certificates
     assert target.output_path(certificate.outputs[0]) == CERTIFICATES + "\\roots\\httpscert.cer"
     assert Output(file="roots\\a.pem", format="pem", content="key").file == "roots/a.pem"
+
+
+def test_render_reaches_no_ssh_host(project: Path, cli: Cli) -> None:
+    """An SSH host at an address nobody answers on renders all the same; a path relative to
+    its login's home cannot be rendered (only the host knows that home) unless workdir is
+    absolute."""
+    runs = prepare(project, "example")
+    inventory = (project / "inventory/example.yml").read_text()
+    unreachable = inventory.replace(
+        "connection: local", "connection: ssh\n    address: 192.0.2.1\n    port: 9"
+    )
+    _write(project, "inventory/ssh.yml", unreachable)
+    result = cli("render", runs[0].playbook, "-i", "inventory/ssh.yml", "--out", "out")
+    assert result.exit_code == 1
+    assert (
+        "cm-pub-01: failed: ~/.provision/fleet/cm-pub-01/nginx/default-web-site.conf is "
+        "relative to the login's home" in result.stdout
+    )
+    _write(
+        project,
+        "inventory/ssh.yml",
+        unreachable.replace("    port: 9", "    port: 9\n    workdir: /srv/cm"),
+    )
+    result = cli("render", runs[0].playbook, "-i", "inventory/ssh.yml", "--out", "out")
+    assert result.exit_code == 0, result.stdout
+    written = (
+        project / "out/cm-pub-01/srv/cm/.provision/fleet/cm-pub-01/nginx/default-web-site.conf"
+    )
+    assert (
+        "ssl_certificate     /srv/cm/.provision/fleet/cm-pub-01/certificates/"
+        in written.read_text()
+    )

@@ -92,9 +92,7 @@ def load(
     for host in hosts:
         book = evaluate_playbook(doc, host)
         transport = make_transport(host, connect)
-        targets.append(
-            Target(host, host_view(host), book, transport, transport.resolve(book.certificates_dir))
-        )
+        targets.append(Target(host, host_view(host), book, transport))
         for c_index, certificate in enumerate(book.certificates):
             for o_index, output in enumerate(certificate.outputs):
                 if output.password is None or not controller_files:

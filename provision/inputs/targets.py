@@ -35,7 +35,12 @@ class Target:
     view: HostView
     playbook: Playbook
     transport: Transport
-    certificates_dir: str  # absolute on the host
+
+    @property
+    def certificates_dir(self) -> str:
+        """Absolute on the host; asked of the transport each time, since an SSH host's home
+        is known only once ``transport.start()`` has asked the server."""
+        return self.transport.resolve(self.playbook.certificates_dir)
 
     @property
     def paths(self) -> PathFlavour:

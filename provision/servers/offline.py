@@ -48,8 +48,14 @@ def mirrored(out: Path, target: Target, host_path: str) -> Path:
         raise ProvisionError(f"host name {name!r} cannot name a folder")
     try:
         return out.joinpath(name, *target.paths.parts(host_path))
-    except ValueError as exc:
-        raise ProvisionError(f"cannot mirror {host_path}: {exc}") from None
+    except ValueError:
+        if host_path.startswith("~"):
+            raise ProvisionError(
+                f"{host_path} is relative to the login's home, which only the host can tell "
+                "(and render reaches no host); give the host an absolute workdir, or use "
+                "absolute paths, to render it"
+            ) from None
+        raise ProvisionError(f"{host_path} is not an absolute path on the host") from None
 
 
 def render_targets(

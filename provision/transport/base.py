@@ -209,6 +209,11 @@ class Transport(ABC):
     @abstractmethod
     async def run(self, command: str, timeout: float = 60.0) -> CommandResult: ...
 
+    async def start(self) -> None:  # noqa: B027 - optional hook, not abstract
+        """Reach the host and learn what only it can tell (an SSH login's home directory),
+        before paths are built for it: ``resolve`` may answer differently afterwards. The
+        default has nothing to learn."""
+
     async def write(self, path: str, data: bytes, mode: int, *, durable: bool = True) -> None:
         await self.commit(await self.stage(path, data, mode), path, durable=durable)
 

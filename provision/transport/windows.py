@@ -39,6 +39,9 @@ class WindowsHost(Transport):
             "(site XML, PowerShell script) on this machine, for review and for running there"
         )
 
+    async def start(self) -> None:
+        self._unreachable()
+
     async def read(self, path: str) -> FileState:
         self._unreachable()
 
