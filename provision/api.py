@@ -19,16 +19,12 @@ from typing import TYPE_CHECKING, TypeVar
 
 from provision.apply.batches import batches, should_stop
 from provision.apply.executor import (
-    BACKUP_DIR,
     HostOutcome,
     RunContext,
     apply_host,
-    dropped_outputs,
-    marker_path,
-    reloads_owed,
-    stale_outputs,
 )
 from provision.apply.journal import (
+    Finished,
     journal_path,
     overlay,
     read_journal,
@@ -49,80 +45,23 @@ from provision.inputs.load import (  # re-exported: api is the public entry poin
     save_plan,
 )
 from provision.inputs.targets import Target
+from provision.layout import BACKUP_DIR
+from provision.plan.builder import build_host_plan, dropped_outputs, reloads_owed
 from provision.plan.certificate import (
-    Expected,
-    HostRefusal,
     current_material,
-    plan_certificate,
     read_current,
 )
-from provision.plan.model import Change, HostPlan, Plan, Unchanged
+from provision.plan.model import Change, HostPlan, Plan
 from provision.report.outcome import HostReport, NameCheck, Report
 from provision.report.progress import Progress, Silent
-from provision.servers.site import plan_site
 from provision.sources.authority_store import create as create_authority
-from provision.sources.supplied import Supplied
+from provision.sources.base import Expected
 from provision.verify import verify_site
 
 if TYPE_CHECKING:
     from provision.servers.offline import Rendered
 
 T = TypeVar("T")
-
-
-def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts, now: dt.datetime) -> HostPlan:
-    """Pure: the changes one host needs, given what was read from it."""
-    changes: list[Change] = []
-    unchanged: list[Unchanged] = []
-    waiting: list[str] = []
-    passwords = loaded.passwords.get(target.host.name, {})
-    expected = loaded.expected(target)
-    deadlines: list[dt.datetime] = []
-    for certificate in target.playbook.certificates:
-        paths = target.output_paths(certificate)
-        for path in paths.values():
-            if facts.file(path).kind == "symlink":
-                return HostPlan(
-                    target.host.name,
-                    facts_digest=facts.digest(),
-                    error=f"{path} is a symlink; refusing to write through it",
-                )
-        try:
-            c, u, until = plan_certificate(
-                certificate, paths, facts, passwords, now, expected[certificate.name]
-            )
-        except HostRefusal as refusal:
-            return HostPlan(target.host.name, facts_digest=facts.digest(), error=refusal.message)
-        if expected[certificate.name].waiting_for and not isinstance(
-            expected[certificate.name].supplied, Supplied
-        ):
-            waiting.append(certificate.name)
-        changes.extend(c)
-        unchanged.extend(u)
-        if until is not None:
-            deadlines.append(until)
-    changes.extend(stale_outputs(target, facts))
-    changes.extend(reloads_owed(target, facts, changes))
-    for site in target.playbook.sites:
-        # The file name, not the path as typed: running from another folder must not change
-        # every rendered config (and reload every server).
-        for result in plan_site(
-            target, site, facts, loaded.renderer, Path(loaded.playbook.file).name
-        ):
-            if isinstance(result, Change):
-                changes.append(result)
-            else:
-                unchanged.append(result)
-    return HostPlan(
-        target.host.name,
-        tuple(changes),
-        tuple(unchanged),
-        facts.digest(),
-        waiting=tuple(waiting),
-        stable_until=min(deadlines, default=None),
-        read_paths=tuple(sorted(facts.files)),
-        missing_paths=tuple(sorted(p for p, state in facts.files.items() if not state.exists)),
-    )
 
 
 async def _bounded(limit: int, items: list[T], work: Callable[[T], Awaitable[object]]) -> None:
@@ -203,12 +142,7 @@ async def plan_and_apply(
         repair: list[Change] = []
         if apply:
             # Under the lock: finish what a killed run left, before reading anything.
-            moved = (await roll_forward(target.transport, target.certificates_dir)).moved
-            await remove_leftovers(
-                target.transport,
-                managed_paths(target),
-                target.paths.join(target.certificates_dir, BACKUP_DIR),
-            )
+            moved = (await finish_interrupted(target)).moved
             if moved:
                 repair.append(
                     Change(
@@ -285,6 +219,18 @@ async def plan_and_apply(
     return plan, Report([reports[n] for n in order])
 
 
+async def finish_interrupted(target: Target) -> Finished:
+    """Under the host's lock, before reading anything: finish the replacement a killed run
+    left (its journal), and remove what it staged but never used."""
+    finished = await roll_forward(target.transport, target.certificates_dir)
+    await remove_leftovers(
+        target.transport,
+        managed_paths(target),
+        target.paths.join(target.certificates_dir, BACKUP_DIR),
+    )
+    return finished
+
+
 def managed_paths(target: Target) -> list[str]:
     """Every file the playbook writes on the host, the journal included."""
     return [*target.paths_of_interest(), journal_path(target.certificates_dir, target.paths)]
@@ -343,7 +289,7 @@ async def _owe_reload_if_unverified(report: HostReport, target: Target) -> None:
     sites = [s for s in target.playbook.sites if s.name in failing and s.reload]
     if sites:
         await target.transport.write(
-            marker_path(target), "".join(f"{s.name}\n" for s in sites).encode(), 0o644
+            target.marker_path, "".join(f"{s.name}\n" for s in sites).encode(), 0o644
         )
 
 
@@ -379,12 +325,7 @@ async def rollback_all(loaded: Loaded, to: str | None, now: dt.datetime | None =
             lock = HostLock(target.transport, target.certificates_dir)
             await lock.acquire(loaded.lock_timeout, moment)
             try:
-                finished = await roll_forward(target.transport, target.certificates_dir)
-                await remove_leftovers(
-                    target.transport,
-                    managed_paths(target),
-                    target.paths.join(target.certificates_dir, BACKUP_DIR),
-                )
+                finished = await finish_interrupted(target)
                 if finished.operation == "rollback":
                     # The interrupted run was this rollback: finishing it is the rollback,
                     # and the reload it may not have done is still owed.

@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 from fleet import LOCK, Fleet, check_settled, scratch
 
-from provision.apply.lock import TAKEOVER_SUFFIX, HostLock, LockError
+from provision.apply.lock import HostLock, LockError
+from provision.layout import TAKEOVER_SUFFIX
 from provision.transport.base import FileState
 from provision.transport.local import LocalTransport
 

@@ -451,6 +451,18 @@ def shared_corp(tmp_path_factory: pytest.TempPathFactory) -> Corp:
 # --- the temporary project ------------------------------------------------------------------
 
 SELF_SIGNED = "playbooks/callmanager-https.yml"
+
+
+def back_to_self_signed(project: Path) -> str:
+    """The self-signed example, taking its folders back from the CA example that took them
+    over (a folder has one owner: plan/state.py)."""
+    back = project / "playbooks" / "back-to-self-signed.yml"
+    text = (project / SELF_SIGNED).read_text()
+    hosts = "hosts: callmanager\n"
+    back.write_text(text.replace(hosts, hosts + "takes_over: [CallManager HTTPS (internal CA)]\n"))
+    return str(back.relative_to(project))
+
+
 CA_PLAYBOOK = "playbooks/callmanager-https-ca.yml"
 INVENTORY = "inventory/example.yml"
 

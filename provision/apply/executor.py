@@ -14,28 +14,22 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from provision.apply.journal import PARTIAL_SUFFIX, Journal, journal_path
+from provision.apply.journal import Journal, journal_path
 from provision.apply.keymaker import KeyMaker
-from provision.crypto import build
-from provision.crypto.build import LeafRequest, SubjectFields
-from provision.crypto.types import PrivateKey
 from provision.errors import ProvisionError
 from provision.facts import HostFacts
-from provision.inputs.targets import RELOAD_MARKER, STATE_FILE, Target
-from provision.model.playbook import CaSource, Certificate, ProvidedSource, Site
-from provision.plan.certificate import Expected, current_material, read_current
-from provision.plan.material import Material, issued_material, output_bytes
+from provision.inputs.targets import Target
+from provision.layout import BACKUP_DIR, BACKUP_MANIFEST, PARTIAL_SUFFIX
+from provision.model.playbook import Certificate, Site
+from provision.plan import state
+from provision.plan.certificate import current_material, read_current
+from provision.plan.material import Material, output_bytes
 from provision.plan.model import Change, HostPlan
+from provision.servers.registry import server
 from provision.sources.authority_store import AuthorityStore
+from provision.sources.base import Expected, IssueRequest
+from provision.sources.registry import source_of
 from provision.transport.base import FileState
-
-BACKUP_DIR = ".backup"
-
-DEFAULT_COMMANDS = {
-    "nginx": ("nginx -t", "nginx -s reload"),
-    "apache": ("apache2ctl -t", "apache2ctl graceful"),
-    "iis": (None, None),
-}
 
 
 class ApplyError(ProvisionError):
@@ -51,73 +45,11 @@ class RunContext:
     operation: str = "apply"  # recorded in the journal
 
 
-def state_path(target: Target) -> str:
-    return target.paths.join(target.certificates_dir, STATE_FILE)
-
-
-def _state_content(target: Target) -> bytes:
-    """The outputs this playbook writes, so a later run can remove the ones it drops."""
-    outputs = {c.name: sorted(o.file for o in c.outputs) for c in target.playbook.certificates}
-    return json.dumps({"outputs": outputs}, indent=2, sort_keys=True).encode() + b"\n"
-
-
-def marker_path(target: Target) -> str:
-    return target.paths.join(target.certificates_dir, RELOAD_MARKER)
-
-
-def reloads_owed(target: Target, facts: HostFacts, changes: list[Change]) -> list[Change]:
-    """A reload an earlier run owes (its marker is on the host) for sites this plan does not
-    touch already."""
-    marker = facts.file(marker_path(target))
-    if marker.content is None:
-        return []
-    owed = set(marker.content.decode(errors="replace").splitlines())
-    touched = {c.site for c in changes if c.site}
-    return [
-        Change(
-            f"site {site.name}",
-            "update",
-            "reload owed: an earlier run did not finish "
-            "it, or the server did not serve what was written",
-            site=site.name,
-        )
-        for site in target.playbook.sites
-        if site.name in owed and site.name not in touched and site.reload
-    ]
-
-
-def dropped_outputs(target: Target, facts: HostFacts) -> dict[str, str]:
-    """Outputs an earlier apply recorded that the playbook no longer lists: name -> path."""
-    state = facts.file(state_path(target))
-    if state.content is None:
-        return {}
-    try:
-        recorded = json.loads(state.content).get("outputs", {})
-        names = {str(f) for files in recorded.values() for f in files}
-    except (ValueError, AttributeError, TypeError):
-        return {}
-    wanted = {o.file for c in target.playbook.certificates for o in c.outputs}
-    dropped = {}
-    for name in sorted(names - wanted):
-        path = target.paths.normpath(target.paths.join(target.certificates_dir, name))
-        # A tampered state file must not make us delete anything outside our folder.
-        if (
-            target.paths.is_inside(path, target.certificates_dir)
-            and path != target.certificates_dir
-            and "\0" not in path
-        ):
-            dropped[name] = path
-    return dropped
-
-
-def stale_outputs(target: Target, facts: HostFacts) -> list[Change]:
-    """Files an earlier apply wrote that the playbook no longer lists: to delete (backed up).
-    ``facts`` must include the paths ``dropped_outputs`` names."""
-    return [
-        Change(f"file {name}", "delete", "no longer in the playbook", path=path)
-        for name, path in dropped_outputs(target, facts).items()
-        if facts.file(path).kind == "file"
-    ]
+def _state_content(target: Target, facts: HostFacts) -> bytes:
+    """The outputs this playbook writes, so a later run can remove the ones it drops (other
+    owners' entries kept as they are)."""
+    current = state.parse(facts.file(target.state_path).content, target.state_path)
+    return state.dumps(current, target.playbook)
 
 
 @dataclass
@@ -154,12 +86,12 @@ async def apply_host(
         if change.path is not None and change.action != "delete"
     ]
     deletions = [c for c in plan.changes if c.action == "delete" and c.path is not None]
-    state = state_path(target)
-    if facts.file(state).content != (state_content := _state_content(target)):
+    state_path = target.state_path
+    if facts.file(state_path).content != (state_content := _state_content(target, facts)):
         writes.append(
             _Write(
-                Change("state", "update", "outputs written", path=state),
-                state,
+                Change("state", "update", "outputs written", path=state_path),
+                state_path,
                 state_content,
                 0o644,
             )
@@ -173,7 +105,7 @@ async def apply_host(
     reload_sites = [s for s in _sites_touched(target, plan.changes) if s.reload]
     if reload_sites:
         await transport.write(
-            marker_path(target),
+            target.marker_path,
             "".join(f"{s.name}\n" for s in reload_sites).encode(),
             0o644,
             durable=False,
@@ -184,10 +116,27 @@ async def apply_host(
         outcome = HostOutcome(target.host.name, changed=True, backup=backup)
         await _test_and_reload(target, plan, facts, [], outcome)
         return outcome
+    committed = await _commit_journaled(target, facts, writes, removed, ctx.operation)
+    outcome = HostOutcome(target.host.name, changed=True, backup=backup)
+    await _test_and_reload(target, plan, facts, committed, outcome)
+    return outcome
+
+
+async def _commit_journaled(
+    target: Target,
+    facts: HostFacts,
+    writes: list[_Write],
+    removed: list[_Write],
+    operation: str,
+) -> list[_Write]:
+    """Rename every staged file into place and remove the files to go, under a journal: a run
+    killed among the renames is finished by the next one. On a failure, what was done is
+    undone from ``facts`` (the files as they were) and the error raised."""
+    transport = target.transport
     journal = Journal(
         tuple((w.staged or "", w.path) for w in writes),
         tuple(w.path for w in removed),
-        ctx.operation,
+        operation,
     )
     await transport.write(
         journal_path(target.certificates_dir, target.paths), journal.dumps(), 0o600, durable=False
@@ -212,9 +161,28 @@ async def apply_host(
         await transport.remove(journal_path(target.certificates_dir, target.paths))
         raise
     await transport.remove(journal_path(target.certificates_dir, target.paths), durable=False)
-    outcome = HostOutcome(target.host.name, changed=True, backup=backup)
-    await _test_and_reload(target, plan, facts, committed, outcome)
-    return outcome
+    return committed
+
+
+async def write_files(
+    target: Target,
+    facts: HostFacts,
+    files: Sequence[tuple[str, bytes, int]],
+    now: dt.datetime,
+    operation: str,
+) -> str | None:
+    """Write files that no plan describes (a key `provision csr` makes) by the same path as
+    apply: staged complete, what they replace backed up, renamed under the journal. The caller
+    holds the host's lock. Returns the backup folder, if anything was replaced."""
+    writes = [
+        _Write(Change(f"file {path}", "update", operation, path=path), path, data, mode)
+        for path, data, mode in files
+    ]
+    for write in writes:
+        write.staged = await target.transport.stage(write.path, write.data, write.mode)
+    backup = await _back_up(target, facts, writes, now)
+    await _commit_journaled(target, facts, writes, [], operation)
+    return backup
 
 
 async def _issue(
@@ -231,38 +199,17 @@ async def _issue(
             continue
         spec = target.playbook.certificate(change.issue.certificate)
         current = read_current(spec, target.output_paths(spec), facts, passwords)
-        source = spec.source
-        if isinstance(source, ProvidedSource):
-            supplied = expected[spec.name].supplied
-            key = (supplied.key if supplied else None) or current.key
-            if supplied is None or key is None:
-                raise ApplyError(f"certificate {spec.name}: nothing to install yet")
-            materials[spec.name] = Material(key, supplied.leaf, supplied.chain, supplied.root)
-            continue
-        if change.issue.new_key or current.key is None:
-            key = await ctx.keys.generate(spec.key)
-        else:
-            key = current.key
-        authority = ctx.authorities[source.authority] if isinstance(source, CaSource) else None
-        materials[spec.name] = _issue_one(spec, key, ctx.now, authority)
+        request = IssueRequest(
+            spec,
+            current,
+            change.issue.new_key,
+            expected[spec.name],
+            ctx.now,
+            ctx.keys.generate,
+            ctx.authorities,
+        )
+        materials[spec.name] = await source_of(spec).issue(request)
     return materials
-
-
-def _issue_one(
-    spec: Certificate, key: PrivateKey, now: dt.datetime, authority: AuthorityStore | None
-) -> Material:
-    subject = SubjectFields(**spec.subject.model_dump()) if spec.subject else SubjectFields()
-    assert spec.validity_days is not None  # required for certificates issued here
-    request = LeafRequest(subject, tuple(spec.names), spec.validity_days)
-    if authority is None:
-        return Material(key, build.leaf(request, key, now=now))
-    ca = authority.material
-    if ca is None:
-        raise ApplyError(f"authority {authority.spec.name} was not created")
-    leaf = build.leaf(
-        request, key, now=now, issuer=ca.leaf, issuer_key=ca.key, serial=authority.take_serial()
-    )
-    return issued_material(key, leaf, ca)
 
 
 def _write_for(
@@ -354,7 +301,7 @@ async def _back_up(
             {"path": write.path, "backup": target.paths.join(folder, stored), "mode": state.mode}
         )
     await target.transport.write(
-        target.paths.join(partial, "manifest.json"),
+        target.paths.join(partial, BACKUP_MANIFEST),
         json.dumps({"files": manifest, "created": created}, indent=2, sort_keys=True).encode()
         + b"\n",
         0o600,
@@ -418,13 +365,10 @@ async def _test_and_reload(
     tests: dict[str, None] = {}
     reloads: dict[str, None] = {}
     for site in sites:
-        default_test, default_reload = DEFAULT_COMMANDS[site.server]
-        if site.server == "iis":
-            # The script beside the site XML imports the PFX, binds it and loads the site.
-            default_reload = (
-                "powershell -NoProfile -ExecutionPolicy Bypass -File "
-                f'"{target.site_paths(site)[1]}"'
-            )
+        # Each server's own defaults (servers/<name>.py), for the site's paths on this host.
+        default_test, default_reload = server(site.server).default_commands(
+            site, target.site_paths(site)
+        )
         if test := site.test_command or default_test:
             tests[test] = None
         if reload := site.reload_command or default_reload:
@@ -435,7 +379,7 @@ async def _test_and_reload(
         if not result.ok:
             await _restore(target, facts, committed)
             # The old files are back, and they are what the server runs: nothing is owed.
-            await target.transport.remove(marker_path(target))
+            await target.transport.remove(target.marker_path)
             outcome.error = (
                 f"config test `{command}` failed, previous files restored: {result.output}"
             )
@@ -445,4 +389,4 @@ async def _test_and_reload(
         if not result.ok:
             outcome.error = f"reload `{command}` failed (will be retried): {result.output}"
             return
-    await target.transport.remove(marker_path(target))
+    await target.transport.remove(target.marker_path)

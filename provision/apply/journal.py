@@ -14,13 +14,9 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from provision.apply.lock import LOCK_FILE
 from provision.facts import HostFacts
+from provision.layout import JOURNAL_FILE, LOCK_FILE, PARTIAL_SUFFIX, TEMPORARY_SUFFIX
 from provision.transport.base import FileState, PathFlavour, Transport
-
-JOURNAL_FILE = ".provision-journal.json"
-TEMPORARY_SUFFIX = ".tmp"
-PARTIAL_SUFFIX = ".partial"  # a backup folder still being filled
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,9 @@ import time
 from dataclasses import dataclass
 
 from provision.errors import ProvisionError
+from provision.layout import LOCK_FILE, TAKEOVER_SUFFIX
 from provision.transport.base import Transport
 
-LOCK_FILE = ".provision.lock"
-TAKEOVER_SUFFIX = ".takeover"
 GUARD_SECONDS = 10.0  # a takeover takes milliseconds; a guard this old was left by a crash
 # A lock that cannot be read may be one being written right now (over SFTP without the
 # hardlink extension a lock is created empty, then written): stale only once it has stayed

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 
-from provision.apply.executor import BACKUP_DIR
 from provision.errors import ProvisionError
 from provision.inputs.targets import Target
+from provision.layout import BACKUP_DIR, BACKUP_MANIFEST
 from provision.plan.model import Change, HostPlan
 
 
@@ -46,7 +46,7 @@ async def rollback_plan(target: Target, to: str | None) -> tuple[HostPlan, list[
     remove: set[str] = set()
     for folder in reversed(chosen):  # newest first; older backups overwrite
         manifest_state = await target.transport.read(
-            target.paths.join(root, folder, "manifest.json")
+            target.paths.join(root, folder, BACKUP_MANIFEST)
         )
         try:
             manifest = json.loads(manifest_state.content or b"")

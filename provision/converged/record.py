@@ -353,7 +353,7 @@ def _host_entry(
     target: Target, host: HostPlan, command: Command, edited_before: int
 ) -> dict[str, Any]:
     from provision.apply.journal import journal_path
-    from provision.apply.lock import LOCK_FILE
+    from provision.layout import LOCK_FILE
 
     missing = set(host.missing_paths)
     return {

@@ -311,9 +311,17 @@ class Verify(Strict):
     address: str | None = None  # default: the host's address
 
 
+def _known_servers(schema: dict[str, Any]) -> None:
+    # The schema's enum is the registry's list, so a new server module shows up in editors.
+    from provision.servers.registry import names
+
+    schema["enum"] = names()
+
+
 class Site(Strict):
     name: str = Field(min_length=1)
-    server: Literal["nginx", "apache", "iis"] = "nginx"
+    # One of the servers in provision/servers/ (servers/registry.py), checked below.
+    server: str = Field(default="nginx", json_schema_extra=_known_servers)
     config: HostPath
     template: HostPath | None = None
     bindings: list[Binding] = Field(min_length=1)
@@ -323,10 +331,22 @@ class Site(Strict):
     reload_command: str | None = None
     verify: Verify | None = None
 
+    @field_validator("server")
+    @classmethod
+    def _known_server(cls, value: str) -> str:
+        from provision.servers.registry import names
+
+        known = names()
+        if value not in known:
+            raise ValueError(f"is not a web server provision knows (known: {', '.join(known)})")
+        return value
+
     @model_validator(mode="after")
-    def _iis_name(self) -> Site:
-        if self.server == "iis" and any(ch in self.name for ch in '"\\/:*?<>|'):
-            raise ValueError('an IIS site name cannot hold " \\ / : * ? < > |')
+    def _server_rules(self) -> Site:
+        # What this site's server alone refuses (an IIS site name's characters, ...).
+        from provision.servers.registry import server
+
+        server(self.server).check_site(self)
         return self
 
     @field_validator("bindings")
@@ -372,7 +392,9 @@ class Site(Strict):
     def companion_suffixes(self) -> tuple[str, ...]:
         """Files written beside the main config, named by replacing its extension (IIS has
         its PowerShell script beside the site XML)."""
-        return (".ps1",) if self.server == "iis" else ()
+        from provision.servers.registry import server
+
+        return tuple(server(self.server).companions)
 
 
 class Authority(Strict):
@@ -394,6 +416,13 @@ class Playbook(Strict):
     name: str = Field(min_length=1)
     hosts: str = "all"
     certificates_dir: HostPath
+    # Other playbooks (by name) this one shares its certificates directories with: each owns
+    # its own outputs there (plan/state.py). Without it a directory has one owner.
+    shared_with: list[str] = Field(default_factory=list)
+    # Playbooks (by name) this one replaces in their certificates directories: it becomes the
+    # owner, and their outputs it no longer writes are removed (the switch from a self-signed
+    # playbook to an internal CA's, say). The replaced playbook is then refused there.
+    takes_over: list[str] = Field(default_factory=list)
     # How many backup folders to keep; at least one: a replaced file is never lost.
     backups: int = Field(default=5, ge=1, le=100)
     # Rolling runs: hosts in batches of this size (a number, a percentage, or a list such as

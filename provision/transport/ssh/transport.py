@@ -24,11 +24,11 @@ from contextlib import AbstractContextManager
 
 import asyncssh
 
+import provision.transport.ssh.sftp as files
+import provision.transport.ssh.sudo as sudo
 from provision.errors import TransportError
 from provision.model.inventory import Host
 from provision.transport.base import POSIX, CommandResult, ConnectOptions, FileState, Transport
-from provision.transport.ssh import sftp as files
-from provision.transport.ssh import sudo
 from provision.transport.ssh.connection import Endpoint, Session, connect, errors, run_command
 
 # What a path relative to the login's home is before the server has said where that is:
