@@ -412,3 +412,20 @@ def test_render_reaches_no_ssh_host(project: Path, cli: Cli) -> None:
         "ssl_certificate     /srv/cm/.provision/fleet/cm-pub-01/certificates/"
         in written.read_text()
     )
+
+
+def test_two_files_differing_only_by_case_are_one_file_on_windows(project: Path) -> None:
+    text = IIS_PLAYBOOK.replace("file: httpscert.key", "file: HTTPSCERT.PFX")
+    playbook = _write(project, "playbooks/iis.yml", text)
+    for host_vars, refused in (("{os: windows}", True), ("{}", False)):
+        if not refused:  # the same names on a POSIX host are two files
+            text = text.replace(f"'{CERTIFICATES}'", "/srv/certs")
+            text = text.replace(f"'{SITE_XML}'", "/srv/site.xml").replace(f"'{WWW}'", "/srv/www")
+            _write(project, "playbooks/iis.yml", text)
+        inventory = _inventory(project, host_vars)
+        with inside(project):
+            if refused:
+                with pytest.raises(InputError, match=r"iis.yml:14: .*writes C:\\.*HTTPSCERT.PFX"):
+                    load(playbook, inventory, controller_files=False)
+            else:
+                load(playbook, inventory, controller_files=False)

@@ -117,13 +117,14 @@ def _refuse_shared_paths(doc: Document, target: Target) -> None:
     seen: dict[str, str] = {}
 
     def claim(path: str, where: tuple[str | int, ...], what: str) -> None:
-        if path in seen:
+        # Windows file names ignore case: C:\Certs\a.pem and c:\certs\A.PEM are one file.
+        key = path.lower() if target.paths.family == "windows" else path
+        if key in seen:
             raise InputError(
                 doc.locate(where),
-                f"{what} writes {path}, which {seen[path]} "
-                f"writes too (for host {target.host.name})",
+                f"{what} writes {path}, which {seen[key]} writes too (for host {target.host.name})",
             )
-        seen[path] = what
+        seen[key] = what
 
     for c, certificate in enumerate(target.playbook.certificates):
         for o, output in enumerate(certificate.outputs):
