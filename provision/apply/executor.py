@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -140,7 +139,7 @@ async def _commit_journaled(
         operation,
     )
     await transport.write(
-        journal_path(target.certificates_dir), journal.dumps(), 0o600, durable=False
+        journal_path(target.certificates_dir, target.paths), journal.dumps(), 0o600, durable=False
     )
     # Durability point 1: backups, marker and journal are on disk before anything is
     # replaced. The renames need no fsync each: until point 2 the journal can redo them.
@@ -159,9 +158,9 @@ async def _commit_journaled(
     except ProvisionError:
         await _discard([w for w in writes if w not in committed], target)
         await _restore(target, facts, committed)
-        await transport.remove(journal_path(target.certificates_dir))
+        await transport.remove(journal_path(target.certificates_dir, target.paths))
         raise
-    await transport.remove(journal_path(target.certificates_dir), durable=False)
+    await transport.remove(journal_path(target.certificates_dir, target.paths), durable=False)
     return committed
 
 
@@ -276,7 +275,7 @@ async def _back_up(
     created = sorted(w.path for w in writes if facts.file(w.path).kind == "missing")
     if not replaced and not created:
         return None
-    root = posixpath.join(target.certificates_dir, BACKUP_DIR)
+    root = target.paths.join(target.certificates_dir, BACKUP_DIR)
     existing = [n for n in await target.transport.list_dir(root) if not n.startswith(".")]
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
     name = stamp
@@ -284,25 +283,25 @@ async def _back_up(
     while name in existing:
         serial += 1
         name = f"{stamp}-{serial}"
-    folder = posixpath.join(root, name)
+    folder = target.paths.join(root, name)
     # Filled under a hidden name and renamed when complete: a run killed meanwhile leaves a
     # hidden partial folder (removed by the next run), never a backup without its manifest.
-    partial = posixpath.join(root, f".{name}{PARTIAL_SUFFIX}")
+    partial = target.paths.join(root, f".{name}{PARTIAL_SUFFIX}")
     manifest = []
     for index, write in enumerate(replaced):
         state = facts.file(write.path)
-        stored = f"{index:03d}-{posixpath.basename(write.path)}"
+        stored = f"{index:03d}-{target.paths.basename(write.path)}"
         await target.transport.write(
-            posixpath.join(partial, stored),
+            target.paths.join(partial, stored),
             state.content or b"",
             state.mode or 0o600,
             durable=False,
         )
         manifest.append(
-            {"path": write.path, "backup": posixpath.join(folder, stored), "mode": state.mode}
+            {"path": write.path, "backup": target.paths.join(folder, stored), "mode": state.mode}
         )
     await target.transport.write(
-        posixpath.join(partial, BACKUP_MANIFEST),
+        target.paths.join(partial, BACKUP_MANIFEST),
         json.dumps({"files": manifest, "created": created}, indent=2, sort_keys=True).encode()
         + b"\n",
         0o600,
@@ -320,9 +319,9 @@ async def _prune(target: Target, root: str, names: list[str]) -> None:
     keep = target.playbook.backups
     old = sorted(names)[:-keep] if keep else sorted(names)
     for name in old:
-        folder = posixpath.join(root, name)
+        folder = target.paths.join(root, name)
         for entry in await target.transport.list_dir(folder):
-            await target.transport.remove(posixpath.join(folder, entry))
+            await target.transport.remove(target.paths.join(folder, entry))
         await target.transport.remove_dir(folder)
 
 

@@ -10,7 +10,6 @@ tested and reloaded), so a rollback can be rolled back.
 from __future__ import annotations
 
 import json
-import posixpath
 from collections.abc import Callable
 
 from provision.errors import ProvisionError
@@ -24,7 +23,7 @@ class RollbackError(ProvisionError):
 
 
 async def backups(target: Target) -> list[str]:
-    root = posixpath.join(target.certificates_dir, BACKUP_DIR)
+    root = target.paths.join(target.certificates_dir, BACKUP_DIR)
     # Hidden names are partial folders of a killed run, never a backup.
     return sorted(n for n in await target.transport.list_dir(root) if not n.startswith("."))
 
@@ -43,13 +42,15 @@ async def rollback_plan(target: Target, to: str | None) -> tuple[HostPlan, list[
         if not matching:
             raise RollbackError(f"no backup matches {to!r} (have: {', '.join(folders)})")
         chosen = [f for f in folders if f >= matching[0]]
-    root = posixpath.join(target.certificates_dir, BACKUP_DIR)
+    root = target.paths.join(target.certificates_dir, BACKUP_DIR)
     restore: dict[str, tuple[bytes, int]] = {}
     remove: set[str] = set()
     for folder in reversed(chosen):  # newest first; older backups overwrite
-        where = posixpath.join(root, folder)
-        manifest_state = await target.transport.read(posixpath.join(where, BACKUP_MANIFEST))
-        files, created = _manifest(manifest_state.content, folder, where, target.may_replace)
+        where = target.paths.join(root, folder)
+        manifest_state = await target.transport.read(target.paths.join(where, BACKUP_MANIFEST))
+        files, created = _manifest(
+            manifest_state.content, folder, where, target.may_replace, target.paths.dirname
+        )
         for path, backup, mode in files:
             stored = await target.transport.read(backup)
             if stored.content is None:
@@ -61,7 +62,7 @@ async def rollback_plan(target: Target, to: str | None) -> tuple[HostPlan, list[
             restore.pop(path, None)
     changes = [
         Change(
-            f"file {posixpath.basename(path)}",
+            f"file {target.paths.basename(path)}",
             "update",
             f"restore from backup {chosen[0]}",
             path=path,
@@ -72,7 +73,7 @@ async def rollback_plan(target: Target, to: str | None) -> tuple[HostPlan, list[
     ]
     changes += [
         Change(
-            f"file {posixpath.basename(path)}",
+            f"file {target.paths.basename(path)}",
             "delete",
             f"did not exist before backup {chosen[0]}",
             path=path,
@@ -89,7 +90,11 @@ async def rollback_plan(target: Target, to: str | None) -> tuple[HostPlan, list[
 
 
 def _manifest(
-    content: bytes | None, folder: str, where: str, may_replace: Callable[[str], bool]
+    content: bytes | None,
+    folder: str,
+    where: str,
+    may_replace: Callable[[str], bool],
+    dirname: Callable[[str], str],
 ) -> tuple[list[tuple[str, str, int]], list[str]]:
     """A backup's manifest, checked as the input it is: every file it restores or removes is
     one this playbook manages, every copy lies in the backup's own folder, modes are plain
@@ -113,7 +118,7 @@ def _manifest(
     for path, backup, mode in files:
         if not isinstance(path, str) or not may_replace(path):
             raise refuse(f"names {path!r}, which this playbook does not manage")
-        if not isinstance(backup, str) or posixpath.dirname(backup) != where:
+        if not isinstance(backup, str) or dirname(backup) != where:
             raise refuse(f"keeps {path} in {backup!r}, outside the backup's folder")
         if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777:
             raise refuse(f"gives {path} the mode {mode!r}")

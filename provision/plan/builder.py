@@ -8,7 +8,6 @@ record rely on.
 from __future__ import annotations
 
 import datetime as dt
-import posixpath
 from pathlib import Path
 
 from provision.facts import HostFacts
@@ -104,9 +103,13 @@ def dropped_outputs(target: Target, facts: HostFacts) -> dict[str, str]:
     wanted = {o.file for c in target.playbook.certificates for o in c.outputs}
     dropped = {}
     for name in sorted(recorded - wanted):
-        path = posixpath.normpath(posixpath.join(target.certificates_dir, name))
+        path = target.paths.normpath(target.paths.join(target.certificates_dir, name))
         # A tampered state file must not make us delete anything outside our folder.
-        if path.startswith(target.certificates_dir + "/") and "\0" not in path:
+        if (
+            target.paths.is_inside(path, target.certificates_dir)
+            and path != target.certificates_dir
+            and "\0" not in path
+        ):
             dropped[name] = path
     return dropped
 

@@ -10,7 +10,6 @@ docs/templates.md says what is rendered and what the main config must provide.
 
 from __future__ import annotations
 
-import posixpath
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -22,6 +21,7 @@ from provision.model.playbook import Site
 from provision.servers.base import CertificateFiles, Filter, WebServer
 from provision.servers.render import RenderError, no_control, regex_escape
 from provision.servers.site import BindingView, VirtualDirectoryView
+from provision.transport.base import POSIX  # HAProxy runs on POSIX hosts: POSIX paths
 
 MAIN_CONFIG = "/etc/haproxy/haproxy.cfg"
 # A word HAProxy's config parser takes as it is: no blank, quote, backslash or comment sign.
@@ -198,8 +198,8 @@ class Haproxy(WebServer):
             return ["a PEM output with content fullchain"]
         beside = files.fullchain + ".key"
         if files.key != beside:
-            name = posixpath.basename(files.fullchain)
-            found = f" (its key output is {posixpath.basename(files.key)})" if files.key else ""
+            name = POSIX.basename(files.fullchain)
+            found = f" (its key output is {POSIX.basename(files.key)})" if files.key else ""
             return [
                 f"a PEM output with content key named {name}.key{found}: HAProxy loads a "
                 f"certificate's key from the certificate's file name with .key appended"
@@ -238,7 +238,7 @@ class Haproxy(WebServer):
             "haproxy_routes": routes,
             "haproxy_crt_lines": _crt_list(context["bindings"]),
             # The companion file (targets.py names it: the config's extension replaced).
-            "haproxy_crt_list_path": posixpath.splitext(context["config_path"])[0] + ".crt-list",
+            "haproxy_crt_list_path": POSIX.splitext(context["config_path"])[0] + ".crt-list",
             "haproxy_backends": _backends(name, context["virtual_directories"]),
         }
 
