@@ -12,9 +12,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Field,
     SecretStr,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -31,6 +33,37 @@ def _no_nul(value: str) -> str:
 
 # A path on a host (or the controller): any text a file system accepts.
 HostPath = Annotated[str, Field(min_length=1), AfterValidator(_no_nul)]
+
+
+def _file_mode(value: Any) -> int:
+    """``"0644"`` (the way Ansible users write modes) or a number of permission bits. YAML
+    reads an unquoted ``0644`` as the octal number it means; ``644`` it reads as decimal."""
+    if isinstance(value, str) and re.fullmatch(r"0?[0-7]{3}", value):
+        mode = int(value, 8)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    else:
+        raise ValueError("is not a file mode (write it as a quoted octal string, such as '0644')")
+    if not 0 <= mode <= 0o777:
+        raise ValueError("must hold permission bits only (0000 to 0777: no setuid, setgid, sticky)")
+    if mode & 0o002:
+        raise ValueError(f"({mode:04o}) would let anyone on the host rewrite it")
+    return mode
+
+
+# A file or folder mode on a host: permission bits, never world-writable.
+FileMode = Annotated[
+    int,
+    BeforeValidator(_file_mode),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": "^0?[0-7]{3}$"},
+                {"type": "integer", "minimum": 0, "maximum": 511},
+            ]
+        }
+    ),
+]
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
 Rotate = Literal["always", "never"]
@@ -330,6 +363,9 @@ class Site(Strict):
     test_command: str | None = None
     reload_command: str | None = None
     verify: Verify | None = None
+    # The mode of the rendered config and its companions on the host, brought back when it
+    # drifts (a config anyone can rewrite is a config anyone controls).
+    mode: FileMode = 0o644
 
     @field_validator("server")
     @classmethod

@@ -316,9 +316,9 @@ def _file_change(
             action,
             reason,
             path=path,
-            mode=0o644,
+            mode=site.mode,
             content=content,
-            diff=diff,
+            diff=diff if state.content != content else None,
             site=site.name,
         )
 
@@ -335,4 +335,6 @@ def _file_change(
         return change("replace", f"{path} is {state.described}, expected a file")
     if state.content != content:
         return change("update", "rendered config differs")
+    if state.mode != site.mode:
+        return change("update", f"mode {state.mode or 0:04o}, want {site.mode:04o}")
     return Unchanged(resource, "rendered config is up to date")
