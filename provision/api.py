@@ -383,11 +383,8 @@ def _saved_host_plan(
 
 
 def _substance(plan: HostPlan) -> list[tuple[object, ...]]:
-    """What a change does, without the words that describe it (reasons, diffs, summaries)."""
-    return [
-        (c.resource, c.action, c.path, c.mode, c.content, c.derived, c.issue, c.site)
-        for c in plan.changes
-    ]
+    """What the changes do, without the words that describe them (``Change.substance``)."""
+    return [c.substance() for c in plan.changes]
 
 
 def _skip_rest(
