@@ -299,6 +299,9 @@ async def verify_all(loaded: Loaded, now: dt.datetime | None = None) -> Report:
 
 async def rollback_all(loaded: Loaded, to: str | None, now: dt.datetime | None = None) -> Report:
     """`provision rollback`: restore each host's files from its backups and reload its sites."""
+    from provision.converged.document import forget_all
+
+    forget_all()  # before anything is written: no converged record may outlive a write
     moment = now or dt.datetime.now(dt.UTC)
     reports: dict[str, HostReport] = {}
     keymaker = KeyMaker()

@@ -79,6 +79,9 @@ async def _one(
 
 
 async def make_csrs(loaded: Loaded, out: Path) -> list[CsrResult]:
+    from provision.converged.document import forget_all
+
+    forget_all()  # keys may be made on the hosts: no converged record may outlive a write
     keymaker = KeyMaker()
     try:
         jobs = [

@@ -7,6 +7,7 @@ starts quickly; errors leave through ``common.fail``.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -28,6 +29,7 @@ from provision.cli.common import (
     connect_options,
     fail,
     load_inputs,
+    reported_errors,
 )
 
 if TYPE_CHECKING:  # the real imports are inside the commands, for a fast `--help`
@@ -78,38 +80,29 @@ def plan(
     full: FullOpt = False,
 ) -> None:
     """Show what apply would change on each host, and why. Writes nothing to any host."""
-    import datetime as dt
-    import time
+    from provision import runs
 
-    from provision.converged import record as converged
+    with reported_errors():
+        outcome = runs.plan_playbook(
+            playbook,
+            inventory,
+            limit,
+            forks=forks,
+            connect=partial(
+                connect_options, known_hosts, accept_new_host_keys, connect_timeout, command_timeout
+            ),
+            # A plan to save is made in full: the record holds no plan to save.
+            full=full or out is not None,
+        )
+        if out is not None and outcome.loaded is not None and outcome.plan is not None:
+            from provision import fsutil
+            from provision.api import save_plan
 
-    started_ns = time.time_ns()
-    command = converged.Command("plan", playbook, inventory, limit)
-    hit = converged.lookup(command) if out is None and not full else None
-    if hit is not None:
-        _print_plan(hit.report, output_format)
-        return
-
-    from provision.api import run, save_plan
-
-    loaded = load_inputs(
-        playbook,
-        inventory,
-        limit,
-        forks,
-        connect_options(known_hosts, accept_new_host_keys, connect_timeout, command_timeout),
-    )
-    moment = dt.datetime.now(dt.UTC)
-    plan_, result = run(loaded, apply=False, now=moment)
-    converged.record(loaded, plan_, result, command, moment, started_ns)
-    if out is not None:
-        from provision import fsutil
-
-        fsutil.write_atomic(out, save_plan(loaded, plan_, limit).encode(), 0o644)
-    _print_plan(result, output_format)
-    if result.failed:
+            fsutil.write_atomic(out, save_plan(outcome.loaded, outcome.plan, limit).encode(), 0o644)
+    _print_plan(outcome.report, output_format)
+    if outcome.report.failed:
         raise typer.Exit(1)
-    if detailed_exitcode and plan_.has_changes:
+    if detailed_exitcode and outcome.has_changes:
         raise typer.Exit(2)
 
 
@@ -155,55 +148,44 @@ def apply(
 ) -> None:
     """Make each host match the playbook (or apply exactly a saved plan); a host that fails
     does not stop the others."""
-    import datetime as dt
-    import time
-
-    from provision.converged import record as converged
+    from provision import runs
     from provision.plan.saved import is_plan_file
     from provision.report.progress import for_terminal
 
-    started_ns = time.time_ns()
-    command = None
-    if not is_plan_file(playbook) and inventory is not None:
-        command = converged.Command("plan" if check else "apply", playbook, inventory, limit)
-        hit = converged.lookup(command) if not full else None
-        if hit is not None:
-            if not check:
-                converged.replay_progress(hit, for_terminal(len(hit.report.hosts)))
-            _print_recap(hit.report, output_format, check)
-            return
-
-    from provision.api import load_saved, run
-    from provision.errors import ProvisionError
-
-    connect = connect_options(known_hosts, accept_new_host_keys, connect_timeout, command_timeout)
-    saved = None
-    if is_plan_file(playbook):
-        if inventory is not None or limit is not None:
-            fail("a saved plan names its own inventory and hosts; drop -i and --limit")
-        try:
-            loaded, saved_plan = load_saved(
-                playbook, forks=forks, connect=connect, lock_timeout=lock_timeout
+    connect = partial(
+        connect_options, known_hosts, accept_new_host_keys, connect_timeout, command_timeout
+    )
+    progress = None if check else for_terminal
+    with reported_errors():
+        if is_plan_file(playbook):
+            if inventory is not None or limit is not None:
+                fail("a saved plan names its own inventory and hosts; drop -i and --limit")
+            outcome = runs.apply_saved_plan(
+                playbook,
+                check=check,
+                forks=forks,
+                connect=connect,
+                lock_timeout=lock_timeout,
+                progress=progress,
             )
-        except ProvisionError as exc:
-            fail(exc.message)
-        saved = saved_plan.plan
-        playbook = saved_plan.plan.playbook
-    else:
-        if inventory is None:
-            fail("missing option -i INVENTORY")
-        loaded = load_inputs(playbook, inventory, limit, forks, connect, lock_timeout)
-    progress = for_terminal(len(loaded.targets)) if not check else None
+        else:
+            if inventory is None:
+                fail("missing option -i INVENTORY")
+            outcome = runs.apply_playbook(
+                playbook,
+                inventory,
+                limit,
+                check=check,
+                forks=forks,
+                connect=connect,
+                lock_timeout=lock_timeout,
+                full=full,
+                progress=progress,
+            )
     if not check:
-        converged.forget_all()  # before anything is written (see converged.forget_all)
-    moment = dt.datetime.now(dt.UTC)
-    plan_, result = run(loaded, apply=not check, saved=saved, progress=progress, now=moment)
-    if command is not None:
-        converged.record(loaded, plan_, result, command, moment, started_ns)
-    if not check:
-        _write_retry(playbook, result)
-    _print_recap(result, output_format, check)
-    if result.failed:
+        _write_retry(outcome.plan.playbook if outcome.plan else playbook, outcome.report)
+    _print_recap(outcome.report, output_format, check)
+    if outcome.report.failed:
         raise typer.Exit(1)
 
 
@@ -249,9 +231,6 @@ def rollback(
     from provision.report import text as render
 
     loaded = load_inputs(playbook, inventory, limit, lock_timeout=lock_timeout)
-    from provision.converged.record import forget_all
-
-    forget_all()
     result = asyncio.run(rollback_all(loaded, to))
     if output_format is OutputFormat.json:
         typer.echo(render.report_json(result), nl=False)
@@ -274,9 +253,6 @@ def csr(
     from provision.csr import make_csrs
 
     loaded = load_inputs(playbook, inventory, limit)
-    from provision.converged.record import forget_all
-
-    forget_all()  # keys may be made on the hosts
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     results = asyncio.run(make_csrs(loaded, folder))

@@ -8,13 +8,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 
 from provision.errors import InputError, Location, ProvisionError
 from provision.inputs.inventory import Inventory, limit_hosts, load_inventory
+from provision.inputs.manifest import Manifest
 from provision.inputs.passwords import PasswordReader
 from provision.inputs.targets import Target, evaluate_playbook, host_view, playbook_hosts_pattern
 from provision.inputs.yaml_lines import Document, load_file
@@ -41,6 +42,8 @@ class Loaded:
     folder: Path
     forks: int = 20
     lock_timeout: float = 30.0
+    # Every controller path loading (and rendering, as the run goes on) read or looked for.
+    reads: Manifest = field(default_factory=Manifest)
 
     def expected(self, target: Target) -> dict[str, Expected]:
         """For each certificate of a host, what its source says it must be."""
@@ -77,15 +80,16 @@ def load(
     so a bad one stops the run before anything is written anywhere.
     """
     moment = now or dt.datetime.now(dt.UTC)
-    doc = load_file(Path(playbook), str(playbook))
+    reads = Manifest()
+    doc = load_file(Path(playbook), str(playbook), reads)
     if not isinstance(doc.data, dict):
         raise InputError(Location(doc.file, 1), "a playbook must be a mapping of keys")
-    inv = load_inventory(Path(inventory), str(inventory))
-    hosts = limit_hosts(inv, playbook_hosts_pattern(doc), limit)
+    inv = load_inventory(Path(inventory), str(inventory), reads)
+    hosts = limit_hosts(inv, playbook_hosts_pattern(doc), limit, reads)
     folder = Path(doc.file).resolve().parent
     targets = []
     passwords: dict[str, dict[str, bytes]] = {}
-    reader = PasswordReader(folder)
+    reader = PasswordReader(folder, reads)
     for host in hosts:
         book = evaluate_playbook(doc, host)
         transport = make_transport(host, connect)
@@ -102,9 +106,9 @@ def load(
                 )
     for target in targets:
         _refuse_shared_paths(doc, target)
-    renderer = Renderer([folder / "templates", folder.parent / "templates"])
-    authorities = _open_authorities(doc, targets, folder)
-    supplied = _load_supplied(doc, targets, folder, reader, moment)
+    renderer = Renderer([folder / "templates", folder.parent / "templates"], reads)
+    authorities = _open_authorities(doc, targets, folder, reads)
+    supplied = _load_supplied(doc, targets, folder, reader, moment, reads)
     return Loaded(
         doc,
         inv,
@@ -116,6 +120,7 @@ def load(
         folder,
         forks,
         lock_timeout,
+        reads,
     )
 
 
@@ -146,7 +151,7 @@ def _refuse_shared_paths(doc: Document, target: Target) -> None:
 
 
 def _open_authorities(
-    doc: Document, targets: list[Target], folder: Path
+    doc: Document, targets: list[Target], folder: Path, reads: Manifest
 ) -> dict[str, AuthorityStore]:
     """Authorities live on the controller: opened once, and the same for every host."""
     if not targets:
@@ -161,15 +166,20 @@ def _open_authorities(
                 f"{targets[0].host.name}); do not use host variables in them",
             )
     return {
-        spec.name: open_authority(spec, folder, doc.locate(("authorities", index)))
+        spec.name: open_authority(spec, folder, doc.locate(("authorities", index)), reads)
         for index, spec in enumerate(targets[0].playbook.authorities)
     }
 
 
 def _load_supplied(
-    doc: Document, targets: list[Target], folder: Path, reader: PasswordReader, now: dt.datetime
+    doc: Document,
+    targets: list[Target],
+    folder: Path,
+    reader: PasswordReader,
+    now: dt.datetime,
+    reads: Manifest,
 ) -> dict[tuple[str, str], Supplied | None]:
-    cache = FileCache()
+    cache = FileCache(reads=reads)
     result: dict[tuple[str, str], Supplied | None] = {}
     for target in targets:
         for index, certificate in enumerate(target.playbook.certificates):

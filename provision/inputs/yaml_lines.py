@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from provision.errors import InputError, Location
+from provision.inputs.manifest import Manifest, read
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_NODES = 200_000
@@ -58,8 +59,9 @@ def format_path(path: PathKey) -> str:
     return text
 
 
-def load_file(path: Path, display: str | None = None) -> Document:
+def load_file(path: Path, display: str | None = None, reads: Manifest | None = None) -> Document:
     name = display or str(path)
+    read(reads, path)
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
