@@ -24,6 +24,7 @@ from provision.apply.executor import (
     apply_host,
 )
 from provision.apply.journal import (
+    Finished,
     journal_path,
     overlay,
     read_journal,
@@ -47,7 +48,6 @@ from provision.inputs.targets import Target
 from provision.layout import BACKUP_DIR
 from provision.plan.builder import build_host_plan, dropped_outputs, reloads_owed
 from provision.plan.certificate import (
-    Expected,
     current_material,
     read_current,
 )
@@ -55,6 +55,7 @@ from provision.plan.model import Change, HostPlan, Plan
 from provision.report.outcome import HostReport, NameCheck, Report
 from provision.report.progress import Progress, Silent
 from provision.sources.authority_store import create as create_authority
+from provision.sources.base import Expected
 from provision.verify import verify_site
 
 T = TypeVar("T")
@@ -136,12 +137,7 @@ async def plan_and_apply(
         repair: list[Change] = []
         if apply:
             # Under the lock: finish what a killed run left, before reading anything.
-            moved = (await roll_forward(target.transport, target.certificates_dir)).moved
-            await remove_leftovers(
-                target.transport,
-                managed_paths(target),
-                posixpath.join(target.certificates_dir, BACKUP_DIR),
-            )
+            moved = (await finish_interrupted(target)).moved
             if moved:
                 repair.append(
                     Change(
@@ -216,6 +212,18 @@ async def plan_and_apply(
     order = [t.host.name for t in loaded.targets]
     plan = Plan(loaded.playbook.file, loaded.inventory.file, tuple(plans[n] for n in order))
     return plan, Report([reports[n] for n in order])
+
+
+async def finish_interrupted(target: Target) -> Finished:
+    """Under the host's lock, before reading anything: finish the replacement a killed run
+    left (its journal), and remove what it staged but never used."""
+    finished = await roll_forward(target.transport, target.certificates_dir)
+    await remove_leftovers(
+        target.transport,
+        managed_paths(target),
+        posixpath.join(target.certificates_dir, BACKUP_DIR),
+    )
+    return finished
 
 
 def managed_paths(target: Target) -> list[str]:
@@ -313,12 +321,7 @@ async def rollback_all(loaded: Loaded, to: str | None, now: dt.datetime | None =
         try:
             await lock.acquire(loaded.lock_timeout, moment)
             try:
-                finished = await roll_forward(target.transport, target.certificates_dir)
-                await remove_leftovers(
-                    target.transport,
-                    managed_paths(target),
-                    posixpath.join(target.certificates_dir, BACKUP_DIR),
-                )
+                finished = await finish_interrupted(target)
                 if finished.operation == "rollback":
                     # The interrupted run was this rollback: finishing it is the rollback,
                     # and the reload it may not have done is still owed.

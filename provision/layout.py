@@ -24,3 +24,11 @@ BACKUP_MANIFEST = "manifest.json"
 PARTIAL_SUFFIX = ".partial"
 # A staged file beside its target: ``.NAME.RANDOM.tmp``.
 TEMPORARY_SUFFIX = ".tmp"
+# A key `provision csr` made to replace a live key of another type: it waits beside the key
+# output until its signed certificate is supplied, so the served certificate keeps working.
+PENDING_SUFFIX = ".provision-pending"
+
+
+def pending_key(key_path: str) -> str:
+    """Where a key made by `provision csr` waits beside the key output it will replace."""
+    return key_path + PENDING_SUFFIX

@@ -22,6 +22,7 @@ from thirdparty import (
     Corp,
     assert_refused,
     certs_dir,
+    change_of,
     fingerprint,
     fresh,
     host_sans,
@@ -516,3 +517,72 @@ def test_signed_certificate_for_another_key_fails_the_host(
     failed = apply(cli, playbook, "-l", "cm-pub-01")
     assert_refused(failed, "does not match the key on the host")
     assert snapshot(project / ".provision") == before
+
+
+def test_csr_for_a_new_key_type_keeps_the_served_pair_until_the_signed_certificate_comes(
+    project: Path, cli: Any, corp: Corp
+) -> None:
+    """Issue 13: `provision csr` after the key type changed never replaces the live key (the
+    served certificate would stop matching it); the new key waits beside it, and apply
+    installs both once the CA signed the new request, backing up the old pair."""
+    fresh(project)
+    supply(project, corp.chain, "corp-ca-chain.pem")
+    out = project / "csrs"
+    rsa_playbook = csr_playbook(project, sites=False)
+    made = cli("csr", rsa_playbook, "-i", INVENTORY, "-l", "cm-pub-01", "--out", str(out), env=ENV)
+    assert made.exit_code == 0, made.stdout + made.stderr
+    signed = project / "playbooks" / "files" / "cm-pub-01.cer"
+    corp.sign(out / "cm-pub-01-httpscert.csr", signed, leaf_ext(host_sans("cm-pub-01")))
+    assert apply(cli, rsa_playbook, "-l", "cm-pub-01").exit_code == 0
+    folder = certs_dir(project)
+    live_key, live_cert = folder / "httpscert.key", folder / "httpscert.pem"
+    old_key, old_cert = live_key.read_bytes(), live_cert.read_bytes()
+
+    ecdsa_playbook = provided_playbook(
+        project,
+        {"certificate": "files/{{ host.name }}.cer", "chain": "files/corp-ca-chain.pem"},
+        name="csr-ecdsa.yml",
+        sites=False,
+        key={"type": "ecdsa", "curve": "p256"},
+    )
+    again = cli(
+        "csr", ecdsa_playbook, "-i", INVENTORY, "-l", "cm-pub-01", "--out", str(out), env=ENV
+    )
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert "created beside the live key" in again.stdout
+    # The served pair is untouched and still a pair.
+    assert live_key.read_bytes() == old_key and live_cert.read_bytes() == old_cert
+    assert openssl("x509", "-in", live_cert, "-noout", "-pubkey") == openssl(
+        "pkey", "-in", live_key, "-pubout"
+    )
+    pending = folder / "httpscert.key.provision-pending"
+    assert pending.stat().st_mode & 0o777 == 0o600
+    assert b"NIST CURVE: P-256" in openssl("pkey", "-in", pending, "-noout", "-text_pub")
+    request = out / "cm-pub-01-httpscert.csr"
+    assert openssl("req", "-in", request, "-noout", "-pubkey") == openssl(
+        "pkey", "-in", pending, "-pubout"
+    )
+    # Until the new certificate arrives, the host stays as it is.
+    waiting = plan_json(cli, ecdsa_playbook, "-l", "cm-pub-01")["hosts"]["cm-pub-01"]
+    assert waiting["changes"] == [], waiting
+    # A second csr keeps the pending key.
+    pending_bytes = pending.read_bytes()
+    cli("csr", ecdsa_playbook, "-i", INVENTORY, "-l", "cm-pub-01", "--out", str(out), env=ENV)
+    assert pending.read_bytes() == pending_bytes
+
+    corp.sign(request, signed, leaf_ext(host_sans("cm-pub-01")))
+    document = plan_json(cli, ecdsa_playbook, "-l", "cm-pub-01")["hosts"]["cm-pub-01"]
+    certificate = change_of({"hosts": {"h": document}}, "h", "certificate httpscert")
+    assert certificate is not None and "`provision csr` made" in certificate["reason"]
+    dropped = change_of({"hosts": {"h": document}}, "h", "file httpscert.key.provision-pending")
+    assert dropped is not None and dropped["action"] == "delete"
+    result = apply(cli, ecdsa_playbook, "-l", "cm-pub-01")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert live_key.read_bytes() == pending_bytes
+    assert not pending.exists()
+    assert openssl("x509", "-in", live_cert, "-noout", "-pubkey") == openssl(
+        "pkey", "-in", live_key, "-pubout"
+    )
+    backed_up = [p.read_bytes() for p in (folder / ".backup").rglob("*httpscert.key")]
+    assert old_key in backed_up
+    assert "cm-pub-01: ok" in apply(cli, ecdsa_playbook, "-l", "cm-pub-01").stdout

@@ -24,8 +24,10 @@ from conftest import ROOT
 from sitecases import CASES, PFX_PASSWORDS, Run, golden_name, inside, prepare, render
 
 from provision.api import load, run
-from provision.servers.render import RenderError, apache_quote, comment, nginx_quote, xml_comment
-from provision.servers.site import iis_site_id
+from provision.servers.apache import apache_quote
+from provision.servers.iis import iis_site_id
+from provision.servers.nginx import nginx_quote
+from provision.servers.render import RenderError, comment, xml_comment
 
 GOLDEN = Path(__file__).parent / "golden"
 PLACEHOLDER = "/srv/provision"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from provision.servers.registry import names
 from tests.conftest import Cli, snapshot
 
 PLAYBOOK = "playbooks/sites.yml"
@@ -24,9 +25,11 @@ def _site(
     name: str = "web",
     bindings: list[dict[str, object]] | None = None,
     directories: list[dict[str, object]] | None = None,
+    server: str = "nginx",
 ) -> dict[str, object]:
     return {
         "name": name,
+        "server": server,
         "config": f"{{{{ certificates_dir }}}}/../{name}.conf",
         "reload": False,
         "bindings": bindings or [{"port": 443, "certificate": "httpscert"}],
@@ -60,6 +63,15 @@ CASES = {
             )
         ],
         "sites[0].bindings: two bindings on *:443 have no host",
+    ),
+    "unknown server": (
+        [_site(server="caddy")],
+        "sites[0].server: 'caddy' is not a web server provision knows "
+        f"(known: {', '.join(names())})",
+    ),
+    "IIS site name": (
+        [_site(name="a:b", server="iis")],
+        'sites[0]: an IIS site name cannot hold " \\ / : * ? < > |',
     ),
     "same directory twice": (
         [

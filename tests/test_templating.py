@@ -284,3 +284,25 @@ def test_template_errors_through_the_cli(
         "(for host web-01)\n"
     )
     assert not (project / "fleet").exists()
+
+
+def test_an_evaluation_past_its_time_budget_fails_with_the_rule(monkeypatch: Any) -> None:
+    """Issue 14: each host's evaluation has a wall-clock budget, checked as loops run."""
+    import provision.sandbox
+
+    monkeypatch.setattr(provision.sandbox, "SECONDS", 0.01)
+    variables = HostVariables({}, HostView("web-01", "10.0.0.1", None, ()))
+    with provision.sandbox.time_budget(), pytest.raises(TemplateFailure) as caught:
+        variables.evaluate("{% for a in range(99999) %}{{ a ~ a }}{% endfor %}", ("name",))
+    assert (
+        caught.value.problem
+        == "template error: too costly: evaluation took longer than 0.01 seconds"
+    )
+
+
+def test_loop_iterations_are_counted_per_expression_however_they_nest() -> None:
+    variables = HostVariables({}, HostView("web-01", "10.0.0.1", None, ()))
+    fine = "{% for a in range(1000) %}{% for b in range(999) %}{% endfor %}{% endfor %}ok"
+    assert variables.evaluate(fine, ("name",)) == "ok"  # 999,000 + 1,000 iterations
+    with pytest.raises(TemplateFailure, match="more than 1,000,000 loop iterations"):
+        variables.evaluate(fine.replace("999", "1000"), ("name",))

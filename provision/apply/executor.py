@@ -17,25 +17,19 @@ from dataclasses import dataclass
 
 from provision.apply.journal import Journal, journal_path
 from provision.apply.keymaker import KeyMaker
-from provision.crypto import build
-from provision.crypto.build import LeafRequest, SubjectFields
-from provision.crypto.types import PrivateKey
 from provision.errors import ProvisionError
 from provision.facts import HostFacts
 from provision.inputs.targets import Target
 from provision.layout import BACKUP_DIR, BACKUP_MANIFEST, PARTIAL_SUFFIX
-from provision.model.playbook import CaSource, Certificate, ProvidedSource, Site
-from provision.plan.certificate import Expected, current_material, read_current
-from provision.plan.material import Material, issued_material, output_bytes
+from provision.model.playbook import Certificate, Site
+from provision.plan.certificate import current_material, read_current
+from provision.plan.material import Material, output_bytes
 from provision.plan.model import Change, HostPlan
+from provision.servers.registry import server
 from provision.sources.authority_store import AuthorityStore
+from provision.sources.base import Expected, IssueRequest
+from provision.sources.registry import source_of
 from provision.transport.base import FileState
-
-DEFAULT_COMMANDS = {
-    "nginx": ("nginx -t", "nginx -s reload"),
-    "apache": ("apache2ctl -t", "apache2ctl graceful"),
-    "iis": (None, None),
-}
 
 
 class ApplyError(ProvisionError):
@@ -121,10 +115,27 @@ async def apply_host(
         outcome = HostOutcome(target.host.name, changed=True, backup=backup)
         await _test_and_reload(target, plan, facts, [], outcome)
         return outcome
+    committed = await _commit_journaled(target, facts, writes, removed, ctx.operation)
+    outcome = HostOutcome(target.host.name, changed=True, backup=backup)
+    await _test_and_reload(target, plan, facts, committed, outcome)
+    return outcome
+
+
+async def _commit_journaled(
+    target: Target,
+    facts: HostFacts,
+    writes: list[_Write],
+    removed: list[_Write],
+    operation: str,
+) -> list[_Write]:
+    """Rename every staged file into place and remove the files to go, under a journal: a run
+    killed among the renames is finished by the next one. On a failure, what was done is
+    undone from ``facts`` (the files as they were) and the error raised."""
+    transport = target.transport
     journal = Journal(
         tuple((w.staged or "", w.path) for w in writes),
         tuple(w.path for w in removed),
-        ctx.operation,
+        operation,
     )
     await transport.write(
         journal_path(target.certificates_dir), journal.dumps(), 0o600, durable=False
@@ -149,9 +160,28 @@ async def apply_host(
         await transport.remove(journal_path(target.certificates_dir))
         raise
     await transport.remove(journal_path(target.certificates_dir), durable=False)
-    outcome = HostOutcome(target.host.name, changed=True, backup=backup)
-    await _test_and_reload(target, plan, facts, committed, outcome)
-    return outcome
+    return committed
+
+
+async def write_files(
+    target: Target,
+    facts: HostFacts,
+    files: Sequence[tuple[str, bytes, int]],
+    now: dt.datetime,
+    operation: str,
+) -> str | None:
+    """Write files that no plan describes (a key `provision csr` makes) by the same path as
+    apply: staged complete, what they replace backed up, renamed under the journal. The caller
+    holds the host's lock. Returns the backup folder, if anything was replaced."""
+    writes = [
+        _Write(Change(f"file {path}", "update", operation, path=path), path, data, mode)
+        for path, data, mode in files
+    ]
+    for write in writes:
+        write.staged = await target.transport.stage(write.path, write.data, write.mode)
+    backup = await _back_up(target, facts, writes, now)
+    await _commit_journaled(target, facts, writes, [], operation)
+    return backup
 
 
 async def _issue(
@@ -168,38 +198,17 @@ async def _issue(
             continue
         spec = target.playbook.certificate(change.issue.certificate)
         current = read_current(spec, target.output_paths(spec), facts, passwords)
-        source = spec.source
-        if isinstance(source, ProvidedSource):
-            supplied = expected[spec.name].supplied
-            key = (supplied.key if supplied else None) or current.key
-            if supplied is None or key is None:
-                raise ApplyError(f"certificate {spec.name}: nothing to install yet")
-            materials[spec.name] = Material(key, supplied.leaf, supplied.chain, supplied.root)
-            continue
-        if change.issue.new_key or current.key is None:
-            key = await ctx.keys.generate(spec.key)
-        else:
-            key = current.key
-        authority = ctx.authorities[source.authority] if isinstance(source, CaSource) else None
-        materials[spec.name] = _issue_one(spec, key, ctx.now, authority)
+        request = IssueRequest(
+            spec,
+            current,
+            change.issue.new_key,
+            expected[spec.name],
+            ctx.now,
+            ctx.keys.generate,
+            ctx.authorities,
+        )
+        materials[spec.name] = await source_of(spec).issue(request)
     return materials
-
-
-def _issue_one(
-    spec: Certificate, key: PrivateKey, now: dt.datetime, authority: AuthorityStore | None
-) -> Material:
-    subject = SubjectFields(**spec.subject.model_dump()) if spec.subject else SubjectFields()
-    assert spec.validity_days is not None  # required for certificates issued here
-    request = LeafRequest(subject, tuple(spec.names), spec.validity_days)
-    if authority is None:
-        return Material(key, build.leaf(request, key, now=now))
-    ca = authority.material
-    if ca is None:
-        raise ApplyError(f"authority {authority.spec.name} was not created")
-    leaf = build.leaf(
-        request, key, now=now, issuer=ca.leaf, issuer_key=ca.key, serial=authority.take_serial()
-    )
-    return issued_material(key, leaf, ca)
 
 
 def _write_for(
@@ -355,13 +364,10 @@ async def _test_and_reload(
     tests: dict[str, None] = {}
     reloads: dict[str, None] = {}
     for site in sites:
-        default_test, default_reload = DEFAULT_COMMANDS[site.server]
-        if site.server == "iis":
-            # The script beside the site XML imports the PFX, binds it and loads the site.
-            default_reload = (
-                "powershell -NoProfile -ExecutionPolicy Bypass -File "
-                f'"{target.site_paths(site)[1]}"'
-            )
+        # Each server's own defaults (servers/<name>.py), for the site's paths on this host.
+        default_test, default_reload = server(site.server).default_commands(
+            site, target.site_paths(site)
+        )
         if test := site.test_command or default_test:
             tests[test] = None
         if reload := site.reload_command or default_reload:

@@ -240,6 +240,14 @@ def rollback(
         raise typer.Exit(1)
 
 
+# How `provision csr` reports each host's key.
+_KEY_WORDS = {
+    "kept": "kept",
+    "created": "created",
+    "pending": "created beside the live key, which serves until the signed certificate is supplied",
+}
+
+
 def csr(
     playbook: Playbook,
     inventory: InventoryOpt,
@@ -263,7 +271,8 @@ def csr(
             typer.echo(f"{result.host}: {result.certificate}: failed: {result.error}")
         else:
             typer.echo(
-                f"{result.host}: {result.certificate}: key {result.key}, wrote {result.csr_file}"
+                f"{result.host}: {result.certificate}: key {_KEY_WORDS[result.key]}, "
+                f"wrote {result.csr_file}"
             )
     if any(r.error for r in results):
         raise typer.Exit(1)

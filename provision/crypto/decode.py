@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
@@ -55,6 +56,20 @@ _PKCS7_LABELS = frozenset({b"PKCS7", b"CMS"})
 # without running every parser: pkcs7-signedData and pkcs7-data.
 _OID_SIGNED_DATA = bytes.fromhex("06092a864886f70d010702")
 _OID_DATA = bytes.fromhex("06092a864886f70d010701")
+
+
+def holds_private_key(data: bytes) -> bool:
+    """Whether ``data`` holds private key material in any encoding this tool reads or writes:
+    a PEM key block (or an OpenSSH/PGP private key), a DER private key, or a PKCS#12 file."""
+    if b"PRIVATE KEY-----" in data or b"PRIVATE KEY BLOCK-----" in data:
+        return True
+    if _looks_like_pkcs12(data[:64]):
+        return True
+    try:
+        serialization.load_der_private_key(data, None, unsafe_skip_rsa_key_validation=True)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return True
 
 
 def load_bundle(data: bytes, *, password: bytes | None = None, source: str = "<input>") -> Bundle:

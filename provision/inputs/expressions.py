@@ -18,17 +18,32 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, Undefined, UndefinedError
 from jinja2.exceptions import SecurityError
-from jinja2.nativetypes import NativeCodeGenerator
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from provision.inputs.yaml_lines import PathKey
+from provision.sandbox import (
+    MAX_ITEMS,
+    Bounded,
+    BudgetExceeded,
+    check_size,
+    expression_budget,
+    native_code_generator,
+)
 
 _MARKERS = ("{{", "{%", "{#")
 
 
 def _concat(chunks: Iterator[Any]) -> Any:
-    parts = list(chunks)
+    parts = []
+    size = 0
+    for chunk in chunks:
+        parts.append(chunk)
+        size += len(chunk) if isinstance(chunk, str) else 1
+        if size > MAX_ITEMS:
+            # Refused as it grows: a loop printing a large value each time must not fill the
+            # controller's memory before the iteration or time budget notices.
+            raise BudgetExceeded(f"the value would be larger than {MAX_ITEMS:,} characters")
     if len(parts) == 1:
         if isinstance(parts[0], Undefined):
             # The native code generator hands back Undefined instead of failing; make
@@ -38,70 +53,13 @@ def _concat(chunks: Iterator[Any]) -> Any:
     return "".join(str(part) for part in parts)
 
 
-# The most characters or items one ``*`` may build, and bits one ``**`` may: a template like
-# ``{{ 'x' * 10**12 }}`` would otherwise exhaust the controller's memory, ``{{ 9**9**9 }}``
-# its CPU. Real playbooks and site templates never come near either.
-MAX_PRODUCT = 1_000_000
-MAX_POWER_BITS = 100_000
-
-
-class BoundedOperators:
-    """A sandbox mix-in that refuses ``*`` and ``**`` whose result would be enormous."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        check_operands(operator, left, right)
-        return super().call_binop(context, operator, left, right)  # type: ignore[misc]
-
-
-def check_operands(operator: str, left: Any, right: Any) -> None:
-    if operator == "*":
-        for sequence, count in ((left, right), (right, left)):
-            if (
-                isinstance(sequence, str | bytes | list | tuple)
-                and isinstance(count, int)
-                and len(sequence) * count > MAX_PRODUCT
-            ):
-                raise SecurityError(
-                    f"repeating a value {count} times would make more than {MAX_PRODUCT} items"
-                )
-    elif (
-        operator == "**"
-        and isinstance(left, int)
-        and isinstance(right, int)
-        and abs(left) > 1
-        and right > 0
-        and left.bit_length() * right > MAX_POWER_BITS
-    ):
-        raise SecurityError(f"{left} ** {right} is too large a number")
-
-
-class RememberedSafety:
-    """A sandbox mix-in that remembers which attribute names are safe on which type.
-
-    jinja2.sandbox decides from the object's type and the name alone (a leading underscore,
-    a function's or frame's internals, a mutating method of a known mutable type), yet asks
-    on every ``a.b`` a template evaluates: a site template renders ~100 of them per host.
-    """
-
-    _safe_cache: dict[tuple[type, str], bool]
-
-    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
-        cache: dict[tuple[type, str], bool] = self.__dict__.setdefault("_safe_cache", {})
-        key = (type(obj), attr)
-        known = cache.get(key)
-        if known is None:
-            known = cache[key] = bool(super().is_safe_attribute(obj, attr, value))  # type: ignore[misc]
-        return known
-
-
-class _NativeSandbox(RememberedSafety, BoundedOperators, ImmutableSandboxedEnvironment):
-    code_generator_class = NativeCodeGenerator
+class _NativeSandbox(Bounded, ImmutableSandboxedEnvironment):
+    code_generator_class = native_code_generator()
     concat = staticmethod(_concat)  # type: ignore[assignment]
 
 
 _ENV = _NativeSandbox(undefined=StrictUndefined, keep_trailing_newline=True)
+_ENV.apply_budget()
 
 
 @lru_cache(maxsize=4096)
@@ -199,9 +157,12 @@ class HostVariables(Mapping[str, Any]):
         try:
             template = _compile(source)
             context = _HostContext(_ENV, self, template.name, template.blocks)
-            return _concat(template.root_render_func(context))
+            with expression_budget():
+                value = check_size(_concat(template.root_render_func(context)))
         except UndefinedError as exc:
             raise TemplateFailure(path, source, f"undefined variable: {exc.message}") from None
+        except BudgetExceeded as exc:
+            raise TemplateFailure(path, source, f"template error: too costly: {exc}") from None
         except SecurityError as exc:
             raise TemplateFailure(path, source, f"not allowed in a template: {exc}") from None
         except SelfReference as exc:
@@ -216,6 +177,12 @@ class HostVariables(Mapping[str, Any]):
             raise TemplateFailure(path, source, "template error: recursion too deep") from None
         except MemoryError:
             raise TemplateFailure(path, source, "template error: out of memory") from None
+        except Exception as exc:
+            # (`truncate(-5)` asserts, `xmlattr` on a string reads .items()): its words, with
+            # the line, never a traceback.
+            problem = str(exc) or type(exc).__name__
+            raise TemplateFailure(path, source, f"template error: {problem}") from None
+        return value
 
 
 class _HostContext(Context):

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from provision.errors import InputError, Location, PatternError
+from provision.inputs.files import UnreadableFile, read_regular
 from provision.inputs.manifest import Manifest, read
 from provision.inputs.validation import raise_for
 from provision.inputs.yaml_lines import Document, PathKey, load_file
@@ -279,7 +280,8 @@ def match_pattern(
     intersections: list[set[str]] = []
     excluded: set[str] = set()
     for term in terms:
-        if term in ("!", "&"):
+        if not term.lstrip("!&"):
+            # '!', '&', '!!': operators with nothing to act on would select every host.
             raise PatternError(f"host pattern {pattern!r}: {term!r} needs a name after it")
         if term.startswith("!"):
             excluded |= _match_term(term[1:], all_hosts, groups)
@@ -323,6 +325,10 @@ def _match_term(term: str, hosts: list[str], groups: Mapping[str, frozenset[str]
     return {term} if term in set(hosts) else set()
 
 
+# A retry file names the failed hosts of one run: a megabyte is a very large fleet.
+MAX_LIMIT_FILE_BYTES = 1024 * 1024
+
+
 def read_limit(limit: str, reads: Manifest | None = None) -> str:
     """``@FILE`` reads a retry file (one host per line) as a comma-separated pattern."""
     if not limit.startswith("@"):
@@ -330,9 +336,12 @@ def read_limit(limit: str, reads: Manifest | None = None) -> str:
     path = Path(limit[1:])
     read(reads, path)
     try:
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    except OSError as exc:
-        raise PatternError(f"cannot read the limit file {path}: {exc.strerror}") from None
+        text = read_regular(path, MAX_LIMIT_FILE_BYTES).decode("utf-8")
+    except UnreadableFile as exc:
+        raise PatternError(f"cannot read the limit file {path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise PatternError(f"the limit file {path} is not UTF-8 text") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise PatternError(f"the limit file {path} names no host")
     return ",".join(names)
@@ -343,7 +352,8 @@ def limit_hosts(
 ) -> list[Host]:
     """The playbook's hosts, narrowed by ``--limit``; matching nothing is an error."""
     names = match_pattern(hosts_pattern, inventory.hosts.keys(), inventory.groups)
-    if limit:
+    if limit is not None:
+        # An empty --limit (a variable that expanded to nothing) must not mean "every host".
         limit = read_limit(limit, reads)
         names &= match_pattern(limit, inventory.hosts.keys(), inventory.groups)
     if not names:

@@ -19,13 +19,15 @@ from provision.inputs.manifest import Manifest
 from provision.inputs.passwords import PasswordReader
 from provision.inputs.targets import Target, evaluate_playbook, host_view, playbook_hosts_pattern
 from provision.inputs.yaml_lines import Document, load_file
-from provision.model.playbook import CaSource, ProvidedSource
+from provision.layout import PENDING_SUFFIX
+from provision.model.playbook import ProvidedSource
 from provision.plan import saved as planfile
-from provision.plan.certificate import Expected
 from provision.plan.model import Plan
 from provision.plan.saved import SavedPlan
 from provision.servers.render import Renderer
 from provision.sources.authority_store import AuthorityStore, open_authority
+from provision.sources.base import Expected
+from provision.sources.registry import source_of
 from provision.sources.supplied import FileCache, Supplied, load_supplied
 from provision.transport.factory import ConnectOptions, make_transport
 
@@ -47,22 +49,8 @@ class Loaded:
 
     def expected(self, target: Target) -> dict[str, Expected]:
         """For each certificate of a host, what its source says it must be."""
-        result: dict[str, Expected] = {}
-        for certificate in target.playbook.certificates:
-            source = certificate.source
-            if isinstance(source, CaSource):
-                store = self.authorities[source.authority]
-                result[certificate.name] = Expected(
-                    authority=store.material, authority_subject=store.subject_text
-                )
-            elif isinstance(source, ProvidedSource):
-                result[certificate.name] = Expected(
-                    supplied=self.supplied.get((target.host.name, certificate.name)),
-                    waiting_for=source.certificate,
-                )
-            else:
-                result[certificate.name] = Expected()
-        return result
+        name = target.host.name
+        return {c.name: source_of(c).expected(c, name, self) for c in target.playbook.certificates}
 
 
 def load(
@@ -101,9 +89,12 @@ def load(
                 if output.password is None:
                     continue
                 where = doc.locate(("certificates", c_index, "outputs", o_index, "password"))
-                passwords.setdefault(host.name, {})[output.file] = reader.read(
-                    output.password, where
-                )
+                password = reader.read(output.password, where)
+                if not password:
+                    # OpenSSL and Windows read an empty PFX password in two incompatible ways
+                    # (no MAC at all, or a MAC over an empty string): refused, not guessed.
+                    raise InputError(where, "is empty; a PKCS#12 output needs a password")
+                passwords.setdefault(host.name, {})[output.file] = password
     for target in targets:
         _refuse_shared_paths(doc, target)
     renderer = Renderer([folder / "templates", folder.parent / "templates"], reads)
@@ -145,8 +136,21 @@ def _refuse_shared_paths(doc: Document, target: Target) -> None:
                 ("certificates", c, "outputs", o, "file"),
                 f"certificate {certificate.name!r}",
             )
+    own = set(target.own_files())
     for s, site in enumerate(target.playbook.sites):
         for path in target.site_paths(site):
+            if (
+                path in own
+                or path.startswith(target.backup_dir + "/")
+                or path.endswith(PENDING_SUFFIX)
+            ):
+                # Its lock, journal or backups overwritten by a config would be deleted or
+                # misread at the end of every apply.
+                raise InputError(
+                    doc.locate(("sites", s, "config")),
+                    f"site {site.name!r} writes {path}, a file provision keeps for itself "
+                    f"(for host {target.host.name})",
+                )
             claim(path, ("sites", s, "config"), f"site {site.name!r}")
 
 

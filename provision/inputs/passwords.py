@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from provision.errors import InputError, Location
+from provision.inputs.files import UnreadableFile, read_regular
 from provision.inputs.manifest import Manifest, read
 from provision.model.playbook import Password
 
@@ -29,22 +29,9 @@ def resolve_password(
     path = Path(ref.file) if Path(ref.file).is_absolute() else base / ref.file
     read(reads, path)
     try:
-        # Non-blocking, so that a FIFO is refused at once instead of waiting for a writer.
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                # /dev/zero or a FIFO would be read forever.
-                raise InputError(where, f"password file {ref.file} is not a regular file")
-            data = handle.read(MAX_PASSWORD_FILE_BYTES + 1)
-    except OSError as exc:
-        raise InputError(
-            where, f"cannot read password file {ref.file}: {exc.strerror or exc}"
-        ) from None
-    if len(data) > MAX_PASSWORD_FILE_BYTES:
-        raise InputError(
-            where,
-            f"password file {ref.file} is larger than "
-            f"{MAX_PASSWORD_FILE_BYTES} bytes; is it the right file?",
-        )
+        data = read_regular(path, MAX_PASSWORD_FILE_BYTES)
+    except UnreadableFile as exc:
+        raise InputError(where, f"cannot read password file {ref.file}: {exc}") from None
     # A trailing newline is what editors and `echo` add; it is not part of the password.
     return data.rstrip(b"\r\n")
 

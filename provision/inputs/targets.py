@@ -18,9 +18,20 @@ from provision.errors import InputError
 from provision.inputs.expressions import HostVariables, HostView, TemplateFailure
 from provision.inputs.validation import raise_for
 from provision.inputs.yaml_lines import Document
-from provision.layout import RELOAD_MARKER, STATE_FILE
+from provision.layout import (
+    BACKUP_DIR,
+    JOURNAL_FILE,
+    LOCK_FILE,
+    RELOAD_MARKER,
+    STATE_FILE,
+    TAKEOVER_SUFFIX,
+    pending_key,
+)
 from provision.model.inventory import Host
 from provision.model.playbook import Authority, Certificate, Output, Playbook, Site
+from provision.sandbox import time_budget
+from provision.sources.provided import wants_csr
+from provision.sources.registry import source_of
 from provision.transport.base import Transport
 
 
@@ -55,12 +66,27 @@ class Target:
     def marker_path(self) -> str:
         return posixpath.join(self.certificates_dir, RELOAD_MARKER)
 
+    def own_files(self) -> list[str]:
+        """The files provision keeps for itself in the certificates directory (layout.py);
+        the backup folder's contents are its own too (``backup_dir``)."""
+        names = (STATE_FILE, RELOAD_MARKER, JOURNAL_FILE, LOCK_FILE, LOCK_FILE + TAKEOVER_SUFFIX)
+        return [posixpath.join(self.certificates_dir, name) for name in names]
+
+    @property
+    def backup_dir(self) -> str:
+        return posixpath.join(self.certificates_dir, BACKUP_DIR)
+
     def paths_of_interest(self) -> list[str]:
         paths = [self.output_path(o) for c in self.playbook.certificates for o in c.outputs]
         for site in self.playbook.sites:
             paths.extend(self.site_paths(site))
         paths.append(self.state_path)
         paths.append(self.marker_path)
+        for certificate in self.playbook.certificates:
+            if wants_csr(certificate):
+                paths.extend(
+                    pending_key(self.output_path(o)) for o in certificate.outputs if o.is_key_file
+                )
         return paths
 
 
@@ -75,7 +101,8 @@ def evaluate_playbook(doc: Document, host: Host) -> Playbook:
     data: Any = doc.data
     suffix = f" (for host {host.name})"
     try:
-        evaluated = variables.evaluate(data, ())
+        with time_budget():  # one host's whole playbook, its variables included
+            evaluated = variables.evaluate(data, ())
     except TemplateFailure as failure:
         raise InputError(
             doc.locate(failure.path), f"{failure.problem} in {failure.source!r}{suffix}"
@@ -106,16 +133,11 @@ def check_references(playbook: Playbook, doc: Document, suffix: str = "") -> Non
                 doc.locate(("sites", index, "name")), f"two sites are named {site.name!r}{suffix}"
             )
         sites.add(site.name)
-    authorities = [a.name for a in playbook.authorities]
     for index, certificate in enumerate(playbook.certificates):
-        source = certificate.source
-        if source.type == "ca" and source.authority not in authorities:
-            known = ", ".join(authorities) or "none"
-            raise InputError(
-                doc.locate(("certificates", index, "source", "authority")),
-                f"{source.authority!r} is not an authority of this playbook "
-                f"(defined: {known}){suffix}",
-            )
+        problem = source_of(certificate).check(certificate, playbook)
+        if problem is not None:
+            where, message = problem
+            raise InputError(doc.locate(("certificates", index, *where)), f"{message}{suffix}")
     for s, site in enumerate(playbook.sites):
         for b, binding in enumerate(site.bindings):
             if binding.certificate is not None and binding.certificate not in seen:

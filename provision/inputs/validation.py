@@ -7,6 +7,7 @@ the nearest valid one, found by walking the model classes along the error's path
 from __future__ import annotations
 
 import difflib
+import functools
 import types
 import typing
 from typing import Any, NoReturn
@@ -90,17 +91,38 @@ def error_key_missing(part: int | str, current: Any) -> bool:
 
 
 def _looks_like_tag(part: str) -> bool:
-    return "[" in part or part in {
-        "self-signed",
-        "ca",
-        "provided",
-        "rsa",
-        "ecdsa",
-        "ed25519",
-        "SecretRef",
-        "str",
-        "json-or-python[json=str,python=...]",
-    }
+    """Whether a part of pydantic's error location names a union member rather than a key of
+    the data: a source's or key's ``type`` tag, a model's class name, or a scalar type."""
+    return "[" in part or part in _union_labels()
+
+
+@functools.cache
+def _union_labels() -> frozenset[str]:
+    """Every label pydantic may put in a location for a union member, taken from the models
+    themselves, so a new source or key type needs no entry here."""
+    from provision.model.inventory import InventoryFile
+    from provision.model.playbook import Playbook
+
+    labels = {"str", "int", "float", "bool"}
+    seen: set[type[BaseModel]] = set()
+
+    def walk(model: type[BaseModel]) -> None:
+        if model in seen:
+            return
+        seen.add(model)
+        labels.add(model.__name__)
+        tag = model.model_fields.get("type")
+        if tag is not None:
+            labels.update(str(value) for value in typing.get_args(tag.annotation))
+        for field in model.model_fields.values():
+            for member in _models_in(field.annotation):
+                walk(member)
+        for member in _models_in(_extra_annotation(model)):
+            walk(member)
+
+    walk(Playbook)
+    walk(InventoryFile)
+    return frozenset(labels)
 
 
 def _problem(error: ErrorDetails, path: PathKey, model: type[BaseModel]) -> str:
@@ -142,6 +164,10 @@ def _clean_message(message: str) -> str:
 
 
 def _quote(value: Any) -> str:
+    if not isinstance(value, str | int | float | bool | list | dict | tuple | type(None)):
+        # A template tool (a cycler, a namespace) or any other object: its kind, not a repr
+        # with a memory address that changes on every run.
+        return f"a {type(value).__name__} object"
     text = repr(value)
     return text if len(text) <= _MAX_QUOTE else text[: _MAX_QUOTE - 3] + "..."
 

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from provision.errors import InputError, Location
+from provision.inputs.files import IsDirectory, UnreadableFile, read_regular
 from provision.inputs.manifest import Manifest, read
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -63,20 +64,11 @@ def load_file(path: Path, display: str | None = None, reads: Manifest | None = N
     name = display or str(path)
     read(reads, path)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise InputError(
-                Location(name), f"file is {size} bytes, larger than the {MAX_FILE_BYTES} allowed"
-            )
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(Location(name), "no such file") from None
-    except IsADirectoryError:
+        raw = read_regular(path, MAX_FILE_BYTES)
+    except IsDirectory:
         raise InputError(Location(name), "is a directory, expected a YAML file") from None
-    except PermissionError:
-        raise InputError(Location(name), "permission denied") from None
-    except OSError as exc:  # a symlink loop, a name too long, an I/O error...
-        raise InputError(Location(name), f"cannot read: {exc.strerror or exc}") from None
+    except UnreadableFile as exc:
+        raise InputError(Location(name), str(exc)) from None
     return load_bytes(raw, name)
 
 

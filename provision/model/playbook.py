@@ -305,9 +305,17 @@ class Verify(Strict):
     address: str | None = None  # default: the host's address
 
 
+def _known_servers(schema: dict[str, Any]) -> None:
+    # The schema's enum is the registry's list, so a new server module shows up in editors.
+    from provision.servers.registry import names
+
+    schema["enum"] = names()
+
+
 class Site(Strict):
     name: str = Field(min_length=1)
-    server: Literal["nginx", "apache", "iis"] = "nginx"
+    # One of the servers in provision/servers/ (servers/registry.py), checked below.
+    server: str = Field(default="nginx", json_schema_extra=_known_servers)
     config: HostPath
     template: HostPath | None = None
     bindings: list[Binding] = Field(min_length=1)
@@ -317,10 +325,22 @@ class Site(Strict):
     reload_command: str | None = None
     verify: Verify | None = None
 
+    @field_validator("server")
+    @classmethod
+    def _known_server(cls, value: str) -> str:
+        from provision.servers.registry import names
+
+        known = names()
+        if value not in known:
+            raise ValueError(f"is not a web server provision knows (known: {', '.join(known)})")
+        return value
+
     @model_validator(mode="after")
-    def _iis_name(self) -> Site:
-        if self.server == "iis" and any(ch in self.name for ch in '"\\/:*?<>|'):
-            raise ValueError('an IIS site name cannot hold " \\ / : * ? < > |')
+    def _server_rules(self) -> Site:
+        # What this site's server alone refuses (an IIS site name's characters, ...).
+        from provision.servers.registry import server
+
+        server(self.server).check_site(self)
         return self
 
     @field_validator("bindings")
@@ -366,7 +386,9 @@ class Site(Strict):
     def companion_suffixes(self) -> tuple[str, ...]:
         """Files written beside the main config, named by replacing its extension (IIS has
         its PowerShell script beside the site XML)."""
-        return (".ps1",) if self.server == "iis" else ()
+        from provision.servers.registry import server
+
+        return tuple(server(self.server).companions)
 
 
 class Authority(Strict):

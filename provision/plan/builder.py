@@ -15,10 +15,11 @@ from pathlib import Path
 from provision.facts import HostFacts
 from provision.inputs.load import Loaded
 from provision.inputs.targets import Target
-from provision.plan.certificate import HostRefusal, plan_certificate
+from provision.plan.certificate import plan_certificate
 from provision.plan.model import Change, HostPlan, Unchanged
 from provision.servers.site import plan_site
-from provision.sources.supplied import Supplied
+from provision.sources.base import HostRefusal
+from provision.sources.registry import source_of
 
 
 def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts, now: dt.datetime) -> HostPlan:
@@ -44,9 +45,7 @@ def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts, now: dt.da
             )
         except HostRefusal as refusal:
             return HostPlan(target.host.name, facts_digest=facts.digest(), error=refusal.message)
-        if expected[certificate.name].waiting_for and not isinstance(
-            expected[certificate.name].supplied, Supplied
-        ):
+        if source_of(certificate).waiting_for(certificate, expected[certificate.name]):
             waiting.append(certificate.name)
         changes.extend(c)
         unchanged.extend(u)

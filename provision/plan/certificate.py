@@ -1,68 +1,31 @@
-"""The certificate resource: what the host has, whether to (re)issue, and each output's change.
+"""The certificate resource: what the host holds, the source's decision, and each output's change.
 
-``decide`` is the table of reasons documented in docs/regeneration.md; every branch returns the
-words a plan prints. Nothing here writes or reads a clock: ``now`` is passed in.
+Whether to (re)issue is the source's word (``sources/``: the table in docs/regeneration.md);
+this module reads the host's outputs and plans every output file around that decision.
+Nothing here writes or reads a clock: ``now`` is passed in.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from provision.crypto import compare, encode, keys
-from provision.crypto.build import SubjectFields, name_of
-from provision.crypto.decode import Bundle, load_bundle
+from provision.crypto.decode import Bundle, load_bundle, load_private_key
 from provision.crypto.types import PrivateKey
-from provision.errors import CryptoError, ProvisionError
+from provision.errors import CryptoError
 from provision.facts import HostFacts
-from provision.model.playbook import Certificate, Output, ProvidedSource, SelfSignedSource
-from provision.plan.material import Material, issued_material, output_bytes, output_mode
+from provision.layout import PENDING_SUFFIX, pending_key
+from provision.model.playbook import Certificate, Output
+from provision.plan.material import Material, output_bytes, output_mode
 from provision.plan.model import Action, Change, Derived, Issue, Unchanged
-from provision.sources.supplied import Supplied
-
-
-@dataclass(frozen=True)
-class Current:
-    """What the host's output files say about a certificate."""
-
-    leaf: x509.Certificate | None
-    key: PrivateKey | None
-    chain: tuple[x509.Certificate, ...]
-    unreadable: tuple[str, ...]  # "httpscert.pem: truncated PEM ..."
-
-
-@dataclass(frozen=True)
-class Expected:
-    """What the playbook's source says the certificate must be.
-
-    self-signed: nothing set. ca: ``authority`` (its material), or only ``authority_subject``
-    while the authority is still to be created. provided: ``supplied``, or nothing while the
-    signed file has not arrived (``waiting_for`` names it).
-    """
-
-    authority: Material | None = None
-    authority_subject: str | None = None
-    supplied: Supplied | None = None
-    waiting_for: str | None = None
-
-
-class HostRefusal(ProvisionError):
-    """The certificate cannot be installed on this host as things stand."""
-
-
-@dataclass(frozen=True)
-class Decision:
-    action: Action | None
-    reason: str
-    new_key: bool = False
-    # For a decision to leave the certificate alone: the moment the clock alone would change
-    # it (the renewal window opens). None: the clock cannot change it.
-    until: dt.datetime | None = None
+from provision.sources.base import Current, Expected, HostRefusal, when
+from provision.sources.provided import wants_csr
+from provision.sources.registry import source_of
 
 
 def read_current(
@@ -78,7 +41,7 @@ def read_current(
     chain: tuple[x509.Certificate, ...] = ()
     unreadable: list[str] = []
     locked: list[str] = []  # PFX files the password does not open
-    self_signed = isinstance(spec.source, SelfSignedSource)
+    self_signed = source_of(spec).leaf_is_root
     for output in spec.outputs:
         state = facts.file(paths[output.file])
         if state.content is None or (not state.content and output.content == "chain"):
@@ -110,7 +73,38 @@ def read_current(
         # says what the certificate is (a new password); when it alone held the certificate
         # or key, a mistyped password must not make us re-key: refuse the host instead.
         raise HostRefusal(f"{locked[0]}; check the output's password (nothing was regenerated)")
-    return Current(leaf, key, chain, tuple(unreadable))
+    return Current(leaf, key, chain, tuple(unreadable), _pending_key(spec, paths, facts))
+
+
+def pending_key_path(spec: Certificate, paths: Mapping[str, str]) -> str | None:
+    """Where a key `provision csr` made for this certificate waits (its key output's path)."""
+    if not wants_csr(spec):
+        return None
+    output = _key_output(spec)
+    return pending_key(paths[output.file]) if output is not None else None
+
+
+def pending_name(spec: Certificate) -> str:
+    """The pending key as a plan names it: the key output's name with the suffix."""
+    output = _key_output(spec)
+    return f"{output.file if output else 'key'}{PENDING_SUFFIX}"
+
+
+def _key_output(spec: Certificate) -> Output | None:
+    return next((o for o in spec.outputs if o.is_key_file), None)
+
+
+def _pending_key(
+    spec: Certificate, paths: Mapping[str, str], facts: HostFacts
+) -> PrivateKey | None:
+    path = pending_key_path(spec, paths)
+    content = facts.file(path).content if path is not None else None
+    if not content:
+        return None
+    try:
+        return load_private_key(content, source=path or "")
+    except CryptoError:
+        return None  # a damaged pending key is as good as none: `provision csr` makes another
 
 
 def _decode(output: Output, content: bytes, passwords: Mapping[str, bytes]) -> Bundle:
@@ -128,157 +122,6 @@ def _der_key(content: bytes) -> PrivateKey:
     return key  # type: ignore[return-value]
 
 
-def decide(
-    spec: Certificate,
-    current: Current,
-    now: dt.datetime,
-    issuer: x509.Certificate | None = None,
-) -> Decision:
-    """Whether to issue the certificate, and why. ``issuer`` is None for self-signed."""
-    rotate = spec.key.rotate == "always"
-    if current.leaf is None:
-        if current.unreadable:
-            return Decision("replace", f"unreadable: {current.unreadable[0]}", new_key=True)
-        if current.key is not None and keys.label(current.key) == spec.key.label:
-            # A key without a certificate: keep it (it may be the one a CSR was made for).
-            return Decision("create", "certificate missing", new_key=False)
-        return Decision("create", "missing", new_key=True)
-    leaf = current.leaf
-    if current.key is None:
-        if current.unreadable:
-            return Decision("replace", f"unreadable: {current.unreadable[0]}", new_key=True)
-        return Decision("replace", "key missing", new_key=True)
-    if not keys.matches(current.key, leaf.public_key()):  # type: ignore[arg-type]
-        return Decision("replace", "key does not match certificate", new_key=True)
-    have_key = keys.label(current.key)
-    if have_key != spec.key.label:
-        return Decision("replace", f"key changed: {have_key} -> {spec.key.label}", new_key=True)
-    issuer_problem = _issuer_change(leaf, issuer)
-    if issuer_problem:
-        return Decision("replace", issuer_problem, new_key=rotate)
-    if spec.subject is not None:
-        wanted = name_of(SubjectFields(**spec.subject.model_dump()))
-        if leaf.subject != wanted:
-            return Decision(
-                "replace",
-                f"subject changed: {leaf.subject.rfc4514_string()} -> {wanted.rfc4514_string()}",
-                new_key=rotate,
-            )
-    added, removed = compare.names_difference(leaf, list(spec.names))
-    if added or removed:
-        words = " ".join([*(f"+{n}" for n in added), *(f"-{n}" for n in removed)])
-        return Decision("replace", f"names changed: {words}", new_key=rotate)
-    return _renewal(spec, leaf, now, rotate)
-
-
-def decide_supplied(
-    spec: Certificate, current: Current, supplied: Supplied, now: dt.datetime
-) -> Decision:
-    """A third-party certificate: install it when the host does not hold exactly it."""
-    left = compare.days_left(supplied.leaf, now)
-    if left < spec.renew_before_days:
-        raise HostRefusal(
-            f"certificate {spec.name}: {supplied.certificate_file} expires in {_days(left)} "
-            f"(< {spec.renew_before_days}); supply a renewed certificate there"
-        )
-    if supplied.key is None:
-        # CSR workflow: the certificate must fit the key that already lives on the host.
-        if current.key is None:
-            raise HostRefusal(
-                f"certificate {spec.name}: no key on the host for "
-                f"{supplied.certificate_file}; run `provision csr` first"
-            )
-        if not keys.matches(current.key, supplied.leaf.public_key()):  # type: ignore[arg-type]
-            raise HostRefusal(
-                f"certificate {spec.name}: {supplied.certificate_file} does not "
-                "match the key on the host (was the CSR made for another key?)"
-            )
-    # The supplied key replaces the host's unless they are the same key (or there is none).
-    new_key = supplied.key is not None and (
-        current.key is None or not keys.matches(current.key, supplied.key.public_key())
-    )
-    if current.leaf is None:
-        return Decision(
-            "create", "missing" if current.key is None else "certificate missing", new_key=new_key
-        )
-    if current.leaf == supplied.leaf:
-        if supplied.key is not None and (
-            current.key is None or not keys.matches(current.key, supplied.leaf.public_key())  # type: ignore[arg-type]
-        ):
-            return Decision("replace", "key does not match certificate", new_key=True)
-        expires = supplied.leaf.not_valid_after_utc
-        return Decision(
-            None,
-            f"installed, valid until {_date(expires)}",
-            until=expires - dt.timedelta(days=spec.renew_before_days),
-        )
-    if current.leaf.issuer != supplied.leaf.issuer or compare.is_self_signed(current.leaf):
-        before = (
-            "self-signed"
-            if compare.is_self_signed(current.leaf)
-            else current.leaf.issuer.rfc4514_string()
-        )
-        return Decision(
-            "replace",
-            f"issuer changed: {before} -> {supplied.leaf.issuer.rfc4514_string()}",
-            new_key=new_key,
-        )
-    return Decision(
-        "replace",
-        f"supplied certificate changed: serial "
-        f"{current.leaf.serial_number:x} -> {supplied.leaf.serial_number:x}",
-        new_key=new_key,
-    )
-
-
-def _issuer_change(leaf: x509.Certificate, issuer: x509.Certificate | None) -> str | None:
-    if issuer is None:
-        if compare.is_self_signed(leaf):
-            return None
-        return f"issuer changed: {leaf.issuer.rfc4514_string()} -> self-signed"
-    if compare.issued_by(leaf, issuer):
-        return None
-    before = "self-signed" if compare.is_self_signed(leaf) else leaf.issuer.rfc4514_string()
-    return f"issuer changed: {before} -> {issuer.subject.rfc4514_string()}"
-
-
-def _renewal(spec: Certificate, leaf: x509.Certificate, now: dt.datetime, rotate: bool) -> Decision:
-    if now < leaf.not_valid_before_utc:
-        return Decision("update", f"not valid until {_date(leaf.not_valid_before_utc)}", rotate)
-    left = compare.days_left(leaf, now)
-    if left <= 0:
-        return Decision("update", f"expired {_days(-left)} ago", new_key=rotate)
-    if left < spec.renew_before_days:
-        return Decision(
-            "update", f"expires in {_days(left)} (< {spec.renew_before_days})", new_key=rotate
-        )
-    if spec.validity_days is not None:
-        lifetime = compare.lifetime_days(leaf)
-        # A day of slack: issuers round validity, and we backdate by an hour.
-        if abs(lifetime - spec.validity_days) > 1:
-            return Decision(
-                "update",
-                f"validity changed: {round(lifetime)} -> {spec.validity_days} days",
-                new_key=rotate,
-            )
-    # The date, not a count of days: an unchanged plan reads the same tomorrow.
-    expires = leaf.not_valid_after_utc
-    return Decision(
-        None,
-        f"valid until {_date(expires)}",
-        until=expires - dt.timedelta(days=spec.renew_before_days),
-    )
-
-
-def _days(days: float) -> str:
-    whole = int(days)
-    return "1 day" if whole == 1 else f"{whole} days"
-
-
-def _date(moment: dt.datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
-
-
 def summary(certificate: x509.Certificate) -> dict[str, str]:
     """What a reviewer wants to see of a certificate: never key material."""
     return {
@@ -286,7 +129,7 @@ def summary(certificate: x509.Certificate) -> dict[str, str]:
         "subject": certificate.subject.rfc4514_string(),
         "issuer": certificate.issuer.rfc4514_string(),
         "names": ", ".join(compare.san_names(certificate)),
-        "not_after": _date(certificate.not_valid_after_utc),
+        "not_after": when(certificate.not_valid_after_utc),
     }
 
 
@@ -301,7 +144,8 @@ def plan_certificate(
     """The certificate's own change (if any), one change or no-op per output, and the moment
     the clock alone would change the certificate's decision (None: it cannot)."""
     current = read_current(spec, paths, facts, passwords)
-    decision = _decision(spec, current, now, expected)
+    source = source_of(spec)
+    decision = source.decide(spec, current, now, expected)
     changes: list[Change] = []
     unchanged: list[Unchanged] = []
     resource = f"certificate {spec.name}"
@@ -317,9 +161,29 @@ def plan_certificate(
         )
     else:
         unchanged.append(Unchanged(resource, decision.reason))
+    pending = pending_key_path(spec, paths)
+    if (
+        pending is not None
+        and current.pending_key is not None
+        and (
+            decision.key_from_pending
+            or (
+                current.key is not None
+                and keys.public_der(current.key) == keys.public_der(current.pending_key)
+            )
+        )
+    ):
+        changes.append(
+            Change(
+                f"file {pending_name(spec)}",
+                "delete",
+                "the key `provision csr` made is installed now",
+                path=pending,
+            )
+        )
 
     material = None
-    waiting = isinstance(spec.source, ProvidedSource) and expected.supplied is None
+    waiting = source.waiting_for(spec, expected) is not None
     if (
         decision.action is None
         and not waiting
@@ -328,7 +192,7 @@ def plan_certificate(
     ):
         # (While waiting for a supplied file the chain and root are unknown: every output is
         # left as it is, rather than re-derived from the leaf alone.)
-        material = _material(spec, current, expected)
+        material = source.material(spec, current, expected)
     # A reissue that keeps the key leaves key files as they are.
     kept_key = current.key if decision.action is not None and not decision.new_key else None
     for index, output in enumerate(spec.outputs):
@@ -354,51 +218,9 @@ def plan_certificate(
     return changes, unchanged, decision.until
 
 
-def _decision(
-    spec: Certificate, current: Current, now: dt.datetime, expected: Expected
-) -> Decision:
-    if isinstance(spec.source, ProvidedSource):
-        if expected.supplied is not None:
-            return decide_supplied(spec, current, expected.supplied, now)
-        if current.leaf is not None:
-            return Decision(None, f"installed; waiting for {expected.waiting_for}")
-        return Decision(None, f"waiting for the signed certificate at {expected.waiting_for}")
-    if spec.source.type == "ca" and expected.authority is None:
-        # The authority is created at the start of apply; nothing can be issued by it yet.
-        if current.leaf is None:
-            return Decision("create", "missing", new_key=True)
-        before = (
-            "self-signed"
-            if compare.is_self_signed(current.leaf)
-            else current.leaf.issuer.rfc4514_string()
-        )
-        return Decision(
-            "replace",
-            f"issuer changed: {before} -> {expected.authority_subject} "
-            "(authority created by this apply)",
-            new_key=spec.key.rotate == "always",
-        )
-    issuer = expected.authority.leaf if expected.authority else None
-    return decide(spec, current, now, issuer)
-
-
 def current_material(spec: Certificate, current: Current, expected: Expected) -> Material:
     """The material of a certificate the host already holds (chain and root from its source)."""
-    return _material(spec, current, expected)
-
-
-def _material(spec: Certificate, current: Current, expected: Expected) -> Material:
-    assert current.leaf is not None and current.key is not None
-    if expected.authority is not None:
-        return issued_material(current.key, current.leaf, expected.authority)
-    if expected.supplied is not None:
-        supplied = expected.supplied
-        return Material(current.key, current.leaf, supplied.chain, supplied.root)
-    if isinstance(spec.source, ProvidedSource):
-        chain = current.chain
-        root = chain[-1] if chain and compare.is_self_signed(chain[-1]) else None
-        return Material(current.key, current.leaf, chain[:-1] if root else chain, root)
-    return Material(current.key, current.leaf)
+    return source_of(spec).material(spec, current, expected)
 
 
 def _output_change(

@@ -27,8 +27,15 @@ from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 
 from provision.errors import ProvisionError
-from provision.inputs.expressions import BoundedOperators, RememberedSafety
 from provision.inputs.manifest import Manifest, read
+from provision.sandbox import (
+    Bounded,
+    BudgetExceeded,
+    bounded_join,
+    code_generator,
+    expression_budget,
+    time_budget,
+)
 
 PACKAGED_TEMPLATES = Path(__file__).parent.parent / "templates"
 
@@ -37,49 +44,19 @@ class RenderError(ProvisionError):
     pass
 
 
-_NGINX_SAFE = re.compile(r"^[A-Za-z0-9_./:@%+=,~-]+$")
 # Characters no config line may carry: a newline would end the directive (and start another).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Characters XML 1.0 cannot hold at all, even escaped.
 _XML_INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-# PowerShell ends a single-quoted string at any of these, so each is doubled like '.
-_POWERSHELL_QUOTES = "'\u2018\u2019\u201a\u201b"
 
 
-def _no_control(value: str, where: str) -> str:
+def no_control(value: str, where: str) -> str:
+    """``value``, unless it holds a control character ``where`` cannot hold."""
     if _CONTROL.search(value):
         raise RenderError(
             f"{value!r} has a control character (newline, tab, ...), which {where} cannot hold"
         )
     return value
-
-
-def nginx_quote(value: Any) -> str:
-    """A value nginx reads as one token: bare when safe, else double-quoted and escaped.
-
-    nginx has no escape for ``$`` (it would start a variable), so such values are refused.
-    """
-    text = _no_control(str(value), "an nginx config")
-    if _NGINX_SAFE.match(text):
-        return text
-    if "$" in text:
-        raise RenderError(
-            f"{text!r} contains '$', which nginx would read as a variable "
-            f"(nginx has no escape for it)"
-        )
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def apache_quote(value: Any) -> str:
-    """A double-quoted Apache argument. Apache substitutes ``${NAME}`` everywhere in its
-    config, with no escape, so such values are refused."""
-    text = _no_control(str(value), "an Apache config")
-    if "${" in text:
-        raise RenderError(
-            f"{text!r} contains '${{', which Apache would read as a variable "
-            f"(Apache has no escape for it)"
-        )
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def xml_attr(value: Any) -> str:
@@ -97,14 +74,6 @@ def xml_attr(value: Any) -> str:
     ):
         text = text.replace(raw, escaped)
     return text
-
-
-def powershell_quote(value: Any) -> str:
-    """A single-quoted PowerShell string: nothing inside is expanded."""
-    text = str(value)
-    for quote in _POWERSHELL_QUOTES:
-        text = text.replace(quote, quote * 2)
-    return "'" + text + "'"
 
 
 def comment(value: Any) -> str:
@@ -133,8 +102,11 @@ def regex_escape(value: Any) -> str:
     return _REGEX_SPECIAL.sub(r"\\\1", str(value))
 
 
-class _Sandbox(RememberedSafety, BoundedOperators, SandboxedEnvironment):
-    """Sandboxed, and refusing ``*`` / ``**`` results too large to hold (templating.py)."""
+class _Sandbox(Bounded, SandboxedEnvironment):
+    """Sandboxed, and held to the evaluation budget of provision/sandbox.py."""
+
+    code_generator_class = code_generator()
+    concat = staticmethod(bounded_join)
 
 
 def _template_line(exc: BaseException, filename: str | None) -> int | None:
@@ -189,21 +161,25 @@ class Renderer:
             autoescape=False,
         )
         self.env.filters.update(
-            nginx_quote=nginx_quote,
-            apache_quote=apache_quote,
             xml_attr=xml_attr,
-            powershell_quote=powershell_quote,
             comment=comment,
             xml_comment=xml_comment,
             regex_escape=regex_escape,
         )
+        # Each server's own quoting filters (nginx_quote, ...), from its module. Imported
+        # here: the server modules import this one for RenderError.
+        from provision.servers.registry import filters
+
+        self.env.filters.update(filters())
+        self.env.apply_budget()
 
     def render(self, template: str, context: Mapping[str, Any]) -> str:
         """Render ``template`` (a name under a templates folder, or a path to a file)."""
         compiled = None
         try:
             compiled = self._load(template)
-            return str(compiled.render(context))
+            with time_budget(), expression_budget():
+                return str(compiled.render(context))
         except TemplateNotFound:
             raise RenderError(
                 f"template {template} not found (looked in "
@@ -214,6 +190,9 @@ class Renderer:
         except UndefinedError as exc:
             where = _where(template, exc, compiled)
             raise RenderError(f"{where}: undefined variable: {exc.message}") from None
+        except BudgetExceeded as exc:
+            where = _where(template, exc, compiled)
+            raise RenderError(f"{where}: template error: too costly: {exc.message}") from None
         except SecurityError as exc:
             where = _where(template, exc, compiled)
             raise RenderError(f"{where}: not allowed in a template: {exc}") from None
@@ -221,15 +200,7 @@ class Renderer:
             raise RenderError(f"{template}: {exc.message}") from None
         except RenderError as exc:  # a filter refused a value
             raise RenderError(f"{template}: {exc.message}") from None
-        except (
-            TypeError,
-            ValueError,
-            ArithmeticError,
-            LookupError,
-            AttributeError,
-            RecursionError,
-            MemoryError,
-        ) as exc:
+        except Exception as exc:
             # A template's own mistake ({{ 1 // 0 }}, {{ "a" + 1 }}, a macro calling itself):
             # the template's fault, reported with its line, never as a traceback.
             where = _where(template, exc, compiled)

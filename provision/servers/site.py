@@ -6,57 +6,30 @@ Rendering happens at plan time, so the plan's diff is exactly what apply will wr
 from __future__ import annotations
 
 import difflib
-import hashlib
 import ipaddress
 import posixpath
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from provision.crypto.decode import holds_private_key
 from provision.errors import ProvisionError
 from provision.facts import HostFacts
 from provision.inputs.targets import Target
 from provision.model.playbook import Binding, Certificate, SecretRef, Site, VirtualDirectory
 from provision.plan.model import Change, Unchanged
+from provision.servers.base import CertificateFiles
+from provision.servers.registry import server
 from provision.servers.render import Renderer
+from provision.sources.registry import source_of
 
-DEFAULT_TEMPLATES = {
-    "nginx": "nginx/site.conf.j2",
-    "apache": "apache/site.conf.j2",
-    "iis": "iis/site.xml.j2",
-}
-# Templates of the files a server kind needs beside its main config, by suffix.
-COMPANION_TEMPLATES = {".ps1": "iis/site.ps1.j2"}
-
-# IIS numbers its own "Default Web Site" 1; every other site gets a stable hash of its name.
-IIS_DEFAULT_SITE = "Default Web Site"
-IIS_DEFAULT_POOL = "DefaultAppPool"
 # The environment variable a PowerShell script reads a PKCS#12 password from when the
 # playbook keeps it in a file or inline (the script never holds a password itself).
 DEFAULT_PFX_PASSWORD_ENV = "PROVISION_PFX_PASSWORD"
 
-# How each server kind names the request's host name and path in a redirect target.
-_REDIRECT_VARIABLES = {
-    "nginx": ("$host", "$request_uri"),
-    "apache": ("%{SERVER_NAME}", "%{REQUEST_URI}"),
-    "iis": ("{SERVER_NAME}", "{REQUEST_URI}"),
-}
-
 
 class SiteError(ProvisionError):
     pass
-
-
-@dataclass(frozen=True)
-class CertificateFiles:
-    """Absolute paths on the host of a certificate's outputs, by what a server needs."""
-
-    fullchain: str | None
-    certificate: str | None
-    chain: str | None
-    key: str | None
-    root_der: str | None
-    pkcs12: str | None
 
 
 @dataclass(frozen=True)
@@ -128,7 +101,7 @@ def certificate_files(target: Target, certificate: Certificate) -> CertificateFi
     return CertificateFiles(
         # A self-signed certificate has no chain, so its certificate is its full chain.
         fullchain=find("pem", "fullchain")
-        or (certificate_pem if certificate.source.type == "self-signed" else None),
+        or (certificate_pem if source_of(certificate).leaf_is_root else None),
         certificate=certificate_pem,
         chain=find("pem", "chain"),
         key=find("pem", "key"),
@@ -174,7 +147,7 @@ def _redirect_port(binding: Binding, site: Site) -> int:
 
 
 def binding_views(target: Target, site: Site) -> list[BindingView]:
-    host_variable, uri_variable = _REDIRECT_VARIABLES[site.server]
+    host_variable, uri_variable = server(site.server).redirect_variables
     views = []
     for binding in site.bindings:
         files = None
@@ -267,43 +240,22 @@ def site_certificates(target: Target, views: list[BindingView]) -> list[SiteCert
     return list(result.values())
 
 
-def iis_site_id(name: str) -> int:
-    """IIS's id for the site: 1 for the Default Web Site, else a stable hash of the name."""
-    if name.lower() == IIS_DEFAULT_SITE.lower():
-        return 1
-    digest = hashlib.sha256(name.encode()).digest()
-    return 2 + int.from_bytes(digest[:4], "big") % (2**31 - 2)
-
-
-def iis_app_pool(name: str) -> str:
-    return IIS_DEFAULT_POOL if name.lower() == IIS_DEFAULT_SITE.lower() else name
-
-
 def _check_files(site: Site, views: list[BindingView]) -> None:
     for view in views:
         if view.files is None:
             continue
-        needs: list[tuple[str, str | None]] = []
-        if site.server in ("nginx", "apache"):
-            needs = [
-                ("a PEM output with content fullchain", view.files.fullchain),
-                ("a PEM output with content key", view.files.key),
-            ]
-        elif site.server == "iis":
-            needs = [("a pkcs12 output", view.files.pkcs12)]
-        for what, path in needs:
-            if path is None:
-                raise SiteError(
-                    f"site {site.name!r} ({site.server}) binds certificate {view.certificate!r}, "
-                    f"which needs {what}"
-                )
+        for what in server(site.server).missing_outputs(view.files):
+            raise SiteError(
+                f"site {site.name!r} ({site.server}) binds certificate {view.certificate!r}, "
+                f"which needs {what}"
+            )
 
 
 def site_context(target: Target, site: Site, playbook_name: str) -> dict[str, Any]:
     """Everything a site template may use (documented in docs/templates.md)."""
     views = binding_views(target, site)
     _check_files(site, views)
-    return {
+    context = {
         "playbook": playbook_name,
         "site": site,
         "host": target.view,
@@ -313,17 +265,18 @@ def site_context(target: Target, site: Site, playbook_name: str) -> dict[str, An
         "virtual_directories": [directory_view(target, d) for d in site.virtual_directories],
         "certificates": site_certificates(target, views),
         "certificates_dir": target.certificates_dir,
-        "iis_site_id": iis_site_id(site.name),
-        "iis_app_pool": iis_app_pool(site.name),
     }
+    context.update(server(site.server).template_variables(site, context))
+    return context
 
 
 def site_files(target: Target, site: Site) -> list[tuple[str, str]]:
     """(path on the host, template) for the main config and any companion files."""
     main, *companions = target.site_paths(site)
-    files = [(main, site.template or DEFAULT_TEMPLATES[site.server])]
+    kind = server(site.server)
+    files = [(main, site.template or kind.template)]
     for path, suffix in zip(companions, site.companion_suffixes, strict=True):
-        files.append((path, COMPANION_TEMPLATES[suffix]))
+        files.append((path, kind.companions[suffix]))
     return files
 
 
@@ -369,6 +322,13 @@ def _file_change(
 
     if state.kind == "missing":
         return change("create", "missing")
+    if state.content is not None and state.content != content and holds_private_key(state.content):
+        # A config path pointing at a key (a typo, or a playbook turned against its host):
+        # never shown in a diff, never overwritten.
+        raise SiteError(
+            f"site {site.name!r}: {path} holds a private key; refusing to show it in a diff "
+            "or to overwrite it with a site config"
+        )
     if state.kind != "file":
         return change("replace", f"{path} is {state.described}, expected a file")
     if state.content != content:

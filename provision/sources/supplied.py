@@ -9,8 +9,6 @@ playbook lists is not covered; an RSA key is under 2048 bits.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ from provision.crypto.decode import Bundle, load_bundle
 from provision.crypto.details import check_names, check_validity
 from provision.crypto.types import PrivateKey
 from provision.errors import CryptoError, InputError, Location
+from provision.inputs.files import UnreadableFile, read_regular
 from provision.inputs.manifest import Manifest, read
 from provision.model.playbook import Certificate, ProvidedSource
 
@@ -47,22 +46,9 @@ def read_supplied_file(path: Path, display: str, where: Location) -> bytes:
     """The file's bytes; a device, FIFO or directory (``/dev/zero`` never ends) or a file too
     large to be a certificate is refused before it is read."""
     try:
-        # Non-blocking, so that opening a FIFO returns at once (to be refused) instead of
-        # waiting for a writer; for a regular file the flag changes nothing.
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise InputError(where, f"{display}: is not a regular file")
-            data = handle.read(MAX_SUPPLIED_BYTES + 1)
-    except OSError as exc:
-        raise InputError(where, f"cannot read {display}: {exc.strerror or exc}") from None
-    if len(data) > MAX_SUPPLIED_BYTES:
-        raise InputError(
-            where,
-            f"{display}: larger than {MAX_SUPPLIED_BYTES} bytes, too large "
-            "for a certificate, key or bundle",
-        )
-    return data
+        return read_regular(path, MAX_SUPPLIED_BYTES)
+    except UnreadableFile as exc:
+        raise InputError(where, f"{display}: {exc}") from None
 
 
 @dataclass

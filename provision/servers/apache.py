@@ -1,0 +1,35 @@
+"""Apache httpd: `Listen` once per address:port, one `<VirtualHost>` per binding."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from provision.model.playbook import Site
+from provision.servers.base import Filter, WebServer
+from provision.servers.render import RenderError, no_control
+
+
+def apache_quote(value: Any) -> str:
+    """A double-quoted Apache argument. Apache substitutes ``${NAME}`` everywhere in its
+    config, with no escape, so such values are refused."""
+    text = no_control(str(value), "an Apache config")
+    if "${" in text:
+        raise RenderError(
+            f"{text!r} contains '${{', which Apache would read as a variable "
+            f"(Apache has no escape for it)"
+        )
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Apache(WebServer):
+    name = "apache"
+    template = "apache/site.conf.j2"
+    redirect_variables = ("%{SERVER_NAME}", "%{REQUEST_URI}")
+    filters: ClassVar[Mapping[str, Filter]] = {"apache_quote": apache_quote}
+
+    def default_commands(self, site: Site, paths: Sequence[str]) -> tuple[str | None, str | None]:
+        return "apache2ctl -t", "apache2ctl graceful"
+
+
+SERVER = Apache()

@@ -1,0 +1,63 @@
+"""IIS: the site's `<site>` XML, and beside it the PowerShell script that applies it on the
+Windows host (imports the PKCS#12 output, binds it in HTTP.sys, loads the site)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from provision.model.playbook import Site
+from provision.servers.base import CertificateFiles, Filter, WebServer
+
+# IIS numbers its own "Default Web Site" 1; every other site gets a stable hash of its name.
+IIS_DEFAULT_SITE = "Default Web Site"
+IIS_DEFAULT_POOL = "DefaultAppPool"
+# PowerShell ends a single-quoted string at any of these, so each is doubled like '.
+_POWERSHELL_QUOTES = "'\u2018\u2019\u201a\u201b"
+
+
+def powershell_quote(value: Any) -> str:
+    """A single-quoted PowerShell string: nothing inside is expanded."""
+    text = str(value)
+    for quote in _POWERSHELL_QUOTES:
+        text = text.replace(quote, quote * 2)
+    return "'" + text + "'"
+
+
+def iis_site_id(name: str) -> int:
+    """IIS's id for the site: 1 for the Default Web Site, else a stable hash of the name."""
+    if name.lower() == IIS_DEFAULT_SITE.lower():
+        return 1
+    digest = hashlib.sha256(name.encode()).digest()
+    return 2 + int.from_bytes(digest[:4], "big") % (2**31 - 2)
+
+
+def iis_app_pool(name: str) -> str:
+    return IIS_DEFAULT_POOL if name.lower() == IIS_DEFAULT_SITE.lower() else name
+
+
+class Iis(WebServer):
+    name = "iis"
+    template = "iis/site.xml.j2"
+    companions: ClassVar[Mapping[str, str]] = {".ps1": "iis/site.ps1.j2"}
+    redirect_variables = ("{SERVER_NAME}", "{REQUEST_URI}")
+    filters: ClassVar[Mapping[str, Filter]] = {"powershell_quote": powershell_quote}
+
+    def missing_outputs(self, files: CertificateFiles) -> list[str]:
+        return [] if files.pkcs12 else ["a pkcs12 output"]
+
+    def default_commands(self, site: Site, paths: Sequence[str]) -> tuple[str | None, str | None]:
+        # No test: IIS does not run on the controller. The script beside the site XML imports
+        # the PFX, binds it and loads the site.
+        return None, f'powershell -NoProfile -ExecutionPolicy Bypass -File "{paths[1]}"'
+
+    def check_site(self, site: Site) -> None:
+        if any(ch in site.name for ch in '"\\/:*?<>|'):
+            raise ValueError('an IIS site name cannot hold " \\ / : * ? < > |')
+
+    def template_variables(self, site: Site, context: Mapping[str, Any]) -> dict[str, Any]:
+        return {"iis_site_id": iis_site_id(site.name), "iis_app_pool": iis_app_pool(site.name)}
+
+
+SERVER = Iis()

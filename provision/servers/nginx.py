@@ -1,0 +1,42 @@
+"""nginx: one `server` block per binding, in a file included inside `http { }`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from provision.model.playbook import Site
+from provision.servers.base import Filter, WebServer
+from provision.servers.render import RenderError, no_control
+
+_NGINX_SAFE = re.compile(r"^[A-Za-z0-9_./:@%+=,~-]+$")
+
+
+def nginx_quote(value: Any) -> str:
+    """A value nginx reads as one token: bare when safe, else double-quoted and escaped.
+
+    nginx has no escape for ``$`` (it would start a variable), so such values are refused.
+    """
+    text = no_control(str(value), "an nginx config")
+    if _NGINX_SAFE.match(text):
+        return text
+    if "$" in text:
+        raise RenderError(
+            f"{text!r} contains '$', which nginx would read as a variable "
+            f"(nginx has no escape for it)"
+        )
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Nginx(WebServer):
+    name = "nginx"
+    template = "nginx/site.conf.j2"
+    redirect_variables = ("$host", "$request_uri")
+    filters: ClassVar[Mapping[str, Filter]] = {"nginx_quote": nginx_quote}
+
+    def default_commands(self, site: Site, paths: Sequence[str]) -> tuple[str | None, str | None]:
+        return "nginx -t", "nginx -s reload"
+
+
+SERVER = Nginx()

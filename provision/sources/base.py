@@ -1,0 +1,163 @@
+"""What every certificate source answers, whatever issues the certificate.
+
+A source (the playbook's ``source: {type: ...}``) says three things, as certbot's
+authenticators and community.crypto's provider backends do:
+
+- ``expected``: what a host is expected to hold (an authority's material, a supplied file, or
+  nothing to compare with for a self-signed certificate);
+- ``decide``: whether the certificate the host holds must be (re)issued, and why, in the words
+  a plan prints (the table in docs/regeneration.md);
+- ``issue``: how to make new material at apply time.
+
+Planning calls the first two and is pure; only the executor calls ``issue``. Adding a source
+is one module here, registered in ``sources/registry.py``, plus its model in model/playbook.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+from cryptography import x509
+
+from provision.crypto.types import PrivateKey
+from provision.errors import ProvisionError
+from provision.model.playbook import Certificate, KeySpec, Playbook
+from provision.plan.material import Material
+from provision.plan.model import Action
+
+if TYPE_CHECKING:
+    from provision.sources.authority_store import AuthorityStore
+    from provision.sources.supplied import Supplied
+
+
+@dataclass(frozen=True)
+class Current:
+    """What the host's output files say about a certificate."""
+
+    leaf: x509.Certificate | None
+    key: PrivateKey | None
+    chain: tuple[x509.Certificate, ...]
+    unreadable: tuple[str, ...]  # "httpscert.pem: truncated PEM ..."
+    # A key `provision csr` made for a new key type, waiting beside the key output until its
+    # signed certificate arrives (layout.pending_key); None when there is none.
+    pending_key: PrivateKey | None = None
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the playbook's source says the certificate must be.
+
+    self-signed: nothing set. ca: ``authority`` (its material), or only ``authority_subject``
+    while the authority is still to be created. provided: ``supplied``, or nothing while the
+    signed file has not arrived (``waiting_for`` names it).
+    """
+
+    authority: Material | None = None
+    authority_subject: str | None = None
+    supplied: Supplied | None = None
+    waiting_for: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action | None
+    reason: str
+    new_key: bool = False
+    # For a decision to leave the certificate alone: the moment the clock alone would change
+    # it (the renewal window opens). None: the clock cannot change it.
+    until: dt.datetime | None = None
+    # The new key is the one `provision csr` left pending: installed, and its file removed.
+    key_from_pending: bool = False
+
+
+class HostRefusal(ProvisionError):
+    """The certificate cannot be installed on this host as things stand."""
+
+
+class Controller(Protocol):
+    """What the controller holds for sources, checked at load time (``inputs.load.Loaded``)."""
+
+    @property
+    def authorities(self) -> Mapping[str, AuthorityStore]: ...
+
+    @property
+    def supplied(self) -> Mapping[tuple[str, str], Supplied | None]: ...
+
+
+@dataclass(frozen=True)
+class IssueRequest:
+    """Everything ``issue`` may use: the certificate, what the host holds, the plan's word on
+    the key, and the run's clock, key maker and authorities."""
+
+    spec: Certificate
+    current: Current
+    new_key: bool
+    expected: Expected
+    now: dt.datetime
+    generate_key: Callable[[KeySpec], Awaitable[PrivateKey]]
+    authorities: Mapping[str, AuthorityStore]
+
+    async def key(self) -> PrivateKey:
+        """The key to certify: the host's own, unless the plan asked for a new one."""
+        if self.new_key or self.current.key is None:
+            return await self.generate_key(self.spec.key)
+        return self.current.key
+
+
+class CertificateSource(ABC):
+    """One kind of certificate source; see the module docstring."""
+
+    type: ClassVar[str]  # the model's ``type`` tag
+    # A self-signed certificate is its own root: an output of content `root` carries the leaf,
+    # and its PEM certificate is its full chain.
+    leaf_is_root: ClassVar[bool] = False
+
+    def expected(self, spec: Certificate, host: str, controller: Controller) -> Expected:
+        return Expected()
+
+    @abstractmethod
+    def decide(
+        self, spec: Certificate, current: Current, now: dt.datetime, expected: Expected
+    ) -> Decision:
+        """Whether to (re)issue, and why (pure: no clock, no I/O)."""
+
+    def check(
+        self, spec: Certificate, playbook: Playbook
+    ) -> tuple[tuple[str | int, ...], str] | None:
+        """A problem with the certificate that only the whole playbook shows (a reference to
+        something it does not define), as (key path within the certificate, message)."""
+        return None
+
+    def waiting_for(self, spec: Certificate, expected: Expected) -> str | None:
+        """The file this certificate waits for before anything can be installed (CSR
+        workflow); None when the source can issue now."""
+        return None
+
+    def material(self, spec: Certificate, current: Current, expected: Expected) -> Material:
+        """The material of a certificate the host already holds (chain and root from the
+        source)."""
+        assert current.leaf is not None and current.key is not None
+        return Material(current.key, current.leaf)
+
+    @abstractmethod
+    async def issue(self, request: IssueRequest) -> Material:
+        """New material for the certificate (apply time only)."""
+
+
+# A key whose public half matches its certificate but whose signatures do not verify.
+DAMAGED_KEY = "key is damaged: a signature made with it does not verify"
+
+
+def when(moment: dt.datetime) -> str:
+    """A date as plans print it: never "in N days", so an unchanged plan reads the same
+    tomorrow."""
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def days(count: float) -> str:
+    whole = int(count)
+    return "1 day" if whole == 1 else f"{whole} days"
