@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import posixpath
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from provision.apply.batches import batches, should_stop
 from provision.apply.executor import (
@@ -30,6 +30,9 @@ from provision.apply.journal import (
     read_journal,
     remove_leftovers,
     roll_forward,
+)
+from provision.apply.journal import (
+    check as check_journal,
 )
 from provision.apply.keymaker import KeyMaker
 from provision.apply.lock import HostLock
@@ -57,6 +60,9 @@ from provision.report.progress import Progress, Silent
 from provision.sources.authority_store import create as create_authority
 from provision.sources.base import Expected
 from provision.verify import verify_site
+
+if TYPE_CHECKING:
+    from provision.servers.offline import Rendered
 
 T = TypeVar("T")
 
@@ -104,8 +110,10 @@ async def plan_and_apply(
     async def one(target: Target) -> None:
         started = time.perf_counter()
         name = target.host.name
-        lock = HostLock(target.transport, target.certificates_dir) if apply else None
+        lock = None
         try:
+            await target.transport.start()  # before any path: an SSH host's home is its own
+            lock = HostLock(target.transport, target.certificates_dir) if apply else None
             if lock is not None:
                 await lock.acquire(loaded.lock_timeout, moment)
             try:
@@ -149,6 +157,8 @@ async def plan_and_apply(
         facts = await gather_host(target)
         journal = None if apply else await read_journal(target.transport, target.certificates_dir)
         if journal is not None:
+            where = journal_path(target.certificates_dir, target.paths)
+            check_journal(journal, where, target.may_replace, target.paths)
             facts, pending = await overlay(target.transport, journal, facts)
             if pending:
                 repair.append(
@@ -217,18 +227,18 @@ async def plan_and_apply(
 async def finish_interrupted(target: Target) -> Finished:
     """Under the host's lock, before reading anything: finish the replacement a killed run
     left (its journal), and remove what it staged but never used."""
-    finished = await roll_forward(target.transport, target.certificates_dir)
+    finished = await roll_forward(target.transport, target.certificates_dir, target.may_replace)
     await remove_leftovers(
         target.transport,
         managed_paths(target),
-        posixpath.join(target.certificates_dir, BACKUP_DIR),
+        target.paths.join(target.certificates_dir, BACKUP_DIR),
     )
     return finished
 
 
 def managed_paths(target: Target) -> list[str]:
     """Every file the playbook writes on the host, the journal included."""
-    return [*target.paths_of_interest(), journal_path(target.certificates_dir)]
+    return [*target.paths_of_interest(), journal_path(target.certificates_dir, target.paths)]
 
 
 async def gather_host(target: Target) -> HostFacts:
@@ -243,6 +253,7 @@ async def gather_host(target: Target) -> HostFacts:
 
 async def verify_host(loaded: Loaded, target: Target, now: dt.datetime) -> list[NameCheck]:
     """Read the host's certificates as they are now and check every site that asks."""
+    await target.transport.start()
     facts = await gather(target.transport, target.paths_of_interest())
     passwords = loaded.passwords.get(target.host.name, {})
     expected = loaded.expected(target)
@@ -317,8 +328,9 @@ async def rollback_all(loaded: Loaded, to: str | None, now: dt.datetime | None =
 
     async def one(target: Target) -> None:
         name = target.host.name
-        lock = HostLock(target.transport, target.certificates_dir)
         try:
+            await target.transport.start()
+            lock = HostLock(target.transport, target.certificates_dir)
             await lock.acquire(loaded.lock_timeout, moment)
             try:
                 finished = await finish_interrupted(target)
@@ -425,6 +437,16 @@ async def _apply_one(
         return HostOutcome(target.host.name, changed=False, error=exc.message)
 
 
+def render_all(loaded: Loaded, out: str | Path) -> list[Rendered]:
+    """`provision render`: every selected host's site files under ``out/HOST/``, made on the
+    controller alone (no host is reached, no certificate or key is made)."""
+    from provision.servers.offline import render_targets
+
+    return render_targets(
+        loaded.targets, loaded.renderer, Path(loaded.playbook.file).name, Path(out)
+    )
+
+
 def run(
     loaded: Loaded,
     *,
@@ -445,6 +467,7 @@ __all__ = [
     "load",
     "load_saved",
     "plan_and_apply",
+    "render_all",
     "rollback_all",
     "run",
     "save_plan",

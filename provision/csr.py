@@ -90,8 +90,9 @@ async def _host(
     certificates = [c for c in target.playbook.certificates if wants_csr(c)]
     if not certificates:
         return []
-    lock = HostLock(target.transport, target.certificates_dir)
     try:
+        await target.transport.start()  # before any path: an SSH host's home is its own
+        lock = HostLock(target.transport, target.certificates_dir)
         await lock.acquire(loaded.lock_timeout, now)
         try:
             await finish_interrupted(target)

@@ -271,11 +271,6 @@ def _coverage(supplied: Supplied | None, certificate: Certificate) -> Callable[[
     return lambda name: covers(certificate.names, name)
 
 
-def _inside(path: str, folder: str) -> bool:
-    folder = folder.rstrip("/")
-    return path == folder or path.startswith(folder + "/")
-
-
 def _keys_in_web_roots(target: Target) -> Iterator[_Raw]:
     book = target.playbook
     served = [
@@ -290,7 +285,7 @@ def _keys_in_web_roots(target: Target) -> Iterator[_Raw]:
                 continue
             path = target.output_path(output)
             for site, directory, folder in served:
-                if _inside(path, folder):
+                if target.paths.is_inside(path, folder):
                     yield (
                         "key-in-web-root",
                         ("certificates", i, "outputs", j, "file"),

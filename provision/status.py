@@ -33,6 +33,7 @@ class StatusRow:
 async def _host_rows(loaded: Loaded, target: Target, now: dt.datetime) -> list[StatusRow]:
     name = target.host.name
     try:
+        await target.transport.start()
         facts = await gather(target.transport, target.paths_of_interest())
     except ProvisionError as exc:
         return [StatusRow(name, c.name, problem=exc.message) for c in target.playbook.certificates]

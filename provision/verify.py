@@ -1,8 +1,9 @@
 """Prove over the network that every name is served the certificate just written.
 
 For each name: a TLS connection to the host (SNI set to the name; none for an IP address),
-the served leaf compared with the one on disk, the served chain verified against the root
-written beside it, and the name checked against the leaf as a browser would.
+the served leaf compared with the one on disk, the served chain verified for a TLS server
+against the root written beside it (the one chain verifier, ``crypto.chains``), and the name
+checked against the leaf as a browser would.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import time
 
 from cryptography import x509
 
-from provision.crypto.details import check_names, verify_chain
+from provision.crypto import chains
+from provision.crypto.details import check_names
 from provision.errors import ProvisionError
 from provision.inputs.targets import Target
 from provision.model.playbook import Site
@@ -75,8 +77,8 @@ def _check_one(
     if problems:
         return result(problems[0])
     try:
-        verify_chain(leaf, served[1:], [expected.root_certificate], now)
-    except ProvisionError as exc:
+        chains.verify(leaf, served[1:], [expected.root_certificate], now, purpose="server")
+    except chains.ChainError as exc:
         return result(exc.message)
     return result(None)
 

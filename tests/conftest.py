@@ -1,6 +1,6 @@
 """Shared fixtures: a temporary copy of the project, the CLI, and real tools.
 
-Integration tests need real programs (nginx, apache2ctl, sshd, openssl). Locally a missing
+Integration tests need real programs (nginx, apache2ctl, haproxy, sshd, openssl). Locally a missing
 program skips the test; in CI (``CI=true``) it fails, so a server that is not installed can
 never turn into a green run that tested nothing.
 """

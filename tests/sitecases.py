@@ -5,7 +5,9 @@ Two cases, each a set of playbooks in a copy of the project:
 - ``example``: the example playbook (nginx) as shipped, and the same site for Apache and for
   IIS (with a PKCS#12 output, which IIS needs), on host cm-pub-01;
 - ``portal``: tests/golden/inputs/portal.yml, one site with many kinds of binding and
-  directory, for all three servers.
+  directory, for nginx, Apache and IIS;
+- ``haproxy``: tests/golden/inputs/haproxy.yml, the portal for HAProxy (every directory
+  proxied: HAProxy serves no files). Not in ``CASES``, which every server renders.
 
 Rendering goes through the public API's plan, so the bytes are exactly what apply writes.
 """
@@ -89,6 +91,10 @@ def prepare(
         shutil.copy(INPUTS / "portal-inventory.yml", project / "inventory" / "portal.yml")
         (project / "playbooks" / "admin-pfx.pass").write_text("admin-pfx\n")
         runs = [Run("playbooks/portal.yml", "inventory/portal.yml")]
+    elif case == "haproxy":
+        shutil.copy(INPUTS / "haproxy.yml", project / "playbooks" / "haproxy.yml")
+        shutil.copy(INPUTS / "portal-inventory.yml", project / "inventory" / "portal.yml")
+        runs = [Run("playbooks/haproxy.yml", "inventory/portal.yml")]
     else:
         raise ValueError(case)
     if ports or addresses:

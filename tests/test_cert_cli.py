@@ -155,7 +155,7 @@ def test_show_with_ca_reports_the_verified_chain(pki: Pki) -> None:
         "problem": None,
     }
     text = run("show", pki.leaf, "--ca", pki.root, "--view", "properties").stdout
-    assert "Chain: NOT verified: chain does not verify: issuer " in text
+    assert "Chain: NOT verified: chain does not verify: no certificate for the issuer " in text
 
 
 def test_show_unknown_view_is_a_usage_error(pki: Pki) -> None:

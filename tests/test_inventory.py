@@ -190,9 +190,9 @@ def test_a_bad_typed_host_variable(tmp_path: Path) -> None:
 
 
 def test_a_bad_connection(tmp_path: Path) -> None:
-    path = write(tmp_path, "all:\n  hosts:\n    h1: {connection: winrm}\n")
+    path = write(tmp_path, "all:\n  hosts:\n    h1: {connection: telnet}\n")
     assert refusal(path).startswith("hosts.yml:3: all.hosts.h1: host 'h1': connection: ")
-    assert "(got 'winrm')" in refusal(path)
+    assert "(got 'telnet')" in refusal(path)
 
 
 def test_a_variables_file_that_is_not_a_mapping(tmp_path: Path) -> None:

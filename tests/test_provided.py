@@ -297,6 +297,36 @@ REFUSALS: dict[str, tuple[dict[str, str], dict[str, Any], dict[str, str], tuple[
         {},
         ("files/cm-pub-01.cer", f"certificate {INTER_RFC4514} expired on"),
     ),
+    # The one chain verifier's purpose rules (crypto.chains), refused by openssl too
+    # (tests/test_chains.py cross-checks each with `openssl verify -purpose sslserver`).
+    "issuer-not-a-ca": (
+        {
+            "cm-pub-01.cer": "not_ca_inter_leaf.pem",
+            "cm-pub-01.key": "not_ca_inter_leaf.key",
+            "corp-ca-chain.pem": "not_ca_inter_chain",
+        },
+        CER_KEY,
+        {},
+        ("files/cm-pub-01.cer", f"{INTER_RFC4514} issued", "is not a CA (CA:FALSE"),
+    ),
+    "leaf-crl-sign-only": (
+        {"cm-pub-01.cer": "crl_sign_only.pem", "cm-pub-01.key": "crl_sign_only.key"},
+        CER_KEY,
+        {},
+        ("files/cm-pub-01.cer", "(CRL Sign) does not allow a TLS server key"),
+    ),
+    "leaf-signature-damaged": (
+        {"cm-pub-01.cer": "damaged_signature", "cm-pub-01.key": "hosts.cm-pub-01.key"},
+        CER_KEY,
+        {},
+        ("files/cm-pub-01.cer", "the signature on CN=cm-pub-01.voice.example.com"),
+    ),
+    "leaf-sha1": (
+        {"cm-pub-01.cer": "sha1_leaf.pem", "cm-pub-01.key": "sha1_leaf.key"},
+        CER_KEY,
+        {},
+        ("files/cm-pub-01.cer", "is signed with SHA-1", "ask the CA for a SHA-256"),
+    ),
     "not-yet-valid": (
         {"cm-pub-01.cer": "not_yet_valid.pem", "cm-pub-01.key": "not_yet_valid.key"},
         CER_KEY,

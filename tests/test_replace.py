@@ -15,6 +15,7 @@ from thirdparty import (
     HOSTS,
     INVENTORY,
     SELF_SIGNED,
+    back_to_self_signed,
     certs_dir,
     change_of,
     example,
@@ -126,7 +127,8 @@ def test_dropped_output_is_deleted_after_a_backup(project: Path, cli: Any) -> No
         entry = manifest(latest)[str(certificates / "httpscert.p7b")]
         assert Path(entry["backup"]).read_bytes() == p7b[host]
         state = json.loads((certificates / ".provision-state.json").read_text())
-        assert "httpscert.p7b" not in state["outputs"]["httpscert"]
+        owned = state["owners"]["CallManager HTTPS (internal CA)"]["outputs"]
+        assert "httpscert.p7b" not in owned["httpscert"]
     assert "Recap: ok 3, changed 0, failed 0" in apply(cli, smaller).stdout
 
 
@@ -197,20 +199,22 @@ def test_one_ca_to_another_ca_and_back(project: Path, cli: Any, tmp_path: Path) 
     )
     assert "changed 0" in apply(cli, second, "-l", "cm-pub-01").stdout
 
-    # Back to the self-signed example: a replacement again.
+    # Back to the self-signed example: a replacement again. (The CA playbook owns the
+    # folder now: going back says so, plan/state.py.)
+    self_signed = back_to_self_signed(project)
     change = change_of(
-        plan_json(cli, SELF_SIGNED, "-l", "cm-pub-01"), "cm-pub-01", "certificate httpscert"
+        plan_json(cli, self_signed, "-l", "cm-pub-01"), "cm-pub-01", "certificate httpscert"
     )
     assert change is not None
     assert (change["action"], change["reason"]) == (
         "replace",
         f"issuer changed: {VOICE_ROOT_2} -> self-signed",
     )
-    apply(cli, SELF_SIGNED, "-l", "cm-pub-01")
+    apply(cli, self_signed, "-l", "cm-pub-01")
     assert_self_signed(certificates, tmp_path)
     assert (
         change_of(
-            plan_json(cli, SELF_SIGNED, "-l", "cm-pub-01"), "cm-pub-01", "certificate httpscert"
+            plan_json(cli, self_signed, "-l", "cm-pub-01"), "cm-pub-01", "certificate httpscert"
         )
         is None
     )
@@ -232,15 +236,16 @@ def test_back_to_self_signed_removes_the_ca_only_outputs(
     fresh(project)
     apply(cli, CA_PLAYBOOK, "-l", "cm-pub-01")
     certificates = certs_dir(project)
-    document = plan_json(cli, SELF_SIGNED, "-l", "cm-pub-01")
+    self_signed = back_to_self_signed(project)
+    document = plan_json(cli, self_signed, "-l", "cm-pub-01")
     for name in ("httpscert.p7b", "httpscert.pfx"):
         gone = change_of(document, "cm-pub-01", f"file {name}")
         assert gone is not None and gone["action"] == "delete"
-    apply(cli, SELF_SIGNED, "-l", "cm-pub-01")
+    apply(cli, self_signed, "-l", "cm-pub-01")
     assert sorted(p.name for p in certificates.iterdir() if not p.name.startswith(".")) == [
         "httpscert.cer",
         "httpscert.key",
         "httpscert.pem",
     ]
     assert_self_signed(certificates, tmp_path)
-    assert "changed 0" in apply(cli, SELF_SIGNED, "-l", "cm-pub-01").stdout
+    assert "changed 0" in apply(cli, self_signed, "-l", "cm-pub-01").stdout

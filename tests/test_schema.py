@@ -301,9 +301,10 @@ BROKEN_INVENTORIES = {
     "top-level group not a mapping": lambda d: {**d, "web": ["a", "b"]},
     "hosts as a list": lambda d: _set(d, ("all", "hosts"), ["a", "b"]),
     "connection telnet": lambda d: _set(d, ("all", "vars", "connection"), "telnet"),
-    "ansible_connection winrm": lambda d: _set(
-        d, (*HOSTS, "cm-pub-01", "ansible_connection"), "winrm"
+    "ansible_connection telnet": lambda d: _set(
+        d, (*HOSTS, "cm-pub-01", "ansible_connection"), "telnet"
     ),
+    "os macos": lambda d: _set(d, (*HOSTS, "cm-pub-01", "os"), "macos"),
     "port abc": lambda d: _set(d, (*HOSTS, "cm-pub-01", "port"), "abc"),
     "ansible_port 0": lambda d: _set(d, (*HOSTS, "cm-pub-01", "ansible_port"), 0),
     "become maybe": lambda d: _set(d, ("all", "vars", "become"), "maybe"),

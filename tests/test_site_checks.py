@@ -73,6 +73,11 @@ CASES = {
         [_site(name="a:b", server="iis")],
         'sites[0]: an IIS site name cannot hold " \\ / : * ? < > |',
     ),
+    "HAProxy serves no files": (
+        [_site(server="haproxy", directories=[{"path": "/a", "physical_path": "/srv/a"}])],
+        "sites[0]: HAProxy serves no files, so virtual directory /a cannot have a "
+        "physical_path: give it a proxy_to",
+    ),
     "same directory twice": (
         [
             _site(

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
+import secrets
+import shutil
 import socket
 import stat
 import subprocess
@@ -23,6 +26,7 @@ from sshd import (
     SshdFleet,
     SshServer,
     become_user,
+    ensure_login_user,
     keygen,
     no_sudo_user,
     sshd_fleet,
@@ -473,7 +477,7 @@ def test_become_writes_as_root_through_sudo(
     uploads = Path(fleet.shared) / "uploads"  # this test's own, to see it is left empty
     uploads.mkdir(mode=0o777)
     uploads.chmod(0o1777)
-    monkeypatch.setattr("provision.transport.ssh.TEMP_ROOT", str(uploads))
+    monkeypatch.setattr("provision.transport.ssh.sudo.TEMP_ROOT", str(uploads))
     untouched = uploads.stat().st_mtime_ns
     # A root-owned 0755 folder the login user cannot write to, reachable by everyone.
     base = Path(fleet.shared) / "become-target"
@@ -528,8 +532,8 @@ def test_become_reads_are_batched_and_exact(
         become=True,
     )
     transport = make_transport(host, ConnectOptions(known_hosts=str(known)))
-    assert transport.resolve("certs") == f"/home/{become_user}/certs"
-    assert transport.resolve("~/x/../y") == f"/home/{become_user}/y"
+    # Relative to the login's home, which only the server can tell: asked for by start().
+    assert transport.resolve("certs") == "~/certs"
     folder = Path(fleet.shared) / "become-reads"
     folder.mkdir(mode=0o700)  # root only: the login user could not even look inside
     (folder / "key.pem").write_bytes(b"\x00secret\xff\n" * 100)
@@ -542,6 +546,9 @@ def test_become_reads_are_batched_and_exact(
 
     async def scenario() -> list[Any]:
         try:
+            await transport.start()
+            assert transport.resolve("certs") == f"/home/{become_user}/certs"
+            assert transport.resolve("~/x/../y") == f"/home/{become_user}/y"
             return list(await asyncio.gather(*(transport.read(str(folder / n)) for n in names)))
         finally:
             await transport.close()
@@ -559,6 +566,57 @@ def test_become_reads_are_batched_and_exact(
     assert states[1].content == b""
     assert states[3].mode == 0o751
     assert len([c for c in commands if c.startswith("sudo ")]) == 1  # one sudo for all
+
+
+HOME_ELSEWHERE = ("provtest-home", Path("/var/tmp/provision-tests-home"))
+
+
+def test_the_login_home_comes_from_the_server(fleet: SshdFleet, tmp_path: Path) -> None:
+    """Relative paths start at the home the server reports (SFTP realpath('.')), not at a
+    guess such as /home/USER: this user's home is elsewhere."""
+    user, home = HOME_ELSEWHERE
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        if os.geteuid() == 0 and shutil.which("useradd"):
+            subprocess.run(
+                ["useradd", "-m", "-d", str(home), "-s", "/bin/sh", user],
+                capture_output=True,
+                check=False,
+            )
+    ensure_login_user(user)
+    actual = Path(pwd.getpwnam(user).pw_dir)
+    assert not str(actual).startswith("/home/")
+    [server] = fleet.start(1)
+    known = known_hosts_for(tmp_path / "known_hosts", [server])
+    host = Host(
+        name=server.name,
+        address="127.0.0.1",
+        port=server.port,
+        connection="ssh",
+        user=user,
+        ssh_key=str(fleet.client_key),
+    )
+    transport = make_transport(host, ConnectOptions(known_hosts=str(known)))
+    folder = f"certs-{secrets.token_hex(4)}"
+
+    async def scenario() -> str:
+        try:
+            await transport.start()
+            path = transport.resolve(f"{folder}/a.pem")
+            await transport.write(path, b"x\n", 0o600)
+            result = await transport.run("pwd")
+            assert result.stdout.strip() == str(actual)
+            return path
+        finally:
+            await transport.close()
+
+    try:
+        path = asyncio.run(scenario())
+        assert path == f"{actual}/{folder}/a.pem"
+        assert Path(path).read_bytes() == b"x\n"
+    finally:
+        shutil.rmtree(actual / folder, ignore_errors=True)
 
 
 def test_become_syncs_each_folder_once_as_root(

@@ -12,7 +12,12 @@ implementation. The files are made once per test session (``shared_corp``):
 - broken variants, all for ``cm-pub-01``: an expired leaf, a not-yet-valid leaf, one that
   expires in 10 days, one with clientAuth only, one missing the short name, one with an
   RSA-1024 key, one issued by an expired intermediate, an intermediate re-signed by an
-  impostor root carrying the real root's name, and a chain without the intermediate.
+  impostor root carrying the real root's name, and a chain without the intermediate;
+- for the one chain verifier (``provision.crypto.chains``): a leaf issued by an
+  intermediate marked ``CA:FALSE``, a leaf whose only key usage is ``cRLSign``, a copy of
+  the good ``cm-pub-01`` leaf with one byte of its signature flipped, a leaf signed with
+  SHA-1, a root whose own self-signature is SHA-1 issuing a SHA-256 leaf, and a leaf under a
+  CA that the ``pathlen:0`` intermediate may not have.
 
 Validity periods are set with ``openssl ca -startdate/-enddate``: the installed OpenSSL 3.0
 has no ``x509 -not_before``, and ``-days`` cannot go negative.
@@ -148,6 +153,15 @@ class Corp:
     expired_inter_chain: Path | None = None  # the expired intermediate + root
     impostor_chain: Path | None = None  # intermediate signed by an impostor root + real root
     root_only_chain: Path | None = None  # the root alone: the intermediate is missing
+    not_ca_inter_leaf: Leaf | None = None  # issued by an intermediate marked CA:FALSE
+    not_ca_inter_chain: Path | None = None  # that intermediate + root
+    crl_sign_only: Leaf | None = None  # keyUsage cRLSign alone
+    damaged_signature: Path | None = None  # the cm-pub-01 leaf, a signature byte flipped
+    sha1_leaf: Leaf | None = None  # signed by the intermediate with SHA-1
+    too_deep_leaf: Leaf | None = None  # under a CA the pathlen:0 intermediate may not have
+    too_deep_chain: Path | None = None  # that CA + intermediate + root
+    sha1_root: Path | None = None  # a root whose self-signature is SHA-1
+    sha1_root_leaf: Leaf | None = None  # a SHA-256 leaf issued by that root
 
     def sign(
         self,
@@ -200,6 +214,7 @@ def _ca_sign(
     ext: list[str],
     start: dt.datetime,
     end: dt.datetime,
+    md: str = "sha256",
 ) -> Path:
     ext_file = out.with_suffix(".ext")
     ext_file.write_text("\n".join(ext) + "\n")
@@ -224,6 +239,8 @@ def _ca_sign(
         ext_file,
         "-notext",
         "-preserveDN",
+        "-md",
+        md,
     )
     return out
 
@@ -238,20 +255,28 @@ def _leaf(
     end: dt.datetime,
     key: Path | None = None,
     issuer: tuple[Path, Path] | None = None,
+    md: str = "sha256",
 ) -> Leaf:
     d = corp.dir
     key = key or _ec_key(d / f"{name}.key")
     csr = _csr(key, d / f"{name}.csr", subject)
     cert, ca_key = issuer or (corp.inter, corp.inter_key)
-    pem = _ca_sign(d, csr, d / f"{name}.pem", cert, ca_key, ext, start, end)
+    pem = _ca_sign(d, csr, d / f"{name}.pem", cert, ca_key, ext, start, end, md)
     der = d / f"{name}.der"
     openssl("x509", "-in", pem, "-outform", "DER", "-out", der)
     return Leaf(pem, key, der)
 
 
-def _self_signed(d: Path, key: Path, out: Path, now: dt.datetime) -> Path:
+def _self_signed(
+    d: Path,
+    key: Path,
+    out: Path,
+    now: dt.datetime,
+    subject: str = ROOT_SUBJECT,
+    md: str = "sha256",
+) -> Path:
     """A root named ROOT_SUBJECT, valid from a week ago (tests move the clock)."""
-    csr = _csr(key, out.with_suffix(".csr"), ROOT_SUBJECT)
+    csr = _csr(key, out.with_suffix(".csr"), subject)
     ext_file = out.with_suffix(".ext")
     ext_file.write_text("\n".join(CA_EXT) + "\n")
     openssl(
@@ -274,6 +299,8 @@ def _self_signed(d: Path, key: Path, out: Path, now: dt.datetime) -> Path:
         ext_file,
         "-notext",
         "-preserveDN",
+        "-md",
+        md,
     )
     return out
 
@@ -435,7 +462,101 @@ def make_corp(d: Path) -> Corp:
     corp.impostor_chain.write_bytes(forged_inter.read_bytes() + root.read_bytes())
     corp.root_only_chain = d / "root-only-chain.pem"
     corp.root_only_chain.write_bytes(root.read_bytes())
+
+    # The intermediate's name and key, re-signed by the root as an end entity (CA:FALSE):
+    # every signature verifies, but it may not issue certificates.
+    not_ca_inter = _ca_sign(
+        d,
+        inter_csr,
+        d / "not-ca-inter.pem",
+        root,
+        root_key,
+        [
+            "basicConstraints=critical,CA:FALSE",
+            "keyUsage=critical,digitalSignature,keyCertSign",
+            "subjectKeyIdentifier=hash",
+            "authorityKeyIdentifier=keyid:always",
+        ],
+        now - dt.timedelta(days=2),
+        now + dt.timedelta(days=1825),
+    )
+    corp.not_ca_inter_chain = d / "not-ca-inter-chain.pem"
+    corp.not_ca_inter_chain.write_bytes(not_ca_inter.read_bytes() + root.read_bytes())
+    corp.not_ca_inter_leaf = _leaf(
+        corp,
+        "not-ca-inter-leaf",
+        subject,
+        good,
+        start=valid_from,
+        end=valid_to,
+        issuer=(not_ca_inter, inter_key),
+    )
+    corp.crl_sign_only = _leaf(
+        corp,
+        "crl-sign-only",
+        subject,
+        [e if not e.startswith("keyUsage=") else "keyUsage=critical,cRLSign" for e in good],
+        start=valid_from,
+        end=valid_to,
+    )
+    # A CA below the intermediate, whose pathlen:0 allows none: the leaf under it is refused.
+    sub_key = _ec_key(d / "sub-inter.key")
+    sub_inter = _ca_sign(
+        d,
+        _csr(sub_key, d / "sub-inter.csr", "/O=Example Corp/CN=Example Corp Sub CA"),
+        d / "sub-inter.pem",
+        inter,
+        inter_key,
+        INTER_EXT,
+        now - dt.timedelta(days=1),
+        now + dt.timedelta(days=1000),
+    )
+    corp.too_deep_chain = d / "too-deep-chain.pem"
+    corp.too_deep_chain.write_bytes(sub_inter.read_bytes() + chain.read_bytes())
+    corp.too_deep_leaf = _leaf(
+        corp,
+        "too-deep-leaf",
+        subject,
+        good,
+        start=valid_from,
+        end=valid_to,
+        issuer=(sub_inter, sub_key),
+    )
+    corp.sha1_leaf = _leaf(
+        corp, "sha1-leaf", subject, good, start=valid_from, end=valid_to, md="sha1"
+    )
+    # A legacy root that signed itself with SHA-1 (trusted for being a root: its own
+    # signature is not judged), issuing a SHA-256 leaf directly.
+    sha1_root_key = _ec_key(d / "sha1-root.key")
+    corp.sha1_root = _self_signed(
+        d,
+        sha1_root_key,
+        d / "sha1-root.pem",
+        now,
+        "/O=Example Corp/CN=Example Corp Legacy Root",
+        "sha1",
+    )
+    corp.sha1_root_leaf = _leaf(
+        corp,
+        "sha1-root-leaf",
+        subject,
+        good,
+        start=valid_from,
+        end=valid_to,
+        issuer=(corp.sha1_root, sha1_root_key),
+    )
+    corp.damaged_signature = damage_signature(corp.hosts[pub].pem, d / "damaged-signature.pem")
     return corp
+
+
+def damage_signature(source: Path, out: Path) -> Path:
+    """A copy of a PEM certificate with the last byte of its DER flipped: the last byte of
+    the signature, so the file still parses (openssl and cryptography read it) and only the
+    signature no longer verifies."""
+    der = bytearray(openssl("x509", "-in", source, "-outform", "DER"))
+    der[-1] ^= 0x01
+    out.write_bytes(openssl("x509", "-inform", "DER", "-outform", "PEM", input=bytes(der)))
+    return out
 
 
 _shared: dict[str, Corp] = {}
@@ -451,6 +572,18 @@ def shared_corp(tmp_path_factory: pytest.TempPathFactory) -> Corp:
 # --- the temporary project ------------------------------------------------------------------
 
 SELF_SIGNED = "playbooks/callmanager-https.yml"
+
+
+def back_to_self_signed(project: Path) -> str:
+    """The self-signed example, taking its folders back from the CA example that took them
+    over (a folder has one owner: plan/state.py)."""
+    back = project / "playbooks" / "back-to-self-signed.yml"
+    text = (project / SELF_SIGNED).read_text()
+    hosts = "hosts: callmanager\n"
+    back.write_text(text.replace(hosts, hosts + "takes_over: [CallManager HTTPS (internal CA)]\n"))
+    return str(back.relative_to(project))
+
+
 CA_PLAYBOOK = "playbooks/callmanager-https-ca.yml"
 INVENTORY = "inventory/example.yml"
 
@@ -536,6 +669,18 @@ def assert_refused(result: Any, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in output, f"{fragment!r} not in {output!r}"
     return output
+
+
+def damage_first_signature(path: Path) -> None:
+    """Flip the last signature byte of the first certificate in a PEM file on a host (what a
+    damaged or forged copy looks like): names, key identifiers and the key are unchanged."""
+    certificates = x509.load_pem_x509_certificates(path.read_bytes())
+    der = bytearray(certificates[0].public_bytes(serialization.Encoding.DER))
+    der[-1] ^= 0x01
+    damaged = x509.load_der_x509_certificate(bytes(der))
+    path.write_bytes(
+        b"".join(c.public_bytes(serialization.Encoding.PEM) for c in [damaged, *certificates[1:]])
+    )
 
 
 # --- reading what was written ---------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ from provision.facts import HostFacts
 from provision.inputs.targets import Target
 from provision.layout import BACKUP_DIR, BACKUP_MANIFEST, PARTIAL_SUFFIX
 from provision.model.playbook import Certificate, Site
+from provision.plan import state
 from provision.plan.certificate import current_material, read_current
 from provision.plan.material import Material, output_bytes
 from provision.plan.model import Change, HostPlan
@@ -45,10 +45,11 @@ class RunContext:
     operation: str = "apply"  # recorded in the journal
 
 
-def _state_content(target: Target) -> bytes:
-    """The outputs this playbook writes, so a later run can remove the ones it drops."""
-    outputs = {c.name: sorted(o.file for o in c.outputs) for c in target.playbook.certificates}
-    return json.dumps({"outputs": outputs}, indent=2, sort_keys=True).encode() + b"\n"
+def _state_content(target: Target, facts: HostFacts) -> bytes:
+    """The outputs this playbook writes, so a later run can remove the ones it drops (other
+    owners' entries kept as they are)."""
+    current = state.parse(facts.file(target.state_path).content, target.state_path)
+    return state.dumps(current, target.playbook)
 
 
 @dataclass
@@ -85,12 +86,12 @@ async def apply_host(
         if change.path is not None and change.action != "delete"
     ]
     deletions = [c for c in plan.changes if c.action == "delete" and c.path is not None]
-    state = target.state_path
-    if facts.file(state).content != (state_content := _state_content(target)):
+    state_path = target.state_path
+    if facts.file(state_path).content != (state_content := _state_content(target, facts)):
         writes.append(
             _Write(
-                Change("state", "update", "outputs written", path=state),
-                state,
+                Change("state", "update", "outputs written", path=state_path),
+                state_path,
                 state_content,
                 0o644,
             )
@@ -138,7 +139,7 @@ async def _commit_journaled(
         operation,
     )
     await transport.write(
-        journal_path(target.certificates_dir), journal.dumps(), 0o600, durable=False
+        journal_path(target.certificates_dir, target.paths), journal.dumps(), 0o600, durable=False
     )
     # Durability point 1: backups, marker and journal are on disk before anything is
     # replaced. The renames need no fsync each: until point 2 the journal can redo them.
@@ -157,9 +158,9 @@ async def _commit_journaled(
     except ProvisionError:
         await _discard([w for w in writes if w not in committed], target)
         await _restore(target, facts, committed)
-        await transport.remove(journal_path(target.certificates_dir))
+        await transport.remove(journal_path(target.certificates_dir, target.paths))
         raise
-    await transport.remove(journal_path(target.certificates_dir), durable=False)
+    await transport.remove(journal_path(target.certificates_dir, target.paths), durable=False)
     return committed
 
 
@@ -274,7 +275,7 @@ async def _back_up(
     created = sorted(w.path for w in writes if facts.file(w.path).kind == "missing")
     if not replaced and not created:
         return None
-    root = posixpath.join(target.certificates_dir, BACKUP_DIR)
+    root = target.paths.join(target.certificates_dir, BACKUP_DIR)
     existing = [n for n in await target.transport.list_dir(root) if not n.startswith(".")]
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
     name = stamp
@@ -282,25 +283,25 @@ async def _back_up(
     while name in existing:
         serial += 1
         name = f"{stamp}-{serial}"
-    folder = posixpath.join(root, name)
+    folder = target.paths.join(root, name)
     # Filled under a hidden name and renamed when complete: a run killed meanwhile leaves a
     # hidden partial folder (removed by the next run), never a backup without its manifest.
-    partial = posixpath.join(root, f".{name}{PARTIAL_SUFFIX}")
+    partial = target.paths.join(root, f".{name}{PARTIAL_SUFFIX}")
     manifest = []
     for index, write in enumerate(replaced):
         state = facts.file(write.path)
-        stored = f"{index:03d}-{posixpath.basename(write.path)}"
+        stored = f"{index:03d}-{target.paths.basename(write.path)}"
         await target.transport.write(
-            posixpath.join(partial, stored),
+            target.paths.join(partial, stored),
             state.content or b"",
             state.mode or 0o600,
             durable=False,
         )
         manifest.append(
-            {"path": write.path, "backup": posixpath.join(folder, stored), "mode": state.mode}
+            {"path": write.path, "backup": target.paths.join(folder, stored), "mode": state.mode}
         )
     await target.transport.write(
-        posixpath.join(partial, BACKUP_MANIFEST),
+        target.paths.join(partial, BACKUP_MANIFEST),
         json.dumps({"files": manifest, "created": created}, indent=2, sort_keys=True).encode()
         + b"\n",
         0o600,
@@ -318,9 +319,9 @@ async def _prune(target: Target, root: str, names: list[str]) -> None:
     keep = target.playbook.backups
     old = sorted(names)[:-keep] if keep else sorted(names)
     for name in old:
-        folder = posixpath.join(root, name)
+        folder = target.paths.join(root, name)
         for entry in await target.transport.list_dir(folder):
-            await target.transport.remove(posixpath.join(folder, entry))
+            await target.transport.remove(target.paths.join(folder, entry))
         await target.transport.remove_dir(folder)
 
 

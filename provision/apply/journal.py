@@ -11,13 +11,13 @@ already complete when the first rename happened.
 from __future__ import annotations
 
 import json
-import posixpath
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from provision.errors import ProvisionError
 from provision.facts import HostFacts
 from provision.layout import JOURNAL_FILE, LOCK_FILE, PARTIAL_SUFFIX, TEMPORARY_SUFFIX
-from provision.transport.base import FileState, Transport
+from provision.transport.base import FileState, PathFlavour, Transport
 
 
 @dataclass(frozen=True)
@@ -59,20 +59,50 @@ class Finished:
     operation: str | None = None  # the interrupted run's operation, if there was one
 
 
-def journal_path(certificates_dir: str) -> str:
-    return posixpath.join(certificates_dir, JOURNAL_FILE)
+def journal_path(certificates_dir: str, paths: PathFlavour) -> str:
+    return paths.join(certificates_dir, JOURNAL_FILE)
 
 
 async def read_journal(transport: Transport, certificates_dir: str) -> Journal | None:
-    state = await transport.read(journal_path(certificates_dir))
+    state = await transport.read(journal_path(certificates_dir, transport.paths))
     return Journal.parse(state.content) if state.content is not None else None
+
+
+class JournalError(ProvisionError):
+    """A journal on the host names something provision would never have written."""
+
+
+def check(
+    journal: Journal, path: str, may_replace: Callable[[str], bool], paths: PathFlavour
+) -> None:
+    """A journal is read from the host, so it is input: every file it would rename must be
+    staged beside its target under the name the transports give staged files, and every
+    target and removal must be a file this playbook manages (``may_replace``). Anything
+    else fails the host and the journal is left in place for inspection."""
+    for staged, target in journal.renames:
+        folder, name = paths.split(target)
+        staged_folder, staged_name = paths.split(staged)
+        beside = staged_folder == folder and staged_name.startswith(f".{name}.")
+        if not (beside and staged_name.endswith(TEMPORARY_SUFFIX) and may_replace(target)):
+            raise JournalError(_foreign(path, f"a rename of {staged} onto {target}"))
+    for removal in journal.removals:
+        if not may_replace(removal):
+            raise JournalError(_foreign(path, f"the removal of {removal}"))
+
+
+def _foreign(path: str, what: str) -> str:
+    return (
+        f"{path} asks for {what}, which is not a file this playbook manages; nothing was "
+        "changed and the journal was left in place for inspection (a planted or foreign "
+        "journal: remove it once you know where it came from)"
+    )
 
 
 async def overlay(
     transport: Transport, journal: Journal, facts: HostFacts
 ) -> tuple[HostFacts, int]:
     """The host as it will be once the journal is rolled forward (for an honest plan), and
-    how many files that still moves."""
+    how many files that still moves. The journal must have passed ``check``."""
     files = dict(facts.files)
     pending = 0
     for staged, target in journal.renames:
@@ -87,9 +117,11 @@ async def overlay(
     return HostFacts(files), pending
 
 
-async def roll_forward(transport: Transport, certificates_dir: str) -> Finished:
-    """Finish an interrupted replacement."""
-    path = journal_path(certificates_dir)
+async def roll_forward(
+    transport: Transport, certificates_dir: str, may_replace: Callable[[str], bool]
+) -> Finished:
+    """Finish an interrupted replacement (of files ``may_replace`` accepts: see ``check``)."""
+    path = journal_path(certificates_dir, transport.paths)
     state = await transport.read(path)
     if state.content is None:
         return Finished()
@@ -97,6 +129,7 @@ async def roll_forward(transport: Transport, certificates_dir: str) -> Finished:
     if journal is None:
         await transport.remove(path)  # an unreadable journal was cut while being written
         return Finished()
+    check(journal, path, may_replace, transport.paths)
     moved = 0
     for staged, target in journal.renames:
         if (await transport.read(staged)).kind == "file":
@@ -117,16 +150,16 @@ async def remove_leftovers(transport: Transport, paths: Iterable[str], backup_ro
     with other software. Only called while holding the host's lock."""
     by_folder: dict[str, set[str]] = {}
     for path in paths:
-        folder, name = posixpath.split(path)
+        folder, name = transport.paths.split(path)
         by_folder.setdefault(folder, set()).add(name)
     for folder, names in sorted(by_folder.items()):
         for entry in await transport.list_dir(folder):
             if not entry.endswith(TEMPORARY_SUFFIX) or entry.startswith(f".{LOCK_FILE}"):
                 continue  # (another run staging its lock, outside any lock, is not ours)
             if any(entry.startswith(f".{name}.") for name in names):
-                await transport.remove(posixpath.join(folder, entry), durable=False)
+                await transport.remove(transport.paths.join(folder, entry), durable=False)
     for entry in await transport.list_dir(backup_root):
-        path = posixpath.join(backup_root, entry)
+        path = transport.paths.join(backup_root, entry)
         if (
             entry.startswith(".")
             and entry.endswith(PARTIAL_SUFFIX)
@@ -135,5 +168,5 @@ async def remove_leftovers(transport: Transport, paths: Iterable[str], backup_ro
             # A backup a killed run did not finish: the files it would have backed up were
             # never replaced, so nothing in it is needed.
             for name in await transport.list_dir(path):
-                await transport.remove(posixpath.join(path, name), durable=False)
+                await transport.remove(transport.paths.join(path, name), durable=False)
             await transport.remove_dir(path)

@@ -11,7 +11,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import posixpath
 import socket
 import time
 from dataclasses import dataclass
@@ -95,7 +94,7 @@ class HostLock:
     def __init__(self, transport: Transport, certificates_dir: str) -> None:
         self.transport = transport
         self.directory = certificates_dir
-        self.path = posixpath.join(certificates_dir, LOCK_FILE)
+        self.path = transport.paths.join(certificates_dir, LOCK_FILE)
         self.took_over: Holder | None = None
         self._unreadable_guard: tuple[bytes | None, float] | None = None  # (content, seen)
         self.created: list[str] = []  # folders made to hold the lock, deepest first
@@ -103,10 +102,10 @@ class HostLock:
     async def acquire(self, timeout: float, now: dt.datetime) -> None:
         # A host that fails before writing anything must be left as it was, so remember
         # which folders the lock itself brings into being.
-        folder = self.directory
-        while folder not in ("/", "") and not (await self.transport.read(folder)).exists:
+        folder, paths = self.directory, self.transport.paths
+        while not paths.is_root(folder) and not (await self.transport.read(folder)).exists:
             self.created.append(folder)
-            folder = posixpath.dirname(folder)
+            folder = paths.dirname(folder)
         deadline = time.monotonic() + timeout
         unreadable: tuple[bytes | None, float] | None = None  # (content, first seen)
         while True:

@@ -10,7 +10,7 @@ tested and reloaded), so a rollback can be rolled back.
 from __future__ import annotations
 
 import json
-import posixpath
+from collections.abc import Callable
 
 from provision.errors import ProvisionError
 from provision.inputs.targets import Target
@@ -23,7 +23,7 @@ class RollbackError(ProvisionError):
 
 
 async def backups(target: Target) -> list[str]:
-    root = posixpath.join(target.certificates_dir, BACKUP_DIR)
+    root = target.paths.join(target.certificates_dir, BACKUP_DIR)
     # Hidden names are partial folders of a killed run, never a backup.
     return sorted(n for n in await target.transport.list_dir(root) if not n.startswith("."))
 
@@ -42,27 +42,27 @@ async def rollback_plan(target: Target, to: str | None) -> tuple[HostPlan, list[
         if not matching:
             raise RollbackError(f"no backup matches {to!r} (have: {', '.join(folders)})")
         chosen = [f for f in folders if f >= matching[0]]
-    root = posixpath.join(target.certificates_dir, BACKUP_DIR)
+    root = target.paths.join(target.certificates_dir, BACKUP_DIR)
     restore: dict[str, tuple[bytes, int]] = {}
     remove: set[str] = set()
     for folder in reversed(chosen):  # newest first; older backups overwrite
-        manifest_state = await target.transport.read(posixpath.join(root, folder, BACKUP_MANIFEST))
-        try:
-            manifest = json.loads(manifest_state.content or b"")
-        except ValueError:
-            raise RollbackError(f"backup {folder} has no readable manifest") from None
-        for entry in manifest.get("files", []):
-            stored = await target.transport.read(entry["backup"])
+        where = target.paths.join(root, folder)
+        manifest_state = await target.transport.read(target.paths.join(where, BACKUP_MANIFEST))
+        files, created = _manifest(
+            manifest_state.content, folder, where, target.may_replace, target.paths.dirname
+        )
+        for path, backup, mode in files:
+            stored = await target.transport.read(backup)
             if stored.content is None:
-                raise RollbackError(f"backup {folder} lost {entry['backup']}")
-            restore[entry["path"]] = (stored.content, int(entry.get("mode") or 0o600))
-            remove.discard(entry["path"])
-        for path in manifest.get("created", []):
+                raise RollbackError(f"backup {folder} lost {backup}")
+            restore[path] = (stored.content, mode)
+            remove.discard(path)
+        for path in created:
             remove.add(path)
             restore.pop(path, None)
     changes = [
         Change(
-            f"file {posixpath.basename(path)}",
+            f"file {target.paths.basename(path)}",
             "update",
             f"restore from backup {chosen[0]}",
             path=path,
@@ -73,7 +73,7 @@ async def rollback_plan(target: Target, to: str | None) -> tuple[HostPlan, list[
     ]
     changes += [
         Change(
-            f"file {posixpath.basename(path)}",
+            f"file {target.paths.basename(path)}",
             "delete",
             f"did not exist before backup {chosen[0]}",
             path=path,
@@ -87,3 +87,42 @@ async def rollback_plan(target: Target, to: str | None) -> tuple[HostPlan, list[
         if site.reload
     ]
     return HostPlan(name, tuple(changes)), [*restore, *remove]
+
+
+def _manifest(
+    content: bytes | None,
+    folder: str,
+    where: str,
+    may_replace: Callable[[str], bool],
+    dirname: Callable[[str], str],
+) -> tuple[list[tuple[str, str, int]], list[str]]:
+    """A backup's manifest, checked as the input it is: every file it restores or removes is
+    one this playbook manages, every copy lies in the backup's own folder, modes are plain
+    permission bits. Anything else refuses the rollback and leaves the backup as it is."""
+
+    def refuse(problem: str) -> RollbackError:
+        return RollbackError(
+            f"backup {folder}: its manifest {problem}; nothing was restored and the backup "
+            "was left in place for inspection"
+        )
+
+    try:
+        manifest = json.loads(content or b"")
+        entries = manifest.get("files", [])
+        created = manifest.get("created", [])
+        if not isinstance(entries, list) or not isinstance(created, list):
+            raise TypeError
+        files = [(e["path"], e["backup"], e.get("mode") or 0o600) for e in entries]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise refuse("is not readable") from None
+    for path, backup, mode in files:
+        if not isinstance(path, str) or not may_replace(path):
+            raise refuse(f"names {path!r}, which this playbook does not manage")
+        if not isinstance(backup, str) or dirname(backup) != where:
+            raise refuse(f"keeps {path} in {backup!r}, outside the backup's folder")
+        if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777:
+            raise refuse(f"gives {path} the mode {mode!r}")
+    for path in created:
+        if not isinstance(path, str) or not may_replace(path):
+            raise refuse(f"would remove {path!r}, which this playbook does not manage")
+    return files, created

@@ -188,8 +188,8 @@ def check(
     Each problem is printed on its own line on stdout. With --ca the chain (the file's or the
     server's other certificates as intermediates) must verify up to a root in that file.
     """
+    from provision.crypto import chains
     from provision.crypto import details as inspect
-    from provision.errors import ProvisionError
 
     with reported_errors(os_errors=True):
         moment = _parse_at(at)
@@ -199,9 +199,11 @@ def check(
         if ca is not None:
             roots = _load_file(ca, None).certificates
             try:
-                inspect.verify_chain(leaf, certificates[1:], roots, moment)
-            except ProvisionError as exc:
-                problems.append(exc.message)
+                chains.verify(leaf, certificates[1:], roots, moment)
+            except chains.ChainError as exc:
+                # The leaf's own dates are already the first line; say them once.
+                if not (exc.problem.rule == "validity" and exc.problem.certificate == leaf):
+                    problems.append(exc.message)
     if problems:
         for problem in problems:
             typer.echo(f"{label}: {problem}")
@@ -270,13 +272,13 @@ def _parse_url(url: str) -> tuple[str, int]:
 
 def _verification(certificates: list[x509.Certificate], ca: str, moment: datetime) -> Verification:
     """The ``verification`` member of ``show``'s output."""
+    from provision.crypto import chains
     from provision.crypto import details as inspect
-    from provision.errors import ProvisionError
 
     roots = _load_file(ca, None).certificates
     try:
-        path = inspect.verify_chain(certificates[0], certificates[1:], roots, moment)
-    except ProvisionError as exc:
+        path = chains.verify(certificates[0], certificates[1:], roots, moment)
+    except chains.ChainError as exc:
         return {"verified": False, "chain": [], "problem": exc.message}
     chain = [inspect.openssl_name(c.subject) for c in path]
     return {"verified": True, "chain": chain, "problem": None}

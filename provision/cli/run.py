@@ -278,6 +278,33 @@ def csr(
         raise typer.Exit(1)
 
 
+def render(
+    playbook: Playbook,
+    inventory: InventoryOpt,
+    out: Annotated[str, typer.Option("--out", help="Folder for the files, one folder per host.")],
+    limit: LimitOpt = None,
+) -> None:
+    """Write each host's site configs and scripts under OUT/HOST/ (host paths mirrored:
+    C:\\X\\y as OUT/HOST/C/X/y), on this machine alone: no host is reached, no certificate
+    or key is made. For review, and for Windows hosts, which no transport reaches yet."""
+    from provision import api
+
+    with reported_errors():
+        # No password, authority or supplied file is read: the configs need none.
+        loaded = api.load(playbook, inventory, limit, controller_files=False)
+        results = api.render_all(loaded, out)
+    for result in results:
+        if result.error is not None:
+            typer.echo(f"{result.host}: failed: {result.error}")
+            continue
+        for host_path, local in result.files:
+            typer.echo(f"{result.host}: {host_path} -> {local}")
+        if not result.files:
+            typer.echo(f"{result.host}: no site to render")
+    if any(r.error is not None for r in results):
+        raise typer.Exit(1)
+
+
 def status(
     playbook: Playbook,
     inventory: InventoryOpt,
@@ -324,7 +351,7 @@ def _status_table(rows: list[StatusRow]) -> None:
     Console(width=200).print(table)
 
 
-COMMANDS = (validate, plan, apply, verify, rollback, csr, status)
+COMMANDS = (validate, plan, apply, verify, rollback, render, csr, status)
 
 
 def register(app: typer.Typer) -> None:

@@ -184,7 +184,7 @@ def _host_entry(
         # Present only while another run works on the host, or after one was killed: either
         # way the full run (which waits for the lock, or finishes the journal) must answer.
         "absent": [
-            journal_path(target.certificates_dir),
+            journal_path(target.certificates_dir, target.paths),
             os.path.join(target.certificates_dir, LOCK_FILE),
         ],
         # A full apply takes a lock there even when nothing changes: a folder that can no

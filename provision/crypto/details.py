@@ -65,8 +65,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
-from provision.errors import CryptoError
-
 View = Literal["all", "v1", "extensions", "critical", "properties"]
 VIEWS: tuple[View, ...] = ("all", "v1", "extensions", "critical", "properties")
 
@@ -635,51 +633,3 @@ def _dns_matches(pattern: str, host: str) -> bool:
         return False
     label, _, rest = host.partition(".")
     return bool(label) and rest == suffix
-
-
-def verify_chain(
-    leaf: x509.Certificate,
-    intermediates: Sequence[x509.Certificate],
-    roots: Sequence[x509.Certificate],
-    at: datetime,
-) -> list[x509.Certificate]:
-    """The verified path leaf..root, or ``CryptoError`` saying why there is none.
-
-    Path only: signatures, validity at ``at``, CA constraints (webpki rules). Names are
-    ``check_names``'s job, which gives clearer messages; the EKU is not required because
-    the same check serves server and client certificates.
-    """
-    from cryptography.x509.verification import (
-        Criticality,
-        ExtensionPolicy,
-        PolicyBuilder,
-        Store,
-        VerificationError,
-    )
-
-    if not roots:
-        raise CryptoError("no root certificates given to verify against")
-    # The usual failure is a missing intermediate; cryptography only says "candidates
-    # exhausted" then, so name the missing issuer ourselves.
-    known = {c.subject for c in (*intermediates, *roots)}
-    if leaf.issuer not in known and leaf.issuer != leaf.subject:
-        raise CryptoError(
-            f"chain does not verify: issuer {openssl_name(leaf.issuer)} is neither among "
-            "the intermediates nor the roots (missing intermediate?)"
-        )
-    ee_policy = ExtensionPolicy.webpki_defaults_ee().may_be_present(
-        x509.ExtendedKeyUsage, Criticality.AGNOSTIC, None
-    )
-    moment = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-    verifier = (
-        PolicyBuilder()
-        .store(Store(list(roots)))
-        .time(moment)
-        .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee_policy)
-        .build_client_verifier()
-    )
-    try:
-        return list(verifier.verify(leaf, list(intermediates)).chain)
-    except VerificationError as exc:
-        reason = " ".join(str(exc).split())
-        raise CryptoError(f"chain does not verify to the given roots: {reason}") from None

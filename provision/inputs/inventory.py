@@ -244,10 +244,19 @@ def _make_host(
     name: str, merged: dict[str, Any], groups: tuple[str, ...], doc: Document, where: PathKey
 ) -> Host:
     typed: dict[str, Any] = {}
-    for field in ("address", "fqdn", "connection", "port", "user", "ssh_key", "become"):
+    for field in ("address", "fqdn", "connection", "port", "user", "ssh_key", "become", "os"):
         if field in merged:
             typed[field] = merged[field]
     typed.setdefault("address", name)
+    implied = _implies_windows(merged)
+    if implied is not None:
+        if typed.get("os", "windows") != "windows":
+            raise InputError(
+                doc.locate(where),
+                f"host {name!r}: os: {typed['os']!r} contradicts {implied}, which only "
+                "Windows hosts use",
+            )
+        typed["os"] = "windows"
     try:
         return Host(name=name, groups=groups, vars=merged, **typed)
     except ValidationError as exc:
@@ -256,6 +265,16 @@ def _make_host(
         raise InputError(
             doc.locate(where), f"host {name!r}: {key}: {error['msg']} (got {error['input']!r})"
         ) from None
+
+
+def _implies_windows(merged: Mapping[str, Any]) -> str | None:
+    """The Ansible variable that makes a host Windows without ``os: windows``, if any."""
+    if str(merged.get("ansible_shell_type", "")).lower() == "powershell":
+        return "ansible_shell_type: powershell"
+    connection = str(merged.get("connection", "")).lower()
+    if connection in ("winrm", "psrp"):
+        return f"connection: {connection}"
+    return None
 
 
 # --- patterns ---------------------------------------------------------------------------

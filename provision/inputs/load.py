@@ -61,11 +61,14 @@ def load(
     now: dt.datetime | None = None,
     connect: ConnectOptions | None = None,
     lock_timeout: float = 30.0,
+    controller_files: bool = True,
 ) -> Loaded:
     """Parse and validate everything for every selected host; raises before any host is read.
 
     Files on the controller (authorities, supplied certificates) are read and checked here too,
-    so a bad one stops the run before anything is written anywhere.
+    so a bad one stops the run before anything is written anywhere. ``controller_files=False``
+    leaves them and every password unread, for `provision render`, which writes only site
+    configs (a reviewer rendering them needs no secret).
     """
     moment = now or dt.datetime.now(dt.UTC)
     reads = Manifest()
@@ -81,12 +84,10 @@ def load(
     for host in hosts:
         book = evaluate_playbook(doc, host)
         transport = make_transport(host, connect)
-        targets.append(
-            Target(host, host_view(host), book, transport, transport.resolve(book.certificates_dir))
-        )
+        targets.append(Target(host, host_view(host), book, transport))
         for c_index, certificate in enumerate(book.certificates):
             for o_index, output in enumerate(certificate.outputs):
-                if output.password is None:
+                if output.password is None or not controller_files:
                     continue
                 where = doc.locate(("certificates", c_index, "outputs", o_index, "password"))
                 password = reader.read(output.password, where)
@@ -98,8 +99,10 @@ def load(
     for target in targets:
         _refuse_shared_paths(doc, target)
     renderer = Renderer([folder / "templates", folder.parent / "templates"], reads)
-    authorities = _open_authorities(doc, targets, folder, reads)
-    supplied = _load_supplied(doc, targets, folder, reader, moment, reads)
+    authorities = _open_authorities(doc, targets, folder, reads) if controller_files else {}
+    supplied = (
+        _load_supplied(doc, targets, folder, reader, moment, reads) if controller_files else {}
+    )
     return Loaded(
         doc,
         inv,
@@ -121,13 +124,14 @@ def _refuse_shared_paths(doc: Document, target: Target) -> None:
     seen: dict[str, str] = {}
 
     def claim(path: str, where: tuple[str | int, ...], what: str) -> None:
-        if path in seen:
+        # Windows file names ignore case: C:\Certs\a.pem and c:\certs\A.PEM are one file.
+        key = path.lower() if target.paths.family == "windows" else path
+        if key in seen:
             raise InputError(
                 doc.locate(where),
-                f"{what} writes {path}, which {seen[path]} "
-                f"writes too (for host {target.host.name})",
+                f"{what} writes {path}, which {seen[key]} writes too (for host {target.host.name})",
             )
-        seen[path] = what
+        seen[key] = what
 
     for c, certificate in enumerate(target.playbook.certificates):
         for o, output in enumerate(certificate.outputs):

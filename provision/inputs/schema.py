@@ -61,7 +61,10 @@ HOST_KEYS: dict[str, str] = {
     "address": "How provision reaches the host (default: its inventory name); "
     "host.address in templates.",
     "fqdn": "The host's fully qualified name; host.fqdn in templates.",
-    "connection": "local (this machine) or ssh.",
+    "connection": "local (this machine) or ssh; winrm and psrp (Ansible's Windows "
+    "connections) make the host Windows, which no transport reaches yet (`provision render`).",
+    "os": "posix (default) or windows: how the host spells paths. Windows hosts take absolute "
+    "paths (C:\\...); no transport reaches them yet, `provision render` writes their files.",
     "port": "The SSH port.",
     "user": "The SSH user.",
     "ssh_key": "The SSH private key file.",

@@ -35,7 +35,11 @@ class Host(Strict):
     name: str
     address: str
     fqdn: str | None = None
-    connection: Literal["local", "ssh"] = "local"
+    # winrm and psrp are Ansible's Windows connections: they make the host Windows (below),
+    # which no transport reaches yet.
+    connection: Literal["local", "ssh", "winrm", "psrp"] = "local"
+    # Decides how the host's paths are spelled (provision.transport.base.PathFlavour).
+    os: Literal["posix", "windows"] = "posix"
     port: int = Field(default=22, ge=1, le=65535)
     user: str | None = None
     ssh_key: str | None = None

@@ -7,7 +7,7 @@ so every field here holds final values.
 from __future__ import annotations
 
 import ipaddress
-import posixpath
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -137,10 +137,16 @@ class Output(Strict):
     def _inside_certificates_dir(cls, value: str) -> str:
         if "\0" in value:
             raise ValueError("holds a NUL byte, which no file name can")
-        normal = posixpath.normpath(value)
-        if posixpath.isabs(value) or normal == ".." or normal.startswith("../"):
+        # The same rule for every host, POSIX or Windows: relative in both spellings, no
+        # ``..`` by either separator, no drive (``C:x`` is relative to a drive's own folder).
+        # Kept with "/" between parts; the host's path flavour spells it when joining.
+        if value.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", value):
             raise ValueError("escapes the certificates directory (use a relative name)")
-        if normal in (".", "") or normal.startswith("."):
+        parts = [part for part in re.split(r"[/\\]", value) if part not in ("", ".")]
+        if ".." in parts:
+            raise ValueError("escapes the certificates directory (use a relative name)")
+        normal = "/".join(parts)
+        if normal == "" or normal.startswith("."):
             raise ValueError("is not a file name")
         return normal
 
@@ -410,6 +416,13 @@ class Playbook(Strict):
     name: str = Field(min_length=1)
     hosts: str = "all"
     certificates_dir: HostPath
+    # Other playbooks (by name) this one shares its certificates directories with: each owns
+    # its own outputs there (plan/state.py). Without it a directory has one owner.
+    shared_with: list[str] = Field(default_factory=list)
+    # Playbooks (by name) this one replaces in their certificates directories: it becomes the
+    # owner, and their outputs it no longer writes are removed (the switch from a self-signed
+    # playbook to an internal CA's, say). The replaced playbook is then refused there.
+    takes_over: list[str] = Field(default_factory=list)
     # How many backup folders to keep; at least one: a replaced file is never lost.
     backups: int = Field(default=5, ge=1, le=100)
     # Rolling runs: hosts in batches of this size (a number, a percentage, or a list such as

@@ -8,8 +8,6 @@ record rely on.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import posixpath
 from pathlib import Path
 
 from provision.facts import HostFacts
@@ -17,6 +15,7 @@ from provision.inputs.load import Loaded
 from provision.inputs.targets import Target
 from provision.plan.certificate import plan_certificate
 from provision.plan.model import Change, HostPlan, Unchanged
+from provision.plan.state import State, check_owner, inherited, parse
 from provision.servers.site import plan_site
 from provision.sources.base import HostRefusal
 from provision.sources.registry import source_of
@@ -97,23 +96,29 @@ def reloads_owed(target: Target, facts: HostFacts, changes: list[Change]) -> lis
 
 
 def dropped_outputs(target: Target, facts: HostFacts) -> dict[str, str]:
-    """Outputs an earlier apply recorded that the playbook no longer lists: name -> path."""
-    state = facts.file(target.state_path)
-    if state.content is None:
-        return {}
-    try:
-        recorded = json.loads(state.content).get("outputs", {})
-        names = {str(f) for files in recorded.values() for f in files}
-    except (ValueError, AttributeError, TypeError):
-        return {}
+    """Outputs this playbook recorded at an earlier apply and no longer lists: name -> path.
+    Another owner's outputs are never among them; a damaged state file is an error."""
+    state = read_state(target, facts)
+    recorded = inherited(state, target.playbook)
     wanted = {o.file for c in target.playbook.certificates for o in c.outputs}
     dropped = {}
-    for name in sorted(names - wanted):
-        path = posixpath.normpath(posixpath.join(target.certificates_dir, name))
+    for name in sorted(recorded - wanted):
+        path = target.paths.normpath(target.paths.join(target.certificates_dir, name))
         # A tampered state file must not make us delete anything outside our folder.
-        if path.startswith(target.certificates_dir + "/") and "\0" not in path:
+        if (
+            target.paths.is_inside(path, target.certificates_dir)
+            and path != target.certificates_dir
+            and "\0" not in path
+        ):
             dropped[name] = path
     return dropped
+
+
+def read_state(target: Target, facts: HostFacts) -> State:
+    """The host's state file, checked: parsed, and owned by this playbook (or shared)."""
+    state = parse(facts.file(target.state_path).content, target.state_path)
+    check_owner(state, target.playbook, target.certificates_dir)
+    return state
 
 
 def stale_outputs(target: Target, facts: HostFacts) -> list[Change]:

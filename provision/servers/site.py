@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import posixpath
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from provision.servers.base import CertificateFiles
 from provision.servers.registry import server
 from provision.servers.render import Renderer
 from provision.sources.registry import source_of
+from provision.transport.base import PathFlavour
 
 # The environment variable a PowerShell script reads a PKCS#12 password from when the
 # playbook keeps it in a file or inline (the script never holds a password itself).
@@ -288,14 +288,16 @@ def plan_site(
     files = site_files(target, site)
     for path, template in files:
         text = renderer.render(template, context)
-        results.append(_file_change(site, path, text, facts, main=path == files[0][0]))
+        results.append(
+            _file_change(site, path, text, facts, main=path == files[0][0], paths=target.paths)
+        )
     return results
 
 
 def _file_change(
-    site: Site, path: str, text: str, facts: HostFacts, *, main: bool
+    site: Site, path: str, text: str, facts: HostFacts, *, main: bool, paths: PathFlavour
 ) -> Change | Unchanged:
-    resource = f"site {site.name}" if main else f"site {site.name} ({posixpath.basename(path)})"
+    resource = f"site {site.name}" if main else f"site {site.name} ({paths.basename(path)})"
     state = facts.file(path)
     content = text.encode()
 

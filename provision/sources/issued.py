@@ -7,7 +7,7 @@ import datetime as dt
 
 from cryptography import x509
 
-from provision.crypto import build, compare, keys
+from provision.crypto import build, chains, compare, keys
 from provision.crypto.build import LeafRequest, SubjectFields, name_of
 from provision.crypto.types import PrivateKey
 from provision.model.playbook import Certificate
@@ -63,12 +63,19 @@ def decide_issued(
 def _issuer_change(leaf: x509.Certificate, issuer: x509.Certificate | None) -> str | None:
     if issuer is None:
         if compare.is_self_signed(leaf):
-            return None
+            return _damaged(leaf, leaf)
         return f"issuer changed: {leaf.issuer.rfc4514_string()} -> self-signed"
     if compare.issued_by(leaf, issuer):
-        return None
+        return _damaged(leaf, issuer)
     before = "self-signed" if compare.is_self_signed(leaf) else leaf.issuer.rfc4514_string()
     return f"issuer changed: {before} -> {issuer.subject.rfc4514_string()}"
+
+
+def _damaged(leaf: x509.Certificate, issuer: x509.Certificate) -> str | None:
+    # The issuer is recognised by name and key identifier, which a damaged or forged copy
+    # keeps; the signature is the proof (checked once per leaf and issuer, crypto.chains).
+    problem = chains.signature_problem(leaf, issuer)
+    return f"signature does not verify: {problem}" if problem else None
 
 
 def _renewal(spec: Certificate, leaf: x509.Certificate, now: dt.datetime, rotate: bool) -> Decision:

@@ -145,6 +145,14 @@ def _decide_supplied(
             f"issuer changed: {before} -> {supplied.leaf.issuer.rfc4514_string()}",
             new_key=new_key,
         )
+    if current.leaf.serial_number == supplied.leaf.serial_number:
+        # Same issuer and serial but other bytes: an altered copy (a damaged signature).
+        return Decision(
+            "replace",
+            f"differs from {supplied.certificate_file} under the same serial "
+            f"{supplied.leaf.serial_number:x} (a damaged or altered copy)",
+            new_key=new_key,
+        )
     return Decision(
         "replace",
         f"supplied certificate changed: serial "

@@ -1,9 +1,11 @@
 """Certificates a third-party CA issued, read from the controller and checked before any write.
 
 Every check a careful operator would make is made here, and a refusal names the file: the key
-does not match; the chain does not reach a self-signed root; a signature does not verify; a
-certificate is expired or not yet valid; serverAuth is missing from the EKU; a name the
-playbook lists is not covered; an RSA key is under 2048 bits.
+does not match; an RSA key is under 2048 bits; the chain is not valid for a TLS server (the
+one chain verifier, ``crypto.chains``: it reaches a self-signed root, every signature
+verifies, every certificate is valid now, every issuer is a CA allowed to sign certificates,
+the leaf's key usage and extended key usage allow serverAuth); a name the playbook lists is
+not covered.
 """
 
 from __future__ import annotations
@@ -14,14 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from provision.crypto import keys
-from provision.crypto.compare import signed_by
+from provision.crypto import chains, keys
 from provision.crypto.decode import Bundle, load_bundle
-from provision.crypto.details import check_names, check_validity
+from provision.crypto.details import check_names
 from provision.crypto.types import PrivateKey
 from provision.errors import CryptoError, InputError, Location
 from provision.inputs.files import UnreadableFile, read_regular
@@ -113,12 +112,7 @@ def load_supplied(
     name = source.certificate
     if key is not None:
         _check_key(key, leaf, source.key or name, where["key" if source.key else "certificate"])
-    chain, root = _build_path(leaf, pool, name, here)
-    for certificate in (leaf, *chain, root):
-        problems = check_validity(certificate, now)
-        if problems:
-            raise InputError(here, f"{name}: certificate {_cn(certificate)} {problems[0]}")
-    _check_server_auth(leaf, name, here)
+    chain, root = _verified_path(leaf, pool, now, name, here)
     uncovered = check_names(leaf, spec.names)
     if uncovered:
         raise InputError(
@@ -131,10 +125,6 @@ def load_supplied(
     return Supplied(leaf, tuple(chain), None if root == leaf else root, key, name)
 
 
-def _cn(certificate: x509.Certificate) -> str:
-    return certificate.subject.rfc4514_string() or "(empty subject)"
-
-
 def _check_key(key: PrivateKey, leaf: x509.Certificate, name: str, where: Location) -> None:
     if not keys.matches(key, leaf.public_key()):  # type: ignore[arg-type]
         raise InputError(where, f"{name}: the private key does not match the certificate")
@@ -144,54 +134,31 @@ def _check_key(key: PrivateKey, leaf: x509.Certificate, name: str, where: Locati
         )
 
 
-def _check_server_auth(leaf: x509.Certificate, name: str, where: Location) -> None:
-    try:
-        usage = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        return  # no EKU means any usage
-    if ExtendedKeyUsageOID.SERVER_AUTH not in usage:
-        raise InputError(
-            where,
-            f"{name}: the certificate lacks serverAuth (TLS Web Server "
-            "Authentication) in its extended key usage",
-        )
-
-
-def _build_path(
-    leaf: x509.Certificate, pool: list[x509.Certificate], name: str, where: Location
+def _verified_path(
+    leaf: x509.Certificate,
+    pool: list[x509.Certificate],
+    now: dt.datetime,
+    name: str,
+    where: Location,
 ) -> tuple[list[x509.Certificate], x509.Certificate]:
-    """Leaf -> intermediates -> self-signed root, each signature verified."""
-    if leaf.subject == leaf.issuer and signed_by(leaf, leaf):
-        return [], leaf
-    chain: list[x509.Certificate] = []
-    current = leaf
-    for _ in range(len(pool) + 1):
-        named = [c for c in pool if c.subject == current.issuer and c not in chain]
-        if not named:
+    """(intermediates, leaf's issuer first; the root), as the chain verifier found the path.
+
+    The supplied files' self-signed certificates are the roots (a self-signed leaf is its own):
+    they are what clients are given to trust, whatever the supplied order.
+    """
+    roots = [c for c in pool if c.subject == c.issuer]
+    if leaf.subject == leaf.issuer:
+        roots.append(leaf)
+    intermediates = [c for c in pool if c not in roots]
+    try:
+        path = chains.verify(leaf, intermediates, roots, now, purpose="server")
+    except chains.ChainError as exc:
+        problem = exc.problem
+        if problem.rule == "no-issuer":
             raise InputError(
                 where,
-                f"{name}: the chain does not lead to a self-signed root: "
-                f"no certificate for the issuer {current.issuer.rfc4514_string()} "
+                f"{name}: the chain does not lead to a self-signed root: {problem.text} "
                 "(add it to `chain:` or `root:`)",
-            )
-        if isinstance(current.signature_hash_algorithm, hashes.SHA1):
-            raise InputError(
-                where,
-                f"{name}: {_cn(current)} is signed with SHA-1, which "
-                "clients no longer accept; ask the CA for a SHA-256 certificate",
-            )
-        verified = [c for c in named if signed_by(current, c)]
-        if not verified:
-            raise InputError(
-                where,
-                f"{name}: the signature on {_cn(current)} does not verify "
-                f"with the key of {_cn(named[0])}",
-            )
-        issuer = verified[0]
-        # A root is trusted for being in the client's store, not for its self-signature,
-        # which is therefore not checked (old roots signed with SHA-1 are still fine).
-        if issuer.subject == issuer.issuer:
-            return chain, issuer
-        chain.append(issuer)
-        current = issuer
-    raise InputError(where, f"{name}: the chain loops without reaching a root")
+            ) from None
+        raise InputError(where, f"{name}: {problem.text}") from None
+    return path[1:-1], path[-1]

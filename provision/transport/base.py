@@ -7,11 +7,110 @@ renamed into place, which lets the executor stage a whole set of files before it
 
 from __future__ import annotations
 
+import ntpath
+import posixpath
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Literal
 
 FileKind = Literal["missing", "file", "symlink", "directory", "other"]
+OsFamily = Literal["posix", "windows"]
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """Run-wide connection settings, from the command line."""
+
+    known_hosts: str | None = None  # an extra known_hosts file (also written by accept_new)
+    accept_new_host_keys: bool = False  # OpenSSH's StrictHostKeyChecking=accept-new
+    connect_timeout: float = 10.0
+    command_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class PathFlavour:
+    """How a host spells paths: POSIX (``/etc/nginx/x``) or Windows (``C:\\X\\y``).
+
+    Every host path is built with its host's flavour, never with the controller's ``os.path``
+    nor a fixed ``posixpath``: a Windows certificates directory joined the POSIX way would
+    become a relative folder named ``C:\\Program Files\\...`` on whatever machine wrote it.
+    """
+
+    family: OsFamily
+    module: ModuleType  # posixpath or ntpath: pure string functions, never the file system
+
+    @property
+    def sep(self) -> str:
+        return str(self.module.sep)
+
+    def join(self, path: str, *parts: str) -> str:
+        return str(self.module.join(path, *parts))
+
+    def split(self, path: str) -> tuple[str, str]:
+        head, tail = self.module.split(path)
+        return str(head), str(tail)
+
+    def dirname(self, path: str) -> str:
+        return str(self.module.dirname(path))
+
+    def basename(self, path: str) -> str:
+        return str(self.module.basename(path))
+
+    def splitext(self, path: str) -> tuple[str, str]:
+        root, ext = self.module.splitext(path)
+        return str(root), str(ext)
+
+    def normpath(self, path: str) -> str:
+        return str(self.module.normpath(path))
+
+    def isabs(self, path: str) -> bool:
+        # ntpath.isabs("\\x") is True on older Pythons, but a path without a drive is
+        # relative to the current drive: only a drive or UNC root makes it absolute here.
+        if self.family == "windows":
+            drive, rest = ntpath.splitdrive(path)
+            return bool(drive) and rest[:1] in ("\\", "/")
+        return bool(self.module.isabs(path))
+
+    def is_root(self, path: str) -> bool:
+        """Whether ``dirname`` can go no higher (``/``, ``C:\\``, ``\\\\server\\share\\``)."""
+        return path in ("", self.dirname(path))
+
+    def is_inside(self, path: str, folder: str) -> bool:
+        """Whether ``path`` is ``folder`` or below it, by name (Windows names ignore case)."""
+        path, folder = self.normpath(path), self.normpath(folder)
+        if self.family == "windows":
+            path, folder = path.lower(), folder.lower()
+        if path == folder:
+            return True
+        prefix = folder if folder.endswith(self.sep) else folder + self.sep
+        return path.startswith(prefix)
+
+    def parts(self, path: str) -> tuple[str, ...]:
+        """An absolute path as plain names, for mirroring a host's files in a folder of the
+        controller: ``/etc/nginx/x`` -> etc, nginx, x; ``C:\\X\\y`` -> C, X, y;
+        ``\\\\server\\share\\y`` -> UNC, server, share, y."""
+        if not self.isabs(path):
+            raise ValueError(f"{path!r} is not an absolute path")
+        normal = self.normpath(path)
+        if self.family == "windows":
+            drive, rest = ntpath.splitdrive(normal)
+            if drive.startswith(("\\\\", "//")):
+                head = ["UNC", *(p for p in re.split(r"[\\/]", drive) if p)]
+            else:
+                head = [drive.rstrip(":")]
+            names = [*head, *(p for p in re.split(r"[\\/]", rest) if p)]
+        else:
+            names = [p for p in normal.split("/") if p]
+        if any(name in (".", "..") for name in names):
+            raise ValueError(f"{path!r} climbs out of its root")
+        return tuple(names)
+
+
+POSIX = PathFlavour("posix", posixpath)
+WINDOWS = PathFlavour("windows", ntpath)
+FLAVOURS: dict[OsFamily, PathFlavour] = {"posix": POSIX, "windows": WINDOWS}
 
 
 @dataclass(frozen=True)
@@ -56,6 +155,8 @@ class Transport(ABC):
     """One host's files and commands. Paths given to methods are absolute on the host."""
 
     host: str
+    # How this host spells paths; every path given to or built for it uses this flavour.
+    paths: PathFlavour = POSIX
 
     @abstractmethod
     def resolve(self, path: str) -> str:
@@ -107,6 +208,11 @@ class Transport(ABC):
 
     @abstractmethod
     async def run(self, command: str, timeout: float = 60.0) -> CommandResult: ...
+
+    async def start(self) -> None:  # noqa: B027 - optional hook, not abstract
+        """Reach the host and learn what only it can tell (an SSH login's home directory),
+        before paths are built for it: ``resolve`` may answer differently afterwards. The
+        default has nothing to learn."""
 
     async def write(self, path: str, data: bytes, mode: int, *, durable: bool = True) -> None:
         await self.commit(await self.stage(path, data, mode), path, durable=durable)

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from provision.errors import ProvisionError
 from provision.model.inventory import Host
-from provision.transport.base import Transport
+from provision.transport.base import ConnectOptions, Transport
 from provision.transport.local import LocalTransport
 
-
-@dataclass(frozen=True)
-class ConnectOptions:
-    """Run-wide connection settings, from the command line."""
-
-    known_hosts: str | None = None  # an extra known_hosts file (also written by accept_new)
-    accept_new_host_keys: bool = False  # OpenSSH's StrictHostKeyChecking=accept-new
-    connect_timeout: float = 10.0
-    command_timeout: float = 60.0
+__all__ = ["ConnectOptions", "make_transport"]  # ConnectOptions lives in base (no cycle)
 
 
 def make_transport(host: Host, options: ConnectOptions | None = None) -> Transport:
+    if host.os == "windows":
+        # Before the connection kind: no transport reaches Windows yet, whatever it names.
+        from provision.transport.windows import WindowsHost
+
+        return WindowsHost(host.name)
     if host.connection == "local":
         return LocalTransport(host.name)
     if host.connection == "ssh":

@@ -17,9 +17,16 @@ class LocalTransport(Transport):
         self.host = host
         self.workdir = workdir or os.getcwd()
         self._unflushed: set[str] = set()  # directories renamed into since the last flush
+        # Targets ask for their certificates directory each time (an SSH host's is known only
+        # once connected), many times per plan: remembered, as this host's never changes.
+        self._resolved: dict[str, str] = {}
 
     def resolve(self, path: str) -> str:
-        return os.path.normpath(os.path.join(self.workdir, os.path.expanduser(path)))
+        found = self._resolved.get(path)
+        if found is None:
+            found = os.path.normpath(os.path.join(self.workdir, os.path.expanduser(path)))
+            self._resolved[path] = found
+        return found
 
     async def read(self, path: str) -> FileState:
         return read_file(path)

@@ -1,0 +1,69 @@
+"""The planted-record cases of test_planted_records.py over SSH (issue 14: "run them locally
+and over SSH where the case applies"): a journal or a backup manifest on a real sshd host
+naming files outside what the playbook manages is refused, and nothing changes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from conftest import snapshot
+from sshd import SshdFleet, sshd_fleet
+from test_ssh import apply, fleet, host_root, isolated_home, known_hosts_for, write_project
+
+from provision.api import load, rollback_all, run
+from provision.transport.factory import ConnectOptions
+
+__all__ = ["fleet", "isolated_home", "sshd_fleet"]  # fixtures, imported to be found
+
+pytestmark = pytest.mark.integration
+
+
+def _setup(fleet: SshdFleet, tmp_path: Path) -> tuple[Path, Path, Path, Path, Path]:
+    [server] = fleet.start(1)
+    playbook, inventory = write_project(tmp_path / "project", fleet, [server])
+    known = known_hosts_for(tmp_path / "known_hosts", [server])
+    first = apply(playbook, inventory, known_hosts=str(known))
+    assert first[server.name].status == "changed", first[server.name].error
+    outside = host_root(server) / "outside"
+    outside.mkdir()
+    (outside / "notes.txt").write_text("keep me\n")
+    return playbook, inventory, known, host_root(server) / "certificates", outside
+
+
+@pytest.mark.parametrize("mode", ["plan", "apply"])
+def test_a_planted_journal_is_refused_over_ssh(fleet: SshdFleet, tmp_path: Path, mode: str) -> None:
+    playbook, inventory, known, certificates, outside = _setup(fleet, tmp_path)
+    (certificates / ".x.tmp").write_text("planted\n")
+    record = {
+        "operation": "apply",
+        "renames": [[str(certificates / ".x.tmp"), str(outside / "notes.txt")]],
+        "removals": [],
+    }
+    (certificates / ".provision-journal.json").write_text(json.dumps(record))
+    before = snapshot(certificates.parent)
+    loaded = load(playbook, inventory, connect=ConnectOptions(known_hosts=str(known)))
+    _plan, report = run(loaded, apply=mode == "apply")
+    [host] = report.hosts
+    assert host.status == "failed"
+    assert host.error is not None and "not a file this playbook manages" in host.error
+    assert snapshot(certificates.parent) == before
+
+
+def test_a_planted_manifest_is_refused_by_rollback_over_ssh(
+    fleet: SshdFleet, tmp_path: Path
+) -> None:
+    playbook, inventory, known, certificates, outside = _setup(fleet, tmp_path)
+    backup = certificates / ".backup" / "29991231T000000000000Z"
+    backup.mkdir(parents=True)
+    (backup / "000-x").write_text("planted\n")
+    entry = {"path": str(outside / "notes.txt"), "backup": str(backup / "000-x"), "mode": 0o644}
+    (backup / "manifest.json").write_text(json.dumps({"files": [entry], "created": []}))
+    before = snapshot(certificates.parent)
+    loaded = load(playbook, inventory, connect=ConnectOptions(known_hosts=str(known)))
+    [host] = asyncio.run(rollback_all(loaded, None)).hosts
+    assert host.status == "failed"
+    assert host.error is not None and "which this playbook does not manage" in host.error
+    assert snapshot(certificates.parent) == before
