@@ -60,12 +60,19 @@ def input_entries(files: Iterable[str], folders: Iterable[str]) -> list[str]:
     one entry), or, when many are absent from one folder, by that folder's listing."""
     entries = {f"list:{folder}" for folder in folders}
     absent: dict[str, set[str]] = {}
+    there: dict[str, bool] = {}  # each folder asked once, not once per host below it
+
+    def exists(path: str) -> bool:
+        if path not in there:
+            there[path] = os.path.lexists(path)
+        return there[path]
+
     for path in files:
-        if os.path.lexists(path):
+        if there.get(os.path.dirname(path)) is not False and os.path.lexists(path):
             entries.add(f"file:{path}")
             continue
         first, parent = path, os.path.dirname(path)
-        while parent != first and not os.path.lexists(parent):
+        while parent != first and not exists(parent):
             first, parent = parent, os.path.dirname(parent)
         absent.setdefault(parent, set()).add(first)
     for parent, names in absent.items():
