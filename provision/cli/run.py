@@ -39,13 +39,13 @@ if TYPE_CHECKING:  # the real imports are inside the commands, for a fast `--hel
 
 def _write_retry(playbook: str, result: Report) -> None:
     """After failures, `--limit @PLAYBOOK.retry` reruns only the hosts that failed."""
+    failed = [h.host for h in result.hosts if h.status in ("failed", "skipped")]
+    if not failed:
+        return  # (before any import: an idle apply answered from its record comes here too)
     from pathlib import Path
 
     from provision import fsutil
 
-    failed = [h.host for h in result.hosts if h.status in ("failed", "skipped")]
-    if not failed:
-        return
     path = Path(playbook).with_suffix(".retry")
     fsutil.write_atomic(str(path), "".join(f"{name}\n" for name in failed).encode(), 0o644)
     typer.echo(f"to retry the failed hosts: --limit @{path}", err=True)
