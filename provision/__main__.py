@@ -1,3 +1,3 @@
-from provision.cli.run import main
+from provision.cli import main
 
 main()

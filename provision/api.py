@@ -318,6 +318,9 @@ async def verify_all(loaded: Loaded, now: dt.datetime | None = None) -> Report:
 
 async def rollback_all(loaded: Loaded, to: str | None, now: dt.datetime | None = None) -> Report:
     """`provision rollback`: restore each host's files from its backups and reload its sites."""
+    from provision.converged.document import forget_all
+
+    forget_all()  # before anything is written: no converged record may outlive a write
     moment = now or dt.datetime.now(dt.UTC)
     reports: dict[str, HostReport] = {}
     keymaker = KeyMaker()
@@ -398,11 +401,8 @@ def _saved_host_plan(
 
 
 def _substance(plan: HostPlan) -> list[tuple[object, ...]]:
-    """What a change does, without the words that describe it (reasons, diffs, summaries)."""
-    return [
-        (c.resource, c.action, c.path, c.mode, c.content, c.derived, c.issue, c.site)
-        for c in plan.changes
-    ]
+    """What the changes do, without the words that describe them (``Change.substance``)."""
+    return [c.substance() for c in plan.changes]
 
 
 def _skip_rest(

@@ -142,6 +142,9 @@ def _write_csr(out: Path, host: str, certificate: Certificate, key: PrivateKey) 
 
 
 async def make_csrs(loaded: Loaded, out: Path, now: dt.datetime | None = None) -> list[CsrResult]:
+    from provision.converged.document import forget_all
+
+    forget_all()  # keys may be made on the hosts: no converged record may outlive a write
     moment = now or dt.datetime.now(dt.UTC)
     keymaker = KeyMaker()
     try:

@@ -1,8 +1,8 @@
 """One error root for everything `provision` refuses to do.
 
-Errors carry their context (file, line, key, host) as data; only ``cli.py`` turns them into
-text for a person. Messages never include secret values: callers pass the offending value
-only for fields that are not secrets.
+Errors carry their context (file, line, key, host) as data; only the CLI's one error exit
+(``cli.common.fail``) turns them into text for a person. Messages never include secret
+values: callers pass the offending value only for fields that are not secrets.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ class Cli:
         self.cwd = cwd
 
     def __call__(self, *args: str, env: dict[str, str] | None = None) -> Result:
-        from provision.cli.run import _mount_subcommands, app
+        from provision.cli import _mount_subcommands, app
 
         _mount_subcommands()
         runner = CliRunner()

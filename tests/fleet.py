@@ -100,7 +100,7 @@ async def removed(self, path, **options):
 
 fsutil.stage, fsutil.commit, LocalTransport.remove = staged, committed, removed
 sys.argv = ["provision", *sys.argv[3:]]
-from provision.cli.run import main
+from provision.cli import main
 main()
 """
 

@@ -252,7 +252,7 @@ def test_apply_one_host_then_the_rest(project: Path, cli: Cli) -> None:
 
 def test_mounting_subcommands_is_idempotent() -> None:
     """Tests run the CLI in-process hundreds of times: each call must cost the same."""
-    from provision.cli.run import _mount_subcommands, app
+    from provision.cli import _mount_subcommands, app
 
     _mount_subcommands()
     count = len(app.registered_groups)

@@ -127,7 +127,7 @@ def test_sources_are_dispatched_only_through_their_registry() -> None:
         "provision/sources/supplied.py",
         "provision/inputs/load.py",
         "provision/lint.py",
-        "provision/converged/record.py",
+        "provision/converged/document.py",
     }
     offenders = []
     for path in PACKAGE.rglob("*.py"):

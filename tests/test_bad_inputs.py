@@ -274,7 +274,7 @@ def run_cli(case: Path, env: dict[str, str | None], command: str = "apply") -> t
     """``provision COMMAND playbook.yml -i inventory.yml`` in ``case``: in-process for speed
     (the corpus has dozens of cases), with any exception that escapes the CLI turned into the
     traceback a person would have seen. ``test_real_command_line`` runs the real program."""
-    from provision.cli.run import _mount_subcommands, app
+    from provision.cli import _mount_subcommands, app
 
     _mount_subcommands()
     old = Path.cwd()

@@ -20,7 +20,8 @@ import pytest
 import yaml
 from conftest import Cli
 
-from provision.converged import record as converged
+from provision.converged import document as records_document
+from provision.converged import lookup, stamps
 
 PLAYBOOK = "playbooks/callmanager-https.yml"
 INVENTORY = "inventory/example.yml"
@@ -30,7 +31,7 @@ HOSTS = ("cm-pub-01", "cm-sub-01", "cm-sub-02")
 def settle() -> None:
     """Let the files a test just wrote age past the edit margin: a record is only made from
     inputs that were not being changed while the run read them."""
-    time.sleep(converged.EDIT_MARGIN_NS / 1e9 + 0.02)
+    time.sleep(stamps.EDIT_MARGIN_NS / 1e9 + 0.02)
 
 
 def host_dir(project: Path, host: str) -> Path:
@@ -46,7 +47,7 @@ def _record_of(folder: Path, project: Path, kind: str) -> Path:
     here = os.getcwd()
     os.chdir(project)
     try:
-        key = converged.Command(kind, PLAYBOOK, INVENTORY, None).key()
+        key = records_document.Command(kind, PLAYBOOK, INVENTORY, None).key()
     finally:
         os.chdir(here)
     return folder / "converged" / f"{key}.json"
@@ -130,7 +131,7 @@ def test_the_record_holds_digests_and_words_never_content(
     recorded: Path, converged_records: Path
 ) -> None:
     document = json.loads(_record_of(converged_records, recorded, "apply").read_text())
-    assert document["format"] == converged.FORMAT
+    assert document["format"] == records_document.FORMAT
     assert [h["name"] for h in document["hosts"]] == list(HOSTS)
     text = json.dumps(document)
     key = (host_dir(recorded, "cm-pub-01") / "certificates" / "httpscert.key").read_text()
@@ -266,7 +267,7 @@ def test_another_limit_has_its_own_record(recorded: Path, cli: Cli, evaluations:
 def test_changed_provision_code_is_evaluated_in_full(
     recorded: Path, cli: Cli, evaluations: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(converged, "code_digest", lambda *_: "another version")
+    monkeypatch.setattr(lookup, "code_digest", lambda *_: "another version")
     cli("plan", PLAYBOOK, "-i", INVENTORY)
     assert evaluations == [PLAYBOOK]
 
@@ -278,11 +279,11 @@ def test_an_upgraded_library_changes_the_code_digest(
     library.mkdir()
     (library / "__init__.py").write_text("VERSION = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(converged, "LIBRARIES", ("somelib",))
-    before = converged.code_digest()
-    assert converged.code_digest() == before
+    monkeypatch.setattr(stamps, "LIBRARIES", ("somelib",))
+    before = stamps.code_digest()
+    assert stamps.code_digest() == before
     (library / "__init__.py").write_text("VERSION = 22\n")  # what an upgrade does
-    assert converged.code_digest() != before
+    assert stamps.code_digest() != before
 
 
 # --- the clock ---------------------------------------------------------------------------------
@@ -306,12 +307,12 @@ def test_the_record_holds_until_the_first_renewal_window_opens(
     recorded_at = dt.datetime.fromisoformat(document["recorded"])
 
     monkeypatch.chdir(recorded)
-    command = converged.Command("plan", PLAYBOOK, INVENTORY, None)
+    command = records_document.Command("plan", PLAYBOOK, INVENTORY, None)
     second = dt.timedelta(seconds=1)
-    assert converged.lookup(command, now=recorded_at) is not None
-    assert converged.lookup(command, now=until - second) is not None
-    assert converged.lookup(command, now=until) is None  # the window opens: decide again
-    assert converged.lookup(command, now=recorded_at - second) is None  # the clock went back
+    assert lookup.lookup(command, now=recorded_at) is not None
+    assert lookup.lookup(command, now=until - second) is not None
+    assert lookup.lookup(command, now=until) is None  # the window opens: decide again
+    assert lookup.lookup(command, now=recorded_at - second) is None  # the clock went back
 
 
 # --- runs that are never recorded ------------------------------------------------------------
@@ -384,7 +385,7 @@ def test_a_host_file_changed_after_the_plan_read_it_is_not_recorded(
 ) -> None:
     assert cli("apply", PLAYBOOK, "-i", INVENTORY).exit_code == 0
     settle()
-    real = converged.record
+    real = records_document.record
     config = host_dir(project, "cm-sub-02") / "nginx" / "default-web-site.conf"
 
     def after_the_plan(*args: Any, **kwargs: Any) -> bool:
@@ -394,9 +395,9 @@ def test_a_host_file_changed_after_the_plan_read_it_is_not_recorded(
             config.unlink()  # (no file's change time shows a deletion)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(converged, "record", after_the_plan)
+    monkeypatch.setattr(records_document, "record", after_the_plan)
     assert "changed 0" in cli("apply", PLAYBOOK, "-i", INVENTORY).stdout
-    monkeypatch.setattr(converged, "record", real)
+    monkeypatch.setattr(records_document, "record", real)
     assert records(converged_records) == []
     action = "update" if change == "edited" else "create"
     assert f"{action}   site Default Web Site" in cli("apply", PLAYBOOK, "-i", INVENTORY).stdout
@@ -405,14 +406,14 @@ def test_a_host_file_changed_after_the_plan_read_it_is_not_recorded(
 def test_a_whole_second_change_time_is_judged_with_a_wider_margin() -> None:
     second = 1_000_000_000
     started = 1_700_000_000 * second + 400_000_000  # 0.4 s into a second
-    edited_before = started - converged.EDIT_MARGIN_NS
+    edited_before = started - stamps.EDIT_MARGIN_NS
     # Fine-grained times: only what changed after the margin began.
-    assert not converged.changed_during_run(started - 60_000_001, edited_before)
-    assert converged.changed_during_run(started - 10_000_000, edited_before)
+    assert not stamps.changed_during_run(started - 60_000_001, edited_before)
+    assert stamps.changed_during_run(started - 10_000_000, edited_before)
     # Whole seconds: a change later in the run's first second reads as its start, 0.4 s
     # before the run; anything within two seconds is suspect.
-    assert converged.changed_during_run(1_700_000_000 * second, edited_before)
-    assert not converged.changed_during_run(1_699_999_997 * second, edited_before)
+    assert stamps.changed_during_run(1_700_000_000 * second, edited_before)
+    assert not stamps.changed_during_run(1_699_999_997 * second, edited_before)
 
 
 def test_a_limit_read_from_a_file_is_not_recorded(
@@ -485,7 +486,7 @@ def test_a_symlinked_release_switched_is_another_run(
 
 
 def test_home_is_part_of_what_identifies_a_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    command = converged.Command("plan", PLAYBOOK, INVENTORY, None)
+    command = records_document.Command("plan", PLAYBOOK, INVENTORY, None)
     monkeypatch.setenv("HOME", "/home/one")
     first = command.key()
     monkeypatch.setenv("HOME", "/home/two")  # ~ in certificates_dir leads elsewhere
@@ -528,7 +529,7 @@ def test_a_record_of_no_host_or_of_other_inputs_answers_nothing(
     document = json.loads(path.read_text())
     for broken in (
         {**document, "hosts": []},
-        {**document, "inputs": {"entries": [], "digest": converged.inputs_digest([])}},
+        {**document, "inputs": {"entries": [], "digest": stamps.inputs_digest([])}},
     ):
         path.write_text(json.dumps(broken))
         cli("plan", PLAYBOOK, "-i", INVENTORY)
@@ -540,7 +541,62 @@ def test_an_input_that_cannot_be_read_again_is_not_recorded(
 ) -> None:
     import socket
 
+    # Loading looks for group_vars/callmanager.yaml (and skips what is not a file); the record
+    # must digest what is there, and opening a socket fails (ENXIO).
+    (project / "inventory" / "group_vars").mkdir()
     with socket.socket(socket.AF_UNIX) as listener:
-        listener.bind(str(project / "templates" / "a-socket"))  # opening it fails (ENXIO)
+        listener.bind(str(project / "inventory" / "group_vars" / "callmanager.yaml"))
         converge(cli, project)
     assert records(converged_records) == []
+
+
+def test_the_record_digests_what_loading_read_and_looked_for(
+    project: Path, cli: Cli, converged_records: Path
+) -> None:
+    import socket
+
+    # Beside the templates a run reads, a file no run reads is no input (the record is made).
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(project / "templates" / "a-socket"))
+        converge(cli, project)
+    (path,) = records(converged_records)
+    entries = json.loads(path.read_text())["inputs"]["entries"]
+    packaged = Path(stamps.__file__).parent.parent / "templates" / "nginx" / "site.conf.j2"
+    assert entries == sorted(
+        [
+            f"file:{project / PLAYBOOK}",
+            f"file:{project / INVENTORY}",
+            # Looked for and not there: proven absent by the first missing folder.
+            f"file:{project / 'inventory' / 'group_vars'}",
+            f"file:{project / 'inventory' / 'host_vars'}",
+            # The template's name as a path from the current folder, then the folders a
+            # template is taken from, in order, up to the one it was found in.
+            f"file:{project / 'nginx'}",
+            f"file:{project / 'playbooks' / 'templates'}",
+            f"file:{project / 'templates' / 'nginx' / 'site.conf.j2'}",
+        ]
+    )
+    assert f"file:{packaged}" not in entries  # found before: never looked at
+
+
+def test_a_hit_imports_nothing_heavy(recorded: Path) -> None:
+    """The point of the record is an idle run's cost, most of which would be imports."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "provision", "apply", PLAYBOOK, "-i", INVENTORY],
+        cwd=recorded,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0 and "changed 0" in result.stdout, result.stdout + result.stderr
+    imported = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "provision" in imported and "typer" in imported  # (the lines were read right)
+    assert not imported & {"cryptography", "jinja2", "pydantic", "pydantic_core", "yaml"}

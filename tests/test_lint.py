@@ -52,8 +52,8 @@ sites:
 
 @pytest.fixture(scope="module", autouse=True)
 def _registered() -> None:
+    from provision.cli import app
     from provision.cli.review import register
-    from provision.cli.run import app
 
     register(app)
 

@@ -100,7 +100,7 @@ def test_saved_plan_applies_then_nothing_left_to_do(project: Path, cli: Cli) -> 
 
 def test_plan_file_records_inputs_digests_and_rendered_configs(project: Path, cli: Cli) -> None:
     document = make_plan(cli)
-    assert document["format"] == "provision-plan/1"
+    assert document["format"] == "provision-plan/2"
     assert document["playbook"] == {
         "path": PLAYBOOK,
         "sha256": hashlib.sha256((project / PLAYBOOK).read_bytes()).hexdigest(),
@@ -114,8 +114,8 @@ def test_plan_file_records_inputs_digests_and_rendered_configs(project: Path, cl
     assert [h["host"] for h in document["hosts"]] == list(HOSTS)
     for entry in document["hosts"]:
         host = entry["host"]
-        assert len(entry["facts_sha256"]) == 64
-        int(entry["facts_sha256"], 16)
+        assert len(entry["facts_digest"]) == 64
+        int(entry["facts_digest"], 16)
         assert entry["error"] is None
         change = site_change(document, host)
         assert change["path"] == str(config(project, host))
@@ -127,7 +127,7 @@ def test_plan_file_records_inputs_digests_and_rendered_configs(project: Path, cl
         # Certificate outputs are named by reference, never carried.
         for c in entry["changes"]:
             if c["resource"].startswith("file "):
-                assert "content" not in c and "derived" in c, c
+                assert c["content"] is None and c["derived"] is not None, c
 
 
 def test_limit_is_recorded_and_kept(project: Path, cli: Cli) -> None:
@@ -524,3 +524,93 @@ def test_a_hand_edited_plan_is_refused_for_the_host_it_changes(project: Path, cl
     first = document["hosts"][0]["host"]
     assert not (project / ".provision/fleet" / first).exists()  # nothing written there
     assert "changed 2" in result.stdout  # the untouched hosts were applied
+
+
+# --- the codec: every field of the plan's types, by construction ------------------------------
+
+
+def _example(annotation: Any, variant: int = 0) -> Any:
+    """A value of ``annotation`` that is not a field's default (None, empty, zero), built
+    from the type alone: a field added to a plan type is covered without editing this test.
+    ``variant`` gives another value of the same type."""
+    import dataclasses
+    import datetime as dt
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _example(args[0], variant)
+    if origin in (typing.Union, types.UnionType):
+        return _example(next(a for a in args if a is not type(None)), variant)
+    if origin is typing.Literal:
+        return args[variant % len(args)]
+    if origin is tuple:
+        return (_example(args[0], variant),)
+    if origin is dict:
+        return {_example(args[0], variant): _example(args[1], variant)}
+    if dataclasses.is_dataclass(annotation):
+        hints = typing.get_type_hints(annotation, include_extras=True)
+        return annotation(
+            **{f.name: _example(hints[f.name], variant) for f in dataclasses.fields(annotation)}
+        )
+    values: dict[Any, tuple[Any, Any]] = {
+        str: ("text ü\n", "other"),
+        int: (0o640, 0o600),
+        bool: (True, False),
+        bytes: (b"server {\n  listen 443 ssl;\n}\n", b"other\n"),
+        dt.datetime: (
+            dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+            dt.datetime(2031, 1, 1, tzinfo=dt.UTC),
+        ),
+    }
+    return values[annotation][variant]
+
+
+def test_a_saved_plan_keeps_every_field_of_every_plan_type(tmp_path: Path) -> None:
+    import dataclasses
+
+    from provision.plan.model import Plan
+
+    plan = _example(Plan)
+
+    def every_field_set(value: Any) -> None:
+        for f in dataclasses.fields(value):
+            inner = getattr(value, f.name)
+            assert inner not in (None, (), "", 0, {}), f"{type(value).__name__}.{f.name}"
+            for item in inner if isinstance(inner, tuple) else (inner,):
+                if dataclasses.is_dataclass(item):
+                    every_field_set(item)
+
+    every_field_set(plan)
+    text = planfile.dumps(
+        plan, limit="cm-*", playbook_digest="a" * 64, inventory_digest="b" * 64,
+        controller_digest="c" * 64,
+    )  # fmt: skip
+    assert (
+        '"mode": "0640"' in text and '"content": "server {\\n' in text
+    )  # read as a reviewer would
+    (tmp_path / "plan.json").write_text(text)
+    saved = planfile.loads(str(tmp_path / "plan.json"))
+    assert saved.plan == plan
+    assert (saved.limit, saved.digests["controller"]) == ("cm-*", "c" * 64)
+
+
+def test_every_field_of_a_change_is_compared_unless_declared_descriptive() -> None:
+    import dataclasses
+    import typing
+
+    from provision.api import _substance
+    from provision.plan.model import DESCRIPTIVE, Change, HostPlan
+
+    names = {f.name for f in dataclasses.fields(Change)}
+    assert names > DESCRIPTIVE
+    assert {"reason", "diff", "before"} == DESCRIPTIVE
+    change = _example(Change)
+    hints = typing.get_type_hints(Change, include_extras=True)
+    for name in sorted(names):
+        other = dataclasses.replace(change, **{name: _example(hints[name], 1)})
+        assert other != change, name
+        differs = _substance(HostPlan("h", (other,))) != _substance(HostPlan("h", (change,)))
+        assert differs == (name not in DESCRIPTIVE), name

@@ -22,8 +22,8 @@ from provision.inputs.yaml_lines import load_file
 
 @pytest.fixture(scope="module", autouse=True)
 def _registered() -> None:
+    from provision.cli import app
     from provision.cli.review import register
-    from provision.cli.run import app
 
     register(app)
 

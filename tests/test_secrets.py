@@ -112,7 +112,7 @@ class Fleet:
         return text
 
     def _in_process(self, args: tuple[str, ...], env: dict[str, str | None]) -> tuple[int, str]:
-        from provision.cli.run import _mount_subcommands, app
+        from provision.cli import _mount_subcommands, app
 
         _mount_subcommands()
         old = Path.cwd()

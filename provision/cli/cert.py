@@ -11,11 +11,11 @@ a traceback. Bad option values (unknown ``--view``) are usage errors: click's ex
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypedDict
+from typing import TYPE_CHECKING, Annotated, TypedDict
 
 import typer
+
+from provision.cli.common import fail, reported_errors
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -28,7 +28,7 @@ app = typer.Typer(
     help="Show, export and check certificates (files or https:// servers).",
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode=None,  # plain help starts faster (see cli.py)
+    rich_markup_mode=None,  # plain help starts faster (see provision/cli/__init__.py)
 )
 
 
@@ -97,7 +97,7 @@ def show(
 
     from provision.crypto import details as inspect
 
-    with _reported_errors():
+    with reported_errors(os_errors=True):
         _, certificates = _load_certificates(source, password_env, servername, connect)
         records = [inspect.details(c, view.value) for c in certificates]
         verification = None
@@ -140,12 +140,12 @@ def export(
     from provision import fsutil
     from provision.crypto import encode
 
-    with _reported_errors():
+    with reported_errors(os_errors=True):
         if chain is not None and to is ExportChoice.der:
-            _fail(f"{chain}: DER holds one certificate; use --to pem or --to pkcs7 with --chain")
+            fail(f"{chain}: DER holds one certificate; use --to pem or --to pkcs7 with --chain")
         certificates = list(_load_file(source, _password(password_env)).certificates)
         if not certificates:
-            _fail(f"{source}: holds no certificate")
+            fail(f"{source}: holds no certificate")
         if chain is not None:
             certificates.extend(_load_file(chain, None).certificates)
         certificates = _unique(certificates)
@@ -164,7 +164,7 @@ def export(
                 raise FileNotFoundError(2, "No such file or directory")
             fsutil.write_atomic(out, data, 0o644)
         except OSError as exc:
-            _fail(f"{out}: cannot write: {exc.strerror or exc}")
+            fail(f"{out}: cannot write: {exc.strerror or exc}")
         typer.echo(f"wrote {out} ({to.value}, {written} certificate{'s' * (written != 1)})")
 
 
@@ -191,7 +191,7 @@ def check(
     from provision.crypto import chains
     from provision.crypto import details as inspect
 
-    with _reported_errors():
+    with reported_errors(os_errors=True):
         moment = _parse_at(at)
         label, certificates = _load_certificates(source, password_env, servername, connect)
         leaf = certificates[0]
@@ -226,10 +226,10 @@ def _load_certificates(
         certificates = fetch_chain(host, port, connect=connect, servername=servername)
         return label, certificates
     if connect is not None or servername is not None:
-        _fail(f"{source}: --connect and --servername only apply to https:// URLs")
+        fail(f"{source}: --connect and --servername only apply to https:// URLs")
     certificates = list(_load_file(source, _password(password_env)).certificates)
     if not certificates:
-        _fail(f"{source}: holds no certificate")
+        fail(f"{source}: holds no certificate")
     return source, certificates
 
 
@@ -240,7 +240,7 @@ def _load_file(path: str, password: bytes | None) -> Bundle:
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as exc:
-        _fail(f"{path}: cannot read: {exc.strerror or exc}")
+        fail(f"{path}: cannot read: {exc.strerror or exc}")
     return load_bundle(data, password=password, source=path)
 
 
@@ -251,7 +251,7 @@ def _password(variable: str | None) -> bytes | None:
         return None
     value = os.environ.get(variable)
     if value is None:
-        _fail(f"--password-env: environment variable {variable} is not set")
+        fail(f"--password-env: environment variable {variable} is not set")
     return value.encode("utf-8")
 
 
@@ -260,13 +260,13 @@ def _parse_url(url: str) -> tuple[str, int]:
 
     parts = urlsplit(url)
     if parts.scheme.lower() != "https":
-        _fail(f"{url}: only https:// URLs can be fetched")
+        fail(f"{url}: only https:// URLs can be fetched")
     try:
         port = parts.port or 443
     except ValueError:
-        _fail(f"{url}: the port is not a number from 1 to 65535")
+        fail(f"{url}: the port is not a number from 1 to 65535")
     if not parts.hostname:
-        _fail(f"{url}: no host name in the URL")
+        fail(f"{url}: no host name in the URL")
     return parts.hostname, port
 
 
@@ -292,7 +292,7 @@ def _parse_at(text: str | None) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        _fail(f"--at: {text!r} is not an ISO 8601 date or date-time")
+        fail(f"--at: {text!r} is not an ISO 8601 date or date-time")
     # A bare date parses as midnight; naive means UTC (documented).
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
@@ -312,22 +312,3 @@ def _unique(certificates: list[x509.Certificate]) -> list[x509.Certificate]:
             seen.add(fingerprint)
             kept.append(cert)
     return kept
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {' '.join(message.split())}", err=True)
-    raise typer.Exit(1)
-
-
-@contextmanager
-def _reported_errors() -> Iterator[None]:
-    """Turn our errors and OS errors into one line on stderr and exit status 1."""
-    from provision.errors import ProvisionError
-
-    try:
-        yield
-    except ProvisionError as exc:
-        _fail(exc.message)
-    except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        _fail(f"{where}{exc.strerror or exc}")

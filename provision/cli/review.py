@@ -1,18 +1,26 @@
 """``provision schema`` and ``provision lint``: editor support and review checks.
 
-``register(app)`` adds both commands to the main app (``cli._mount_subcommands`` calls it).
+``register(app)`` adds both commands to the main app (``provision.cli`` mounts them).
 Only typer is imported here; pydantic, jinja2 and cryptography are imported inside the
-commands, so ``provision --help`` stays quick. Errors are one line on stderr and exit 1.
+commands, so ``provision --help`` stays quick. Errors leave through ``common.fail``.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
-from provision.cli.run import OutputFormat
+from provision.cli.common import (
+    FormatOpt,
+    InventoryOpt,
+    LimitOpt,
+    OutputFormat,
+    Playbook,
+    fail,
+    load_inputs,
+)
 
 
 class SchemaKind(StrEnum):
@@ -27,11 +35,6 @@ def register(app: typer.Typer) -> None:
         app.command("schema")(schema_command)
     if "lint" not in present:
         app.command("lint")(lint_command)
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
 
 
 def schema_command(
@@ -70,7 +73,7 @@ def schema_command(
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        _fail(f"{out}: cannot create the folder: {exc.strerror}")
+        fail(f"{out}: cannot create the folder: {exc.strerror}")
     for name in kinds:
         path = folder / FILES[name]
         text = dumps(build(name))
@@ -80,42 +83,28 @@ def schema_command(
                 continue
             fsutil.write_atomic(str(path), text.encode(), 0o644)
         except ProvisionError as exc:
-            _fail(exc.message)
+            fail(exc.message)
         except (OSError, UnicodeDecodeError) as exc:
-            _fail(f"{path}: {getattr(exc, 'strerror', None) or exc}")
+            fail(f"{path}: {getattr(exc, 'strerror', None) or exc}")
         typer.echo(f"wrote {path}")
 
 
 def lint_command(
-    playbook: Annotated[str, typer.Argument(help="The playbook (YAML).")],
-    inventory: Annotated[str, typer.Option("-i", "--inventory", help="The inventory (YAML).")],
-    limit: Annotated[
-        str | None,
-        typer.Option(
-            "--limit",
-            "-l",
-            help="Narrow the hosts: names, groups, globs, !exclude, &intersect, comma lists.",
-        ),
-    ] = None,
+    playbook: Playbook,
+    inventory: InventoryOpt,
+    limit: LimitOpt = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 when there is any finding.")
     ] = False,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", help="text or json.")
-    ] = OutputFormat.text,
+    output_format: FormatOpt = OutputFormat.text,
 ) -> None:
     """Flag what a reviewer would (weak keys, long validity, uncovered names, ...); exit 0,
     or 1 with --strict."""
     import json
 
-    from provision.api import load
-    from provision.errors import ProvisionError
     from provision.lint import format_text, lint
 
-    try:
-        loaded = load(playbook, inventory, limit)
-    except ProvisionError as exc:
-        _fail(exc.message)
+    loaded = load_inputs(playbook, inventory, limit)
     findings = lint(loaded)
     hosts = [t.host.name for t in loaded.targets]
     if output_format is OutputFormat.json:

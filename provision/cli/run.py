@@ -1,149 +1,64 @@
-"""The command line: parse arguments, call the api, print the report, exit with a status.
+"""The run commands: validate, plan, apply, verify, rollback, csr, status.
 
-Heavy modules (cryptography, pydantic, jinja2) are imported inside the commands, so
-``provision --help`` starts quickly.
+Parse arguments, call the api, print the report, exit with a status. Heavy modules
+(cryptography, pydantic, jinja2) are imported inside the commands, so ``provision --help``
+starts quickly; errors leave through ``common.fail``.
 """
 
 from __future__ import annotations
 
-import sys
-from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from functools import partial
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-if TYPE_CHECKING:  # the real imports are inside the commands, for a fast `--help`
-    from provision.api import Loaded, Report
-    from provision.status import StatusRow
-    from provision.transport.factory import ConnectOptions
-
-app = typer.Typer(
-    name="provision",
-    help="Declarative certificates and web-server bindings for server fleets.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    # Plain help: rich's help renderer imports Markdown and syntax highlighting, a third of
-    # the start-up time of `provision --help`, for boxes around the same text.
-    rich_markup_mode=None,
+from provision.cli.common import (
+    AcceptNewOpt,
+    CommandTimeoutOpt,
+    ConnectTimeoutOpt,
+    ForksOpt,
+    FormatOpt,
+    FullOpt,
+    InventoryOpt,
+    KnownHostsOpt,
+    LimitOpt,
+    LockTimeoutOpt,
+    OutputFormat,
+    PlanFormat,
+    Playbook,
+    connect_options,
+    fail,
+    load_inputs,
+    reported_errors,
 )
 
-
-class OutputFormat(StrEnum):
-    text = "text"
-    json = "json"
-
-
-class PlanFormat(StrEnum):
-    text = "text"
-    json = "json"
-    markdown = "markdown"
-
-
-Playbook = Annotated[str, typer.Argument(help="The playbook (YAML).")]
-InventoryOpt = Annotated[str, typer.Option("-i", "--inventory", help="The inventory (YAML).")]
-LimitOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--limit",
-        "-l",
-        help="Narrow the hosts: names, groups, globs, !exclude, &intersect, comma lists.",
-    ),
-]
-FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="text or json.")]
-ForksOpt = Annotated[int, typer.Option("--forks", min=1, help="Hosts worked on at once.")]
-KnownHostsOpt = Annotated[
-    str | None, typer.Option("--known-hosts", help="An extra known_hosts file for SSH hosts.")
-]
-AcceptNewOpt = Annotated[
-    bool,
-    typer.Option(
-        "--accept-new-host-keys",
-        help="Trust and record unknown SSH host keys (never changed ones), "
-        "like OpenSSH's StrictHostKeyChecking=accept-new.",
-    ),
-]
-ConnectTimeoutOpt = Annotated[
-    float, typer.Option("--connect-timeout", min=0.1, help="Seconds to reach a host.")
-]
-LockTimeoutOpt = Annotated[
-    float,
-    typer.Option("--lock-timeout", min=0, help="Seconds to wait for another run's lock on a host."),
-]
-CommandTimeoutOpt = Annotated[
-    float, typer.Option("--command-timeout", min=0.1, help="Seconds a command on a host may take.")
-]
-FullOpt = Annotated[
-    bool,
-    typer.Option(
-        "--full",
-        help="Evaluate every host, even when the record of the last "
-        "converged run shows that no input and no host file changed since.",
-    ),
-]
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
-
-
-def _load(
-    playbook: str,
-    inventory: str,
-    limit: str | None,
-    forks: int = 20,
-    connect: ConnectOptions | None = None,
-    lock_timeout: float = 30.0,
-) -> Loaded:
-    from provision.api import load
-    from provision.errors import ProvisionError
-
-    try:
-        return load(
-            playbook, inventory, limit, forks=forks, connect=connect, lock_timeout=lock_timeout
-        )
-    except ProvisionError as exc:
-        _fail(exc.message)
-
-
-def _connect_options(
-    known_hosts: str | None, accept_new: bool, connect_timeout: float, command_timeout: float
-) -> ConnectOptions:
-    from provision.transport.factory import ConnectOptions
-
-    return ConnectOptions(
-        known_hosts=known_hosts,
-        accept_new_host_keys=accept_new,
-        connect_timeout=connect_timeout,
-        command_timeout=command_timeout,
-    )
+if TYPE_CHECKING:  # the real imports are inside the commands, for a fast `--help`
+    from provision.api import Report
+    from provision.status import StatusRow
 
 
 def _write_retry(playbook: str, result: Report) -> None:
     """After failures, `--limit @PLAYBOOK.retry` reruns only the hosts that failed."""
+    failed = [h.host for h in result.hosts if h.status in ("failed", "skipped")]
+    if not failed:
+        return  # (before any import: an idle apply answered from its record comes here too)
     from pathlib import Path
 
     from provision import fsutil
 
-    failed = [h.host for h in result.hosts if h.status in ("failed", "skipped")]
-    if not failed:
-        return
     path = Path(playbook).with_suffix(".retry")
     fsutil.write_atomic(str(path), "".join(f"{name}\n" for name in failed).encode(), 0o644)
     typer.echo(f"to retry the failed hosts: --limit @{path}", err=True)
 
 
-@app.command()
 def validate(playbook: Playbook, inventory: InventoryOpt, limit: LimitOpt = None) -> None:
     """Check the playbook and inventory for every selected host; change nothing."""
-    loaded = _load(playbook, inventory, limit)
+    loaded = load_inputs(playbook, inventory, limit)
     typer.echo(
         f"{playbook}: valid for {len(loaded.targets)} host{'s' if len(loaded.targets) != 1 else ''}"
     )
 
 
-@app.command()
 def plan(
     playbook: Playbook,
     inventory: InventoryOpt,
@@ -165,38 +80,29 @@ def plan(
     full: FullOpt = False,
 ) -> None:
     """Show what apply would change on each host, and why. Writes nothing to any host."""
-    import datetime as dt
-    import time
+    from provision import runs
 
-    from provision.converged import record as converged
+    with reported_errors():
+        outcome = runs.plan_playbook(
+            playbook,
+            inventory,
+            limit,
+            forks=forks,
+            connect=partial(
+                connect_options, known_hosts, accept_new_host_keys, connect_timeout, command_timeout
+            ),
+            # A plan to save is made in full: the record holds no plan to save.
+            full=full or out is not None,
+        )
+        if out is not None and outcome.loaded is not None and outcome.plan is not None:
+            from provision import fsutil
+            from provision.api import save_plan
 
-    started_ns = time.time_ns()
-    command = converged.Command("plan", playbook, inventory, limit)
-    hit = converged.lookup(command) if out is None and not full else None
-    if hit is not None:
-        _print_plan(hit.report, output_format)
-        return
-
-    from provision.api import run, save_plan
-
-    loaded = _load(
-        playbook,
-        inventory,
-        limit,
-        forks,
-        _connect_options(known_hosts, accept_new_host_keys, connect_timeout, command_timeout),
-    )
-    moment = dt.datetime.now(dt.UTC)
-    plan_, result = run(loaded, apply=False, now=moment)
-    converged.record(loaded, plan_, result, command, moment, started_ns)
-    if out is not None:
-        from provision import fsutil
-
-        fsutil.write_atomic(out, save_plan(loaded, plan_, limit).encode(), 0o644)
-    _print_plan(result, output_format)
-    if result.failed:
+            fsutil.write_atomic(out, save_plan(outcome.loaded, outcome.plan, limit).encode(), 0o644)
+    _print_plan(outcome.report, output_format)
+    if outcome.report.failed:
         raise typer.Exit(1)
-    if detailed_exitcode and plan_.has_changes:
+    if detailed_exitcode and outcome.has_changes:
         raise typer.Exit(2)
 
 
@@ -222,7 +128,6 @@ def _print_recap(result: Report, output_format: OutputFormat, check: bool) -> No
         typer.echo(render.recap_text(result), nl=False)
 
 
-@app.command()
 def apply(
     playbook: Annotated[
         str, typer.Argument(help="The playbook, or a plan saved by `plan --out PLAN.json`.")
@@ -243,59 +148,47 @@ def apply(
 ) -> None:
     """Make each host match the playbook (or apply exactly a saved plan); a host that fails
     does not stop the others."""
-    import datetime as dt
-    import time
-
-    from provision.converged import record as converged
+    from provision import runs
     from provision.plan.saved import is_plan_file
     from provision.report.progress import for_terminal
 
-    started_ns = time.time_ns()
-    command = None
-    if not is_plan_file(playbook) and inventory is not None:
-        command = converged.Command("plan" if check else "apply", playbook, inventory, limit)
-        hit = converged.lookup(command) if not full else None
-        if hit is not None:
-            if not check:
-                converged.replay_progress(hit, for_terminal(len(hit.report.hosts)))
-            _print_recap(hit.report, output_format, check)
-            return
-
-    from provision.api import load_saved, run
-    from provision.errors import ProvisionError
-
-    connect = _connect_options(known_hosts, accept_new_host_keys, connect_timeout, command_timeout)
-    saved = None
-    if is_plan_file(playbook):
-        if inventory is not None or limit is not None:
-            _fail("a saved plan names its own inventory and hosts; drop -i and --limit")
-        try:
-            loaded, saved_plan = load_saved(
-                playbook, forks=forks, connect=connect, lock_timeout=lock_timeout
+    connect = partial(
+        connect_options, known_hosts, accept_new_host_keys, connect_timeout, command_timeout
+    )
+    progress = None if check else for_terminal
+    with reported_errors():
+        if is_plan_file(playbook):
+            if inventory is not None or limit is not None:
+                fail("a saved plan names its own inventory and hosts; drop -i and --limit")
+            outcome = runs.apply_saved_plan(
+                playbook,
+                check=check,
+                forks=forks,
+                connect=connect,
+                lock_timeout=lock_timeout,
+                progress=progress,
             )
-        except ProvisionError as exc:
-            _fail(exc.message)
-        saved = saved_plan.plan
-        playbook = saved_plan.plan.playbook
-    else:
-        if inventory is None:
-            _fail("missing option -i INVENTORY")
-        loaded = _load(playbook, inventory, limit, forks, connect, lock_timeout)
-    progress = for_terminal(len(loaded.targets)) if not check else None
+        else:
+            if inventory is None:
+                fail("missing option -i INVENTORY")
+            outcome = runs.apply_playbook(
+                playbook,
+                inventory,
+                limit,
+                check=check,
+                forks=forks,
+                connect=connect,
+                lock_timeout=lock_timeout,
+                full=full,
+                progress=progress,
+            )
     if not check:
-        converged.forget_all()  # before anything is written (see converged.forget_all)
-    moment = dt.datetime.now(dt.UTC)
-    plan_, result = run(loaded, apply=not check, saved=saved, progress=progress, now=moment)
-    if command is not None:
-        converged.record(loaded, plan_, result, command, moment, started_ns)
-    if not check:
-        _write_retry(playbook, result)
-    _print_recap(result, output_format, check)
-    if result.failed:
+        _write_retry(outcome.plan.playbook if outcome.plan else playbook, outcome.report)
+    _print_recap(outcome.report, output_format, check)
+    if outcome.report.failed:
         raise typer.Exit(1)
 
 
-@app.command()
 def verify(
     playbook: Playbook,
     inventory: InventoryOpt,
@@ -308,7 +201,7 @@ def verify(
     from provision.api import verify_all
     from provision.report import text as render
 
-    loaded = _load(playbook, inventory, limit)
+    loaded = load_inputs(playbook, inventory, limit)
     result = asyncio.run(verify_all(loaded))
     if output_format is OutputFormat.json:
         typer.echo(render.report_json(result), nl=False)
@@ -318,7 +211,6 @@ def verify(
         raise typer.Exit(1)
 
 
-@app.command()
 def rollback(
     playbook: Playbook,
     inventory: InventoryOpt,
@@ -338,10 +230,7 @@ def rollback(
     from provision.api import rollback_all
     from provision.report import text as render
 
-    loaded = _load(playbook, inventory, limit, lock_timeout=lock_timeout)
-    from provision.converged.record import forget_all
-
-    forget_all()
+    loaded = load_inputs(playbook, inventory, limit, lock_timeout=lock_timeout)
     result = asyncio.run(rollback_all(loaded, to))
     if output_format is OutputFormat.json:
         typer.echo(render.report_json(result), nl=False)
@@ -359,7 +248,6 @@ _KEY_WORDS = {
 }
 
 
-@app.command()
 def csr(
     playbook: Playbook,
     inventory: InventoryOpt,
@@ -372,15 +260,12 @@ def csr(
 
     from provision.csr import make_csrs
 
-    loaded = _load(playbook, inventory, limit)
-    from provision.converged.record import forget_all
-
-    forget_all()  # keys may be made on the hosts
+    loaded = load_inputs(playbook, inventory, limit)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     results = asyncio.run(make_csrs(loaded, folder))
     if not results:
-        _fail(f"{playbook}: no `provided` certificate without `key:` needs a CSR")
+        fail(f"{playbook}: no `provided` certificate without `key:` needs a CSR")
     for result in results:
         if result.error:
             typer.echo(f"{result.host}: {result.certificate}: failed: {result.error}")
@@ -393,7 +278,6 @@ def csr(
         raise typer.Exit(1)
 
 
-@app.command()
 def render(
     playbook: Playbook,
     inventory: InventoryOpt,
@@ -403,15 +287,12 @@ def render(
     """Write each host's site configs and scripts under OUT/HOST/ (host paths mirrored:
     C:\\X\\y as OUT/HOST/C/X/y), on this machine alone: no host is reached, no certificate
     or key is made. For review, and for Windows hosts, which no transport reaches yet."""
-    from provision.api import load, render_all
-    from provision.errors import ProvisionError
+    from provision import api
 
-    try:
+    with reported_errors():
         # No password, authority or supplied file is read: the configs need none.
-        loaded = load(playbook, inventory, limit, controller_files=False)
-        results = render_all(loaded, out)
-    except ProvisionError as exc:
-        _fail(exc.message)
+        loaded = api.load(playbook, inventory, limit, controller_files=False)
+        results = api.render_all(loaded, out)
     for result in results:
         if result.error is not None:
             typer.echo(f"{result.host}: failed: {result.error}")
@@ -424,7 +305,6 @@ def render(
         raise typer.Exit(1)
 
 
-@app.command()
 def status(
     playbook: Playbook,
     inventory: InventoryOpt,
@@ -439,7 +319,7 @@ def status(
 
     from provision.status import fleet_status
 
-    loaded = _load(playbook, inventory, limit)
+    loaded = load_inputs(playbook, inventory, limit)
     rows = asyncio.run(fleet_status(loaded))
     if output_format is OutputFormat.json:
         typer.echo(json.dumps({"certificates": [asdict(r) for r in rows]}, indent=2))
@@ -471,71 +351,14 @@ def _status_table(rows: list[StatusRow]) -> None:
     Console(width=200).print(table)
 
 
-ca_app = typer.Typer(
-    help="Internal certificate authorities.", no_args_is_help=True, rich_markup_mode=None
-)
+COMMANDS = (validate, plan, apply, verify, rollback, render, csr, status)
 
 
-@ca_app.command("init")
-def ca_init(
-    playbook: Playbook,
-    name: Annotated[str, typer.Argument(help="The authority's name in the playbook.")],
-) -> None:
-    """Create an authority's key and certificate in its folder (refuses to overwrite)."""
-    from provision.errors import ProvisionError
-    from provision.inputs.targets import controller_authorities
-    from provision.sources.authority_store import create, open_authority
-
-    try:
-        doc, specs = controller_authorities(playbook)
-        index = next((i for i, a in enumerate(specs) if a.name == name), None)
-        if index is None:
-            known = ", ".join(a.name for a in specs) or "none"
-            _fail(f"{playbook}: no authority named {name!r} (defined: {known})")
-        spec = specs[index].model_copy(update={"create": True})
-        from pathlib import Path
-
-        store = open_authority(
-            spec, Path(doc.file).resolve().parent, doc.locate(("authorities", index))
-        )
-        if not store.pending:
-            _fail(f"authority {name!r} already exists in {store.folder}")
-        import datetime as dt
-
-        create(store, dt.datetime.now(dt.UTC))
-    except ProvisionError as exc:
-        _fail(exc.message)
-    typer.echo(f"created authority {name!r} in {store.folder} ({store.subject_text})")
+def register(app: typer.Typer) -> None:
+    """Add the run commands to ``app`` (``provision.cli`` assembles the app)."""
+    for command in COMMANDS:
+        app.command()(command)
 
 
-def _mount_subcommands() -> None:
-    if any(group.name == "cert" for group in app.registered_groups):
-        return  # already mounted (tests call main's setup more than once in one process)
-    from provision.cli.cert import app as cert_app
-    from provision.cli.review import register
-
-    app.add_typer(cert_app, name="cert", help="Show, export and check certificates.")
-    app.add_typer(ca_app, name="ca")
-    register(app)
-
-
-def _own_command(argv: list[str]) -> bool:
-    """Whether the command line names one of this module's own commands (apply, plan, ...),
-    which need none of the sub-apps: not importing them keeps an idle apply's start short."""
-    names = {
-        info.name or info.callback.__name__
-        for info in app.registered_commands
-        if info.callback is not None
-    }
-    return len(argv) > 1 and argv[1] in names
-
-
-def main() -> NoReturn:
-    if not _own_command(sys.argv):
-        _mount_subcommands()
-    try:
-        app()
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
-    sys.exit(0)  # pragma: no cover - typer exits itself
+def command_names() -> set[str]:
+    return {command.__name__ for command in COMMANDS}

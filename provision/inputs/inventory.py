@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from provision.errors import InputError, Location, PatternError
 from provision.inputs.files import UnreadableFile, read_regular
+from provision.inputs.manifest import Manifest, read
 from provision.inputs.validation import raise_for
 from provision.inputs.yaml_lines import Document, PathKey, load_file
 from provision.model.inventory import Group, Host, InventoryFile
@@ -56,8 +57,10 @@ class Inventory:
         return [host for name, host in self.hosts.items() if name in names]
 
 
-def load_inventory(path: Path, display: str | None = None) -> Inventory:
-    doc = load_file(path, display)
+def load_inventory(
+    path: Path, display: str | None = None, reads: Manifest | None = None
+) -> Inventory:
+    doc = load_file(path, display, reads)
     data = doc.data if doc.data is not None else {}
     if not isinstance(data, dict):
         raise InputError(Location(doc.file, 1), "an inventory must be a mapping of groups")
@@ -67,7 +70,7 @@ def load_inventory(path: Path, display: str | None = None) -> Inventory:
         raise_for(exc, doc, InventoryFile)
     groups = _collect_groups(data, doc)
     base = path.parent
-    return _resolve(doc, groups, base)
+    return _resolve(doc, groups, base, reads)
 
 
 def _collect_groups(data: dict[str, Any], doc: Document) -> dict[str, _GroupInfo]:
@@ -153,7 +156,9 @@ def _host_entries(
     return found
 
 
-def _resolve(doc: Document, groups: dict[str, _GroupInfo], base: Path) -> Inventory:
+def _resolve(
+    doc: Document, groups: dict[str, _GroupInfo], base: Path, reads: Manifest | None
+) -> Inventory:
     data: dict[str, Any] = doc.data or {}
     entries = _host_entries(data, doc)
     depth = _depths(groups)
@@ -170,7 +175,7 @@ def _resolve(doc: Document, groups: dict[str, _GroupInfo], base: Path) -> Invent
                 members[ancestor].add(host)
             members[group].add(host)
 
-    group_files = {name: _vars_dir_file(base / "group_vars", name) for name in groups}
+    group_files = {name: _vars_dir_file(base / "group_vars", name, reads) for name in groups}
     ordered_groups = sorted(groups, key=lambda g: (depth[g], g))
     hosts: dict[str, Host] = {}
     for host_name, places in entries.items():
@@ -181,7 +186,7 @@ def _resolve(doc: Document, groups: dict[str, _GroupInfo], base: Path) -> Invent
                 merged.update(_with_aliases(group_files[group]))
         for inline, _ in places:
             merged.update(_with_aliases(inline))
-        merged.update(_with_aliases(_vars_dir_file(base / "host_vars", host_name)))
+        merged.update(_with_aliases(_vars_dir_file(base / "host_vars", host_name, reads)))
         hosts[host_name] = _make_host(
             host_name,
             merged,
@@ -203,18 +208,21 @@ def _ancestors(group: str, groups: Mapping[str, _GroupInfo]) -> set[str]:
     return found
 
 
-def _vars_dir_file(folder: Path, name: str) -> dict[str, Any]:
+def _vars_dir_file(folder: Path, name: str, reads: Manifest | None) -> dict[str, Any]:
     """``group_vars/NAME.yml`` (or .yaml, or no suffix) or every YAML file in ``NAME/``."""
     result: dict[str, Any] = {}
     candidates = [folder / name, folder / f"{name}.yml", folder / f"{name}.yaml"]
     files: list[Path] = []
     for candidate in candidates:
+        read(reads, candidate)  # there or not: one created later would be read
         if candidate.is_dir():
+            if reads is not None:
+                reads.listed(candidate)
             files.extend(sorted(p for p in candidate.iterdir() if p.suffix in (".yml", ".yaml")))
         elif candidate.is_file():
             files.append(candidate)
     for file in files:
-        doc = load_file(file)
+        doc = load_file(file, reads=reads)
         if doc.data is None:
             continue
         if not isinstance(doc.data, dict):
@@ -340,11 +348,12 @@ def _match_term(term: str, hosts: list[str], groups: Mapping[str, frozenset[str]
 MAX_LIMIT_FILE_BYTES = 1024 * 1024
 
 
-def read_limit(limit: str) -> str:
+def read_limit(limit: str, reads: Manifest | None = None) -> str:
     """``@FILE`` reads a retry file (one host per line) as a comma-separated pattern."""
     if not limit.startswith("@"):
         return limit
     path = Path(limit[1:])
+    read(reads, path)
     try:
         text = read_regular(path, MAX_LIMIT_FILE_BYTES).decode("utf-8")
     except UnreadableFile as exc:
@@ -357,12 +366,14 @@ def read_limit(limit: str) -> str:
     return ",".join(names)
 
 
-def limit_hosts(inventory: Inventory, hosts_pattern: str, limit: str | None) -> list[Host]:
+def limit_hosts(
+    inventory: Inventory, hosts_pattern: str, limit: str | None, reads: Manifest | None = None
+) -> list[Host]:
     """The playbook's hosts, narrowed by ``--limit``; matching nothing is an error."""
     names = match_pattern(hosts_pattern, inventory.hosts.keys(), inventory.groups)
     if limit is not None:
         # An empty --limit (a variable that expanded to nothing) must not mean "every host".
-        limit = read_limit(limit)
+        limit = read_limit(limit, reads)
         names &= match_pattern(limit, inventory.hosts.keys(), inventory.groups)
     if not names:
         what = f"hosts {hosts_pattern!r}" + (f" limited to {limit!r}" if limit else "")

@@ -8,13 +8,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 
 from provision.errors import InputError, Location, ProvisionError
 from provision.inputs.inventory import Inventory, limit_hosts, load_inventory
+from provision.inputs.manifest import Manifest
 from provision.inputs.passwords import PasswordReader
 from provision.inputs.targets import Target, evaluate_playbook, host_view, playbook_hosts_pattern
 from provision.inputs.yaml_lines import Document, load_file
@@ -43,6 +44,8 @@ class Loaded:
     folder: Path
     forks: int = 20
     lock_timeout: float = 30.0
+    # Every controller path loading (and rendering, as the run goes on) read or looked for.
+    reads: Manifest = field(default_factory=Manifest)
 
     def expected(self, target: Target) -> dict[str, Expected]:
         """For each certificate of a host, what its source says it must be."""
@@ -68,15 +71,16 @@ def load(
     configs (a reviewer rendering them needs no secret).
     """
     moment = now or dt.datetime.now(dt.UTC)
-    doc = load_file(Path(playbook), str(playbook))
+    reads = Manifest()
+    doc = load_file(Path(playbook), str(playbook), reads)
     if not isinstance(doc.data, dict):
         raise InputError(Location(doc.file, 1), "a playbook must be a mapping of keys")
-    inv = load_inventory(Path(inventory), str(inventory))
-    hosts = limit_hosts(inv, playbook_hosts_pattern(doc), limit)
+    inv = load_inventory(Path(inventory), str(inventory), reads)
+    hosts = limit_hosts(inv, playbook_hosts_pattern(doc), limit, reads)
     folder = Path(doc.file).resolve().parent
     targets = []
     passwords: dict[str, dict[str, bytes]] = {}
-    reader = PasswordReader(folder)
+    reader = PasswordReader(folder, reads)
     for host in hosts:
         book = evaluate_playbook(doc, host)
         transport = make_transport(host, connect)
@@ -94,9 +98,11 @@ def load(
                 passwords.setdefault(host.name, {})[output.file] = password
     for target in targets:
         _refuse_shared_paths(doc, target)
-    renderer = Renderer([folder / "templates", folder.parent / "templates"])
-    authorities = _open_authorities(doc, targets, folder) if controller_files else {}
-    supplied = _load_supplied(doc, targets, folder, reader, moment) if controller_files else {}
+    renderer = Renderer([folder / "templates", folder.parent / "templates"], reads)
+    authorities = _open_authorities(doc, targets, folder, reads) if controller_files else {}
+    supplied = (
+        _load_supplied(doc, targets, folder, reader, moment, reads) if controller_files else {}
+    )
     return Loaded(
         doc,
         inv,
@@ -108,6 +114,7 @@ def load(
         folder,
         forks,
         lock_timeout,
+        reads,
     )
 
 
@@ -152,7 +159,7 @@ def _refuse_shared_paths(doc: Document, target: Target) -> None:
 
 
 def _open_authorities(
-    doc: Document, targets: list[Target], folder: Path
+    doc: Document, targets: list[Target], folder: Path, reads: Manifest
 ) -> dict[str, AuthorityStore]:
     """Authorities live on the controller: opened once, and the same for every host."""
     if not targets:
@@ -167,15 +174,20 @@ def _open_authorities(
                 f"{targets[0].host.name}); do not use host variables in them",
             )
     return {
-        spec.name: open_authority(spec, folder, doc.locate(("authorities", index)))
+        spec.name: open_authority(spec, folder, doc.locate(("authorities", index)), reads)
         for index, spec in enumerate(targets[0].playbook.authorities)
     }
 
 
 def _load_supplied(
-    doc: Document, targets: list[Target], folder: Path, reader: PasswordReader, now: dt.datetime
+    doc: Document,
+    targets: list[Target],
+    folder: Path,
+    reader: PasswordReader,
+    now: dt.datetime,
+    reads: Manifest,
 ) -> dict[tuple[str, str], Supplied | None]:
-    cache = FileCache()
+    cache = FileCache(reads=reads)
     result: dict[tuple[str, str], Supplied | None] = {}
     for target in targets:
         for index, certificate in enumerate(target.playbook.certificates):

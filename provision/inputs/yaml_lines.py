@@ -18,6 +18,7 @@ import yaml
 
 from provision.errors import InputError, Location
 from provision.inputs.files import IsDirectory, UnreadableFile, read_regular
+from provision.inputs.manifest import Manifest, read
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_NODES = 200_000
@@ -59,8 +60,9 @@ def format_path(path: PathKey) -> str:
     return text
 
 
-def load_file(path: Path, display: str | None = None) -> Document:
+def load_file(path: Path, display: str | None = None, reads: Manifest | None = None) -> Document:
     name = display or str(path)
+    read(reads, path)
     try:
         raw = read_regular(path, MAX_FILE_BYTES)
     except IsDirectory:

@@ -9,10 +9,34 @@ holds a private key and can be saved and reviewed.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
-from typing import Literal
+import re
+from dataclasses import dataclass, field, fields
+from typing import Annotated, Any, Literal
 
 Action = Literal["create", "update", "replace", "delete"]
+
+
+class OctalText:
+    """How a saved plan writes a file mode: octal text ("0600"), as a reviewer reads modes.
+
+    pydantic finds ``__get_pydantic_core_schema__`` on this marker when it serialises a plan
+    (plan/saved.py); nothing is imported until then, so this module stays light."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        def parse(value: object) -> int:
+            if not isinstance(value, str) or not re.fullmatch(r"[0-7]{3,4}", value):
+                raise ValueError("a file mode is octal text such as '0644'")
+            return int(value, 8)
+
+        return core_schema.no_info_plain_validator_function(
+            parse,
+            serialization=core_schema.plain_serializer_function_ser_schema(lambda v: f"{v:04o}"),
+        )
+
+
+Mode = Annotated[int, OctalText()]
 
 
 @dataclass(frozen=True)
@@ -37,13 +61,23 @@ class Change:
     action: Action
     reason: str
     path: str | None = None
-    mode: int | None = None
+    mode: Mode | None = None
     content: bytes | None = None
     derived: Derived | None = None
     issue: Issue | None = None
     diff: str | None = None
     before: dict[str, str] | None = None  # certificate summaries for the reader, never keys
     site: str | None = None  # the site a rendered config belongs to
+
+    def substance(self) -> tuple[object, ...]:
+        """What the change does: every field but the DESCRIPTIVE ones, so a field added
+        here is compared (a saved plan's drift check) unless it is declared descriptive."""
+        return tuple(getattr(self, f.name) for f in fields(self) if f.name not in DESCRIPTIVE)
+
+
+# The words that describe a change to a reader, not what it does: a saved plan whose changes
+# differ only in these still applies (they may be worded differently by another version).
+DESCRIPTIVE = frozenset({"reason", "diff", "before"})
 
 
 @dataclass(frozen=True)

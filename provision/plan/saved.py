@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from provision.errors import InputError, Location
-from provision.plan.model import Change, Derived, HostPlan, Issue, Plan, Unchanged
+from provision.plan.model import HostPlan, Plan
 
-FORMAT = "provision-plan/1"
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
+
+FORMAT_FAMILY = "provision-plan/"
+# 2: every field of the plan's types, as pydantic serialises them (1 was written by hand).
+FORMAT = f"{FORMAT_FAMILY}2"
 
 
 def file_digest(path: Path) -> str:
@@ -36,55 +42,47 @@ def inventory_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def _change_json(change: Change) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "resource": change.resource,
-        "action": change.action,
-        "reason": change.reason,
+@dataclass(frozen=True)
+class _Input:
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class _Digest:
+    sha256: str
+
+
+@dataclass(frozen=True)
+class _Document:
+    """A saved plan on disk: the plan's own types, serialised field by field by pydantic, so
+    a field added to a change (or a host plan) is saved and read back without a line here."""
+
+    # Refuse what a hand or another program got wrong, rather than coerce it: "0644" stays
+    # text, 5 is no file content, an unknown key is an error. Bytes (rendered configs) are
+    # text, as a reviewer reads them.
+    __pydantic_config__: ClassVar[dict[str, Any]] = {
+        "strict": True,
+        "extra": "forbid",
+        "ser_json_bytes": "utf8",
+        "val_json_bytes": "utf8",
     }
-    if change.path is not None:
-        data["path"] = change.path
-    if change.mode is not None:
-        data["mode"] = f"{change.mode:04o}"
-    if change.content is not None:
-        data["content"] = change.content.decode("utf-8")
-    if change.derived is not None:
-        data["derived"] = asdict(change.derived)
-    if change.issue is not None:
-        data["issue"] = asdict(change.issue)
-    if change.diff is not None:
-        data["diff"] = change.diff
-    if change.before is not None:
-        data["before"] = change.before
-    if change.site is not None:
-        data["site"] = change.site
-    return data
+
+    format: str
+    playbook: _Input
+    inventory: _Input
+    controller: _Digest
+    limit: str | None
+    hosts: tuple[HostPlan, ...]
 
 
-def _text(data: dict[str, Any], key: str) -> str:
-    value = data[key]
-    if not isinstance(value, str):
-        raise TypeError(f"{key!r} must be text")
-    return value
+@cache
+def _codec() -> TypeAdapter[_Document]:
+    # Built on first use: the CLI imports this module on every apply, pydantic only when a
+    # plan is saved or read.
+    from pydantic import TypeAdapter
 
-
-def _change_from(data: dict[str, Any]) -> Change:
-    for key in ("resource", "action", "reason", "path", "mode", "content", "diff", "site"):
-        if key in data:
-            _text(data, key)
-    return Change(
-        resource=data["resource"],
-        action=data["action"],
-        reason=data["reason"],
-        path=data.get("path"),
-        mode=int(data["mode"], 8) if "mode" in data else None,
-        content=data["content"].encode("utf-8") if "content" in data else None,
-        derived=Derived(**data["derived"]) if "derived" in data else None,
-        issue=Issue(**data["issue"]) if "issue" in data else None,
-        diff=data.get("diff"),
-        before=data.get("before"),
-        site=data.get("site"),
-    )
+    return TypeAdapter(_Document)
 
 
 def dumps(
@@ -95,25 +93,15 @@ def dumps(
     inventory_digest: str,
     controller_digest: str,
 ) -> str:
-    document = {
-        "format": FORMAT,
-        "playbook": {"path": plan.playbook, "sha256": playbook_digest},
-        "inventory": {"path": plan.inventory, "sha256": inventory_digest},
-        "controller": {"sha256": controller_digest},
-        "limit": limit,
-        "hosts": [
-            {
-                "host": host.host,
-                "facts_sha256": host.facts_digest,
-                "error": host.error,
-                "waiting": list(host.waiting),
-                "changes": [_change_json(c) for c in host.changes],
-                "unchanged": [asdict(u) for u in host.unchanged],
-            }
-            for host in plan.hosts
-        ],
-    }
-    return json.dumps(document, indent=2) + "\n"
+    document = _Document(
+        format=FORMAT,
+        playbook=_Input(plan.playbook, playbook_digest),
+        inventory=_Input(plan.inventory, inventory_digest),
+        controller=_Digest(controller_digest),
+        limit=limit,
+        hosts=plan.hosts,
+    )
+    return _codec().dump_json(document, indent=2).decode() + "\n"
 
 
 class SavedPlan:
@@ -124,6 +112,7 @@ class SavedPlan:
 
 
 def is_plan_file(path: str) -> bool:
+    """A JSON file that says it is a saved plan, of this format or an older one."""
     if not path.endswith(".json"):
         return False
     try:
@@ -131,41 +120,65 @@ def is_plan_file(path: str) -> bool:
             head = handle.read(200)
     except OSError:
         return False
-    return b'"format"' in head and FORMAT.encode() in head
+    return b'"format"' in head and FORMAT_FAMILY.encode() in head
 
 
 def loads(path: str) -> SavedPlan:
+    from pydantic import ValidationError
+
+    from provision.inputs.yaml_lines import format_path
+
     where = Location(path)
     try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
+        document = json.loads(text)
     except (OSError, ValueError) as exc:
         raise InputError(where, f"not a readable plan file: {exc}") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
+    found = document.get("format") if isinstance(document, dict) else None
+    if found != FORMAT:
+        if isinstance(found, str) and found.startswith(FORMAT_FAMILY):
+            raise InputError(where, f"a {found} plan file, from another version; make a new plan")
         raise InputError(where, f"not a {FORMAT} plan file")
     try:
-        for h in document["hosts"]:
-            _text(h, "host")
-        _text(document["playbook"], "path")
-        _text(document["inventory"], "path")
-        hosts = tuple(
-            HostPlan(
-                host=h["host"],
-                changes=tuple(_change_from(c) for c in h["changes"]),
-                unchanged=tuple(Unchanged(**u) for u in h["unchanged"]),
-                facts_digest=h["facts_sha256"],
-                error=h.get("error"),
-                waiting=tuple(h.get("waiting", ())),
-            )
-            for h in document["hosts"]
-        )
-        plan = Plan(document["playbook"]["path"], document["inventory"]["path"], hosts)
-        digests = {
-            "playbook": document["playbook"]["sha256"],
-            "inventory": document["inventory"]["sha256"],
-            "controller": document["controller"]["sha256"],
-        }
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise InputError(where, f"damaged plan file: missing or wrong field {exc}") from None
-    if not plan.hosts:
+        saved = _codec().validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise InputError(
+            where,
+            f"damaged plan file: {format_path(first['loc']) or 'the document'}: "
+            f"{first['msg']}{more}",
+        ) from None
+    # pydantic fills a missing field with its default; a saved plan holds every field, so a
+    # missing one is damage (a host plan without its changes is not a host with none).
+    missing = _first_missing(json.loads(_codec().dump_json(saved)), document, ())
+    if missing is not None:
+        raise InputError(where, f"damaged plan file: {format_path(missing)}: Field required")
+    if not saved.hosts:
         raise InputError(where, "damaged plan file: it names no host")
-    return SavedPlan(plan, document.get("limit"), digests)
+    plan = Plan(saved.playbook.path, saved.inventory.path, saved.hosts)
+    digests = {
+        "playbook": saved.playbook.sha256,
+        "inventory": saved.inventory.sha256,
+        "controller": saved.controller.sha256,
+    }
+    return SavedPlan(plan, saved.limit, digests)
+
+
+def _first_missing(
+    written: Any, read: Any, at: tuple[str | int, ...]
+) -> tuple[str | int, ...] | None:
+    """The first key that ``written`` (the plan as dumps writes it) has and ``read`` lacks."""
+    if isinstance(written, dict) and isinstance(read, dict):
+        for key, value in written.items():
+            if key not in read:
+                return (*at, key)
+            found = _first_missing(value, read[key], (*at, key))
+            if found is not None:
+                return found
+    elif isinstance(written, list) and isinstance(read, list):
+        for index, (value, other) in enumerate(zip(written, read, strict=False)):
+            found = _first_missing(value, other, (*at, index))
+            if found is not None:
+                return found
+    return None

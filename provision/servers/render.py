@@ -23,9 +23,11 @@ from jinja2 import (
     UndefinedError,
 )
 from jinja2.exceptions import SecurityError
+from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 
 from provision.errors import ProvisionError
+from provision.inputs.manifest import Manifest, read
 from provision.sandbox import (
     Bounded,
     BudgetExceeded,
@@ -122,15 +124,36 @@ def _where(template: str, exc: BaseException, compiled: Any) -> str:
     return f"{template}:{line}" if line else template
 
 
+class _RecordingLoader(FileSystemLoader):
+    """Records in the run's manifest where each template (includes too) was looked for: in
+    every folder a named template may come from, in order, existing or not, up to the one it
+    was found in (a file created earlier in that order would shadow it)."""
+
+    def __init__(self, search_path: list[Path], candidates: list[Path], reads: Manifest) -> None:
+        super().__init__([str(p) for p in search_path])
+        self.candidates = candidates
+        self.reads = reads
+
+    def get_source(self, environment: Any, template: str) -> Any:
+        pieces = split_template_path(template)
+        for folder in self.candidates:
+            path = folder.joinpath(*pieces)
+            self.reads.read(path)
+            if path.is_file():
+                break
+        return super().get_source(environment, template)
+
+
 class Renderer:
-    def __init__(self, search_path: Sequence[Path]) -> None:
-        # Every folder a named template may come from, in order, existing or not (one created
-        # later would shadow the rest).
-        self.candidates = [*search_path, PACKAGED_TEMPLATES]
+    def __init__(self, search_path: Sequence[Path], reads: Manifest | None = None) -> None:
+        candidates = [*search_path, PACKAGED_TEMPLATES]
         self.search_path = [p for p in search_path if p.is_dir()] + [PACKAGED_TEMPLATES]
+        self.reads = reads
         self._loaded: dict[str, Any] = {}
         self.env = _Sandbox(
-            loader=FileSystemLoader([str(p) for p in self.search_path]),
+            loader=FileSystemLoader([str(p) for p in self.search_path])
+            if reads is None
+            else _RecordingLoader(self.search_path, candidates, reads),
             undefined=StrictUndefined,
             keep_trailing_newline=True,
             trim_blocks=True,
@@ -186,16 +209,13 @@ class Renderer:
             )
             raise RenderError(f"{where}: template error: {problem}") from None
 
-    def names_loaded(self) -> list[str]:
-        """Every template this renderer has loaded, as it was named (a path or a name)."""
-        return list(self._loaded)
-
     def _load(self, template: str) -> Any:
         # Once per run, not once per host: a template named by path would otherwise be read
         # and compiled again for every host, and a named one stat()ed for freshness.
         compiled = self._loaded.get(template)
         if compiled is None:
             path = Path(template)
+            read(self.reads, path)  # a name is tried as a path first: one created there wins
             if path.is_absolute() or path.exists():
                 # A playbook's own template, named by path: load it with the same environment.
                 try:

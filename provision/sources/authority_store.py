@@ -18,6 +18,7 @@ from provision.crypto import build, encode, keys
 from provision.crypto.build import SubjectFields
 from provision.crypto.decode import load_bundle, load_private_key
 from provision.errors import CryptoError, InputError, Location
+from provision.inputs.manifest import Manifest, read
 from provision.model.playbook import Authority, EcdsaKey, RsaKey
 from provision.plan.material import Material
 
@@ -56,10 +57,14 @@ class AuthorityStore:
         )
 
 
-def open_authority(spec: Authority, base: Path, where: Location) -> AuthorityStore:
+def open_authority(
+    spec: Authority, base: Path, where: Location, reads: Manifest | None = None
+) -> AuthorityStore:
     """Load an authority's key and certificate; a missing one is pending when ``create``."""
     folder = Path(spec.dir) if Path(spec.dir).is_absolute() else base / spec.dir
     key_path, cert_path = folder / KEY_FILE, folder / CERTIFICATE_FILE
+    for name in (KEY_FILE, CERTIFICATE_FILE, SERIAL_FILE):
+        read(reads, folder / name)
     if not key_path.exists() and not cert_path.exists():
         if spec.create:
             return AuthorityStore(spec, folder, None)

@@ -24,6 +24,7 @@ from provision.crypto.details import check_names
 from provision.crypto.types import PrivateKey
 from provision.errors import CryptoError, InputError, Location
 from provision.inputs.files import UnreadableFile, read_regular
+from provision.inputs.manifest import Manifest, read
 from provision.model.playbook import Certificate, ProvidedSource
 
 
@@ -54,9 +55,11 @@ class FileCache:
     """Decoded files by path, so a chain shared by a thousand hosts is parsed once."""
 
     bundles: dict[tuple[str, bytes | None], Bundle] = field(default_factory=dict)
+    reads: Manifest | None = None
 
     def load(self, path: Path, display: str, password: bytes | None, where: Location) -> Bundle:
         cache_key = (str(path), password)
+        read(self.reads, path)
         if cache_key not in self.bundles:
             data = read_supplied_file(path, display, where)
             try:
@@ -82,6 +85,7 @@ def load_supplied(
         return Path(name) if Path(name).is_absolute() else base / name
 
     certificate_path = path_of(source.certificate)
+    read(cache.reads, certificate_path)  # not there yet: its arrival is a change
     if not certificate_path.exists() and source.key is None:
         return None  # waiting for the CA to sign the CSR
     main = cache.load(certificate_path, source.certificate, password, where["certificate"])

@@ -1,0 +1,131 @@
+"""What every command of the CLI shares: the typer options, the one error exit, loading.
+
+Only typer is imported at module level (``provision --help`` imports this module); the api and
+everything heavy are imported inside the helpers that need them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from provision.api import Loaded
+    from provision.transport.factory import ConnectOptions
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class PlanFormat(StrEnum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+Playbook = Annotated[str, typer.Argument(help="The playbook (YAML).")]
+InventoryOpt = Annotated[str, typer.Option("-i", "--inventory", help="The inventory (YAML).")]
+LimitOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--limit",
+        "-l",
+        help="Narrow the hosts: names, groups, globs, !exclude, &intersect, comma lists.",
+    ),
+]
+FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="text or json.")]
+ForksOpt = Annotated[int, typer.Option("--forks", min=1, help="Hosts worked on at once.")]
+KnownHostsOpt = Annotated[
+    str | None, typer.Option("--known-hosts", help="An extra known_hosts file for SSH hosts.")
+]
+AcceptNewOpt = Annotated[
+    bool,
+    typer.Option(
+        "--accept-new-host-keys",
+        help="Trust and record unknown SSH host keys (never changed ones), "
+        "like OpenSSH's StrictHostKeyChecking=accept-new.",
+    ),
+]
+ConnectTimeoutOpt = Annotated[
+    float, typer.Option("--connect-timeout", min=0.1, help="Seconds to reach a host.")
+]
+LockTimeoutOpt = Annotated[
+    float,
+    typer.Option("--lock-timeout", min=0, help="Seconds to wait for another run's lock on a host."),
+]
+CommandTimeoutOpt = Annotated[
+    float, typer.Option("--command-timeout", min=0.1, help="Seconds a command on a host may take.")
+]
+FullOpt = Annotated[
+    bool,
+    typer.Option(
+        "--full",
+        help="Evaluate every host, even when the record of the last "
+        "converged run shows that no input and no host file changed since.",
+    ),
+]
+
+
+def fail(message: str) -> NoReturn:
+    """The CLI's one error exit: one paragraph on stderr, ``error: ...``, exit status 1.
+
+    Whitespace is folded so that a message quoting a multi-line value still reads as one
+    paragraph (and cannot forge a second ``error:`` line)."""
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def reported_errors(os_errors: bool = False) -> Iterator[None]:
+    """Our errors (and, with ``os_errors``, the operating system's) through ``fail``: never a
+    traceback for something the user can fix."""
+    from provision.errors import ProvisionError
+
+    try:
+        yield
+    except ProvisionError as exc:
+        fail(exc.message)
+    except OSError as exc:
+        if not os_errors:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        fail(f"{where}{exc.strerror or exc}")
+
+
+def load_inputs(
+    playbook: str,
+    inventory: str,
+    limit: str | None,
+    forks: int = 20,
+    connect: ConnectOptions | None = None,
+    lock_timeout: float = 30.0,
+) -> Loaded:
+    """``api.load``, with its errors through the one exit."""
+    from provision import api
+    from provision.errors import ProvisionError
+
+    try:
+        return api.load(
+            playbook, inventory, limit, forks=forks, connect=connect, lock_timeout=lock_timeout
+        )
+    except ProvisionError as exc:
+        fail(exc.message)
+
+
+def connect_options(
+    known_hosts: str | None, accept_new: bool, connect_timeout: float, command_timeout: float
+) -> ConnectOptions:
+    from provision.transport.factory import ConnectOptions
+
+    return ConnectOptions(
+        known_hosts=known_hosts,
+        accept_new_host_keys=accept_new,
+        connect_timeout=connect_timeout,
+        command_timeout=command_timeout,
+    )
