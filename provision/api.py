@@ -1,45 +1,32 @@
-"""The public entry points: load, plan, apply. The CLI and the tests call these.
+"""The public entry points. The CLI, the tests and the benchmarks call these; everything
+else is reached through them.
 
     loaded = load("playbooks/site.yml", "inventory/example.yml", limit="cm-pub-*")
-    plan = await make_plan(loaded)        # reads each host, writes nothing
-    report = await apply(loaded, plan)    # writes what the plan says
+    plan, report = run(loaded, apply=False)   # reads each host, writes nothing
+    plan, report = run(loaded, apply=True)    # makes each host match the playbook
+    report = asyncio.run(verify_all(loaded))  # TLS to every name of every site
+    report = asyncio.run(rollback_all(loaded, to=None))
+    render_all(loaded, "out/")                # site files made on the controller alone
 
-``run_plan`` and ``run_apply`` wrap them for synchronous callers.
+``provision.runs`` wraps ``load`` and ``run`` with the converged record for the CLI's plan and
+apply; ``provision.fleet`` does the walk across hosts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
-from provision.apply.batches import batches, should_stop
-from provision.apply.executor import (
-    HostOutcome,
-    RunContext,
-    apply_host,
+from provision.fleet import (
+    close_all,
+    finish_interrupted,
+    plan_and_apply,
+    rollback_all,
+    verify_all,
 )
-from provision.apply.journal import (
-    Finished,
-    journal_path,
-    overlay,
-    read_journal,
-    remove_leftovers,
-    roll_forward,
-)
-from provision.apply.journal import (
-    check as check_journal,
-)
-from provision.apply.keymaker import KeyMaker
-from provision.apply.lock import HostLock
-from provision.apply.rollback import rollback_plan
-from provision.errors import ProvisionError
-from provision.facts import HostFacts, gather, merged
-from provision.inputs.load import (  # re-exported: api is the public entry point
+from provision.inputs.load import (
     Loaded,
     check_saved,
     controller_digest,
@@ -47,394 +34,12 @@ from provision.inputs.load import (  # re-exported: api is the public entry poin
     load_saved,
     save_plan,
 )
-from provision.inputs.targets import Target
-from provision.layout import BACKUP_DIR
-from provision.plan.builder import build_host_plan, dropped_outputs, reloads_owed
-from provision.plan.certificate import (
-    current_material,
-    read_current,
-)
-from provision.plan.model import Change, HostPlan, Plan
-from provision.report.outcome import HostReport, NameCheck, Report
-from provision.report.progress import Progress, Silent
-from provision.sources.authority_store import create as create_authority
-from provision.sources.base import Expected
-from provision.verify import verify_site
+from provision.plan.model import Plan
+from provision.report.outcome import HostReport, Report
+from provision.report.progress import Progress
 
 if TYPE_CHECKING:
     from provision.servers.offline import Rendered
-
-T = TypeVar("T")
-
-
-async def _bounded(limit: int, items: list[T], work: Callable[[T], Awaitable[object]]) -> None:
-    semaphore = asyncio.Semaphore(limit)
-
-    async def one(item: T) -> None:
-        async with semaphore:
-            await work(item)
-
-    await asyncio.gather(*(one(item) for item in items))
-
-
-async def close_all(loaded: Loaded) -> None:
-    """Close every host's connection at once (an SSH close costs round trips)."""
-    await asyncio.gather(*(t.transport.close() for t in loaded.targets), return_exceptions=True)
-
-
-async def plan_and_apply(
-    loaded: Loaded,
-    *,
-    apply: bool,
-    now: dt.datetime | None = None,
-    saved: Plan | None = None,
-    progress: Progress | None = None,
-) -> tuple[Plan, Report]:
-    """Plan every host and, when ``apply``, apply each host's plan right after reading it.
-
-    With ``saved``, each host's saved plan is applied instead of a fresh one, provided the
-    host's facts still have the digest the plan was made from and a fresh plan asks for the
-    same changes.
-    """
-    moment = now or dt.datetime.now(dt.UTC)
-    plans: dict[str, HostPlan] = {}
-    reports: dict[str, HostReport] = {}
-    saved_hosts = {h.host: h for h in saved.hosts} if saved is not None else None
-    keymaker = KeyMaker()
-    if apply:
-        for store in loaded.authorities.values():
-            if store.pending:
-                create_authority(store, moment)
-    ctx = RunContext(moment, keymaker, loaded.passwords, loaded.authorities)
-
-    async def one(target: Target) -> None:
-        started = time.perf_counter()
-        name = target.host.name
-        lock = None
-        try:
-            await target.transport.start()  # before any path: an SSH host's home is its own
-            lock = HostLock(target.transport, target.certificates_dir) if apply else None
-            if lock is not None:
-                await lock.acquire(loaded.lock_timeout, moment)
-            try:
-                await _work_on(target, started)
-                if lock is not None and lock.took_over is not None:
-                    report = reports[name]
-                    note = Change(
-                        "lock",
-                        "update",
-                        f"took over a stale lock left by {lock.took_over.describe()}",
-                    )
-                    report.plan = replace(report.plan, changes=(note, *report.plan.changes))
-            finally:
-                if lock is not None:
-                    await lock.release()
-        except Exception as exc:  # one host's failure, expected or not, never stops the fleet
-            message = (
-                exc.message
-                if isinstance(exc, ProvisionError)
-                else f"unexpected {type(exc).__name__}: {exc}"
-            )
-            plans[name] = HostPlan(name, error=message)
-            reports[name] = HostReport(
-                name, "failed", plans[name], message, time.perf_counter() - started
-            )
-
-    async def _work_on(target: Target, started: float) -> None:
-        name = target.host.name
-        repair: list[Change] = []
-        if apply:
-            # Under the lock: finish what a killed run left, before reading anything.
-            moved = (await finish_interrupted(target)).moved
-            if moved:
-                repair.append(
-                    Change(
-                        "journal",
-                        "update",
-                        f"finished a replacement an interrupted run left half done ({moved} files)",
-                    )
-                )
-        facts = await gather_host(target)
-        journal = None if apply else await read_journal(target.transport, target.certificates_dir)
-        if journal is not None:
-            where = journal_path(target.certificates_dir, target.paths)
-            check_journal(journal, where, target.may_replace, target.paths)
-            facts, pending = await overlay(target.transport, journal, facts)
-            if pending:
-                repair.append(
-                    Change(
-                        "journal",
-                        "update",
-                        f"finish a replacement an interrupted run left half done ({pending} files)",
-                    )
-                )
-        if saved_hosts is None:
-            host_plan = build_host_plan(loaded, target, facts, moment)
-        else:
-            host_plan = _saved_host_plan(
-                saved_hosts, name, facts, build_host_plan(loaded, target, facts, moment)
-            )
-        if repair and not apply:
-            host_plan = replace(host_plan, changes=(*repair, *host_plan.changes))
-        plans[name] = host_plan
-        if host_plan.error:
-            reports[name] = HostReport(name, "failed", host_plan, host_plan.error)
-        elif not apply:
-            status = "changed" if host_plan.has_changes else "ok"
-            reports[name] = HostReport(name, status, host_plan)
-        else:
-            outcome = await _apply_one(target, host_plan, facts, ctx, loaded.expected(target))
-            changed = outcome.changed or bool(repair)
-            status = "failed" if outcome.error else ("changed" if changed else "ok")
-            # The report shows the repair done before planning, with what the plan did.
-            shown = replace(host_plan, changes=(*repair, *host_plan.changes))
-            reports[name] = HostReport(name, status, shown, outcome.error, backup=outcome.backup)
-            if not outcome.error and any(site.verify for site in target.playbook.sites):
-                await _verify_into(reports[name], loaded, target, moment)
-                await _owe_reload_if_unverified(reports[name], target)
-        reports[name].seconds = time.perf_counter() - started
-
-    watcher = progress or Silent()
-
-    async def tracked(target: Target) -> None:
-        await one(target)
-        watcher.host_done(target.host.name, reports[target.host.name].status)
-
-    book = loaded.targets[0].playbook if loaded.targets else None
-    groups = batches(loaded.targets, book.serial) if apply and book else [list(loaded.targets)]
-    try:
-        for index, batch in enumerate(groups, start=1):
-            watcher.batch(index, len(groups), len(batch))
-            await _bounded(loaded.forks, batch, tracked)
-            failed = sum(1 for t in batch if reports[t.host.name].status == "failed")
-            if book and should_stop(failed, len(batch), book.max_fail_percentage):
-                _skip_rest(
-                    groups[index:], plans, reports, failed, len(batch), book.max_fail_percentage
-                )
-                break
-    finally:
-        watcher.close()
-        keymaker.close()
-        if apply:
-            for store in loaded.authorities.values():
-                store.save_serial()
-        await close_all(loaded)
-    order = [t.host.name for t in loaded.targets]
-    plan = Plan(loaded.playbook.file, loaded.inventory.file, tuple(plans[n] for n in order))
-    return plan, Report([reports[n] for n in order])
-
-
-async def finish_interrupted(target: Target) -> Finished:
-    """Under the host's lock, before reading anything: finish the replacement a killed run
-    left (its journal), and remove what it staged but never used."""
-    finished = await roll_forward(target.transport, target.certificates_dir, target.may_replace)
-    await remove_leftovers(
-        target.transport,
-        managed_paths(target),
-        target.paths.join(target.certificates_dir, BACKUP_DIR),
-    )
-    return finished
-
-
-def managed_paths(target: Target) -> list[str]:
-    """Every file the playbook writes on the host, the journal included."""
-    return [*target.paths_of_interest(), journal_path(target.certificates_dir, target.paths)]
-
-
-async def gather_host(target: Target) -> HostFacts:
-    """Everything the plan needs from a host: the playbook's paths, then the outputs an
-    earlier apply recorded and the playbook dropped (the state file names them)."""
-    facts = await gather(target.transport, target.paths_of_interest())
-    dropped = dropped_outputs(target, facts)
-    if dropped:
-        facts = merged(facts, await gather(target.transport, dropped.values()))
-    return facts
-
-
-async def verify_host(loaded: Loaded, target: Target, now: dt.datetime) -> list[NameCheck]:
-    """Read the host's certificates as they are now and check every site that asks."""
-    await target.transport.start()
-    facts = await gather(target.transport, target.paths_of_interest())
-    passwords = loaded.passwords.get(target.host.name, {})
-    expected = loaded.expected(target)
-    materials = {}
-    for certificate in target.playbook.certificates:
-        current = read_current(certificate, target.output_paths(certificate), facts, passwords)
-        if current.leaf is not None and current.key is not None:
-            materials[certificate.name] = current_material(
-                certificate, current, expected[certificate.name]
-            )
-    checks: list[NameCheck] = []
-    for site in target.playbook.sites:
-        if site.verify is not None:
-            checks.extend(await verify_site(target, site, materials, now))
-    return checks
-
-
-async def _verify_into(
-    report: HostReport, loaded: Loaded, target: Target, now: dt.datetime
-) -> None:
-    try:
-        report.verified = await verify_host(loaded, target, now)
-    except ProvisionError as exc:
-        report.status, report.error = "failed", f"verification: {exc.message}"
-        return
-    failed = [c for c in report.verified if not c.ok]
-    if failed:
-        report.status = "failed"
-        report.error = "verification failed: " + "; ".join(
-            f"{c.name} ({c.address}:{c.port}): {c.problem}" for c in failed
-        )
-
-
-async def _owe_reload_if_unverified(report: HostReport, target: Target) -> None:
-    """A site that fails verification after apply is owed a reload: the next run reloads it
-    even if its files match (say, after a broken reload command was fixed)."""
-    failing = sorted({c.site for c in report.verified if not c.ok})
-    sites = [s for s in target.playbook.sites if s.name in failing and s.reload]
-    if sites:
-        await target.transport.write(
-            target.marker_path, "".join(f"{s.name}\n" for s in sites).encode(), 0o644
-        )
-
-
-async def verify_all(loaded: Loaded, now: dt.datetime | None = None) -> Report:
-    """`provision verify`: the post-apply checks alone, for every host."""
-    moment = now or dt.datetime.now(dt.UTC)
-    reports: dict[str, HostReport] = {}
-
-    async def one(target: Target) -> None:
-        name = target.host.name
-        report = HostReport(name, "ok", HostPlan(name))
-        await _verify_into(report, loaded, target, moment)
-        reports[name] = report
-
-    try:
-        await _bounded(loaded.forks, list(loaded.targets), one)
-    finally:
-        await close_all(loaded)
-    return Report([reports[t.host.name] for t in loaded.targets])
-
-
-async def rollback_all(loaded: Loaded, to: str | None, now: dt.datetime | None = None) -> Report:
-    """`provision rollback`: restore each host's files from its backups and reload its sites."""
-    from provision.converged.document import forget_all
-
-    forget_all()  # before anything is written: no converged record may outlive a write
-    moment = now or dt.datetime.now(dt.UTC)
-    reports: dict[str, HostReport] = {}
-    keymaker = KeyMaker()
-    ctx = RunContext(moment, keymaker, loaded.passwords, loaded.authorities, "rollback")
-
-    async def one(target: Target) -> None:
-        name = target.host.name
-        try:
-            await target.transport.start()
-            lock = HostLock(target.transport, target.certificates_dir)
-            await lock.acquire(loaded.lock_timeout, moment)
-            try:
-                finished = await finish_interrupted(target)
-                if finished.operation == "rollback":
-                    # The interrupted run was this rollback: finishing it is the rollback,
-                    # and the reload it may not have done is still owed.
-                    facts = await gather_host(target)
-                    owed = reloads_owed(target, facts, [])
-                    outcome = await _apply_one(
-                        target, HostPlan(name, tuple(owed)), facts, ctx, loaded.expected(target)
-                    )
-                    done = Change(
-                        "journal",
-                        "update",
-                        f"finished an interrupted rollback ({finished.moved} files)",
-                    )
-                    reports[name] = HostReport(
-                        name,
-                        "failed" if outcome.error else "changed",
-                        HostPlan(name, (done, *owed)),
-                        outcome.error,
-                    )
-                    return
-                host_plan, paths = await rollback_plan(target, to)
-                facts = await gather(target.transport, [*target.paths_of_interest(), *paths])
-                outcome = await _apply_one(target, host_plan, facts, ctx, loaded.expected(target))
-            finally:
-                await lock.release()
-        except ProvisionError as exc:
-            reports[name] = HostReport(name, "failed", HostPlan(name), exc.message)
-            return
-        reports[name] = HostReport(
-            name,
-            "failed" if outcome.error else "changed",
-            host_plan,
-            outcome.error,
-            backup=outcome.backup,
-        )
-
-    try:
-        await _bounded(loaded.forks, list(loaded.targets), one)
-    finally:
-        keymaker.close()
-        await close_all(loaded)
-    return Report([reports[t.host.name] for t in loaded.targets])
-
-
-def _saved_host_plan(
-    saved: Mapping[str, HostPlan], name: str, facts: HostFacts, fresh: HostPlan
-) -> HostPlan:
-    """The reviewed plan for this host, if it is still exactly what the inputs ask."""
-    host_plan = saved[name]
-    if host_plan.facts_digest != facts.digest():
-        raise ProvisionError(
-            "refused: the host's files changed since the plan was made (someone edited a "
-            "file, or a certificate was renewed meanwhile); nothing was changed here. "
-            "Make a new plan."
-        )
-    # Same inputs and same files must give the same changes. A plan file edited by hand, or
-    # one that time overtook (a renewal window opened meanwhile), is refused, not trusted.
-    if _substance(host_plan) != _substance(fresh):
-        raise ProvisionError(
-            "refused: the saved plan's changes are not what the playbook now asks of this "
-            "host (was the plan file edited, or did a renewal window open?); nothing was "
-            "changed here. Make a new plan."
-        )
-    return host_plan
-
-
-def _substance(plan: HostPlan) -> list[tuple[object, ...]]:
-    """What the changes do, without the words that describe them (``Change.substance``)."""
-    return [c.substance() for c in plan.changes]
-
-
-def _skip_rest(
-    rest: list[list[Target]],
-    plans: dict[str, HostPlan],
-    reports: dict[str, HostReport],
-    failed: int,
-    size: int,
-    limit: float | None,
-) -> None:
-    why = (
-        f"the previous batch had {failed} of {size} hosts failed, more than "
-        f"max_fail_percentage {limit:g}%"
-    )
-    for batch in rest:
-        for target in batch:
-            name = target.host.name
-            plans[name] = HostPlan(name)
-            reports[name] = HostReport(name, "skipped", plans[name], why)
-
-
-async def _apply_one(
-    target: Target,
-    plan: HostPlan,
-    facts: HostFacts,
-    ctx: RunContext,
-    expected: Mapping[str, Expected],
-) -> HostOutcome:
-    try:
-        return await apply_host(target, plan, facts, ctx, expected)
-    except ProvisionError as exc:
-        return HostOutcome(target.host.name, changed=False, error=exc.message)
 
 
 def render_all(loaded: Loaded, out: str | Path) -> list[Rendered]:
@@ -463,7 +68,9 @@ __all__ = [
     "Loaded",
     "Report",
     "check_saved",
+    "close_all",
     "controller_digest",
+    "finish_interrupted",
     "load",
     "load_saved",
     "plan_and_apply",

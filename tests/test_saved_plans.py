@@ -601,7 +601,7 @@ def test_every_field_of_a_change_is_compared_unless_declared_descriptive() -> No
     import dataclasses
     import typing
 
-    from provision.api import _substance
+    from provision.fleet import _substance
     from provision.plan.model import DESCRIPTIVE, Change, HostPlan
 
     names = {f.name for f in dataclasses.fields(Change)}
