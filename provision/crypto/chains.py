@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from cryptography.x509.verification import ExtensionPolicy, Policy
 
 _T = TypeVar("_T", bound=x509.ExtensionType)
+_E = TypeVar("_E", x509.ExtendedKeyUsage, x509.KeyUsage)
 
 Purpose = Literal["any", "server"]
 Rule = Literal[
@@ -197,49 +198,29 @@ def _policies(purpose: Purpose) -> tuple[ExtensionPolicy, ExtensionPolicy]:
     from cryptography.x509.verification import Criticality, ExtensionPolicy
 
     ca = ExtensionPolicy.webpki_defaults_ca().may_be_present(
-        x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _ca_eku_validator(purpose)
+        x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _validator(_ca_eku_problem, purpose)
     )
     ee = (
         ExtensionPolicy.webpki_defaults_ee()
         # Names are check_names's job; a leaf without SANs is refused there when it matters.
         .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
-        .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _ee_eku_validator(purpose))
-        .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _ee_key_usage_validator(purpose))
+        .may_be_present(
+            x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _validator(_ee_eku_problem, purpose)
+        )
+        .may_be_present(
+            x509.KeyUsage, Criticality.AGNOSTIC, _validator(_ee_key_usage_problem, purpose)
+        )
     )
     return ca, ee
 
 
-def _ca_eku_validator(
-    purpose: Purpose,
-) -> Callable[[Policy, x509.Certificate, x509.ExtendedKeyUsage | None], None]:
-    def validate(
-        _policy: Policy, cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None
-    ) -> None:
-        problem = _ca_eku_problem(cert, eku, purpose)
-        if problem:
-            raise ValueError(problem)
+def _validator(
+    rule: Callable[[x509.Certificate, _E | None, Purpose], str | None], purpose: Purpose
+) -> Callable[[Policy, x509.Certificate, _E | None], None]:
+    """One of the rules below, as cryptography's extension validators are called."""
 
-    return validate
-
-
-def _ee_eku_validator(
-    purpose: Purpose,
-) -> Callable[[Policy, x509.Certificate, x509.ExtendedKeyUsage | None], None]:
-    def validate(
-        _policy: Policy, cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None
-    ) -> None:
-        problem = _ee_eku_problem(cert, eku, purpose)
-        if problem:
-            raise ValueError(problem)
-
-    return validate
-
-
-def _ee_key_usage_validator(
-    purpose: Purpose,
-) -> Callable[[Policy, x509.Certificate, x509.KeyUsage | None], None]:
-    def validate(_policy: Policy, cert: x509.Certificate, usage: x509.KeyUsage | None) -> None:
-        problem = _ee_key_usage_problem(cert, usage, purpose)
+    def validate(_policy: Policy, cert: x509.Certificate, extension: _E | None) -> None:
+        problem = rule(cert, extension, purpose)
         if problem:
             raise ValueError(problem)
 
