@@ -207,22 +207,23 @@ def test_an_untrusted_root_is_named(corp: Corp, tmp_path: Path) -> None:
     assert "not among the trusted roots" in refused.value.message
 
 
-def test_signature_problem_is_cached_per_pair(corp: Corp) -> None:
-    """Planning proves each (leaf, issuer) pair once per process: a second plan of the same
-    host finds the answer by the two certificates' digests, whatever objects hold them."""
+def test_signature_problem_asked_again_is_answered_from_the_memo(corp: Corp) -> None:
+    """Planning asks twice in a row for a self-signed leaf (issued_by, then the proof): the
+    second answer comes from the memo, which is keyed by the certificates' bytes, so an
+    equal certificate parsed again is the same key, and a damaged one is not."""
     leaf = pem_certificates(corp.hosts["cm-pub-01"].pem)[0]
     inter = pem_certificates(corp.inter)[0]
     assert corp.damaged_signature is not None
     damaged = pem_certificates(corp.damaged_signature)[0]
-    chains._VERIFIED.clear()
+    chains._signature_verifies.cache_clear()
     assert chains.signature_problem(leaf, inter) is None
     assert chains.signature_problem(pem_certificates(corp.hosts["cm-pub-01"].pem)[0], inter) is None
-    assert len(chains._VERIFIED) == 1
+    assert chains._signature_verifies.cache_info().hits == 1
     problem = chains.signature_problem(damaged, inter)
     assert problem == f"the signature on {LEAF_RFC4514} does not verify with the key of " + (
         INTER_RFC4514
     )
-    assert list(chains._VERIFIED.values()) == [True, False]
+    assert chains._signature_verifies.cache_info().misses == 2
 
 
 # --- provision cert check --ca ----------------------------------------------------------------

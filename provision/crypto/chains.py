@@ -23,6 +23,7 @@ shown. The walk explains, it never accepts: a chain is valid only when cryptogra
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
@@ -68,9 +69,6 @@ class Problem:
     text: str
 
 
-_SHA256 = hashes.SHA256()
-
-
 class ChainError(CryptoError):
     """No valid path; ``problem`` says which certificate broke which rule."""
 
@@ -107,8 +105,7 @@ def signature_problem(certificate: x509.Certificate, issuer: x509.Certificate) -
 
     Planning recognises an issuer by name and key identifier (``compare.issued_by``), which a
     damaged or forged certificate copies; this is the proof. It is asked once per host per
-    run, and the answer is kept per (certificate, issuer) pair, so a process that plans again
-    (the api, a long-lived caller, ``issued_by``'s own fallback just before) pays once.
+    run; ``issued_by``'s own fallback just before it is answered from a small memo.
     """
     if _signature_verifies(certificate, issuer):
         return None
@@ -117,28 +114,17 @@ def signature_problem(certificate: x509.Certificate, issuer: x509.Certificate) -
     )
 
 
-# (certificate SHA-256, issuer SHA-256) -> whether the issuer's key verifies the signature.
-# Digests, not the certificates: keying on the certificate objects kept every host's parsed
-# certificate alive for the whole run (2.1 MB of RSS per thousand small RSA leaves, measured;
-# the digests take 0.1 MB). A pure function's memo, bounded, shared by every plan in the
-# process.
-_VERIFIED: dict[tuple[bytes, bytes], bool] = {}
-_VERIFIED_MAX = 16384
-
-
+# The last few answers, keyed by the certificates themselves (equal by their DER): planning
+# asks twice in a row for a self-signed leaf (``compare.issued_by``, then the proof), and a
+# few entries keep no host's certificates alive for the run. A memo of digests was tried
+# first; computing two SHA-256 fingerprints per host cost half of what it saved.
+@functools.lru_cache(maxsize=8)
 def _signature_verifies(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
-    key = (certificate.fingerprint(_SHA256), issuer.fingerprint(_SHA256))
-    known = _VERIFIED.get(key)
-    if known is None:
-        try:
-            certificate.verify_directly_issued_by(issuer)
-            known = True
-        except (ValueError, TypeError, InvalidSignature):
-            known = False
-        if len(_VERIFIED) >= _VERIFIED_MAX:
-            _VERIFIED.clear()
-        _VERIFIED[key] = known
-    return known
+    try:
+        certificate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def subject_of(certificate: x509.Certificate) -> str:

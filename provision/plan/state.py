@@ -12,6 +12,7 @@ before anything is deleted (plan/builder.py). A file of the first format (``{"ou
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +39,19 @@ class State:
 def parse(content: bytes | None, where: str) -> State:
     if content is None:
         return State({})
+    state = _parse(content)
+    if state is None:
+        raise StateError(
+            f"{where} is damaged (not the state provision writes); it was left in place for "
+            "inspection: move it aside to let provision write a new one"
+        )
+    return state
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(content: bytes) -> State | None:
+    """The state a file holds, or None when it is not one (a fleet's hosts mostly hold the
+    same bytes: parsed once)."""
     try:
         data = json.loads(content)
         if not isinstance(data, dict):
@@ -47,10 +61,7 @@ def parse(content: bytes | None, where: str) -> State:
         else:
             owners = {UNOWNED: _outputs(data["outputs"])}
     except (ValueError, TypeError, KeyError, AttributeError):
-        raise StateError(
-            f"{where} is damaged (not the state provision writes); it was left in place for "
-            "inspection: move it aside to let provision write a new one"
-        ) from None
+        return None
     return State(owners)
 
 
