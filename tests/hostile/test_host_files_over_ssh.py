@@ -5,6 +5,7 @@ naming files outside what the playbook manages is refused, and nothing changes."
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from pathlib import Path
 
@@ -67,3 +68,59 @@ def test_a_planted_manifest_is_refused_by_rollback_over_ssh(
     assert host.status == "failed"
     assert host.error is not None and "which this playbook does not manage" in host.error
     assert snapshot(certificates.parent) == before
+
+
+def test_a_directory_owned_by_another_playbook_is_refused_over_ssh(
+    fleet: SshdFleet, tmp_path: Path
+) -> None:
+    playbook, inventory, known, certificates, _outside = _setup(fleet, tmp_path)
+    other = playbook.with_name("other.yml")
+    other.write_text(playbook.read_text().replace("name: SSH fleet", "name: Another team"))
+    before = snapshot(certificates.parent)
+    loaded = load(other, inventory, connect=ConnectOptions(known_hosts=str(known)))
+    _plan, report = run(loaded, apply=True)
+    [host] = report.hosts
+    assert host.status == "failed"
+    assert host.error is not None
+    assert "is managed by playbook 'SSH fleet'; playbook 'Another team'" in host.error
+    assert snapshot(certificates.parent) == before
+
+
+def test_a_damaged_key_is_replaced_over_ssh(fleet: SshdFleet, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    playbook, inventory, known, certificates, _outside = _setup(fleet, tmp_path)
+    key_file = certificates / "web.key"
+    key = serialization.load_pem_private_key(key_file.read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    # The same public point with another scalar: cryptography refuses to build such a key,
+    # so the PEM is made by hand from the PKCS#8 DER (the scalar's bytes, flipped).
+    der = bytearray(
+        key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    scalar = key.private_numbers().private_value.to_bytes(32, "big")
+    at = bytes(der).index(scalar)
+    der[at + 31] ^= 0x01
+    key_file.write_bytes(
+        b"-----BEGIN PRIVATE KEY-----\n"
+        + base64.encodebytes(bytes(der))
+        + b"-----END PRIVATE KEY-----\n"
+    )
+    loaded = load(playbook, inventory, connect=ConnectOptions(known_hosts=str(known)))
+    _plan, report = run(loaded, apply=True)
+    [host] = report.hosts
+    assert host.status == "changed", host.error
+    reasons = {c.resource: c.reason for c in host.plan.changes}
+    assert reasons["certificate web"] in (
+        "key is damaged: a signature made with it does not verify",
+        # (OpenSSL refuses to load an EC key whose scalar does not make its point: the file
+        # is unreadable then, and replaced all the same.)
+        "unreadable: web.key: damaged PEM private key block",
+    ), reasons
+    fresh = serialization.load_pem_private_key(key_file.read_bytes(), None)
+    assert isinstance(fresh, ec.EllipticCurvePrivateKey)
