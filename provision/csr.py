@@ -26,15 +26,15 @@ from provision.api import Loaded, close_all, finish_interrupted
 from provision.apply.executor import write_files
 from provision.apply.keymaker import KeyMaker
 from provision.apply.lock import HostLock
-from provision.crypto import build, encode, keys
+from provision.crypto import build, keys
 from provision.crypto.build import LeafRequest, SubjectFields
 from provision.crypto.types import PrivateKey
 from provision.errors import ProvisionError
 from provision.facts import gather
 from provision.inputs.targets import Target
 from provision.layout import pending_key
-from provision.model.playbook import Certificate
-from provision.plan.certificate import read_current
+from provision.model.playbook import Certificate, Output
+from provision.plan.certificate import key_file_bytes, key_output, read_current
 from provision.sources.base import Current
 from provision.sources.provided import wants_csr
 
@@ -63,8 +63,7 @@ async def _choose_key(
         return _KeyChoice(current.key, "kept", None)
     if current.pending_key is not None and keys.label(current.pending_key) == wanted:
         return _KeyChoice(current.pending_key, "kept", None)
-    key_output = next(o for o in certificate.outputs if o.is_key_file)
-    path = target.output_path(key_output)
+    path = target.output_path(_key_output_of(certificate))
     key = await keymaker.generate(certificate.key)
     served = (
         current.key is not None
@@ -76,11 +75,10 @@ async def _choose_key(
     return _KeyChoice(key, "created", path)
 
 
-def _key_bytes(certificate: Certificate, key: PrivateKey) -> bytes:
-    key_output = next(o for o in certificate.outputs if o.is_key_file)
-    if key_output.format == "der":
-        return encode.private_key_der(key)
-    return encode.private_key_pem(key)
+def _key_output_of(certificate: Certificate) -> Output:
+    output = key_output(certificate)
+    assert output is not None  # the model requires a key output of a CSR certificate
+    return output
 
 
 async def _host(
@@ -109,7 +107,7 @@ async def _host(
                     (certificate, await _choose_key(target, certificate, current, keymaker))
                 )
             files = [
-                (choice.write_to, _key_bytes(certificate, choice.key), 0o600)
+                (choice.write_to, key_file_bytes(_key_output_of(certificate), choice.key), 0o600)
                 for certificate, choice in choices
                 if choice.write_to is not None
             ]

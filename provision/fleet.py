@@ -220,15 +220,10 @@ async def finish_interrupted(target: Target) -> Finished:
     finished = await roll_forward(target.transport, target.certificates_dir, target.may_replace)
     await remove_leftovers(
         target.transport,
-        managed_paths(target),
+        target.managed_paths(),
         target.paths.join(target.certificates_dir, BACKUP_DIR),
     )
     return finished
-
-
-def managed_paths(target: Target) -> list[str]:
-    """Every file the playbook writes on the host, the journal included."""
-    return [*target.paths_of_interest(), journal_path(target.certificates_dir, target.paths)]
 
 
 async def gather_host(target: Target) -> HostFacts:

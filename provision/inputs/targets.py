@@ -86,13 +86,17 @@ class Target:
     def backup_dir(self) -> str:
         return self.paths.join(self.certificates_dir, BACKUP_DIR)
 
+    def managed_paths(self) -> list[str]:
+        """Every file the playbook writes on the host, the journal included."""
+        return [*self.paths_of_interest(), self.paths.join(self.certificates_dir, JOURNAL_FILE)]
+
     def may_replace(self, path: str) -> bool:
         """Whether a record read from the host (a journal, a backup's manifest) may have a
         file replaced or removed at ``path``: a file the playbook manages, or an output in
         the certificates directory (one the playbook dropped, or wrote before a switch of
         playbook), never provision's own records or backups, never anything outside."""
         paths, folder = self.paths, self.certificates_dir
-        if path in self.paths_of_interest() or path == paths.join(folder, JOURNAL_FILE):
+        if path in self.managed_paths():
             return True
         return (
             paths.normpath(path) == path

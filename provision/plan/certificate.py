@@ -80,17 +80,18 @@ def pending_key_path(spec: Certificate, paths: Mapping[str, str]) -> str | None:
     """Where a key `provision csr` made for this certificate waits (its key output's path)."""
     if not wants_csr(spec):
         return None
-    output = _key_output(spec)
+    output = key_output(spec)
     return pending_key(paths[output.file]) if output is not None else None
 
 
 def pending_name(spec: Certificate) -> str:
     """The pending key as a plan names it: the key output's name with the suffix."""
-    output = _key_output(spec)
+    output = key_output(spec)
     return f"{output.file if output else 'key'}{PENDING_SUFFIX}"
 
 
-def _key_output(spec: Certificate) -> Output | None:
+def key_output(spec: Certificate) -> Output | None:
+    """The output that holds the key alone (``content: key``), if the certificate has one."""
     return next((o for o in spec.outputs if o.is_key_file), None)
 
 
@@ -198,7 +199,7 @@ def plan_certificate(
     for index, output in enumerate(spec.outputs):
         if kept_key is not None and output.is_key_file:
             state = facts.file(paths[output.file])
-            if state.content == _key_bytes(output, kept_key) and state.mode == 0o600:
+            if state.content == key_file_bytes(output, kept_key) and state.mode == 0o600:
                 unchanged.append(Unchanged(f"file {output.file}", "up to date (key kept)"))
                 continue
         change = _output_change(
@@ -258,7 +259,8 @@ def _output_change(
     return Unchanged(resource, "up to date")
 
 
-def _key_bytes(output: Output, key: PrivateKey) -> bytes:
+def key_file_bytes(output: Output, key: PrivateKey) -> bytes:
+    """A key output's bytes: the key in the output's encoding (DER or PEM)."""
     return encode.private_key_der(key) if output.format == "der" else encode.private_key_pem(key)
 
 
