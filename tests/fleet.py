@@ -64,7 +64,6 @@ VIRTUAL_DIRECTORIES = [
 #   unjournal  before an existing journal is removed (every rename done)
 CRASH_HOOK = r"""
 import os, signal, sys
-import provision.fsutil as fsutil
 from provision.transport.local import LocalTransport
 
 EVENT, WANTED = sys.argv[1], int(sys.argv[2])
@@ -76,29 +75,29 @@ def hit(name):
     if name == EVENT and seen[name] == WANTED:
         os.kill(os.getpid(), signal.SIGKILL)
 
-stage, commit, remove = fsutil.stage, fsutil.commit, LocalTransport.remove
+stage, commit, remove = LocalTransport.stage, LocalTransport.commit, LocalTransport.remove
 
-def staged(path, data, mode, **options):
-    result = stage(path, data, mode, **options)
+async def staged(self, path, data, mode):
+    result = await stage(self, path, data, mode)
     if not path.endswith((".provision.lock", ".takeover")):  # locks are not file events
         hit("backup" if "/.backup/" in path else "stage")
     return result
 
-def committed(staged_path, path, **options):
+async def committed(self, staged_path, path, **options):
     if path.endswith(JOURNAL):
-        commit(staged_path, path, **options)
+        await commit(self, staged_path, path, **options)
         hit("journal")
         return
     if "/.backup/" not in path:
         hit("rename")
-    commit(staged_path, path, **options)
+    await commit(self, staged_path, path, **options)
 
 async def removed(self, path, **options):
     if path.endswith(JOURNAL) and os.path.exists(path):
         hit("unjournal")
     await remove(self, path, **options)
 
-fsutil.stage, fsutil.commit, LocalTransport.remove = staged, committed, removed
+LocalTransport.stage, LocalTransport.commit, LocalTransport.remove = staged, committed, removed
 sys.argv = ["provision", *sys.argv[3:]]
 from provision.cli import main
 main()

@@ -172,3 +172,43 @@ def test_no_gnu_only_option_where_posix_has_one() -> None:
         # Each `sync` of a file or folder falls back to a POSIX `sync` without operands.
         if "sync --" in script:
             assert re.search(r"sync -- .*\|\| sync", script), script
+
+
+def test_no_script_goes_through_a_symlinked_folder(tmp_path: Path) -> None:
+    """Issue 14: each script refuses (exit 9, the refusal on stderr) when a folder on the
+    way to its path is a symlink, and does nothing where the link points."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim").write_text("keep me\n")
+    (outside / "sub").mkdir()
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "link").symlink_to(outside)
+    link = tmp_path / "certs" / "link"
+    upload = tmp_path / "upload"
+    upload.write_text("new\n")
+    staged = tmp_path / "certs" / ".x.tmp"
+    staged.write_text("staged\n")
+    cases = {
+        "stage": (sudo.STAGE, str(upload), str(link), "644", str(link / ".victim.1.tmp")),
+        "commit": (sudo.commit_script(True), str(staged), str(link / "victim")),
+        "create": (sudo.CREATE_EXCLUSIVE, str(staged), str(link / "lock")),
+        "remove": (sudo.remove_script(True), str(link / "victim")),
+        "remove-dir": (sudo.REMOVE_DIR, str(link / "sub")),
+        "list": (sudo.LIST, str(link)),
+        "list-below": (sudo.LIST, str(link / "sub")),
+    }
+    for case, (script, *args) in cases.items():
+        staged.write_text("staged\n")
+        upload.write_text("new\n")
+        done = _sh(script, *args)
+        assert done.returncode == 9, (case, done)
+        assert f"{link} is a symlink; provision never follows" in done.stderr.decode(), case
+        assert done.stdout == b"", case
+        assert sorted(p.name for p in outside.iterdir()) == ["sub", "victim"], case
+        assert (outside / "victim").read_text() == "keep me\n", case
+    paths = [str(link / "victim"), str(tmp_path / "certs" / ".x.tmp")]
+    done = _sh(sudo.READ, *paths)
+    assert done.returncode == 0, done.stderr
+    first, second = sudo.parse_reads(done.stdout, paths)
+    assert isinstance(first, str) and f"{link} is a symlink" in first
+    assert isinstance(second, FileState) and second.content == b"staged\n"

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Literal
 
+from provision.errors import TransportError
+
 FileKind = Literal["missing", "file", "symlink", "directory", "other"]
 OsFamily = Literal["posix", "windows"]
 
@@ -111,6 +113,32 @@ class PathFlavour:
 POSIX = PathFlavour("posix", posixpath)
 WINDOWS = PathFlavour("windows", ntpath)
 FLAVOURS: dict[OsFamily, PathFlavour] = {"posix": POSIX, "windows": WINDOWS}
+
+
+class SymlinkInPath(TransportError):
+    """A folder on the way to a path is a symlink: nothing was done there.
+
+    The rule is stated once, in docs/architecture.md ("Host paths and symlinks"): whoever
+    can write into a certificates directory can plant a symlink there, and a tool running as
+    root that follows it writes, reads or deletes wherever it points.
+    """
+
+    def __init__(self, folder: str, target: str | None = None) -> None:
+        to = f" (to {target})" if target else ""
+        super().__init__(
+            f"{folder} is a symlink{to}; provision never follows a symlink in a host path: "
+            "name the real folder in the playbook, or remove the link"
+        )
+
+
+def folders_above(paths: PathFlavour, path: str) -> list[str]:
+    """Every folder on the way to ``path``, from the top: /a/b/c -> /a, /a/b."""
+    found: list[str] = []
+    folder = paths.dirname(path)
+    while not paths.is_root(folder):
+        found.append(folder)
+        folder = paths.dirname(folder)
+    return found[::-1]
 
 
 @dataclass(frozen=True)

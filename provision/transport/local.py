@@ -9,6 +9,7 @@ import stat
 
 from provision import fsutil
 from provision.errors import TransportError
+from provision.transport import nofollow
 from provision.transport.base import CommandResult, FileState, Transport
 
 
@@ -32,67 +33,92 @@ class LocalTransport(Transport):
         return read_file(path)
 
     async def stage(self, path: str, data: bytes, mode: int) -> str:
-        staged = fsutil.stage(path, data, mode)
+        staged = _stage(path, data, mode, durable=True)
         # The next flush makes the staged file's name durable too, so a journal written
         # after it never names a file a crash could have lost.
         self._unflushed.add(os.path.dirname(path))
         return staged
 
     async def commit(self, staged: str, path: str, *, durable: bool = True) -> None:
-        fsutil.commit(staged, path, durable=durable)
+        directory, name = os.path.split(path)
+        staged_directory, staged_name = os.path.split(staged)
+        try:
+            with nofollow.folder(staged_directory) as source, nofollow.folder(directory) as at:
+                if source is None or at is None:
+                    raise TransportError(f"cannot write {path}: {staged} is gone")
+                info = nofollow.lstat(at, name)
+                if info is not None and stat.S_ISLNK(info.st_mode):
+                    with contextlib.suppress(OSError):
+                        os.unlink(staged_name, dir_fd=source)
+                    raise TransportError(f"refusing to replace {path}: it is a symlink")
+                os.rename(staged_name, name, src_dir_fd=source, dst_dir_fd=at)
+                if durable:
+                    os.fsync(at)
+        except OSError as exc:
+            raise TransportError(f"cannot write {path}: {exc.strerror}") from None
         if not durable:
-            self._unflushed.add(os.path.dirname(path))
+            self._unflushed.add(directory)
 
     async def flush(self) -> None:
         folders, self._unflushed = sorted(self._unflushed), set()
         for folder in folders:
             try:
-                fsutil.fsync_directory(folder)
-            except FileNotFoundError:
-                pass  # removed since (an emptied backup folder): nothing left to persist
+                with nofollow.folder(folder) as at:
+                    if at is not None:  # (else removed since: nothing left to persist)
+                        os.fsync(at)
             except OSError as exc:
                 raise TransportError(f"cannot flush {folder}: {exc.strerror}") from None
 
     async def create_exclusive(self, path: str, data: bytes, mode: int) -> bool:
         # Written beside, then hard-linked onto the name: the file appears complete, so
         # another run never reads an empty lock (which it would take for a stale one).
-        staged = fsutil.stage(path, data, mode, durable=False)
+        directory, name = os.path.split(path)
         try:
-            os.link(staged, path)
-        except FileExistsError:
-            return False
+            with nofollow.folder(directory, create=fsutil.DIRECTORY_MODE) as at:
+                assert at is not None
+                staged = nofollow.create_temporary(at, name, data, mode, durable=False)
+                try:
+                    os.link(staged, name, src_dir_fd=at, dst_dir_fd=at, follow_symlinks=False)
+                except FileExistsError:
+                    return False
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(staged, dir_fd=at)
         except OSError as exc:
             raise TransportError(f"cannot create {path}: {exc.strerror}") from None
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(staged)
         return True
 
     async def remove(self, path: str, *, durable: bool = True) -> None:
+        directory, name = os.path.split(path)
         try:
-            os.unlink(path)
-            if durable:
-                fsutil.fsync_directory(os.path.dirname(path))
-            else:
-                self._unflushed.add(os.path.dirname(path))
-        except FileNotFoundError:
-            pass
+            with nofollow.folder(directory) as at:
+                if at is None:
+                    return
+                try:
+                    os.unlink(name, dir_fd=at)
+                except FileNotFoundError:
+                    return
+                if durable:
+                    os.fsync(at)
         except OSError as exc:
             raise TransportError(f"cannot remove {path}: {exc.strerror}") from None
+        if not durable:
+            self._unflushed.add(directory)
 
     async def remove_dir(self, path: str) -> None:
+        directory, name = os.path.split(path)
         try:
-            os.rmdir(path)
-        except FileNotFoundError:
-            pass
+            with nofollow.folder(directory) as at:
+                if at is not None:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.rmdir(name, dir_fd=at)
         except OSError as exc:
             raise TransportError(f"cannot remove {path}: {exc.strerror}") from None
 
     async def list_dir(self, path: str) -> list[str]:
         try:
-            return sorted(os.listdir(path))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
+            with nofollow.folder(path) as at:
+                return [] if at is None else sorted(os.listdir(at))
         except OSError as exc:
             raise TransportError(f"cannot list {path}: {exc.strerror}") from None
 
@@ -119,38 +145,38 @@ class LocalTransport(Transport):
 
 
 def read_file(path: str) -> FileState:
-    """One ``lstat`` and at most one read; symlinks are reported, not followed."""
+    """One ``lstat`` and at most one read; symlinks are reported, not followed, and no
+    folder on the way to ``path`` is a symlink followed (``nofollow``)."""
+    directory, name = os.path.split(path)
     try:
-        info = os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return FileState(path, "missing")
+        with nofollow.folder(directory) as at:
+            info = None if at is None else nofollow.lstat(at, name)
+            if at is None or info is None:
+                return FileState(path, "missing")
+            mode = stat.S_IMODE(info.st_mode)
+            if stat.S_ISLNK(info.st_mode):
+                return FileState(path, "symlink", mode=mode)
+            if stat.S_ISDIR(info.st_mode):
+                return FileState(path, "directory", mode=mode)
+            if not stat.S_ISREG(info.st_mode):
+                return FileState(path, "other", mode=mode)
+            return FileState(path, "file", nofollow.read_all(at, name, info.st_size), mode)
+    except TransportError:
+        raise
     except OSError as exc:
         raise TransportError(f"cannot read {path}: {exc.strerror}") from None
-    mode = stat.S_IMODE(info.st_mode)
-    if stat.S_ISLNK(info.st_mode):
-        return FileState(path, "symlink", mode=mode)
-    if stat.S_ISDIR(info.st_mode):
-        return FileState(path, "directory", mode=mode)
-    if not stat.S_ISREG(info.st_mode):
-        return FileState(path, "other", mode=mode)
+
+
+def _stage(path: str, data: bytes, mode: int, *, durable: bool) -> str:
+    """A temporary file beside ``path`` (folders made as needed, 0750); its path."""
+    directory, name = os.path.split(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        try:
-            content = _read_all(fd, info.st_size)
-        finally:
-            os.close(fd)
+        with nofollow.folder(directory, create=fsutil.DIRECTORY_MODE) as at:
+            assert at is not None
+            return os.path.join(
+                directory, nofollow.create_temporary(at, name, data, mode, durable=durable)
+            )
+    except TransportError:
+        raise
     except OSError as exc:
-        raise TransportError(f"cannot read {path}: {exc.strerror}") from None
-    return FileState(path, "file", content, mode)
-
-
-def _read_all(fd: int, size_hint: int) -> bytes:
-    # One byte more than the size: a short read is the end of a regular file, so an unchanged
-    # file costs one read, not two (this runs for every file of every host).
-    first = os.read(fd, size_hint + 1)
-    if len(first) <= size_hint:
-        return first
-    chunks = [first]
-    while chunks[-1]:
-        chunks.append(os.read(fd, 65536))
-    return b"".join(chunks)
+        raise TransportError(f"cannot write {path}: {exc.strerror}") from None

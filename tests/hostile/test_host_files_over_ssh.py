@@ -7,17 +7,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import snapshot
-from sshd import SshdFleet, sshd_fleet
+from sshd import BECOME_USER, SshdFleet, become_user, sshd_fleet
 from test_ssh import apply, fleet, host_root, isolated_home, known_hosts_for, write_project
 
 from provision.api import load, rollback_all, run
 from provision.transport.factory import ConnectOptions
 
-__all__ = ["fleet", "isolated_home", "sshd_fleet"]  # fixtures, imported to be found
+__all__ = ["become_user", "fleet", "isolated_home", "sshd_fleet"]  # fixtures, imported to be found
 
 pytestmark = pytest.mark.integration
 
@@ -124,3 +126,81 @@ def test_a_damaged_key_is_replaced_over_ssh(fleet: SshdFleet, tmp_path: Path) ->
     ), reasons
     fresh = serialization.load_pem_private_key(key_file.read_bytes(), None)
     assert isinstance(fresh, ec.EllipticCurvePrivateKey)
+
+
+def _swap_for_link(folder: Path, target: Path) -> None:
+    for entry in folder.iterdir():
+        os.replace(entry, target / entry.name)
+    folder.rmdir()
+    folder.symlink_to(target)
+
+
+def _refused_over_ssh(host: Any, link: Path) -> None:
+    assert host.status == "failed"
+    assert host.error is not None and f"{link} is a symlink" in host.error, host.error
+    assert "never follows a symlink" in host.error
+
+
+@pytest.mark.parametrize("mode", ["plan", "apply"])
+def test_a_symlinked_certificates_directory_is_not_followed_over_sftp(
+    fleet: SshdFleet, tmp_path: Path, mode: str
+) -> None:
+    playbook, inventory, known, certificates, outside = _setup(fleet, tmp_path)
+    _swap_for_link(certificates, outside)
+    (outside / "web.pem").unlink()  # a change to make, were the link followed
+    before, before_outside = snapshot(certificates.parent), snapshot(outside)
+    loaded = load(playbook, inventory, connect=ConnectOptions(known_hosts=str(known)))
+    _plan, report = run(loaded, apply=mode == "apply")
+    [host] = report.hosts
+    _refused_over_ssh(host, certificates)
+    assert snapshot(outside) == before_outside
+    assert snapshot(certificates.parent) == before
+
+
+def test_a_symlinked_backup_folder_is_not_pruned_through_over_sftp(
+    fleet: SshdFleet, tmp_path: Path
+) -> None:
+    playbook, inventory, known, certificates, outside = _setup(fleet, tmp_path)
+    for index in range(12):
+        (outside / f"2020010{index % 10}T00000{index:02d}000000Z").mkdir()
+    _swap_for_link(certificates / ".backup", outside)
+    (certificates / "web.pem").unlink()
+    listing = sorted(p.name for p in outside.iterdir())
+    before = snapshot(certificates.parent)
+    loaded = load(playbook, inventory, connect=ConnectOptions(known_hosts=str(known)))
+    _plan, report = run(loaded, apply=True)
+    [host] = report.hosts
+    _refused_over_ssh(host, certificates / ".backup")
+    assert sorted(p.name for p in outside.iterdir()) == listing
+    assert snapshot(certificates.parent) == before
+
+
+@pytest.mark.parametrize("mode", ["plan", "apply"])
+def test_a_symlinked_certificates_directory_is_not_followed_under_become(
+    fleet: SshdFleet, become_user: str, tmp_path: Path, mode: str
+) -> None:
+    [server] = fleet.start(1)
+    base = Path(fleet.shared) / "become-target"
+    base.mkdir(mode=0o755)
+    playbook, inventory = write_project(
+        tmp_path / "project",
+        fleet,
+        [server],
+        user=BECOME_USER,
+        become=True,
+        roots={server.name: base},
+    )
+    known = known_hosts_for(tmp_path / "known_hosts", [server])
+    first = apply(playbook, inventory, known_hosts=str(known))[server.name]
+    assert first.status == "changed", first.error
+    certificates = base / "certificates"
+    outside = base / "outside"
+    outside.mkdir()
+    _swap_for_link(certificates, outside)
+    (outside / "web.pem").unlink()
+    before_outside = snapshot(outside)
+    loaded = load(playbook, inventory, connect=ConnectOptions(known_hosts=str(known)))
+    _plan, report = run(loaded, apply=mode == "apply")
+    [host] = report.hosts
+    _refused_over_ssh(host, certificates)
+    assert snapshot(outside) == before_outside

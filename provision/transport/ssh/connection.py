@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import asyncssh
 
 from provision.errors import TransportError
-from provision.transport.base import ConnectOptions, FileState
+from provision.transport.base import ConnectOptions, FileKind, FileState
 from provision.transport.ssh.host_keys import HostKeyPolicy
 
 # sshd allows 10 sessions per connection (MaxSessions); SFTP holds one, commands share the rest.
@@ -52,6 +52,9 @@ class Session:
     background: set[asyncio.Future[None]] = field(default_factory=set)  # timed-out commands
     pending_reads: list[tuple[str, asyncio.Future[FileState]]] = field(default_factory=list)
     reader: asyncio.Future[None] | None = None  # become: the task running batched reads
+    # Folders found to be folders (not symlinks) this run, by the lstat that found it: the
+    # reads of one host share one lstat per folder.
+    folders: dict[str, asyncio.Future[FileKind]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,15 @@ async def home(sftp: asyncssh.SFTPClient) -> str:
     return posixpath.normpath(await sftp.realpath("."))
 
 
+async def kind(sftp: asyncssh.SFTPClient, path: str) -> FileKind:
+    """What is at ``path`` itself (a symlink is a symlink), by one ``lstat``."""
+    try:
+        attrs = await sftp.lstat(path)
+    except asyncssh.SFTPNoSuchFile:
+        return "missing"
+    return KINDS.get(stat.S_IFMT(attrs.permissions or 0), "other")
+
+
 async def read(sftp: asyncssh.SFTPClient, path: str) -> FileState:
     try:
         attrs = await sftp.lstat(path)  # sftp-server maps ENOTDIR to "no such file" too

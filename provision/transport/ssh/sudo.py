@@ -22,7 +22,7 @@ import shlex
 import stat
 from collections.abc import Sequence
 
-from provision.transport.base import FileKind, FileState
+from provision.transport.base import FileKind, FileState, SymlinkInPath
 
 TEMP_ROOT = "/tmp"  # where `become` uploads go, in a private 0700 directory per run
 READ_BATCH = 200  # paths per read command, well inside any command-line limit
@@ -48,10 +48,28 @@ def _sync(operand: str) -> str:
     return f"{{ sync -- {operand} 2>/dev/null || sync || :; }}"
 
 
+# A shell function refusing a path when a folder on the way to it is a symlink, prepended to
+# each script (``[ -L ]`` of each folder, from the top: not race-free, as no POSIX utility
+# opens a path folder by folder; see docs/architecture.md, "Host paths and symlinks").
+_REFUSAL = SymlinkInPath("$p").message
+NOFOLLOW = f"""\
+nofollow() {{
+  rest=${{1%/*}}/; p=
+  while [ -n "$rest" ]; do
+    n=${{rest%%/*}}; rest=${{rest#*/}}
+    [ -n "$n" ] || continue
+    p=$p/$n
+    if [ -L "$p" ]; then echo "{_REFUSAL}" >&2; return 1; fi
+    [ -e "$p" ] || return 0
+  done
+}}
+"""
+
 # $1 upload, $2 target folder, $3 mode (octal), $4 temporary name beside the target.
 # install(1) creates the copy 0600 and sets the mode before we rename it anywhere; the copy
 # lands beside the target, so the final step is a rename within that directory.
 STAGE = (
+    NOFOLLOW + 'nofollow "$4" || { rm -f -- "$1"; exit 9; }\n'
     "umask 027\n"
     'mkdir -p -- "$2" || exit 1\n'
     'install -m "$3" -- "$1" "$4" || { rm -f -- "$1"; exit 1; }\n'
@@ -63,6 +81,7 @@ def commit_script(durable: bool) -> str:
     """$1 staged, $2 target: refuse a symlink (exit 3) or a directory (4), else rename."""
     sync = _sync('"$(dirname -- "$2")"') + "\n" if durable else ""
     return (
+        NOFOLLOW + 'nofollow "$2" || { rm -f -- "$1"; exit 9; }\n'
         'if [ -L "$2" ]; then rm -f -- "$1"; echo "symlink" >&2; exit 3; fi\n'
         'if [ -d "$2" ]; then rm -f -- "$1"; echo "is a directory" >&2; exit 4; fi\n'
         'mv -f -- "$1" "$2" || exit 1\n' + sync
@@ -73,6 +92,7 @@ def commit_script(durable: bool) -> str:
 # link(1) is link(2): it fails on an existing name of any kind, directories included.
 # Both paths are absolute (they begin with "/"), so neither can be taken for an option.
 CREATE_EXCLUSIVE = (
+    NOFOLLOW + 'nofollow "$2" || { rm -f -- "$1"; exit 9; }\n'
     'if [ -e "$2" ] || [ -L "$2" ]; then rm -f -- "$1"; exit 3; fi\n'
     'link "$1" "$2" 2>/dev/null; s=$?\n'
     'rm -f -- "$1"\n'
@@ -83,12 +103,16 @@ CREATE_EXCLUSIVE = (
 
 
 def remove_script(durable: bool) -> str:
-    return 'rm -f -- "$1"' + (" && " + _sync('"$(dirname -- "$1")"') if durable else "")
+    sync = " && " + _sync('"$(dirname -- "$1")"') if durable else ""
+    return NOFOLLOW + 'nofollow "$1" || exit 9\nrm -f -- "$1"' + sync
 
 
-REMOVE_DIR = '[ -e "$1" ] || [ -L "$1" ] || exit 0\nrmdir -- "$1"'
+REMOVE_DIR = (
+    NOFOLLOW + 'nofollow "$1" || exit 9\n[ -e "$1" ] || [ -L "$1" ] || exit 0\nrmdir -- "$1"'
+)
 
 LIST = (
+    NOFOLLOW + 'nofollow "$1/." || exit 9\n'
     '[ -d "$1" ] || exit 0\n'
     'cd -- "$1" || exit 1\n'
     "for f in * .*; do\n"
@@ -112,9 +136,13 @@ def sync_command(folders: Sequence[str], become: bool) -> str:
 # For each path: "missing", or "!problem", or its `ls -ld` type and permissions
 # ("-rw-------"); then, for a regular file, its content in base64 (whose alphabet has no
 # "."), and a "." line to close the record. LC_ALL=C: ls prints the same letters anywhere.
-READ = """\
+READ = (
+    NOFOLLOW
+    + """\
 LC_ALL=C; export LC_ALL
-for p in "$@"; do
+for path in "$@"; do
+  m=$(nofollow "$path" 2>&1) || { echo "!$m"; continue; }
+  p=$path
   if [ ! -e "$p" ] && [ ! -L "$p" ]; then echo missing; continue; fi
   m=$(ls -ld -- "$p" 2>/dev/null) || { echo '!cannot stat it'; continue; }
   echo "${m%%[ ]*}"
@@ -124,6 +152,7 @@ for p in "$@"; do
   echo .
 done
 """
+)
 
 _LS_MODE = re.compile(rb"^([-dlcbps])([-r][-w][-xsS][-r][-w][-xsS][-r][-w][-xtT])")
 _PERMISSIONS = (

@@ -28,7 +28,16 @@ import provision.transport.ssh.sftp as files
 import provision.transport.ssh.sudo as sudo
 from provision.errors import TransportError
 from provision.model.inventory import Host
-from provision.transport.base import POSIX, CommandResult, ConnectOptions, FileState, Transport
+from provision.transport.base import (
+    POSIX,
+    CommandResult,
+    ConnectOptions,
+    FileKind,
+    FileState,
+    SymlinkInPath,
+    Transport,
+    folders_above,
+)
 from provision.transport.ssh.connection import Endpoint, Session, connect, errors, run_command
 
 # What a path relative to the login's home is before the server has said where that is:
@@ -138,11 +147,38 @@ class SSHTransport(Transport):
 
     # --- files ----------------------------------------------------------------------------
 
+    async def _plain_folders(
+        self, sftp: asyncssh.SFTPClient, path: str, itself: bool = False
+    ) -> None:
+        """Refuse ``path`` when a folder on the way to it (or ``itself``) is a symlink.
+
+        SFTP has no ``openat``, so this is an ``lstat`` of each folder (all sent at once, and
+        each folder looked at once per run), not the race-free walk of the local transport:
+        see docs/architecture.md, "Host paths and symlinks".
+        """
+        session = self._current()
+        folders = folders_above(self.paths, path) + ([path] if itself else [])
+        checks = []
+        for folder in folders:
+            check = session.folders.get(folder)
+            if check is None or (check.done() and not _a_folder(check)):
+                check = session.folders[folder] = asyncio.ensure_future(files.kind(sftp, folder))
+            checks.append(check)
+        for folder, kind in zip(folders, await asyncio.gather(*checks), strict=True):
+            if kind == "symlink":
+                target = None
+                with contextlib.suppress(asyncssh.SFTPError):
+                    target = await sftp.readlink(folder)
+                raise SymlinkInPath(folder, target)
+            if kind != "directory":
+                return  # missing, or a file: nothing below it, nothing there to follow
+
     async def read(self, path: str) -> FileState:
         if self.become:
             return await self._read_sudo(path)
         sftp = await self._sftp()
         with self._errors(f"cannot read {path}", missing_ok=True):
+            await self._plain_folders(sftp, path)
             return await files.read(sftp, path)
         return FileState(path, "missing")
 
@@ -194,6 +230,7 @@ class SSHTransport(Transport):
             return await self._stage_sudo(path, data, mode)
         sftp = await self._sftp()
         with self._errors(f"cannot write {path}"):
+            await self._plain_folders(sftp, path)
             temporary = await files.stage(sftp, path, data, mode)
         self._renamed_into(path)
         return temporary
@@ -256,6 +293,7 @@ class SSHTransport(Transport):
             return
         sftp = await self._sftp()
         with self._errors(f"cannot write {path}"):
+            await self._plain_folders(sftp, path)
             if not await files.rename_over(sftp, staged, path):
                 status, _, err = await self._exec(shlex.join(["mv", "-f", "--", staged, path]))
                 if status != 0:
@@ -297,6 +335,7 @@ class SSHTransport(Transport):
             return
         sftp = await self._sftp()
         with self._errors(f"cannot remove {path}", missing_ok=True):
+            await self._plain_folders(sftp, path)
             await sftp.remove(path)
         self._renamed_into(path)
         if durable:
@@ -308,6 +347,7 @@ class SSHTransport(Transport):
             return
         sftp = await self._sftp()
         with self._errors(f"cannot remove {path}", missing_ok=True):
+            await self._plain_folders(sftp, path)
             await sftp.rmdir(path)
 
     async def list_dir(self, path: str) -> list[str]:
@@ -318,6 +358,7 @@ class SSHTransport(Transport):
             )
         sftp = await self._sftp()
         with self._errors(f"cannot list {path}", missing_ok=True):
+            await self._plain_folders(sftp, path, itself=True)
             return await files.list_dir(sftp, path)
         return []
 
@@ -374,3 +415,8 @@ class SSHTransport(Transport):
                 )
             )
         await asyncio.gather(*jobs, return_exceptions=True)
+
+
+def _a_folder(check: asyncio.Future[FileKind]) -> bool:
+    """Whether a finished lookup found a folder (a failed one is asked again)."""
+    return not check.cancelled() and check.exception() is None and check.result() == "directory"
