@@ -7,6 +7,11 @@ from a host is validated against the paths the playbook manages) need the whole 
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import os
+import socket
+
 # The outputs an apply wrote, so a later run can remove the ones a playbook drops.
 STATE_FILE = ".provision-state.json"
 # Written before files that need a reload are replaced, removed once the reload succeeded: a
@@ -17,6 +22,18 @@ JOURNAL_FILE = ".provision-journal.json"
 # One run per host at a time; a takeover of a stale lock is serialised by a guard beside it.
 LOCK_FILE = ".provision.lock"
 TAKEOVER_SUFFIX = ".takeover"
+
+
+def lock_content(now: dt.datetime) -> bytes:
+    """What a lock says: who holds it (pid, controller host name, start time)."""
+    holder = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    return json.dumps(holder).encode() + b"\n"
+
+
 # Timestamped folders of replaced files, each with a manifest, for `rollback`.
 BACKUP_DIR = ".backup"
 BACKUP_MANIFEST = "manifest.json"

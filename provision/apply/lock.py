@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from provision.errors import ProvisionError
-from provision.layout import LOCK_FILE, TAKEOVER_SUFFIX
+from provision.layout import LOCK_FILE, TAKEOVER_SUFFIX, lock_content
 from provision.transport.base import Transport
 
 GUARD_SECONDS = 10.0  # a takeover takes milliseconds; a guard this old was left by a crash
@@ -44,19 +44,6 @@ class Holder:
 
 
 UNREADABLE = Holder(0, "", "")  # who held a lock that could not be read
-
-
-def _me(now: dt.datetime) -> bytes:
-    return (
-        json.dumps(
-            {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "started": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            }
-        ).encode()
-        + b"\n"
-    )
 
 
 def _parse(content: bytes | None) -> Holder | None:
@@ -109,7 +96,7 @@ class HostLock:
         deadline = time.monotonic() + timeout
         unreadable: tuple[bytes | None, float] | None = None  # (content, first seen)
         while True:
-            if await self.transport.create_exclusive(self.path, _me(now), 0o644):
+            if await self.transport.create_exclusive(self.path, lock_content(now), 0o644):
                 return
             state = await self.transport.read(self.path)
             holder = _parse(state.content)
@@ -143,7 +130,7 @@ class HostLock:
         an empty lock looks like the stale one to a third run."""
         guard = self.path + TAKEOVER_SUFFIX
         moment = dt.datetime.now(dt.UTC)
-        if not await self.transport.create_exclusive(guard, _me(moment), 0o644):
+        if not await self.transport.create_exclusive(guard, lock_content(moment), 0o644):
             content = (await self.transport.read(guard)).content
             other = _parse(content)
             if other is None:  # half-written, as a lock can be: stale if it stays so
@@ -158,7 +145,7 @@ class HostLock:
         try:
             if (await self.transport.read(self.path)).content != seen:
                 return False
-            await self.transport.write(self.path, _me(now), 0o644, durable=False)
+            await self.transport.write(self.path, lock_content(now), 0o644, durable=False)
             self.took_over = holder
             return True
         finally:

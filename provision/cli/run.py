@@ -45,9 +45,15 @@ def _write_retry(playbook: str, result: Report) -> None:
     from pathlib import Path
 
     from provision import fsutil
+    from provision.errors import ProvisionError
 
     path = Path(playbook).with_suffix(".retry")
-    fsutil.write_atomic(str(path), "".join(f"{name}\n" for name in failed).encode(), 0o644)
+    try:
+        fsutil.write_atomic(str(path), "".join(f"{name}\n" for name in failed).encode(), 0o644)
+    except ProvisionError as exc:
+        # The recap is already out; the hosts to retry are named instead of the file.
+        typer.echo(f"no retry file ({exc}); to retry: --limit {','.join(failed)}", err=True)
+        return
     typer.echo(f"to retry the failed hosts: --limit @{path}", err=True)
 
 
@@ -182,9 +188,9 @@ def apply(
                 full=full,
                 progress=progress,
             )
-    if not check:
-        _write_retry(outcome.plan.playbook if outcome.plan else playbook, outcome.report)
     _print_recap(outcome.report, output_format, check)
+    if not check:  # (after the recap: failing to write the file must not lose it)
+        _write_retry(outcome.plan.playbook if outcome.plan else playbook, outcome.report)
     if outcome.report.failed:
         raise typer.Exit(1)
 

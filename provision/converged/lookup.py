@@ -15,9 +15,12 @@ from typing import Any
 
 from provision.converged.document import FORMAT, Command, record_path
 from provision.converged.stamps import code_digest, inputs_digest, stamp
+from provision.errors import TransportError
+from provision.layout import LOCK_FILE, lock_content
 from provision.plan.model import HostPlan, Unchanged
 from provision.report.outcome import HostReport, Report
 from provision.report.progress import Progress
+from provision.transport import nofollow
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ def _check_host(host: dict[str, Any]) -> HostReport | None:
     started = time.perf_counter()
     if any(os.path.lexists(path) for path in host["absent"]):
         return None
-    if not all(os.access(folder, os.W_OK) for folder in host["writable"]):
+    if not all(_lock_taken(folder) for folder in host["writable"]):
         return None
     if any(stamp(path) != recorded for path, recorded in host["files"]):
         return None
@@ -72,6 +75,31 @@ def _check_host(host: dict[str, Any]) -> HostReport | None:
         host["name"], unchanged=unchanged, read_paths=tuple(path for path, _ in host["files"])
     )
     return HostReport(host["name"], "ok", plan, seconds=time.perf_counter() - started)
+
+
+def _lock_taken(folder: str) -> bool:
+    """Whether this run can take the host's lock, proven by taking it (and releasing it at
+    once): a full apply takes it even when nothing changes, and fails the host when it cannot
+    (a folder made read-only, a full disk, a lock held), so neither may the record say "ok".
+    """
+    lock = os.path.join(folder, LOCK_FILE)
+    try:
+        with nofollow.folder(folder) as at:
+            if at is None:
+                return False
+            name = os.path.basename(lock)
+            fd = os.open(
+                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=at
+            )
+            try:
+                content = lock_content(dt.datetime.now(dt.UTC))
+                written = os.write(fd, content)
+            finally:
+                os.close(fd)
+                os.unlink(name, dir_fd=at)
+            return written == len(content)
+    except (OSError, TransportError):
+        return False
 
 
 def replay_progress(hit: Hit, progress: Progress) -> None:
