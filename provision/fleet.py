@@ -229,7 +229,8 @@ async def finish_interrupted(target: Target) -> Finished:
 async def gather_host(target: Target) -> HostFacts:
     """Everything the plan needs from a host: the playbook's paths, then the outputs an
     earlier apply recorded and the playbook dropped (the state file names them)."""
-    facts = await gather(target.transport, target.paths_of_interest())
+    # (The certificates directory too: its mode is managed.)
+    facts = await gather(target.transport, target.paths_of_interest(), [target.certificates_dir])
     dropped = dropped_outputs(target, facts)
     if dropped:
         facts = merged(facts, await gather(target.transport, dropped.values()))

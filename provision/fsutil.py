@@ -7,9 +7,7 @@ import stat
 import tempfile
 
 from provision.errors import TransportError
-
-# Directories we create may hold keys: not world-readable, never world-writable.
-DIRECTORY_MODE = 0o750
+from provision.layout import FOLDER_MODE as DIRECTORY_MODE
 
 
 def stage(path: str, data: bytes, mode: int, *, durable: bool = True) -> str:

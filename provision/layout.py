@@ -12,6 +12,10 @@ import json
 import os
 import socket
 
+# Folders provision makes on a host (the certificates directory, an output's sub-folder) may
+# hold keys: not world-readable, never world-writable. umask 027 makes the same.
+FOLDER_MODE = 0o750
+
 # The outputs an apply wrote, so a later run can remove the ones a playbook drops.
 STATE_FILE = ".provision-state.json"
 # Written before files that need a reload are replaced, removed once the reload succeeded: a

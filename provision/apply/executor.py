@@ -80,10 +80,11 @@ async def apply_host(
         return HostOutcome(target.host.name, changed=False)
     passwords = ctx.passwords.get(target.host.name, {})
     materials = await _issue(target, plan, facts, ctx, passwords, expected)
+    folder = target.certificates_dir
     writes = [
         _write_for(change, target, materials, facts, passwords, expected)
         for change in plan.changes
-        if change.path is not None and change.action != "delete"
+        if change.path not in (None, folder) and change.action != "delete"
     ]
     deletions = [c for c in plan.changes if c.action == "delete" and c.path is not None]
     state_path = target.state_path
@@ -100,6 +101,10 @@ async def apply_host(
     transport = target.transport
     for write in writes:
         write.staged = await transport.stage(write.path, write.data, write.mode)
+    for change in plan.changes:
+        if change.path == folder and change.mode is not None:
+            # (After staging, which makes the folder when it is missing.)
+            await transport.set_folder_mode(folder, change.mode)
     removed = [_Write(c, c.path, b"", 0) for c in deletions if c.path is not None]
     backup = await _back_up(target, facts, [*writes, *removed], ctx.now)
     reload_sites = [s for s in _sites_touched(target, plan.changes) if s.reload]

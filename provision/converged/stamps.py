@@ -194,6 +194,10 @@ def stamp(path: str) -> str:
 def _stamp_of(info: os.stat_result | None) -> str:
     if info is None:
         return "missing"
+    if stat.S_ISDIR(info.st_mode):
+        # A folder by its mode and identity: what a plan reads of it. Not its times, which
+        # every apply moves (the lock comes and goes), even one with nothing to do.
+        return f"{info.st_mode:o} {info.st_dev} {info.st_ino}"
     return (
         f"{info.st_mode:o} {info.st_dev} {info.st_ino} {info.st_size} "
         f"{info.st_mtime_ns} {info.st_ctime_ns}"
@@ -205,7 +209,9 @@ def host_stamp(path: str, edited_before: int, was_missing: bool) -> str:
     (what the plan read may not be what has this stamp), or came or went since it was read."""
     info = _lstat(path)
     if (info is None) != was_missing or (
-        info is not None and changed_during_run(info.st_ctime_ns, edited_before)
+        info is not None
+        and not stat.S_ISDIR(info.st_mode)
+        and changed_during_run(info.st_ctime_ns, edited_before)
     ):
         raise Unrecordable(f"{path} changed while the run read it")
     return _stamp_of(info)

@@ -452,6 +452,9 @@ class Playbook(Strict):
     name: str = Field(min_length=1)
     hosts: str = "all"
     certificates_dir: HostPath
+    # The certificates directory's mode, brought back when it drifts: whoever can write into
+    # it can plant files and links there (0750: the web server's group may read, no one else).
+    certificates_dir_mode: FileMode = 0o750
     # Other playbooks (by name) this one shares its certificates directories with: each owns
     # its own outputs there (plan/state.py). Without it a directory has one owner.
     shared_with: list[str] = Field(default_factory=list)

@@ -13,12 +13,14 @@ from pathlib import Path
 from provision.facts import HostFacts
 from provision.inputs.load import Loaded
 from provision.inputs.targets import Target
+from provision.layout import FOLDER_MODE
 from provision.plan.certificate import plan_certificate
 from provision.plan.model import Change, HostPlan, Unchanged
 from provision.plan.state import State, check_owner, inherited, parse
 from provision.servers.site import plan_site
 from provision.sources.base import HostRefusal
 from provision.sources.registry import source_of
+from provision.transport.base import SymlinkInPath
 
 
 def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts, now: dt.datetime) -> HostPlan:
@@ -50,6 +52,10 @@ def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts, now: dt.da
         unchanged.extend(u)
         if until is not None:
             deadlines.append(until)
+    folder = folder_mode(target, facts)
+    if isinstance(folder, str):
+        return HostPlan(target.host.name, facts_digest=facts.digest(), error=folder)
+    changes.extend(folder)
     changes.extend(stale_outputs(target, facts))
     changes.extend(reloads_owed(target, facts, changes))
     for site in target.playbook.sites:
@@ -72,6 +78,26 @@ def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts, now: dt.da
         read_paths=tuple(sorted(facts.files)),
         missing_paths=tuple(sorted(p for p, state in facts.files.items() if not state.exists)),
     )
+
+
+def folder_mode(target: Target, facts: HostFacts) -> list[Change] | str:
+    """The certificates directory's mode brought back (or set, on one made with another than
+    the default 0750); a refusal when it is no folder at all."""
+    path, want = target.certificates_dir, target.playbook.certificates_dir_mode
+    state = facts.file(path)
+    if state.kind == "symlink":
+        return SymlinkInPath(path).message
+    if state.kind == "missing":
+        if want == FOLDER_MODE:
+            return []  # made so with the first file staged in it
+        reason = f"made {FOLDER_MODE:04o}, want {want:04o}"  # (as a saved plan finds it)
+        return [Change(f"folder {path}", "update", reason, path=path, mode=want)]
+    if state.kind != "directory":
+        return f"{path} is {state.described}, not a folder"
+    if state.mode == want:
+        return []
+    reason = f"mode {state.mode or 0:04o}, want {want:04o}"
+    return [Change(f"folder {path}", "update", reason, path=path, mode=want)]
 
 
 def reloads_owed(target: Target, facts: HostFacts, changes: list[Change]) -> list[Change]:

@@ -231,6 +231,10 @@ class Transport(ABC):
         """Remove an empty directory if it exists."""
 
     @abstractmethod
+    async def set_folder_mode(self, path: str, mode: int) -> None:
+        """Set the permission bits of the folder ``path`` (never through a symlink)."""
+
+    @abstractmethod
     async def list_dir(self, path: str) -> list[str]:
         """Names in a directory; empty when it does not exist."""
 

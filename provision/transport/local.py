@@ -7,8 +7,8 @@ import contextlib
 import os
 import stat
 
-from provision import fsutil
 from provision.errors import TransportError
+from provision.layout import FOLDER_MODE
 from provision.transport import nofollow
 from provision.transport.base import CommandResult, FileState, Transport
 
@@ -74,7 +74,7 @@ class LocalTransport(Transport):
         # another run never reads an empty lock (which it would take for a stale one).
         directory, name = os.path.split(path)
         try:
-            with nofollow.folder(directory, create=fsutil.DIRECTORY_MODE) as at:
+            with nofollow.folder(directory, create=FOLDER_MODE) as at:
                 assert at is not None
                 staged = nofollow.create_temporary(at, name, data, mode, durable=False)
                 try:
@@ -114,6 +114,15 @@ class LocalTransport(Transport):
                         os.rmdir(name, dir_fd=at)
         except OSError as exc:
             raise TransportError(f"cannot remove {path}: {exc.strerror}") from None
+
+    async def set_folder_mode(self, path: str, mode: int) -> None:
+        try:
+            with nofollow.folder(path) as at:
+                if at is None:
+                    raise TransportError(f"cannot set the mode of {path}: it is not there")
+                os.fchmod(at, mode)
+        except OSError as exc:
+            raise TransportError(f"cannot set the mode of {path}: {exc.strerror}") from None
 
     async def list_dir(self, path: str) -> list[str]:
         try:
@@ -171,7 +180,7 @@ def _stage(path: str, data: bytes, mode: int, *, durable: bool) -> str:
     """A temporary file beside ``path`` (folders made as needed, 0750); its path."""
     directory, name = os.path.split(path)
     try:
-        with nofollow.folder(directory, create=fsutil.DIRECTORY_MODE) as at:
+        with nofollow.folder(directory, create=FOLDER_MODE) as at:
             assert at is not None
             return os.path.join(
                 directory, nofollow.create_temporary(at, name, data, mode, durable=durable)

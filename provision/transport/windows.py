@@ -63,6 +63,9 @@ class WindowsHost(Transport):
     async def remove_dir(self, path: str) -> None:
         self._unreachable()
 
+    async def set_folder_mode(self, path: str, mode: int) -> None:
+        self._unreachable()
+
     async def list_dir(self, path: str) -> list[str]:
         self._unreachable()
 

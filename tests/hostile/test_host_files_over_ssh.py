@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +205,41 @@ def test_a_symlinked_certificates_directory_is_not_followed_under_become(
     [host] = report.hosts
     _refused_over_ssh(host, certificates)
     assert snapshot(outside) == before_outside
+
+
+def test_the_certificates_directory_mode_is_brought_back_over_sftp(
+    fleet: SshdFleet, tmp_path: Path
+) -> None:
+    playbook, inventory, known, certificates, _outside = _setup(fleet, tmp_path)
+    assert stat.S_IMODE(certificates.stat().st_mode) == 0o750
+    certificates.chmod(0o777)
+    first = apply(playbook, inventory, known_hosts=str(known))
+    [host] = first.values()
+    assert host.status == "changed", host.error
+    assert [c.reason for c in host.plan.changes] == ["mode 0777, want 0750"]
+    assert stat.S_IMODE(certificates.stat().st_mode) == 0o750
+
+
+def test_the_certificates_directory_mode_is_brought_back_under_become(
+    fleet: SshdFleet, become_user: str, tmp_path: Path
+) -> None:
+    [server] = fleet.start(1)
+    base = Path(fleet.shared) / "become-target"
+    base.mkdir(mode=0o755)
+    playbook, inventory = write_project(
+        tmp_path / "project",
+        fleet,
+        [server],
+        user=BECOME_USER,
+        become=True,
+        roots={server.name: base},
+    )
+    known = known_hosts_for(tmp_path / "known_hosts", [server])
+    assert apply(playbook, inventory, known_hosts=str(known))[server.name].status == "changed"
+    certificates = base / "certificates"
+    certificates.chmod(0o777)
+    host = apply(playbook, inventory, known_hosts=str(known))[server.name]
+    assert host.status == "changed", host.error
+    assert [c.reason for c in host.plan.changes] == ["mode 0777, want 0750"]
+    assert stat.S_IMODE(certificates.stat().st_mode) == 0o750
+    assert certificates.stat().st_uid == 0

@@ -18,9 +18,8 @@ import stat
 import asyncssh
 
 from provision.errors import TransportError
+from provision.layout import FOLDER_MODE as DIRECTORY_MODE
 from provision.transport.base import FileKind, FileState
-
-DIRECTORY_MODE = 0o750  # as provision.fsutil: directories we create may hold keys
 
 KINDS: dict[int, FileKind] = {
     stat.S_IFREG: "file",

@@ -111,6 +111,9 @@ REMOVE_DIR = (
     NOFOLLOW + 'nofollow "$1" || exit 9\n[ -e "$1" ] || [ -L "$1" ] || exit 0\nrmdir -- "$1"'
 )
 
+# $1 a folder, $2 its mode (octal): never through a symlink, nor of one.
+SET_FOLDER_MODE = NOFOLLOW + 'nofollow "$1/." || exit 9\nchmod -- "$2" "$1"'
+
 LIST = (
     NOFOLLOW + 'nofollow "$1/." || exit 9\n'
     '[ -d "$1" ] || exit 0\n'

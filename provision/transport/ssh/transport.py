@@ -350,6 +350,18 @@ class SSHTransport(Transport):
             await self._plain_folders(sftp, path)
             await sftp.rmdir(path)
 
+    async def set_folder_mode(self, path: str, mode: int) -> None:
+        if self.become:
+            await self._sudo(
+                sudo.SET_FOLDER_MODE, path, f"{mode:o}", what=f"cannot set the mode of {path}"
+            )
+            return
+        sftp = await self._sftp()
+        with self._errors(f"cannot set the mode of {path}"):
+            # (SFTP's setstat follows a symlink: the folder was just found to be no symlink.)
+            await self._plain_folders(sftp, path, itself=True)
+            await sftp.chmod(path, mode)
+
     async def list_dir(self, path: str) -> list[str]:
         if self.become:
             out = await self._sudo(sudo.LIST, path, what=f"cannot list {path}")
