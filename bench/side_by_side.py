@@ -1,14 +1,15 @@
 """An idle apply answered from the converged record, two provision trees interleaved in one run.
 
-    python bench/side_by_side.py OLD_TREE NEW_TREE [--hosts 1000] [--rounds 15]
+    python bench/side_by_side.py OLD_TREE NEW_TREE [--hosts 1000] [--rounds 15] [--key rsa]
 
 ``bench/fleet.py --tree`` measures one tree per run; on a shared machine the load moves more
-between two runs than an idle apply's cost moves between two commits. Here one fleet (ECDSA,
-local hosts, the example playbook) is applied once, each tree records it (its own record
-folder and bytecode cache), and then the trees take turns: ROUNDS idle applies each, answered
-from their record (checked: the record file is left untouched), then a few ``apply --full``
-each (a full evaluation plus recording). Prints medians of wall and CPU (user + system of the
-child) seconds, with the load average at start and end.
+between two runs than an idle apply's cost moves between two commits. Here one fleet (ECDSA
+P-256 keys, or RSA-2048 with ``--key rsa``; local hosts, the example playbook) is applied
+once, each tree records it (its own record folder and bytecode cache), and then the trees
+take turns: ROUNDS idle applies each, answered from their record (checked: the record file is
+left untouched), then a few ``apply --full`` each (a full evaluation plus recording). Prints
+medians of wall and CPU (user + system of the child) seconds, with the load average at start
+and end.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from pathlib import Path
 
 import yaml
 
+KEYS = {"ecdsa": {"type": "ecdsa", "curve": "p256"}, "rsa": {"type": "rsa", "size": 2048}}
 
-def make_fleet(work: Path, tree: Path, hosts: int) -> None:
+
+def make_fleet(work: Path, tree: Path, hosts: int, key: str = "ecdsa") -> None:
     book = yaml.safe_load((tree / "playbooks" / "callmanager-https.yml").read_text())
-    book["certificates"][0]["key"] = {"type": "ecdsa", "curve": "p256"}
+    book["certificates"][0]["key"] = KEYS[key]
     (work / "site.yml").write_text(yaml.safe_dump(book, sort_keys=False))
     members = {
         f"cm-{i:04d}": {
@@ -81,11 +84,12 @@ def main() -> int:
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--tmpdir", default=None)
+    parser.add_argument("--key", choices=sorted(KEYS), default="ecdsa")
     args = parser.parse_args()
     trees = {"old": args.old.resolve(), "new": args.new.resolve()}
     work = Path(tempfile.mkdtemp(prefix="provision-side-by-side-", dir=args.tmpdir))
-    make_fleet(work, trees["new"], args.hosts)
-    print(f"{args.hosts} hosts in {work}; load average {os.getloadavg()}", flush=True)
+    make_fleet(work, trees["new"], args.hosts, args.key)
+    print(f"{args.hosts} {args.key} hosts in {work}; load average {os.getloadavg()}", flush=True)
     timed(work, trees["new"], "new", "apply", expect="failed 0")
     records: dict[str, dict[Path, int]] = {}
     for label, tree in trees.items():

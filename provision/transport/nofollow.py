@@ -45,7 +45,8 @@ def _refuse(at: int, name: str, so_far: str) -> TransportError:
         with contextlib.suppress(OSError):
             target = os.readlink(name, dir_fd=at)
         return SymlinkInPath(so_far, target)
-    return TransportError(f"{so_far} is not a folder")
+    what = "a file" if stat.S_ISREG(info.st_mode) else "a special file"
+    return TransportError(f"{so_far} is {what}, not a folder")
 
 
 @contextlib.contextmanager

@@ -194,3 +194,19 @@ def test_no_local_operation_goes_through_a_symlinked_folder(tmp_path: Path) -> N
         assert (await transport.read(str(outside / "victim" / "x"))).kind == "missing"
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("command", ["plan", "apply"])
+def test_a_file_where_the_certificates_directory_should_be(
+    project: Path, cli: Any, command: str
+) -> None:
+    certificates = _host(project) / "certificates"
+    certificates.parent.mkdir(parents=True)
+    certificates.write_text("not a folder\n")
+    before = snapshot(project / ".provision")
+    result = cli(command, PLAYBOOK, "-i", INVENTORY, "-l", "cm-pub-01")
+    output = result.stdout + result.stderr
+    assert result.exit_code == 1, output
+    assert "Traceback" not in output
+    assert f"{certificates} is a file, not a folder" in output, output
+    assert snapshot(project / ".provision") == before
