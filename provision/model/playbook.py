@@ -467,6 +467,9 @@ class Site(Strict):
     """The addresses and ports the site listens on."""
     virtual_directories: list[VirtualDirectory] = Field(default_factory=list)
     """The URL paths the site serves."""
+    case_insensitive_paths: bool = False
+    """Serve each virtual directory whatever the case of the request's path (/ccmadmin/ as
+    /CCMAdmin/), as IIS always does; for nginx and Apache sites."""
     reload: bool = True
     """After writing the config or a certificate it uses: test the config, then reload the
     server (false: write files only)."""
@@ -499,7 +502,17 @@ class Site(Strict):
         # What this site's server alone refuses (an IIS site name's characters, ...).
         from provision.servers.registry import server
 
-        server(self.server).check_site(self)
+        kind = server(self.server)
+        if self.case_insensitive_paths and not (
+            kind.paths_ignore_case or kind.case_insensitive_option
+        ):
+            raise ValueError(
+                f"case_insensitive_paths is for nginx and Apache sites: {self.server} matches "
+                "paths as written, and its templates cannot serve them in any case"
+            )
+        if self.case_insensitive_paths or kind.paths_ignore_case:
+            _unique_ignoring_case(self.virtual_directories)
+        kind.check_site(self)
         return self
 
     @field_validator("bindings")
@@ -548,6 +561,20 @@ class Site(Strict):
         from provision.servers.registry import server
 
         return tuple(server(self.server).companions)
+
+
+def _unique_ignoring_case(directories: list[VirtualDirectory]) -> None:
+    """Where paths match in any case, /CCMAdmin and /ccmadmin are one directory: two of them
+    would make requests for either go to whichever the server happened to check first."""
+    seen: dict[str, str] = {}
+    for directory in directories:
+        normal = directory.path.rstrip("/") or "/"
+        other = seen.setdefault(normal.casefold(), normal)
+        if other != normal:
+            raise ValueError(
+                f"virtual directories {other} and {normal} differ only in case, which makes "
+                "them one where paths match in any case (IIS, or case_insensitive_paths)"
+            )
 
 
 class Authority(Strict):

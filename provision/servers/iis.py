@@ -43,6 +43,8 @@ class Iis(WebServer):
     companions: ClassVar[Mapping[str, str]] = {".ps1": "iis/site.ps1.j2"}
     redirect_variables = ("{SERVER_NAME}", "{REQUEST_URI}")
     filters: ClassVar[Mapping[str, Filter]] = {"powershell_quote": powershell_quote}
+    # IIS matches URL paths to applications and virtual directories in any case.
+    paths_ignore_case = True
 
     def missing_outputs(self, files: CertificateFiles) -> list[str]:
         return [] if files.pkcs12 else ["a pkcs12 output"]
