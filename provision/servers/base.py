@@ -54,6 +54,10 @@ class WebServer:
     # Whether its default templates serve every case of a path for a site that sets
     # case_insensitive_paths (a site of any other server setting it is refused).
     case_insensitive_option: ClassVar[bool] = False
+    # The folder the server gives a site's root when no virtual directory / has a
+    # physical_path, because it must have one (IIS's root application); None: it needs none,
+    # and answers paths no directory claims itself.
+    default_root: ClassVar[str | None] = None
 
     def missing_outputs(self, files: CertificateFiles) -> list[str]:
         """What a bound certificate lacks for this server, each as "a PEM output with ..."
