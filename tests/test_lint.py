@@ -814,3 +814,29 @@ def test_finding_as_dict() -> None:
         "message": "m",
         "hosts": ["a", "b"],
     }
+
+
+def test_several_playbooks_each_reported(proj: Project) -> None:
+    proj.playbook(CLEAN.replace("validity_days: 397", "validity_days: 800"))
+    (proj.root / "playbooks" / "q.yml").write_text(CLEAN)
+    args = ("lint", "playbooks/p.yml", "playbooks/q.yml", "-i", "inventory/hosts.yml")
+    result = proj.cli(*args)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"playbooks/p.yml:{proj.line('validity_days')}: [long-validity]")
+    assert lines[1:] == [
+        "playbooks/p.yml: 1 finding for 2 hosts",
+        "playbooks/q.yml: no findings for 2 hosts",
+    ]
+    assert proj.cli(*args, "--strict").exit_code == 1
+    assert (
+        proj.cli(
+            "lint", "playbooks/q.yml", "playbooks/q.yml", "-i", "inventory/hosts.yml", "--strict"
+        ).exit_code
+        == 0
+    )
+    refused = proj.cli(*args, "--format", "json")
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        "error: --format json takes one playbook (its output is one JSON document)\n"
+    )
