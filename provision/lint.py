@@ -18,6 +18,13 @@ name-not-covered   an https binding's ``host``, or (for a binding without ``host
 key-in-web-root    a private key written below a virtual directory's ``physical_path``, where
                    the web server may hand it out (the model already refuses output files
                    outside the certificates directory: absolute, ``..``)
+path-case          a virtual directory's path with capitals, on a server that matches paths in
+                   the case written (nginx, Apache, HAProxy): /ccmadmin/ is a 404 where the
+                   playbook says /CCMAdmin, unless the site sets case_insensitive_paths
+missing-physical-path
+                   a site whose server needs a folder for its root (IIS's root application)
+                   that no virtual directory / gives: a proxied / or none at all leaves it
+                   IIS's own default folder
 
 Two certificates, or a certificate and a site, writing one file is not a finding: loading
 refuses it, since such a playbook would never converge.
@@ -39,6 +46,7 @@ from provision.crypto.details import check_names, covers
 from provision.inputs.targets import Target
 from provision.inputs.yaml_lines import PathKey
 from provision.model.playbook import Certificate, ProvidedSource, RsaKey
+from provision.servers.registry import server
 from provision.sources.supplied import Supplied
 
 MIN_RSA_BITS = 3072
@@ -53,6 +61,10 @@ RULES: dict[str, str] = {
     "name-not-covered": "a binding's host name, or the host's address, that the certificate "
     "does not cover",
     "key-in-web-root": "a private key written below a directory the web server serves",
+    "path-case": "a virtual directory path with capitals on a server that matches paths in "
+    "the case written",
+    "missing-physical-path": "a site root the server needs a folder for, which no virtual "
+    "directory / gives",
 }
 
 
@@ -98,6 +110,8 @@ def _check(loaded: Loaded, target: Target) -> Iterator[_Raw]:
     yield from _validity(loaded, target)
     yield from _names(loaded, target)
     yield from _keys_in_web_roots(target)
+    yield from _path_cases(target)
+    yield from _root_folders(target)
 
 
 def _supplied(loaded: Loaded, target: Target, certificate: Certificate) -> Supplied | None:
@@ -295,6 +309,69 @@ def _keys_in_web_roots(target: Target) -> Iterator[_Raw]:
                         f"certificates_dir out of the web root",
                     )
                     break
+
+
+def _path_cases(target: Target) -> Iterator[_Raw]:
+    """One finding per site, at its first path with capitals: the fix is the site's."""
+    for s, site in enumerate(target.playbook.sites):
+        kind = server(site.server)
+        if kind.paths_ignore_case or site.case_insensitive_paths:
+            continue
+        capitals = [
+            (d, directory.path.rstrip("/"))
+            for d, directory in enumerate(site.virtual_directories)
+            if directory.path != directory.path.lower()
+        ]
+        if not capitals:
+            continue
+        paths = [path for _, path in capitals]
+        shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+        fix = (
+            "set case_insensitive_paths: true on the site to serve every case, or write the "
+            "paths in the case clients use"
+            if kind.case_insensitive_option
+            else "write the paths in the case clients use"
+        )
+        yield (
+            "path-case",
+            ("sites", s, "virtual_directories", capitals[0][0], "path"),
+            f"site {site.name!r} ({site.server}) serves {shown} with capitals; "
+            f"{site.server} matches paths in the case written, so a request for "
+            f"{paths[0].lower()}/ is a 404 (IIS would serve it); {fix}",
+        )
+
+
+def _root_folders(target: Target) -> Iterator[_Raw]:
+    for s, site in enumerate(target.playbook.sites):
+        fallback = server(site.server).default_root
+        if fallback is None:
+            continue
+        roots = [
+            (d, directory)
+            for d, directory in enumerate(site.virtual_directories)
+            if directory.path.rstrip("/") == ""
+        ]
+        if roots and roots[0][1].physical_path is not None:
+            continue
+        if roots:
+            yield (
+                "missing-physical-path",
+                ("sites", s, "virtual_directories", roots[0][0], "proxy_to"),
+                f"site {site.name!r} ({site.server}): its directory / is proxied, with no "
+                f"physical_path, but {site.server} needs a folder for the site's root "
+                f"application, so it gets {fallback}, its default content, which must exist "
+                f"on the host",
+            )
+            continue
+        where = ("sites", s, "virtual_directories") if site.virtual_directories else ("sites", s)
+        yield (
+            "missing-physical-path",
+            where,
+            f"site {site.name!r} ({site.server}) has no virtual directory / with a "
+            f"physical_path, but {site.server} needs a folder for the site's root application, "
+            f"so it gets {fallback}, its default content, which then answers every path no "
+            f"virtual directory claims; add {{path: /, physical_path: ...}}",
+        )
 
 
 # --- presentation -------------------------------------------------------------------------

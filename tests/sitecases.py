@@ -7,7 +7,9 @@ Two cases, each a set of playbooks in a copy of the project:
 - ``portal``: tests/golden/inputs/portal.yml, one site with many kinds of binding and
   directory, for nginx, Apache and IIS;
 - ``haproxy``: tests/golden/inputs/haproxy.yml, the portal for HAProxy (every directory
-  proxied: HAProxy serves no files). Not in ``CASES``, which every server renders.
+  proxied: HAProxy serves no files). Not in ``CASES``, which every server renders;
+- ``insensitive``: the portal's nginx and Apache sites with ``case_insensitive_paths: true``
+  (IIS always ignores case). Not in ``CASES`` either.
 
 Rendering goes through the public API's plan, so the bytes are exactly what apply writes.
 """
@@ -88,6 +90,17 @@ def prepare(
         ]
     elif case == "portal":
         shutil.copy(INPUTS / "portal.yml", project / "playbooks" / "portal.yml")
+        shutil.copy(INPUTS / "portal-inventory.yml", project / "inventory" / "portal.yml")
+        (project / "playbooks" / "admin-pfx.pass").write_text("admin-pfx\n")
+        runs = [Run("playbooks/portal.yml", "inventory/portal.yml")]
+    elif case == "insensitive":
+        book = yaml.safe_load((INPUTS / "portal.yml").read_text())
+        book["sites"] = [
+            {**site, "case_insensitive_paths": True}
+            for site in book["sites"]
+            if site["server"] in ("nginx", "apache")
+        ]
+        (project / "playbooks" / "portal.yml").write_text(yaml.safe_dump(book, sort_keys=False))
         shutil.copy(INPUTS / "portal-inventory.yml", project / "inventory" / "portal.yml")
         (project / "playbooks" / "admin-pfx.pass").write_text("admin-pfx\n")
         runs = [Run("playbooks/portal.yml", "inventory/portal.yml")]

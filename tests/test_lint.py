@@ -116,6 +116,7 @@ def test_the_example_playbook(tmp_path: Path) -> None:
     text = (tmp_path / "playbooks" / "callmanager-https.yml").read_text().splitlines()
     size_line = next(i for i, line in enumerate(text) if "size: 2048" in line) + 1
     validity_line = next(i for i, line in enumerate(text) if "validity_days: 825" in line) + 1
+    path_line = next(i for i, line in enumerate(text) if "path: /CCMAdmin" in line) + 1
     result = Cli(tmp_path)("lint", "playbooks/callmanager-https.yml", "-i", "inventory/example.yml")
     assert result.exit_code == 0, result.stderr
     hosts = "(all 3 hosts)"
@@ -127,13 +128,19 @@ def test_the_example_playbook(tmp_path: Path) -> None:
         "certificates[0].validity_days: certificate 'httpscert': valid for 825 days, more than "
         "the 398 days browsers accept for TLS server certificates; use validity_days: 398 or "
         f"less {hosts}",
-        "playbooks/callmanager-https.yml: 2 findings for 3 hosts",
+        f"playbooks/callmanager-https.yml:{path_line}: [path-case] "
+        "sites[0].virtual_directories[0].path: site 'Default Web Site' (nginx) serves "
+        "/CCMAdmin, /CCMService, /CCMUser and 8 more with capitals; nginx matches paths in the "
+        "case written, so a request for /ccmadmin/ is a 404 (IIS would serve it); set "
+        "case_insensitive_paths: true on the site to serve every case, or write the paths in "
+        f"the case clients use {hosts}",
+        "playbooks/callmanager-https.yml: 3 findings for 3 hosts",
     ]
     strict = Cli(tmp_path)(
         "lint", "playbooks/callmanager-https.yml", "-i", "inventory/example.yml", "--strict"
     )
     assert strict.exit_code == 1
-    assert strict.stdout.endswith("2 findings for 3 hosts (--strict: failing)\n")
+    assert strict.stdout.endswith("3 findings for 3 hosts (--strict: failing)\n")
 
 
 def test_the_example_with_an_internal_ca(tmp_path: Path) -> None:
@@ -152,7 +159,10 @@ def test_the_example_with_an_internal_ca(tmp_path: Path) -> None:
         env={"PFX_PASSWORD": "x"},
     )
     assert result.exit_code == 0, result.stderr
-    assert [f["rule"] for f in json.loads(result.stdout)["findings"]] == ["rsa-key-size"]
+    assert [f["rule"] for f in json.loads(result.stdout)["findings"]] == [
+        "rsa-key-size",
+        "path-case",
+    ]
 
 
 # --- one test per rule -------------------------------------------------------------------------
@@ -586,6 +596,108 @@ def test_a_sha1_certificate_never_passes_silently(proj: Project, openssl: str) -
     )
 
 
+# --- virtual directories: path case and the root's folder -------------------------------------
+
+
+def _with_directories(server: str, directories: str, *, option: str = "") -> str:
+    """CLEAN with its site served by ``server`` and these virtual_directories lines."""
+    return (
+        CLEAN.replace("    reload: false\n", f"    server: {server}\n    reload: false\n{option}")
+        + "    virtual_directories:\n"
+        + directories
+    )
+
+
+CALLMANAGER = """\
+      - {path: /, physical_path: /srv/www/home}
+      - {path: /CCMAdmin, physical_path: /srv/www/CCMAdmin}
+      - {path: /CCMUser/, physical_path: /srv/www/CCMUser}
+      - {path: /api, proxy_to: "http://127.0.0.1:9000"}
+      - {path: /AST, physical_path: /srv/www/AST}
+      - {path: /BAT, physical_path: /srv/www/BAT}
+"""
+
+
+@pytest.mark.parametrize("server", ["nginx", "apache"])
+def test_path_case(proj: Project, server: str) -> None:
+    proj.playbook(_with_directories(server, CALLMANAGER))
+    findings = proj.findings()
+    assert rules(findings) == [("path-case", proj.line("/CCMAdmin"))]
+    assert findings[0]["key"] == "sites[0].virtual_directories[1].path"
+    assert findings[0]["hosts"] == ["web-01", "web-02"]
+    message = findings[0]["message"]
+    assert message.startswith(
+        f"site 'site' ({server}) serves /CCMAdmin, /CCMUser, /AST and 1 more with capitals; "
+        f"{server} matches paths in the case written, so a request for /ccmadmin/ is a 404"
+    )
+    assert "set case_insensitive_paths: true" in message
+
+
+@pytest.mark.parametrize("server", ["nginx", "apache"])
+def test_path_case_with_case_insensitive_paths(proj: Project, server: str) -> None:
+    option = "    case_insensitive_paths: true\n"
+    proj.playbook(_with_directories(server, CALLMANAGER, option=option))
+    assert proj.findings() == []
+
+
+def test_path_case_of_lower_case_paths(proj: Project) -> None:
+    proj.playbook(_with_directories("nginx", CALLMANAGER.lower()))
+    assert proj.findings() == []
+
+
+def test_path_case_on_iis(proj: Project) -> None:
+    proj.playbook(_with_directories("iis", CALLMANAGER))
+    assert proj.findings() == []  # IIS matches paths in any case, and / has a folder
+
+
+def test_path_case_on_haproxy_has_no_option_to_offer(proj: Project) -> None:
+    proj.playbook(_with_directories("haproxy", '      - {path: /Api, proxy_to: "http://b"}\n'))
+    findings = proj.findings()
+    assert rules(findings) == [("path-case", proj.line("/Api"))]
+    assert "case_insensitive_paths" not in findings[0]["message"]
+    assert findings[0]["message"].endswith("write the paths in the case clients use")
+
+
+def test_missing_physical_path_on_iis(proj: Project) -> None:
+    proj.playbook(_with_directories("iis", "      - {path: /ccmadmin, physical_path: /srv/a}\n"))
+    findings = proj.findings()
+    assert rules(findings) == [("missing-physical-path", proj.line("virtual_directories:"))]
+    assert findings[0]["key"] == "sites[0].virtual_directories"
+    assert findings[0]["message"] == (
+        "site 'site' (iis) has no virtual directory / with a physical_path, but iis needs a "
+        "folder for the site's root application, so it gets %SystemDrive%\\inetpub\\wwwroot, "
+        "its default content, which then answers every path no virtual directory claims; "
+        "add {path: /, physical_path: ...}"
+    )
+
+
+def test_missing_physical_path_of_a_proxied_root(proj: Project) -> None:
+    proj.playbook(
+        _with_directories(
+            "iis",
+            "      - {path: /ccmadmin, physical_path: /srv/a}\n"
+            '      - {path: /, proxy_to: "http://127.0.0.1:9000"}\n',
+        )
+    )
+    findings = proj.findings()
+    assert rules(findings) == [("missing-physical-path", proj.line("path: /,"))]
+    assert findings[0]["key"] == "sites[0].virtual_directories[1].proxy_to"
+    assert "its directory / is proxied, with no physical_path" in findings[0]["message"]
+
+
+def test_missing_physical_path_of_a_site_without_directories(proj: Project) -> None:
+    proj.playbook(CLEAN.replace("    reload: false\n", "    server: iis\n    reload: false\n"))
+    findings = proj.findings()
+    assert rules(findings) == [("missing-physical-path", proj.line("- name: site"))]
+    assert findings[0]["key"] == "sites[0]"
+
+
+@pytest.mark.parametrize("server", ["nginx", "apache", "haproxy"])
+def test_a_root_folder_is_only_needed_by_iis(proj: Project, server: str) -> None:
+    proj.playbook(_with_directories(server, '      - {path: /api, proxy_to: "http://b"}\n'))
+    assert proj.findings() == []
+
+
 # --- merging, order, formats, errors ----------------------------------------------------------
 
 
@@ -702,3 +814,29 @@ def test_finding_as_dict() -> None:
         "message": "m",
         "hosts": ["a", "b"],
     }
+
+
+def test_several_playbooks_each_reported(proj: Project) -> None:
+    proj.playbook(CLEAN.replace("validity_days: 397", "validity_days: 800"))
+    (proj.root / "playbooks" / "q.yml").write_text(CLEAN)
+    args = ("lint", "playbooks/p.yml", "playbooks/q.yml", "-i", "inventory/hosts.yml")
+    result = proj.cli(*args)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"playbooks/p.yml:{proj.line('validity_days')}: [long-validity]")
+    assert lines[1:] == [
+        "playbooks/p.yml: 1 finding for 2 hosts",
+        "playbooks/q.yml: no findings for 2 hosts",
+    ]
+    assert proj.cli(*args, "--strict").exit_code == 1
+    assert (
+        proj.cli(
+            "lint", "playbooks/q.yml", "playbooks/q.yml", "-i", "inventory/hosts.yml", "--strict"
+        ).exit_code
+        == 0
+    )
+    refused = proj.cli(*args, "--format", "json")
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        "error: --format json takes one playbook (its output is one JSON document)\n"
+    )

@@ -16,6 +16,7 @@ import difflib
 import os
 import shutil
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,9 @@ from conftest import ROOT
 from sitecases import CASES, PFX_PASSWORDS, Run, golden_name, inside, prepare, render
 
 from provision.api import load, run
-from provision.servers.apache import apache_quote
+from provision.servers.apache import apache_quote, apache_regsub_literal
 from provision.servers.iis import iis_site_id
-from provision.servers.nginx import nginx_quote
+from provision.servers.nginx import nginx_quote, nginx_regex, nginx_rewrite_target
 from provision.servers.render import RenderError, comment, xml_comment
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -41,8 +42,9 @@ EXPECTED = {
     ],
     "portal": ["apache/portal.conf", "iis/portal.ps1", "iis/portal.xml", "nginx/portal.conf"],
     "haproxy": ["haproxy/portal.cfg", "haproxy/portal.crt-list"],
+    "insensitive": ["apache/portal.conf", "nginx/portal.conf"],
 }
-GOLDEN_CASES = (*CASES, "haproxy")
+GOLDEN_CASES = (*CASES, "haproxy", "insensitive")
 
 
 def _normalised(project: Path, files: dict[str, bytes]) -> dict[str, str]:
@@ -288,3 +290,45 @@ def test_quoting_filters() -> None:
         apache_quote("/srv/${APACHE_LOG_DIR}")
     assert comment("one\ntwo \\") == "one two"
     assert xml_comment("a -- b-") == "a - - b"
+
+
+def test_case_insensitive_filters() -> None:
+    # nginx reads a doubled backslash in a token as one, so the pattern gets \. as written.
+    assert nginx_regex(r"(?i)^/a\.b(/.*)?$") == r'"(?i)^/a\\.b(/.*)?$"'
+    assert nginx_rewrite_target("/CCMAdmin") == "/CCMAdmin$1"
+    assert nginx_rewrite_target("/a(b)") == '"/a(b)$1"'  # the capture inside the quotes
+    with pytest.raises(RenderError):
+        nginx_rewrite_target("/a$b")  # nginx would read a variable
+    with pytest.raises(RenderError):
+        nginx_regex("^/a\n")
+    # Apache's substitution: $ before a digit is a capture, a backslash escapes: both escaped.
+    assert apache_regsub_literal("/srv/d$1\\x") == "/srv/d\\$1\\\\x"
+    assert apache_regsub_literal("/srv/R&D") == "/srv/R&D"
+
+
+def test_case_insensitive_paths_change_only_nginx_and_apache_path_matching(
+    project: Path,
+) -> None:
+    """The option adds rewrites (nginx) and (?i) patterns (Apache) and nothing else: the rest
+    of each file is the portal's own golden output."""
+    insensitive = _rendered(project, "insensitive")
+    plain = {name: (GOLDEN / "portal" / name).read_text() for name in insensitive}
+
+    def changed(name: str) -> tuple[Counter[str], Counter[str]]:
+        """(lines added, lines removed), by content: where they are is the diff's business."""
+        before, after = Counter(plain[name].splitlines()), Counter(insensitive[name].splitlines())
+        return after - before, before - after
+
+    added, removed = changed("nginx/portal.conf")
+    assert not removed
+    assert {line.strip() for line in added if line.strip().startswith("rewrite")} == {
+        'rewrite "(?i)^/CCMAdmin/reports(/.*)?$" /CCMAdmin/reports$1 last;',
+        'rewrite "(?i)^/CCMAdmin(/.*)?$" /CCMAdmin$1 last;',
+        'rewrite "(?i)^/api(/.*)?$" /api$1 last;',
+        'rewrite "(?i)^/secure-api(/.*)?$" /secure-api$1 last;',
+    }
+    assert all(line.strip().startswith(("rewrite", "#")) or not line.strip() for line in added)
+    added, removed = changed("apache/portal.conf")
+    assert {line.split()[0] for line in removed} == {"Alias", "ProxyPass", "RedirectMatch"}
+    assert {line.split()[0] for line in added} == {"AliasMatch", "ProxyPassMatch", "RedirectMatch"}
+    assert all("(?i)^" in line for line in added)

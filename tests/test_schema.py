@@ -284,6 +284,71 @@ def test_every_non_string_value_takes_a_template() -> None:
     assert not validator.is_valid(template)  # a playbook is a mapping
 
 
+def test_verify_shorthand(playbook_validator: Draft202012Validator) -> None:
+    for verify in (True, False, {}, {"port": 8443}, "{{ verify_sites }}"):
+        changed = _set(_example(), ("sites", 0, "verify"), verify)
+        assert _errors(playbook_validator, changed) == [], verify
+    assert _errors(playbook_validator, _set(_example(), ("sites", 0, "verify"), "yes"))
+
+
+# --- every field is described, from the models ------------------------------------------------
+
+
+def _properties(schema: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(where, key, property) for every property anywhere in the schema."""
+    for node in _walk(schema):
+        for key, prop in node.get("properties", {}).items():
+            yield node.get("title", "(top level)"), key, prop
+
+
+@pytest.mark.parametrize("kind", ["playbook", "inventory"])
+def test_every_property_has_a_description(kind: str) -> None:
+    schema = playbook_schema() if kind == "playbook" else inventory_schema()
+    missing = [
+        f"{where}.{key}"
+        for where, key, prop in _properties(schema)
+        if not str(prop.get("description", "")).strip()
+    ]
+    assert missing == [], f"fields without a description: {', '.join(missing)}"
+    undescribed = [
+        name
+        for name, body in schema["$defs"].items()
+        if body.get("type") == "object" and not body.get("description")
+    ]
+    assert undescribed == [], f"definitions without a description: {', '.join(undescribed)}"
+
+
+def test_descriptions_come_from_the_models() -> None:
+    """The schema says what the model's field docstrings say (one line each), so the text an
+    editor shows cannot drift from the code."""
+    from pydantic import BaseModel
+
+    import provision.model.inventory as inventory_models
+    import provision.model.playbook as playbook_models
+
+    schemas = {playbook_models: playbook_schema(), inventory_models: inventory_schema()}
+    checked = 0
+    for module, schema in schemas.items():
+        for name, body in schema["$defs"].items():
+            model = getattr(module, name, None)
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                continue
+            for key, prop in body.get("properties", {}).items():
+                description = model.model_fields[key].description
+                assert description, f"{name}.{key} has no description in the model"
+                assert prop["description"] == " ".join(description.split()), f"{name}.{key}"
+                checked += 1
+    assert checked > 60
+
+
+def test_descriptions_are_one_line() -> None:
+    for schema in (playbook_schema(), inventory_schema()):
+        for node in _walk(schema):
+            description = node.get("description")
+            if isinstance(description, str):
+                assert description == " ".join(description.split()), description
+
+
 # --- the inventory schema ------------------------------------------------------------------
 
 

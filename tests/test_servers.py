@@ -56,6 +56,7 @@ APACHE_MODULES = [
     "rewrite",
 ]
 FQDN = "cm-pub-01.voice.example.com"
+NO_SUCH_ROOT = "/nonexistent-provision-test-root"
 DIRECTORIES = {
     "/CCMAdmin": "Cisco CallManager Administration",
     "/CCMUser": "Cisco IP Phone User Option Pages",
@@ -230,6 +231,10 @@ class Nginx:
             "http {\n"
             "    access_log off;\n"
             "    default_type text/html;\n"
+            # A request no location claims is answered 404, as by an installed nginx whose
+            # html/ lacks the file: the default root (the prefix's html/) would lie under
+            # pytest's 0700 folder, which the workers cannot enter (403).
+            f"    root {NO_SUCH_ROOT};\n"
             f"    include {include};\n"
             "}\n"
         )
@@ -419,7 +424,11 @@ def _rendered(project: Path, server: str) -> list[Path]:
     return found
 
 
-@pytest.mark.parametrize("case", CASES)
+# The golden cases nginx and Apache render (the portal with case_insensitive_paths too).
+SERVER_CASES = (*CASES, "insensitive")
+
+
+@pytest.mark.parametrize("case", SERVER_CASES)
 def test_nginx_accepts_every_rendered_config(project: Path, tmp_path: Path, case: str) -> None:
     server = Nginx(tmp_path / "nginx-check")
     _moved(project, case)
@@ -431,7 +440,7 @@ def test_nginx_accepts_every_rendered_config(project: Path, tmp_path: Path, case
         assert "test is successful" in result.stderr
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", SERVER_CASES)
 def test_apache_accepts_and_starts_every_rendered_config(
     project: Path, tmp_path: Path, case: str
 ) -> None:
@@ -508,6 +517,7 @@ def _site(
     commands: Nginx | Apache | None = None,
     http_port: int | None = None,
     backend_port: int | None = None,
+    case_insensitive: bool = False,
 ) -> dict[str, Any]:
     """A CallManager-like site on 127.0.0.1:port; with ``http_port``, an http binding that
     redirects to it; with ``backend_port``, /api proxied to that backend's /backend."""
@@ -546,6 +556,8 @@ def _site(
     if commands is not None:
         entry["test_command"] = commands.test_command
         entry["reload_command"] = commands.reload_command
+    if case_insensitive:
+        entry["case_insensitive_paths"] = True
     return entry
 
 
@@ -591,6 +603,7 @@ class Deployment:
         names: list[str],
         templates: dict[str, str] | None = None,
         reload_commands: dict[str, str] | None = None,
+        case_insensitive: bool = False,
     ) -> None:
         sites = [
             _site(
@@ -601,6 +614,7 @@ class Deployment:
                 commands=commands,
                 http_port=self.ports[f"{server}-http"],
                 backend_port=self.backend.port,
+                case_insensitive=case_insensitive,
             )
             for server, commands in (("nginx", self.nginx), ("apache", self.apache))
         ]
@@ -706,6 +720,56 @@ def test_apply_configures_live_servers_and_reloads_them_for_a_new_certificate(
     result = deployment.apply()
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "changed 0" in result.stdout
+
+
+def test_case_insensitive_paths_on_live_servers(deployment: Deployment) -> None:
+    """nginx and Apache match a directory's path as written: /ccmadmin/ is a 404 where the
+    playbook says /CCMAdmin. With case_insensitive_paths, every spelling is served what the
+    playbook's spelling serves, files and proxied directories alike."""
+    name = "127.0.0.1"  # as `curl https://127.0.0.1:PORT/ccmadmin/` asks
+
+    def status(server: str, path: str) -> int:
+        return fetch(deployment.ports[server], name, path, deployment.root()).status
+
+    deployment.write(NAMES)
+    result = deployment.apply()
+    assert result.exit_code == 0, result.stdout + result.stderr
+    admin = (deployment.www / "CCMAdmin" / "index.html").read_bytes()
+    for server in ("nginx", "apache"):
+        deployment.wait_until_serving(server, deployment.leaf())
+        assert status(server, "/CCMAdmin/") == 200
+        assert status(server, "/ccmadmin/") == 404, server
+        assert status(server, "/API/users") == 404, server
+
+    deployment.write(NAMES, case_insensitive=True)
+    result = deployment.apply()
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "update   site CallManager on nginx" in result.stdout
+    assert "update   site CallManager on apache" in result.stdout
+    for server in ("nginx", "apache"):
+        port = deployment.ports[server]
+        # The certificate did not change: wait for the reload by what the new config serves.
+        wait_for(f"{server} to reload", lambda s=server: status(s, "/ccmadmin/") == 200 or None)
+        for path in ("/CCMAdmin/", "/ccmadmin/", "/CCMADMIN/", "/cCmAdMiN/index.html"):
+            response = fetch(port, name, path, deployment.root())
+            assert (response.status, response.body) == (200, admin), (server, path)
+        user = fetch(port, name, "/ccmuser/", deployment.root())
+        assert user.body == (deployment.www / "CCMUser" / "index.html").read_bytes(), server
+        # Without the slash: sent to the directory (nginx with the playbook's spelling).
+        moved = fetch(port, name, "/ccmadmin", deployment.root())
+        assert moved.status == 301, (server, moved)
+        assert moved.headers["location"].lower().endswith("/ccmadmin/"), (server, moved)
+        # Proxied directories too, query kept; and a longer name is not the directory.
+        proxied = fetch(port, name, "/API/users?id=7", deployment.root())
+        assert (proxied.status, proxied.body) == (200, b"backend got /backend/users?id=7")
+        assert status(server, "/ccmadminx/") == 404, server
+
+    # And back: without the option, the path is matched as written again.
+    deployment.write(NAMES)
+    assert deployment.apply().exit_code == 0
+    for server in ("nginx", "apache"):
+        wait_for(f"{server} to reload", lambda s=server: status(s, "/ccmadmin/") == 404 or None)
+        assert status(server, "/CCMAdmin/") == 200
 
 
 BROKEN = {

@@ -37,6 +37,11 @@ def _site(
     }
 
 
+CASE_TWINS: list[dict[str, object]] = [
+    {"path": "/CCMAdmin", "physical_path": "/srv/a"},
+    {"path": "/ccmadmin/", "physical_path": "/srv/b"},
+]
+
 CASES = {
     "duplicate site": (
         [_site("web"), _site("web")],
@@ -89,6 +94,24 @@ CASES = {
         ],
         "sites[0].virtual_directories: two virtual directories have the path /a",
     ),
+    "case_insensitive_paths on HAProxy": (
+        [
+            {
+                **_site(server="haproxy", directories=[{"path": "/A", "proxy_to": "http://b"}]),
+                "case_insensitive_paths": True,
+            }
+        ],
+        "sites[0]: case_insensitive_paths is for nginx and Apache sites: haproxy matches "
+        "paths as written",
+    ),
+    "paths differing in case, matched in any case": (
+        [{**_site(directories=CASE_TWINS), "case_insensitive_paths": True}],
+        "sites[0]: virtual directories /CCMAdmin and /ccmadmin differ only in case",
+    ),
+    "paths differing in case on IIS": (
+        [_site(server="iis", directories=CASE_TWINS)],
+        "sites[0]: virtual directories /CCMAdmin and /ccmadmin differ only in case",
+    ),
 }
 
 
@@ -132,3 +155,20 @@ def test_a_bare_exclusion_is_an_error_not_every_host(project: Path, cli: Cli) ->
     )
     assert result.exit_code == 1
     assert "'!' needs a name after it" in result.stderr
+
+
+def test_paths_differing_in_case_are_two_directories_where_case_counts(
+    project: Path, cli: Cli
+) -> None:
+    _write(project, [_site(directories=CASE_TWINS)])
+    assert cli("validate", PLAYBOOK, "-i", "inventory/example.yml").exit_code == 0
+
+
+@pytest.mark.parametrize("server", ["nginx", "apache", "iis"])
+def test_case_insensitive_paths_is_taken_where_it_can_hold(
+    project: Path, cli: Cli, server: str
+) -> None:
+    # IIS matches every case anyway: the option changes nothing there, and is not refused.
+    _write(project, [{**_site(server=server), "case_insensitive_paths": True}])
+    result = cli("validate", PLAYBOOK, "-i", "inventory/example.yml")
+    assert result.exit_code == 0, result.stderr

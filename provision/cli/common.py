@@ -6,7 +6,7 @@ everything heavy are imported inside the helpers that need them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -30,6 +30,10 @@ class PlanFormat(StrEnum):
 
 
 Playbook = Annotated[str, typer.Argument(help="The playbook (YAML).")]
+# Commands that only read (validate, lint) take several, as pre-commit passes them.
+Playbooks = Annotated[
+    list[str], typer.Argument(help="One or more playbooks (YAML), each checked on its own.")
+]
 InventoryOpt = Annotated[str, typer.Option("-i", "--inventory", help="The inventory (YAML).")]
 LimitOpt = Annotated[
     str | None,
@@ -73,12 +77,16 @@ FullOpt = Annotated[
 
 
 def fail(message: str) -> NoReturn:
-    """The CLI's one error exit: one paragraph on stderr, ``error: ...``, exit status 1.
-
-    Whitespace is folded so that a message quoting a multi-line value still reads as one
-    paragraph (and cannot forge a second ``error:`` line)."""
-    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    """The CLI's one error exit: one paragraph on stderr, ``error: ...``, exit status 1."""
+    report_error(message)
     raise typer.Exit(1)
+
+
+def report_error(message: str) -> None:
+    """One paragraph on stderr, ``error: ...``, as ``fail`` prints it, for a command that goes
+    on to its next input. Whitespace is folded so that a message quoting a multi-line value
+    still reads as one paragraph (and cannot forge a second ``error:`` line)."""
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
 
 
 @contextmanager
@@ -116,6 +124,24 @@ def load_inputs(
         )
     except ProvisionError as exc:
         fail(exc.message)
+
+
+def load_each(
+    playbooks: Sequence[str], inventory: str, limit: str | None
+) -> Iterator[tuple[str, Loaded | None]]:
+    """Each playbook loaded in turn, or None once its error is printed: a command given
+    several playbooks reports on every one of them."""
+    from provision import api
+    from provision.errors import ProvisionError
+
+    for playbook in playbooks:
+        try:
+            loaded = api.load(playbook, inventory, limit)
+        except ProvisionError as exc:
+            report_error(exc.message)
+            yield playbook, None
+        else:
+            yield playbook, loaded
 
 
 def connect_options(

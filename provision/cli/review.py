@@ -8,7 +8,7 @@ commands, so ``provision --help`` stays quick. Errors leave through ``common.fai
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,10 +17,13 @@ from provision.cli.common import (
     InventoryOpt,
     LimitOpt,
     OutputFormat,
-    Playbook,
+    Playbooks,
     fail,
-    load_inputs,
+    load_each,
 )
+
+if TYPE_CHECKING:  # imported inside the commands, for a fast `--help`
+    from provision.api import Loaded
 
 
 class SchemaKind(StrEnum):
@@ -90,7 +93,7 @@ def schema_command(
 
 
 def lint_command(
-    playbook: Playbook,
+    playbooks: Playbooks,
     inventory: InventoryOpt,
     limit: LimitOpt = None,
     strict: Annotated[
@@ -98,13 +101,26 @@ def lint_command(
     ] = False,
     output_format: FormatOpt = OutputFormat.text,
 ) -> None:
-    """Flag what a reviewer would (weak keys, long validity, uncovered names, ...); exit 0,
-    or 1 with --strict."""
+    """Flag what a reviewer would (weak keys, long validity, uncovered names, ...) in each
+    playbook; exit 0, or 1 with --strict; 1 for a playbook that does not load."""
+    if output_format is OutputFormat.json and len(playbooks) > 1:
+        fail("--format json takes one playbook (its output is one JSON document)")
+    unloaded = found = False
+    for playbook, loaded in load_each(playbooks, inventory, limit):
+        if loaded is None:
+            unloaded = True
+        else:
+            found = _lint_one(playbook, loaded, strict, output_format) or found
+    if unloaded or (strict and found):
+        raise typer.Exit(1)
+
+
+def _lint_one(playbook: str, loaded: Loaded, strict: bool, output_format: OutputFormat) -> bool:
+    """Print one playbook's findings; whether there were any."""
     import json
 
     from provision.lint import format_text, lint
 
-    loaded = load_inputs(playbook, inventory, limit)
     findings = lint(loaded)
     hosts = [t.host.name for t in loaded.targets]
     if output_format is OutputFormat.json:
@@ -127,5 +143,4 @@ def lint_command(
         typer.echo(
             f"{playbook}: {what} for {len(hosts)} host{'s' if len(hosts) != 1 else ''}{suffix}"
         )
-    if strict and findings:
-        raise typer.Exit(1)
+    return bool(findings)

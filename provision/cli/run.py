@@ -26,8 +26,10 @@ from provision.cli.common import (
     OutputFormat,
     PlanFormat,
     Playbook,
+    Playbooks,
     connect_options,
     fail,
+    load_each,
     load_inputs,
     reported_errors,
 )
@@ -57,12 +59,18 @@ def _write_retry(playbook: str, result: Report) -> None:
     typer.echo(f"to retry the failed hosts: --limit @{path}", err=True)
 
 
-def validate(playbook: Playbook, inventory: InventoryOpt, limit: LimitOpt = None) -> None:
-    """Check the playbook and inventory for every selected host; change nothing."""
-    loaded = load_inputs(playbook, inventory, limit)
-    typer.echo(
-        f"{playbook}: valid for {len(loaded.targets)} host{'s' if len(loaded.targets) != 1 else ''}"
-    )
+def validate(playbooks: Playbooks, inventory: InventoryOpt, limit: LimitOpt = None) -> None:
+    """Check each playbook with the inventory for every selected host; change nothing. Exit 1
+    if any is invalid."""
+    invalid = False
+    for playbook, loaded in load_each(playbooks, inventory, limit):
+        if loaded is None:
+            invalid = True
+            continue
+        count = len(loaded.targets)
+        typer.echo(f"{playbook}: valid for {count} host{'s' if count != 1 else ''}")
+    if invalid:
+        raise typer.Exit(1)
 
 
 def plan(

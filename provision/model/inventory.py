@@ -14,9 +14,14 @@ from provision.model.base import Strict
 
 
 class Group(Strict):
+    """A group of hosts, as in Ansible."""
+
     hosts: dict[str, dict[str, Any] | None] | None = None
+    """The group's hosts by name, each with its own variables (or nothing)."""
     vars: dict[str, Any] | None = None
+    """Variables every host of the group (and of its children) gets."""
     children: dict[str, Group | None] | None = None
+    """Groups inside this one, by name."""
 
 
 class InventoryFile(Strict):
@@ -27,22 +32,37 @@ class InventoryFile(Strict):
     # own path (``web.hostz``), so an error names the key and line a person wrote.
     __pydantic_extra__: dict[str, Group | None] = Field(init=False)
     all: Group | None = None
+    """The group every host belongs to."""
 
 
 class Host(Strict):
     """A resolved host: its name, groups and merged variables."""
 
     name: str
+    """The host's inventory name; host.name in templates."""
     address: str
+    """How provision reaches the host (default: its inventory name); host.address in
+    templates."""
     fqdn: str | None = None
+    """The host's fully qualified name; host.fqdn in templates."""
     # winrm and psrp are Ansible's Windows connections: they make the host Windows (below),
     # which no transport reaches yet.
     connection: Literal["local", "ssh", "winrm", "psrp"] = "local"
+    """local (this machine) or ssh; winrm and psrp (Ansible's Windows connections) make the
+    host Windows, which no transport reaches yet (`provision render`)."""
     # Decides how the host's paths are spelled (provision.transport.base.PathFlavour).
     os: Literal["posix", "windows"] = "posix"
+    """posix (default) or windows: how the host spells paths. Windows hosts take absolute
+    paths (C:\\...); no transport reaches them yet, `provision render` writes their files."""
     port: int = Field(default=22, ge=1, le=65535)
+    """The SSH port."""
     user: str | None = None
+    """The SSH user."""
     ssh_key: str | None = None
+    """The SSH private key file."""
     become: bool = False
+    """Run commands with sudo."""
     groups: tuple[str, ...] = ()
+    """The groups the host belongs to; host.groups in templates."""
     vars: dict[str, Any] = Field(default_factory=dict)
+    """The host's merged variables."""

@@ -69,10 +69,20 @@ Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_l
 Rotate = Literal["always", "never"]
 
 
+_ROTATE = (
+    "always (the default): a new key whenever the certificate is issued again; never: keep "
+    "the key unless the key itself is the problem (missing, damaged, another type or size)."
+)
+
+
 class RsaKey(Strict):
+    """An RSA key pair."""
+
     type: Literal["rsa"]
+    """rsa: an RSA key, which every client accepts."""
     size: Literal[2048, 3072, 4096] = 2048
-    rotate: Rotate = "always"
+    """The modulus in bits; 2048 by default (`provision lint` asks for 3072 or more)."""
+    rotate: Rotate = Field(default="always", description=_ROTATE)
 
     @property
     def label(self) -> str:
@@ -80,9 +90,13 @@ class RsaKey(Strict):
 
 
 class EcdsaKey(Strict):
+    """An ECDSA key pair: smaller and faster than RSA at the same strength."""
+
     type: Literal["ecdsa"]
+    """ecdsa: an elliptic-curve key."""
     curve: Literal["p256", "p384"] = "p256"
-    rotate: Rotate = "always"
+    """The NIST curve: p256 (the default) or p384."""
+    rotate: Rotate = Field(default="always", description=_ROTATE)
 
     @property
     def label(self) -> str:
@@ -90,8 +104,11 @@ class EcdsaKey(Strict):
 
 
 class Ed25519Key(Strict):
+    """An Ed25519 key pair (most browsers do not accept Ed25519 certificates yet)."""
+
     type: Literal["ed25519"]
-    rotate: Rotate = "always"
+    """ed25519: an Edwards-curve key."""
+    rotate: Rotate = Field(default="always", description=_ROTATE)
 
     @property
     def label(self) -> str:
@@ -102,19 +119,30 @@ KeySpec = Annotated[RsaKey | EcdsaKey | Ed25519Key, Field(discriminator="type")]
 
 
 class Subject(Strict):
+    """The distinguished name a certificate is issued to; every part is optional."""
+
     common_name: str | None = Field(default=None, min_length=1, max_length=64)
+    """CN: usually the host's FQDN. Clients check `names`, not this."""
     organization: str | None = Field(default=None, min_length=1, max_length=64)
+    """O: the organisation."""
     organizational_unit: str | None = Field(default=None, min_length=1, max_length=64)
+    """OU: the department."""
     locality: str | None = Field(default=None, min_length=1, max_length=128)
+    """L: the city."""
     state: str | None = Field(default=None, min_length=1, max_length=128)
+    """ST: the state or province."""
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    """C: the two-letter ISO 3166 country code, in capitals (US, DE)."""
 
 
 class SecretRef(Strict):
     """Where a password comes from: an environment variable or a file, never the playbook."""
 
     env: str | None = None
+    """The environment variable holding the password (set where provision runs)."""
     file: str | None = None
+    """A file holding the password (a trailing newline is not part of it), relative to the
+    playbook's folder."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretRef:
@@ -127,21 +155,41 @@ Password = SecretRef | SecretStr
 
 
 class SelfSignedSource(Strict):
+    """Issued on each host's behalf and signed with its own key."""
+
     type: Literal["self-signed"]
+    """self-signed: the certificate is its own root (write it as the DER root clients trust)."""
 
 
 class CaSource(Strict):
+    """Issued by an internal CA of the playbook (`authorities`)."""
+
     type: Literal["ca"]
+    """ca: signed by one of the playbook's authorities."""
     authority: Identifier
+    """The `name` of the authority that signs it."""
 
 
 class ProvidedSource(Strict):
+    """Issued by a third-party CA and supplied as files on the controller: provision checks
+    them (key, chain to a root, names, validity) and installs them; it never issues them."""
+
     type: Literal["provided"]
+    """provided: files a CA issued, supplied on the controller."""
     certificate: str
+    """The certificate file (PEM, DER, PKCS#7 or PKCS#12), relative to the playbook's folder;
+    may hold the chain and the key too. May be a template (files/{{ host.name }}.cer). Without
+    `key`, it is the file the CA's answer to `provision csr` is saved as."""
     key: str | None = None
+    """The private key file. Leave it out to keep the key on the host: `provision csr` writes
+    a request for the CA, and apply installs the certificate once it is saved."""
     chain: str | None = None
+    """A file of intermediate certificates, when `certificate` does not hold them."""
     root: str | None = None
+    """The root CA's certificate, when neither `certificate` nor `chain` holds it."""
     password: Password | None = None
+    """The password of the supplied files (an encrypted key or a PKCS#12): {env: VAR} or
+    {file: PATH}."""
 
 
 Source = Annotated[SelfSignedSource | CaSource | ProvidedSource, Field(discriminator="type")]
@@ -158,12 +206,26 @@ _CONTENTS_BY_FORMAT: dict[str, set[str]] = {
 
 
 class Output(Strict):
+    """One file written into the certificates directory."""
+
     file: str = Field(min_length=1)
+    """The file's name, relative to `certificates_dir` (folders allowed; no .. and no
+    absolute path)."""
     format: Format
+    """The encoding: der, pem, pkcs7 (.p7b) or pkcs12 (.pfx, which holds key, certificate and
+    chain together)."""
     content: Content | None = None
+    """What the file holds, such as certificate, fullchain (the certificate and its chain) or
+    key; not for pkcs12, which holds everything. Which contents each format can carry is
+    checked at validation."""
     password: Password | None = None
+    """The password of a pkcs12 output (required there, refused elsewhere): {env: VAR} or
+    {file: PATH}."""
     friendly_name: str | None = None
+    """The name Windows shows for a pkcs12 output's certificate."""
     profile: Literal["modern", "legacy"] = "modern"
+    """A pkcs12 output's encryption: modern (AES-256, SHA-256) or legacy (3DES, SHA-1) for
+    Windows Server 2016 and older."""
 
     @field_validator("file")
     @classmethod
@@ -218,16 +280,30 @@ class Output(Strict):
 
 
 class Certificate(Strict):
+    """A certificate and its key, issued or installed on each host, and the files written."""
+
     name: Identifier
+    """The certificate's name: sites bind it by this name (letters, digits, . _ -)."""
     source: Source
+    """Where it comes from: self-signed, ca (an internal CA of the playbook) or provided (files
+    a third-party CA issued)."""
     key: KeySpec = Field(default_factory=lambda: RsaKey(type="rsa"))
+    """The key pair: {type: rsa, size: ...}, {type: ecdsa, curve: ...} or {type: ed25519}; RSA
+    2048 when left out."""
     subject: Subject | None = None
+    """The subject's distinguished name."""
     names: list[CertificateName] = Field(default_factory=list)
+    """The DNS names (a wildcard as the whole leftmost label) and IP addresses it covers,
+    written as subject alternative names; clients check these."""
     # renew_before_days comes first so that validity_days' own check can see it, and an
     # error points at the validity_days line.
     renew_before_days: int = Field(default=30, ge=0)
+    """Renew this many days before it expires (default 30)."""
     validity_days: int | None = Field(default=None, ge=1, le=36500)
+    """How long a certificate issued here is valid, in days; longer than renew_before_days.
+    Required for self-signed and ca sources; a provided certificate has its own."""
     outputs: list[Output] = Field(min_length=1)
+    """The files written; they must include the private key and the certificate."""
 
     @field_validator("source", mode="before")
     @classmethod
@@ -303,12 +379,21 @@ def _listen_address(value: str) -> str:
 
 
 class Binding(Strict):
+    """An address and port the site listens on, and for https the certificate it serves."""
+
     protocol: Literal["https", "http"] = "https"
+    """https (the default) or http."""
     address: Annotated[str, AfterValidator(_listen_address)] = "*"
+    """The IP address to listen on; * (the default) for every address."""
     port: int = Field(ge=1, le=65535)
+    """The TCP port."""
     host: CertificateName | None = None
+    """The host name this binding answers (SNI for https); without it, every name no other
+    binding of the address and port claims."""
     certificate: Identifier | None = None
+    """The `name` of the certificate an https binding serves (http bindings take none)."""
     redirect_to_https: bool = False
+    """For an http binding: answer every request with a permanent redirect to https."""
 
     @model_validator(mode="after")
     def _fits_protocol(self) -> Binding:
@@ -322,10 +407,20 @@ class Binding(Strict):
 
 
 class VirtualDirectory(Strict):
+    """A URL path of the site, served from a folder on the host or proxied to a backend."""
+
     path: str = Field(pattern=r"^/[^\s;{}\"'#]*$")
+    """The URL path, starting with / (/ itself is the site's root). nginx, Apache and HAProxy
+    match it in the case written unless the site sets case_insensitive_paths; IIS ignores
+    case."""
     application: str | None = None
+    """What is served there, as a comment in the config."""
     physical_path: HostPath | None = None
+    """The folder on the host served at `path` (give this or proxy_to). IIS makes it an
+    application."""
     proxy_to: str | None = Field(default=None, pattern=r"^https?://[^\s;{}\"']+$")
+    """An http:// or https:// URL requests under `path` are passed to, the path replaced by
+    the URL's (give this or physical_path)."""
 
     @model_validator(mode="after")
     def _one_target(self) -> VirtualDirectory:
@@ -338,10 +433,13 @@ class Verify(Strict):
     """After apply, connect to each name and check the served certificate (issue: bindings
     not updated after a renewal is what operators complain about most)."""
 
-    # default: every name of the bound certificate
     names: list[CertificateName] | None = Field(default=None, min_length=1)
-    port: int | None = Field(default=None, ge=1, le=65535)  # default: first https binding
-    address: str | None = None  # default: the host's address
+    """The names to connect as (SNI); default: every name of the certificates bound on
+    `port`."""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    """The port to connect to; default: the port of the site's first https binding."""
+    address: str | None = None
+    """The address to connect to; default: the host's inventory address."""
 
 
 def _known_servers(schema: dict[str, Any]) -> None:
@@ -352,20 +450,42 @@ def _known_servers(schema: dict[str, Any]) -> None:
 
 
 class Site(Strict):
+    """A web server's site on each host: its config file, bindings and virtual directories."""
+
     name: str = Field(min_length=1)
+    """The site's name (IIS: the site in IIS Manager; Default Web Site is IIS's own)."""
     # One of the servers in provision/servers/ (servers/registry.py), checked below.
     server: str = Field(default="nginx", json_schema_extra=_known_servers)
+    """The web server: nginx (the default), apache, iis or haproxy."""
     config: HostPath
+    """The file on the host the site's configuration is rendered to (files the server needs
+    beside it take the same name with their own extension)."""
     template: HostPath | None = None
+    """A Jinja2 template replacing the server's default: a name under templates/ beside the
+    playbook (or its parent), or a path."""
     bindings: list[Binding] = Field(min_length=1)
+    """The addresses and ports the site listens on."""
     virtual_directories: list[VirtualDirectory] = Field(default_factory=list)
+    """The URL paths the site serves."""
+    case_insensitive_paths: bool = False
+    """Serve each virtual directory whatever the case of the request's path (/ccmadmin/ as
+    /CCMAdmin/), as IIS always does; for nginx and Apache sites."""
     reload: bool = True
+    """After writing the config or a certificate it uses: test the config, then reload the
+    server (false: write files only)."""
     test_command: str | None = None
+    """The command that checks the config before a reload (default: the server's own, such as
+    nginx -t); a failure restores the previous files."""
     reload_command: str | None = None
+    """The command that reloads the server (default: the server's own, such as
+    nginx -s reload)."""
     verify: Verify | None = None
+    """After apply, connect over TLS and check that every name is served the certificate
+    just written: true for the defaults, or {names, port, address}."""
     # The mode of the rendered config and its companions on the host, brought back when it
     # drifts (a config anyone can rewrite is a config anyone controls).
     mode: FileMode = 0o644
+    """The permission bits of the rendered files ('0644' by default; never world-writable)."""
 
     @field_validator("server")
     @classmethod
@@ -382,7 +502,17 @@ class Site(Strict):
         # What this site's server alone refuses (an IIS site name's characters, ...).
         from provision.servers.registry import server
 
-        server(self.server).check_site(self)
+        kind = server(self.server)
+        if self.case_insensitive_paths and not (
+            kind.paths_ignore_case or kind.case_insensitive_option
+        ):
+            raise ValueError(
+                f"case_insensitive_paths is for nginx and Apache sites: {self.server} matches "
+                "paths as written, and its templates cannot serve them in any case"
+            )
+        if self.case_insensitive_paths or kind.paths_ignore_case:
+            _unique_ignoring_case(self.virtual_directories)
+        kind.check_site(self)
         return self
 
     @field_validator("bindings")
@@ -433,44 +563,85 @@ class Site(Strict):
         return tuple(server(self.server).companions)
 
 
+def _unique_ignoring_case(directories: list[VirtualDirectory]) -> None:
+    """Where paths match in any case, /CCMAdmin and /ccmadmin are one directory: two of them
+    would make requests for either go to whichever the server happened to check first."""
+    seen: dict[str, str] = {}
+    for directory in directories:
+        normal = directory.path.rstrip("/") or "/"
+        other = seen.setdefault(normal.casefold(), normal)
+        if other != normal:
+            raise ValueError(
+                f"virtual directories {other} and {normal} differ only in case, which makes "
+                "them one where paths match in any case (IIS, or case_insensitive_paths)"
+            )
+
+
 class Authority(Strict):
     """An internal CA kept in a folder of the controller (key 0600, certificate, serial)."""
 
     name: Identifier
+    """The authority's name: a certificate's `source: {type: ca, authority: NAME}` names it."""
     dir: str = Field(min_length=1)
+    """The CA's folder on the controller, relative to the playbook's folder; keep it out of
+    version control (it holds the CA's key)."""
     create: bool = False
+    """Create the CA in `dir` on the first apply when it is not there (false: it must exist)."""
     subject: Subject
+    """The CA certificate's distinguished name."""
     key: KeySpec = Field(default_factory=lambda: EcdsaKey(type="ecdsa", curve="p384"))
+    """The CA's key pair; ECDSA P-384 when left out."""
     validity_days: int = Field(default=3650, ge=1, le=36500)
+    """How long the CA certificate created here is valid, in days (default 3650)."""
     path_length: int | None = Field(default=None, ge=0)
+    """How many CAs may stand below this one (basic constraints pathLen); none: no limit."""
 
 
 BatchSize = Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^\d+(\.\d+)?%$")]
 
 
 class Playbook(Strict):
+    """Which hosts, the certificates they hold and the sites that serve them."""
+
     name: str = Field(min_length=1)
+    """The playbook's name: recorded as the owner of each certificates directory it writes."""
     hosts: str = "all"
+    """Which hosts of the inventory: an Ansible host pattern (a group, names, globs,
+    !exclude, &intersect, comma lists); all by default."""
     certificates_dir: HostPath
-    # The certificates directory's mode, brought back when it drifts: whoever can write into
-    # it can plant files and links there (0750: the web server's group may read, no one else).
+    """The folder on each host the outputs are written to, with its backups and state."""
+    # Whoever can write into it can plant files and links there (0750: the web server's
+    # group may read, no one else may write).
     certificates_dir_mode: FileMode = 0o750
+    """The certificates directory's mode ("0750" by default; never world-writable), brought
+    back when it drifts."""
     # Other playbooks (by name) this one shares its certificates directories with: each owns
     # its own outputs there (plan/state.py). Without it a directory has one owner.
     shared_with: list[str] = Field(default_factory=list)
+    """Other playbooks (by name) that write into the same certificates directories; both must
+    list each other, and their files must differ."""
     # Playbooks (by name) this one replaces in their certificates directories: it becomes the
     # owner, and their outputs it no longer writes are removed (the switch from a self-signed
     # playbook to an internal CA's, say). The replaced playbook is then refused there.
     takes_over: list[str] = Field(default_factory=list)
+    """Playbooks (by name) this one replaces in their certificates directories: it becomes
+    the owner and removes their outputs it does not write."""
     # How many backup folders to keep; at least one: a replaced file is never lost.
     backups: int = Field(default=5, ge=1, le=100)
+    """How many backups of replaced files to keep per host (1 to 100, default 5)."""
     # Rolling runs: hosts in batches of this size (a number, a percentage, or a list such as
     # [1, "10%", "50%"] whose last size repeats), and the failure rate that stops the run.
     serial: BatchSize | list[BatchSize] | None = None
+    """Apply in batches of hosts: a number, a percentage ("25%"), or a list of them whose
+    last size repeats ([1, "10%", "50%"]); all hosts at once when left out."""
     max_fail_percentage: float | None = Field(default=None, ge=0, le=100)
+    """Stop the run when more than this percentage of a batch's hosts failed."""
     authorities: list[Authority] = Field(default_factory=list)
+    """Internal CAs, kept on the controller, that sign `ca` certificates."""
     certificates: list[Certificate] = Field(default_factory=list)
+    """The certificates each host holds."""
     sites: list[Site] = Field(default_factory=list)
+    """The web-server sites each host serves."""
 
     def certificate(self, name: str) -> Certificate:
         return next(c for c in self.certificates if c.name == name)

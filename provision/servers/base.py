@@ -48,6 +48,16 @@ class WebServer:
     redirect_variables: ClassVar[tuple[str, str]]
     # Jinja2 filters templates use to quote values for this server's syntax.
     filters: ClassVar[Mapping[str, Filter]] = {}
+    # Whether the server matches a request's path to a virtual directory in any case (IIS
+    # does); the others compare it as written, so /ccmadmin/ is not /CCMAdmin/.
+    paths_ignore_case: ClassVar[bool] = False
+    # Whether its default templates serve every case of a path for a site that sets
+    # case_insensitive_paths (a site of any other server setting it is refused).
+    case_insensitive_option: ClassVar[bool] = False
+    # The folder the server gives a site's root when no virtual directory / has a
+    # physical_path, because it must have one (IIS's root application); None: it needs none,
+    # and answers paths no directory claims itself.
+    default_root: ClassVar[str | None] = None
 
     def missing_outputs(self, files: CertificateFiles) -> list[str]:
         """What a bound certificate lacks for this server, each as "a PEM output with ..."

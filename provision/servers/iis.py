@@ -43,6 +43,10 @@ class Iis(WebServer):
     companions: ClassVar[Mapping[str, str]] = {".ps1": "iis/site.ps1.j2"}
     redirect_variables = ("{SERVER_NAME}", "{REQUEST_URI}")
     filters: ClassVar[Mapping[str, Filter]] = {"powershell_quote": powershell_quote}
+    # IIS matches URL paths to applications and virtual directories in any case.
+    paths_ignore_case = True
+    # Every IIS application has a folder, the root one too: IIS's own default content.
+    default_root = "%SystemDrive%\\inetpub\\wwwroot"
 
     def missing_outputs(self, files: CertificateFiles) -> list[str]:
         return [] if files.pkcs12 else ["a pkcs12 output"]
@@ -57,7 +61,11 @@ class Iis(WebServer):
             raise ValueError('an IIS site name cannot hold " \\ / : * ? < > |')
 
     def template_variables(self, site: Site, context: Mapping[str, Any]) -> dict[str, Any]:
-        return {"iis_site_id": iis_site_id(site.name), "iis_app_pool": iis_app_pool(site.name)}
+        return {
+            "iis_site_id": iis_site_id(site.name),
+            "iis_app_pool": iis_app_pool(site.name),
+            "iis_default_root": self.default_root,
+        }
 
 
 SERVER = Iis()

@@ -29,11 +29,33 @@ def nginx_quote(value: Any) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def nginx_regex(value: Any) -> str:
+    """A regular expression as one nginx token, always double-quoted (``{`` and ``;`` in a
+    pattern would otherwise end it). nginx compiles a pattern as written: ``$`` there is the
+    anchor, not a variable. Backslashes are doubled because nginx reads ``\\\\`` in a
+    token as one."""
+    text = no_control(str(value), "an nginx config")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def nginx_rewrite_target(value: Any) -> str:
+    """A rewrite's replacement: the path ``value`` (checked as nginx_quote checks it: no
+    ``$``) followed by the pattern's first capture, ``$1``, in the same token."""
+    token = nginx_quote(value)
+    return token[:-1] + '$1"' if token.startswith('"') else token + "$1"
+
+
 class Nginx(WebServer):
     name = "nginx"
     template = "nginx/site.conf.j2"
     redirect_variables = ("$host", "$request_uri")
-    filters: ClassVar[Mapping[str, Filter]] = {"nginx_quote": nginx_quote}
+    filters: ClassVar[Mapping[str, Filter]] = {
+        "nginx_quote": nginx_quote,
+        "nginx_regex": nginx_regex,
+        "nginx_rewrite_target": nginx_rewrite_target,
+    }
+    # A site with case_insensitive_paths gets a rewrite per directory (templates/nginx).
+    case_insensitive_option = True
 
     def default_commands(self, site: Site, paths: Sequence[str]) -> tuple[str | None, str | None]:
         return "nginx -t", "nginx -s reload"
