@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -43,5 +42,5 @@ async def gather(
     """Read ``paths`` (files) and ``folders`` (their kind and mode) all at once."""
     folders = frozenset(folders)
     unique = sorted(set(paths) | folders)
-    states = await asyncio.gather(*(transport.read(path) for path in unique))
+    states = await transport.read_many(unique)
     return HostFacts(dict(zip(unique, states, strict=True)), folders)

@@ -7,10 +7,12 @@ renamed into place, which lets the executor stage a whole set of files before it
 
 from __future__ import annotations
 
+import asyncio
 import ntpath
 import posixpath
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Literal
@@ -192,6 +194,11 @@ class Transport(ABC):
 
     @abstractmethod
     async def read(self, path: str) -> FileState: ...
+
+    async def read_many(self, paths: Sequence[str]) -> list[FileState]:
+        """Several reads at once, in order (a transport may share work between them: one
+        walk to each folder, one request batch)."""
+        return list(await asyncio.gather(*(self.read(path) for path in paths)))
 
     @abstractmethod
     async def stage(self, path: str, data: bytes, mode: int) -> str:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import stat
+from collections.abc import Sequence
 
 from provision.errors import TransportError
 from provision.layout import FOLDER_MODE
@@ -31,6 +32,23 @@ class LocalTransport(Transport):
 
     async def read(self, path: str) -> FileState:
         return read_file(path)
+
+    async def read_many(self, paths: Sequence[str]) -> list[FileState]:
+        """Each folder walked to once (``nofollow``), its files read relative to it."""
+        by_folder: dict[str, list[int]] = {}
+        for index, path in enumerate(paths):
+            by_folder.setdefault(os.path.dirname(path), []).append(index)
+        states: dict[int, FileState] = {}
+        for folder, indexes in by_folder.items():
+            try:
+                with nofollow.folder(folder) as at:
+                    for index in indexes:
+                        states[index] = _read_in(at, paths[index])
+            except TransportError:
+                raise
+            except OSError as exc:
+                raise TransportError(f"cannot read {paths[indexes[0]]}: {exc.strerror}") from None
+        return [states[index] for index in range(len(paths))]
 
     async def stage(self, path: str, data: bytes, mode: int) -> str:
         staged = _stage(path, data, mode, durable=True)
@@ -156,22 +174,30 @@ class LocalTransport(Transport):
 def read_file(path: str) -> FileState:
     """One ``lstat`` and at most one read; symlinks are reported, not followed, and no
     folder on the way to ``path`` is a symlink followed (``nofollow``)."""
-    directory, name = os.path.split(path)
     try:
-        with nofollow.folder(directory) as at:
-            info = None if at is None else nofollow.lstat(at, name)
-            if at is None or info is None:
-                return FileState(path, "missing")
-            mode = stat.S_IMODE(info.st_mode)
-            if stat.S_ISLNK(info.st_mode):
-                return FileState(path, "symlink", mode=mode)
-            if stat.S_ISDIR(info.st_mode):
-                return FileState(path, "directory", mode=mode)
-            if not stat.S_ISREG(info.st_mode):
-                return FileState(path, "other", mode=mode)
-            return FileState(path, "file", nofollow.read_all(at, name, info.st_size), mode)
+        with nofollow.folder(os.path.dirname(path)) as at:
+            return _read_in(at, path)
     except TransportError:
         raise
+    except OSError as exc:
+        raise TransportError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _read_in(at: int | None, path: str) -> FileState:
+    """``path``, whose folder is open as ``at`` (None: the folder is not there)."""
+    name = os.path.basename(path)
+    try:
+        info = None if at is None else nofollow.lstat(at, name)
+        if at is None or info is None:
+            return FileState(path, "missing")
+        mode = stat.S_IMODE(info.st_mode)
+        if stat.S_ISLNK(info.st_mode):
+            return FileState(path, "symlink", mode=mode)
+        if stat.S_ISDIR(info.st_mode):
+            return FileState(path, "directory", mode=mode)
+        if not stat.S_ISREG(info.st_mode):
+            return FileState(path, "other", mode=mode)
+        return FileState(path, "file", nofollow.read_all(at, name, info.st_size), mode)
     except OSError as exc:
         raise TransportError(f"cannot read {path}: {exc.strerror}") from None
 
