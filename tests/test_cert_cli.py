@@ -223,6 +223,59 @@ def test_export_pkcs7_keeps_chain_order(pki: Pki, tmp_path: Path) -> None:
     assert out.read_bytes() == expected
 
 
+def _p7b_subjects(path: Path) -> list[str]:
+    printed = openssl("pkcs7", "-inform", "DER", "-in", path, "-print_certs", "-noout").decode()
+    return [
+        line.split("=", 1)[1].replace(" = ", "=")
+        for line in printed.splitlines()
+        if line.startswith("subject")
+    ]
+
+
+def test_export_chain_repeats_in_the_order_given(pki: Pki, tmp_path: Path) -> None:
+    # Windows' "include all certificates in the certification path": leaf, inter, root.
+    out = tmp_path / "path.p7b"
+    result = run("export", pki.leaf, "--to", "pkcs7", "--chain", pki.inter, "--chain", pki.root,
+                 "--out", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"wrote {out} (pkcs7, 3 certificates)"
+    assert _p7b_subjects(out) == [LEAF_SUBJECT, INTER_SUBJECT, ROOT_SUBJECT]
+    expected = openssl("crl2pkcs7", "-nocrl", "-certfile", pki.leaf, "-certfile", pki.inter,
+                       "-certfile", pki.root, "-outform", "DER")  # fmt: skip
+    assert out.read_bytes() == expected
+    pem = tmp_path / "path.pem"
+    result = run("export", pki.leaf_der, "--to", "pem", "--chain", pki.root, "--chain", pki.inter,
+                 "--out", pem)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    # In the order given, not sorted: the operator's order is the file's.
+    assert pem.read_bytes() == b"".join(p.read_bytes() for p in (pki.leaf, pki.root, pki.inter))
+
+
+def test_export_second_chain_unreadable_is_named(pki: Pki, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pem"
+    result = run("export", pki.leaf, "--to", "pem", "--chain", pki.inter, "--chain", missing,
+                 "--out", tmp_path / "x.pem")  # fmt: skip
+    line = assert_error(result)
+    assert line == f"error: {missing}: cannot read: No such file or directory"
+    assert not (tmp_path / "x.pem").exists()
+
+
+def test_export_url_options_need_a_url(pki: Pki, tmp_path: Path) -> None:
+    result = run("export", pki.leaf, "--to", "pem", "--out", tmp_path / "x.pem",
+                 "--connect", "127.0.0.1")  # fmt: skip
+    assert_error(result, "only apply to https://")
+
+
+def test_export_connection_refused_is_one_line(tmp_path: Path) -> None:
+    port = _free_port()
+    out = tmp_path / "x.pem"
+    result = run("export", f"https://127.0.0.1:{port}", "--to", "pem", "--out", out)
+    assert_error(
+        result, f"https://127.0.0.1:{port}: cannot fetch certificates from 127.0.0.1:{port}"
+    )
+    assert not out.exists()
+
+
 def test_export_pkcs7_drops_duplicates(pki: Pki, tmp_path: Path) -> None:
     out = tmp_path / "dup.p7b"
     result = run("export", pki.fullchain, "--to", "pkcs7", "--chain", pki.inter, "--out", out)
@@ -456,6 +509,27 @@ def test_url_sni(nginx: Nginx) -> None:
     named = run("show", f"https://127.0.0.1:{nginx.port}", "--servername", "www.example.test",
                 "--format", "json")  # fmt: skip
     assert _subjects(named) == [LEAF_SUBJECT, INTER_SUBJECT]
+
+
+@pytest.mark.integration
+def test_url_export_writes_the_served_chain(nginx: Nginx, pki: Pki, tmp_path: Path) -> None:
+    url = f"https://www.example.test:{nginx.port}"
+    pem = tmp_path / "served.pem"
+    result = run("export", url, "--connect", "127.0.0.1", "--to", "pem", "--out", pem)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"wrote {pem} (pem, 2 certificates)"
+    assert pem.read_bytes() == pki.fullchain.read_bytes()  # what nginx was given to serve
+    # The served chain and the root beside it: the whole path in one .p7b, as Windows writes.
+    p7b = tmp_path / "served.p7b"
+    result = run("export", url, "--connect", "127.0.0.1", "--to", "pkcs7", "--chain", pki.root,
+                 "--out", p7b)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert _p7b_subjects(p7b) == [LEAF_SUBJECT, INTER_SUBJECT, ROOT_SUBJECT]
+    der = tmp_path / "served.cer"
+    sni = run("export", f"https://127.0.0.1:{nginx.port}", "--servername", "www.example.test",
+              "--to", "der", "--out", der)  # fmt: skip
+    assert sni.exit_code == 0, sni.output
+    assert der.read_bytes() == pki.leaf_der.read_bytes()
 
 
 @pytest.mark.integration

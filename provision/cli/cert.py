@@ -121,18 +121,22 @@ def show(
 
 @app.command()
 def export(
-    source: Annotated[str, typer.Argument(help="Certificate file (PEM, DER, P7B, PFX).")],
+    source: SourceArg,
     to: Annotated[ExportChoice, typer.Option("--to", help="Output encoding.")],
     out: Annotated[str, typer.Option("--out", metavar="PATH", help="File to write.")],
     chain: Annotated[
-        str | None, typer.Option("--chain", metavar="FILE", help="Certificates to append.")
+        list[str] | None,
+        typer.Option("--chain", metavar="FILE", help="Certificates to append (repeat, in order)."),
     ] = None,
     password_env: PasswordEnvOpt = None,
+    servername: ServernameOpt = None,
+    connect: ConnectOpt = None,
 ) -> None:
     """Copy a certificate to a file as DER, PEM or PKCS#7 (never the private key).
 
     der: the first certificate only. pem and pkcs7: the first certificate, then the other
-    certificates of SOURCE, then those of --chain, in that order, duplicates dropped.
+    certificates of SOURCE (a file's, or the chain an https:// server sends), then those of
+    each --chain in the order given, duplicates dropped.
     """
 
     import os
@@ -140,14 +144,14 @@ def export(
     from provision import fsutil
     from provision.crypto import encode
 
+    chain_files = chain or []
     with reported_errors(os_errors=True):
-        if chain is not None and to is ExportChoice.der:
-            fail(f"{chain}: DER holds one certificate; use --to pem or --to pkcs7 with --chain")
-        certificates = list(_load_file(source, _password(password_env)).certificates)
-        if not certificates:
-            fail(f"{source}: holds no certificate")
-        if chain is not None:
-            certificates.extend(_load_file(chain, None).certificates)
+        if chain_files and to is ExportChoice.der:
+            problem = "DER holds one certificate; use --to pem or --to pkcs7 with --chain"
+            fail(f"{chain_files[0]}: {problem}")
+        _, certificates = _load_certificates(source, password_env, servername, connect)
+        for path in chain_files:
+            certificates.extend(_load_file(path, None).certificates)
         certificates = _unique(certificates)
         if to is ExportChoice.der:
             data = encode.certificates_der(certificates[:1])
