@@ -382,6 +382,194 @@ def test_check_unreadable_ca(pki: Pki, tmp_path: Path) -> None:
     assert_error(result, "no.pem: cannot read")
 
 
+def test_check_ca_without_a_certificate(pki: Pki) -> None:
+    result = run("check", pki.leaf, "--name", "www.example.test", "--ca", pki.leaf_key)
+    line = assert_error(result)
+    assert line == f"error: {pki.leaf_key}: holds no certificate (--ca needs the root certificates)"
+
+
+# --- refusals are sentences, never a library's debug structures -----------------------------
+
+
+@dataclass(frozen=True)
+class Issued:
+    leaf: Path
+    root: Path
+
+
+def _ca(d: Path, name: str, *newkey: str) -> tuple[Path, Path]:
+    key, pem = d / f"{name}.key", d / f"{name}.pem"
+    openssl("req", "-x509", *newkey, "-nodes", "-keyout", key, "-out", pem, "-days", "30",
+            "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign")  # fmt: skip
+    return pem, key
+
+
+def _issue(d: Path, name: str, pki: Pki, ca: tuple[Path, Path], *options: str,
+           extensions: str = "") -> Path:  # fmt: skip
+    ext = d / f"{name}.ext"
+    ext.write_text("subjectAltName=DNS:req.test\n" + extensions)
+    out = d / f"{name}.pem"
+    openssl("x509", "-req", "-in", pki.csr, "-CA", ca[0], "-CAkey", ca[1], "-days", "10",
+            "-extfile", ext, *options, "-out", out)  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def odd(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Issued]:
+    """Chains cryptography's web PKI verifier refuses with a Rust debug structure
+    ("Forbidden signature algorithm: AlgorithmIdentifier { oid: DefinedByMarker(...) }"),
+    or whose extensions it cannot parse, all made by openssl."""
+    d = tmp_path_factory.mktemp("odd")
+    rsa_root = (pki.root, pki.root_key)
+    ed_root = _ca(d, "Ed25519 Root", "-newkey", "ed25519")
+    k1_root = _ca(d, "secp256k1 Root", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp256k1")
+    weak_root = _ca(d, "Weak Root", "-newkey", "rsa:1024")
+    pss_sha512_salt_20 = ("-sha512", "-sigopt", "rsa_padding_mode:pss", "-sigopt",
+                          "rsa_pss_saltlen:20")  # fmt: skip
+    return {
+        "ed25519-signature": Issued(_issue(d, "by-ed", pki, ed_root), ed_root[0]),
+        "pss-parameters": Issued(_issue(d, "pss", pki, rsa_root, *pss_sha512_salt_20), pki.root),
+        "md5-signature": Issued(_issue(d, "md5", pki, rsa_root, "-md5"), pki.root),
+        "secp256k1-ca": Issued(_issue(d, "by-k1", pki, k1_root), k1_root[0]),
+        "weak-rsa-ca": Issued(_issue(d, "by-weak", pki, weak_root), weak_root[0]),
+        # A BOOLEAN whose content byte is 02 (DER allows only 00 and FF).
+        "malformed-extension": Issued(
+            _issue(d, "malformed", pki, rsa_root, extensions="2.5.29.19=critical,DER:3003010102"),
+            pki.root,
+        ),
+    }
+
+
+def _openssl_text(path: Path) -> str:
+    return openssl("x509", "-in", path, "-noout", "-text").decode()
+
+
+@pytest.mark.parametrize(
+    ("case", "openssl_says", "words"),
+    [
+        ("ed25519-signature", "Signature Algorithm: ED25519",
+         "CN=req.test is signed with ED25519, an algorithm the web PKI rules do not allow "
+         "(they allow RSA and ECDSA signatures with SHA-256, SHA-384 or SHA-512)"),
+        ("pss-parameters", "Salt Length: 0x14",
+         "CN=req.test is signed with RSA-PSS with parameters the web PKI rules do not allow "
+         "(SHA-256, SHA-384 or SHA-512 for both the hash and MGF1, and a salt as long as the "
+         "hash)"),
+        ("md5-signature", "Signature Algorithm: md5WithRSAEncryption",
+         "CN=req.test is signed with md5WithRSAEncryption, an algorithm the web PKI rules do "
+         "not allow (they allow RSA and ECDSA signatures with SHA-256, SHA-384 or SHA-512)"),
+        ("secp256k1-ca", "ASN1 OID: secp256k1",
+         "the key of CN=secp256k1 Root, which issued CN=req.test, is EC secp256k1, which the "
+         "web PKI rules do not allow for a CA (they allow RSA of 2048 bits or more and EC "
+         "P-256, P-384 or P-521)"),
+        ("weak-rsa-ca", "Public-Key: (1024 bit)",
+         "the key of CN=Weak Root, which issued CN=req.test, is RSA of 1024 bits, which the "
+         "web PKI rules do not allow for a CA (they allow RSA of 2048 bits or more and EC "
+         "P-256, P-384 or P-521)"),
+    ],
+)  # fmt: skip
+def test_check_ca_refusal_names_the_algorithm(
+    odd: dict[str, Issued], case: str, openssl_says: str, words: str
+) -> None:
+    issued = odd[case]
+    # What the message names is what openssl reads in the certificate at fault.
+    at_fault = issued.root if case.endswith("-ca") else issued.leaf
+    assert openssl_says in _openssl_text(at_fault)
+    result = run("check", issued.leaf, "--name", "req.test", "--ca", issued.root)
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines() == [f"{issued.leaf}: chain does not verify: {words}"]
+    shown = run("show", issued.leaf, "--ca", issued.root, "--format", "json")
+    assert json.loads(shown.stdout)["verification"]["problem"] == f"chain does not verify: {words}"
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("ed25519-signature", "Forbidden public key algorithm"),  # the root's key, first
+        ("pss-parameters", "Forbidden signature algorithm"),
+        ("secp256k1-ca", "Forbidden public key algorithm"),
+        ("weak-rsa-ca", "RSA key is too weak"),
+    ],
+)
+def test_cryptographys_own_reason_is_cut_before_its_debug_structures(
+    odd: dict[str, Issued], case: str, reason: str
+) -> None:
+    # The last resort, when no rule of ours names the problem: cryptography's reason, with
+    # its prefixes and the Rust or Python structures it appends taken off.
+    from datetime import UTC, datetime
+
+    from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+    from provision.crypto import chains
+
+    issued = odd[case]
+    leaf = x509.load_pem_x509_certificate(issued.leaf.read_bytes())
+    root = x509.load_pem_x509_certificate(issued.root.read_bytes())
+    verifier = PolicyBuilder().store(Store([root])).time(datetime.now(UTC)).build_client_verifier()
+    with pytest.raises(VerificationError) as refused:
+        verifier.verify(leaf, [])
+    assert chains._reason(str(refused.value)) == reason
+
+
+def test_unreadable_extensions_are_one_line(odd: dict[str, Issued], tmp_path: Path) -> None:
+    malformed = odd["malformed-extension"].leaf
+    assert "X509v3 Basic Constraints: critical" in _openssl_text(malformed)
+    expected = (
+        f"error: {malformed}: certificate 1 (CN=req.test): an extension is malformed "
+        "(its value is not what its type requires)"
+    )
+    assert assert_error(run("show", malformed)) == expected
+    assert assert_error(run("check", malformed, "--name", "req.test")) == expected
+    # As a root given to --ca, named as that file.
+    ok = odd["md5-signature"]
+    result = run("check", ok.leaf, "--name", "req.test", "--ca", malformed)
+    assert assert_error(result) == expected
+
+
+def test_a_duplicated_extension_is_named(pki: Pki, tmp_path: Path) -> None:
+    # openssl merges a repeated extension when it signs, so the copy is made here: a second
+    # extension 1.2.3.4 renamed to Basic Constraints inside the signed part, then signed again.
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    leaf = x509.load_pem_x509_certificate(pki.leaf.read_bytes())
+    root_key = serialization.load_pem_private_key(pki.root_key.read_bytes(), None)
+    assert isinstance(root_key, rsa.RSAPrivateKey)
+    placeholder = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4"), b"\x30\x00")
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(leaf.subject)
+        .issuer_name(leaf.issuer)
+        .public_key(leaf.public_key())
+        .serial_number(99)
+        .not_valid_before(leaf.not_valid_before_utc)
+        .not_valid_after(leaf.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(placeholder, critical=False)
+    )
+    tbs = builder.sign(root_key, hashes.SHA256()).tbs_certificate_bytes
+    tbs = tbs.replace(bytes.fromhex("06032a0304"), bytes.fromhex("0603551d13"))
+
+    def tlv(tag: int, body: bytes) -> bytes:
+        size = len(body).to_bytes((len(body).bit_length() + 7) // 8 or 1, "big")
+        return (
+            bytes([tag]) + (size if len(body) < 0x80 else bytes([0x80 | len(size)]) + size) + body
+        )
+
+    signature = root_key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
+    sha256_rsa = bytes.fromhex("300d06092a864886f70d01010b0500")
+    der = tlv(0x30, tbs + sha256_rsa + tlv(0x03, b"\x00" + signature))
+    path = tmp_path / "twice.cer"
+    path.write_bytes(der)
+    text = openssl("x509", "-in", path, "-inform", "DER", "-noout", "-text").decode()
+    assert text.count("X509v3 Basic Constraints") == 2  # openssl reads both
+    line = assert_error(run("show", path))
+    assert line == (
+        f"error: {path}: certificate 1 ({LEAF_SUBJECT}): the extension X509v3 Basic "
+        "Constraints (2.5.29.19) appears twice"
+    )
+
+
 # --- URL mode against a real nginx ---------------------------------------------------------
 
 

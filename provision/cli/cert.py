@@ -18,6 +18,7 @@ import typer
 from provision.cli.common import fail, reported_errors
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
     from cryptography import x509
@@ -98,7 +99,8 @@ def show(
     from provision.crypto import details as inspect
 
     with reported_errors(os_errors=True):
-        _, certificates = _load_certificates(source, password_env, servername, connect)
+        label, certificates = _load_certificates(source, password_env, servername, connect)
+        _readable(label, certificates)
         records = [inspect.details(c, view.value) for c in certificates]
         verification = None
         if ca is not None:
@@ -198,10 +200,11 @@ def check(
     with reported_errors(os_errors=True):
         moment = _parse_at(at)
         label, certificates = _load_certificates(source, password_env, servername, connect)
+        _readable(label, certificates)
         leaf = certificates[0]
         problems = inspect.check_validity(leaf, moment) + inspect.check_names(leaf, names)
         if ca is not None:
-            roots = _load_file(ca, None).certificates
+            roots = _roots(ca)
             try:
                 chains.verify(leaf, certificates[1:], roots, moment)
             except chains.ChainError as exc:
@@ -248,6 +251,27 @@ def _load_file(path: str, password: bytes | None) -> Bundle:
     return load_bundle(data, password=password, source=path)
 
 
+def _roots(path: str) -> tuple[x509.Certificate, ...]:
+    """The trusted roots of ``--ca``: at least one certificate, every one readable."""
+    roots = _load_file(path, None).certificates
+    if not roots:
+        fail(f"{path}: holds no certificate (--ca needs the root certificates)")
+    _readable(path, roots)
+    return roots
+
+
+def _readable(label: str, certificates: Sequence[x509.Certificate]) -> None:
+    """Refuse, in one line, a certificate whose extensions cryptography cannot parse: every
+    detail and check reads them."""
+    from provision.crypto import details as inspect
+
+    for number, certificate in enumerate(certificates, 1):
+        problem = inspect.extensions_problem(certificate)
+        if problem is not None:
+            subject = inspect.openssl_name(certificate.subject)
+            fail(f"{label}: certificate {number} ({subject}): {problem}")
+
+
 def _password(variable: str | None) -> bytes | None:
     import os
 
@@ -279,7 +303,7 @@ def _verification(certificates: list[x509.Certificate], ca: str, moment: datetim
     from provision.crypto import chains
     from provision.crypto import details as inspect
 
-    roots = _load_file(ca, None).certificates
+    roots = _roots(ca)
     try:
         path = chains.verify(certificates[0], certificates[1:], roots, moment)
     except chains.ChainError as exc:

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from provision.crypto.types import PrivateKey
 from provision.errors import CryptoError
 
-__all__ = ["Bundle", "load_bundle", "load_private_key"]
+__all__ = ["Bundle", "der_items", "load_bundle", "load_private_key"]
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ def _pkcs7_certificates(der: bytes, damaged: str) -> tuple[x509.Certificate, ...
         raise CryptoError(damaged) from None
 
 
-def _der_items(data: bytes) -> list[tuple[int, bytes, bytes]]:
+def der_items(data: bytes) -> list[tuple[int, bytes, bytes]]:
     """(tag, whole TLV, contents) for each DER item in ``data``; definite lengths only."""
     items = []
     pos = 0
@@ -248,14 +248,14 @@ def _der_items(data: bytes) -> list[tuple[int, bytes, bytes]]:
 def _signed_data_certificates(der: bytes) -> Sequence[bytes]:
     # ContentInfo { contentType, [0] { SignedData { version, digestAlgorithms,
     # encapContentInfo, [0] IMPLICIT certificates OPTIONAL, ... } } }
-    (outer,) = _der_items(der)
-    content_type, explicit = _der_items(outer[2])[:2]
+    (outer,) = der_items(der)
+    content_type, explicit = der_items(outer[2])[:2]
     if content_type[1] != _OID_SIGNED_DATA or explicit[0] != 0xA0:
         raise ValueError("not SignedData")
-    (signed_data,) = _der_items(explicit[2])
-    for tag, _, contents in _der_items(signed_data[2]):
+    (signed_data,) = der_items(explicit[2])
+    for tag, _, contents in der_items(signed_data[2]):
         if tag == 0xA0:
-            return [whole for _, whole, _ in _der_items(contents)]
+            return [whole for _, whole, _ in der_items(contents)]
     return []
 
 

@@ -279,13 +279,13 @@ def inspect_certificate(cert: x509.Certificate) -> CertificateDetails:
         version="V1" if cert.version == x509.Version.v1 else "V3",
         serial_number=_serial_hex(cert.serial_number),
         serial_number_decimal=str(cert.serial_number),
-        signature_algorithm=_SIGNATURE_NAMES.get(sig_oid, sig_oid),
+        signature_algorithm=signature_algorithm_name(cert),
         signature_algorithm_oid=sig_oid,
         issuer=Name(openssl_name(cert.issuer), cert.issuer.rfc4514_string()),
         valid_from=_iso(cert.not_valid_before_utc),
         valid_to=_iso(cert.not_valid_after_utc),
         subject=Name(openssl_name(cert.subject), cert.subject.rfc4514_string()),
-        public_key=_public_key_info(cert),
+        public_key=public_key_info(cert),
         subject_key_identifier=_ski(exts),
         authority_key_identifier=_aki(exts),
         key_usage=_key_usage(exts),
@@ -369,7 +369,13 @@ def _colon_hex(data: bytes) -> str:
     return ":".join(f"{b:02X}" for b in data)
 
 
-def _public_key_info(cert: x509.Certificate) -> PublicKeyInfo:
+def signature_algorithm_name(cert: x509.Certificate) -> str:
+    """openssl's name for the certificate's signature algorithm; the dotted OID if unknown."""
+    oid = cert.signature_algorithm_oid.dotted_string
+    return _SIGNATURE_NAMES.get(oid, oid)
+
+
+def public_key_info(cert: x509.Certificate) -> PublicKeyInfo:
     key = cert.public_key()
     if isinstance(key, rsa.RSAPublicKey):
         return PublicKeyInfo("RSA", key.key_size, None)
@@ -383,6 +389,25 @@ def _public_key_info(cert: x509.Certificate) -> PublicKeyInfo:
     if isinstance(key, dsa.DSAPublicKey):
         return PublicKeyInfo("DSA", key.key_size, None)
     return PublicKeyInfo(cert.public_key_algorithm_oid.dotted_string, 0, None)
+
+
+def extensions_problem(cert: x509.Certificate) -> str | None:
+    """Why the certificate's extensions cannot be read, in words; None when they can."""
+    try:
+        cert.extensions  # noqa: B018 (parsed on first access: this is the check)
+    except (ValueError, x509.DuplicateExtension) as exc:
+        return unreadable_extensions(exc)
+    return None
+
+
+def unreadable_extensions(exc: Exception) -> str:
+    """The words for cryptography's refusal to parse a certificate's extensions. Its own
+    message is not passed on: for a malformed value it is a Rust debug structure
+    (``ParseError { kind: InvalidValue, location: [...] }``), not a sentence."""
+    if isinstance(exc, x509.DuplicateExtension):
+        oid = exc.oid.dotted_string
+        return f"the extension {_EXTENSION_NAMES.get(oid, oid)} ({oid}) appears twice"
+    return "an extension is malformed (its value is not what its type requires)"
 
 
 _Extensions = Mapping[x509.ObjectIdentifier, x509.Extension[x509.ExtensionType]]
