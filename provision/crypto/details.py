@@ -38,6 +38,7 @@ subject_alternative_names [str] | null       openssl prefixes: "DNS:a", "IP Addr
                                              "othername:"
 basic_constraints      {ca, path_length}     bool, int | null; the whole field null when
                        | null                the extension is absent
+AIA, CRL points, policies                    (below) where to look the certificate up
 extensions             [{name, oid,          every extension in certificate order; name as
                         critical}]           ``openssl x509 -text`` prints it
 thumbprint_algorithm   str                   "sha1" (what Windows and IIS bind by)
@@ -45,6 +46,16 @@ thumbprints            {sha1, sha256}        uppercase hex, no separators
 ====================== ===================== ==========================================
 
 ``null`` for an extension field means the certificate does not have that extension.
+
+After ``basic_constraints`` come, each a list or null:
+
+- ``authority_information_access``: ``{method, location}``, method ``OCSP``, ``CA Issuers``
+  or the dotted OID, location a general name as in the SANs (``URI:http://...``);
+- ``crl_distribution_points``: ``{full_name, relative_name, reasons, crl_issuer}``, general
+  names, the relative name in openssl form, reasons by openssl's names (``Key Compromise``),
+  each null when the point does not have it;
+- ``certificate_policies``: ``{oid, name, cps, user_notices}``, name openssl's (``X509v3
+  Any Policy``) or null, CPS URIs, user notices ``{organization, numbers, explicit_text}``.
 
 Views: ``all``; ``v1`` (version .. public_key); ``extensions`` (the extension fields and
 ``extensions``); ``critical`` (the fields of critical extensions only, and ``extensions``
@@ -63,7 +74,13 @@ from typing import Any, Literal
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
+from cryptography.x509.oid import (
+    AuthorityInformationAccessOID,
+    CertificatePoliciesOID,
+    ExtendedKeyUsageOID,
+    ExtensionOID,
+    NameOID,
+)
 
 View = Literal["all", "v1", "extensions", "critical", "properties"]
 VIEWS: tuple[View, ...] = ("all", "v1", "extensions", "critical", "properties")
@@ -88,6 +105,9 @@ _EXTENSION_FIELDS: dict[str, x509.ObjectIdentifier] = {
     "extended_key_usage": ExtensionOID.EXTENDED_KEY_USAGE,
     "subject_alternative_names": ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
     "basic_constraints": ExtensionOID.BASIC_CONSTRAINTS,
+    "authority_information_access": ExtensionOID.AUTHORITY_INFORMATION_ACCESS,
+    "crl_distribution_points": ExtensionOID.CRL_DISTRIBUTION_POINTS,
+    "certificate_policies": ExtensionOID.CERTIFICATE_POLICIES,
 }
 _PROPERTY_FIELDS = ("thumbprint_algorithm", "thumbprints")
 
@@ -109,6 +129,35 @@ class PublicKeyInfo:
 class BasicConstraintsInfo:
     ca: bool
     path_length: int | None
+
+
+@dataclass(frozen=True)
+class AccessDescriptionInfo:
+    method: str
+    location: str
+
+
+@dataclass(frozen=True)
+class DistributionPointInfo:
+    full_name: list[str] | None
+    relative_name: str | None
+    reasons: list[str] | None
+    crl_issuer: list[str] | None
+
+
+@dataclass(frozen=True)
+class UserNoticeInfo:
+    organization: str | None
+    numbers: list[int]
+    explicit_text: str | None
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    oid: str
+    name: str | None
+    cps: list[str]
+    user_notices: list[UserNoticeInfo]
 
 
 @dataclass(frozen=True)
@@ -144,6 +193,9 @@ class CertificateDetails:
     extended_key_usage: list[str] | None
     subject_alternative_names: list[str] | None
     basic_constraints: BasicConstraintsInfo | None
+    authority_information_access: list[AccessDescriptionInfo] | None
+    crl_distribution_points: list[DistributionPointInfo] | None
+    certificate_policies: list[PolicyInfo] | None
     extensions: list[ExtensionInfo]
     thumbprint_algorithm: str
     thumbprints: Thumbprints
@@ -255,6 +307,25 @@ _KEY_USAGE_BITS = (
     ("decipher_only", "Decipher Only"),
 )
 
+_ACCESS_METHODS = {
+    AuthorityInformationAccessOID.OCSP: "OCSP",
+    AuthorityInformationAccessOID.CA_ISSUERS: "CA Issuers",
+}
+
+# openssl's names for a distribution point's reasons, in bit order (as it prints them).
+_REASONS = (
+    (x509.ReasonFlags.key_compromise, "Key Compromise"),
+    (x509.ReasonFlags.ca_compromise, "CA Compromise"),
+    (x509.ReasonFlags.affiliation_changed, "Affiliation Changed"),
+    (x509.ReasonFlags.superseded, "Superseded"),
+    (x509.ReasonFlags.cessation_of_operation, "Cessation Of Operation"),
+    (x509.ReasonFlags.certificate_hold, "Certificate Hold"),
+    (x509.ReasonFlags.privilege_withdrawn, "Privilege Withdrawn"),
+    (x509.ReasonFlags.aa_compromise, "AA Compromise"),
+)
+
+_POLICY_NAMES = {CertificatePoliciesOID.ANY_POLICY: "X509v3 Any Policy"}
+
 _NIST_CURVES = {
     "secp192r1": "P-192",
     "secp224r1": "P-224",
@@ -292,6 +363,9 @@ def inspect_certificate(cert: x509.Certificate) -> CertificateDetails:
         extended_key_usage=_eku(exts),
         subject_alternative_names=_sans(exts),
         basic_constraints=_basic_constraints(exts),
+        authority_information_access=_authority_information_access(exts),
+        crl_distribution_points=_crl_distribution_points(exts),
+        certificate_policies=_certificate_policies(exts),
         extensions=[
             ExtensionInfo(
                 _EXTENSION_NAMES.get(e.oid.dotted_string, e.oid.dotted_string),
@@ -482,6 +556,70 @@ def _basic_constraints(exts: _Extensions) -> BasicConstraintsInfo | None:
     return BasicConstraintsInfo(ext.value.ca, ext.value.path_length)
 
 
+def _authority_information_access(exts: _Extensions) -> list[AccessDescriptionInfo] | None:
+    ext = exts.get(ExtensionOID.AUTHORITY_INFORMATION_ACCESS)
+    if ext is None or not isinstance(ext.value, x509.AuthorityInformationAccess):
+        return None
+    return [
+        AccessDescriptionInfo(
+            _ACCESS_METHODS.get(d.access_method, d.access_method.dotted_string),
+            _general_name(d.access_location),
+        )
+        for d in ext.value
+    ]
+
+
+def _crl_distribution_points(exts: _Extensions) -> list[DistributionPointInfo] | None:
+    ext = exts.get(ExtensionOID.CRL_DISTRIBUTION_POINTS)
+    if ext is None or not isinstance(ext.value, x509.CRLDistributionPoints):
+        return None
+    points = []
+    for point in ext.value:
+        relative = point.relative_name
+        reasons = point.reasons
+        points.append(
+            DistributionPointInfo(
+                full_name=_general_names(point.full_name),
+                relative_name=None if relative is None else openssl_name(x509.Name([relative])),
+                reasons=None if reasons is None else [n for r, n in _REASONS if r in reasons],
+                crl_issuer=_general_names(point.crl_issuer),
+            )
+        )
+    return points
+
+
+def _general_names(names: Iterable[x509.GeneralName] | None) -> list[str] | None:
+    return None if names is None else [_general_name(n) for n in names]
+
+
+def _certificate_policies(exts: _Extensions) -> list[PolicyInfo] | None:
+    ext = exts.get(ExtensionOID.CERTIFICATE_POLICIES)
+    if ext is None or not isinstance(ext.value, x509.CertificatePolicies):
+        return None
+    policies = []
+    for policy in ext.value:
+        qualifiers = policy.policy_qualifiers or []
+        notices = [q for q in qualifiers if isinstance(q, x509.UserNotice)]
+        policies.append(
+            PolicyInfo(
+                oid=policy.policy_identifier.dotted_string,
+                name=_POLICY_NAMES.get(policy.policy_identifier),
+                cps=[q for q in qualifiers if isinstance(q, str)],
+                user_notices=[_user_notice(n) for n in notices],
+            )
+        )
+    return policies
+
+
+def _user_notice(notice: x509.UserNotice) -> UserNoticeInfo:
+    reference = notice.notice_reference
+    return UserNoticeInfo(
+        organization=None if reference is None else reference.organization,
+        numbers=[] if reference is None else list(reference.notice_numbers),
+        explicit_text=notice.explicit_text,
+    )
+
+
 # --- text rendering ----------------------------------------------------------------------
 
 _LABELS = {
@@ -501,6 +639,9 @@ _LABELS = {
     "extended_key_usage": "Extended key usage",
     "subject_alternative_names": "Subject alt names",
     "basic_constraints": "Basic constraints",
+    "authority_information_access": "Authority info",
+    "crl_distribution_points": "CRL distribution",
+    "certificate_policies": "Certificate policies",
     "extensions": "Extensions",
     "thumbprint_algorithm": "Thumbprint algorithm",
     "thumbprints": "Thumbprint",
@@ -553,6 +694,12 @@ def _text_values(key: str, value: Any) -> list[str]:
     if key == "basic_constraints":
         path = "" if value["path_length"] is None else f", pathlen:{value['path_length']}"
         return [f"CA:{'TRUE' if value['ca'] else 'FALSE'}{path}"]
+    if key == "authority_information_access":
+        return [f"{d['method']} - {d['location']}" for d in value]
+    if key == "crl_distribution_points":
+        return [line for point in value for line in _distribution_point_lines(point)]
+    if key == "certificate_policies":
+        return [line for policy in value for line in _policy_lines(policy)]
     if key == "extensions":
         return [f"{e['name']} ({e['oid']}){', critical' if e['critical'] else ''}" for e in value]
     if key == "thumbprints":
@@ -560,6 +707,34 @@ def _text_values(key: str, value: Any) -> list[str]:
     if isinstance(value, list):
         return [str(v) for v in value]
     return [str(value)]
+
+
+def _distribution_point_lines(point: Mapping[str, Any]) -> list[str]:
+    # The lines and nesting of ``openssl x509 -text``, so the two read side by side.
+    lines = []
+    if point["full_name"] is not None:
+        lines += ["Full Name:", *(f"  {n}" for n in point["full_name"])]
+    if point["relative_name"] is not None:
+        lines += ["Relative Name:", f"  {point['relative_name']}"]
+    if point["reasons"] is not None:
+        lines += ["Reasons:", f"  {', '.join(point['reasons'])}"]
+    if point["crl_issuer"] is not None:
+        lines += ["CRL Issuer:", *(f"  {n}" for n in point["crl_issuer"])]
+    return lines
+
+
+def _policy_lines(policy: Mapping[str, Any]) -> list[str]:
+    lines = [f"Policy: {policy['name'] or policy['oid']}"]
+    lines += [f"  CPS: {uri}" for uri in policy["cps"]]
+    for notice in policy["user_notices"]:
+        lines.append("  User Notice:")
+        if notice["organization"] is not None:
+            lines.append(f"    Organization: {notice['organization']}")
+        if notice["numbers"]:
+            lines.append(f"    Numbers: {', '.join(str(n) for n in notice['numbers'])}")
+        if notice["explicit_text"] is not None:
+            lines.append(f"    Explicit Text: {notice['explicit_text']}")
+    return lines
 
 
 # --- checks ------------------------------------------------------------------------------
