@@ -104,6 +104,44 @@ def test_show_pfx_with_password_env(pki: Pki) -> None:
     assert PFX_PASSWORD not in result.output
 
 
+def _openssl_friendly_names(pfx: Path, password: str) -> list[str | None]:
+    """Each certificate's friendlyName bag attribute, as `openssl pkcs12` prints them: the
+    BMPString a character a byte (Latin-1), which is exact for these names."""
+    printed = openssl("pkcs12", "-in", pfx, "-nokeys", "-passin", f"pass:{password}")
+    names: list[str | None] = []
+    name = None
+    for line in printed.decode("latin-1").splitlines():
+        if line.strip().startswith("friendlyName:"):
+            name = line.split(":", 1)[1].strip()
+        elif line.startswith("subject="):
+            names.append(name)
+            name = None
+    return names
+
+
+def test_show_pfx_friendly_names(pki: Pki, tmp_path: Path) -> None:
+    pfx = tmp_path / "named.pfx"
+    openssl("pkcs12", "-export", "-inkey", pki.leaf_key, "-in", pki.leaf, "-certfile", pki.inter,
+            "-name", "Zertifikat für Sprache", "-caname", "Example Issuing CA 1",
+            "-out", pfx, "-passout", "pass:pw")  # fmt: skip
+    expected = _openssl_friendly_names(pfx, "pw")
+    assert expected == ["Zertifikat für Sprache", "Example Issuing CA 1"]
+    result = run("show", pfx, "--password-env", "PW", "--view", "properties",
+                 "--format", "json", env={"PW": "pw"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    certificates = json.loads(result.stdout)["certificates"]
+    assert [c["friendly_name"] for c in certificates] == expected
+    # The fixture's PFX names only the leaf (-name www); PEM files name nothing.
+    text = run("show", pki.pfx, "--password-env", "PW", env={"PW": PFX_PASSWORD}).stdout
+    assert _openssl_friendly_names(pki.pfx, PFX_PASSWORD) == ["www", None]
+    assert [line for line in text.splitlines() if "Friendly name" in line] == [
+        "  Friendly name:        www",
+        "  Friendly name:        (none)",
+    ]
+    (record,) = json.loads(run("show", pki.leaf, "--format", "json").stdout)["certificates"]
+    assert record["friendly_name"] is None
+
+
 def test_show_pfx_wrong_password(pki: Pki) -> None:
     result = run("show", pki.pfx, "--password-env", "PFX_PW", env={"PFX_PW": "nope"})
     line = assert_error(result, str(pki.pfx), "wrong password for PKCS#12")

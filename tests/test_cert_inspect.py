@@ -26,11 +26,11 @@ ALL_KEYS = [
     "subject_key_identifier", "authority_key_identifier", "key_usage", "extended_key_usage",
     "subject_alternative_names", "basic_constraints", "authority_information_access",
     "crl_distribution_points", "certificate_policies", "extensions", "thumbprint_algorithm",
-    "thumbprints",
+    "thumbprints", "friendly_name",
 ]  # fmt: skip
 V1_KEYS = ALL_KEYS[:10]
 EXTENSION_KEYS = ALL_KEYS[10:20]
-PROPERTY_KEYS = ["thumbprint_algorithm", "thumbprints"]
+PROPERTY_KEYS = ["thumbprint_algorithm", "thumbprints", "friendly_name"]
 
 # Mounted the way the lead mounts it: `provision cert ...`.
 root_app = typer.Typer()

@@ -99,9 +99,13 @@ def show(
     from provision.crypto import details as inspect
 
     with reported_errors(os_errors=True):
-        label, certificates = _load_certificates(source, password_env, servername, connect)
+        label, bundle = _load_certificates(source, password_env, servername, connect)
+        certificates = list(bundle.certificates)
         _readable(label, certificates)
-        records = [inspect.details(c, view.value) for c in certificates]
+        records = [
+            inspect.details(c, view.value, friendly_name=bundle.friendly_name(i))
+            for i, c in enumerate(certificates)
+        ]
         verification = None
         if ca is not None:
             verification = _verification(certificates, ca, datetime.now(UTC))
@@ -151,7 +155,8 @@ def export(
         if chain_files and to is ExportChoice.der:
             problem = "DER holds one certificate; use --to pem or --to pkcs7 with --chain"
             fail(f"{chain_files[0]}: {problem}")
-        _, certificates = _load_certificates(source, password_env, servername, connect)
+        _, bundle = _load_certificates(source, password_env, servername, connect)
+        certificates = list(bundle.certificates)
         for path in chain_files:
             certificates.extend(_load_file(path, None).certificates)
         certificates = _unique(certificates)
@@ -199,7 +204,8 @@ def check(
 
     with reported_errors(os_errors=True):
         moment = _parse_at(at)
-        label, certificates = _load_certificates(source, password_env, servername, connect)
+        label, bundle = _load_certificates(source, password_env, servername, connect)
+        certificates = list(bundle.certificates)
         _readable(label, certificates)
         leaf = certificates[0]
         problems = inspect.check_validity(leaf, moment) + inspect.check_names(leaf, names)
@@ -223,21 +229,22 @@ def check(
 
 def _load_certificates(
     source: str, password_env: str | None, servername: str | None, connect: str | None
-) -> tuple[str, list[x509.Certificate]]:
-    """(label for messages, certificates) from a file or an https:// URL."""
+) -> tuple[str, Bundle]:
+    """(label for messages, what the file holds or the server sent: at least one certificate)."""
     if source.lower().startswith(("https://", "http://")):
         host, port = _parse_url(source)
+        from provision.crypto.decode import Bundle
         from provision.probe import bracket, fetch_chain
 
         label = f"https://{bracket(host)}:{port}"
         certificates = fetch_chain(host, port, connect=connect, servername=servername)
-        return label, certificates
+        return label, Bundle(tuple(certificates), None)
     if connect is not None or servername is not None:
         fail(f"{source}: --connect and --servername only apply to https:// URLs")
-    certificates = list(_load_file(source, _password(password_env)).certificates)
-    if not certificates:
+    bundle = _load_file(source, _password(password_env))
+    if not bundle.certificates:
         fail(f"{source}: holds no certificate")
-    return source, certificates
+    return source, bundle
 
 
 def _load_file(path: str, password: bytes | None) -> Bundle:

@@ -37,6 +37,12 @@ class Bundle:
 
     certificates: tuple[x509.Certificate, ...]
     key: PrivateKey | None
+    # A PKCS#12's friendly name of each certificate, in the same order (None where a
+    # certificate has none); empty for the formats that have no such thing.
+    friendly_names: tuple[str | None, ...] = ()
+
+    def friendly_name(self, index: int) -> str | None:
+        return self.friendly_names[index] if index < len(self.friendly_names) else None
 
 
 # A PEM block: label, then body up to the matching END line. Non-greedy so that several
@@ -272,12 +278,18 @@ def _load_pkcs12(data: bytes, password: bytes | None, source: str) -> Bundle:
             loaded = pkcs12.load_pkcs12(data, candidate)
         except ValueError:
             continue
-        certificates: list[x509.Certificate] = []
-        if loaded.cert is not None:
-            certificates.append(loaded.cert.certificate)
-        certificates.extend(c.certificate for c in loaded.additional_certs)
+        entries = [loaded.cert] if loaded.cert is not None else []
+        entries.extend(loaded.additional_certs)
         key = None if loaded.key is None else _supported_key(loaded.key, source)
-        return Bundle(tuple(certificates), key)
+        return Bundle(
+            tuple(e.certificate for e in entries),
+            key,
+            # Windows writes BMPStrings, which cryptography hands over as UTF-8.
+            tuple(
+                None if e.friendly_name is None else e.friendly_name.decode(errors="replace")
+                for e in entries
+            ),
+        )
     if password is None:
         raise CryptoError(f"{source}: PKCS#12 is password protected and no password was given")
     raise CryptoError(f"{source}: wrong password for PKCS#12 (or the file is damaged)")

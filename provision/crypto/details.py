@@ -43,6 +43,9 @@ extensions             [{name, oid,          every extension in certificate orde
                         critical}]           ``openssl x509 -text`` prints it
 thumbprint_algorithm   str                   "sha1" (what Windows and IIS bind by)
 thumbprints            {sha1, sha256}        uppercase hex, no separators
+friendly_name          str | null            the name a PKCS#12 file gives the
+                                             certificate (Windows' "Friendly name"); null
+                                             when it has none or the file is no PKCS#12
 ====================== ===================== ==========================================
 
 ``null`` for an extension field means the certificate does not have that extension.
@@ -59,7 +62,8 @@ After ``basic_constraints`` come, each a list or null:
 
 Views: ``all``; ``v1`` (version .. public_key); ``extensions`` (the extension fields and
 ``extensions``); ``critical`` (the fields of critical extensions only, and ``extensions``
-holding only the critical ones); ``properties`` (thumbprint_algorithm, thumbprints).
+holding only the critical ones); ``properties`` (thumbprint_algorithm, thumbprints,
+friendly_name).
 """
 
 from __future__ import annotations
@@ -109,7 +113,7 @@ _EXTENSION_FIELDS: dict[str, x509.ObjectIdentifier] = {
     "crl_distribution_points": ExtensionOID.CRL_DISTRIBUTION_POINTS,
     "certificate_policies": ExtensionOID.CERTIFICATE_POLICIES,
 }
-_PROPERTY_FIELDS = ("thumbprint_algorithm", "thumbprints")
+_PROPERTY_FIELDS = ("thumbprint_algorithm", "thumbprints", "friendly_name")
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,7 @@ class CertificateDetails:
     extensions: list[ExtensionInfo]
     thumbprint_algorithm: str
     thumbprints: Thumbprints
+    friendly_name: str | None
 
 
 # --- openssl's names ------------------------------------------------------------------
@@ -341,8 +346,11 @@ _QUOTE_TRIGGERS = frozenset(',+"\\<>;')
 # --- building the record -----------------------------------------------------------------
 
 
-def inspect_certificate(cert: x509.Certificate) -> CertificateDetails:
-    """Every field of the details record for one certificate."""
+def inspect_certificate(
+    cert: x509.Certificate, *, friendly_name: str | None = None
+) -> CertificateDetails:
+    """Every field of the details record for one certificate; ``friendly_name`` is the
+    container's (a PKCS#12 file's) name for it, not part of the certificate."""
     exts = {e.oid: e for e in cert.extensions}
     der = cert.public_bytes(serialization.Encoding.DER)
     sig_oid = cert.signature_algorithm_oid.dotted_string
@@ -380,12 +388,15 @@ def inspect_certificate(cert: x509.Certificate) -> CertificateDetails:
             sha1=hashlib.sha1(der, usedforsecurity=False).hexdigest().upper(),
             sha256=hashlib.sha256(der).hexdigest().upper(),
         ),
+        friendly_name=friendly_name,
     )
 
 
-def details(cert: x509.Certificate, view: View = "all") -> dict[str, Any]:
+def details(
+    cert: x509.Certificate, view: View = "all", *, friendly_name: str | None = None
+) -> dict[str, Any]:
     """JSON-ready details for one view; keys are a subset of the ``all`` view, same order."""
-    record = inspect_certificate(cert)
+    record = inspect_certificate(cert, friendly_name=friendly_name)
     data = asdict(record)
     if view == "all":
         return data
@@ -645,6 +656,7 @@ _LABELS = {
     "extensions": "Extensions",
     "thumbprint_algorithm": "Thumbprint algorithm",
     "thumbprints": "Thumbprint",
+    "friendly_name": "Friendly name",
 }
 _WIDTH = max(len(label) for label in _LABELS.values())
 
@@ -685,7 +697,7 @@ def _render_field(label: str, values: list[str]) -> list[str]:
 
 def _text_values(key: str, value: Any) -> list[str]:
     if value is None:
-        return ["(not present)"]
+        return ["(none)" if key == "friendly_name" else "(not present)"]
     if key in ("issuer", "subject"):
         return [value["openssl"]]
     if key == "public_key":
