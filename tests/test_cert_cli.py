@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -194,6 +194,104 @@ def test_show_with_ca_reports_the_verified_chain(pki: Pki) -> None:
     }
     text = run("show", pki.leaf, "--ca", pki.root, "--view", "properties").stdout
     assert "Chain: NOT verified: chain does not verify: no certificate for the issuer " in text
+
+
+def _openssl_subject(path: Path, nameopt: str) -> str:
+    out = openssl("x509", "-in", path, "-noout", "-subject", "-nameopt", nameopt).decode()
+    return out.strip().removeprefix("subject=")
+
+
+def test_show_dn_order_windows(pki: Pki) -> None:
+    # Windows' certificate dialog lists a name least significant first: openssl's dn_rev.
+    windows = "oneline,-space_eq,dn_rev"
+    leaf, inter, root = (_openssl_subject(p, windows) for p in (pki.leaf, pki.inter, pki.root))
+    assert leaf == 'CN=www.example.test, O="Example, Inc.", L=Portland, ST=Oregon, C=US'
+    result = run("show", pki.fullchain, "--view", "v1", "--dn-order", "windows", "--ca", pki.root)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if line.startswith("Certificate ")] == [
+        f"Certificate 1 of 2: {leaf}",
+        f"Certificate 2 of 2: {inter}",
+    ]
+    assert f"  Subject:              {leaf}" in lines
+    assert f"  Issuer:               {inter}" in lines
+    assert f"  Subject:              {inter}" in lines
+    assert f"  Issuer:               {root}" in lines
+    assert lines[-1] == f"Chain: verified: {leaf} -> {inter} -> {root}"
+    # openssl's order stays the default.
+    default = run("show", pki.leaf, "--view", "v1").stdout
+    assert f"  Subject:              {_openssl_subject(pki.leaf, 'oneline,-space_eq')}" in default
+    assert run("show", pki.leaf, "--dn-order", "ldap").exit_code == 2  # a usage error
+
+
+def _provision(*args: str | Path, tz: str) -> subprocess.CompletedProcess[str]:
+    # A process of its own: the C library reads TZ when Python starts.
+    return subprocess.run([sys.executable, "-m", "provision", *map(str, args)],
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "TZ": tz})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dated(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Valid from a winter to a summer day (northern hemisphere), signed by `openssl ca`."""
+    d = tmp_path_factory.mktemp("dated")
+    (d / "index.txt").touch()
+    (d / "serial").write_text("01\n")
+    config = d / "ca.cnf"
+    config.write_text(f"""[ca]
+default_ca = here
+[here]
+database = {d}/index.txt
+new_certs_dir = {d}
+serial = {d}/serial
+default_md = sha256
+policy = anything
+unique_subject = no
+[anything]
+commonName = supplied
+""")
+    out = d / "dated.pem"
+    openssl("ca", "-batch", "-config", config, "-cert", pki.root, "-keyfile", pki.root_key,
+            "-in", pki.csr, "-out", out, "-notext",
+            "-startdate", "20260115120000Z", "-enddate", "20260715120000Z")  # fmt: skip
+    return out
+
+
+def _local(moment: datetime, tz: str) -> str:
+    """`date`'s ISO 8601 of a UTC moment in the time zone TZ says."""
+    epoch = int(moment.replace(tzinfo=UTC).timestamp())
+    return subprocess.run(["date", "-d", f"@{epoch}", "+%Y-%m-%dT%H:%M:%S%:z"],
+                          capture_output=True, text=True, check=True,
+                          env={**os.environ, "TZ": tz}).stdout.strip()  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "tz",
+    [
+        "EST5EDT,M3.2.0,M11.1.0",  # a POSIX rule: summer time without any zoneinfo file
+        "Asia/Kathmandu",  # +05:45
+        "UTC",
+    ],
+)
+def test_show_local_time(dated: Path, tz: str) -> None:
+    start, end = openssl_dates(dated)
+    assert (start, end) == (datetime(2026, 1, 15, 12), datetime(2026, 7, 15, 12))
+    result = _provision("cert", "show", dated, "--local-time", "--format", "json", tz=tz)
+    assert result.returncode == 0, result.stderr
+    (record,) = json.loads(result.stdout)["certificates"]
+    assert (record["valid_from"], record["valid_to"]) == (_local(start, tz), _local(end, tz))
+    if tz.startswith("EST5EDT"):
+        # The offset of each moment, not of today: winter and summer time.
+        assert (record["valid_from"], record["valid_to"]) == (
+            "2026-01-15T07:00:00-05:00",
+            "2026-07-15T08:00:00-04:00",
+        )
+    text = _provision("cert", "show", dated, "--local-time", "--view", "v1", tz=tz).stdout
+    assert f"  Valid to:             {_local(end, tz)}" in text.splitlines()
+    # Without the option the dates stay UTC, whatever TZ says.
+    utc = _provision("cert", "show", dated, "--format", "json", tz=tz)
+    (record,) = json.loads(utc.stdout)["certificates"]
+    assert record["valid_to"] == "2026-07-15T12:00:00Z"
 
 
 def test_show_unknown_view_is_a_usage_error(pki: Pki) -> None:

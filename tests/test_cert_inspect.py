@@ -108,6 +108,8 @@ def test_every_field_matches_openssl(pki: Pki, attribute: str) -> None:
         # -text prints "C = US"; our form is oneline without the spaces around "=".
         assert record[field]["openssl"] == str(o[field]).replace(" = ", "=")
         assert record[field]["openssl"] == _openssl_name(path, which, "oneline,-space_eq")
+        # Windows' order is openssl's dn_rev: the same RDNs, least significant first.
+        assert record[field]["windows"] == _openssl_name(path, which, "oneline,-space_eq,dn_rev")
         assert record[field]["rfc4514"] == _openssl_name(path, which, "RFC2253")
 
     assert record["valid_from"] == _iso(o["not_before"])  # type: ignore[arg-type]

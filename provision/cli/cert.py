@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from provision.crypto.decode import Bundle
+    from provision.crypto.details import DnOrder
 
 app = typer.Typer(
     help="Show, export and check certificates (files or https:// servers).",
@@ -52,6 +53,11 @@ class ViewChoice(enum.StrEnum):
 class FormatChoice(enum.StrEnum):
     text = "text"
     json = "json"
+
+
+class DnOrderChoice(enum.StrEnum):
+    openssl = "openssl"
+    windows = "windows"
 
 
 class ExportChoice(enum.StrEnum):
@@ -91,6 +97,20 @@ def show(
     servername: ServernameOpt = None,
     connect: ConnectOpt = None,
     ca: CaOpt = None,
+    dn_order: Annotated[
+        DnOrderChoice,
+        typer.Option(
+            "--dn-order",
+            help="Names as openssl writes them (C=US, O=Example, CN=host) or as Windows "
+            "shows them (CN=host, O=Example, C=US).",
+        ),
+    ] = DnOrderChoice.openssl,
+    local_time: Annotated[
+        bool,
+        typer.Option(
+            "--local-time", help="Dates in the local time zone (TZ), with its offset, not UTC."
+        ),
+    ] = False,
 ) -> None:
     """Show every certificate in a file or served by an https:// server."""
     import json
@@ -103,20 +123,22 @@ def show(
         certificates = list(bundle.certificates)
         _readable(label, certificates)
         records = [
-            inspect.details(c, view.value, friendly_name=bundle.friendly_name(i))
+            inspect.details(
+                c, view.value, friendly_name=bundle.friendly_name(i), local_time=local_time
+            )
             for i, c in enumerate(certificates)
         ]
         verification = None
         if ca is not None:
-            verification = _verification(certificates, ca, datetime.now(UTC))
+            verification = _verification(certificates, ca, datetime.now(UTC), dn_order.value)
         if output_format is FormatChoice.json:
             document: dict[str, object] = {"certificates": records}
             if verification is not None:
                 document["verification"] = verification
             typer.echo(json.dumps(document, indent=2))
             return
-        titles = [inspect.openssl_name(c.subject) for c in certificates]
-        text = inspect.render_text(records, titles=titles)
+        titles = [inspect.dn_string(c.subject, dn_order.value) for c in certificates]
+        text = inspect.render_text(records, titles=titles, dn_order=dn_order.value)
         if verification is not None:
             if verification["verified"]:
                 text += "\nChain: verified: " + " -> ".join(verification["chain"]) + "\n"
@@ -305,8 +327,10 @@ def _parse_url(url: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
-def _verification(certificates: list[x509.Certificate], ca: str, moment: datetime) -> Verification:
-    """The ``verification`` member of ``show``'s output."""
+def _verification(
+    certificates: list[x509.Certificate], ca: str, moment: datetime, dn_order: DnOrder
+) -> Verification:
+    """The ``verification`` member of ``show``'s output, the chain's names in ``dn_order``."""
     from provision.crypto import chains
     from provision.crypto import details as inspect
 
@@ -315,7 +339,7 @@ def _verification(certificates: list[x509.Certificate], ca: str, moment: datetim
         path = chains.verify(certificates[0], certificates[1:], roots, moment)
     except chains.ChainError as exc:
         return {"verified": False, "chain": [], "problem": exc.message}
-    chain = [inspect.openssl_name(c.subject) for c in path]
+    chain = [inspect.dn_string(c.subject, dn_order) for c in path]
     return {"verified": True, "chain": chain, "problem": None}
 
 

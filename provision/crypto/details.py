@@ -17,12 +17,16 @@ signature_algorithm    str                   openssl's name: ``sha256WithRSAEncr
                                              ``ecdsa-with-SHA256``, ``rsassaPss``,
                                              ``ED25519``; the dotted OID if unknown
 signature_algorithm_oid str                  dotted OID
-issuer, subject        {openssl, rfc4514}    ``openssl``: as ``openssl x509 -nameopt
-                                             oneline,-space_eq`` prints it, most
+issuer, subject        {openssl, windows,    ``openssl``: as ``openssl x509 -nameopt
+                       rfc4514}              oneline,-space_eq`` prints it, most
                                              significant RDN first (``C=US, O=Ex, CN=a``),
                                              values with , + " \\ < > ; quoted;
-                                             ``rfc4514``: RFC 4514, CN first
-valid_from, valid_to   str                   ISO 8601 UTC, ``2026-01-31T12:00:00Z``
+                                             ``windows``: the same RDNs the other way
+                                             round, as Windows shows them (``CN=a, O=Ex,
+                                             C=US``); ``rfc4514``: RFC 4514, CN first
+valid_from, valid_to   str                   ISO 8601 UTC, ``2026-01-31T12:00:00Z``; with
+                                             ``local_time``, in the local time zone with
+                                             its offset, ``2026-01-31T13:00:00+01:00``
 public_key             {type, size, curve}   type ``RSA|EC|Ed25519|Ed448|DSA``, size in
                                              bits (int), curve: NIST name (``P-256``) or
                                              the SEC name, null for non-EC keys
@@ -87,6 +91,7 @@ from cryptography.x509.oid import (
 )
 
 View = Literal["all", "v1", "extensions", "critical", "properties"]
+DnOrder = Literal["openssl", "windows"]
 VIEWS: tuple[View, ...] = ("all", "v1", "extensions", "critical", "properties")
 
 _V1_FIELDS = (
@@ -119,7 +124,12 @@ _PROPERTY_FIELDS = ("thumbprint_algorithm", "thumbprints", "friendly_name")
 @dataclass(frozen=True)
 class Name:
     openssl: str
+    windows: str
     rfc4514: str
+
+    @classmethod
+    def of(cls, name: x509.Name) -> Name:
+        return cls(dn_string(name, "openssl"), dn_string(name, "windows"), name.rfc4514_string())
 
 
 @dataclass(frozen=True)
@@ -347,10 +357,11 @@ _QUOTE_TRIGGERS = frozenset(',+"\\<>;')
 
 
 def inspect_certificate(
-    cert: x509.Certificate, *, friendly_name: str | None = None
+    cert: x509.Certificate, *, friendly_name: str | None = None, local_time: bool = False
 ) -> CertificateDetails:
     """Every field of the details record for one certificate; ``friendly_name`` is the
-    container's (a PKCS#12 file's) name for it, not part of the certificate."""
+    container's (a PKCS#12 file's) name for it, not part of the certificate; ``local_time``
+    writes the dates in the local time zone (``TZ``) instead of UTC."""
     exts = {e.oid: e for e in cert.extensions}
     der = cert.public_bytes(serialization.Encoding.DER)
     sig_oid = cert.signature_algorithm_oid.dotted_string
@@ -360,10 +371,10 @@ def inspect_certificate(
         serial_number_decimal=str(cert.serial_number),
         signature_algorithm=signature_algorithm_name(cert),
         signature_algorithm_oid=sig_oid,
-        issuer=Name(openssl_name(cert.issuer), cert.issuer.rfc4514_string()),
-        valid_from=_iso(cert.not_valid_before_utc),
-        valid_to=_iso(cert.not_valid_after_utc),
-        subject=Name(openssl_name(cert.subject), cert.subject.rfc4514_string()),
+        issuer=Name.of(cert.issuer),
+        valid_from=_timestamp(cert.not_valid_before_utc, local_time),
+        valid_to=_timestamp(cert.not_valid_after_utc, local_time),
+        subject=Name.of(cert.subject),
         public_key=public_key_info(cert),
         subject_key_identifier=_ski(exts),
         authority_key_identifier=_aki(exts),
@@ -393,10 +404,14 @@ def inspect_certificate(
 
 
 def details(
-    cert: x509.Certificate, view: View = "all", *, friendly_name: str | None = None
+    cert: x509.Certificate,
+    view: View = "all",
+    *,
+    friendly_name: str | None = None,
+    local_time: bool = False,
 ) -> dict[str, Any]:
     """JSON-ready details for one view; keys are a subset of the ``all`` view, same order."""
-    record = inspect_certificate(cert, friendly_name=friendly_name)
+    record = inspect_certificate(cert, friendly_name=friendly_name, local_time=local_time)
     data = asdict(record)
     if view == "all":
         return data
@@ -419,6 +434,13 @@ def details(
 
 def openssl_name(name: x509.Name) -> str:
     """``C=US, O=Example, CN=host``: openssl's ``-nameopt oneline,-space_eq``."""
+    return dn_string(name, "openssl")
+
+
+def dn_string(name: x509.Name, order: DnOrder) -> str:
+    """A name as one string: RDNs in openssl's order (the certificate's, most significant
+    first: ``C=US, O=Example, CN=host``) or Windows' (the other way round: ``CN=host,
+    O=Example, C=US``), each written as openssl's ``oneline`` writes it."""
     rdns = []
     for rdn in name.rdns:
         parts = [
@@ -426,7 +448,7 @@ def openssl_name(name: x509.Name) -> str:
             for a in rdn
         ]
         rdns.append(" + ".join(parts))
-    return ", ".join(rdns)
+    return ", ".join(rdns if order == "openssl" else reversed(rdns))
 
 
 def _openssl_value(value: str | bytes) -> str:
@@ -448,6 +470,15 @@ def _serial_hex(serial: int) -> str:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _timestamp(moment: datetime, local_time: bool) -> str:
+    if not local_time:
+        return _iso(moment)
+    # astimezone() without a zone asks the C library for the offset at that very moment
+    # (summer or winter time), as TZ says; a fixed offset taken now would be wrong for half
+    # the year.
+    return moment.astimezone().isoformat(timespec="seconds")
 
 
 def _colon_hex(data: bytes) -> str:
@@ -662,28 +693,33 @@ _WIDTH = max(len(label) for label in _LABELS.values())
 
 
 def render_text(
-    certificates: Sequence[Mapping[str, Any]], *, titles: Sequence[str] | None = None
+    certificates: Sequence[Mapping[str, Any]],
+    *,
+    titles: Sequence[str] | None = None,
+    dn_order: DnOrder = "openssl",
 ) -> str:
     """Aligned text for people; one block per certificate, blank line between blocks.
 
     Each block starts with ``Certificate i of n: <title>``; the title defaults to the
-    subject when the view has one (pass ``titles`` for views that leave it out).
+    subject when the view has one (pass ``titles`` for views that leave it out). Issuer and
+    subject are written in ``dn_order``.
     """
     blocks = []
     total = len(certificates)
     for index, record in enumerate(certificates):
-        title = titles[index] if titles is not None else _default_title(record)
+        title = titles[index] if titles is not None else _default_title(record, dn_order)
         heading = f"Certificate {index + 1} of {total}"
         lines = [f"{heading}: {title}" if title else heading]
         for key, value in record.items():
-            lines.extend(_render_field(_LABELS.get(key, key), _text_values(key, value)))
+            values = _text_values(key, value, dn_order)
+            lines.extend(_render_field(_LABELS.get(key, key), values))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
 
 
-def _default_title(record: Mapping[str, Any]) -> str:
+def _default_title(record: Mapping[str, Any], dn_order: DnOrder) -> str:
     subject = record.get("subject")
-    return str(subject["openssl"]) if isinstance(subject, Mapping) else ""
+    return str(subject[dn_order]) if isinstance(subject, Mapping) else ""
 
 
 def _render_field(label: str, values: list[str]) -> list[str]:
@@ -695,11 +731,11 @@ def _render_field(label: str, values: list[str]) -> list[str]:
     return [first, *rest]
 
 
-def _text_values(key: str, value: Any) -> list[str]:
+def _text_values(key: str, value: Any, dn_order: DnOrder) -> list[str]:
     if value is None:
         return ["(none)" if key == "friendly_name" else "(not present)"]
     if key in ("issuer", "subject"):
-        return [value["openssl"]]
+        return [value[dn_order]]
     if key == "public_key":
         curve = f", {value['curve']}" if value["curve"] else ""
         return [f"{value['type']} ({value['size']} bits{curve})"]
