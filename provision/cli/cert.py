@@ -120,7 +120,7 @@ def show(
 
     with reported_errors(os_errors=True):
         label, bundle = _load_certificates(source, password_env, servername, connect)
-        certificates = list(bundle.certificates)
+        certificates = bundle.certificates
         _readable(label, certificates)
         records = [
             inspect.details(
@@ -227,7 +227,7 @@ def check(
     with reported_errors(os_errors=True):
         moment = _parse_at(at)
         label, bundle = _load_certificates(source, password_env, servername, connect)
-        certificates = list(bundle.certificates)
+        certificates = bundle.certificates
         _readable(label, certificates)
         leaf = certificates[0]
         problems = inspect.check_validity(leaf, moment) + inspect.check_names(leaf, names)
@@ -328,7 +328,7 @@ def _parse_url(url: str) -> tuple[str, int]:
 
 
 def _verification(
-    certificates: list[x509.Certificate], ca: str, moment: datetime, dn_order: DnOrder
+    certificates: Sequence[x509.Certificate], ca: str, moment: datetime, dn_order: DnOrder
 ) -> Verification:
     """The ``verification`` member of ``show``'s output, the chain's names in ``dn_order``."""
     from provision.crypto import chains
