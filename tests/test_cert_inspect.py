@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,13 @@ ALL_KEYS = [
     "version", "serial_number", "serial_number_decimal", "signature_algorithm",
     "signature_algorithm_oid", "issuer", "valid_from", "valid_to", "subject", "public_key",
     "subject_key_identifier", "authority_key_identifier", "key_usage", "extended_key_usage",
-    "subject_alternative_names", "basic_constraints", "extensions", "thumbprint_algorithm",
-    "thumbprints",
+    "subject_alternative_names", "basic_constraints", "authority_information_access",
+    "crl_distribution_points", "certificate_policies", "extensions", "thumbprint_algorithm",
+    "thumbprints", "friendly_name",
 ]  # fmt: skip
 V1_KEYS = ALL_KEYS[:10]
-EXTENSION_KEYS = ALL_KEYS[10:17]
-PROPERTY_KEYS = ["thumbprint_algorithm", "thumbprints"]
+EXTENSION_KEYS = ALL_KEYS[10:20]
+PROPERTY_KEYS = ["thumbprint_algorithm", "thumbprints", "friendly_name"]
 
 # Mounted the way the lead mounts it: `provision cert ...`.
 root_app = typer.Typer()
@@ -70,6 +72,18 @@ def _san(item: str) -> str:
     return item
 
 
+# The extensions that say where to look a certificate up, and how openssl -text names them.
+PUBLISHED = {
+    "authority_information_access": "Authority Information Access",
+    "crl_distribution_points": "X509v3 CRL Distribution Points",
+    "certificate_policies": "X509v3 Certificate Policies",
+}
+LABELS = {
+    "authority_information_access": "Authority info",
+    "crl_distribution_points": "CRL distribution",
+    "certificate_policies": "Certificate policies",
+}
+
 CERTIFICATES = ["leaf", "ec", "ed", "pss", "inter", "root", "ip_cn", "no_san", "odd_wildcards"]
 
 
@@ -94,6 +108,8 @@ def test_every_field_matches_openssl(pki: Pki, attribute: str) -> None:
         # -text prints "C = US"; our form is oneline without the spaces around "=".
         assert record[field]["openssl"] == str(o[field]).replace(" = ", "=")
         assert record[field]["openssl"] == _openssl_name(path, which, "oneline,-space_eq")
+        # Windows' order is openssl's dn_rev: the same RDNs, least significant first.
+        assert record[field]["windows"] == _openssl_name(path, which, "oneline,-space_eq,dn_rev")
         assert record[field]["rfc4514"] == _openssl_name(path, which, "RFC2253")
 
     assert record["valid_from"] == _iso(o["not_before"])  # type: ignore[arg-type]
@@ -141,6 +157,9 @@ def test_every_field_matches_openssl(pki: Pki, attribute: str) -> None:
             "path_length": int(parts["pathlen"]) if "pathlen" in parts else None,
         }
 
+    for field, name in PUBLISHED.items():
+        assert (record[field] is None) == (value(name) is None), field
+
     assert record["thumbprint_algorithm"] == "sha1"
     assert record["thumbprints"] == {"sha1": o["sha1"], "sha256": o["sha256"]}
 
@@ -159,6 +178,109 @@ def test_fixture_covers_what_it_claims(pki: Pki) -> None:
         "ca": True,
         "path_length": 0,
     }
+
+
+# --- where to look a certificate up: AIA, CRL distribution points, policies ---------------
+
+PUBLISHED_EXTENSIONS = """\
+[published]
+subjectAltName = DNS:published.example.test
+authorityInfoAccess = OCSP;URI:http://ocsp.example.test,caIssuers;URI:http://ca.example.test/issuing.crt,caIssuers;URI:ldap://ldap.example.test/cn=Issuing%20CA?cACertificate
+crlDistributionPoints = crl_section,URI:http://crl2.example.test/b.crl
+certificatePolicies = ia5org,2.23.140.1.2.2,@policy_section,anyPolicy
+[crl_section]
+fullname = URI:http://crl.example.test/issuing.crl,URI:ldap://ldap.example.test/cn=CRL
+reasons = keyCompromise,CACompromise
+CRLissuer = dirName:crl_issuer_section
+[crl_issuer_section]
+C = US
+O = Example Trust
+CN = CRL Signer
+[policy_section]
+policyIdentifier = 1.3.6.1.4.1.99999.1.2
+CPS.1 = "http://cps.example.test/cps"
+CPS.2 = "https://cps.example.test/other"
+userNotice.1 = @notice_one
+userNotice.2 = @notice_two
+[notice_one]
+explicitText = "Use only for voice, Inc."
+organization = "Example Trust"
+noticeNumbers = 1,2,3
+[notice_two]
+explicitText = UTF8:"Nur für Sprache"
+"""
+
+
+@pytest.fixture(scope="module")
+def published(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A leaf with every kind of AIA, CRL distribution point and policy entry, by openssl."""
+    d = tmp_path_factory.mktemp("published")
+    config = d / "published.cnf"
+    config.write_text(PUBLISHED_EXTENSIONS)
+    out = d / "published.pem"
+    openssl("x509", "-req", "-in", pki.csr, "-CA", pki.root, "-CAkey", pki.root_key,
+            "-days", "10", "-extfile", config, "-extensions", "published", "-out", out)  # fmt: skip
+    return out
+
+
+def test_published_extensions_decoded_with_their_values(published: Path) -> None:
+    (record,) = _show_json(published, "extensions")
+    assert record["authority_information_access"] == [
+        {"method": "OCSP", "location": "URI:http://ocsp.example.test"},
+        {"method": "CA Issuers", "location": "URI:http://ca.example.test/issuing.crt"},
+        {"method": "CA Issuers",
+         "location": "URI:ldap://ldap.example.test/cn=Issuing%20CA?cACertificate"},
+    ]  # fmt: skip
+    assert record["crl_distribution_points"] == [
+        {
+            "full_name": ["URI:http://crl.example.test/issuing.crl",
+                          "URI:ldap://ldap.example.test/cn=CRL"],
+            "relative_name": None,
+            "reasons": ["Key Compromise", "CA Compromise"],
+            "crl_issuer": ["DirName:C=US, O=Example Trust, CN=CRL Signer"],
+        },
+        {"full_name": ["URI:http://crl2.example.test/b.crl"], "relative_name": None,
+         "reasons": None, "crl_issuer": None},
+    ]  # fmt: skip
+    assert record["certificate_policies"] == [
+        {"oid": "2.23.140.1.2.2", "name": None, "cps": [], "user_notices": []},
+        {
+            "oid": "1.3.6.1.4.1.99999.1.2",
+            "name": None,
+            "cps": ["http://cps.example.test/cps", "https://cps.example.test/other"],
+            "user_notices": [
+                {"organization": "Example Trust", "numbers": [1, 2, 3],
+                 "explicit_text": "Use only for voice, Inc."},
+                {"organization": None, "numbers": [], "explicit_text": "Nur für Sprache"},
+            ],
+        },
+        {"oid": "2.5.29.32.0", "name": "X509v3 Any Policy", "cps": [], "user_notices": []},
+    ]  # fmt: skip
+
+
+def _text_field(text: str, label: str) -> list[str]:
+    """The value lines of one field of ``cert show``'s text, stripped."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"  {label}:"))
+    found = [lines[start].split(":", 1)[1].strip()]
+    for line in lines[start + 1 :]:
+        if not line.startswith(" " * 24):
+            break
+        found.append(line.strip())
+    return found
+
+
+def test_published_extensions_text_reads_as_openssl_prints_them(published: Path) -> None:
+    result = CliRunner().invoke(root_app, ["cert", "show", str(published)])
+    assert result.exit_code == 0, result.output
+    extensions: dict[str, tuple[bool, list[str]]] = parse_openssl_text(published)["extensions"]  # type: ignore[assignment]
+    for field, name in PUBLISHED.items():
+        expected = []
+        for line in extensions[name][1]:
+            # openssl 3.0 forgets the line break after a distribution point's last name
+            # ("URI:ldap://...        Reasons:"); its DirName is "C = US", ours "C=US".
+            expected += [part.replace(" = ", "=") for part in re.split(r"\s{2,}", line)]
+        assert _text_field(result.stdout, LABELS[field]) == expected, field
 
 
 # --- views ------------------------------------------------------------------------------

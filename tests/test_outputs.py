@@ -44,6 +44,7 @@ EVERY_OUTPUT = [
     {"file": "leaf.crt", "format": "pem", "content": "certificate"},
     {"file": "chain.pem", "format": "pem", "content": "chain"},
     {"file": "fullchain.pem", "format": "pem", "content": "fullchain"},
+    {"file": "fullpath.pem", "format": "pem", "content": "fullpath"},
     {"file": "root.cer", "format": "der", "content": "root"},
     {"file": "root.pem", "format": "pem", "content": "root"},
     {"file": "key.pem", "format": "pem", "content": "key"},
@@ -51,6 +52,7 @@ EVERY_OUTPUT = [
     {"file": "leaf.p7b", "format": "pkcs7", "content": "certificate"},
     {"file": "chain.p7b", "format": "pkcs7", "content": "chain"},
     {"file": "fullchain.p7b", "format": "pkcs7", "content": "fullchain"},
+    {"file": "fullpath.p7b", "format": "pkcs7", "content": "fullpath"},
     {"file": "root.p7b", "format": "pkcs7", "content": "root"},
     {"file": "modern.pfx", "format": "pkcs12", "password": PFX, "friendly_name": "httpscert"},
     {"file": "legacy.pfx", "format": "pkcs12", "password": PFX, "profile": "legacy"},
@@ -111,6 +113,12 @@ def test_every_format_and_content_reads_back_with_openssl(
         *pem_certificates(leaf),
         *pem_certificates(inter),
     ]
+    # fullpath: the whole certification path, root included
+    assert pem_certificates(d / "fullpath.pem") == [
+        *pem_certificates(leaf),
+        *pem_certificates(inter),
+        *pem_certificates(root),
+    ]
     assert fingerprint(d / "root.cer", "DER") == fingerprint(root)
     assert pem_certificates(d / "root.pem") == pem_certificates(root)
     openssl("verify", "-CAfile", d / "root.pem", "-untrusted", d / "chain.pem", d / "leaf.crt")
@@ -133,6 +141,12 @@ def test_every_format_and_content_reads_back_with_openssl(
         "crl2pkcs7", "-nocrl", "-certfile", leaf, "-certfile", inter, "-outform", "DER"
     )
     assert (d / "fullchain.p7b").read_bytes() == made_by_openssl
+    # Windows' "include all certificates in the certification path": leaf, inter, root
+    assert p7b_subjects(d / "fullpath.p7b") == [LEAF, INTER, ROOT]
+    assert (d / "fullpath.p7b").read_bytes() == openssl(
+        "crl2pkcs7", "-nocrl", "-certfile", leaf, "-certfile", inter, "-certfile", root,
+        "-outform", "DER",
+    )  # fmt: skip
 
     # PKCS#12: key, leaf, intermediate, root; modern AES-256/SHA-256, legacy 3DES/SHA-1
     for name in ("modern.pfx", "legacy.pfx"):
@@ -197,6 +211,28 @@ def test_ca_example_pfx_in_both_profiles(project: Path, cli: Any) -> None:
     assert not ok
     before = snapshot(project / ".provision")
     assert "changed 0" in apply(cli, playbook).stdout
+    assert snapshot(project / ".provision") == before
+
+
+def test_fullpath_of_a_self_signed_certificate_holds_it_once(project: Path, cli: Any) -> None:
+    # A self-signed leaf is its own root: its certification path is the leaf alone. Alone,
+    # a fullpath output also carries the leaf for the planner, so a second apply is idle.
+    fresh(project)
+    data = example(project, "callmanager-https.yml")
+    del data["sites"]  # nginx would need a fullchain output
+    data["certificates"][0]["outputs"] = [
+        {"file": "httpscert.pem", "format": "pem", "content": "fullpath"},
+        {"file": "httpscert.p7b", "format": "pkcs7", "content": "fullpath"},
+        {"file": "httpscert.key", "format": "pem", "content": "key"},
+    ]
+    playbook = write_playbook(project, "self-signed-fullpath.yml", data)
+    apply(cli, playbook)
+    d = certs_dir(project)
+    assert len(pem_certificates(d / "httpscert.pem")) == 1
+    leaf_subject = subjects(openssl_text("x509", "-in", d / "httpscert.pem", "-noout", "-subject"))
+    assert p7b_subjects(d / "httpscert.p7b") == leaf_subject
+    before = snapshot(project / ".provision")
+    assert "changed 0" in apply(cli, playbook, "--full").stdout
     assert snapshot(project / ".provision") == before
 
 

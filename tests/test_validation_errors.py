@@ -149,6 +149,13 @@ CASES = {
         "certificates[0].outputs[1].file: '/etc/x.pem' escapes the certificates directory "
         "(use a relative name)" + FOR_HOST,
     ),
+    "der-cannot-hold-fullpath": Case(
+        "{file: httpscert.cer, format: der, content: root}",
+        "{file: httpscert.cer, format: der, content: fullpath}",
+        "content: fullpath",
+        "certificates[0].outputs[0]: format der cannot hold content 'fullpath' "
+        "(allowed: certificate, key, root)" + FOR_HOST,
+    ),
     "unknown-key-type": Case(
         "key: {type: rsa, size: 2048}",
         "key: {type: dsa}",

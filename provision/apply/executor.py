@@ -262,7 +262,7 @@ def _commit_order(target: Target) -> Callable[[_Write], tuple[int, str]]:
         output = target.playbook.certificate(derived.certificate).outputs[derived.output]
         if output.is_key_file:
             order = 0
-        elif output.format == "pem" and output.content in ("fullchain", "certificate"):
+        elif output.format == "pem" and output.holds_leaf:
             order = 1
         else:
             order = 2

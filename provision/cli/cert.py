@@ -18,11 +18,13 @@ import typer
 from provision.cli.common import fail, reported_errors
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
     from cryptography import x509
 
     from provision.crypto.decode import Bundle
+    from provision.crypto.details import DnOrder
 
 app = typer.Typer(
     help="Show, export and check certificates (files or https:// servers).",
@@ -51,6 +53,11 @@ class ViewChoice(enum.StrEnum):
 class FormatChoice(enum.StrEnum):
     text = "text"
     json = "json"
+
+
+class DnOrderChoice(enum.StrEnum):
+    openssl = "openssl"
+    windows = "windows"
 
 
 class ExportChoice(enum.StrEnum):
@@ -90,6 +97,20 @@ def show(
     servername: ServernameOpt = None,
     connect: ConnectOpt = None,
     ca: CaOpt = None,
+    dn_order: Annotated[
+        DnOrderChoice,
+        typer.Option(
+            "--dn-order",
+            help="Names as openssl writes them (C=US, O=Example, CN=host) or as Windows "
+            "shows them (CN=host, O=Example, C=US).",
+        ),
+    ] = DnOrderChoice.openssl,
+    local_time: Annotated[
+        bool,
+        typer.Option(
+            "--local-time", help="Dates in the local time zone (TZ), with its offset, not UTC."
+        ),
+    ] = False,
 ) -> None:
     """Show every certificate in a file or served by an https:// server."""
     import json
@@ -98,19 +119,26 @@ def show(
     from provision.crypto import details as inspect
 
     with reported_errors(os_errors=True):
-        _, certificates = _load_certificates(source, password_env, servername, connect)
-        records = [inspect.details(c, view.value) for c in certificates]
+        label, bundle = _load_certificates(source, password_env, servername, connect)
+        certificates = bundle.certificates
+        _readable(label, certificates)
+        records = [
+            inspect.details(
+                c, view.value, friendly_name=bundle.friendly_name(i), local_time=local_time
+            )
+            for i, c in enumerate(certificates)
+        ]
         verification = None
         if ca is not None:
-            verification = _verification(certificates, ca, datetime.now(UTC))
+            verification = _verification(certificates, ca, datetime.now(UTC), dn_order.value)
         if output_format is FormatChoice.json:
             document: dict[str, object] = {"certificates": records}
             if verification is not None:
                 document["verification"] = verification
             typer.echo(json.dumps(document, indent=2))
             return
-        titles = [inspect.openssl_name(c.subject) for c in certificates]
-        text = inspect.render_text(records, titles=titles)
+        titles = [inspect.dn_string(c.subject, dn_order.value) for c in certificates]
+        text = inspect.render_text(records, titles=titles, dn_order=dn_order.value)
         if verification is not None:
             if verification["verified"]:
                 text += "\nChain: verified: " + " -> ".join(verification["chain"]) + "\n"
@@ -121,18 +149,22 @@ def show(
 
 @app.command()
 def export(
-    source: Annotated[str, typer.Argument(help="Certificate file (PEM, DER, P7B, PFX).")],
+    source: SourceArg,
     to: Annotated[ExportChoice, typer.Option("--to", help="Output encoding.")],
     out: Annotated[str, typer.Option("--out", metavar="PATH", help="File to write.")],
     chain: Annotated[
-        str | None, typer.Option("--chain", metavar="FILE", help="Certificates to append.")
+        list[str] | None,
+        typer.Option("--chain", metavar="FILE", help="Certificates to append (repeat, in order)."),
     ] = None,
     password_env: PasswordEnvOpt = None,
+    servername: ServernameOpt = None,
+    connect: ConnectOpt = None,
 ) -> None:
     """Copy a certificate to a file as DER, PEM or PKCS#7 (never the private key).
 
     der: the first certificate only. pem and pkcs7: the first certificate, then the other
-    certificates of SOURCE, then those of --chain, in that order, duplicates dropped.
+    certificates of SOURCE (a file's, or the chain an https:// server sends), then those of
+    each --chain in the order given, duplicates dropped.
     """
 
     import os
@@ -140,14 +172,15 @@ def export(
     from provision import fsutil
     from provision.crypto import encode
 
+    chain_files = chain or []
     with reported_errors(os_errors=True):
-        if chain is not None and to is ExportChoice.der:
-            fail(f"{chain}: DER holds one certificate; use --to pem or --to pkcs7 with --chain")
-        certificates = list(_load_file(source, _password(password_env)).certificates)
-        if not certificates:
-            fail(f"{source}: holds no certificate")
-        if chain is not None:
-            certificates.extend(_load_file(chain, None).certificates)
+        if chain_files and to is ExportChoice.der:
+            problem = "DER holds one certificate; use --to pem or --to pkcs7 with --chain"
+            fail(f"{chain_files[0]}: {problem}")
+        _, bundle = _load_certificates(source, password_env, servername, connect)
+        certificates = list(bundle.certificates)
+        for path in chain_files:
+            certificates.extend(_load_file(path, None).certificates)
         certificates = _unique(certificates)
         if to is ExportChoice.der:
             data = encode.certificates_der(certificates[:1])
@@ -193,11 +226,13 @@ def check(
 
     with reported_errors(os_errors=True):
         moment = _parse_at(at)
-        label, certificates = _load_certificates(source, password_env, servername, connect)
+        label, bundle = _load_certificates(source, password_env, servername, connect)
+        certificates = bundle.certificates
+        _readable(label, certificates)
         leaf = certificates[0]
         problems = inspect.check_validity(leaf, moment) + inspect.check_names(leaf, names)
         if ca is not None:
-            roots = _load_file(ca, None).certificates
+            roots = _roots(ca)
             try:
                 chains.verify(leaf, certificates[1:], roots, moment)
             except chains.ChainError as exc:
@@ -216,21 +251,22 @@ def check(
 
 def _load_certificates(
     source: str, password_env: str | None, servername: str | None, connect: str | None
-) -> tuple[str, list[x509.Certificate]]:
-    """(label for messages, certificates) from a file or an https:// URL."""
+) -> tuple[str, Bundle]:
+    """(label for messages, what the file holds or the server sent: at least one certificate)."""
     if source.lower().startswith(("https://", "http://")):
         host, port = _parse_url(source)
+        from provision.crypto.decode import Bundle
         from provision.probe import bracket, fetch_chain
 
         label = f"https://{bracket(host)}:{port}"
         certificates = fetch_chain(host, port, connect=connect, servername=servername)
-        return label, certificates
+        return label, Bundle(tuple(certificates), None)
     if connect is not None or servername is not None:
         fail(f"{source}: --connect and --servername only apply to https:// URLs")
-    certificates = list(_load_file(source, _password(password_env)).certificates)
-    if not certificates:
+    bundle = _load_file(source, _password(password_env))
+    if not bundle.certificates:
         fail(f"{source}: holds no certificate")
-    return source, certificates
+    return source, bundle
 
 
 def _load_file(path: str, password: bytes | None) -> Bundle:
@@ -242,6 +278,27 @@ def _load_file(path: str, password: bytes | None) -> Bundle:
     except OSError as exc:
         fail(f"{path}: cannot read: {exc.strerror or exc}")
     return load_bundle(data, password=password, source=path)
+
+
+def _roots(path: str) -> tuple[x509.Certificate, ...]:
+    """The trusted roots of ``--ca``: at least one certificate, every one readable."""
+    roots = _load_file(path, None).certificates
+    if not roots:
+        fail(f"{path}: holds no certificate (--ca needs the root certificates)")
+    _readable(path, roots)
+    return roots
+
+
+def _readable(label: str, certificates: Sequence[x509.Certificate]) -> None:
+    """Refuse, in one line, a certificate whose extensions cryptography cannot parse: every
+    detail and check reads them."""
+    from provision.crypto import details as inspect
+
+    for number, certificate in enumerate(certificates, 1):
+        problem = inspect.extensions_problem(certificate)
+        if problem is not None:
+            subject = inspect.openssl_name(certificate.subject)
+            fail(f"{label}: certificate {number} ({subject}): {problem}")
 
 
 def _password(variable: str | None) -> bytes | None:
@@ -270,17 +327,19 @@ def _parse_url(url: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
-def _verification(certificates: list[x509.Certificate], ca: str, moment: datetime) -> Verification:
-    """The ``verification`` member of ``show``'s output."""
+def _verification(
+    certificates: Sequence[x509.Certificate], ca: str, moment: datetime, dn_order: DnOrder
+) -> Verification:
+    """The ``verification`` member of ``show``'s output, the chain's names in ``dn_order``."""
     from provision.crypto import chains
     from provision.crypto import details as inspect
 
-    roots = _load_file(ca, None).certificates
+    roots = _roots(ca)
     try:
         path = chains.verify(certificates[0], certificates[1:], roots, moment)
     except chains.ChainError as exc:
         return {"verified": False, "chain": [], "problem": exc.message}
-    chain = [inspect.openssl_name(c.subject) for c in path]
+    chain = [inspect.dn_string(c.subject, dn_order) for c in path]
     return {"verified": True, "chain": chain, "problem": None}
 
 

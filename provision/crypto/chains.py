@@ -24,16 +24,25 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from provision.crypto.details import check_names, check_validity
+from provision.crypto.decode import der_items
+from provision.crypto.details import (
+    PublicKeyInfo,
+    check_names,
+    check_validity,
+    public_key_info,
+    signature_algorithm_name,
+    unreadable_extensions,
+)
 from provision.errors import CryptoError
 
 if TYPE_CHECKING:
@@ -54,6 +63,7 @@ Rule = Literal[
     "extended-key-usage",  # the leaf's EKU does not allow the purpose
     "signature",  # a signature does not verify with the issuer's key
     "sha1",  # signed with SHA-1
+    "algorithm",  # a signature or CA key algorithm the web PKI rules do not allow
     "name",  # a name the client uses is not covered
     "other",  # cryptography's reason, as it gave it
 ]
@@ -214,11 +224,13 @@ def _validator(
 
 
 def _reason(message: str) -> str:
-    """cryptography's reason without its prefixes and the Python repr it appends."""
+    """cryptography's reason without its prefixes and the debug structures it appends: a
+    Python repr (``(encountered processing <Certificate(...)>)``) or a Rust one
+    (``Forbidden public key algorithm: AlgorithmIdentifier { oid: ... }``)."""
     text = " ".join(message.split())
     for prefix in ("validation failed: ", "candidates exhausted: "):
         text = text.removeprefix(prefix)
-    return text.split(" (encountered processing <Certificate", 1)[0]
+    return re.split(r" \(encountered processing <|: [A-Z]\w* \{| <[A-Z]\w*\(", text, maxsplit=1)[0]
 
 
 # --- the rules, in words ----------------------------------------------------------------------
@@ -284,6 +296,86 @@ def _usages(usage: x509.KeyUsage) -> str:
     return ", ".join(words for field, words in names.items() if getattr(usage, field)) or "none"
 
 
+# The web PKI's algorithms (CA/Browser Forum Baseline Requirements 7.1.3), as cryptography's
+# verifier holds them: the exact DER of each permitted AlgorithmIdentifier, which it compares
+# byte for byte (so RSA-PSS must have MGF1 with the same hash and a salt as long as the hash).
+# It checks the signature algorithm of each certificate an issuer signed, and the key
+# algorithm of each issuer (a leaf's own key is not judged).
+_WEB_PKI_SIGNATURES = frozenset(
+    bytes.fromhex(value)
+    for value in (
+        "300d06092a864886f70d01010b0500",  # sha256WithRSAEncryption
+        "300d06092a864886f70d01010c0500",  # sha384WithRSAEncryption
+        "300d06092a864886f70d01010d0500",  # sha512WithRSAEncryption
+        "304106092a864886f70d01010a3034a00f300d06096086480165030402010500a11c301a06092a86"
+        "4886f70d010108300d06096086480165030402010500a203020120",  # RSA-PSS, SHA-256
+        "304106092a864886f70d01010a3034a00f300d06096086480165030402020500a11c301a06092a86"
+        "4886f70d010108300d06096086480165030402020500a203020130",  # RSA-PSS, SHA-384
+        "304106092a864886f70d01010a3034a00f300d06096086480165030402030500a11c301a06092a86"
+        "4886f70d010108300d06096086480165030402030500a203020140",  # RSA-PSS, SHA-512
+        "300a06082a8648ce3d040302",  # ecdsa-with-SHA256
+        "300a06082a8648ce3d040303",  # ecdsa-with-SHA384
+        "300a06082a8648ce3d040304",  # ecdsa-with-SHA512
+    )
+)
+_WEB_PKI_KEYS = frozenset(
+    bytes.fromhex(value)
+    for value in (
+        "300d06092a864886f70d0101010500",  # RSA
+        "301306072a8648ce3d020106082a8648ce3d030107",  # EC P-256
+        "301006072a8648ce3d020106052b81040022",  # EC P-384
+        "301006072a8648ce3d020106052b81040023",  # EC P-521
+    )
+)
+# cryptography counts the bytes of the modulus as a DER INTEGER (bits // 8 + 1, sign byte
+# included) and wants at least 2048 bits of them: moduli of 2040 bits and more pass.
+_WEB_PKI_RSA_BITS = 2040
+
+
+def _signature_algorithm_problem(cert: x509.Certificate) -> str | None:
+    # Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }
+    (outer,) = der_items(cert.public_bytes(serialization.Encoding.DER))
+    algorithm = der_items(outer[2])[1][1]
+    if algorithm in _WEB_PKI_SIGNATURES:
+        return None
+    name = signature_algorithm_name(cert)
+    if name == "rsassaPss":
+        return (
+            f"{subject_of(cert)} is signed with RSA-PSS with parameters the web PKI rules do "
+            "not allow (SHA-256, SHA-384 or SHA-512 for both the hash and MGF1, and a salt as "
+            "long as the hash)"
+        )
+    return (
+        f"{subject_of(cert)} is signed with {name}, an algorithm the web PKI rules do not "
+        "allow (they allow RSA and ECDSA signatures with SHA-256, SHA-384 or SHA-512)"
+    )
+
+
+def _issuer_key_problem(issuer: x509.Certificate, child: x509.Certificate) -> str | None:
+    # TBSCertificate ::= SEQUENCE { [0] version OPTIONAL, serialNumber, signature, issuer,
+    # validity, subject, subjectPublicKeyInfo { algorithm, subjectPublicKey }, ... }
+    fields = der_items(der_items(issuer.tbs_certificate_bytes)[0][2])
+    spki = fields[6 if fields[0][0] == 0xA0 else 5]
+    algorithm = der_items(spki[2])[0][1]
+    try:
+        key = public_key_info(issuer)
+    except UnsupportedAlgorithm:  # a key type cryptography cannot load is no web PKI key
+        key = PublicKeyInfo(issuer.public_key_algorithm_oid.dotted_string, 0, None)
+    if algorithm in _WEB_PKI_KEYS and not (key.type == "RSA" and key.size < _WEB_PKI_RSA_BITS):
+        return None
+    if key.curve:
+        described = f"{key.type} {key.curve}"
+    elif key.size and key.type not in ("Ed25519", "Ed448"):
+        described = f"{key.type} of {key.size} bits"
+    else:
+        described = key.type
+    return (
+        f"the key of {subject_of(issuer)}, which issued {subject_of(child)}, is {described}, "
+        "which the web PKI rules do not allow for a CA (they allow RSA of 2048 bits or more "
+        "and EC P-256, P-384 or P-521)"
+    )
+
+
 def _extension(cert: x509.Certificate, kind: type[_T]) -> _T | None:
     try:
         return cert.extensions.get_extension_for_class(kind).value
@@ -302,14 +394,14 @@ def _explained(
 ) -> Problem | None:
     try:
         return _explain(leaf, intermediates, roots, moment, purpose, self_root=self_root)
-    except ValueError as exc:
+    except (ValueError, x509.DuplicateExtension) as exc:
         # An extension cryptography cannot parse (duplicated, malformed) is a refusal too,
         # also for a self-signed leaf, which no verifier has read.
         return Problem(
             "other",
             leaf,
-            f"a certificate on the path of {subject_of(leaf)} has an extension that "
-            f"cannot be read: {' '.join(str(exc).split())}",
+            f"a certificate on the path of {subject_of(leaf)} has extensions that cannot "
+            f"be read: {unreadable_extensions(exc)}",
         )
 
 
@@ -377,6 +469,9 @@ def _explain(
                 f"{subject_of(current)} is signed with SHA-1, which clients no longer "
                 "accept; ask the CA for a SHA-256 certificate",
             )
+        algorithm_problem = _signature_algorithm_problem(current)
+        if algorithm_problem:
+            return Problem("algorithm", current, algorithm_problem)
         verified = [c for c in named if _signature_verifies(current, c)]
         if not verified:
             return Problem(
@@ -412,6 +507,9 @@ def _explain(
                 f"{subject_of(issuer)} issued {subject_of(current)} but its key usage "
                 f"({_usages(usage)}) does not allow signing certificates (keyCertSign)",
             )
+        key_problem = _issuer_key_problem(issuer, current)
+        if key_problem:
+            return Problem("algorithm", issuer, key_problem)
         current = issuer
     return Problem("no-issuer", leaf, "the chain loops without reaching a root")
 

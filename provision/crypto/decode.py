@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from provision.crypto.types import PrivateKey
 from provision.errors import CryptoError
 
-__all__ = ["Bundle", "load_bundle", "load_private_key"]
+__all__ = ["Bundle", "der_items", "load_bundle", "load_private_key"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,12 @@ class Bundle:
 
     certificates: tuple[x509.Certificate, ...]
     key: PrivateKey | None
+    # A PKCS#12's friendly name of each certificate, in the same order (None where a
+    # certificate has none); empty for the formats that have no such thing.
+    friendly_names: tuple[str | None, ...] = ()
+
+    def friendly_name(self, index: int) -> str | None:
+        return self.friendly_names[index] if index < len(self.friendly_names) else None
 
 
 # A PEM block: label, then body up to the matching END line. Non-greedy so that several
@@ -223,7 +229,7 @@ def _pkcs7_certificates(der: bytes, damaged: str) -> tuple[x509.Certificate, ...
         raise CryptoError(damaged) from None
 
 
-def _der_items(data: bytes) -> list[tuple[int, bytes, bytes]]:
+def der_items(data: bytes) -> list[tuple[int, bytes, bytes]]:
     """(tag, whole TLV, contents) for each DER item in ``data``; definite lengths only."""
     items = []
     pos = 0
@@ -248,14 +254,14 @@ def _der_items(data: bytes) -> list[tuple[int, bytes, bytes]]:
 def _signed_data_certificates(der: bytes) -> Sequence[bytes]:
     # ContentInfo { contentType, [0] { SignedData { version, digestAlgorithms,
     # encapContentInfo, [0] IMPLICIT certificates OPTIONAL, ... } } }
-    (outer,) = _der_items(der)
-    content_type, explicit = _der_items(outer[2])[:2]
+    (outer,) = der_items(der)
+    content_type, explicit = der_items(outer[2])[:2]
     if content_type[1] != _OID_SIGNED_DATA or explicit[0] != 0xA0:
         raise ValueError("not SignedData")
-    (signed_data,) = _der_items(explicit[2])
-    for tag, _, contents in _der_items(signed_data[2]):
+    (signed_data,) = der_items(explicit[2])
+    for tag, _, contents in der_items(signed_data[2]):
         if tag == 0xA0:
-            return [whole for _, whole, _ in _der_items(contents)]
+            return [whole for _, whole, _ in der_items(contents)]
     return []
 
 
@@ -272,12 +278,18 @@ def _load_pkcs12(data: bytes, password: bytes | None, source: str) -> Bundle:
             loaded = pkcs12.load_pkcs12(data, candidate)
         except ValueError:
             continue
-        certificates: list[x509.Certificate] = []
-        if loaded.cert is not None:
-            certificates.append(loaded.cert.certificate)
-        certificates.extend(c.certificate for c in loaded.additional_certs)
+        entries = [loaded.cert] if loaded.cert is not None else []
+        entries.extend(loaded.additional_certs)
         key = None if loaded.key is None else _supported_key(loaded.key, source)
-        return Bundle(tuple(certificates), key)
+        return Bundle(
+            tuple(e.certificate for e in entries),
+            key,
+            # Windows writes BMPStrings, which cryptography hands over as UTF-8.
+            tuple(
+                None if e.friendly_name is None else e.friendly_name.decode(errors="replace")
+                for e in entries
+            ),
+        )
     if password is None:
         raise CryptoError(f"{source}: PKCS#12 is password protected and no password was given")
     raise CryptoError(f"{source}: wrong password for PKCS#12 (or the file is damaged)")

@@ -17,12 +17,16 @@ signature_algorithm    str                   openssl's name: ``sha256WithRSAEncr
                                              ``ecdsa-with-SHA256``, ``rsassaPss``,
                                              ``ED25519``; the dotted OID if unknown
 signature_algorithm_oid str                  dotted OID
-issuer, subject        {openssl, rfc4514}    ``openssl``: as ``openssl x509 -nameopt
-                                             oneline,-space_eq`` prints it, most
+issuer, subject        {openssl, windows,    ``openssl``: as ``openssl x509 -nameopt
+                       rfc4514}              oneline,-space_eq`` prints it, most
                                              significant RDN first (``C=US, O=Ex, CN=a``),
                                              values with , + " \\ < > ; quoted;
-                                             ``rfc4514``: RFC 4514, CN first
-valid_from, valid_to   str                   ISO 8601 UTC, ``2026-01-31T12:00:00Z``
+                                             ``windows``: the same RDNs the other way
+                                             round, as Windows shows them (``CN=a, O=Ex,
+                                             C=US``); ``rfc4514``: RFC 4514, CN first
+valid_from, valid_to   str                   ISO 8601 UTC, ``2026-01-31T12:00:00Z``; with
+                                             ``local_time``, in the local time zone with
+                                             its offset, ``2026-01-31T13:00:00+01:00``
 public_key             {type, size, curve}   type ``RSA|EC|Ed25519|Ed448|DSA``, size in
                                              bits (int), curve: NIST name (``P-256``) or
                                              the SEC name, null for non-EC keys
@@ -38,17 +42,32 @@ subject_alternative_names [str] | null       openssl prefixes: "DNS:a", "IP Addr
                                              "othername:"
 basic_constraints      {ca, path_length}     bool, int | null; the whole field null when
                        | null                the extension is absent
+AIA, CRL points, policies                    (below) where to look the certificate up
 extensions             [{name, oid,          every extension in certificate order; name as
                         critical}]           ``openssl x509 -text`` prints it
 thumbprint_algorithm   str                   "sha1" (what Windows and IIS bind by)
 thumbprints            {sha1, sha256}        uppercase hex, no separators
+friendly_name          str | null            the name a PKCS#12 file gives the
+                                             certificate (Windows' "Friendly name"); null
+                                             when it has none or the file is no PKCS#12
 ====================== ===================== ==========================================
 
 ``null`` for an extension field means the certificate does not have that extension.
 
+After ``basic_constraints`` come, each a list or null:
+
+- ``authority_information_access``: ``{method, location}``, method ``OCSP``, ``CA Issuers``
+  or the dotted OID, location a general name as in the SANs (``URI:http://...``);
+- ``crl_distribution_points``: ``{full_name, relative_name, reasons, crl_issuer}``, general
+  names, the relative name in openssl form, reasons by openssl's names (``Key Compromise``),
+  each null when the point does not have it;
+- ``certificate_policies``: ``{oid, name, cps, user_notices}``, name openssl's (``X509v3
+  Any Policy``) or null, CPS URIs, user notices ``{organization, numbers, explicit_text}``.
+
 Views: ``all``; ``v1`` (version .. public_key); ``extensions`` (the extension fields and
 ``extensions``); ``critical`` (the fields of critical extensions only, and ``extensions``
-holding only the critical ones); ``properties`` (thumbprint_algorithm, thumbprints).
+holding only the critical ones); ``properties`` (thumbprint_algorithm, thumbprints,
+friendly_name).
 """
 
 from __future__ import annotations
@@ -63,9 +82,16 @@ from typing import Any, Literal
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
+from cryptography.x509.oid import (
+    AuthorityInformationAccessOID,
+    CertificatePoliciesOID,
+    ExtendedKeyUsageOID,
+    ExtensionOID,
+    NameOID,
+)
 
 View = Literal["all", "v1", "extensions", "critical", "properties"]
+DnOrder = Literal["openssl", "windows"]
 VIEWS: tuple[View, ...] = ("all", "v1", "extensions", "critical", "properties")
 
 _V1_FIELDS = (
@@ -88,14 +114,22 @@ _EXTENSION_FIELDS: dict[str, x509.ObjectIdentifier] = {
     "extended_key_usage": ExtensionOID.EXTENDED_KEY_USAGE,
     "subject_alternative_names": ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
     "basic_constraints": ExtensionOID.BASIC_CONSTRAINTS,
+    "authority_information_access": ExtensionOID.AUTHORITY_INFORMATION_ACCESS,
+    "crl_distribution_points": ExtensionOID.CRL_DISTRIBUTION_POINTS,
+    "certificate_policies": ExtensionOID.CERTIFICATE_POLICIES,
 }
-_PROPERTY_FIELDS = ("thumbprint_algorithm", "thumbprints")
+_PROPERTY_FIELDS = ("thumbprint_algorithm", "thumbprints", "friendly_name")
 
 
 @dataclass(frozen=True)
 class Name:
     openssl: str
+    windows: str
     rfc4514: str
+
+    @classmethod
+    def of(cls, name: x509.Name) -> Name:
+        return cls(dn_string(name, "openssl"), dn_string(name, "windows"), name.rfc4514_string())
 
 
 @dataclass(frozen=True)
@@ -109,6 +143,35 @@ class PublicKeyInfo:
 class BasicConstraintsInfo:
     ca: bool
     path_length: int | None
+
+
+@dataclass(frozen=True)
+class AccessDescriptionInfo:
+    method: str
+    location: str
+
+
+@dataclass(frozen=True)
+class DistributionPointInfo:
+    full_name: list[str] | None
+    relative_name: str | None
+    reasons: list[str] | None
+    crl_issuer: list[str] | None
+
+
+@dataclass(frozen=True)
+class UserNoticeInfo:
+    organization: str | None
+    numbers: list[int]
+    explicit_text: str | None
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    oid: str
+    name: str | None
+    cps: list[str]
+    user_notices: list[UserNoticeInfo]
 
 
 @dataclass(frozen=True)
@@ -144,9 +207,13 @@ class CertificateDetails:
     extended_key_usage: list[str] | None
     subject_alternative_names: list[str] | None
     basic_constraints: BasicConstraintsInfo | None
+    authority_information_access: list[AccessDescriptionInfo] | None
+    crl_distribution_points: list[DistributionPointInfo] | None
+    certificate_policies: list[PolicyInfo] | None
     extensions: list[ExtensionInfo]
     thumbprint_algorithm: str
     thumbprints: Thumbprints
+    friendly_name: str | None
 
 
 # --- openssl's names ------------------------------------------------------------------
@@ -255,6 +322,25 @@ _KEY_USAGE_BITS = (
     ("decipher_only", "Decipher Only"),
 )
 
+_ACCESS_METHODS = {
+    AuthorityInformationAccessOID.OCSP: "OCSP",
+    AuthorityInformationAccessOID.CA_ISSUERS: "CA Issuers",
+}
+
+# openssl's names for a distribution point's reasons, in bit order (as it prints them).
+_REASONS = (
+    (x509.ReasonFlags.key_compromise, "Key Compromise"),
+    (x509.ReasonFlags.ca_compromise, "CA Compromise"),
+    (x509.ReasonFlags.affiliation_changed, "Affiliation Changed"),
+    (x509.ReasonFlags.superseded, "Superseded"),
+    (x509.ReasonFlags.cessation_of_operation, "Cessation Of Operation"),
+    (x509.ReasonFlags.certificate_hold, "Certificate Hold"),
+    (x509.ReasonFlags.privilege_withdrawn, "Privilege Withdrawn"),
+    (x509.ReasonFlags.aa_compromise, "AA Compromise"),
+)
+
+_POLICY_NAMES = {CertificatePoliciesOID.ANY_POLICY: "X509v3 Any Policy"}
+
 _NIST_CURVES = {
     "secp192r1": "P-192",
     "secp224r1": "P-224",
@@ -270,8 +356,12 @@ _QUOTE_TRIGGERS = frozenset(',+"\\<>;')
 # --- building the record -----------------------------------------------------------------
 
 
-def inspect_certificate(cert: x509.Certificate) -> CertificateDetails:
-    """Every field of the details record for one certificate."""
+def inspect_certificate(
+    cert: x509.Certificate, *, friendly_name: str | None = None, local_time: bool = False
+) -> CertificateDetails:
+    """Every field of the details record for one certificate; ``friendly_name`` is the
+    container's (a PKCS#12 file's) name for it, not part of the certificate; ``local_time``
+    writes the dates in the local time zone (``TZ``) instead of UTC."""
     exts = {e.oid: e for e in cert.extensions}
     der = cert.public_bytes(serialization.Encoding.DER)
     sig_oid = cert.signature_algorithm_oid.dotted_string
@@ -279,19 +369,22 @@ def inspect_certificate(cert: x509.Certificate) -> CertificateDetails:
         version="V1" if cert.version == x509.Version.v1 else "V3",
         serial_number=_serial_hex(cert.serial_number),
         serial_number_decimal=str(cert.serial_number),
-        signature_algorithm=_SIGNATURE_NAMES.get(sig_oid, sig_oid),
+        signature_algorithm=signature_algorithm_name(cert),
         signature_algorithm_oid=sig_oid,
-        issuer=Name(openssl_name(cert.issuer), cert.issuer.rfc4514_string()),
-        valid_from=_iso(cert.not_valid_before_utc),
-        valid_to=_iso(cert.not_valid_after_utc),
-        subject=Name(openssl_name(cert.subject), cert.subject.rfc4514_string()),
-        public_key=_public_key_info(cert),
+        issuer=Name.of(cert.issuer),
+        valid_from=_timestamp(cert.not_valid_before_utc, local_time),
+        valid_to=_timestamp(cert.not_valid_after_utc, local_time),
+        subject=Name.of(cert.subject),
+        public_key=public_key_info(cert),
         subject_key_identifier=_ski(exts),
         authority_key_identifier=_aki(exts),
         key_usage=_key_usage(exts),
         extended_key_usage=_eku(exts),
         subject_alternative_names=_sans(exts),
         basic_constraints=_basic_constraints(exts),
+        authority_information_access=_authority_information_access(exts),
+        crl_distribution_points=_crl_distribution_points(exts),
+        certificate_policies=_certificate_policies(exts),
         extensions=[
             ExtensionInfo(
                 _EXTENSION_NAMES.get(e.oid.dotted_string, e.oid.dotted_string),
@@ -306,12 +399,19 @@ def inspect_certificate(cert: x509.Certificate) -> CertificateDetails:
             sha1=hashlib.sha1(der, usedforsecurity=False).hexdigest().upper(),
             sha256=hashlib.sha256(der).hexdigest().upper(),
         ),
+        friendly_name=friendly_name,
     )
 
 
-def details(cert: x509.Certificate, view: View = "all") -> dict[str, Any]:
+def details(
+    cert: x509.Certificate,
+    view: View = "all",
+    *,
+    friendly_name: str | None = None,
+    local_time: bool = False,
+) -> dict[str, Any]:
     """JSON-ready details for one view; keys are a subset of the ``all`` view, same order."""
-    record = inspect_certificate(cert)
+    record = inspect_certificate(cert, friendly_name=friendly_name, local_time=local_time)
     data = asdict(record)
     if view == "all":
         return data
@@ -334,6 +434,13 @@ def details(cert: x509.Certificate, view: View = "all") -> dict[str, Any]:
 
 def openssl_name(name: x509.Name) -> str:
     """``C=US, O=Example, CN=host``: openssl's ``-nameopt oneline,-space_eq``."""
+    return dn_string(name, "openssl")
+
+
+def dn_string(name: x509.Name, order: DnOrder) -> str:
+    """A name as one string: RDNs in openssl's order (the certificate's, most significant
+    first: ``C=US, O=Example, CN=host``) or Windows' (the other way round: ``CN=host,
+    O=Example, C=US``), each written as openssl's ``oneline`` writes it."""
     rdns = []
     for rdn in name.rdns:
         parts = [
@@ -341,7 +448,7 @@ def openssl_name(name: x509.Name) -> str:
             for a in rdn
         ]
         rdns.append(" + ".join(parts))
-    return ", ".join(rdns)
+    return ", ".join(rdns if order == "openssl" else reversed(rdns))
 
 
 def _openssl_value(value: str | bytes) -> str:
@@ -365,11 +472,26 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _timestamp(moment: datetime, local_time: bool) -> str:
+    if not local_time:
+        return _iso(moment)
+    # astimezone() without a zone asks the C library for the offset at that very moment
+    # (summer or winter time), as TZ says; a fixed offset taken now would be wrong for half
+    # the year.
+    return moment.astimezone().isoformat(timespec="seconds")
+
+
 def _colon_hex(data: bytes) -> str:
     return ":".join(f"{b:02X}" for b in data)
 
 
-def _public_key_info(cert: x509.Certificate) -> PublicKeyInfo:
+def signature_algorithm_name(cert: x509.Certificate) -> str:
+    """openssl's name for the certificate's signature algorithm; the dotted OID if unknown."""
+    oid = cert.signature_algorithm_oid.dotted_string
+    return _SIGNATURE_NAMES.get(oid, oid)
+
+
+def public_key_info(cert: x509.Certificate) -> PublicKeyInfo:
     key = cert.public_key()
     if isinstance(key, rsa.RSAPublicKey):
         return PublicKeyInfo("RSA", key.key_size, None)
@@ -383,6 +505,25 @@ def _public_key_info(cert: x509.Certificate) -> PublicKeyInfo:
     if isinstance(key, dsa.DSAPublicKey):
         return PublicKeyInfo("DSA", key.key_size, None)
     return PublicKeyInfo(cert.public_key_algorithm_oid.dotted_string, 0, None)
+
+
+def extensions_problem(cert: x509.Certificate) -> str | None:
+    """Why the certificate's extensions cannot be read, in words; None when they can."""
+    try:
+        cert.extensions  # noqa: B018 (parsed on first access: this is the check)
+    except (ValueError, x509.DuplicateExtension) as exc:
+        return unreadable_extensions(exc)
+    return None
+
+
+def unreadable_extensions(exc: Exception) -> str:
+    """The words for cryptography's refusal to parse a certificate's extensions. Its own
+    message is not passed on: for a malformed value it is a Rust debug structure
+    (``ParseError { kind: InvalidValue, location: [...] }``), not a sentence."""
+    if isinstance(exc, x509.DuplicateExtension):
+        oid = exc.oid.dotted_string
+        return f"the extension {_EXTENSION_NAMES.get(oid, oid)} ({oid}) appears twice"
+    return "an extension is malformed (its value is not what its type requires)"
 
 
 _Extensions = Mapping[x509.ObjectIdentifier, x509.Extension[x509.ExtensionType]]
@@ -457,6 +598,70 @@ def _basic_constraints(exts: _Extensions) -> BasicConstraintsInfo | None:
     return BasicConstraintsInfo(ext.value.ca, ext.value.path_length)
 
 
+def _authority_information_access(exts: _Extensions) -> list[AccessDescriptionInfo] | None:
+    ext = exts.get(ExtensionOID.AUTHORITY_INFORMATION_ACCESS)
+    if ext is None or not isinstance(ext.value, x509.AuthorityInformationAccess):
+        return None
+    return [
+        AccessDescriptionInfo(
+            _ACCESS_METHODS.get(d.access_method, d.access_method.dotted_string),
+            _general_name(d.access_location),
+        )
+        for d in ext.value
+    ]
+
+
+def _crl_distribution_points(exts: _Extensions) -> list[DistributionPointInfo] | None:
+    ext = exts.get(ExtensionOID.CRL_DISTRIBUTION_POINTS)
+    if ext is None or not isinstance(ext.value, x509.CRLDistributionPoints):
+        return None
+    points = []
+    for point in ext.value:
+        relative = point.relative_name
+        reasons = point.reasons
+        points.append(
+            DistributionPointInfo(
+                full_name=_general_names(point.full_name),
+                relative_name=None if relative is None else openssl_name(x509.Name([relative])),
+                reasons=None if reasons is None else [n for r, n in _REASONS if r in reasons],
+                crl_issuer=_general_names(point.crl_issuer),
+            )
+        )
+    return points
+
+
+def _general_names(names: Iterable[x509.GeneralName] | None) -> list[str] | None:
+    return None if names is None else [_general_name(n) for n in names]
+
+
+def _certificate_policies(exts: _Extensions) -> list[PolicyInfo] | None:
+    ext = exts.get(ExtensionOID.CERTIFICATE_POLICIES)
+    if ext is None or not isinstance(ext.value, x509.CertificatePolicies):
+        return None
+    policies = []
+    for policy in ext.value:
+        qualifiers = policy.policy_qualifiers or []
+        notices = [q for q in qualifiers if isinstance(q, x509.UserNotice)]
+        policies.append(
+            PolicyInfo(
+                oid=policy.policy_identifier.dotted_string,
+                name=_POLICY_NAMES.get(policy.policy_identifier),
+                cps=[q for q in qualifiers if isinstance(q, str)],
+                user_notices=[_user_notice(n) for n in notices],
+            )
+        )
+    return policies
+
+
+def _user_notice(notice: x509.UserNotice) -> UserNoticeInfo:
+    reference = notice.notice_reference
+    return UserNoticeInfo(
+        organization=None if reference is None else reference.organization,
+        numbers=[] if reference is None else list(reference.notice_numbers),
+        explicit_text=notice.explicit_text,
+    )
+
+
 # --- text rendering ----------------------------------------------------------------------
 
 _LABELS = {
@@ -476,36 +681,45 @@ _LABELS = {
     "extended_key_usage": "Extended key usage",
     "subject_alternative_names": "Subject alt names",
     "basic_constraints": "Basic constraints",
+    "authority_information_access": "Authority info",
+    "crl_distribution_points": "CRL distribution",
+    "certificate_policies": "Certificate policies",
     "extensions": "Extensions",
     "thumbprint_algorithm": "Thumbprint algorithm",
     "thumbprints": "Thumbprint",
+    "friendly_name": "Friendly name",
 }
 _WIDTH = max(len(label) for label in _LABELS.values())
 
 
 def render_text(
-    certificates: Sequence[Mapping[str, Any]], *, titles: Sequence[str] | None = None
+    certificates: Sequence[Mapping[str, Any]],
+    *,
+    titles: Sequence[str] | None = None,
+    dn_order: DnOrder = "openssl",
 ) -> str:
     """Aligned text for people; one block per certificate, blank line between blocks.
 
     Each block starts with ``Certificate i of n: <title>``; the title defaults to the
-    subject when the view has one (pass ``titles`` for views that leave it out).
+    subject when the view has one (pass ``titles`` for views that leave it out). Issuer and
+    subject are written in ``dn_order``.
     """
     blocks = []
     total = len(certificates)
     for index, record in enumerate(certificates):
-        title = titles[index] if titles is not None else _default_title(record)
+        title = titles[index] if titles is not None else _default_title(record, dn_order)
         heading = f"Certificate {index + 1} of {total}"
         lines = [f"{heading}: {title}" if title else heading]
         for key, value in record.items():
-            lines.extend(_render_field(_LABELS.get(key, key), _text_values(key, value)))
+            values = _text_values(key, value, dn_order)
+            lines.extend(_render_field(_LABELS.get(key, key), values))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
 
 
-def _default_title(record: Mapping[str, Any]) -> str:
+def _default_title(record: Mapping[str, Any], dn_order: DnOrder) -> str:
     subject = record.get("subject")
-    return str(subject["openssl"]) if isinstance(subject, Mapping) else ""
+    return str(subject[dn_order]) if isinstance(subject, Mapping) else ""
 
 
 def _render_field(label: str, values: list[str]) -> list[str]:
@@ -517,17 +731,23 @@ def _render_field(label: str, values: list[str]) -> list[str]:
     return [first, *rest]
 
 
-def _text_values(key: str, value: Any) -> list[str]:
+def _text_values(key: str, value: Any, dn_order: DnOrder) -> list[str]:
     if value is None:
-        return ["(not present)"]
+        return ["(none)" if key == "friendly_name" else "(not present)"]
     if key in ("issuer", "subject"):
-        return [value["openssl"]]
+        return [value[dn_order]]
     if key == "public_key":
         curve = f", {value['curve']}" if value["curve"] else ""
         return [f"{value['type']} ({value['size']} bits{curve})"]
     if key == "basic_constraints":
         path = "" if value["path_length"] is None else f", pathlen:{value['path_length']}"
         return [f"CA:{'TRUE' if value['ca'] else 'FALSE'}{path}"]
+    if key == "authority_information_access":
+        return [f"{d['method']} - {d['location']}" for d in value]
+    if key == "crl_distribution_points":
+        return [line for point in value for line in _distribution_point_lines(point)]
+    if key == "certificate_policies":
+        return [line for policy in value for line in _policy_lines(policy)]
     if key == "extensions":
         return [f"{e['name']} ({e['oid']}){', critical' if e['critical'] else ''}" for e in value]
     if key == "thumbprints":
@@ -535,6 +755,34 @@ def _text_values(key: str, value: Any) -> list[str]:
     if isinstance(value, list):
         return [str(v) for v in value]
     return [str(value)]
+
+
+def _distribution_point_lines(point: Mapping[str, Any]) -> list[str]:
+    # The lines and nesting of ``openssl x509 -text``, so the two read side by side.
+    lines = []
+    if point["full_name"] is not None:
+        lines += ["Full Name:", *(f"  {n}" for n in point["full_name"])]
+    if point["relative_name"] is not None:
+        lines += ["Relative Name:", f"  {point['relative_name']}"]
+    if point["reasons"] is not None:
+        lines += ["Reasons:", f"  {', '.join(point['reasons'])}"]
+    if point["crl_issuer"] is not None:
+        lines += ["CRL Issuer:", *(f"  {n}" for n in point["crl_issuer"])]
+    return lines
+
+
+def _policy_lines(policy: Mapping[str, Any]) -> list[str]:
+    lines = [f"Policy: {policy['name'] or policy['oid']}"]
+    lines += [f"  CPS: {uri}" for uri in policy["cps"]]
+    for notice in policy["user_notices"]:
+        lines.append("  User Notice:")
+        if notice["organization"] is not None:
+            lines.append(f"    Organization: {notice['organization']}")
+        if notice["numbers"]:
+            lines.append(f"    Numbers: {', '.join(str(n) for n in notice['numbers'])}")
+        if notice["explicit_text"] is not None:
+            lines.append(f"    Explicit Text: {notice['explicit_text']}")
+    return lines
 
 
 # --- checks ------------------------------------------------------------------------------

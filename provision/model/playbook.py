@@ -195,13 +195,16 @@ class ProvidedSource(Strict):
 Source = Annotated[SelfSignedSource | CaSource | ProvidedSource, Field(discriminator="type")]
 
 Format = Literal["der", "pem", "pkcs7", "pkcs12"]
-Content = Literal["certificate", "chain", "fullchain", "root", "key"]
+# certificate: the leaf; chain: the intermediates; fullchain: leaf and intermediates (what a
+# web server sends); fullpath: leaf, intermediates and root (Windows' "include all
+# certificates in the certification path"); root: the root; key: the private key.
+Content = Literal["certificate", "chain", "fullchain", "fullpath", "root", "key"]
 
 # Which contents each encoding can carry; DER holds one object, PKCS#7 only certificates.
 _CONTENTS_BY_FORMAT: dict[str, set[str]] = {
     "der": {"certificate", "root", "key"},
-    "pem": {"certificate", "chain", "fullchain", "root", "key"},
-    "pkcs7": {"certificate", "chain", "fullchain", "root"},
+    "pem": {"certificate", "chain", "fullchain", "fullpath", "root", "key"},
+    "pkcs7": {"certificate", "chain", "fullchain", "fullpath", "root"},
 }
 
 
@@ -276,7 +279,7 @@ class Output(Strict):
 
     @property
     def holds_leaf(self) -> bool:
-        return self.format == "pkcs12" or self.content in ("certificate", "fullchain")
+        return self.format == "pkcs12" or self.content in ("certificate", "fullchain", "fullpath")
 
 
 class Certificate(Strict):
@@ -357,8 +360,8 @@ class Certificate(Strict):
             )
         if not any(self._carries_leaf(o) for o in self.outputs):
             raise ValueError(
-                "outputs must include the certificate (content: certificate or fullchain, "
-                "or format: pkcs12)"
+                "outputs must include the certificate (content: certificate, fullchain or "
+                "fullpath, or format: pkcs12)"
             )
         return self
 

@@ -30,13 +30,16 @@ class Material:
             return list(self.chain)
         if content == "fullchain":
             return [self.leaf, *self.chain]
+        if content == "fullpath":
+            # The leaf and what a PFX carries besides it: the whole certification path.
+            return [self.leaf, *self.pkcs12_extras()]
         if content == "root":
             return [self.root_certificate]
         raise ValueError(f"{content!r} is not certificate content")
 
     def pkcs12_extras(self) -> list[x509.Certificate]:
         """What a PFX carries besides the leaf: intermediates, then the root (IIS builds the
-        chain from the PFX when the root is in it)."""
+        chain from the PFX when the root is in it); nothing more for a self-signed leaf."""
         extras = list(self.chain)
         if self.root is not None:
             extras.append(self.root)
