@@ -52,11 +52,17 @@ def _write_retry(playbook: str, result: Report) -> None:
 
 
 def validate(playbook: Playbook, inventory: InventoryOpt, limit: LimitOpt = None) -> None:
-    """Check the playbook and inventory for every selected host; change nothing."""
+    """Check the playbook and inventory for every selected host; change nothing. Names a
+    client may use that a certificate does not cover are warnings (exit 0)."""
+    from provision.lint import format_text, lint
+
     loaded = load_inputs(playbook, inventory, limit)
     typer.echo(
         f"{playbook}: valid for {len(loaded.targets)} host{'s' if len(loaded.targets) != 1 else ''}"
     )
+    # The one rule for names (provision/coverage.py), as lint, plan and apply have it.
+    warnings = lint(loaded, rules={"name-not-covered"})
+    typer.echo(format_text(warnings, len(loaded.targets), "warning: "), nl=False)
 
 
 def plan(
@@ -195,7 +201,9 @@ def verify(
     limit: LimitOpt = None,
     output_format: FormatOpt = OutputFormat.text,
 ) -> None:
-    """Connect to every name of each site with `verify:` and check the served certificate."""
+    """Connect to every https binding of every site, by every name a client may use (the
+    certificate's names, the host's address, the binding's address and host; a site's
+    `verify:` narrows it), and check the served certificate and chain."""
     import asyncio
 
     from provision.api import verify_all
@@ -209,6 +217,13 @@ def verify(
         typer.echo(render.verify_text(result), nl=False)
     if result.failed:
         raise typer.Exit(1)
+    if not any(host.verified for host in result.hosts):
+        count = len(result.hosts)
+        fail(
+            f"{playbook}: nothing was verified: no site has an https binding on the "
+            f"{count} selected host{'s' if count != 1 else ''}, so no connection was made "
+            "(verify checks each https binding of each site)"
+        )
 
 
 def rollback(

@@ -338,10 +338,13 @@ class Verify(Strict):
     """After apply, connect to each name and check the served certificate (issue: bindings
     not updated after a renewal is what operators complain about most)."""
 
-    # default: every name of the bound certificate
+    # `provision verify` checks every site; these narrow what it checks of this one.
+
+    # default: every name a client may use for each https binding (provision/coverage.py)
     names: list[CertificateName] | None = Field(default=None, min_length=1)
-    port: int | None = Field(default=None, ge=1, le=65535)  # default: first https binding
-    address: str | None = None  # default: the host's address
+    # default: every https binding; with `names`, the first https binding's port
+    port: int | None = Field(default=None, ge=1, le=65535)
+    address: str | None = None  # default: the binding's own address, else the host's
 
 
 def _known_servers(schema: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from provision.coverage import warnings
 from provision.facts import HostFacts
 from provision.inputs.load import Loaded
 from provision.inputs.targets import Target
@@ -68,6 +69,7 @@ def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts, now: dt.da
         tuple(unchanged),
         facts.digest(),
         waiting=tuple(waiting),
+        warnings=warnings(loaded.playbook, target, loaded.supplied),
         stable_until=min(deadlines, default=None),
         read_paths=tuple(sorted(facts.files)),
         missing_paths=tuple(sorted(p for p, state in facts.files.items() if not state.exists)),
