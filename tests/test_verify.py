@@ -513,3 +513,25 @@ def test_a_leaf_from_another_ca_is_called_that_not_a_missing_intermediate(
     assert result.exit_code == 0, result.stdout + result.stderr
     assert all(check["ok"] for check in host["verified"]), host["verified"]
     assert site.verify().exit_code == 0
+
+
+def test_a_remote_hosts_loopback_binding_is_not_looked_for_on_this_machine(site: Verified) -> None:
+    """An SSH host's 127.0.0.1 is not the controller's: verify says so instead of asking
+    whatever listens on this machine's loopback (no connection is made to find out)."""
+    from provision.api import load
+    from provision.verify import probes
+
+    site.write(NAMES, verify=None)
+    inventory = site.project / INVENTORY
+    inventory.write_text(
+        inventory.read_text().replace("connection: local", "connection: ssh\n    user: nobody")
+    )
+    loaded = load(site.project / PLAYBOOK, inventory)
+    [target] = loaded.targets
+    found = probes(target, target.playbook.sites[0])
+    assert [(p.name, p.address, p.port) for p in found] == [
+        (name, "127.0.0.1", site.port) for name in NAMES
+    ]
+    for probe in found:
+        assert probe.problem is not None
+        assert "the loopback of web1, which cannot be reached from this machine" in probe.problem
