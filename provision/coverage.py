@@ -171,7 +171,7 @@ def _advice(supplied: Supplied | None) -> str:
     return "add it to the certificate's names"
 
 
-def warnings(
+def plan_warnings(
     doc: Document, target: Target, supplied: Mapping[tuple[str, str], Supplied | None]
 ) -> tuple[str, ...]:
     """The uncovered names as plan and apply print them: ``file:line: key: message``."""

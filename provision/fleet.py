@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import TypeVar
 
+from provision import reloads
 from provision.apply.batches import batches, should_stop
 from provision.apply.executor import (
     HostOutcome,
@@ -286,9 +287,11 @@ async def _owe_reload_if_unverified(report: HostReport, target: Target) -> None:
     failing = sorted({c.site for c in report.verified if not c.ok})
     sites = [s for s in target.playbook.sites if s.name in failing and s.reload]
     if sites:
-        await target.transport.write(
-            target.marker_path, "".join(f"{s.name}\n" for s in sites).encode(), 0o644
-        )
+        names = [s.name for s in sites]
+        previous = reloads.parse((await target.transport.read(target.marker_path)).content)
+        marker = reloads.updated(previous, names, owed=names)
+        assert marker is not None  # (it names the sites owed)
+        await target.transport.write(target.marker_path, marker, 0o644)
 
 
 async def verify_all(loaded: Loaded, now: dt.datetime | None = None) -> Report:

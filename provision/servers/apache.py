@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from provision.model.playbook import Site
 from provision.servers.base import Filter, WebServer
 from provision.servers.render import RenderError, no_control
+from provision.transport.base import OsFamily
 
 
 def apache_quote(value: Any) -> str:
@@ -28,7 +29,9 @@ class Apache(WebServer):
     redirect_variables = ("%{SERVER_NAME}", "%{REQUEST_URI}")
     filters: ClassVar[Mapping[str, Filter]] = {"apache_quote": apache_quote}
 
-    def default_commands(self, site: Site, paths: Sequence[str]) -> tuple[str | None, str | None]:
+    def default_commands(
+        self, site: Site, paths: Sequence[str], family: OsFamily
+    ) -> tuple[str | None, str | None]:
         return "apache2ctl -t", "apache2ctl graceful"
 
 
