@@ -392,7 +392,6 @@ def test_validate_plan_and_apply_warn_by_the_same_rule(
     assert plan.stdout.count(f"\n  warning  {warning}\n") == 2
     assert plan.stdout.endswith("Plan: 2 hosts, 2 to change, 0 failed, 2 warnings.\n")
     document = json.loads(proj.cli("plan", *args, "--format", "json").stdout)
-    assert document["summary"]["warnings"] == 2
     assert [h["warnings"] for h in document["hosts"].values()] == [[warning], [warning]]
     markdown = proj.cli("plan", *args, "--format", "markdown").stdout
     assert markdown.count(f"- **Warning:** {warning}\n") == 2
@@ -409,9 +408,7 @@ def test_validate_plan_and_apply_warn_by_the_same_rule(
     time.sleep(0.1)  # past the converged record's edit margin: the next run is recorded
     for _ in range(2):  # in full, then answered from the converged record
         again = json.loads(proj.cli("apply", *args, "--format", "json").stdout)
-        assert again["summary"] == {
-            "ok": 2, "changed": 0, "failed": 0, "skipped": 0, "warnings": 2
-        }  # fmt: skip
+        assert again["summary"] == {"ok": 2, "changed": 0, "failed": 0, "skipped": 0}
         assert again["hosts"]["web-01"]["warnings"] == [warning]
     assert evaluated == ["full"]
 

@@ -76,7 +76,11 @@ def plan(
         str | None, typer.Option("--out", help="Save the plan as JSON, for `apply PLAN.json`.")
     ] = None,
     detailed_exitcode: Annotated[
-        bool, typer.Option("--detailed-exitcode", help="Exit 0 no changes, 2 changes, 1 error.")
+        bool,
+        typer.Option(
+            "--detailed-exitcode",
+            help="Exit 0 no changes, 2 changes (or a certificate waiting to be signed), 1 error.",
+        ),
     ] = False,
     forks: ForksOpt = 20,
     known_hosts: KnownHostsOpt = None,
@@ -106,10 +110,38 @@ def plan(
 
             fsutil.write_atomic(out, save_plan(outcome.loaded, outcome.plan, limit).encode(), 0o644)
     _print_plan(outcome.report, output_format)
+    waiting = [(h.host, name) for h in outcome.report.hosts for name in h.plan.waiting]
+    if waiting:
+        # Beside JSON or Markdown, on stderr: their stdout stays one document.
+        hint = _csr_hint(playbook, inventory, limit, waiting)
+        typer.echo(hint, err=output_format is not PlanFormat.text)
     if outcome.report.failed:
         raise typer.Exit(1)
-    if detailed_exitcode and outcome.has_changes:
+    # A certificate waiting for its CA is work still to do, as a change is.
+    if detailed_exitcode and (outcome.has_changes or waiting):
         raise typer.Exit(2)
+
+
+def _csr_hint(
+    playbook: str, inventory: str, limit: str | None, waiting: list[tuple[str, str]]
+) -> str:
+    """What to do for certificates waiting for their CA: the `provision csr` to run."""
+    import shlex
+
+    count = len(waiting)
+    shown = ", ".join(f"{host}: {name}" for host, name in waiting[:5])
+    more = f" and {count - 5} more" if count > 5 else ""
+    command = ["provision", "csr", playbook, "-i", inventory]
+    if limit is not None:
+        command += ["--limit", limit]
+    command += ["--out", "csr"]
+    return (
+        f"{count} certificate{'s wait' if count != 1 else ' waits'} for a CA to sign a "
+        f"request ({shown}{more}). Unless it was done already, make the keys on the hosts "
+        f"and the requests with\n  {shlex.join(command)}\nthen have the CA sign each "
+        "request (csr/HOST-CERTIFICATE.csr) and save each signed certificate where the "
+        "certificate's source.certificate says; the next apply installs it."
+    )
 
 
 def _print_plan(result: Report, output_format: PlanFormat) -> None:
@@ -274,13 +306,22 @@ def csr(
     from pathlib import Path
 
     from provision.csr import make_csrs
+    from provision.sources.provided import wants_csr
 
     loaded = load_inputs(playbook, inventory, limit)
+    if not any(wants_csr(c) for t in loaded.targets for c in t.playbook.certificates):
+        count = len(loaded.targets)
+        fail(
+            f"{playbook}: nothing to sign on the {count} selected host"
+            f"{'s' if count != 1 else ''}, so nothing was written. `provision csr` makes a "
+            "signing request for each certificate that a third-party CA issues (source: "
+            "provided) and whose key stays on the host (no key: file given); this playbook "
+            "has none: its certificates are issued here (self-signed, an internal CA) or "
+            "supplied with their keys."
+        )
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     results = asyncio.run(make_csrs(loaded, folder))
-    if not results:
-        fail(f"{playbook}: no `provided` certificate without `key:` needs a CSR")
     for result in results:
         if result.error:
             typer.echo(f"{result.host}: {result.certificate}: failed: {result.error}")

@@ -128,6 +128,8 @@ def _host_json(host: HostReport) -> dict[str, Any]:
         data["error"] = host.error
     if host.plan.warnings:
         data["warnings"] = list(host.plan.warnings)
+    if host.plan.waiting:
+        data["waiting"] = list(host.plan.waiting)
     if host.verified:
         data["verified"] = [
             {
@@ -150,7 +152,6 @@ def report_json(report: Report) -> str:
             "changed": report.count("changed"),
             "failed": report.count("failed"),
             "skipped": report.count("skipped"),
-            "warnings": sum(len(h.plan.warnings) for h in report.hosts),
         },
         "hosts": {host.host: _host_json(host) for host in report.hosts},
     }
