@@ -8,7 +8,8 @@ client reaches an https binding
 - with a ``host``: by that name (SNI);
 - without one (the catch-all of its address and port): by the binding's own address, when it
   names one; by the host's inventory address, when the binding listens on every address; and
-  by any name of its certificate that no binding with a host on that port claims.
+  by any name of its certificate (the playbook's ``names``; for `verify`, also the SANs of
+  the certificate on the host) that no binding with a host on that port claims.
 
 A certificate issued here (or still to be requested by CSR) covers the playbook's ``names``;
 a supplied one is judged by its own SANs (load time checks the ``names`` against them).
@@ -19,7 +20,7 @@ one leftmost label.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -60,11 +61,16 @@ def listens_everywhere(binding: Binding) -> bool:
     return binding.address == "*" or ipaddress.ip_address(binding.address).is_unspecified
 
 
-def client_names(playbook: Playbook, host_address: str) -> list[ClientName]:
+def client_names(
+    playbook: Playbook,
+    host_address: str,
+    served: Mapping[str, Sequence[str]] | None = None,
+) -> list[ClientName]:
     """Every name a client may use, binding by binding in playbook order, each binding's
-    names once (see the module docstring)."""
+    names once (see the module docstring). ``served``: the names each certificate on the host
+    has beyond the playbook's (a supplied certificate's SANs), for `verify`."""
     names: list[ClientName] = []
-    by_name = {c.name: c for c in playbook.certificates}
+    by_name = {c.name: _names_of(c, (served or {}).get(c.name, ())) for c in playbook.certificates}
     for s, site in enumerate(playbook.sites):
         https = [(b, binding) for b, binding in enumerate(site.bindings) if _https(binding)]
         for b, binding in https:
@@ -76,7 +82,7 @@ def client_names(playbook: Playbook, host_address: str) -> list[ClientName]:
                 found[binding.host] = "host"
             else:
                 claimed = _claimed(binding, [other for _, other in https])
-                for text in by_name[certificate].names:
+                for text in by_name[certificate]:
                     # No client types a wildcard; a name a binding with a host claims is its.
                     if not text.startswith("*.") and text.lower() not in claimed:
                         found.setdefault(text, "certificate")
@@ -90,6 +96,13 @@ def client_names(playbook: Playbook, host_address: str) -> list[ClientName]:
                 for text, origin in found.items()
             )
     return names
+
+
+def _names_of(certificate: Certificate, served: Sequence[str]) -> list[str]:
+    """The playbook's names, then any other the certificate on the host has (DNS names
+    compare without case)."""
+    listed = {name.lower() for name in certificate.names}
+    return [*certificate.names, *(name for name in served if name.lower() not in listed)]
 
 
 def _claimed(catch_all: Binding, others: list[Binding]) -> set[str]:

@@ -16,12 +16,13 @@ import asyncio
 import datetime as dt
 import ipaddress
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
 
 from provision.coverage import client_names, listens_everywhere
-from provision.crypto import chains
+from provision.crypto import chains, compare
 from provision.crypto.details import check_names
 from provision.errors import ProvisionError
 from provision.inputs.targets import Target
@@ -47,8 +48,11 @@ class Probe:
     problem: str | None = None  # known without connecting
 
 
-def probes(target: Target, site: Site) -> list[Probe]:
-    """What to connect with for one site, each (name, address, port) once."""
+def probes(
+    target: Target, site: Site, served: Mapping[str, Sequence[str]] | None = None
+) -> list[Probe]:
+    """What to connect with for one site, each (name, address, port) once. ``served``: the
+    names of each certificate on the host (its SANs), which are names clients may use too."""
     given = site.verify or Verify()
     if given.names is not None:
         # Names asked for, on one port: the port asked for, else the first https binding's.
@@ -65,7 +69,7 @@ def probes(target: Target, site: Site) -> list[Probe]:
     return list(
         dict.fromkeys(
             _probe(target, given, item.name, item.listen, item.port, item.certificate)
-            for item in client_names(target.playbook, target.host.address)
+            for item in client_names(target.playbook, target.host.address, served)
             if item.site_index == index and given.port in (None, item.port)
         )
     )
@@ -158,7 +162,8 @@ def _check_one(site: Site, probe: Probe, expected: Material, now: dt.datetime) -
 async def verify_site(
     target: Target, site: Site, materials: dict[str, Material], now: dt.datetime
 ) -> list[NameCheck]:
-    chosen = probes(target, site)
+    sans = {name: compare.san_names(material.leaf) for name, material in materials.items()}
+    chosen = probes(target, site, sans)
     if not chosen and site.verify is not None:
         # Asked for, yet nothing to check: a mistyped port must not pass in silence.
         port = site.verify.port

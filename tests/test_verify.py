@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -535,3 +536,38 @@ def test_a_remote_hosts_loopback_binding_is_not_looked_for_on_this_machine(site:
     for probe in found:
         assert probe.problem is not None
         assert "the loopback of web1, which cannot be reached from this machine" in probe.problem
+
+
+def test_a_supplied_certificate_is_verified_by_its_own_names(site: Verified, openssl: str) -> None:
+    """A `provided` certificate need not list `names`: the names clients use are its SANs."""
+    files = site.project / "playbooks" / "files"
+    files.mkdir(parents=True)
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-keyout", str(files / "web.key"), "-out", str(files / "web.pem"),
+            "-days", "90", "-subj", "/CN=supplied.example.test",
+            "-addext", "subjectAltName=DNS:supplied.example.test,IP:127.0.0.1",
+            "-addext", "extendedKeyUsage=serverAuth",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    book = site.book([], verify=None)
+    certificate = book["certificates"][0]
+    certificate["source"] = {
+        "type": "provided",
+        "certificate": "files/web.pem",
+        "key": "files/web.key",
+    }
+    for unused in ("names", "validity_days", "subject", "key"):
+        del certificate[unused]
+    site.save(book)
+    result, _host = site.apply()
+    assert result.exit_code == 0, result.stdout + result.stderr
+    alone = site.verify()
+    assert alone.exit_code == 0, alone.stdout + alone.stderr
+    assert _lines(alone) == {
+        f"web1: {SITE}: supplied.example.test (127.0.0.1:{site.port}) ok",
+        f"web1: {SITE}: 127.0.0.1 (127.0.0.1:{site.port}) ok",
+    }
