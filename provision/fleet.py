@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import TypeVar
 
+from provision import reloads
 from provision.apply.batches import batches, should_stop
 from provision.apply.executor import (
     HostOutcome,
@@ -237,8 +238,11 @@ async def gather_host(target: Target) -> HostFacts:
     return facts
 
 
-async def verify_host(loaded: Loaded, target: Target, now: dt.datetime) -> list[NameCheck]:
-    """Read the host's certificates as they are now and check every site that asks."""
+async def verify_host(
+    loaded: Loaded, target: Target, now: dt.datetime, *, every_site: bool = False
+) -> list[NameCheck]:
+    """Read the host's certificates as they are now and check every site that asks (with
+    ``every_site``, as `provision verify` does: every site)."""
     await target.transport.start()
     facts = await gather(target.transport, target.paths_of_interest())
     passwords = loaded.passwords.get(target.host.name, {})
@@ -252,16 +256,21 @@ async def verify_host(loaded: Loaded, target: Target, now: dt.datetime) -> list[
             )
     checks: list[NameCheck] = []
     for site in target.playbook.sites:
-        if site.verify is not None:
+        if every_site or site.verify is not None:
             checks.extend(await verify_site(target, site, materials, now))
     return checks
 
 
 async def _verify_into(
-    report: HostReport, loaded: Loaded, target: Target, now: dt.datetime
+    report: HostReport,
+    loaded: Loaded,
+    target: Target,
+    now: dt.datetime,
+    *,
+    every_site: bool = False,
 ) -> None:
     try:
-        report.verified = await verify_host(loaded, target, now)
+        report.verified = await verify_host(loaded, target, now, every_site=every_site)
     except ProvisionError as exc:
         report.status, report.error = "failed", f"verification: {exc.message}"
         return
@@ -279,20 +288,23 @@ async def _owe_reload_if_unverified(report: HostReport, target: Target) -> None:
     failing = sorted({c.site for c in report.verified if not c.ok})
     sites = [s for s in target.playbook.sites if s.name in failing and s.reload]
     if sites:
-        await target.transport.write(
-            target.marker_path, "".join(f"{s.name}\n" for s in sites).encode(), 0o644
-        )
+        names = [s.name for s in sites]
+        previous = reloads.parse((await target.transport.read(target.marker_path)).content)
+        marker = reloads.updated(previous, names, owed=names)
+        assert marker is not None  # (it names the sites owed)
+        await target.transport.write(target.marker_path, marker, 0o644)
 
 
 async def verify_all(loaded: Loaded, now: dt.datetime | None = None) -> Report:
-    """`provision verify`: the post-apply checks alone, for every host."""
+    """`provision verify`: every https binding of every site of every host, by every name a
+    client may use (provision/coverage.py), or as a site's ``verify:`` narrows it."""
     moment = now or dt.datetime.now(dt.UTC)
     reports: dict[str, HostReport] = {}
 
     async def one(target: Target) -> None:
         name = target.host.name
         report = HostReport(name, "ok", HostPlan(name))
-        await _verify_into(report, loaded, target, moment)
+        await _verify_into(report, loaded, target, moment, every_site=True)
         reports[name] = report
 
     try:

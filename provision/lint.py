@@ -13,8 +13,10 @@ weak-signature     a supplied certificate, or an intermediate of its chain, sign
                    (or MD5), which browsers refuse
 long-validity      a TLS certificate valid for more than 398 days (the CA/Browser Forum limit
                    browsers enforce for publicly trusted certificates)
-name-not-covered   an https binding's ``host``, or (for a binding without ``host``) the host's
-                   inventory address, that the certificate's names do not cover
+name-not-covered   a name a client may use for an https binding that its certificate does not
+                   cover: the binding's ``host``; for a binding without ``host``, its own
+                   ``address``, or the host's inventory address when it listens on every
+                   address (provision/coverage.py: validate, plan and apply warn with it too)
 key-in-web-root    a private key written below a virtual directory's ``physical_path``, where
                    the web server may hand it out (the model already refuses output files
                    outside the certificates directory: absolute, ``..``)
@@ -32,7 +34,7 @@ refuses it, since such a playbook would never converge.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -42,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
 from provision.api import Loaded
-from provision.crypto.details import check_names, covers
+from provision.coverage import uncovered
 from provision.inputs.targets import Target
 from provision.inputs.yaml_lines import PathKey
 from provision.model.playbook import Certificate, ProvidedSource, RsaKey
@@ -58,8 +60,8 @@ RULES: dict[str, str] = {
     "rsa-key-size": f"an RSA key under {MIN_RSA_BITS} bits",
     "weak-signature": "a supplied certificate (or an intermediate) signed with SHA-1 or MD5",
     "long-validity": f"a TLS certificate valid for more than {MAX_BROWSER_DAYS} days",
-    "name-not-covered": "a binding's host name, or the host's address, that the certificate "
-    "does not cover",
+    "name-not-covered": "a binding's host name or address, or the host's address, that the "
+    "certificate does not cover",
     "key-in-web-root": "a private key written below a directory the web server serves",
     "path-case": "a virtual directory path with capitals on a server that matches paths in "
     "the case written",
@@ -87,13 +89,15 @@ class Finding:
 _Raw = tuple[str, PathKey, str]
 
 
-def lint(loaded: Loaded) -> list[Finding]:
-    """Every finding for the loaded hosts, merged across hosts, in file order."""
+def lint(loaded: Loaded, rules: Collection[str] | None = None) -> list[Finding]:
+    """Every finding for the loaded hosts (of ``rules`` only, when given), merged across
+    hosts, in file order."""
     doc = loaded.playbook
     hosts_of: dict[_Raw, list[str]] = {}
     for target in loaded.targets:
         for raw in _check(loaded, target):
-            hosts_of.setdefault(raw, []).append(target.host.name)
+            if rules is None or raw[0] in rules:
+                hosts_of.setdefault(raw, []).append(target.host.name)
     findings = []
     for (rule, path, message), hosts in hosts_of.items():
         where = doc.locate(path)
@@ -244,45 +248,9 @@ def _validity(loaded: Loaded, target: Target) -> Iterator[_Raw]:
 
 
 def _names(loaded: Loaded, target: Target) -> Iterator[_Raw]:
-    book = target.playbook
-    index = {c.name: i for i, c in enumerate(book.certificates)}
-    address_checked: set[str] = set()
-    for s, site in enumerate(book.sites):
-        for b, binding in enumerate(site.bindings):
-            if binding.protocol != "https" or binding.certificate not in index:
-                continue
-            c_index = index[binding.certificate]
-            certificate = book.certificates[c_index]
-            covers = _coverage(_supplied(loaded, target, certificate), certificate)
-            if binding.host is not None:
-                if not covers(binding.host):
-                    yield (
-                        "name-not-covered",
-                        ("sites", s, "bindings", b, "host"),
-                        f"site {site.name!r} serves {binding.host} on port {binding.port} "
-                        f"with certificate {certificate.name!r}, which does not cover "
-                        f"that name; add it to the certificate's names",
-                    )
-                continue
-            if certificate.name in address_checked:
-                continue
-            address_checked.add(certificate.name)
-            address = target.host.address
-            if not covers(address):
-                yield (
-                    "name-not-covered",
-                    ("certificates", c_index, "names"),
-                    f"certificate {certificate.name!r} does not cover {address}, the "
-                    f"host's address, yet site {site.name!r} serves it on port "
-                    f"{binding.port} without a host name; add it to the names",
-                )
-
-
-def _coverage(supplied: Supplied | None, certificate: Certificate) -> Callable[[str], bool]:
-    if supplied is not None:
-        leaf = supplied.leaf
-        return lambda name: not check_names(leaf, [name])
-    return lambda name: covers(certificate.names, name)
+    # The one rule for names (provision/coverage.py), which plan and apply warn with too.
+    for item in uncovered(target, loaded.supplied):
+        yield ("name-not-covered", item.where, item.message)
 
 
 def _keys_in_web_roots(target: Target) -> Iterator[_Raw]:
@@ -377,13 +345,14 @@ def _root_folders(target: Target) -> Iterator[_Raw]:
 # --- presentation -------------------------------------------------------------------------
 
 
-def format_text(findings: list[Finding], total_hosts: int) -> str:
+def format_text(findings: list[Finding], total_hosts: int, label: str = "") -> str:
+    """One line per finding; ``label`` (``warning: ``) goes before the rule."""
     lines = []
     for finding in findings:
         where = finding.file if finding.line is None else f"{finding.file}:{finding.line}"
         key = f" {finding.key}:" if finding.key else ""
         lines.append(
-            f"{where}: [{finding.rule}]{key} {finding.message} "
+            f"{where}: {label}[{finding.rule}]{key} {finding.message} "
             f"({_hosts_text(finding.hosts, total_hosts)})"
         )
     return "".join(line + "\n" for line in lines)

@@ -21,6 +21,7 @@ from thirdparty import (
     openssl,
     openssl_text,
     pem_certificates,
+    plan_json,
     sha256,
     subjects,
     write_playbook,
@@ -227,3 +228,47 @@ def test_leaves_differ_per_host_and_chain_to_the_same_root(
             certs_dir(project, host) / "httpscert.pem",
         )
     assert len(leaves) == len(HOSTS) and len(roots) == 1
+
+
+def test_a_reissue_leaves_the_issuers_outputs_alone(project: Path, cli: Any) -> None:
+    """Issue 15, item 7: a leaf reissued by the same CA changes the leaf's outputs only; the
+    root (DER) and the chain (PEM, empty under a root CA) already hold what the reissue keeps,
+    so the plan lists them unchanged and apply leaves each file as it was (inode and mtime)."""
+    fresh(project)
+    data = example(project)
+    data["certificates"][0]["outputs"].append(
+        {"file": "httpscert.chain.pem", "format": "pem", "content": "chain"}
+    )
+    playbook = write_playbook(project, "reissue.yml", data)
+    assert apply(cli, playbook, "-l", "cm-pub-01").exit_code == 0
+    certs = certs_dir(project)
+    kept = ("httpscert.cer", "httpscert.chain.pem")
+    before = {name: (certs / name).stat() for name in kept}
+    leaf_before = (certs / "httpscert.pem").read_bytes()
+
+    data["certificates"][0]["names"].append("new.voice.example.com")
+    write_playbook(project, "reissue.yml", data)
+    plan = plan_json(cli, playbook, "-l", "cm-pub-01")["hosts"]["cm-pub-01"]
+    changed = {c["resource"] for c in plan["changes"]}
+    assert "certificate httpscert" in changed
+    assert {"file httpscert.pem", "file httpscert.p7b", "file httpscert.pfx"} <= changed
+    assert not changed & {f"file {name}" for name in kept}, plan["changes"]
+    unchanged = {u["resource"]: u["reason"] for u in plan["unchanged"]}
+    for name in kept:
+        assert unchanged[f"file {name}"] == "up to date (the issuer's, which the reissue keeps)"
+
+    result = apply(cli, playbook, "-l", "cm-pub-01")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    for name in kept:
+        assert f"file {name}" not in result.stdout
+        after = (certs / name).stat()
+        assert (after.st_ino, after.st_mtime_ns) == (before[name].st_ino, before[name].st_mtime_ns)
+    assert (certs / "httpscert.pem").read_bytes() != leaf_before
+    openssl("verify", "-CAfile", authority_dir(project) / "ca.crt", certs / "httpscert.pem")
+    assert fingerprint(certs / "httpscert.cer", "DER") == fingerprint(
+        authority_dir(project) / "ca.crt"
+    )
+    again = cli(
+        "plan", playbook, "-i", INVENTORY, "-l", "cm-pub-01", "--detailed-exitcode", env=ENV
+    )
+    assert again.exit_code == 0, again.stdout

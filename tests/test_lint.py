@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -332,6 +333,94 @@ def test_binding_with_a_host_needs_no_address(proj: Project) -> None:
         )
     )
     assert proj.findings() == []
+
+
+def test_binding_address_not_covered(proj: Project) -> None:
+    """Issue 15: a binding on an address of its own is reached by that address; the host's
+    inventory address does not reach it (and is not asked for)."""
+    proj.playbook(
+        CLEAN.replace('"{{ host.address }}"', "localhost").replace(
+            "      - {protocol: https, port: 443, certificate: web}\n",
+            "      - {protocol: https, address: 198.51.100.7, port: 443, certificate: web}\n",
+        )
+    )
+    findings = proj.findings()
+    assert rules(findings) == [("name-not-covered", proj.line("198.51.100.7"))]
+    assert findings[0]["key"] == "sites[0].bindings[0].address"
+    assert findings[0]["hosts"] == ["web-01", "web-02"]
+    assert "listens on 198.51.100.7 port 443 without a host name" in findings[0]["message"]
+    assert "does not cover 198.51.100.7" in findings[0]["message"]
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "::"])
+def test_an_unspecified_address_is_every_address(proj: Project, address: str) -> None:
+    proj.playbook(
+        CLEAN.replace('"{{ host.address }}"', "localhost").replace(
+            "port: 443, certificate: web", f"address: '{address}', port: 443, certificate: web"
+        )
+    )
+    findings = proj.findings()
+    # Not the address (no client types 0.0.0.0): the host's, as for `*`.
+    assert [(f["key"], f["hosts"]) for f in findings] == [
+        ("certificates[0].names", ["web-01"]),
+        ("certificates[0].names", ["web-02"]),
+    ]
+
+
+def test_validate_plan_and_apply_warn_by_the_same_rule(
+    proj: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15: the names rule is one (provision/coverage.py): lint finds it, validate,
+    plan and apply warn with it (text, JSON, Markdown), and an idle apply answered from the
+    converged record still does; none of them fails for it."""
+    proj.playbook(
+        CLEAN.replace(
+            "      - {protocol: https, port: 443, certificate: web}\n",
+            "      - {protocol: https, port: 443, certificate: web}\n"
+            "      - {protocol: https, port: 8443, host: www.example.test, certificate: web}\n",
+        )
+    )
+    line = proj.line("www.example.test")
+    key = "sites[0].bindings[1].host"
+    message = (
+        "site 'site' serves www.example.test on port 8443 with certificate 'web', which does "
+        "not cover that name; add it to the certificate's names"
+    )
+    [finding] = proj.findings()
+    assert (finding["line"], finding["key"], finding["message"]) == (line, key, message)
+    warning = f"playbooks/p.yml:{line}: {key}: {message}"
+    args = ("playbooks/p.yml", "-i", "inventory/hosts.yml")
+
+    validate = proj.cli("validate", *args)
+    assert validate.exit_code == 0, validate.stderr
+    assert validate.stdout == (
+        "playbooks/p.yml: valid for 2 hosts\n"
+        f"playbooks/p.yml:{line}: warning: [name-not-covered] {key}: {message} (all 2 hosts)\n"
+    )
+    plan = proj.cli("plan", *args)
+    assert plan.exit_code == 0, plan.stderr
+    assert plan.stdout.count(f"\n  warning  {warning}\n") == 2
+    assert plan.stdout.endswith("Plan: 2 hosts, 2 to change, 0 failed, 2 warnings.\n")
+    document = json.loads(proj.cli("plan", *args, "--format", "json").stdout)
+    assert [h["warnings"] for h in document["hosts"].values()] == [[warning], [warning]]
+    markdown = proj.cli("plan", *args, "--format", "markdown").stdout
+    assert markdown.count(f"- **Warning:** {warning}\n") == 2
+
+    applied = proj.cli("apply", *args)
+    assert applied.exit_code == 0, applied.stdout + applied.stderr
+    assert applied.stdout.count(f"\n  warning  {warning}\n") == 2
+    assert applied.stdout.endswith("Recap: ok 0, changed 2, failed 0, 2 warnings\n")
+    from provision import api
+
+    evaluated: list[str] = []
+    real = api.load
+    monkeypatch.setattr(api, "load", lambda *a, **k: evaluated.append("full") or real(*a, **k))
+    time.sleep(0.1)  # past the converged record's edit margin: the next run is recorded
+    for _ in range(2):  # in full, then answered from the converged record
+        again = json.loads(proj.cli("apply", *args, "--format", "json").stdout)
+        assert again["summary"] == {"ok": 2, "changed": 0, "failed": 0, "skipped": 0}
+        assert again["hosts"]["web-01"]["warnings"] == [warning]
+    assert evaluated == ["full"]
 
 
 def test_key_in_web_root(proj: Project) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -56,7 +58,13 @@ class Verified:
         reload_command: str | None = None,
         address: str = "127.0.0.1",
     ) -> None:
-        book = {
+        self.save(self.book(names, verify=verify, reload_command=reload_command), address=address)
+
+    def book(
+        self, names: list[str], *, verify: Any = True, reload_command: str | None = None
+    ) -> dict[str, Any]:
+        """The playbook: one self-signed certificate, one nginx site on 127.0.0.1:port."""
+        return {
             "name": "A verified site",
             "hosts": "web",
             "certificates_dir": "{{ certificates_dir }}",
@@ -95,6 +103,8 @@ class Verified:
                 }
             ],
         }
+
+    def save(self, book: dict[str, Any], *, address: str = "127.0.0.1") -> None:
         inventory = {
             "all": {
                 "vars": {
@@ -282,9 +292,14 @@ def test_verify_names_port_and_address_narrow_the_checks(
     assert f"web1: {SITE}: localhost (127.0.0.1:{site.port}) ok" in alone.stdout
     assert FQDN not in alone.stdout
 
-    # The host's address (nothing listens on 127.0.0.2) is used unless `address` says where.
+    # The binding listens on 127.0.0.1: clients connect there, whatever the host's address
+    # in the inventory; `address` says where instead (nothing listens on 127.0.0.2).
     settle_quickly(monkeypatch)
     site.write(NAMES, verify={"names": ["localhost"]}, address="127.0.0.2")
+    found = site.verify()
+    assert found.exit_code == 0, found.stdout
+    assert f"web1: {SITE}: localhost (127.0.0.1:{site.port}) ok" in found.stdout
+    site.write(NAMES, verify={"names": ["localhost"], "address": "127.0.0.2"})
     missed = site.verify()
     assert missed.exit_code == 1, missed.stdout
     assert f"localhost (127.0.0.2:{site.port}) FAILED: " in missed.stdout
@@ -348,3 +363,211 @@ def test_a_failed_verification_leaves_the_reload_owed(
     ]
     assert all(check["ok"] for check in host["verified"]), host["verified"]
     assert served_leaf(site.port) == new
+
+
+# --- issue 15: every https binding by default, every name a client may use --------------------
+
+
+def _lines(result: Result) -> set[str]:
+    return {line for line in result.stdout.splitlines() if line.startswith("web1: ")}
+
+
+def test_verify_without_verify_sections_checks_every_binding_by_every_name(
+    site: Verified, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No site says `verify:`; `provision verify` still connects to each https binding, by
+    the certificate's names, the binding's own address, the host's inventory address (for a
+    binding on every address) and a binding's host (SNI, with its own certificate)."""
+    other = free_port()
+    book = site.book([FQDN, "localhost", "127.0.0.1", "127.0.0.2"], verify=None)
+    book["certificates"].append(
+        {
+            **book["certificates"][0],
+            "name": "sni",
+            "subject": {"common_name": "sni.example.test"},
+            "names": ["sni.example.test"],
+            "outputs": [
+                {"file": "sni.pem", "format": "pem", "content": "fullchain"},
+                {"file": "sni.key", "format": "pem", "content": "key"},
+            ],
+        }
+    )
+    book["sites"][0]["bindings"] = [
+        {"protocol": "https", "address": "127.0.0.2", "port": site.port, "certificate": "web"},
+        {"protocol": "https", "port": other, "certificate": "web"},
+        {"protocol": "https", "port": other, "host": "sni.example.test", "certificate": "sni"},
+    ]
+    site.save(book)
+    result, host = site.apply()
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "verified" not in host  # apply checks the sites that ask, as before
+
+    alone = site.verify()
+    assert alone.exit_code == 0, alone.stdout + alone.stderr
+    assert _lines(alone) == {
+        # the binding on 127.0.0.2: the certificate's names and the binding's address
+        *(f"web1: {SITE}: {n} (127.0.0.2:{site.port}) ok" for n in (FQDN, "localhost")),
+        f"web1: {SITE}: 127.0.0.1 (127.0.0.2:{site.port}) ok",
+        f"web1: {SITE}: 127.0.0.2 (127.0.0.2:{site.port}) ok",
+        # the binding on every address: the same names at the host's address
+        *(f"web1: {SITE}: {n} (127.0.0.1:{other}) ok" for n in (FQDN, "localhost")),
+        f"web1: {SITE}: 127.0.0.1 (127.0.0.1:{other}) ok",
+        f"web1: {SITE}: 127.0.0.2 (127.0.0.1:{other}) ok",
+        # the SNI binding, served its own certificate
+        f"web1: {SITE}: sni.example.test (127.0.0.1:{other}) ok",
+    }
+    assert "Verified: 1 hosts ok, 0 failed" in alone.stdout
+
+    # The binding's address is a name clients use: without it among the certificate's names,
+    # lint, validate and plan say so at the binding's line, and verify fails that name.
+    book["certificates"][0]["names"] = [FQDN, "localhost", "127.0.0.1"]
+    site.save(book)
+    line = (site.project / PLAYBOOK).read_text().splitlines().index("  - protocol: https") + 2
+    where = f"{PLAYBOOK}:{line}: sites[0].bindings[0].address: "
+    lint = site.cli("lint", PLAYBOOK, "-i", INVENTORY)
+    assert f"{PLAYBOOK}:{line}: [name-not-covered] sites[0].bindings[0].address: " in lint.stdout
+    validate = site.cli("validate", PLAYBOOK, "-i", INVENTORY)
+    assert validate.exit_code == 0, validate.stdout + validate.stderr
+    assert "warning: [name-not-covered] sites[0].bindings[0].address:" in validate.stdout
+    plan = site.cli("plan", PLAYBOOK, "-i", INVENTORY)
+    assert f"  warning  {where}" in plan.stdout
+    assert "does not cover 127.0.0.2" in plan.stdout
+    result, host = site.apply()
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert [w.startswith(where) for w in host["warnings"]] == [True]
+    settle_quickly(monkeypatch)
+    failed = site.verify()
+    assert failed.exit_code == 1, failed.stdout
+    assert (
+        f"web1: {SITE}: 127.0.0.2 (127.0.0.2:{site.port}) FAILED: 127.0.0.2: not covered "
+        "(no IP Address SAN 127.0.0.2)" in failed.stdout
+    )
+
+
+def test_verify_with_nothing_to_check_fails_and_says_so(site: Verified) -> None:
+    """A host without an https binding must not read as verified."""
+    book = site.book(NAMES, verify=None)
+    book["sites"][0]["bindings"] = [{"protocol": "http", "address": "127.0.0.1", "port": site.port}]
+    site.save(book)
+    result = site.verify()
+    assert result.exit_code == 1, result.stdout
+    assert "web1: nothing to verify (no https binding)" in result.stdout
+    assert "Verified: 0 hosts ok, 0 failed, 1 with nothing to verify" in result.stdout
+    assert result.stderr == (
+        f"error: {PLAYBOOK}: nothing was verified: no site has an https binding on the 1 "
+        "selected host, so no connection was made (verify checks each https binding of each "
+        "site)\n"
+    )
+
+
+def _authority_book(site: Verified, subject: str, *, create: bool) -> dict[str, Any]:
+    book = site.book(NAMES)
+    book["authorities"] = [
+        {
+            "name": "root",
+            "dir": "pki/root",
+            "create": create,
+            "subject": {"common_name": subject},
+            "key": {"type": "ecdsa", "curve": "p256"},
+        }
+    ]
+    book["certificates"][0]["source"] = {"type": "ca", "authority": "root"}
+    return book
+
+
+def test_a_leaf_from_another_ca_is_called_that_not_a_missing_intermediate(
+    site: Verified, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site.save(_authority_book(site, "Old Root", create=True))
+    result, host = site.apply()
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert all(check["ok"] for check in host["verified"])
+    settle_quickly(monkeypatch)
+
+    # The authority is made anew under another name: the served leaf is the old CA's.
+    shutil.rmtree(site.project / "playbooks" / "pki")
+    site.save(_authority_book(site, "New Root", create=False))
+    made = site.cli("ca", "init", PLAYBOOK, "root")
+    assert made.exit_code == 0, made.stdout + made.stderr
+    other = site.verify()
+    assert other.exit_code == 1, other.stdout
+    assert "missing intermediate" not in other.stdout
+    assert other.stdout.count(
+        "FAILED: signed by another CA: its issuer is CN=Old Root, where CN=New Root is "
+        "expected; `provision apply` replaces it"
+    ) == len(NAMES), other.stdout
+
+    # Made anew under the same name: another key, which its key identifier tells.
+    shutil.rmtree(site.project / "playbooks" / "pki")
+    site.save(_authority_book(site, "Old Root", create=False))
+    made = site.cli("ca", "init", PLAYBOOK, "root")
+    assert made.exit_code == 0, made.stdout + made.stderr
+    same = site.verify()
+    assert same.exit_code == 1, same.stdout
+    assert "FAILED: signed by another CA of the same name CN=Old Root: its authority key " in (
+        same.stdout
+    )
+    assert "so the CA was re-keyed or made anew" in same.stdout
+
+    # Apply issues from the CA the playbook names; verify passes again.
+    result, host = site.apply()
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert all(check["ok"] for check in host["verified"]), host["verified"]
+    assert site.verify().exit_code == 0
+
+
+def test_a_remote_hosts_loopback_binding_is_not_looked_for_on_this_machine(site: Verified) -> None:
+    """An SSH host's 127.0.0.1 is not the controller's: verify says so instead of asking
+    whatever listens on this machine's loopback (no connection is made to find out)."""
+    from provision.api import load
+    from provision.verify import probes
+
+    site.write(NAMES, verify=None)
+    inventory = site.project / INVENTORY
+    inventory.write_text(
+        inventory.read_text().replace("connection: local", "connection: ssh\n    user: nobody")
+    )
+    loaded = load(site.project / PLAYBOOK, inventory)
+    [target] = loaded.targets
+    found = probes(target, target.playbook.sites[0])
+    assert [(p.name, p.address, p.port) for p in found] == [
+        (name, "127.0.0.1", site.port) for name in NAMES
+    ]
+    for probe in found:
+        assert probe.problem is not None
+        assert "the loopback of web1, which cannot be reached from this machine" in probe.problem
+
+
+def test_a_supplied_certificate_is_verified_by_its_own_names(site: Verified, openssl: str) -> None:
+    """A `provided` certificate need not list `names`: the names clients use are its SANs."""
+    files = site.project / "playbooks" / "files"
+    files.mkdir(parents=True)
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-keyout", str(files / "web.key"), "-out", str(files / "web.pem"),
+            "-days", "90", "-subj", "/CN=supplied.example.test",
+            "-addext", "subjectAltName=DNS:supplied.example.test,IP:127.0.0.1",
+            "-addext", "extendedKeyUsage=serverAuth",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    book = site.book([], verify=None)
+    certificate = book["certificates"][0]
+    certificate["source"] = {
+        "type": "provided",
+        "certificate": "files/web.pem",
+        "key": "files/web.key",
+    }
+    for unused in ("names", "validity_days", "subject", "key"):
+        del certificate[unused]
+    site.save(book)
+    result, _host = site.apply()
+    assert result.exit_code == 0, result.stdout + result.stderr
+    alone = site.verify()
+    assert alone.exit_code == 0, alone.stdout + alone.stderr
+    assert _lines(alone) == {
+        f"web1: {SITE}: supplied.example.test (127.0.0.1:{site.port}) ok",
+        f"web1: {SITE}: 127.0.0.1 (127.0.0.1:{site.port}) ok",
+    }

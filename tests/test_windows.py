@@ -429,3 +429,138 @@ def test_two_files_differing_only_by_case_are_one_file_on_windows(project: Path)
                     load(playbook, inventory, controller_files=False)
             else:
                 load(playbook, inventory, controller_files=False)
+
+
+# --- issue 15, item 2: what an IIS site runs ------------------------------------------------
+
+STAGED_IIS = """\
+name: IIS files staged on a POSIX host
+hosts: all
+certificates_dir: out/certs
+certificates:
+  - name: httpscert
+    source: self-signed
+    key: {type: ecdsa}
+    names: [web.example.com, 127.0.0.1]
+    validity_days: 90
+    outputs:
+      - {file: httpscert.cer, format: der, content: root}
+      - {file: httpscert.pfx, format: pkcs12, password: {env: IIS_PFX_PASSWORD}}
+      - {file: httpscert.key, format: pem, content: key}
+sites:
+  - name: Default Web Site
+    server: iis
+    config: out/iis/default.xml
+    bindings:
+      - {port: 443, certificate: httpscert}
+    virtual_directories:
+      - {path: /, physical_path: /srv/www}
+"""
+POWERSHELL = 'powershell -NoProfile -ExecutionPolicy Bypass -File "out/iis/default.ps1"'
+
+
+def _staged(project: Path, reload_command: str | None = None) -> tuple[str, str]:
+    text = STAGED_IIS
+    if reload_command is not None:
+        text = text.replace(
+            "    config: out/iis/default.xml\n",
+            f"    config: out/iis/default.xml\n    reload_command: '{reload_command}'\n",
+        )
+    playbook = _write(project, "playbooks/staged.yml", text)
+    inventory = _write(
+        project, "inventory/staged.yml", "all:\n  hosts:\n    web-01: {address: 127.0.0.1}\n"
+    )
+    return playbook, inventory
+
+
+def test_an_iis_site_runs_its_script_by_default_only_on_a_windows_host() -> None:
+    from provision.model.playbook import Site
+    from provision.servers.iis import SERVER
+
+    site = Site.model_validate(
+        {"name": "Default Web Site", "server": "iis", "config": SITE_XML,
+         "bindings": [{"port": 443, "certificate": "httpscert"}]}
+    )  # fmt: skip
+    paths = [SITE_XML, r"C:\inetpub\provision\default.ps1"]
+    assert SERVER.default_commands(site, paths, "windows") == (
+        None,
+        r'powershell -NoProfile -ExecutionPolicy Bypass -File "C:\inetpub\provision\default.ps1"',
+    )
+    assert SERVER.default_commands(site, paths, "posix") == (None, None)
+
+
+def test_an_iis_site_on_a_posix_host_writes_its_files_and_runs_nothing(
+    project: Path, cli: Cli
+) -> None:
+    """The script is for the Windows host: on a POSIX host (a share, a staging copy) it is
+    written, and nothing runs unless the site's reload_command says what."""
+    playbook, inventory = _staged(project)
+    env = {"IIS_PFX_PASSWORD": PFX_PASSWORD}
+    result = cli("apply", playbook, "-i", inventory, env=env)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "web-01: changed" in result.stdout
+    assert "powershell" not in result.stdout
+    for name in ("iis/default.xml", "iis/default.ps1", "certs/httpscert.pfx"):
+        assert (project / "out" / name).is_file(), name
+    assert "Import-PfxCertificate" in (project / "out/iis/default.ps1").read_text()
+    again = cli("plan", playbook, "-i", inventory, "--detailed-exitcode", env=env)
+    assert again.exit_code == 0, again.stdout  # no reload owed
+
+
+def test_a_reload_the_host_cannot_run_fails_it_once_and_is_owed_again_when_changed(
+    project: Path, cli: Cli
+) -> None:
+    """PowerShell on a POSIX host: the host fails with what to do, and the next runs do not
+    retry the same impossible reload; a new reload_command is run by the next apply."""
+    playbook, inventory = _staged(project, POWERSHELL)
+    env = {"IIS_PFX_PASSWORD": PFX_PASSWORD}
+    failed = cli("apply", playbook, "-i", inventory, env=env)
+    assert failed.exit_code == 1, failed.stdout
+    assert "Traceback" not in failed.stdout + failed.stderr
+    assert (
+        f"web-01: failed: reload `{POWERSHELL}` of site 'Default Web Site' cannot run on "
+        "web-01, a posix host: the command is not found there (" in failed.stdout
+    )
+    assert "not retried as it is" in failed.stdout
+    assert "Give the site a reload_command this host can run" in failed.stdout
+    assert (project / "out/iis/default.xml").is_file()  # the files are written
+
+    for command in ("plan", "apply"):
+        idle = cli(command, playbook, "-i", inventory, env=env)
+        assert idle.exit_code == 0, idle.stdout + idle.stderr
+        assert "reload owed" not in idle.stdout
+    assert cli("plan", playbook, "-i", inventory, "--detailed-exitcode", env=env).exit_code == 0
+
+    # A command the host has: the reload is owed again, and the next apply runs it.
+    _staged(project, "touch reloaded.flag")
+    plan = cli("plan", playbook, "-i", inventory, env=env)
+    assert (
+        f"reload owed: `{POWERSHELL}` could not run on this host, and the site's reload "
+        "command is now `touch reloaded.flag`" in plan.stdout
+    )
+    applied = cli("apply", playbook, "-i", inventory, env=env)
+    assert applied.exit_code == 0, applied.stdout + applied.stderr
+    assert (project / "reloaded.flag").exists()
+    done = cli("plan", playbook, "-i", inventory, "--detailed-exitcode", env=env)
+    assert done.exit_code == 0, done.stdout
+
+
+def test_the_reload_marker_is_read_as_input() -> None:
+    """The marker comes from the host: a line that is not exactly an entry is a site name."""
+    from provision import reloads
+
+    marker = reloads.parse(
+        b'plain site\n{"site": "iis", "cannot_run": "powershell x"}\n'
+        b'{"site": 5, "cannot_run": "x"}\n{not json\n{"site": "a", "cannot_run": "b", "c": 1}\n'
+    )
+    assert marker.cannot_run == {"iis": "powershell x"}
+    assert marker.owed == {
+        "plain site",
+        '{"site": 5, "cannot_run": "x"}',
+        "{not json",
+        '{"site": "a", "cannot_run": "b", "c": 1}',
+    }
+    kept = reloads.updated(marker, ["plain site"], owed=["other"])
+    assert reloads.parse(kept).cannot_run == {"iis": "powershell x"}
+    assert reloads.parse(kept).owed == {"other"}
+    assert reloads.updated(marker, ["iis"]) is None

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from provision import reloads
 from provision.apply.journal import Journal, journal_path
 from provision.apply.keymaker import KeyMaker
 from provision.errors import ProvisionError
@@ -25,11 +26,12 @@ from provision.plan import state
 from provision.plan.certificate import current_material, read_current
 from provision.plan.material import Material, output_bytes
 from provision.plan.model import Change, HostPlan
-from provision.servers.registry import server
+from provision.reloads import CANNOT_RUN
+from provision.servers.commands import site_commands
 from provision.sources.authority_store import AuthorityStore
 from provision.sources.base import Expected, IssueRequest
 from provision.sources.registry import source_of
-from provision.transport.base import FileState
+from provision.transport.base import CommandResult, FileState
 
 
 class ApplyError(ProvisionError):
@@ -107,14 +109,11 @@ async def apply_host(
             await transport.set_folder_mode(folder, change.mode)
     removed = [_Write(c, c.path, b"", 0) for c in deletions if c.path is not None]
     backup = await _back_up(target, facts, [*writes, *removed], ctx.now)
-    reload_sites = [s for s in _sites_touched(target, plan.changes) if s.reload]
+    reload_sites = [s.name for s in _sites_touched(target, plan.changes) if s.reload]
     if reload_sites:
-        await transport.write(
-            target.marker_path,
-            "".join(f"{s.name}\n" for s in reload_sites).encode(),
-            0o644,
-            durable=False,
-        )
+        marker = reloads.updated(_marker(target, facts), reload_sites, owed=reload_sites)
+        assert marker is not None  # (it names the sites owed)
+        await transport.write(target.marker_path, marker, 0o644, durable=False)
     if not writes and not removed:
         # Nothing to replace (a reload owed, say): no journal needed.
         await transport.flush()
@@ -368,30 +367,71 @@ async def _test_and_reload(
 ) -> None:
     sites = [s for s in _sites_touched(target, plan.changes) if s.reload]
     tests: dict[str, None] = {}
-    reloads: dict[str, None] = {}
+    to_reload: dict[str, list[Site]] = {}
     for site in sites:
-        # Each server's own defaults (servers/<name>.py), for the site's paths on this host.
-        default_test, default_reload = server(site.server).default_commands(
-            site, target.site_paths(site)
-        )
-        if test := site.test_command or default_test:
+        # The site's own, else its server's defaults for this kind of host.
+        test, reload = site_commands(target, site)
+        if test:
             tests[test] = None
-        if reload := site.reload_command or default_reload:
-            reloads[reload] = None
+        if reload:
+            to_reload.setdefault(reload, []).append(site)
     # Each distinct command once per host, however many sites share it.
     for command in tests:
         result = await target.transport.run(command)
         if not result.ok:
             await _restore(target, facts, committed)
-            # The old files are back, and they are what the server runs: nothing is owed.
-            await target.transport.remove(target.marker_path)
+            # The old files are back, and they are what the server runs: the marker says
+            # what it said before this run.
+            await _write_marker(target, facts.file(target.marker_path).content)
             outcome.error = (
                 f"config test `{command}` failed, previous files restored: {result.output}"
             )
             return
-    for command in reloads:
+    handled = [site.name for site in sites]
+    for command, using in to_reload.items():
         result = await target.transport.run(command)
+        if result.exit_status in CANNOT_RUN:
+            await _cannot_run(target, facts, handled, using, result, outcome)
+            return
         if not result.ok:
             outcome.error = f"reload `{command}` failed (will be retried): {result.output}"
             return
-    await target.transport.remove(target.marker_path)
+    await _write_marker(target, reloads.updated(_marker(target, facts), handled))
+
+
+def _marker(target: Target, facts: HostFacts) -> reloads.Marker:
+    return reloads.parse(facts.file(target.marker_path).content)
+
+
+async def _write_marker(target: Target, content: bytes | None) -> None:
+    if content is None:
+        await target.transport.remove(target.marker_path)
+    else:
+        await target.transport.write(target.marker_path, content, 0o644)
+
+
+async def _cannot_run(
+    target: Target,
+    facts: HostFacts,
+    handled: list[str],
+    using: list[Site],
+    result: CommandResult,
+    outcome: HostOutcome,
+) -> None:
+    """A reload the host cannot run fails the host, and is not owed as it is: retried on
+    every run it would fail every run. The marker keeps it with its command, so the next apply
+    reloads once the site's reload command changes (provision/reloads.py); the other sites
+    touched stay owed."""
+    blocked = {site.name: result.command for site in using}
+    owed = [name for name in handled if name not in blocked]
+    await _write_marker(target, reloads.updated(_marker(target, facts), handled, owed, blocked))
+    why = "not found" if result.exit_status == 127 else "not executable"
+    names = ", ".join(repr(site.name) for site in using)
+    outcome.error = (
+        f"reload `{result.command}` of site {names} cannot run on {target.host.name}, a "
+        f"{target.paths.family} host: the command is {why} there ({result.output}). "
+        "The files are written; this reload is not retried as it is, since it would fail "
+        "the same way on every run. Give the site a reload_command this host can run (the "
+        "next apply then reloads), or set reload: false and reload the server where it runs "
+        "(an IIS site's script runs on its Windows host: see docs/windows.md)"
+    )

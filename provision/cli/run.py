@@ -61,7 +61,10 @@ def _write_retry(playbook: str, result: Report) -> None:
 
 def validate(playbooks: Playbooks, inventory: InventoryOpt, limit: LimitOpt = None) -> None:
     """Check each playbook with the inventory for every selected host; change nothing. Exit 1
-    if any is invalid."""
+    if any is invalid. Names a client may use that a certificate does not cover are warnings
+    (exit 0)."""
+    from provision.lint import format_text, lint
+
     invalid = False
     for playbook, loaded in load_each(playbooks, inventory, limit):
         if loaded is None:
@@ -69,6 +72,9 @@ def validate(playbooks: Playbooks, inventory: InventoryOpt, limit: LimitOpt = No
             continue
         count = len(loaded.targets)
         typer.echo(f"{playbook}: valid for {count} host{'s' if count != 1 else ''}")
+        # The one rule for names (provision/coverage.py), as lint, plan and apply have it.
+        warnings = lint(loaded, rules={"name-not-covered"})
+        typer.echo(format_text(warnings, count, "warning: "), nl=False)
     if invalid:
         raise typer.Exit(1)
 
@@ -84,7 +90,11 @@ def plan(
         str | None, typer.Option("--out", help="Save the plan as JSON, for `apply PLAN.json`.")
     ] = None,
     detailed_exitcode: Annotated[
-        bool, typer.Option("--detailed-exitcode", help="Exit 0 no changes, 2 changes, 1 error.")
+        bool,
+        typer.Option(
+            "--detailed-exitcode",
+            help="Exit 0 no changes, 2 changes (or a certificate waiting to be signed), 1 error.",
+        ),
     ] = False,
     forks: ForksOpt = 20,
     known_hosts: KnownHostsOpt = None,
@@ -114,10 +124,38 @@ def plan(
 
             fsutil.write_atomic(out, save_plan(outcome.loaded, outcome.plan, limit).encode(), 0o644)
     _print_plan(outcome.report, output_format)
+    waiting = [(h.host, name) for h in outcome.report.hosts for name in h.plan.waiting]
+    if waiting:
+        # Beside JSON or Markdown, on stderr: their stdout stays one document.
+        hint = _csr_hint(playbook, inventory, limit, waiting)
+        typer.echo(hint, err=output_format is not PlanFormat.text)
     if outcome.report.failed:
         raise typer.Exit(1)
-    if detailed_exitcode and outcome.has_changes:
+    # A certificate waiting for its CA is work still to do, as a change is.
+    if detailed_exitcode and (outcome.has_changes or waiting):
         raise typer.Exit(2)
+
+
+def _csr_hint(
+    playbook: str, inventory: str, limit: str | None, waiting: list[tuple[str, str]]
+) -> str:
+    """What to do for certificates waiting for their CA: the `provision csr` to run."""
+    import shlex
+
+    count = len(waiting)
+    shown = ", ".join(f"{host}: {name}" for host, name in waiting[:5])
+    more = f" and {count - 5} more" if count > 5 else ""
+    command = ["provision", "csr", playbook, "-i", inventory]
+    if limit is not None:
+        command += ["--limit", limit]
+    command += ["--out", "csr"]
+    return (
+        f"{count} certificate{'s wait' if count != 1 else ' waits'} for a CA to sign a "
+        f"request ({shown}{more}). Unless it was done already, make the keys on the hosts "
+        f"and the requests with\n  {shlex.join(command)}\nthen have the CA sign each "
+        "request (csr/HOST-CERTIFICATE.csr) and save each signed certificate where the "
+        "certificate's source.certificate says; the next apply installs it."
+    )
 
 
 def _print_plan(result: Report, output_format: PlanFormat) -> None:
@@ -209,7 +247,9 @@ def verify(
     limit: LimitOpt = None,
     output_format: FormatOpt = OutputFormat.text,
 ) -> None:
-    """Connect to every name of each site with `verify:` and check the served certificate."""
+    """Connect to every https binding of every site, by every name a client may use (the
+    certificate's names, the host's address, the binding's address and host; a site's
+    `verify:` narrows it), and check the served certificate and chain."""
     import asyncio
 
     from provision.api import verify_all
@@ -223,6 +263,13 @@ def verify(
         typer.echo(render.verify_text(result), nl=False)
     if result.failed:
         raise typer.Exit(1)
+    if not any(host.verified for host in result.hosts):
+        count = len(result.hosts)
+        fail(
+            f"{playbook}: nothing was verified: no site has an https binding on the "
+            f"{count} selected host{'s' if count != 1 else ''}, so no connection was made "
+            "(verify checks each https binding of each site)"
+        )
 
 
 def rollback(
@@ -273,13 +320,22 @@ def csr(
     from pathlib import Path
 
     from provision.csr import make_csrs
+    from provision.sources.provided import wants_csr
 
     loaded = load_inputs(playbook, inventory, limit)
+    if not any(wants_csr(c) for t in loaded.targets for c in t.playbook.certificates):
+        count = len(loaded.targets)
+        fail(
+            f"{playbook}: nothing to sign on the {count} selected host"
+            f"{'s' if count != 1 else ''}, so nothing was written. `provision csr` makes a "
+            "signing request for each certificate that a third-party CA issues (source: "
+            "provided) and whose key stays on the host (no key: file given); this playbook "
+            "has none: its certificates are issued here (self-signed, an internal CA) or "
+            "supplied with their keys."
+        )
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     results = asyncio.run(make_csrs(loaded, folder))
-    if not results:
-        fail(f"{playbook}: no `provided` certificate without `key:` needs a CSR")
     for result in results:
         if result.error:
             typer.echo(f"{result.host}: {result.certificate}: failed: {result.error}")

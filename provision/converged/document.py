@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from provision.plan.model import HostPlan, Plan
     from provision.report.outcome import Report
 
-FORMAT = "provision-converged/2"
+FORMAT = "provision-converged/3"
 # Kept per (folder, playbook, inventory, limit): the oldest records beyond this are removed.
 MAX_RECORDS = 64
 
@@ -191,6 +191,9 @@ def _host_entry(
         # longer be written fails that host, so the record must not say "ok".
         "writable": [target.certificates_dir] if command.kind == "apply" else [],
         "unchanged": [[u.resource, u.reason] for u in host.unchanged],
+        # Words of the plan that an answer from the record must repeat.
+        "warnings": list(host.warnings),
+        "waiting": list(host.waiting),
     }
 
 

@@ -72,7 +72,11 @@ def _check_host(host: dict[str, Any]) -> HostReport | None:
         return None
     unchanged = tuple(Unchanged(resource, reason) for resource, reason in host["unchanged"])
     plan = HostPlan(
-        host["name"], unchanged=unchanged, read_paths=tuple(path for path, _ in host["files"])
+        host["name"],
+        unchanged=unchanged,
+        waiting=tuple(host["waiting"]),
+        warnings=tuple(host["warnings"]),
+        read_paths=tuple(path for path, _ in host["files"]),
     )
     return HostReport(host["name"], "ok", plan, seconds=time.perf_counter() - started)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from provision.crypto.types import PrivateKey
@@ -65,10 +65,25 @@ def general_names(names: Sequence[str]) -> list[x509.GeneralName]:
     return result
 
 
-def _hash_for(key: PrivateKey) -> hashes.HashAlgorithm | None:
-    # Ed25519 signs without a separate digest; everything else uses SHA-256 (SHA-384 for P-384
-    # would also do, but SHA-256 is what every client accepts).
-    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+# The digest each ECDSA curve signs with, as the CA/Browser Forum's Baseline Requirements pair
+# them (7.1.3.2): a P-384 key signing with SHA-256 would weaken the signature to SHA-256's
+# strength, and some validators refuse the mismatched pair.
+_EC_DIGESTS: dict[str, type[hashes.HashAlgorithm]] = {
+    "secp256r1": hashes.SHA256,
+    "secp384r1": hashes.SHA384,
+    "secp521r1": hashes.SHA512,
+}
+
+
+def signature_hash(signing_key: PrivateKey) -> hashes.HashAlgorithm | None:
+    """The digest a signature by ``signing_key`` uses: the issuer's key decides (a leaf signed
+    by a P-384 CA is signed with SHA-384, whatever the leaf's own key). RSA signs with SHA-256,
+    which every client accepts; Ed25519 hashes inside the algorithm, so takes none."""
+    if isinstance(signing_key, ed25519.Ed25519PrivateKey):
+        return None
+    if isinstance(signing_key, ec.EllipticCurvePrivateKey):
+        return _EC_DIGESTS.get(signing_key.curve.name, hashes.SHA256)()
+    return hashes.SHA256()
 
 
 def _serial() -> int:
@@ -130,7 +145,7 @@ def leaf(
         builder = builder.add_extension(
             x509.SubjectAlternativeName(general_names(request.names)), critical=False
         )
-    return builder.sign(signing_key, _hash_for(signing_key))  # type: ignore[arg-type]
+    return builder.sign(signing_key, signature_hash(signing_key))  # type: ignore[arg-type]
 
 
 def authority(
@@ -170,7 +185,7 @@ def authority(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(public),
             critical=False,
         )
-        .sign(key, _hash_for(key))  # type: ignore[arg-type]
+        .sign(key, signature_hash(key))  # type: ignore[arg-type]
     )
 
 
@@ -180,4 +195,4 @@ def csr(request: LeafRequest, key: PrivateKey) -> x509.CertificateSigningRequest
         builder = builder.add_extension(
             x509.SubjectAlternativeName(general_names(request.names)), critical=False
         )
-    return builder.sign(key, _hash_for(key))  # type: ignore[arg-type]
+    return builder.sign(key, signature_hash(key))  # type: ignore[arg-type]

@@ -124,6 +124,35 @@ def signature_problem(certificate: x509.Certificate, issuer: x509.Certificate) -
     )
 
 
+def other_issuer(certificate: x509.Certificate, issuer: x509.Certificate) -> str | None:
+    """Whether another CA than ``issuer`` signed ``certificate``, in words (None: by name and
+    key identifier it is ``issuer``'s; the chain verifier judges the rest). ``issuer`` is the
+    certificate itself when it should be self-signed.
+
+    Asked before the chain is verified: with another CA's leaf and the expected root, the
+    verifier finds no certificate for the leaf's issuer, which reads like a missing
+    intermediate when the truth is a certificate from elsewhere."""
+    named = certificate.issuer.rfc4514_string() or "(empty issuer)"
+    if certificate == issuer:
+        if certificate.issuer == certificate.subject:
+            return None
+        return f"signed by another CA: its issuer is {named}, where a self-signed one is expected"
+    if certificate.issuer != issuer.subject:
+        return (
+            f"signed by another CA: its issuer is {named}, where {subject_of(issuer)} is expected"
+        )
+    used = _extension(certificate, x509.AuthorityKeyIdentifier)
+    own = _extension(issuer, x509.SubjectKeyIdentifier)
+    if used is not None and own is not None and used.key_identifier not in (None, own.digest):
+        assert used.key_identifier is not None
+        return (
+            f"signed by another CA of the same name {subject_of(issuer)}: its authority key "
+            f"identifier {used.key_identifier.hex(':').upper()} is not that CA's key "
+            f"({own.digest.hex(':').upper()}), so the CA was re-keyed or made anew"
+        )
+    return None
+
+
 # The last few answers, keyed by the certificates themselves (equal by their DER): planning
 # asks twice in a row for a self-signed leaf (``compare.issued_by``, then the proof), and a
 # few entries keep no host's certificates alive for the run. A memo of digests was tried
@@ -514,4 +543,12 @@ def _explain(
     return Problem("no-issuer", leaf, "the chain loops without reaching a root")
 
 
-__all__ = ["ChainError", "Problem", "Purpose", "signature_problem", "subject_of", "verify"]
+__all__ = [
+    "ChainError",
+    "Problem",
+    "Purpose",
+    "other_issuer",
+    "signature_problem",
+    "subject_of",
+    "verify",
+]

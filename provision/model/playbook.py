@@ -436,13 +436,16 @@ class Verify(Strict):
     """After apply, connect to each name and check the served certificate (issue: bindings
     not updated after a renewal is what operators complain about most)."""
 
+    # `provision verify` checks every site; these narrow what it checks of this one.
     names: list[CertificateName] | None = Field(default=None, min_length=1)
-    """The names to connect as (SNI); default: every name of the certificates bound on
-    `port`."""
+    """The names to connect as (SNI); default: every name a client may use for each https
+    binding (the binding's host, its address, the certificate's names)."""
     port: int | None = Field(default=None, ge=1, le=65535)
-    """The port to connect to; default: the port of the site's first https binding."""
+    """The port to connect to; default: every https binding's port (with `names`, the first
+    https binding's)."""
     address: str | None = None
-    """The address to connect to; default: the host's inventory address."""
+    """The address to connect to; default: the binding's own address, else the host's
+    inventory address."""
 
 
 def _known_servers(schema: dict[str, Any]) -> None:

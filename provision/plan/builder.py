@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from provision import reloads
+from provision.coverage import plan_warnings
 from provision.facts import HostFacts
 from provision.inputs.load import Loaded
 from provision.inputs.targets import Target
@@ -17,6 +19,7 @@ from provision.layout import FOLDER_MODE
 from provision.plan.certificate import plan_certificate
 from provision.plan.model import Change, HostPlan, Unchanged
 from provision.plan.state import State, check_owner, inherited, parse
+from provision.servers.commands import site_commands
 from provision.servers.site import plan_site
 from provision.sources.base import HostRefusal
 from provision.sources.registry import source_of
@@ -74,6 +77,7 @@ def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts, now: dt.da
         tuple(unchanged),
         facts.digest(),
         waiting=tuple(waiting),
+        warnings=plan_warnings(loaded.playbook, target, loaded.supplied),
         stable_until=min(deadlines, default=None),
         read_paths=tuple(sorted(facts.files)),
         missing_paths=tuple(sorted(p for p, state in facts.files.items() if not state.exists)),
@@ -102,23 +106,30 @@ def folder_mode(target: Target, facts: HostFacts) -> list[Change] | str:
 
 def reloads_owed(target: Target, facts: HostFacts, changes: list[Change]) -> list[Change]:
     """A reload an earlier run owes (its marker is on the host) for sites this plan does not
-    touch already."""
-    marker = facts.file(target.marker_path)
-    if marker.content is None:
-        return []
-    owed = set(marker.content.decode(errors="replace").splitlines())
+    touch already; one that could not run on the host only once its command changed."""
+    marker = reloads.parse(facts.file(target.marker_path).content)
     touched = {c.site for c in changes if c.site}
-    return [
-        Change(
-            f"site {site.name}",
-            "update",
-            "reload owed: an earlier run did not finish "
-            "it, or the server did not serve what was written",
-            site=site.name,
-        )
-        for site in target.playbook.sites
-        if site.name in owed and site.name not in touched and site.reload
-    ]
+    owed = []
+    for site in target.playbook.sites:
+        if site.name in touched or not site.reload:
+            continue
+        if site.name in marker.owed:
+            reason = (
+                "reload owed: an earlier run did not finish it, or the server did not serve "
+                "what was written"
+            )
+        elif site.name in marker.cannot_run:
+            now = site_commands(target, site)[1]
+            if now is None or now == marker.cannot_run[site.name]:
+                continue  # it cannot run here as it is: not retried on every run
+            reason = (
+                f"reload owed: `{marker.cannot_run[site.name]}` could not run on this host, "
+                f"and the site's reload command is now `{now}`"
+            )
+        else:
+            continue
+        owed.append(Change(f"site {site.name}", "update", reason, site=site.name))
+    return owed
 
 
 def dropped_outputs(target: Target, facts: HostFacts) -> dict[str, str]:

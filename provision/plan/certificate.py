@@ -21,7 +21,7 @@ from provision.errors import CryptoError
 from provision.facts import HostFacts
 from provision.layout import PENDING_SUFFIX, pending_key
 from provision.model.playbook import Certificate, Output
-from provision.plan.material import Material, output_bytes, output_mode
+from provision.plan.material import Above, Material, bytes_above, output_bytes, output_mode
 from provision.plan.model import Action, Change, Derived, Issue, Unchanged
 from provision.sources.base import Current, Expected, HostRefusal, when
 from provision.sources.provided import wants_csr
@@ -194,8 +194,10 @@ def plan_certificate(
         # (While waiting for a supplied file the chain and root are unknown: every output is
         # left as it is, rather than re-derived from the leaf alone.)
         material = source.material(spec, current, expected)
-    # A reissue that keeps the key leaves key files as they are.
+    # A reissue that keeps the key leaves key files as they are, and one under the same issuer
+    # its chain and root files.
     kept_key = current.key if decision.action is not None and not decision.new_key else None
+    above = source.above(spec, expected) if decision.action is not None else None
     for index, output in enumerate(spec.outputs):
         if kept_key is not None and output.is_key_file:
             state = facts.file(paths[output.file])
@@ -211,6 +213,7 @@ def plan_certificate(
             material,
             passwords,
             reissued=decision.action is not None,
+            above=above,
         )
         if isinstance(change, Change):
             changes.append(change)
@@ -234,6 +237,7 @@ def _output_change(
     passwords: Mapping[str, bytes],
     *,
     reissued: bool,
+    above: Above | None = None,
 ) -> Change | Unchanged:
     resource = f"file {output.file}"
     mode = output_mode(output)
@@ -251,6 +255,9 @@ def _output_change(
     if state.kind != "file":
         return change("replace", f"is {state.described}, expected a file")
     if reissued or material is None:
+        kept = bytes_above(output, above) if above is not None else None
+        if kept is not None and state.content == kept and state.mode == mode:
+            return Unchanged(resource, "up to date (the issuer's, which the reissue keeps)")
         return change("update", f"certificate {spec.name} is reissued")
     if not _same_meaning(output, state.content or b"", material, passwords):
         return change("update", f"does not hold the current {_what(output)}")

@@ -62,12 +62,42 @@ def output_bytes(output: Output, material: Material, passwords: Mapping[str, byt
         if output.format == "der":
             return encode.private_key_der(material.key)
         return encode.private_key_pem(material.key)
-    certificates = material.certificates(output.content)
+    return _certificates_bytes(output, material.certificates(output.content))
+
+
+def _certificates_bytes(output: Output, certificates: list[x509.Certificate]) -> bytes:
     if output.format == "der":
         return encode.certificates_der(certificates[:1])
     if output.format == "pem":
         return encode.certificates_pem(certificates)
     return encode.certificates_pkcs7(certificates)
+
+
+@dataclass(frozen=True)
+class Above:
+    """What a certificate issued now will carry above its leaf, known before it is issued (an
+    internal CA's own certificates, a supplied chain): its chain and root outputs can be
+    judged at plan time, so a reissue leaves them alone when they already hold it."""
+
+    chain: tuple[x509.Certificate, ...]
+    root: x509.Certificate | None  # None: the new leaf will be its own root (not known yet)
+
+
+def issuer_above(issuer: Material) -> Above:
+    """Above a leaf that ``issuer`` (a CA's own material) signs: the CA joins the chain
+    unless it is the root itself."""
+    chain = (issuer.leaf, *issuer.chain) if issuer.root is not None else ()
+    return Above(chain, issuer.root_certificate)
+
+
+def bytes_above(output: Output, above: Above) -> bytes | None:
+    """The bytes of an output that holds only what is above the leaf (content ``chain`` or
+    ``root``), or None when the output depends on the leaf or key still to be made."""
+    if output.content == "chain":
+        return _certificates_bytes(output, list(above.chain))
+    if output.content == "root" and above.root is not None:
+        return _certificates_bytes(output, [above.root])
+    return None
 
 
 def output_mode(output: Output) -> int:
@@ -76,7 +106,6 @@ def output_mode(output: Output) -> int:
 
 
 def issued_material(key: PrivateKey, leaf: x509.Certificate, issuer: Material) -> Material:
-    """A leaf signed by ``issuer`` (a CA's own material): the CA joins the chain unless it is
-    the root itself."""
-    chain = (issuer.leaf, *issuer.chain) if issuer.root is not None else ()
-    return Material(key, leaf, chain, issuer.root_certificate)
+    """A leaf signed by ``issuer`` (a CA's own material), with what is above it."""
+    above = issuer_above(issuer)
+    return Material(key, leaf, above.chain, above.root)

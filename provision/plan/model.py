@@ -94,6 +94,9 @@ class HostPlan:
     facts_digest: str = ""
     error: str | None = None
     waiting: tuple[str, ...] = ()  # certificates waiting for a file (CSR workflow)
+    # Names a client may use that their certificate does not cover (provision/coverage.py),
+    # as ``file:line: key: message``: reported, never a reason to change anything.
+    warnings: tuple[str, ...] = ()
     # The moment the clock alone would change this plan (a renewal window opens); None: never.
     stable_until: dt.datetime | None = None
     read_paths: tuple[str, ...] = ()  # the host's files ``facts_digest`` covers

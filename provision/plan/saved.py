@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from pydantic import TypeAdapter
 
 FORMAT_FAMILY = "provision-plan/"
-# 2: every field of the plan's types, as pydantic serialises them (1 was written by hand).
-FORMAT = f"{FORMAT_FAMILY}2"
+# 2: every field of the plan's types, as pydantic serialises them (1 was written by hand);
+# 3: host plans carry their warnings (names a certificate does not cover).
+FORMAT = f"{FORMAT_FAMILY}3"
 
 
 def file_digest(path: Path) -> str:

@@ -43,14 +43,24 @@ def plan_text(report: Report, *, diffs: bool = True) -> str:
                 lines.extend("      " + line for line in change.diff.rstrip("\n").split("\n"))
         for item in plan.unchanged:
             lines.append(f"  {'ok':<8} {item.resource:<{_WIDTH}} {item.reason}")
+        lines.extend(_warning_lines(host))
     changed = sum(1 for h in report.hosts if h.plan.has_changes and h.status != "failed")
     lines.append("")
     hosts = len(report.hosts)
     lines.append(
         f"Plan: {hosts} host{'s' if hosts != 1 else ''}, {changed} to change, "
-        f"{report.count('failed')} failed."
+        f"{report.count('failed')} failed{_warnings_count(report)}."
     )
     return "\n".join(lines) + "\n"
+
+
+def _warning_lines(host: HostReport) -> list[str]:
+    return [f"  {'warning':<8} {warning}" for warning in host.plan.warnings]
+
+
+def _warnings_count(report: Report) -> str:
+    count = sum(len(h.plan.warnings) for h in report.hosts if h.status != "failed")
+    return f", {count} warning{'s' if count != 1 else ''}" if count else ""
 
 
 def recap_text(report: Report) -> str:
@@ -64,17 +74,21 @@ def recap_text(report: Report) -> str:
             lines.append(_change_line(change))
         for check in host.verified:
             lines.append(f"  verified {check.name} on {check.address}:{check.port}")
+        lines.extend(_warning_lines(host))
     lines.append("")
     skipped = report.count("skipped")
     lines.append(
         f"Recap: ok {report.count('ok')}, changed {report.count('changed')}, "
-        f"failed {report.count('failed')}" + (f", skipped {skipped}" if skipped else "")
+        f"failed {report.count('failed')}"
+        + (f", skipped {skipped}" if skipped else "")
+        + _warnings_count(report)
     )
     return "\n".join(lines) + "\n"
 
 
 def verify_text(report: Report) -> str:
     lines = []
+    idle = 0
     for host in report.hosts:
         for check in host.verified:
             state = "ok" if check.ok else f"FAILED: {check.problem}"
@@ -83,8 +97,14 @@ def verify_text(report: Report) -> str:
             )
         if host.error and not host.verified:
             lines.append(f"{host.host}: failed: {host.error}")
+        elif host.status == "ok" and not host.verified:
+            idle += 1
+            lines.append(f"{host.host}: nothing to verify (no https binding)")
     lines.append("")
-    lines.append(f"Verified: {report.count('ok')} hosts ok, {report.count('failed')} failed")
+    nothing = f", {idle} with nothing to verify" if idle else ""
+    lines.append(
+        f"Verified: {report.count('ok') - idle} hosts ok, {report.count('failed')} failed{nothing}"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -106,6 +126,10 @@ def _host_json(host: HostReport) -> dict[str, Any]:
     }
     if host.error:
         data["error"] = host.error
+    if host.plan.warnings:
+        data["warnings"] = list(host.plan.warnings)
+    if host.plan.waiting:
+        data["waiting"] = list(host.plan.waiting)
     if host.verified:
         data["verified"] = [
             {
@@ -160,6 +184,8 @@ def plan_markdown(report: Report) -> str:
         if host.status == "failed":
             lines += [f"**Failed:** {host.error}", ""]
             continue
+        if host.plan.warnings:
+            lines += [*(f"- **Warning:** {_cell(w)}" for w in host.plan.warnings), ""]
         if not host.plan.changes:
             lines += ["No changes.", ""]
             continue

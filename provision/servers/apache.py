@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from provision.model.playbook import Site
 from provision.servers.base import Filter, WebServer
 from provision.servers.render import RenderError, no_control
+from provision.transport.base import OsFamily
 
 # What Apache's regex substitution reads specially: a backslash, and $ before a capture's number.
 _REGSUB_SPECIAL = re.compile(r"([\\$])")
@@ -44,7 +45,9 @@ class Apache(WebServer):
     # A site with case_insensitive_paths gets AliasMatch and ProxyPassMatch (templates/apache).
     case_insensitive_option = True
 
-    def default_commands(self, site: Site, paths: Sequence[str]) -> tuple[str | None, str | None]:
+    def default_commands(
+        self, site: Site, paths: Sequence[str], family: OsFamily
+    ) -> tuple[str | None, str | None]:
         return "apache2ctl -t", "apache2ctl graceful"
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from provision.model.playbook import Site
+    from provision.transport.base import OsFamily
 
 # A Jinja2 filter: one value in, the text the config may hold out (or RenderError).
 Filter = Callable[[Any], str]
@@ -68,9 +69,12 @@ class WebServer:
         ]
         return [what for what, path in needs if path is None]
 
-    def default_commands(self, site: Site, paths: Sequence[str]) -> tuple[str | None, str | None]:
+    def default_commands(
+        self, site: Site, paths: Sequence[str], family: OsFamily
+    ) -> tuple[str | None, str | None]:
         """The test and reload commands run when the site sets none; ``paths`` are the main
-        config and its companions on the host. None runs nothing."""
+        config and its companions on the host, ``family`` the kind of host (a command made
+        for one kind cannot run on the other). None runs nothing."""
         return None, None
 
     def check_site(self, site: Site) -> None:

@@ -21,7 +21,7 @@ from provision.model.playbook import Site
 from provision.servers.base import CertificateFiles, Filter, WebServer
 from provision.servers.render import RenderError, no_control, regex_escape
 from provision.servers.site import BindingView, VirtualDirectoryView
-from provision.transport.base import POSIX  # HAProxy runs on POSIX hosts: POSIX paths
+from provision.transport.base import POSIX, OsFamily  # HAProxy runs on POSIX hosts: POSIX paths
 
 MAIN_CONFIG = "/etc/haproxy/haproxy.cfg"
 # A word HAProxy's config parser takes as it is: no blank, quote, backslash or comment sign.
@@ -206,7 +206,9 @@ class Haproxy(WebServer):
             ]
         return []
 
-    def default_commands(self, site: Site, paths: Sequence[str]) -> tuple[str | None, str | None]:
+    def default_commands(
+        self, site: Site, paths: Sequence[str], family: OsFamily
+    ) -> tuple[str | None, str | None]:
         # Debian's haproxy.service loads $CONFIG and whatever -f its EXTRAOPTS add
         # (/etc/default/haproxy); `systemctl reload` checks that and hands over seamlessly.
         test = shlex.join(["haproxy", "-c", "-f", MAIN_CONFIG, "-f", paths[0]])

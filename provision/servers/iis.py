@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from provision.model.playbook import Site
 from provision.servers.base import CertificateFiles, Filter, WebServer
+from provision.transport.base import OsFamily
 
 # IIS numbers its own "Default Web Site" 1; every other site gets a stable hash of its name.
 IIS_DEFAULT_SITE = "Default Web Site"
@@ -51,9 +52,16 @@ class Iis(WebServer):
     def missing_outputs(self, files: CertificateFiles) -> list[str]:
         return [] if files.pkcs12 else ["a pkcs12 output"]
 
-    def default_commands(self, site: Site, paths: Sequence[str]) -> tuple[str | None, str | None]:
-        # No test: IIS does not run on the controller. The script beside the site XML imports
-        # the PFX, binds it and loads the site.
+    def default_commands(
+        self, site: Site, paths: Sequence[str], family: OsFamily
+    ) -> tuple[str | None, str | None]:
+        # No test: IIS has no config test apart from loading the site. The script beside the
+        # site XML imports the PFX, binds it and loads the site: run by default on a Windows
+        # host, where IIS is. On a POSIX host (a share the Windows host reads, a staging copy)
+        # there is no IIS and no PowerShell to run it: the files are written, nothing runs
+        # unless the site's reload_command says what (docs/templates.md, IIS).
+        if family != "windows":
+            return None, None
         return None, f'powershell -NoProfile -ExecutionPolicy Bypass -File "{paths[1]}"'
 
     def check_site(self, site: Site) -> None:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from provision.model.playbook import Site
 from provision.servers.base import Filter, WebServer
 from provision.servers.render import RenderError, no_control
+from provision.transport.base import OsFamily
 
 _NGINX_SAFE = re.compile(r"^[A-Za-z0-9_./:@%+=,~-]+$")
 
@@ -57,7 +58,9 @@ class Nginx(WebServer):
     # A site with case_insensitive_paths gets a rewrite per directory (templates/nginx).
     case_insensitive_option = True
 
-    def default_commands(self, site: Site, paths: Sequence[str]) -> tuple[str | None, str | None]:
+    def default_commands(
+        self, site: Site, paths: Sequence[str], family: OsFamily
+    ) -> tuple[str | None, str | None]:
         return "nginx -t", "nginx -s reload"
 
 

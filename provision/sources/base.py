@@ -26,7 +26,7 @@ from cryptography import x509
 from provision.crypto.types import PrivateKey
 from provision.errors import ProvisionError
 from provision.model.playbook import Certificate, KeySpec, Playbook
-from provision.plan.material import Material
+from provision.plan.material import Above, Material
 from provision.plan.model import Action
 
 if TYPE_CHECKING:
@@ -135,6 +135,11 @@ class CertificateSource(ABC):
     def waiting_for(self, spec: Certificate, expected: Expected) -> str | None:
         """The file this certificate waits for before anything can be installed (CSR
         workflow); None when the source can issue now."""
+        return None
+
+    def above(self, spec: Certificate, expected: Expected) -> Above | None:
+        """The chain and root a certificate issued now will have, when the source knows them
+        before issuing; None when they come with the new leaf (self-signed: it is its root)."""
         return None
 
     def material(self, spec: Certificate, current: Current, expected: Expected) -> Material:

@@ -8,7 +8,7 @@ import datetime as dt
 from provision.crypto import compare
 from provision.errors import ProvisionError
 from provision.model.playbook import CaSource, Certificate, Playbook
-from provision.plan.material import Material, issued_material
+from provision.plan.material import Above, Material, issued_material, issuer_above
 from provision.sources.base import (
     CertificateSource,
     Controller,
@@ -63,6 +63,10 @@ class InternalCa(CertificateSource):
                 new_key=spec.key.rotate == "always",
             )
         return decide_issued(spec, current, now, issuer=expected.authority.leaf)
+
+    def above(self, spec: Certificate, expected: Expected) -> Above | None:
+        # (While the authority is still to be created, its certificate is not known yet.)
+        return issuer_above(expected.authority) if expected.authority is not None else None
 
     def material(self, spec: Certificate, current: Current, expected: Expected) -> Material:
         assert current.leaf is not None and current.key is not None

@@ -9,7 +9,7 @@ import datetime as dt
 from provision.crypto import compare, keys
 from provision.crypto.types import PrivateKey
 from provision.model.playbook import Certificate, ProvidedSource
-from provision.plan.material import Material
+from provision.plan.material import Above, Material
 from provision.sources.base import (
     DAMAGED_KEY,
     CertificateSource,
@@ -55,6 +55,10 @@ class Provided(CertificateSource):
         if current.leaf is not None:
             return Decision(None, f"installed; waiting for {expected.waiting_for}")
         return Decision(None, f"waiting for the signed certificate at {expected.waiting_for}")
+
+    def above(self, spec: Certificate, expected: Expected) -> Above | None:
+        supplied = expected.supplied
+        return Above(supplied.chain, supplied.root) if supplied is not None else None
 
     def material(self, spec: Certificate, current: Current, expected: Expected) -> Material:
         assert current.leaf is not None and current.key is not None
