@@ -67,6 +67,7 @@ ROWS: dict[str, str] = {
     "floor.keygen": "floor: keys + certificates across cores (faster of the two)",
     "floor.read_parse": "floor: read + parse cer, pem, key of every host",
     "floor.write": "floor: write 4 files per host durably (fsync), sequential",
+    "proofs": "provision's key proof + leaf signature proof of every host (issue 14)",
     "apply.fresh": "provision apply, fresh fleet (CLI)",
     "apply.nochange.full": "provision apply --full, no change (CLI, every host evaluated)",
     "apply.nochange": "provision apply, no change (CLI, answered from the converged record)",
@@ -369,6 +370,42 @@ def floor_read_parse(root: str, hosts: int) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "cpu": _cpu() - cpu}
 
 
+def proofs(root: str, hosts: int) -> dict[str, Any]:
+    """What planning adds to prove each host's material (issue 14): the key proves itself
+    (``keys.proves``) and the leaf's signature verifies with its issuer's key (here its own:
+    the example is self-signed; ``chains.signature_problem``). Files read and parsed first,
+    untimed: the floor row has that. None in a tree from before the proofs."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        from provision.crypto import chains, keys
+
+        proves, problem = keys.proves, chains.signature_problem
+    except (ImportError, AttributeError):
+        return {"seconds": None, "cpu": None}
+    folders = [Path(root) / "fleet" / f"cm-{i:05d}" / "certificates" for i in range(hosts)]
+    material = [
+        (
+            serialization.load_pem_private_key(
+                (folder / "httpscert.key").read_bytes(), None, unsafe_skip_rsa_key_validation=True
+            ),
+            x509.load_pem_x509_certificate((folder / "httpscert.pem").read_bytes()),
+        )
+        for folder in folders
+    ]
+
+    def one(key: Any, leaf: x509.Certificate) -> None:
+        assert proves(key) and problem(leaf, leaf) is None
+
+    one(*material[0])  # untimed: one-off set-up
+    cpu = _cpu()
+    started = time.perf_counter()
+    for key, leaf in material:
+        one(key, leaf)
+    return {"seconds": time.perf_counter() - started, "cpu": _cpu() - cpu}
+
+
 def floor_write(root: str, hosts: int) -> dict[str, Any]:
     """Four small files per host (the three outputs and the site config), each written to a
     temporary file, fsynced, renamed into place, directory fsynced: the least a crash-safe
@@ -463,6 +500,8 @@ def child_main(task: str, spec: dict[str, Any]) -> None:
         result = floor_keygen(spec["key"], spec["hosts"], spec["mode"])
     elif task == "floor-read-parse":
         result = floor_read_parse(spec["root"], spec["hosts"])
+    elif task == "proofs":
+        result = proofs(spec["root"], spec["hosts"])
     elif task == "floor-write":
         result = floor_write(spec["root"], spec["hosts"])
     elif task == "inprocess":
@@ -587,6 +626,18 @@ class Bench:
             peak = max(peak, sample.maxrss_kb)
         return self.add(Row("floor.read_parse", fleet.key, fleet.hosts, runs, peak, cpu))
 
+    def proofs(self, fleet: Fleet) -> Row | None:
+        runs, cpu, peak = [], [], 0
+        for _ in range(self.repeat):
+            sample = run_child("proofs", {"root": str(fleet.root), "hosts": fleet.hosts})
+            if sample.inner["seconds"] is None:
+                self.log("proofs: not in this tree")
+                return None
+            runs.append(sample.inner["seconds"])
+            cpu.append(sample.inner["cpu"])
+            peak = max(peak, sample.maxrss_kb)
+        return self.add(Row("proofs", fleet.key, fleet.hosts, runs, peak, cpu))
+
     def floor_write(self, hosts: int) -> Row:
         scratch = self.workdir / "write-floor"
         sample = run_child("floor-write", {"root": str(scratch), "hosts": hosts})
@@ -700,6 +751,7 @@ class Bench:
         fresh = self.cli("apply.fresh", fleet, "apply", expect_changed=hosts, repeat=1)
         fresh.floor, fresh.floor_seconds = "floor.keygen", keygen["best"].seconds
         read_parse = self.floor_read_parse(fleet)
+        self.proofs(fleet)
         one_key = keygen["sequential"].seconds / hosts
         # --full first: it evaluates every host, finds them converged and records that, so
         # the rows after it are answered from the record (as every idle run after the first).
@@ -890,6 +942,16 @@ def targets(rows: list[Row], hosts: int) -> list[Target]:
                     row.per_host_ms < 2,
                 )
             )
+    proofs = find("proofs", "rsa")
+    if proofs is not None:
+        result.append(
+            Target(
+                "proofs.per_host.rsa",
+                "key + signature proofs (RSA-2048) < 2 ms per host (issue 14)",
+                f"{proofs.per_host_ms:.3f} ms/host",
+                proofs.per_host_ms < 2,
+            )
+        )
     fresh = find("apply.fresh", "rsa")
     if fresh is not None and fresh.ratio is not None:
         result.append(
