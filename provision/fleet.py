@@ -339,9 +339,11 @@ async def rollback_all(loaded: Loaded, to: str | None, now: dt.datetime | None =
                         outcome.error,
                     )
                     return
-                host_plan, paths = await rollback_plan(target, to)
+                host_plan, paths, undoes = await rollback_plan(target, to)
                 facts = await gather(target.transport, [*target.paths_of_interest(), *paths])
-                outcome = await _apply_one(target, host_plan, facts, ctx, loaded.expected(target))
+                outcome = await _apply_one(
+                    target, host_plan, facts, ctx, loaded.expected(target), undoes
+                )
             finally:
                 await lock.release()
         except ProvisionError as exc:
@@ -415,8 +417,9 @@ async def _apply_one(
     facts: HostFacts,
     ctx: RunContext,
     expected: Mapping[str, Expected],
+    undoes: tuple[str, ...] = (),
 ) -> HostOutcome:
     try:
-        return await apply_host(target, plan, facts, ctx, expected)
+        return await apply_host(target, plan, facts, ctx, expected, undoes)
     except ProvisionError as exc:
         return HostOutcome(target.host.name, changed=False, error=exc.message)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import snapshot
 
 PFX_PASSWORD = "rollback pfx pass"
 ENV = {"PFX_PASSWORD": PFX_PASSWORD}
@@ -107,7 +108,30 @@ def test_rollback_undoes_the_switch_to_the_internal_ca(example: Path, cli: Any) 
     assert_no_changes(cli, SELF_SIGNED)
 
 
-def test_a_rollback_can_be_rolled_back(example: Path, cli: Any) -> None:
+def test_rollback_twice_goes_one_further_back_then_says_nothing_more(
+    example: Path, cli: Any
+) -> None:
+    """Issue 15, item 6: a second rollback undoes the apply before (as an editor's undo, or
+    Capistrano's rollback), not the rollback it just made; then there is nothing more."""
+    apply(cli, SELF_SIGNED)
+    self_signed = files(example)
+    apply(cli, CA)
+    rollback(cli, CA)
+    assert files(example) == self_signed
+    # The first apply created every file: undoing it too leaves nothing but the backups.
+    second = rollback(cli, CA)
+    assert "restore from backup" not in second.stdout
+    assert files(example) == {}
+    before = snapshot(example / ".provision")
+    third = cli("rollback", CA, "-i", INVENTORY, env=ENV)
+    assert third.exit_code == 1, third.stdout
+    for host in HOSTS:
+        assert f"{host}: failed: nothing more to roll back: every apply kept" in third.stdout
+    assert "Traceback" not in third.stdout + third.stderr
+    assert snapshot(example / ".provision") == before  # not even a backup was added
+
+
+def test_a_rollback_is_undone_by_naming_its_backup(example: Path, cli: Any) -> None:
     apply(cli, SELF_SIGNED)
     self_signed = files(example)
     apply(cli, CA)
@@ -115,12 +139,13 @@ def test_a_rollback_can_be_rolled_back(example: Path, cli: Any) -> None:
     rollback(cli, CA)
     assert files(example) == self_signed
     # The rollback backed up what it replaced, and recorded nothing as created: undoing it
-    # restores the CA's files, .p7b and .pfx included.
-    result = rollback(cli, CA)
-    assert "restore from backup" in result.stdout
+    # (--to its backup) restores the CA's files, .p7b and .pfx included.
+    undo = backup_stamps(example)[-1]
+    result = rollback(cli, CA, "--to", undo)
+    assert f"restore from backup {undo}" in result.stdout
     assert files(example) == with_ca
     assert_no_changes(cli, CA)
-    # And back once more.
+    # The CA's apply is in effect again, so a rollback undoes it once more.
     rollback(cli, CA)
     assert files(example) == self_signed
 
@@ -261,3 +286,55 @@ def test_rollback_backups_are_listed_in_a_manifest(example: Path, cli: Any) -> N
         path = Path(entry["path"])
         assert Path(entry["backup"]).read_bytes() == before[str(path.relative_to(example))][0]
     assert sorted(Path(p).name for p in manifest["created"]) == sorted(CA_ONLY)
+
+
+# -- what pruning keeps ------------------------------------------------------------------------
+
+
+def versions(example: Path, count: int, backups: int) -> list[str]:
+    """``count`` variants of the self-signed playbook, each a name more (every apply
+    reissues), keeping ``backups`` backups."""
+    data = yaml.safe_load((example / SELF_SIGNED).read_text())
+    data["backups"] = backups
+    names = []
+    for index in range(count):
+        data["certificates"][0]["names"].append(f"v{index}.voice.example.com")
+        name = f"playbooks/v{index}.yml"
+        (example / name).write_text(yaml.safe_dump(data, sort_keys=False))
+        names.append(name)
+    return names
+
+
+def test_rollbacks_take_no_backup_slot_and_each_goes_one_apply_further_back(
+    example: Path, cli: Any
+) -> None:
+    host = ("-l", "cm-pub-01")
+    books = versions(example, 3, backups=2)
+    states = []
+    for book in books:
+        states.append(files(example))
+        ok(cli, "apply", book, "-i", INVENTORY, *host)
+    # Three applies, two slots: the oldest (before provision first wrote) is kept besides.
+    assert len(backup_stamps(example)) == 3
+    for state in reversed(states):
+        ok(cli, "rollback", books[-1], "-i", INVENTORY, *host)
+        assert files(example) == state
+    assert states[0] == {}
+    result = cli("rollback", books[-1], "-i", INVENTORY, *host, env=ENV)
+    assert result.exit_code == 1 and "nothing more to roll back" in result.stdout
+
+
+def test_the_oldest_backup_is_kept_whatever_the_pruning(example: Path, cli: Any) -> None:
+    host = ("-l", "cm-pub-01")
+    books = versions(example, 5, backups=1)
+    ok(cli, "apply", books[0], "-i", INVENTORY, *host)
+    [oldest] = backup_stamps(example)
+    for book in books[1:]:
+        ok(cli, "apply", book, "-i", INVENTORY, *host)
+        for _ in range(2):  # an apply and two rollbacks, each a backup of its own
+            ok(cli, "rollback", book, "-i", INVENTORY, *host, "--to", backup_stamps(example)[-1])
+        stamps = backup_stamps(example)
+        assert stamps[0] == oldest, stamps
+    # Still the way back to the host as it was before provision.
+    ok(cli, "rollback", books[-1], "-i", INVENTORY, *host, "--to", oldest)
+    assert files(example) == {}

@@ -218,13 +218,16 @@ def rollback(
     to: Annotated[
         str | None,
         typer.Option(
-            "--to", help="A backup's TIMESTAMP (or its prefix); default: undo the latest apply."
+            "--to",
+            help="A backup's TIMESTAMP (or its prefix): undo it and every later one; "
+            "default: undo the newest apply not undone yet.",
         ),
     ] = None,
     output_format: FormatOpt = OutputFormat.text,
     lock_timeout: LockTimeoutOpt = 30.0,
 ) -> None:
-    """Restore each host's previous files from its backups, then test and reload its sites."""
+    """Restore each host's files as they were before its newest apply not undone yet (run
+    again: one apply further back), then test and reload its sites."""
     import asyncio
 
     from provision.api import rollback_all
