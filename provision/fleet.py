@@ -4,8 +4,9 @@
 For a plan or an apply, per host: under the host's lock (apply), finish what a killed run
 left (``finish_interrupted``), read the files the playbook cares about (facts.py), build the
 host's plan (plan/builder.py, pure), and for an apply hand it to the executor
-(apply/executor.py), then verify the sites that ask. ``verify_all`` and ``rollback_all`` are the
-same walk for `provision verify` and `provision rollback`. The api (api.py) is the way in.
+(apply/executor.py), then verify the sites that ask. ``verify_all``, ``rollback_all`` and
+``list_backups_all`` are the same walk for `provision verify`, `provision rollback` and its
+``--list``. The api (api.py) is the way in.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from provision.apply.journal import (
 )
 from provision.apply.keymaker import KeyMaker
 from provision.apply.lock import HostLock
-from provision.apply.rollback import rollback_plan
+from provision.apply.rollback import list_backups, rollback_plan
 from provision.errors import ProvisionError
 from provision.facts import HostFacts, gather, merged
 from provision.inputs.load import Loaded
@@ -48,7 +49,7 @@ from provision.plan.certificate import (
     read_current,
 )
 from provision.plan.model import Change, HostPlan, Plan
-from provision.report.outcome import HostReport, NameCheck, Report
+from provision.report.outcome import HostBackups, HostReport, NameCheck, Report
 from provision.report.progress import Progress, Silent
 from provision.sources.authority_store import create as create_authority
 from provision.sources.base import Expected
@@ -363,6 +364,26 @@ async def rollback_all(loaded: Loaded, to: str | None, now: dt.datetime | None =
         keymaker.close()
         await close_all(loaded)
     return Report([reports[t.host.name] for t in loaded.targets])
+
+
+async def list_backups_all(loaded: Loaded) -> list[HostBackups]:
+    """`provision rollback --list`: each host's backups, read without the lock (it writes
+    nothing); a host whose backups cannot be read fails alone."""
+    found: dict[str, HostBackups] = {}
+
+    async def one(target: Target) -> None:
+        name = target.host.name
+        try:
+            await target.transport.start()
+            found[name] = await list_backups(target)
+        except ProvisionError as exc:
+            found[name] = HostBackups(name, error=exc.message)
+
+    try:
+        await _bounded(loaded.forks, list(loaded.targets), one)
+    finally:
+        await close_all(loaded)
+    return [found[t.host.name] for t in loaded.targets]
 
 
 def _saved_host_plan(

@@ -288,7 +288,92 @@ def test_rollback_backups_are_listed_in_a_manifest(example: Path, cli: Any) -> N
     assert sorted(Path(p).name for p in manifest["created"]) == sorted(CA_ONLY)
 
 
-# -- what pruning keeps ------------------------------------------------------------------------
+# -- rollback --list, full paths, and what pruning keeps ---------------------------------------
+
+
+def two_sites(example: Path, name: str, *, port: int = 8443) -> str:
+    """The self-signed playbook with two sites whose configs are both called site.conf."""
+    data = yaml.safe_load((example / SELF_SIGNED).read_text())
+    first = data["sites"][0]
+    first["config"] = "{{ certificates_dir }}/../a/site.conf"
+    second = {
+        "name": "Second Site",
+        "server": "nginx",
+        "config": "{{ certificates_dir }}/../b/site.conf",
+        "reload": False,
+        "bindings": [{"protocol": "https", "port": port, "certificate": "httpscert"}],
+    }
+    data["sites"] = [first, second]
+    (example / "playbooks" / name).write_text(yaml.safe_dump(data, sort_keys=False))
+    return f"playbooks/{name}"
+
+
+def test_rollback_list_names_full_paths_and_what_each_backup_undoes(
+    example: Path, cli: Any
+) -> None:
+    host = "cm-pub-01"
+    folder = certs(example, host)
+    site_a = str(folder.parent / "a" / "site.conf")
+    site_b = str(folder.parent / "b" / "site.conf")
+    first = two_sites(example, "two-sites.yml")
+    ok(cli, "apply", first, "-i", INVENTORY, "-l", host)
+    # The same playbook, edited: only b/site.conf changes (a config names its playbook).
+    second = two_sites(example, "two-sites.yml", port=9443)
+    ok(cli, "apply", second, "-i", INVENTORY, "-l", host)
+    oldest, latest = backup_stamps(example)
+
+    listed = ok(cli, "rollback", second, "-i", INVENTORY, "-l", host, "--list").stdout
+    lines = listed.splitlines()
+    assert lines[0] == f"{host}: 2 backups"
+    at = lines.index(f"  {oldest}  {when(oldest)}  taken by apply; the oldest, always kept")
+    to = lines.index(f"  {latest}  {when(latest)}  taken by apply")
+    # The first apply created everything: undoing it removes every file, by its full path.
+    assert sorted(lines[at + 1 : to]) == sorted(
+        f"      removes  {path}"
+        for path in [
+            site_a,
+            site_b,
+            *(str(folder / n) for n in ("httpscert.cer", "httpscert.pem", "httpscert.key")),
+            str(folder / ".provision-state.json"),
+        ]
+    )
+    # The second replaced b/site.conf only (the state file is the same: the same outputs).
+    assert lines[to + 1 :] == [
+        f"      restores {site_b}",
+        f"  next rollback undoes {latest} (the apply of {when(latest)})",
+    ]
+
+    # The rollback's own report names both configs by their full paths too.
+    undone = ok(cli, "rollback", second, "-i", INVENTORY, "-l", host).stdout
+    assert f"  update   file {site_b} restore from backup {latest}" in undone
+
+    result = ok(cli, "rollback", second, "-i", INVENTORY, "-l", host, "--list", "--format", "json")
+    report = json.loads(result.stdout)["hosts"][host]
+    [first_backup, second_backup, rollback_backup] = report["backups"]
+    assert [b["name"] for b in report["backups"]][:2] == [oldest, latest]
+    assert first_backup["operation"] == "apply" and first_backup["always_kept"] is True
+    assert first_backup["undone_by"] is None and first_backup["restores"] == []
+    assert site_a in first_backup["removes"] and site_b in first_backup["removes"]
+    assert second_backup["undone_by"] == rollback_backup["name"]
+    assert second_backup["restores"] == [site_b]
+    assert rollback_backup["operation"] == "rollback"
+    assert rollback_backup["undoes"] == [latest]
+    assert rollback_backup["time"].endswith("Z")
+    assert report["next"] == oldest
+
+    # Nothing listed is changed by listing.
+    before = snapshot(example / ".provision")
+    ok(cli, "rollback", second, "-i", INVENTORY, "--list")
+    assert snapshot(example / ".provision") == before
+
+    # The next rollback undoes the first apply: two site.conf, two lines, two full paths.
+    undone = ok(cli, "rollback", second, "-i", INVENTORY, "-l", host).stdout
+    assert f"  delete   file {site_a} did not exist before backup {oldest}" in undone
+    assert f"  delete   file {site_b} did not exist before backup {oldest}" in undone
+
+
+def when(stamp: str) -> str:
+    return f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]} {stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]} UTC"
 
 
 def versions(example: Path, count: int, backups: int) -> list[str]:

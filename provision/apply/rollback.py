@@ -15,6 +15,7 @@ from provision.apply.backups import Backup, History, read_history
 from provision.errors import ProvisionError
 from provision.inputs.targets import Target
 from provision.plan.model import Change, HostPlan
+from provision.report.outcome import BackupSummary, HostBackups
 
 
 class RollbackError(ProvisionError):
@@ -65,9 +66,10 @@ async def rollback_plan(
             remove.add(path)
             restore.pop(path, None)
     first = undone[0].name
+    # Full paths: two sites' `site.conf` in two folders are two files.
     changes = [
         Change(
-            f"file {target.paths.basename(path)}",
+            f"file {path}",
             "update",
             f"restore from backup {first}",
             path=path,
@@ -77,12 +79,7 @@ async def rollback_plan(
         for path, (content, mode) in sorted(restore.items())
     ]
     changes += [
-        Change(
-            f"file {target.paths.basename(path)}",
-            "delete",
-            f"did not exist before backup {first}",
-            path=path,
-        )
+        Change(f"file {path}", "delete", f"did not exist before backup {first}", path=path)
         for path in sorted(remove)
     ]
     # Every site is tested and reloaded: the restored files are what it must serve now.
@@ -92,3 +89,30 @@ async def rollback_plan(
         if site.reload
     ]
     return HostPlan(name, tuple(changes)), [*restore, *remove], tuple(b.name for b in undone)
+
+
+async def list_backups(target: Target) -> HostBackups:
+    """`rollback --list`: the host's backups, what undoing each would restore and remove,
+    which rollback undid it, and what a rollback without ``--to`` would undo next."""
+    history = await read_history(target)
+    undone = history.undone_by()
+    following = history.next_to_undo()
+    oldest = history.backups[0].name if history.backups else None
+    return HostBackups(
+        target.host.name,
+        [
+            BackupSummary(
+                name=b.name,
+                time=b.time,
+                folder=b.folder,
+                operation=b.manifest.operation,
+                restores=tuple(sorted(e.path for e in b.manifest.files)),
+                removes=tuple(sorted(b.manifest.created)),
+                undoes=tuple(b.manifest.undoes),
+                undone_by=undone.get(b.name),
+                always_kept=b.name == oldest,
+            )
+            for b in history.backups
+        ],
+        next=following.name if following is not None else None,
+    )

@@ -6,6 +6,7 @@ from the converged record can be reported without importing them.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 from provision.plan.model import HostPlan
@@ -47,3 +48,27 @@ class Report:
 
     def count(self, status: str) -> int:
         return sum(1 for h in self.hosts if h.status == status)
+
+
+@dataclass(frozen=True)
+class BackupSummary:
+    """One backup folder on a host, for `rollback --list`: when it was taken and by what,
+    what undoing it restores (full paths) and removes, and whether a rollback undid it."""
+
+    name: str  # the folder's name, which `rollback --to` takes
+    time: dt.datetime
+    folder: str
+    operation: str  # apply | rollback | csr: what took it
+    restores: tuple[str, ...]  # files undoing it puts back as they were
+    removes: tuple[str, ...]  # files undoing it removes (that run created them)
+    undoes: tuple[str, ...]  # a rollback's: the backups it undid
+    undone_by: str | None  # the rollback (its backup) that undid this one, if still in effect
+    always_kept: bool  # the oldest backup: from before provision first wrote here
+
+
+@dataclass
+class HostBackups:
+    host: str
+    backups: list[BackupSummary] = field(default_factory=list)
+    next: str | None = None  # what `rollback` without --to undoes; None: nothing more
+    error: str | None = None

@@ -6,11 +6,12 @@ Nothing here ever sees key material: plans carry none.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
 from provision.plan.model import Change
-from provision.report.outcome import HostReport, Report
+from provision.report.outcome import BackupSummary, HostBackups, HostReport, Report
 
 _WIDTH = 34
 
@@ -131,6 +132,76 @@ def report_json(report: Report) -> str:
         },
         "hosts": {host.host: _host_json(host) for host in report.hosts},
     }
+    return json.dumps(document, indent=2) + "\n"
+
+
+def _when(moment: dt.datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _backup_lines(backup: BackupSummary) -> list[str]:
+    taken = f"taken by {backup.operation}"
+    if backup.undoes:
+        taken += f", undid {', '.join(backup.undoes)}"
+    if backup.undone_by:
+        taken += f"; undone by the rollback {backup.undone_by}"
+    if backup.always_kept:
+        taken += "; the oldest, always kept"
+    lines = [f"  {backup.name}  {_when(backup.time)}  {taken}"]
+    lines += [f"      restores {path}" for path in backup.restores]
+    lines += [f"      removes  {path}" for path in backup.removes]
+    return lines
+
+
+def backups_text(hosts: list[HostBackups]) -> str:
+    """`rollback --list`: each host's backups, oldest first, with the full path of every file
+    undoing one restores or removes, and what a rollback without --to undoes next."""
+    lines: list[str] = []
+    for host in hosts:
+        if host.error is not None:
+            lines.append(f"{host.host}: failed: {host.error}")
+            continue
+        if not host.backups:
+            lines.append(f"{host.host}: no backups")
+            continue
+        count = len(host.backups)
+        lines.append(f"{host.host}: {count} backup{'s' if count != 1 else ''}")
+        for backup in host.backups:
+            lines.extend(_backup_lines(backup))
+        following = next((b for b in host.backups if b.name == host.next), None)
+        if following is None:
+            lines.append("  next rollback: nothing more to roll back")
+        else:
+            lines.append(
+                f"  next rollback undoes {following.name} "
+                f"(the {following.operation} of {_when(following.time)})"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def backups_json(hosts: list[HostBackups]) -> str:
+    document: dict[str, Any] = {"hosts": {}}
+    for host in hosts:
+        if host.error is not None:
+            document["hosts"][host.host] = {"error": host.error}
+            continue
+        document["hosts"][host.host] = {
+            "backups": [
+                {
+                    "name": b.name,
+                    "time": b.time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    "folder": b.folder,
+                    "operation": b.operation,
+                    "restores": list(b.restores),
+                    "removes": list(b.removes),
+                    "undoes": list(b.undoes),
+                    "undone_by": b.undone_by,
+                    "always_kept": b.always_kept,
+                }
+                for b in host.backups
+            ],
+            "next": host.next,
+        }
     return json.dumps(document, indent=2) + "\n"
 
 

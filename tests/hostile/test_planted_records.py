@@ -128,9 +128,10 @@ MANIFESTS = {
 }
 
 
+@pytest.mark.parametrize("listing", [False, True], ids=["rollback", "list"])
 @pytest.mark.parametrize("case", sorted(MANIFESTS))
 def test_a_planted_backup_manifest_is_refused_by_rollback(
-    project: Path, cli: Any, case: str
+    project: Path, cli: Any, case: str, listing: bool
 ) -> None:
     folder = _applied(project, cli)
     outside = _victims(project)
@@ -141,7 +142,8 @@ def test_a_planted_backup_manifest_is_refused_by_rollback(
     manifest = json.loads(json.dumps(make(folder, outside)).replace("{b}", str(backup)))
     (backup / "manifest.json").write_text(json.dumps(manifest))
     before, before_outside = snapshot(project / ".provision"), snapshot(outside)
-    result = cli("rollback", PLAYBOOK, "-i", INVENTORY, "-l", "cm-pub-01")
+    extra = ["--list"] if listing else []
+    result = cli("rollback", PLAYBOOK, "-i", INVENTORY, "-l", "cm-pub-01", *extra)
     output = _refused(result, "its manifest", fragment, "left in place for inspection")
     assert f"{backup / 'manifest.json'}" in output  # the file at fault, named
     assert snapshot(outside) == before_outside
@@ -161,11 +163,13 @@ def _symlinked_backup(project: Path, folder: Path) -> tuple[Path, Path]:
     return link, outside
 
 
-def test_a_symlinked_backup_folder_is_refused(project: Path, cli: Any) -> None:
+@pytest.mark.parametrize("listing", [False, True], ids=["rollback", "list"])
+def test_a_symlinked_backup_folder_is_refused(project: Path, cli: Any, listing: bool) -> None:
     folder = _applied(project, cli)
     link, outside = _symlinked_backup(project, folder)
     before, before_outside = snapshot(project / ".provision"), snapshot(outside)
-    result = cli("rollback", PLAYBOOK, "-i", INVENTORY, "-l", "cm-pub-01", "--to", link.name)
+    extra = ["--list"] if listing else ["--to", link.name]
+    result = cli("rollback", PLAYBOOK, "-i", INVENTORY, "-l", "cm-pub-01", *extra)
     _refused(result, f"backup {link} is a symlink, not a folder", "left in place")
     assert snapshot(outside) == before_outside
     assert snapshot(project / ".provision") == before
