@@ -23,6 +23,7 @@ from provision.apply.executor import (
     HostOutcome,
     RunContext,
     apply_host,
+    owed_reloads,
 )
 from provision.apply.journal import (
     Finished,
@@ -179,7 +180,15 @@ async def plan_and_apply(
             status = "failed" if outcome.error else ("changed" if changed else "ok")
             # The report shows the repair done before planning, with what the plan did.
             shown = replace(host_plan, changes=(*repair, *host_plan.changes))
-            reports[name] = HostReport(name, status, shown, outcome.error, backup=outcome.backup)
+            reports[name] = HostReport(
+                name,
+                status,
+                shown,
+                outcome.error,
+                backup=outcome.backup,
+                wrote=changed,
+                reload_owed=outcome.reload_owed,
+            )
             if not outcome.error and any(site.verify for site in target.playbook.sites):
                 await _verify_into(reports[name], loaded, target, moment)
                 await _owe_reload_if_unverified(reports[name], target)
@@ -282,6 +291,7 @@ async def _owe_reload_if_unverified(report: HostReport, target: Target) -> None:
         await target.transport.write(
             target.marker_path, "".join(f"{s.name}\n" for s in sites).encode(), 0o644
         )
+        report.reload_owed = owed_reloads(target, sites)
 
 
 async def verify_all(loaded: Loaded, now: dt.datetime | None = None) -> Report:
@@ -338,6 +348,8 @@ async def rollback_all(loaded: Loaded, to: str | None, now: dt.datetime | None =
                         "failed" if outcome.error else "changed",
                         HostPlan(name, (done, *owed)),
                         outcome.error,
+                        wrote=True,  # the interrupted rollback's files were put in place
+                        reload_owed=outcome.reload_owed,
                     )
                     return
                 host_plan, paths, undoes = await rollback_plan(target, to)
@@ -356,6 +368,8 @@ async def rollback_all(loaded: Loaded, to: str | None, now: dt.datetime | None =
             host_plan,
             outcome.error,
             backup=outcome.backup,
+            wrote=outcome.changed,
+            reload_owed=outcome.reload_owed,
         )
 
     try:

@@ -288,6 +288,35 @@ def test_rollback_backups_are_listed_in_a_manifest(example: Path, cli: Any) -> N
     assert sorted(Path(p).name for p in manifest["created"]) == sorted(CA_ONLY)
 
 
+def test_a_rollback_whose_reload_fails_reports_what_it_restored(
+    example: Path, cli: Any, tmp_path: Path
+) -> None:
+    """Issue 15, item 5: the files a rollback restored stay restored when the reload fails;
+    the host is reported changed and failed, with the reload it still owes."""
+    log = tmp_path / "commands.log"
+    apply(cli, reloading(example, SELF_SIGNED, log))
+    self_signed = files(example)
+    ca = reloading(example, CA, log)
+    apply(cli, ca)
+    data = yaml.safe_load((example / ca).read_text())
+    data["sites"][0]["reload_command"] = "echo 'reload refused' >&2; exit 1"
+    (example / ca).write_text(yaml.safe_dump(data, sort_keys=False))
+    result = cli("rollback", ca, "-i", INVENTORY, env=ENV)
+    assert result.exit_code == 1, result.stdout
+    restored = files(example)
+    markers = [path for path in restored if path.endswith(".provision-reload-pending")]
+    assert len(markers) == len(HOSTS)  # each host owes its reload (below)
+    assert {p: v for p, v in restored.items() if p not in markers} == self_signed  # left so
+    for host in HOSTS:
+        assert f"{host}: changed, failed: reload `echo 'reload refused'" in result.stdout
+    assert result.stdout.count("  owed     site Default Web Site") == len(HOSTS)
+    assert "reload `echo 'reload refused' >&2; exit 1`: the next apply runs it" in result.stdout
+    assert "Recap: ok 0, changed 3, failed 3" in result.stdout
+    for host in HOSTS:
+        marker = certs(example, host) / ".provision-reload-pending"
+        assert marker.read_text() == "Default Web Site\n"
+
+
 # -- rollback --list, full paths, and what pruning keeps ---------------------------------------
 
 

@@ -24,6 +24,7 @@ from provision.plan import state
 from provision.plan.certificate import current_material, read_current
 from provision.plan.material import Material, output_bytes
 from provision.plan.model import Change, HostPlan
+from provision.report.outcome import OwedReload
 from provision.servers.registry import server
 from provision.sources.authority_store import AuthorityStore
 from provision.sources.base import Expected, IssueRequest
@@ -63,9 +64,13 @@ class _Write:
 @dataclass
 class HostOutcome:
     host: str
-    changed: bool  # False when the config test refused the files: they were restored
+    # Whether the run leaves the host changed: files replaced or a reload done (not once a
+    # refused config test put the files back). With ``error`` too, what was written stays
+    # written (a reload that failed, say), and ``reload_owed`` names the reloads still owed.
+    changed: bool
     error: str | None = None
     backup: str | None = None
+    reload_owed: tuple[OwedReload, ...] = ()
 
 
 async def apply_host(
@@ -121,7 +126,14 @@ async def apply_host(
         # Nothing to replace (a reload owed, say): no journal needed.
         await transport.flush()
     outcome = HostOutcome(target.host.name, changed=True, backup=backup)
-    await _test_and_reload(target, plan, facts, committed, outcome)
+    try:
+        await _test_and_reload(target, plan, facts, committed, outcome)
+    except ProvisionError as exc:
+        # The host stopped answering (say) after the files were replaced: they stay, and so
+        # does the marker, so the sites are owed their reload.
+        outcome.changed = bool(committed)
+        outcome.error = f"{exc.message} (reload owed)"
+        outcome.reload_owed = owed_reloads(target, reload_sites)
     if not outcome.changed and backup is not None:
         await backups.discard(target, backup)  # everything is as it was: nothing to undo
         outcome.backup = None
@@ -310,6 +322,20 @@ def _sites_touched(target: Target, changes: Sequence[Change]) -> list[Site]:
     return touched
 
 
+def site_commands(target: Target, site: Site) -> tuple[str | None, str | None]:
+    """The site's test and reload commands on this host: its own, or its server's defaults
+    (servers/<name>.py) for the site's paths."""
+    default_test, default_reload = server(site.server).default_commands(
+        site, target.site_paths(site)
+    )
+    return site.test_command or default_test, site.reload_command or default_reload
+
+
+def owed_reloads(target: Target, sites: Sequence[Site]) -> tuple[OwedReload, ...]:
+    """The reloads the host's marker now owes ``sites``, by site and command, for the report."""
+    return tuple(OwedReload(site.name, site_commands(target, site)[1]) for site in sites)
+
+
 async def _test_and_reload(
     target: Target,
     plan: HostPlan,
@@ -321,13 +347,10 @@ async def _test_and_reload(
     tests: dict[str, None] = {}
     reloads: dict[str, None] = {}
     for site in sites:
-        # Each server's own defaults (servers/<name>.py), for the site's paths on this host.
-        default_test, default_reload = server(site.server).default_commands(
-            site, target.site_paths(site)
-        )
-        if test := site.test_command or default_test:
+        test, reload = site_commands(target, site)
+        if test:
             tests[test] = None
-        if reload := site.reload_command or default_reload:
+        if reload:
             reloads[reload] = None
     # Each distinct command once per host, however many sites share it.
     for command in tests:
@@ -345,6 +368,10 @@ async def _test_and_reload(
     for command in reloads:
         result = await target.transport.run(command)
         if not result.ok:
+            # The marker stays, naming every site: the next run reloads them all. What was
+            # written stays written (a reload alone owed changed nothing).
+            outcome.changed = bool(committed)
             outcome.error = f"reload `{command}` failed (will be retried): {result.output}"
+            outcome.reload_owed = owed_reloads(target, sites)
             return
     await target.transport.remove(target.marker_path)

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from provision.plan.model import Change
-from provision.report.outcome import BackupSummary, HostBackups, HostReport, Report
+from provision.report.outcome import BackupSummary, HostBackups, HostReport, OwedReload, Report
 
 _WIDTH = 34
 
@@ -54,17 +54,27 @@ def plan_text(report: Report, *, diffs: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _owed_line(owed: OwedReload) -> str:
+    command = f"`{owed.command}`" if owed.command else "(no reload command)"
+    return f"  {'owed':<8} {'site ' + owed.site:<{_WIDTH}} reload {command}: the next apply runs it"
+
+
 def recap_text(report: Report) -> str:
     lines: list[str] = []
     for host in report.hosts:
         if host.status in ("failed", "skipped"):
-            lines.append(f"{host.host}: {host.status}: {host.error}")
-            continue
-        lines.append(f"{host.host}: {host.status}")
-        for change in host.plan.changes:
-            lines.append(_change_line(change))
-        for check in host.verified:
-            lines.append(f"  verified {check.name} on {check.address}:{check.port}")
+            # A host that failed after it was changed says both: what it wrote stands.
+            status = f"changed, {host.status}" if host.changed else host.status
+            lines.append(f"{host.host}: {status}: {host.error}")
+        else:
+            lines.append(f"{host.host}: {host.status}")
+        if host.changed:
+            for change in host.plan.changes:
+                lines.append(_change_line(change))
+        lines.extend(_owed_line(owed) for owed in host.reload_owed)
+        if host.status not in ("failed", "skipped"):
+            for check in host.verified:
+                lines.append(f"  verified {check.name} on {check.address}:{check.port}")
     lines.append("")
     skipped = report.count("skipped")
     lines.append(
@@ -105,8 +115,11 @@ def _host_json(host: HostReport) -> dict[str, Any]:
         "unchanged": [{"resource": u.resource, "reason": u.reason} for u in host.plan.unchanged],
         "seconds": round(host.seconds, 4),
     }
+    data["changed"] = host.changed  # with status "failed" too: what it wrote stands
     if host.error:
         data["error"] = host.error
+    if host.reload_owed:
+        data["reload_owed"] = [{"site": o.site, "command": o.command} for o in host.reload_owed]
     if host.verified:
         data["verified"] = [
             {
