@@ -55,12 +55,13 @@ async def rollback_plan(
     for backup in reversed(undone):  # newest first; older backups overwrite
         for entry in backup.manifest.files:
             stored = await target.transport.read(entry.backup)
-            if stored.content is None:
+            if stored.kind != "file":  # (a symlink is never read through)
+                found = "gone" if stored.kind == "missing" else stored.described
                 raise RollbackError(
-                    f"backup {backup.folder} lost {entry.backup} (it is {stored.described}); "
-                    "nothing was restored"
+                    f"backup {backup.folder} lost {entry.backup} (it is {found}); nothing was "
+                    "restored and the backup was left in place for inspection"
                 )
-            restore[entry.path] = (stored.content, entry.mode or 0o600)
+            restore[entry.path] = (stored.content or b"", entry.mode or 0o600)
             remove.discard(entry.path)
         for path in backup.manifest.created:
             remove.add(path)

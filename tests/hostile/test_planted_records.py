@@ -195,3 +195,28 @@ def test_pruning_never_follows_a_symlinked_backup_folder(project: Path, cli: Any
     assert link.is_symlink()
     # Besides the link: the oldest backup and the last one (backups: 1).
     assert len(list((folder / ".backup").iterdir())) == 3
+
+
+@pytest.mark.parametrize("kind", ["symlink", "missing"])
+def test_a_backup_copy_replaced_by_a_symlink_or_gone_is_refused(
+    project: Path, cli: Any, kind: str
+) -> None:
+    """A real backup whose copy of the key was swapped for a link to a secret elsewhere (or
+    removed): the rollback restores nothing, rather than the secret or half the set."""
+    folder = _applied(project, cli)
+    book = project / PLAYBOOK
+    book.write_text(book.read_text().replace("validity_days: 825", "validity_days: 397"))
+    assert cli("apply", PLAYBOOK, "-i", INVENTORY, "-l", "cm-pub-01").exit_code == 0  # new key
+    [*_, latest] = sorted((folder / ".backup").iterdir())
+    manifest = json.loads((latest / "manifest.json").read_text())
+    [copy] = [Path(e["backup"]) for e in manifest["files"] if e["path"].endswith(".key")]
+    outside = _victims(project)
+    copy.unlink()
+    if kind == "symlink":
+        copy.symlink_to(outside / "secret.key")
+    before, before_outside = snapshot(project / ".provision"), snapshot(outside)
+    result = cli("rollback", PLAYBOOK, "-i", INVENTORY, "-l", "cm-pub-01")
+    found = "a symlink" if kind == "symlink" else "gone"
+    _refused(result, f"backup {latest} lost {copy} (it is {found})", "left in place")
+    assert snapshot(outside) == before_outside
+    assert snapshot(project / ".provision") == before
