@@ -5,7 +5,8 @@ else is reached through them.
     plan, report = run(loaded, apply=False)   # reads each host, writes nothing
     plan, report = run(loaded, apply=True)    # makes each host match the playbook
     report = asyncio.run(verify_all(loaded))  # TLS to every name of every site
-    report = asyncio.run(rollback_all(loaded, to=None))
+    report = asyncio.run(rollback_all(loaded, to=None))  # undo the newest apply not undone
+    hosts = asyncio.run(list_backups_all(loaded))  # each host's backups (rollback --list)
     render_all(loaded, "out/")                # site files made on the controller alone
 
 ``provision.runs`` wraps ``load`` and ``run`` with the converged record for the CLI's plan and
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 from provision.fleet import (
     close_all,
     finish_interrupted,
+    list_backups_all,
     plan_and_apply,
     rollback_all,
     verify_all,
@@ -71,6 +73,7 @@ __all__ = [
     "close_all",
     "controller_digest",
     "finish_interrupted",
+    "list_backups_all",
     "load",
     "load_saved",
     "plan_and_apply",

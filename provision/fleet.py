@@ -4,8 +4,9 @@
 For a plan or an apply, per host: under the host's lock (apply), finish what a killed run
 left (``finish_interrupted``), read the files the playbook cares about (facts.py), build the
 host's plan (plan/builder.py, pure), and for an apply hand it to the executor
-(apply/executor.py), then verify the sites that ask. ``verify_all`` and ``rollback_all`` are the
-same walk for `provision verify` and `provision rollback`. The api (api.py) is the way in.
+(apply/executor.py), then verify the sites that ask. ``verify_all``, ``rollback_all`` and
+``list_backups_all`` are the same walk for `provision verify`, `provision rollback` and its
+``--list``. The api (api.py) is the way in.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from provision.apply.executor import (
     HostOutcome,
     RunContext,
     apply_host,
+    owed_reloads,
 )
 from provision.apply.journal import (
     Finished,
@@ -37,7 +39,7 @@ from provision.apply.journal import (
 )
 from provision.apply.keymaker import KeyMaker
 from provision.apply.lock import HostLock
-from provision.apply.rollback import rollback_plan
+from provision.apply.rollback import list_backups, rollback_plan
 from provision.errors import ProvisionError
 from provision.facts import HostFacts, gather, merged
 from provision.inputs.load import Loaded
@@ -49,7 +51,7 @@ from provision.plan.certificate import (
     read_current,
 )
 from provision.plan.model import Change, HostPlan, Plan
-from provision.report.outcome import HostReport, NameCheck, Report
+from provision.report.outcome import HostBackups, HostReport, NameCheck, Report
 from provision.report.progress import Progress, Silent
 from provision.sources.authority_store import create as create_authority
 from provision.sources.base import Expected
@@ -179,7 +181,15 @@ async def plan_and_apply(
             status = "failed" if outcome.error else ("changed" if changed else "ok")
             # The report shows the repair done before planning, with what the plan did.
             shown = replace(host_plan, changes=(*repair, *host_plan.changes))
-            reports[name] = HostReport(name, status, shown, outcome.error, backup=outcome.backup)
+            reports[name] = HostReport(
+                name,
+                status,
+                shown,
+                outcome.error,
+                backup=outcome.backup,
+                wrote=changed,
+                reload_owed=outcome.reload_owed,
+            )
             if not outcome.error and any(site.verify for site in target.playbook.sites):
                 await _verify_into(reports[name], loaded, target, moment)
                 await _owe_reload_if_unverified(reports[name], target)
@@ -293,6 +303,7 @@ async def _owe_reload_if_unverified(report: HostReport, target: Target) -> None:
         marker = reloads.updated(previous, names, owed=names)
         assert marker is not None  # (it names the sites owed)
         await target.transport.write(target.marker_path, marker, 0o644)
+        report.reload_owed = owed_reloads(target, sites)
 
 
 async def verify_all(loaded: Loaded, now: dt.datetime | None = None) -> Report:
@@ -350,11 +361,15 @@ async def rollback_all(loaded: Loaded, to: str | None, now: dt.datetime | None =
                         "failed" if outcome.error else "changed",
                         HostPlan(name, (done, *owed)),
                         outcome.error,
+                        wrote=True,  # the interrupted rollback's files were put in place
+                        reload_owed=outcome.reload_owed,
                     )
                     return
-                host_plan, paths = await rollback_plan(target, to)
+                host_plan, paths, undoes = await rollback_plan(target, to)
                 facts = await gather(target.transport, [*target.paths_of_interest(), *paths])
-                outcome = await _apply_one(target, host_plan, facts, ctx, loaded.expected(target))
+                outcome = await _apply_one(
+                    target, host_plan, facts, ctx, loaded.expected(target), undoes
+                )
             finally:
                 await lock.release()
         except ProvisionError as exc:
@@ -366,6 +381,8 @@ async def rollback_all(loaded: Loaded, to: str | None, now: dt.datetime | None =
             host_plan,
             outcome.error,
             backup=outcome.backup,
+            wrote=outcome.changed,
+            reload_owed=outcome.reload_owed,
         )
 
     try:
@@ -374,6 +391,26 @@ async def rollback_all(loaded: Loaded, to: str | None, now: dt.datetime | None =
         keymaker.close()
         await close_all(loaded)
     return Report([reports[t.host.name] for t in loaded.targets])
+
+
+async def list_backups_all(loaded: Loaded) -> list[HostBackups]:
+    """`provision rollback --list`: each host's backups, read without the lock (it writes
+    nothing); a host whose backups cannot be read fails alone."""
+    found: dict[str, HostBackups] = {}
+
+    async def one(target: Target) -> None:
+        name = target.host.name
+        try:
+            await target.transport.start()
+            found[name] = await list_backups(target)
+        except ProvisionError as exc:
+            found[name] = HostBackups(name, error=exc.message)
+
+    try:
+        await _bounded(loaded.forks, list(loaded.targets), one)
+    finally:
+        await close_all(loaded)
+    return [found[t.host.name] for t in loaded.targets]
 
 
 def _saved_host_plan(
@@ -428,8 +465,9 @@ async def _apply_one(
     facts: HostFacts,
     ctx: RunContext,
     expected: Mapping[str, Expected],
+    undoes: tuple[str, ...] = (),
 ) -> HostOutcome:
     try:
-        return await apply_host(target, plan, facts, ctx, expected)
+        return await apply_host(target, plan, facts, ctx, expected, undoes)
     except ProvisionError as exc:
         return HostOutcome(target.host.name, changed=False, error=exc.message)

@@ -8,6 +8,7 @@ temporary folder so the user's own ``~/.ssh`` can neither help nor hurt.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pwd
 import secrets
@@ -757,3 +758,60 @@ def test_cli_dead_host_exit_1_others_changed(fleet: SshdFleet, project: Path, cl
     assert "connection refused" in result.stdout + result.stderr
     for server in servers[1:]:
         assert_landed(server)
+
+
+# --- rollback over SSH (issue 15, item 6) -----------------------------------------------------
+
+
+def test_rollback_list_and_twice_over_ssh(fleet: SshdFleet, project: Path, cli: Cli) -> None:
+    """`rollback --list` names each backup's files by full path on the host; a second
+    rollback goes one apply further back, a third finds nothing more to undo."""
+    [server] = fleet.start(1)
+    playbook, inventory = write_project(project, fleet, [server])
+    known = known_hosts_for(project / "known_hosts", [server])
+    ssh = ("-i", str(inventory), "--known-hosts", str(known))
+    root = host_root(server)
+    certificates = root / "certificates"
+    # Rolled back to before the first apply, the host has no web.pem to test for.
+    book = PLAYBOOK.replace("test -s {{ certificates_dir }}/web.pem && ", "")
+    playbook.write_text(book)
+    assert cli("apply", str(playbook), *ssh).exit_code == 0
+    first = snapshot(certificates)
+    playbook.write_text(book.replace("localhost]", "localhost, v2.example.test]"))
+    assert cli("apply", str(playbook), *ssh).exit_code == 0
+    oldest, latest = sorted(p.name for p in (certificates / ".backup").iterdir())
+
+    listed = cli("rollback", str(playbook), *ssh, "--list")
+    assert listed.exit_code == 0, listed.stdout + listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0] == f"{server.name}: 2 backups"
+    assert f"      removes  {root / 'nginx' / 'web.conf'}" in lines  # the first apply made it
+    assert f"      restores {certificates / 'web.pem'}" in lines  # the second replaced it
+    assert lines[-1].startswith(f"  next rollback undoes {latest} (the apply of ")
+
+    once = cli("rollback", str(playbook), *ssh)
+    assert once.exit_code == 0, once.stdout + once.stderr
+    assert f"  update   file {certificates / 'web.pem'} restore from backup {latest}" in once.stdout
+    assert {k: v[:2] for k, v in snapshot(certificates).items() if "/" not in k} == {
+        k: v[:2] for k, v in first.items() if "/" not in k
+    }
+    # The rollback's reload ran on the host, over this sshd.
+    assert str(server.port) in (root / "reloaded").read_text().split()
+
+    listed = cli("rollback", str(playbook), *ssh, "--list", "--format", "json")
+    report = json.loads(listed.stdout)["hosts"][server.name]
+    [_, second, undo] = report["backups"]
+    assert second["undone_by"] == undo["name"] and undo["undoes"] == [latest]
+    assert report["next"] == oldest
+
+    twice = cli("rollback", str(playbook), *ssh)
+    assert twice.exit_code == 0, twice.stdout + twice.stderr
+    assert not (certificates / "web.pem").exists()
+    assert not (root / "nginx" / "web.conf").exists()
+
+    before = snapshot(root)
+    third = cli("rollback", str(playbook), *ssh)
+    assert third.exit_code == 1
+    assert f"{server.name}: failed: nothing more to roll back" in third.stdout
+    assert "Traceback" not in third.stdout + third.stderr
+    assert snapshot(root) == before

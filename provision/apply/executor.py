@@ -10,23 +10,23 @@ the host's previous files are restored and the host is reported failed with the 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from provision import reloads
+from provision.apply import backups
 from provision.apply.journal import Journal, journal_path
 from provision.apply.keymaker import KeyMaker
 from provision.errors import ProvisionError
 from provision.facts import HostFacts
 from provision.inputs.targets import Target
-from provision.layout import BACKUP_DIR, BACKUP_MANIFEST, PARTIAL_SUFFIX
 from provision.model.playbook import Certificate, Site
 from provision.plan import state
 from provision.plan.certificate import current_material, read_current
 from provision.plan.material import Material, output_bytes
 from provision.plan.model import Change, HostPlan
 from provision.reloads import CANNOT_RUN
+from provision.report.outcome import OwedReload
 from provision.servers.commands import site_commands
 from provision.sources.authority_store import AuthorityStore
 from provision.sources.base import Expected, IssueRequest
@@ -44,7 +44,7 @@ class RunContext:
     keys: KeyMaker
     passwords: Mapping[str, Mapping[str, bytes]]  # host -> output file -> password
     authorities: Mapping[str, AuthorityStore]
-    operation: str = "apply"  # recorded in the journal
+    operation: backups.Operation = "apply"  # recorded in the journal and the backup
 
 
 def _state_content(target: Target, facts: HostFacts) -> bytes:
@@ -66,9 +66,13 @@ class _Write:
 @dataclass
 class HostOutcome:
     host: str
+    # Whether the run leaves the host changed: files replaced or a reload done (not once a
+    # refused config test put the files back). With ``error`` too, what was written stays
+    # written (a reload that failed, say), and ``reload_owed`` names the reloads still owed.
     changed: bool
     error: str | None = None
     backup: str | None = None
+    reload_owed: tuple[OwedReload, ...] = ()
 
 
 async def apply_host(
@@ -77,7 +81,10 @@ async def apply_host(
     facts: HostFacts,
     ctx: RunContext,
     expected: Mapping[str, Expected],
+    undoes: Sequence[str] = (),
 ) -> HostOutcome:
+    """Apply ``plan`` to the host; a rollback passes the backups it undoes (``undoes``), which
+    its own backup records so that the next rollback goes one further back."""
     if not plan.changes:
         return HostOutcome(target.host.name, changed=False)
     passwords = ctx.passwords.get(target.host.name, {})
@@ -108,21 +115,36 @@ async def apply_host(
             # (After staging, which makes the folder when it is missing.)
             await transport.set_folder_mode(folder, change.mode)
     removed = [_Write(c, c.path, b"", 0) for c in deletions if c.path is not None]
-    backup = await _back_up(target, facts, [*writes, *removed], ctx.now)
-    reload_sites = [s.name for s in _sites_touched(target, plan.changes) if s.reload]
+    backup = await backups.take(
+        target, facts, [w.path for w in [*writes, *removed]], ctx.now, ctx.operation, undoes
+    )
+    reload_sites = [s for s in _sites_touched(target, plan.changes) if s.reload]
     if reload_sites:
-        marker = reloads.updated(_marker(target, facts), reload_sites, owed=reload_sites)
+        names = [s.name for s in reload_sites]
+        marker = reloads.updated(_marker(target, facts), names, owed=names)
         assert marker is not None  # (it names the sites owed)
         await transport.write(target.marker_path, marker, 0o644, durable=False)
-    if not writes and not removed:
+    committed: list[_Write] = []
+    if writes or removed:
+        committed = await _commit_journaled(target, facts, writes, removed, ctx.operation, backup)
+    else:
         # Nothing to replace (a reload owed, say): no journal needed.
         await transport.flush()
-        outcome = HostOutcome(target.host.name, changed=True, backup=backup)
-        await _test_and_reload(target, plan, facts, [], outcome)
-        return outcome
-    committed = await _commit_journaled(target, facts, writes, removed, ctx.operation)
     outcome = HostOutcome(target.host.name, changed=True, backup=backup)
-    await _test_and_reload(target, plan, facts, committed, outcome)
+    try:
+        await _test_and_reload(target, plan, facts, committed, outcome)
+    except ProvisionError as exc:
+        # The host stopped answering (say) after the files were replaced: they stay, and so
+        # does the marker, so the sites are owed their reload.
+        outcome.changed = bool(committed)
+        outcome.error = f"{exc.message} (reload owed)"
+        outcome.reload_owed = owed_reloads(target, reload_sites)
+    if not outcome.changed and backup is not None:
+        await backups.discard(target, backup)  # everything is as it was: nothing to undo
+        outcome.backup = None
+    elif backup is not None:
+        # Only once the files stay: a run that put everything back evicts no older backup.
+        await backups.prune(target)
     return outcome
 
 
@@ -132,10 +154,12 @@ async def _commit_journaled(
     writes: list[_Write],
     removed: list[_Write],
     operation: str,
+    backup: str | None,
 ) -> list[_Write]:
     """Rename every staged file into place and remove the files to go, under a journal: a run
     killed among the renames is finished by the next one. On a failure, what was done is
-    undone from ``facts`` (the files as they were) and the error raised."""
+    undone from ``facts`` (the files as they were), the backup taken for it discarded (it
+    records nothing that happened), and the error raised."""
     transport = target.transport
     journal = Journal(
         tuple((w.staged or "", w.path) for w in writes),
@@ -163,6 +187,8 @@ async def _commit_journaled(
         await _discard([w for w in writes if w not in committed], target)
         await _restore(target, facts, committed)
         await transport.remove(journal_path(target.certificates_dir, target.paths))
+        if backup is not None:
+            await backups.discard(target, backup)
         raise
     await transport.remove(journal_path(target.certificates_dir, target.paths), durable=False)
     return committed
@@ -173,7 +199,7 @@ async def write_files(
     facts: HostFacts,
     files: Sequence[tuple[str, bytes, int]],
     now: dt.datetime,
-    operation: str,
+    operation: backups.Operation,
 ) -> str | None:
     """Write files that no plan describes (a key `provision csr` makes) by the same path as
     apply: staged complete, what they replace backed up, renamed under the journal. The caller
@@ -184,8 +210,10 @@ async def write_files(
     ]
     for write in writes:
         write.staged = await target.transport.stage(write.path, write.data, write.mode)
-    backup = await _back_up(target, facts, writes, now)
-    await _commit_journaled(target, facts, writes, [], operation)
+    backup = await backups.take(target, facts, [w.path for w in writes], now, operation)
+    await _commit_journaled(target, facts, writes, [], operation, backup)
+    if backup is not None:
+        await backups.prune(target)
     return backup
 
 
@@ -270,65 +298,6 @@ def _commit_order(target: Target) -> Callable[[_Write], tuple[int, str]]:
     return rank
 
 
-async def _back_up(
-    target: Target, facts: HostFacts, writes: list[_Write], now: dt.datetime
-) -> str | None:
-    """Copy every file about to be replaced into a timestamped backup folder, and list the
-    files about to be created, so `rollback` can bring back the set as it was."""
-    replaced = [w for w in writes if facts.file(w.path).kind == "file"]
-    created = sorted(w.path for w in writes if facts.file(w.path).kind == "missing")
-    if not replaced and not created:
-        return None
-    root = target.paths.join(target.certificates_dir, BACKUP_DIR)
-    existing = [n for n in await target.transport.list_dir(root) if not n.startswith(".")]
-    stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
-    name = stamp
-    serial = 1
-    while name in existing:
-        serial += 1
-        name = f"{stamp}-{serial}"
-    folder = target.paths.join(root, name)
-    # Filled under a hidden name and renamed when complete: a run killed meanwhile leaves a
-    # hidden partial folder (removed by the next run), never a backup without its manifest.
-    partial = target.paths.join(root, f".{name}{PARTIAL_SUFFIX}")
-    manifest = []
-    for index, write in enumerate(replaced):
-        state = facts.file(write.path)
-        stored = f"{index:03d}-{target.paths.basename(write.path)}"
-        await target.transport.write(
-            target.paths.join(partial, stored),
-            state.content or b"",
-            state.mode or 0o600,
-            durable=False,
-        )
-        manifest.append(
-            {"path": write.path, "backup": target.paths.join(folder, stored), "mode": state.mode}
-        )
-    await target.transport.write(
-        target.paths.join(partial, BACKUP_MANIFEST),
-        json.dumps({"files": manifest, "created": created}, indent=2, sort_keys=True).encode()
-        + b"\n",
-        0o600,
-        durable=False,
-    )
-    await target.transport.flush()  # the backup's files are on disk before it is complete
-    # Durable now, before the journal can be: a journal on disk with its backup still under
-    # the partial name would see that backup removed as a leftover by the next run.
-    await target.transport.commit(partial, folder)
-    await _prune(target, root, [*existing, name])
-    return folder
-
-
-async def _prune(target: Target, root: str, names: list[str]) -> None:
-    keep = target.playbook.backups
-    old = sorted(names)[:-keep] if keep else sorted(names)
-    for name in old:
-        folder = target.paths.join(root, name)
-        for entry in await target.transport.list_dir(folder):
-            await target.transport.remove(target.paths.join(folder, entry))
-        await target.transport.remove_dir(folder)
-
-
 async def _discard(writes: list[_Write], target: Target) -> None:
     for write in writes:
         if write.staged is not None:
@@ -358,6 +327,11 @@ def _sites_touched(target: Target, changes: Sequence[Change]) -> list[Site]:
     return touched
 
 
+def owed_reloads(target: Target, sites: Sequence[Site]) -> tuple[OwedReload, ...]:
+    """The reloads the host's marker now owes ``sites``, by site and command, for the report."""
+    return tuple(OwedReload(site.name, site_commands(target, site)[1]) for site in sites)
+
+
 async def _test_and_reload(
     target: Target,
     plan: HostPlan,
@@ -381,8 +355,9 @@ async def _test_and_reload(
         if not result.ok:
             await _restore(target, facts, committed)
             # The old files are back, and they are what the server runs: the marker says
-            # what it said before this run.
+            # what it said before this run, and nothing was changed.
             await _write_marker(target, facts.file(target.marker_path).content)
+            outcome.changed = False
             outcome.error = (
                 f"config test `{command}` failed, previous files restored: {result.output}"
             )
@@ -392,9 +367,16 @@ async def _test_and_reload(
         result = await target.transport.run(command)
         if result.exit_status in CANNOT_RUN:
             await _cannot_run(target, facts, handled, using, result, outcome)
+            # What was written stays written; the other sites stay owed their reload.
+            outcome.changed = bool(committed)
+            outcome.reload_owed = owed_reloads(target, [s for s in sites if s not in using])
             return
         if not result.ok:
+            # The marker stays, naming every site: the next run reloads them all. What was
+            # written stays written (a reload alone owed changed nothing).
+            outcome.changed = bool(committed)
             outcome.error = f"reload `{command}` failed (will be retried): {result.output}"
+            outcome.reload_owed = owed_reloads(target, sites)
             return
     await _write_marker(target, reloads.updated(_marker(target, facts), handled))
 

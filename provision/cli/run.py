@@ -279,19 +279,48 @@ def rollback(
     to: Annotated[
         str | None,
         typer.Option(
-            "--to", help="A backup's TIMESTAMP (or its prefix); default: undo the latest apply."
+            "--to",
+            help="A backup's TIMESTAMP (or its prefix): undo it and every later one; "
+            "default: undo the newest apply not undone yet.",
         ),
     ] = None,
+    list_only: Annotated[
+        bool,
+        typer.Option(
+            "--list",
+            help="List each host's backups and what undoing each restores; change nothing.",
+        ),
+    ] = False,
     output_format: FormatOpt = OutputFormat.text,
+    forks: ForksOpt = 20,
+    known_hosts: KnownHostsOpt = None,
+    accept_new_host_keys: AcceptNewOpt = False,
+    connect_timeout: ConnectTimeoutOpt = 10.0,
+    command_timeout: CommandTimeoutOpt = 60.0,
     lock_timeout: LockTimeoutOpt = 30.0,
 ) -> None:
-    """Restore each host's previous files from its backups, then test and reload its sites."""
+    """Restore each host's files as they were before its newest apply not undone yet (run
+    again: one apply further back), then test and reload its sites."""
     import asyncio
 
-    from provision.api import rollback_all
+    from provision.api import list_backups_all, rollback_all
     from provision.report import text as render
 
-    loaded = load_inputs(playbook, inventory, limit, lock_timeout=lock_timeout)
+    if list_only and to is not None:
+        fail("--list shows every backup; drop --to")
+    connect = connect_options(known_hosts, accept_new_host_keys, connect_timeout, command_timeout)
+    loaded = load_inputs(
+        playbook, inventory, limit, forks=forks, connect=connect, lock_timeout=lock_timeout
+    )
+    if list_only:
+        hosts = asyncio.run(list_backups_all(loaded))
+        if output_format is OutputFormat.json:
+            typer.echo(render.backups_json(hosts), nl=False)
+        else:
+            typer.echo(render.backups_text(hosts), nl=False)
+        if any(h.error is not None for h in hosts):
+            raise typer.Exit(1)
+        return
     result = asyncio.run(rollback_all(loaded, to))
     if output_format is OutputFormat.json:
         typer.echo(render.report_json(result), nl=False)

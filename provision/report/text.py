@@ -6,11 +6,12 @@ Nothing here ever sees key material: plans carry none.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
 from provision.plan.model import Change
-from provision.report.outcome import HostReport, Report
+from provision.report.outcome import BackupSummary, HostBackups, HostReport, OwedReload, Report
 
 _WIDTH = 34
 
@@ -63,18 +64,28 @@ def _warnings_count(report: Report) -> str:
     return f", {count} warning{'s' if count != 1 else ''}" if count else ""
 
 
+def _owed_line(owed: OwedReload) -> str:
+    command = f"`{owed.command}`" if owed.command else "(no reload command)"
+    return f"  {'owed':<8} {'site ' + owed.site:<{_WIDTH}} reload {command}: the next apply runs it"
+
+
 def recap_text(report: Report) -> str:
     lines: list[str] = []
     for host in report.hosts:
         if host.status in ("failed", "skipped"):
-            lines.append(f"{host.host}: {host.status}: {host.error}")
-            continue
-        lines.append(f"{host.host}: {host.status}")
-        for change in host.plan.changes:
-            lines.append(_change_line(change))
-        for check in host.verified:
-            lines.append(f"  verified {check.name} on {check.address}:{check.port}")
-        lines.extend(_warning_lines(host))
+            # A host that failed after it was changed says both: what it wrote stands.
+            status = f"changed, {host.status}" if host.changed else host.status
+            lines.append(f"{host.host}: {status}: {host.error}")
+        else:
+            lines.append(f"{host.host}: {host.status}")
+        if host.changed:
+            for change in host.plan.changes:
+                lines.append(_change_line(change))
+        lines.extend(_owed_line(owed) for owed in host.reload_owed)
+        if host.status not in ("failed", "skipped"):
+            for check in host.verified:
+                lines.append(f"  verified {check.name} on {check.address}:{check.port}")
+            lines.extend(_warning_lines(host))
     lines.append("")
     skipped = report.count("skipped")
     lines.append(
@@ -124,12 +135,15 @@ def _host_json(host: HostReport) -> dict[str, Any]:
         "unchanged": [{"resource": u.resource, "reason": u.reason} for u in host.plan.unchanged],
         "seconds": round(host.seconds, 4),
     }
+    data["changed"] = host.changed  # with status "failed" too: what it wrote stands
     if host.error:
         data["error"] = host.error
     if host.plan.warnings:
         data["warnings"] = list(host.plan.warnings)
     if host.plan.waiting:
         data["waiting"] = list(host.plan.waiting)
+    if host.reload_owed:
+        data["reload_owed"] = [{"site": o.site, "command": o.command} for o in host.reload_owed]
     if host.verified:
         data["verified"] = [
             {
@@ -155,6 +169,76 @@ def report_json(report: Report) -> str:
         },
         "hosts": {host.host: _host_json(host) for host in report.hosts},
     }
+    return json.dumps(document, indent=2) + "\n"
+
+
+def _when(moment: dt.datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _backup_lines(backup: BackupSummary) -> list[str]:
+    taken = f"taken by {backup.operation}"
+    if backup.undoes:
+        taken += f", undid {', '.join(backup.undoes)}"
+    if backup.undone_by:
+        taken += f"; undone by the rollback {backup.undone_by}"
+    if backup.always_kept:
+        taken += "; the oldest, always kept"
+    lines = [f"  {backup.name}  {_when(backup.time)}  {taken}"]
+    lines += [f"      restores {path}" for path in backup.restores]
+    lines += [f"      removes  {path}" for path in backup.removes]
+    return lines
+
+
+def backups_text(hosts: list[HostBackups]) -> str:
+    """`rollback --list`: each host's backups, oldest first, with the full path of every file
+    undoing one restores or removes, and what a rollback without --to undoes next."""
+    lines: list[str] = []
+    for host in hosts:
+        if host.error is not None:
+            lines.append(f"{host.host}: failed: {host.error}")
+            continue
+        if not host.backups:
+            lines.append(f"{host.host}: no backups")
+            continue
+        count = len(host.backups)
+        lines.append(f"{host.host}: {count} backup{'s' if count != 1 else ''}")
+        for backup in host.backups:
+            lines.extend(_backup_lines(backup))
+        following = next((b for b in host.backups if b.name == host.next), None)
+        if following is None:
+            lines.append("  next rollback: nothing more to roll back")
+        else:
+            lines.append(
+                f"  next rollback undoes {following.name} "
+                f"(the {following.operation} of {_when(following.time)})"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def backups_json(hosts: list[HostBackups]) -> str:
+    document: dict[str, Any] = {"hosts": {}}
+    for host in hosts:
+        if host.error is not None:
+            document["hosts"][host.host] = {"error": host.error}
+            continue
+        document["hosts"][host.host] = {
+            "backups": [
+                {
+                    "name": b.name,
+                    "time": b.time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    "folder": b.folder,
+                    "operation": b.operation,
+                    "restores": list(b.restores),
+                    "removes": list(b.removes),
+                    "undoes": list(b.undoes),
+                    "undone_by": b.undone_by,
+                    "always_kept": b.always_kept,
+                }
+                for b in host.backups
+            ],
+            "next": host.next,
+        }
     return json.dumps(document, indent=2) + "\n"
 
 

@@ -114,12 +114,24 @@ MANIFESTS = {
         "would remove",
     ),
     "not-a-list": (lambda f, o: {"files": {"a": 1}}, "is not readable"),
+    # A rollback record (issue 15) is input too: it may only say it undid older backups...
+    "undoes-a-newer-backup": (
+        lambda f, o: {"operation": "rollback", "undoes": ["99991231T000000000000Z"]},
+        "says it undid '99991231T000000000000Z', which is no older backup's name",
+    ),
+    "undoes-a-path": (
+        lambda f, o: {"operation": "rollback", "undoes": ["../../../outside"]},
+        "says it undid '../../../outside'",
+    ),
+    # ... and be taken by something provision does.
+    "unknown-operation": (lambda f, o: {"operation": "format"}, "is not readable"),
 }
 
 
+@pytest.mark.parametrize("listing", [False, True], ids=["rollback", "list"])
 @pytest.mark.parametrize("case", sorted(MANIFESTS))
 def test_a_planted_backup_manifest_is_refused_by_rollback(
-    project: Path, cli: Any, case: str
+    project: Path, cli: Any, case: str, listing: bool
 ) -> None:
     folder = _applied(project, cli)
     outside = _victims(project)
@@ -130,7 +142,81 @@ def test_a_planted_backup_manifest_is_refused_by_rollback(
     manifest = json.loads(json.dumps(make(folder, outside)).replace("{b}", str(backup)))
     (backup / "manifest.json").write_text(json.dumps(manifest))
     before, before_outside = snapshot(project / ".provision"), snapshot(outside)
+    extra = ["--list"] if listing else []
+    result = cli("rollback", PLAYBOOK, "-i", INVENTORY, "-l", "cm-pub-01", *extra)
+    output = _refused(result, "its manifest", fragment, "left in place for inspection")
+    assert f"{backup / 'manifest.json'}" in output  # the file at fault, named
+    assert snapshot(outside) == before_outside
+    assert snapshot(project / ".provision") == before
+
+
+def _symlinked_backup(project: Path, folder: Path) -> tuple[Path, Path]:
+    """A backup folder that is a symlink to a folder outside, named as the oldest backup,
+    holding what a backup holds: a manifest and a copy."""
+    outside = _victims(project)
+    copy = outside / "000-httpscert.pem"
+    copy.write_text("planted\n")
+    link = folder / ".backup" / "20000101T000000000000Z"
+    entry = {"path": str(folder / "httpscert.pem"), "backup": str(link / copy.name), "mode": 420}
+    (outside / "manifest.json").write_text(json.dumps({"files": [entry], "created": []}))
+    link.symlink_to(outside, target_is_directory=True)
+    return link, outside
+
+
+@pytest.mark.parametrize("listing", [False, True], ids=["rollback", "list"])
+def test_a_symlinked_backup_folder_is_refused(project: Path, cli: Any, listing: bool) -> None:
+    folder = _applied(project, cli)
+    link, outside = _symlinked_backup(project, folder)
+    before, before_outside = snapshot(project / ".provision"), snapshot(outside)
+    extra = ["--list"] if listing else ["--to", link.name]
+    result = cli("rollback", PLAYBOOK, "-i", INVENTORY, "-l", "cm-pub-01", *extra)
+    _refused(result, f"backup {link} is a symlink, not a folder", "left in place")
+    assert snapshot(outside) == before_outside
+    assert snapshot(project / ".provision") == before
+    assert link.is_symlink()
+
+
+def test_pruning_never_follows_a_symlinked_backup_folder(project: Path, cli: Any) -> None:
+    """A link named as the oldest backup: pruning (one backup kept) once emptied the folder
+    it points to. Now it is no backup of provision's: never followed, never removed."""
+    book = project / "playbooks" / "one-backup.yml"
+    original = (project / PLAYBOOK).read_text() + "backups: 1\n"
+    folder = _folder(project)
+    folder.mkdir(parents=True)
+    (folder / ".backup").mkdir()
+    link, outside = _symlinked_backup(project, folder)
+    before_outside = snapshot(outside)
+    for days in (825, 397, 90, 60):  # each apply reissues: a backup each
+        book.write_text(original.replace("validity_days: 825", f"validity_days: {days}"))
+        result = cli("apply", str(book), "-i", INVENTORY, "-l", "cm-pub-01")
+        assert result.exit_code == 0, result.stdout + result.stderr
+        assert "certificate httpscert" in result.stdout
+    assert snapshot(outside) == before_outside
+    assert link.is_symlink()
+    # Besides the link: the oldest backup and the last one (backups: 1).
+    assert len(list((folder / ".backup").iterdir())) == 3
+
+
+@pytest.mark.parametrize("kind", ["symlink", "missing"])
+def test_a_backup_copy_replaced_by_a_symlink_or_gone_is_refused(
+    project: Path, cli: Any, kind: str
+) -> None:
+    """A real backup whose copy of the key was swapped for a link to a secret elsewhere (or
+    removed): the rollback restores nothing, rather than the secret or half the set."""
+    folder = _applied(project, cli)
+    book = project / PLAYBOOK
+    book.write_text(book.read_text().replace("validity_days: 825", "validity_days: 397"))
+    assert cli("apply", PLAYBOOK, "-i", INVENTORY, "-l", "cm-pub-01").exit_code == 0  # new key
+    [*_, latest] = sorted((folder / ".backup").iterdir())
+    manifest = json.loads((latest / "manifest.json").read_text())
+    [copy] = [Path(e["backup"]) for e in manifest["files"] if e["path"].endswith(".key")]
+    outside = _victims(project)
+    copy.unlink()
+    if kind == "symlink":
+        copy.symlink_to(outside / "secret.key")
+    before, before_outside = snapshot(project / ".provision"), snapshot(outside)
     result = cli("rollback", PLAYBOOK, "-i", INVENTORY, "-l", "cm-pub-01")
-    _refused(result, "its manifest", fragment, "left in place for inspection")
+    found = "a symlink" if kind == "symlink" else "gone"
+    _refused(result, f"backup {latest} lost {copy} (it is {found})", "left in place")
     assert snapshot(outside) == before_outside
     assert snapshot(project / ".provision") == before
