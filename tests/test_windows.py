@@ -518,7 +518,7 @@ def test_a_reload_the_host_cannot_run_fails_it_once_and_is_owed_again_when_chang
     assert failed.exit_code == 1, failed.stdout
     assert "Traceback" not in failed.stdout + failed.stderr
     assert (
-        f"web-01: failed: reload `{POWERSHELL}` of site 'Default Web Site' cannot run on "
+        f"web-01: changed, failed: reload `{POWERSHELL}` of site 'Default Web Site' cannot run on "
         "web-01, a posix host: the command is not found there (" in failed.stdout
     )
     assert "not retried as it is" in failed.stdout
