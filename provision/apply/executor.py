@@ -9,10 +9,12 @@ the host's previous files are restored and the host is reported failed with the 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from provision.apply.journal import Journal, journal_path
 from provision.apply.keymaker import KeyMaker
@@ -34,6 +36,10 @@ from provision.transport.base import FileState
 
 class ApplyError(ProvisionError):
     pass
+
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -99,8 +105,7 @@ async def apply_host(
         )
     writes.sort(key=_commit_order(target))
     transport = target.transport
-    for write in writes:
-        write.staged = await transport.stage(write.path, write.data, write.mode)
+    await _stage_all(target, writes)
     for change in plan.changes:
         if change.path == folder and change.mode is not None:
             # (After staging, which makes the folder when it is missing.)
@@ -151,13 +156,18 @@ async def _commit_journaled(
     await transport.flush()
     committed: list[_Write] = []
     try:
-        for write in writes:
-            assert write.staged is not None
-            await transport.commit(write.staged, write.path, durable=False)
-            committed.append(write)
-        for write in removed:
-            await transport.remove(write.path, durable=False)
-            committed.append(write)
+        # All asked for at once, in this order (a transport keeps the order of the renames
+        # it is asked for together: keys first), and none durable one by one.
+        await _each(
+            target,
+            [*writes, *removed],
+            lambda write: (
+                transport.commit(write.staged, write.path, durable=False)
+                if write.staged is not None
+                else transport.remove(write.path, durable=False)
+            ),
+            committed,
+        )
         # Durability point 2: every rename is on disk before the journal goes.
         await transport.flush()
     except ProvisionError:
@@ -183,11 +193,54 @@ async def write_files(
         _Write(Change(f"file {path}", "update", operation, path=path), path, data, mode)
         for path, data, mode in files
     ]
-    for write in writes:
-        write.staged = await target.transport.stage(write.path, write.data, write.mode)
+    await _stage_all(target, writes)
     backup = await _back_up(target, facts, writes, now)
     await _commit_journaled(target, facts, writes, [], operation)
     return backup
+
+
+async def _stage_all(target: Target, writes: Sequence[_Write]) -> None:
+    """Stage every write (at once where the transport is pipelined)."""
+    await _each(
+        target,
+        writes,
+        lambda write: target.transport.stage(write.path, write.data, write.mode),
+        [],
+        lambda write, staged: setattr(write, "staged", staged),
+    )
+
+
+async def _each(
+    target: Target,
+    items: Sequence[T],
+    step: Callable[[T], Awaitable[R]],
+    done: list[T],
+    keep: Callable[[T, R], object] | None = None,
+) -> None:
+    """``step`` for every item, all at once where the transport is pipelined (their requests
+    travel together), else one after the other until one fails; ``done`` lists the items
+    whose step succeeded, in order, and each result is given to ``keep``. The first failure
+    is raised once no step is left running."""
+    failure: BaseException | None = None
+    if target.transport.pipelined:
+        results = await asyncio.gather(*(step(item) for item in items), return_exceptions=True)
+    else:
+        results = []
+        for item in items:
+            try:
+                results.append(await step(item))
+            except BaseException as exc:
+                results.append(exc)
+                break
+    for item, result in zip(items, results, strict=False):
+        if isinstance(result, BaseException):
+            failure = failure or result
+            continue
+        done.append(item)
+        if keep is not None:
+            keep(item, result)
+    if failure is not None:
+        raise failure
 
 
 async def _issue(
@@ -293,24 +346,24 @@ async def _back_up(
     # hidden partial folder (removed by the next run), never a backup without its manifest.
     partial = target.paths.join(root, f".{name}{PARTIAL_SUFFIX}")
     manifest = []
+    copies: list[tuple[str, bytes, int]] = []
     for index, write in enumerate(replaced):
         state = facts.file(write.path)
         stored = f"{index:03d}-{target.paths.basename(write.path)}"
-        await target.transport.write(
-            target.paths.join(partial, stored),
-            state.content or b"",
-            state.mode or 0o600,
-            durable=False,
+        copies.append(
+            (target.paths.join(partial, stored), state.content or b"", state.mode or 0o600)
         )
         manifest.append(
             {"path": write.path, "backup": target.paths.join(folder, stored), "mode": state.mode}
         )
-    await target.transport.write(
-        target.paths.join(partial, BACKUP_MANIFEST),
-        json.dumps({"files": manifest, "created": created}, indent=2, sort_keys=True).encode()
-        + b"\n",
-        0o600,
-        durable=False,
+    listing = json.dumps({"files": manifest, "created": created}, indent=2, sort_keys=True)
+    copies.append((target.paths.join(partial, BACKUP_MANIFEST), listing.encode() + b"\n", 0o600))
+    # All at once: the requests to a host travel together.
+    await _each(
+        target,
+        copies,
+        lambda copy: target.transport.write(copy[0], copy[1], copy[2], durable=False),
+        [],
     )
     await target.transport.flush()  # the backup's files are on disk before it is complete
     # Durable now, before the journal can be: a journal on disk with its backup still under
@@ -378,20 +431,19 @@ async def _test_and_reload(
             tests[test] = None
         if reload := site.reload_command or default_reload:
             reloads[reload] = None
-    # Each distinct command once per host, however many sites share it.
-    for command in tests:
-        result = await target.transport.run(command)
-        if not result.ok:
-            await _restore(target, facts, committed)
-            # The old files are back, and they are what the server runs: nothing is owed.
-            await target.transport.remove(target.marker_path)
-            outcome.error = (
-                f"config test `{command}` failed, previous files restored: {result.output}"
-            )
-            return
-    for command in reloads:
-        result = await target.transport.run(command)
-        if not result.ok:
-            outcome.error = f"reload `{command}` failed (will be retried): {result.output}"
-            return
+    # Each distinct command once per host, however many sites share it, all sent together:
+    # each runs only if every one before it succeeded, so no reload follows a failed test.
+    results = await target.transport.run_steps([*tests, *reloads])
+    failed = next((r for r in results if not r.ok), None)
+    if failed is not None and len(results) <= len(tests):
+        await _restore(target, facts, committed)
+        # The old files are back, and they are what the server runs: nothing is owed.
+        await target.transport.remove(target.marker_path)
+        outcome.error = (
+            f"config test `{failed.command}` failed, previous files restored: {failed.output}"
+        )
+        return
+    if failed is not None:
+        outcome.error = f"reload `{failed.command}` failed (will be retried): {failed.output}"
+        return
     await target.transport.remove(target.marker_path)
