@@ -1,169 +1,380 @@
-"""Apply the example playbook to N SSH hosts (real sshd instances on loopback) and report
-hosts per second for the first and the no-change run.
+"""Apply the example playbook to N SSH hosts (real sshd instances on loopback), with provision
+and, side by side on the same hosts, Ansible (pipelining on) and pyinfra 3 doing the same
+work when installed (``pip install -e '.[bench]'``); hosts per second and, for every row,
+what each host was asked: channels opened, exec requests, SFTP requests and round trips.
 
-    python bench/ssh_fleet.py --hosts 20 [--forks 20] [--key ecdsa|rsa] [--out bench/results]
+    python bench/ssh_fleet.py --hosts 20 [--forks 20] [--key ecdsa|rsa] [--sftp internal|server]
+        [--bashrc-guard] [--no-peers] [--out bench/results]
 
-Each host is its own OpenSSH server on a free loopback port with its own host key and
-certificates folder, as the integration tests start them (tests/sshd.py); the client logs in
-as root with a key made for the run, and the host keys are written to a known_hosts file, so
-host-key checking is on, as in production. Needs sshd and ssh-keygen (apt-get install
-openssh-server) and root (to start sshd). Results: a table on stdout, and Markdown and JSON
-under --out, to compare between commits.
+Each host is its own OpenSSH server on a free loopback port with its own host key and folder,
+as the integration tests start them (tests/sshd.py); host keys are in a known_hosts file, so
+host-key checking is on. Every tool logs in as the benchmark's own user, ``provbench``
+(created with useradd if missing; never one of the machine's users), whose ``.bashrc`` costs
+about 50 ms, as login scripts on real servers do (``--bashrc-guard``: the same file behind
+Debian's guard for non-interactive shells). ``--sftp server`` serves SFTP with the stock
+sftp-server, which sshd starts through that login shell. Needs sshd, ssh-keygen, useradd and
+root (to start sshd and make the user).
+
+Counts come from a separate pass on two more hosts whose sshd logs every channel and exec
+request (LogLevel DEBUG1), so logging costs nothing in the timed rows; provision's SFTP
+requests and round trips are counted in that pass by tests/ssh_counts.py (the peers' SFTP,
+done by their own clients, is not counted). Results: a table on stdout, Markdown and JSON under
+--out.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
+import pwd
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
+import ssh_peers  # noqa: E402
 from sshd import SshdFleet, keygen  # noqa: E402 - the same servers the tests start
 
+USER = "provbench"
+BASHRC_MS = 50.0
+SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 
-def _fleet(count: int, folder: Path) -> SshdFleet:
+
+def bench_user(guard: bool) -> pwd.struct_passwd:
+    """The benchmark's own login user, with a .bashrc that costs about 50 ms of CPU."""
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        subprocess.run(["useradd", "-m", "-s", "/bin/bash", USER], check=True)
+    subprocess.run(["usermod", "-p", "*", USER], check=True, capture_output=True)
+    entry = pwd.getpwnam(USER)
+    loops = _calibrate()
+    lines = ["# provision bench: a login script that costs ~50 ms, like real ones"]
+    if guard:
+        lines += ["case $- in", "  *i*) ;;", "  *) return;;", "esac"]
+    lines += [f"i=0; while [ $i -lt {loops} ]; do i=$((i+1)); done; unset i"]
+    rc = Path(entry.pw_dir) / ".bashrc"
+    rc.write_text("\n".join(lines) + "\n")
+    os.chown(rc, entry.pw_uid, entry.pw_gid)
+    return entry
+
+
+def _calibrate() -> int:
+    """Loop count for BASHRC_MS of bash on this machine (median of three)."""
+    loops = 20000
+    script = f"i=0; while [ $i -lt {loops} ]; do i=$((i+1)); done"
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run(["bash", "-c", script], check=True)
+        times.append(time.perf_counter() - started)
+    return max(1000, int(loops * BASHRC_MS / 1000 / sorted(times)[1]))
+
+
+def _fleet(count: int, folder: Path, sftp: str, log_level: str = "ERROR") -> SshdFleet:
     sshd = shutil.which("sshd") or "/usr/sbin/sshd"
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
     shared = Path(tempfile.mkdtemp(prefix="provision-bench-sshd-"))
     shared.chmod(0o755)
+    folder.mkdir(parents=True, exist_ok=True)
     client_key = keygen(folder / "client_key")
     fleet = SshdFleet(folder, shared, sshd, client_key)
+    fleet.sftp_subsystem = "internal-sftp" if sftp == "internal" else SFTP_SERVER
+    fleet.log_level = log_level
     fleet.authorized_keys.write_text(Path(f"{client_key}.pub").read_text())
     fleet.authorized_keys.chmod(0o644)
     fleet.start(count)
     return fleet
 
 
-def _project(fleet: SshdFleet, folder: Path, key: str) -> tuple[Path, Path, Path]:
+class Hosts:
+    """The hosts' own folders (certificates, site config), owned by the bench user."""
+
+    def __init__(self, fleet: SshdFleet, user: pwd.struct_passwd) -> None:
+        self.fleet, self.user = fleet, user
+        self.root = Path(tempfile.mkdtemp(prefix="provision-bench-hosts-"))
+        self.root.chmod(0o755)
+        os.chown(self.root, user.pw_uid, user.pw_gid)
+
+    def certificates(self, name: str) -> Path:
+        return self.root / name / "certificates"
+
+    def wipe(self) -> None:
+        for entry in self.root.iterdir():
+            shutil.rmtree(entry)
+
+
+def _project(fleet: SshdFleet, hosts: Hosts, folder: Path, key: str) -> tuple[Path, Path, Path]:
     playbook = yaml.safe_load((ROOT / "playbooks/callmanager-https.yml").read_text())
     playbook["hosts"] = "all"
     playbook["certificates"][0]["key"] = (
         {"type": "ecdsa", "curve": "p256"} if key == "ecdsa" else {"type": "rsa", "size": 2048}
     )
-    hosts = {
+    site = playbook["sites"][0]
+    site["reload"] = True  # the one shell of a changed host: its test and its reload
+    site["test_command"] = "test -s {{ certificates_dir }}/httpscert.pem"
+    site["reload_command"] = "touch {{ certificates_dir }}/../reloaded"
+    inventory = {
         server.name: {
             "connection": "ssh",
             "address": "127.0.0.1",
             "port": server.port,
-            "user": "root",
+            "user": USER,
             "ssh_key": str(fleet.client_key),
             "fqdn": f"{server.name}.example.test",
-            "certificates_dir": str(server.certificates),
-            "www_root": str(server.folder / "www"),
+            "certificates_dir": str(hosts.certificates(server.name)),
+            "www_root": str(hosts.root / server.name / "www"),
         }
         for server in fleet.servers
     }
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "playbooks").mkdir()
     (folder / "inventory").mkdir()
     shutil.copytree(ROOT / "templates", folder / "templates")
     book = folder / "playbooks/fleet.yml"
     book.write_text(yaml.safe_dump(playbook, sort_keys=False))
-    inventory = folder / "inventory/fleet.yml"
-    inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts}}, sort_keys=False))
+    inventory_file = folder / "inventory/fleet.yml"
+    inventory_file.write_text(yaml.safe_dump({"all": {"hosts": inventory}}, sort_keys=False))
     known = folder / "known_hosts"
     known.write_text("".join(server.known_hosts_line() for server in fleet.servers))
-    return book, inventory, known
+    return book, inventory_file, known
+
+
+def _env() -> dict[str, str]:
+    """Bytecode cached (the sandbox sets PYTHONDONTWRITEBYTECODE: every run would compile
+    every module), and the converged record out of the way (SSH runs never use it)."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "provision-bench-pyc")
+    env["ANSIBLE_NOCOLOR"] = "1"
+    return env
 
 
 def _timed(command: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProcess[str]]:
     started = time.perf_counter()
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, check=False, env=_env()
+    )
     return time.perf_counter() - started, result
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hosts", type=int, default=20, help="sshd instances (up to ~50)")
-    parser.add_argument("--forks", type=int, default=20)
-    parser.add_argument("--key", choices=("ecdsa", "rsa"), default="ecdsa")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
-    args = parser.parse_args()
+class Tool:
+    """One tool's runs: first apply, no-change apply, and (provision) plan."""
 
-    workspace = Path(tempfile.mkdtemp(prefix="provision-bench-ssh-"))
-    (workspace / "sshd").mkdir()
-    fleet = _fleet(args.hosts, workspace / "sshd")
-    rows = []
-    try:
-        project = workspace / "project"
-        project.mkdir()
-        book, inventory, known = _project(fleet, project, args.key)
-        base = [sys.executable, "-m", "provision"]
-        common = [
-            "-i",
-            str(inventory),
-            "--known-hosts",
-            str(known),
-            "--forks",
-            str(args.forks),
-            "--format",
-            "json",
-        ]
-        for label, verb in (
-            ("first apply", "apply"),
-            ("no-change apply", "apply"),
-            ("no-change plan", "plan"),
-        ):
-            seconds, result = _timed([*base, verb, str(book), *common], project)
-            if result.returncode != 0:
-                print(result.stdout[-2000:], result.stderr[-2000:], file=sys.stderr)
-                raise SystemExit(f"{label} failed with exit {result.returncode}")
-            summary = json.loads(result.stdout)["summary"]
-            rows.append(
-                {
-                    "run": label,
-                    "seconds": round(seconds, 3),
-                    "hosts_per_second": round(args.hosts / seconds, 2),
-                    "ms_per_host": round(seconds * 1000 / args.hosts, 1),
-                    **summary,
-                }
+    def __init__(self, name: str, runs: dict[str, list[str]], cwd: Path) -> None:
+        self.name, self.runs, self.cwd = name, runs, cwd
+
+
+def provision_tool(book: Path, inventory: Path, known: Path, forks: int, cwd: Path) -> Tool:
+    base = [sys.executable, "-m", "provision"]
+    common = ["-i", str(inventory), "--known-hosts", str(known), "--forks", str(forks)]
+    common += ["--format", "json"]
+    return Tool(
+        "provision",
+        {
+            "first apply": [*base, "apply", str(book), *common],
+            "no-change apply": [*base, "apply", str(book), *common],
+            "no-change plan": [*base, "plan", str(book), *common],
+        },
+        cwd,
+    )
+
+
+def peer_tools(
+    fleet: SshdFleet, hosts: Hosts, files: Path, known: Path, forks: int, folder: Path
+) -> list[Tool]:
+    data = {
+        server.name: {
+            "port": server.port,
+            "user": USER,
+            "certificates_dir": str(hosts.certificates(server.name)),
+            "files": str(files / server.name),
+        }
+        for server in fleet.servers
+    }
+    tools = []
+    if ssh_peers.installed("ansible-playbook"):
+        command = ssh_peers.ansible_project(
+            folder / "ansible", data, fleet.client_key, known, forks
+        )
+        tools.append(
+            Tool(
+                "ansible (pipelining)",
+                {"first apply": command, "no-change apply": command},
+                folder / "ansible",
             )
+        )
+    if ssh_peers.installed("pyinfra"):
+        command = ssh_peers.pyinfra_project(
+            folder / "pyinfra", data, fleet.client_key, known, forks
+        )
+        tools.append(
+            Tool(
+                "pyinfra", {"first apply": command, "no-change apply": command}, folder / "pyinfra"
+            )
+        )
+    return tools
+
+
+def _check(tool: str, run: str, result: subprocess.CompletedProcess[str]) -> None:
+    if result.returncode not in (0,):
+        print(result.stdout[-3000:], result.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"{tool}: {run} failed with exit {result.returncode}")
+
+
+def collect_files(fleet: SshdFleet, hosts: Hosts, files: Path) -> None:
+    """What provision wrote on each host: the peers copy the same files."""
+    for server in fleet.servers:
+        target = files / server.name
+        target.mkdir(parents=True, exist_ok=True)
+        certificates = hosts.certificates(server.name)
+        for name, _ in ssh_peers.FILES:
+            shutil.copyfile(certificates / name, target / name)
+        shutil.copyfile(
+            certificates.parent / "nginx" / ssh_peers.CONFIG[0], target / ssh_peers.CONFIG[0]
+        )
+    for path in files.rglob("*"):
+        path.chmod(0o644 if path.is_file() else 0o755)
+
+
+def counting_pass(args: argparse.Namespace, user: pwd.struct_passwd, work: Path) -> dict[str, Any]:
+    """Per host, per tool and run: channels, exec requests (sshd's own log) and, for
+    provision, SFTP requests and round trips (tests/ssh_counts.py, in this process)."""
+    from ssh_counts import counting
+
+    from provision.api import load, run
+    from provision.transport.base import ConnectOptions
+
+    fleet = _fleet(2, work / "sshd", args.sftp, log_level="DEBUG1")
+    hosts = Hosts(fleet, user)
+    counts: dict[str, Any] = {}
+    try:
+        book, inventory, known = _project(fleet, hosts, work / "project", args.key)
+        previous = os.getcwd()
+        os.chdir(work / "project")
+        try:
+            for label in ("first apply", "no-change apply", "no-change plan"):
+                marks = _log_marks(fleet)
+                with counting() as seen:
+                    loaded = load(book, inventory, connect=ConnectOptions(known_hosts=str(known)))
+                    run(loaded, apply=label != "no-change plan")
+                server = _log_counts(fleet, marks)
+                sftp = [seen.at(s.port) for s in fleet.servers]
+                counts[f"provision/{label}"] = {
+                    **server,
+                    "sftp_requests": max(c.sftp_requests for c in sftp),
+                    "sftp_rounds": max(c.sftp_rounds for c in sftp),
+                }
+        finally:
+            os.chdir(previous)
+        collect_files(fleet, hosts, work / "files")
+        if not args.no_peers:
+            for tool in peer_tools(fleet, hosts, work / "files", known, 2, work / "peers"):
+                hosts.wipe()
+                for label, command in tool.runs.items():
+                    marks = _log_marks(fleet)
+                    _seconds, result = _timed(command, tool.cwd)
+                    _check(tool.name, label, result)
+                    counts[f"{tool.name}/{label}"] = _log_counts(fleet, marks)
     finally:
         fleet.stop_all()
         shutil.rmtree(fleet.shared, ignore_errors=True)
-        shutil.rmtree(workspace, ignore_errors=True)
+        shutil.rmtree(hosts.root, ignore_errors=True)
+    return counts
 
-    header = "| run | seconds | hosts/s | ms/host | changed | ok | failed |"
-    lines = [
-        f"# SSH fleet: {args.hosts} hosts, {args.key} keys, forks {args.forks}",
-        "",
-        header,
-        "|---|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r['run']} | {r['seconds']} | {r['hosts_per_second']} | {r['ms_per_host']} "
-        f"| {r['changed']} | {r['ok']} | {r['failed']} |"
-        for r in rows
-    ]
-    text = "\n".join(lines) + "\n"
+
+def _log_marks(fleet: SshdFleet) -> list[int]:
+    return [server.log.stat().st_size for server in fleet.servers]
+
+
+def _log_counts(fleet: SshdFleet, marks: list[int]) -> dict[str, int]:
+    """Channels and exec requests sshd logged since ``marks``: the most of any host."""
+    channels, execs = [], []
+    for server, mark in zip(fleet.servers, marks, strict=True):
+        with server.log.open("rb") as log:
+            log.seek(mark)
+            text = log.read().decode(errors="replace")
+        channels.append(text.count("server_input_channel_open: ctype session"))
+        execs.append(text.count("request exec reply"))
+    return {"channels": max(channels), "execs": max(execs)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--hosts", type=int, default=20, help="sshd instances (up to ~100)")
+    parser.add_argument("--forks", type=int, default=20)
+    parser.add_argument("--key", choices=("ecdsa", "rsa"), default="ecdsa")
+    parser.add_argument("--sftp", choices=("internal", "server"), default="internal")
+    parser.add_argument("--bashrc-guard", action="store_true")
+    parser.add_argument("--no-peers", action="store_true", help="provision's rows only")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
+    args = parser.parse_args()
+
+    user = bench_user(args.bashrc_guard)
+    workspace = Path(tempfile.mkdtemp(prefix="provision-bench-ssh-"))
+    workspace.chmod(0o755)
+    load_start = os.getloadavg()
+    counts = counting_pass(args, user, workspace / "counting")
+    fleet = _fleet(args.hosts, workspace / "sshd", args.sftp)
+    hosts = Hosts(fleet, user)
+    rows: list[dict[str, Any]] = []
+    try:
+        project = workspace / "project"
+        book, inventory, known = _project(fleet, hosts, project, args.key)
+        tools = [provision_tool(book, inventory, known, args.forks, project)]
+        for index, tool in enumerate([*tools]):
+            hosts.wipe()
+            for label, command in tool.runs.items():
+                seconds, result = _timed(command, tool.cwd)
+                _check(tool.name, label, result)
+                rows.append(_row(tool.name, label, seconds, args.hosts, counts))
+            if index == 0 and not args.no_peers:
+                collect_files(fleet, hosts, workspace / "files")
+                tools += peer_tools(fleet, hosts, workspace / "files", known, args.forks, workspace)
+        for tool in tools[1:]:
+            hosts.wipe()
+            for label, command in tool.runs.items():
+                seconds, result = _timed(command, tool.cwd)
+                _check(tool.name, label, result)
+                rows.append(_row(tool.name, label, seconds, args.hosts, counts))
+    finally:
+        fleet.stop_all()
+        shutil.rmtree(fleet.shared, ignore_errors=True)
+        shutil.rmtree(hosts.root, ignore_errors=True)
+        shutil.rmtree(workspace, ignore_errors=True)
+    load_end = os.getloadavg()
+    text = _table(args, rows, load_start, load_end)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"ssh-{args.hosts}-{args.key}"
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
+    stem = (
+        args.out / f"ssh-{args.hosts}-{args.key}-{args.sftp}{'-guard' if args.bashrc_guard else ''}"
+    )
     stem.with_suffix(".md").write_text(text)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     stem.with_suffix(".json").write_text(
         json.dumps(
             {
                 "hosts": args.hosts,
                 "key": args.key,
                 "forks": args.forks,
+                "sftp": args.sftp,
+                "bashrc_guard": args.bashrc_guard,
                 "commit": commit,
+                "load": {"start": load_start, "end": load_end},
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                 "rows": rows,
             },
@@ -174,5 +385,46 @@ def main() -> int:
     return 0
 
 
+def _row(tool: str, run: str, seconds: float, hosts: int, counts: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "tool": tool,
+        "run": run,
+        "seconds": round(seconds, 3),
+        "hosts_per_second": round(hosts / seconds, 2),
+        "ms_per_host": round(seconds * 1000 / hosts, 1),
+        **counts.get(f"{tool}/{run}", {}),
+    }
+
+
+def _table(
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    start: tuple[float, float, float],
+    end: tuple[float, float, float],
+) -> str:
+    ours = {r["run"]: r["seconds"] for r in rows if r["tool"] == "provision"}
+    lines = [
+        f"# SSH fleet: {args.hosts} hosts, {args.key} keys, forks {args.forks}, "
+        f"SFTP {args.sftp}, .bashrc ~{BASHRC_MS:g} ms{' (guarded)' if args.bashrc_guard else ''}",
+        "",
+        f"Load average at start {start[0]:.2f} {start[1]:.2f} {start[2]:.2f}, "
+        f"at end {end[0]:.2f} {end[1]:.2f} {end[2]:.2f}; {os.cpu_count()} cores.",
+        "",
+        "| tool | run | seconds | hosts/s | ms/host | x provision | channels/host | "
+        "exec/host | SFTP requests/host | SFTP rounds/host |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ratio = r["seconds"] / ours[r["run"]] if r["run"] in ours else None
+        lines.append(
+            f"| {r['tool']} | {r['run']} | {r['seconds']} | {r['hosts_per_second']} | "
+            f"{r['ms_per_host']} | {f'{ratio:.1f}x' if ratio else ''} | "
+            f"{r.get('channels', '')} | {r.get('execs', '')} | "
+            f"{r.get('sftp_requests', 'n/c')} | {r.get('sftp_rounds', 'n/c')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
+    asyncio.set_event_loop_policy(None)
     raise SystemExit(main())

@@ -28,10 +28,11 @@ from provision.apply.executor import (
 )
 from provision.apply.journal import (
     Finished,
+    find_leftovers,
     journal_path,
     overlay,
     read_journal,
-    remove_leftovers,
+    remove_found,
     roll_forward,
 )
 from provision.apply.journal import (
@@ -55,6 +56,7 @@ from provision.report.outcome import HostBackups, HostReport, NameCheck, Report
 from provision.report.progress import Progress, Silent
 from provision.sources.authority_store import create as create_authority
 from provision.sources.base import Expected
+from provision.transport.base import both
 from provision.verify import verify_site
 
 T = TypeVar("T")
@@ -136,19 +138,30 @@ async def plan_and_apply(
     async def _work_on(target: Target, started: float) -> None:
         name = target.host.name
         repair: list[Change] = []
+        journal = None
         if apply:
-            # Under the lock: finish what a killed run left, before reading anything.
-            moved = (await finish_interrupted(target)).moved
-            if moved:
+            # Under the lock: finish what a killed run left. The host is read meanwhile (its
+            # reads travel with the journal's, a round trip saved) and read again if the
+            # repair moved anything.
+            finished, facts = await both(
+                target.transport, finish_interrupted(target), gather_host(target)
+            )
+            if finished.moved:
+                facts = await gather_host(target)
                 repair.append(
                     Change(
                         "journal",
                         "update",
-                        f"finished a replacement an interrupted run left half done ({moved} files)",
+                        "finished a replacement an interrupted run left half done "
+                        f"({finished.moved} files)",
                     )
                 )
-        facts = await gather_host(target)
-        journal = None if apply else await read_journal(target.transport, target.certificates_dir)
+        else:
+            facts, journal = await both(
+                target.transport,
+                gather_host(target),
+                read_journal(target.transport, target.certificates_dir),
+            )
         if journal is not None:
             where = journal_path(target.certificates_dir, target.paths)
             check_journal(journal, where, target.may_replace, target.paths)
@@ -228,12 +241,16 @@ async def plan_and_apply(
 async def finish_interrupted(target: Target) -> Finished:
     """Under the host's lock, before reading anything: finish the replacement a killed run
     left (its journal), and remove what it staged but never used."""
-    finished = await roll_forward(target.transport, target.certificates_dir, target.may_replace)
-    await remove_leftovers(
+    found, finished = await both(
         target.transport,
-        target.managed_paths(),
-        target.paths.join(target.certificates_dir, BACKUP_DIR),
+        find_leftovers(
+            target.transport,
+            target.managed_paths(),
+            target.paths.join(target.certificates_dir, BACKUP_DIR),
+        ),
+        roll_forward(target.transport, target.certificates_dir, target.may_replace),
     )
+    await remove_found(target.transport, found)
     return finished
 
 

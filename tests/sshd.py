@@ -136,6 +136,9 @@ class SshdFleet:
     sshd: str
     client_key: Path
     servers: list[SshServer] = field(default_factory=list)
+    # How sshd serves SFTP: inside sshd, or (a stock sftp-server) started by the login shell.
+    sftp_subsystem: str = "internal-sftp"
+    log_level: str = "ERROR"  # DEBUG1 logs each channel and exec request (bench counts them)
 
     @property
     def authorized_keys(self) -> Path:
@@ -196,8 +199,8 @@ class SshdFleet:
             "KbdInteractiveAuthentication no",
             "StrictModes no",
             "UsePAM no",
-            "Subsystem sftp internal-sftp",
-            "LogLevel ERROR",
+            f"Subsystem sftp {self.sftp_subsystem}",
+            f"LogLevel {self.log_level}",
         ]
         if server.host_certificate is not None:
             lines.append(f"HostCertificate {server.host_certificate}")

@@ -97,30 +97,33 @@ def test_create_exclusive_never_links_into_a_directory(tmp_path: Path) -> None:
         else:
             name.symlink_to(tmp_path / "nowhere")
         staged = tmp_path / f".{name.name}.1234.tmp"
-        staged.write_text("me\n")
-        done = _sh(sudo.CREATE_EXCLUSIVE, str(staged), str(name))
+        done = _sh(sudo.CREATE_EXCLUSIVE, str(staged), "644", sudo.encoded(b"me\n"), str(name))
         assert done.returncode == 3, (existing, done.stderr)
         assert not staged.exists()
         if existing == "directory":
             assert list(name.iterdir()) == []
     name = tmp_path / "lock"
     staged = tmp_path / ".lock.1234.tmp"
-    staged.write_text("me\n")
-    staged.chmod(0o644)
-    done = _sh(sudo.CREATE_EXCLUSIVE, str(staged), str(name))
+    done = _sh(sudo.CREATE_EXCLUSIVE, str(staged), "644", sudo.encoded(b"me\n"), str(name))
     assert done.returncode == 0, done.stderr
     assert name.read_text() == "me\n" and not staged.exists()
+    assert stat.S_IMODE(name.stat().st_mode) == 0o644
 
 
 def test_stage_and_commit(tmp_path: Path) -> None:
-    upload = tmp_path / "upload"
-    upload.write_bytes(b"key\n")
     folder = tmp_path / "new" / "folder"
     temporary = folder / ".a.key.1234.tmp"
-    done = _sh(sudo.STAGE, str(upload), str(folder), "600", str(temporary))
+    content = bytes(range(256)) * 40
+    done = _sh(sudo.STAGE, str(temporary), "600", sudo.encoded(content))
     assert done.returncode == 0, done.stderr
-    assert not upload.exists()
     assert stat.S_IMODE(temporary.stat().st_mode) == 0o600
+    assert temporary.read_bytes() == content
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o750
+    # A name that is taken (a planted symlink, say) is never written through.
+    (folder / ".b.1234.tmp").symlink_to(tmp_path / "elsewhere")
+    done = _sh(sudo.STAGE, str(folder / ".b.1234.tmp"), "644", sudo.encoded(b"x"))
+    assert done.returncode != 0 and not (tmp_path / "elsewhere").exists()
+    (folder / ".b.1234.tmp").unlink()
     target = folder / "a.key"
     for durable in (True, False):
         target.unlink(missing_ok=True)
@@ -163,8 +166,8 @@ def test_no_gnu_only_option_where_posix_has_one() -> None:
         sudo.remove_script(True),
         sudo.REMOVE_DIR,
         sudo.LIST,
-        sudo.sync_command(["/a"], True),
-        sudo.sync_command(["/a"], False),
+        sudo.SYNC,
+        sudo.RUN,
     ]
     for script in scripts:
         for pattern in GNU_ONLY:
@@ -184,14 +187,18 @@ def test_no_script_goes_through_a_symlinked_folder(tmp_path: Path) -> None:
     (tmp_path / "certs").mkdir()
     (tmp_path / "certs" / "link").symlink_to(outside)
     link = tmp_path / "certs" / "link"
-    upload = tmp_path / "upload"
-    upload.write_text("new\n")
     staged = tmp_path / "certs" / ".x.tmp"
     staged.write_text("staged\n")
     cases = {
-        "stage": (sudo.STAGE, str(upload), str(link), "644", str(link / ".victim.1.tmp")),
+        "stage": (sudo.STAGE, str(link / ".victim.1.tmp"), "644", sudo.encoded(b"new\n")),
         "commit": (sudo.commit_script(True), str(staged), str(link / "victim")),
-        "create": (sudo.CREATE_EXCLUSIVE, str(staged), str(link / "lock")),
+        "create": (
+            sudo.CREATE_EXCLUSIVE,
+            str(link / ".lock.1.tmp"),
+            "644",
+            sudo.encoded(b"me\n"),
+            str(link / "lock"),
+        ),
         "remove": (sudo.remove_script(True), str(link / "victim")),
         "remove-dir": (sudo.REMOVE_DIR, str(link / "sub")),
         "list": (sudo.LIST, str(link)),
@@ -199,7 +206,6 @@ def test_no_script_goes_through_a_symlinked_folder(tmp_path: Path) -> None:
     }
     for case, (script, *args) in cases.items():
         staged.write_text("staged\n")
-        upload.write_text("new\n")
         done = _sh(script, *args)
         assert done.returncode == 9, (case, done)
         assert f"{link} is a symlink; provision never follows" in done.stderr.decode(), case

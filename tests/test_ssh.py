@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import Cli, require_tool, run_openssl, snapshot
+from ssh_counts import counting
 from sshd import (
     BECOME_USER,
     SshdFleet,
@@ -37,6 +38,9 @@ from provision.api import load, run
 from provision.errors import TransportError
 from provision.model.inventory import Host
 from provision.transport.factory import ConnectOptions, make_transport
+from provision.transport.ssh import sftp as sftp_files
+from provision.transport.ssh import sudo
+from provision.transport.ssh.shell import ShellEnded
 
 __all__ = ["become_user", "no_sudo_user", "sshd_fleet"]  # fixtures, imported to be found
 
@@ -364,22 +368,39 @@ def test_a_silent_host_times_out(tmp_path: Path) -> None:
 # --- the transport's own operations -----------------------------------------------------------
 
 
-def recorded_commands(transport: Any) -> list[str]:
-    """Every command the transport runs from now on (run as before, and listed)."""
-    commands: list[str] = []
-    original = transport._exec
+def recorded_requests(transport: Any) -> list[tuple[str, tuple[str, ...]]]:
+    """Every request the transport sends to the host's shell from now on (sent as before,
+    and listed): (script, arguments)."""
+    requests: list[tuple[str, tuple[str, ...]]] = []
+    original = transport._chain
 
-    async def recording(command: str, timeout: float | None = None) -> Any:
-        commands.append(command)
-        return await original(command, timeout)
+    async def recording(batch: Any, timeout: float | None = None) -> Any:
+        requests.extend((r.script, tuple(r.args)) for r in batch)
+        return await original(batch, timeout)
 
-    transport._exec = recording
-    return commands
+    transport._chain = recording
+    return requests
 
 
-def test_a_durable_commit_is_synced_before_it_returns(fleet: SshdFleet, tmp_path: Path) -> None:
+def recorded_folder_syncs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The folders each SFTP folder sync is asked for from now on (synced as before)."""
+    calls: list[list[str]] = []
+    original = sftp_files.sync_folders
+
+    async def recording(sftp: Any, folders: Any) -> bool:
+        calls.append(list(folders))
+        return await original(sftp, folders)
+
+    monkeypatch.setattr(sftp_files, "sync_folders", recording)
+    return calls
+
+
+def test_a_durable_commit_is_synced_before_it_returns(
+    fleet: SshdFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What a journal's roll-forward relies on: its renames are on disk before the journal is
-    removed (SFTP cannot fsync a folder: a `sync` of it, before commit returns)."""
+    removed: an fsync of the folder over SFTP (a folder opened like a file, then
+    fsync@openssh.com), before commit returns, and no command."""
     [server] = fleet.start(1)
     known = known_hosts_for(tmp_path / "known_hosts", [server])
     host = Host(
@@ -392,21 +413,23 @@ def test_a_durable_commit_is_synced_before_it_returns(fleet: SshdFleet, tmp_path
     )
     transport = make_transport(host, ConnectOptions(known_hosts=str(known)))
     folder = tmp_path / "durable"
-    commands = recorded_commands(transport)
+    syncs = recorded_folder_syncs(monkeypatch)
 
     async def scenario() -> None:
         try:
             staged = await transport.stage(str(folder / "a.pem"), b"x\n", 0o644)
             await transport.commit(staged, str(folder / "a.pem"), durable=False)
-            assert not commands  # not durable: nothing run yet
+            assert not syncs  # not durable: nothing synced yet
             staged = await transport.stage(str(folder / "b.pem"), b"x\n", 0o644)
             await transport.commit(staged, str(folder / "b.pem"))
-            assert len(commands) == 1 and commands[0].startswith("sync -- ")
-            assert str(folder) in commands[0]
+            assert syncs == [[str(folder)]]
         finally:
             await transport.close()
 
-    asyncio.run(scenario())
+    with counting() as counts:
+        asyncio.run(scenario())
+    assert counts.at(server.port).execs == 0
+    assert counts.at(server.port).requests.count("fsync@openssh.com") == 3  # 2 files, 1 folder
 
 
 def test_transport_operations_share_one_connection(fleet: SshdFleet, tmp_path: Path) -> None:
@@ -472,14 +495,9 @@ def test_transport_operations_share_one_connection(fleet: SshdFleet, tmp_path: P
 
 
 def test_become_writes_as_root_through_sudo(
-    fleet: SshdFleet, become_user: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fleet: SshdFleet, become_user: str, tmp_path: Path
 ) -> None:
     [server] = fleet.start(1)
-    uploads = Path(fleet.shared) / "uploads"  # this test's own, to see it is left empty
-    uploads.mkdir(mode=0o777)
-    uploads.chmod(0o1777)
-    monkeypatch.setattr("provision.transport.ssh.sudo.TEMP_ROOT", str(uploads))
-    untouched = uploads.stat().st_mtime_ns
     # A root-owned 0755 folder the login user cannot write to, reachable by everyone.
     base = Path(fleet.shared) / "become-target"
     base.mkdir(mode=0o755)
@@ -496,8 +514,10 @@ def test_become_writes_as_root_through_sudo(
     probe = subprocess.run(["sudo", "-u", become_user, "test", "-w", str(base)], check=False)
     assert probe.returncode != 0  # without sudo, the login user could not write there
 
-    first = apply(playbook, inventory, known_hosts=str(known))[server.name]
+    with counting() as counts:
+        first = apply(playbook, inventory, known_hosts=str(known))[server.name]
     assert first.status == "changed", first.error
+    assert counts.at(server.port).commands == ["sudo -n -- sh -s"]  # the one sudo of the run
     certificates = base / "certificates"
     for name in ("web.key", "web.cer", "web.pem"):
         info = (certificates / name).stat()
@@ -509,8 +529,6 @@ def test_become_writes_as_root_through_sudo(
     # Commands ran as root, through sudo, for the login user.
     assert (base / "reloaded").read_text() == f"0 sudo by {become_user}"
     assert not [p for p in certificates.iterdir() if p.name.endswith(".tmp")]
-    assert list(uploads.iterdir()) == []  # the per-run upload folder is gone
-    assert uploads.stat().st_mtime_ns != untouched  # (it was made there, and removed)
     before = snapshot(base)
 
     second = apply(playbook, inventory, known_hosts=str(known))[server.name]
@@ -542,7 +560,7 @@ def test_become_reads_are_batched_and_exact(
     (folder / "empty").write_bytes(b"")
     (folder / "link").symlink_to("key.pem")
     (folder / "sub").mkdir(mode=0o751)
-    commands = recorded_commands(transport)
+    requests = recorded_requests(transport)
     names = ("key.pem", "empty", "link", "sub", "nope", "key.pem/x")
 
     async def scenario() -> list[Any]:
@@ -554,7 +572,9 @@ def test_become_reads_are_batched_and_exact(
         finally:
             await transport.close()
 
-    states = asyncio.run(scenario())
+    with counting() as counts:
+        states = asyncio.run(scenario())
+    assert counts.at(server.port).commands == ["sudo -n -- sh -s"]
     assert [s.kind for s in states] == [
         "file",
         "file",
@@ -566,7 +586,7 @@ def test_become_reads_are_batched_and_exact(
     assert states[0].content == (folder / "key.pem").read_bytes() and states[0].mode == 0o600
     assert states[1].content == b""
     assert states[3].mode == 0o751
-    assert len([c for c in commands if c.startswith("sudo ")]) == 1  # one sudo for all
+    assert requests == [(sudo.READ, tuple(str(folder / n) for n in names))]  # one for all
 
 
 HOME_ELSEWHERE = ("provtest-home", Path("/var/tmp/provision-tests-home"))
@@ -624,7 +644,7 @@ def test_become_syncs_each_folder_once_as_root(
     fleet: SshdFleet, become_user: str, tmp_path: Path
 ) -> None:
     """Replacements that are not durable one by one are made durable together, at the flush,
-    through sudo (the folder may be root's alone), not by a sync after every rename."""
+    in the root shell (the folder may be root's alone), not by a sync after every rename."""
     [server] = fleet.start(1)
     known = known_hosts_for(tmp_path / "known_hosts", [server])
     host = Host(
@@ -639,41 +659,39 @@ def test_become_syncs_each_folder_once_as_root(
     transport = make_transport(host, ConnectOptions(known_hosts=str(known)))
     folder = Path(fleet.shared) / "become-flush"
     folder.mkdir(mode=0o700)  # root only
-    commands = recorded_commands(transport)
+    requests = recorded_requests(transport)
+    recording = transport._chain  # type: ignore[attr-defined]
 
-    recording = transport._exec  # type: ignore[attr-defined]
-
-    async def refusing(command: str, timeout: float | None = None) -> Any:
-        if "sync --" in command:
-            return 1, b"", b"sudo: a password is required\n"
-        return await recording(command, timeout)
+    async def refusing(batch: Any, timeout: float | None = None) -> Any:
+        if any(r.script == sudo.SYNC for r in batch):
+            raise ShellEnded("sudo: a password is required")
+        return await recording(batch, timeout)
 
     async def scenario() -> None:
         try:
             for name in ("a.pem", "b.pem"):
                 staged = await transport.stage(str(folder / name), b"x\n", 0o644)
                 await transport.commit(staged, str(folder / name), durable=False)
-            renames = len(commands)
+            renames = len(requests)
             await transport.flush()
-            assert len(commands) == renames + 1
-            # When sudo itself fails, the flush fails: what waits for it must not go ahead.
+            assert requests[renames:] == [(sudo.SYNC, (str(folder),))]
+            # When the shell fails, the flush fails: what waits for it must not go ahead.
             staged = await transport.stage(str(folder / "c.pem"), b"x\n", 0o644)
             await transport.commit(staged, str(folder / "c.pem"), durable=False)
-            transport._exec = refusing  # type: ignore[attr-defined]
+            transport._chain = refusing  # type: ignore[attr-defined]
             with pytest.raises(TransportError, match=r"cannot flush .*password is required"):
                 await transport.flush()
-            transport._exec = recording  # type: ignore[attr-defined]
+            transport._chain = recording  # type: ignore[attr-defined]
             await transport.flush()  # the folder is still owed its sync, and gets it
-            assert "sync --" in commands[-1] and str(folder) in commands[-1]
+            assert requests[-1] == (sudo.SYNC, (str(folder),))
         finally:
             await transport.close()
 
     asyncio.run(scenario())
     assert sorted(p.name for p in folder.iterdir()) == ["a.pem", "b.pem", "c.pem"]
-    renames = [c for c in commands if "mv -f" in c]
-    assert len(renames) == 3 and not any("sync --" in c for c in renames)
-    flush = [c for c in commands if "sync --" in c and "mv -f" not in c and "install" not in c]
-    assert len(flush) == 2 and all(c.startswith("sudo -n") and str(folder) in c for c in flush)
+    commits = [r for r in requests if r[0] == sudo.commit_script(False)]
+    assert len(commits) == 3
+    assert len([r for r in requests if r[0] == sudo.SYNC]) == 2
 
 
 def test_become_without_passwordless_sudo_fails_clearly(

@@ -32,6 +32,7 @@ from provision.errors import ProvisionError
 from provision.facts import HostFacts
 from provision.inputs.targets import Target
 from provision.layout import BACKUP_MANIFEST, PARTIAL_SUFFIX
+from provision.transport.base import together
 
 Operation = Literal["apply", "rollback", "csr"]
 
@@ -225,22 +226,26 @@ async def take(
     # hidden partial folder (removed by the next run), never a backup without its manifest.
     partial = target.paths.join(root, f".{name}{PARTIAL_SUFFIX}")
     entries = []
+    copies: list[tuple[str, bytes, int]] = []
     for index, path in enumerate(replaced):
         state = facts.file(path)
         stored = f"{index:03d}-{target.paths.basename(path)}"
-        await transport.write(
-            target.paths.join(partial, stored),
-            state.content or b"",
-            state.mode or 0o600,
-            durable=False,
+        copies.append(
+            (target.paths.join(partial, stored), state.content or b"", state.mode or 0o600)
         )
         entries.append(Entry(path=path, backup=target.paths.join(folder, stored), mode=state.mode))
     manifest = Manifest(files=entries, created=created, operation=operation, undoes=list(undoes))
-    await transport.write(
-        target.paths.join(partial, BACKUP_MANIFEST),
-        manifest.model_dump_json(indent=2).encode() + b"\n",
-        0o600,
-        durable=False,
+    copies.append(
+        (
+            target.paths.join(partial, BACKUP_MANIFEST),
+            manifest.model_dump_json(indent=2).encode() + b"\n",
+            0o600,
+        )
+    )
+    # All at once where the transport is pipelined: the requests to a host travel together.
+    await together(
+        transport,
+        (transport.write(path, data, mode, durable=False) for path, data, mode in copies),
     )
     await transport.flush()  # the backup's files are on disk before it is complete
     # Durable now, before the journal can be: a journal on disk with its backup still under

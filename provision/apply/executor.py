@@ -9,9 +9,11 @@ the host's previous files are restored and the host is reported failed with the 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from provision import reloads
 from provision.apply import backups
@@ -36,6 +38,10 @@ from provision.transport.base import CommandResult, FileState
 
 class ApplyError(ProvisionError):
     pass
+
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -108,8 +114,7 @@ async def apply_host(
         )
     writes.sort(key=_commit_order(target))
     transport = target.transport
-    for write in writes:
-        write.staged = await transport.stage(write.path, write.data, write.mode)
+    await _stage_all(target, writes)
     for change in plan.changes:
         if change.path == folder and change.mode is not None:
             # (After staging, which makes the folder when it is missing.)
@@ -174,13 +179,18 @@ async def _commit_journaled(
     await transport.flush()
     committed: list[_Write] = []
     try:
-        for write in writes:
-            assert write.staged is not None
-            await transport.commit(write.staged, write.path, durable=False)
-            committed.append(write)
-        for write in removed:
-            await transport.remove(write.path, durable=False)
-            committed.append(write)
+        # All asked for at once, in this order (a transport keeps the order of the renames
+        # it is asked for together: keys first), and none durable one by one.
+        await _each(
+            target,
+            [*writes, *removed],
+            lambda write: (
+                transport.commit(write.staged, write.path, durable=False)
+                if write.staged is not None
+                else transport.remove(write.path, durable=False)
+            ),
+            committed,
+        )
         # Durability point 2: every rename is on disk before the journal goes.
         await transport.flush()
     except ProvisionError:
@@ -208,13 +218,56 @@ async def write_files(
         _Write(Change(f"file {path}", "update", operation, path=path), path, data, mode)
         for path, data, mode in files
     ]
-    for write in writes:
-        write.staged = await target.transport.stage(write.path, write.data, write.mode)
+    await _stage_all(target, writes)
     backup = await backups.take(target, facts, [w.path for w in writes], now, operation)
     await _commit_journaled(target, facts, writes, [], operation, backup)
     if backup is not None:
         await backups.prune(target)
     return backup
+
+
+async def _stage_all(target: Target, writes: Sequence[_Write]) -> None:
+    """Stage every write (at once where the transport is pipelined)."""
+    await _each(
+        target,
+        writes,
+        lambda write: target.transport.stage(write.path, write.data, write.mode),
+        [],
+        lambda write, staged: setattr(write, "staged", staged),
+    )
+
+
+async def _each(
+    target: Target,
+    items: Sequence[T],
+    step: Callable[[T], Awaitable[R]],
+    done: list[T],
+    keep: Callable[[T, R], object] | None = None,
+) -> None:
+    """``step`` for every item, all at once where the transport is pipelined (their requests
+    travel together), else one after the other until one fails; ``done`` lists the items
+    whose step succeeded, in order, and each result is given to ``keep``. The first failure
+    is raised once no step is left running."""
+    failure: BaseException | None = None
+    if target.transport.pipelined:
+        results = await asyncio.gather(*(step(item) for item in items), return_exceptions=True)
+    else:
+        results = []
+        for item in items:
+            try:
+                results.append(await step(item))
+            except BaseException as exc:
+                results.append(exc)
+                break
+    for item, result in zip(items, results, strict=False):
+        if isinstance(result, BaseException):
+            failure = failure or result
+            continue
+        done.append(item)
+        if keep is not None:
+            keep(item, result)
+    if failure is not None:
+        raise failure
 
 
 async def _issue(
@@ -349,35 +402,34 @@ async def _test_and_reload(
             tests[test] = None
         if reload:
             to_reload.setdefault(reload, []).append(site)
-    # Each distinct command once per host, however many sites share it.
-    for command in tests:
-        result = await target.transport.run(command)
-        if not result.ok:
-            await _restore(target, facts, committed)
-            # The old files are back, and they are what the server runs: the marker says
-            # what it said before this run, and nothing was changed.
-            await _write_marker(target, facts.file(target.marker_path).content)
-            outcome.changed = False
-            outcome.error = (
-                f"config test `{command}` failed, previous files restored: {result.output}"
-            )
-            return
+    # Each distinct command once per host, however many sites share it, all sent together:
+    # each runs only if every one before it succeeded, so no reload follows a failed test.
+    results = await target.transport.run_steps([*tests, *to_reload])
+    failed = next((r for r in results if not r.ok), None)
+    if failed is not None and len(results) <= len(tests):
+        await _restore(target, facts, committed)
+        # The old files are back, and they are what the server runs: the marker says
+        # what it said before this run, and nothing was changed.
+        await _write_marker(target, facts.file(target.marker_path).content)
+        outcome.changed = False
+        outcome.error = (
+            f"config test `{failed.command}` failed, previous files restored: {failed.output}"
+        )
+        return
     handled = [site.name for site in sites]
-    for command, using in to_reload.items():
-        result = await target.transport.run(command)
-        if result.exit_status in CANNOT_RUN:
-            await _cannot_run(target, facts, handled, using, result, outcome)
-            # What was written stays written; the other sites stay owed their reload.
-            outcome.changed = bool(committed)
+    if failed is not None:
+        # What was written stays written (a reload alone owed changed nothing).
+        outcome.changed = bool(committed)
+        if failed.exit_status in CANNOT_RUN:
+            using = to_reload[failed.command]
+            await _cannot_run(target, facts, handled, using, failed, outcome)
+            # The other sites (their reloads not run after this one) stay owed.
             outcome.reload_owed = owed_reloads(target, [s for s in sites if s not in using])
             return
-        if not result.ok:
-            # The marker stays, naming every site: the next run reloads them all. What was
-            # written stays written (a reload alone owed changed nothing).
-            outcome.changed = bool(committed)
-            outcome.error = f"reload `{command}` failed (will be retried): {result.output}"
-            outcome.reload_owed = owed_reloads(target, sites)
-            return
+        # The marker stays, naming every site: the next run reloads them all.
+        outcome.error = f"reload `{failed.command}` failed (will be retried): {failed.output}"
+        outcome.reload_owed = owed_reloads(target, sites)
+        return
     await _write_marker(target, reloads.updated(_marker(target, facts), handled))
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from provision.errors import ProvisionError
 from provision.facts import HostFacts
 from provision.layout import JOURNAL_FILE, LOCK_FILE, PARTIAL_SUFFIX, TEMPORARY_SUFFIX
-from provision.transport.base import FileState, PathFlavour, Transport
+from provision.transport.base import FileState, PathFlavour, Transport, together
 
 
 @dataclass(frozen=True)
@@ -131,9 +131,10 @@ async def roll_forward(
         return Finished()
     check(journal, path, may_replace, transport.paths)
     moved = 0
-    for staged, target in journal.renames:
-        if (await transport.read(staged)).kind == "file":
-            await transport.commit(staged, target)
+    staged = await together(transport, (transport.read(s) for s, _ in journal.renames))
+    for (source, target), found in zip(journal.renames, staged, strict=True):
+        if found.kind == "file":
+            await transport.commit(source, target)
             moved += 1
     for removal in journal.removals:
         if (await transport.read(removal)).kind == "file":
@@ -143,30 +144,59 @@ async def roll_forward(
     return Finished(moved, journal.operation)
 
 
-async def remove_leftovers(transport: Transport, paths: Iterable[str], backup_root: str) -> None:
-    """Staged files of a run that died before its journal existed (never renamed, harmless,
-    but not to be left behind), and backup folders it did not finish. Only files staged for
-    the paths this playbook manages are touched: a folder such as /etc/nginx/conf.d is shared
-    with other software. Only called while holding the host's lock."""
+@dataclass(frozen=True)
+class Leftovers:
+    """What a run that died before its journal existed left behind."""
+
+    files: tuple[str, ...] = ()  # staged files, and the files of unfinished backups
+    folders: tuple[str, ...] = ()  # unfinished backup folders, emptied by removing ``files``
+
+
+async def find_leftovers(transport: Transport, paths: Iterable[str], backup_root: str) -> Leftovers:
+    """Files a killed run staged (never renamed, harmless, but not to be left behind) and
+    backup folders it did not finish. Only files staged for the paths this playbook manages
+    are taken: a folder such as /etc/nginx/conf.d is shared with other software. Only reads
+    (every folder listed at once), so it can run beside the journal's roll-forward: a staged
+    file found here and renamed by it is simply gone when its removal comes."""
     by_folder: dict[str, set[str]] = {}
     for path in paths:
         folder, name = transport.paths.split(path)
         by_folder.setdefault(folder, set()).add(name)
-    for folder, names in sorted(by_folder.items()):
-        for entry in await transport.list_dir(folder):
+    folders = sorted(by_folder)
+    *listings, backups = await together(
+        transport, (transport.list_dir(folder) for folder in [*folders, backup_root])
+    )
+    files: list[str] = []
+    for folder, entries in zip(folders, listings, strict=True):
+        for entry in entries:
             if not entry.endswith(TEMPORARY_SUFFIX) or entry.startswith(f".{LOCK_FILE}"):
                 continue  # (another run staging its lock, outside any lock, is not ours)
-            if any(entry.startswith(f".{name}.") for name in names):
-                await transport.remove(transport.paths.join(folder, entry), durable=False)
-    for entry in await transport.list_dir(backup_root):
-        path = transport.paths.join(backup_root, entry)
-        if (
-            entry.startswith(".")
-            and entry.endswith(PARTIAL_SUFFIX)
-            and ((await transport.read(path)).kind == "directory")
-        ):
-            # A backup a killed run did not finish: the files it would have backed up were
-            # never replaced, so nothing in it is needed.
-            for name in await transport.list_dir(path):
-                await transport.remove(transport.paths.join(path, name), durable=False)
-            await transport.remove_dir(path)
+            if any(entry.startswith(f".{name}.") for name in by_folder[folder]):
+                files.append(transport.paths.join(folder, entry))
+    hidden = [
+        transport.paths.join(backup_root, entry)
+        for entry in backups
+        if entry.startswith(".") and entry.endswith(PARTIAL_SUFFIX)
+    ]
+    states = await together(transport, (transport.read(path) for path in hidden))
+    partial = [
+        path for path, state in zip(hidden, states, strict=True) if state.kind == "directory"
+    ]
+    # A backup a killed run did not finish: the files it would have backed up were never
+    # replaced, so nothing in it is needed.
+    inside = await together(transport, (transport.list_dir(path) for path in partial))
+    for folder, names in zip(partial, inside, strict=True):
+        files += [transport.paths.join(folder, name) for name in names]
+    return Leftovers(tuple(files), tuple(partial))
+
+
+async def remove_found(transport: Transport, found: Leftovers) -> None:
+    """Remove what ``find_leftovers`` found. Only called while holding the host's lock."""
+    await together(transport, (transport.remove(path, durable=False) for path in found.files))
+    for folder in found.folders:
+        await transport.remove_dir(folder)
+
+
+async def remove_leftovers(transport: Transport, paths: Iterable[str], backup_root: str) -> None:
+    """``find_leftovers``, then ``remove_found``. Only called while holding the host's lock."""
+    await remove_found(transport, await find_leftovers(transport, paths, backup_root))

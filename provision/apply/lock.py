@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from provision.errors import ProvisionError
 from provision.layout import LOCK_FILE, TAKEOVER_SUFFIX, lock_content
-from provision.transport.base import Transport
+from provision.transport.base import Transport, together
 
 GUARD_SECONDS = 10.0  # a takeover takes milliseconds; a guard this old was left by a crash
 # A lock that cannot be read may be one being written right now (over SFTP without the
@@ -89,10 +89,16 @@ class HostLock:
     async def acquire(self, timeout: float, now: dt.datetime) -> None:
         # A host that fails before writing anything must be left as it was, so remember
         # which folders the lock itself brings into being.
-        folder, paths = self.directory, self.transport.paths
-        while not paths.is_root(folder) and not (await self.transport.read(folder)).exists:
-            self.created.append(folder)
+        # (Every folder up the way is looked at together: one round trip over SSH.)
+        folder, paths, chain = self.directory, self.transport.paths, []
+        while not paths.is_root(folder):
+            chain.append(folder)
             folder = paths.dirname(folder)
+        states = await together(self.transport, (self.transport.read(f) for f in chain))
+        for folder, state in zip(chain, states, strict=True):
+            if state.exists:
+                break
+            self.created.append(folder)
         deadline = time.monotonic() + timeout
         unreadable: tuple[bytes | None, float] | None = None  # (content, first seen)
         while True:

@@ -8,17 +8,20 @@ renamed into place, which lets the executor stage a whole set of files before it
 from __future__ import annotations
 
 import asyncio
+import inspect
 import ntpath
 import posixpath
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Literal
+from typing import Literal, TypeVar, cast
 
 from provision.errors import TransportError
 
+T = TypeVar("T")
+U = TypeVar("U")
 FileKind = Literal["missing", "file", "symlink", "directory", "other"]
 OsFamily = Literal["posix", "windows"]
 
@@ -187,6 +190,11 @@ class Transport(ABC):
     host: str
     # How this host spells paths; every path given to or built for it uses this flavour.
     paths: PathFlavour = POSIX
+    # Whether operations asked for together travel together (SSH: requests are sent before
+    # the answers to earlier ones come back). Callers ask for independent operations at once
+    # (``together``) only then: locally nothing would be saved, and each host's steps would
+    # interleave with other hosts' instead of following each other.
+    pipelined: bool = False
 
     @abstractmethod
     def resolve(self, path: str) -> str:
@@ -248,6 +256,21 @@ class Transport(ABC):
     @abstractmethod
     async def run(self, command: str, timeout: float = 60.0) -> CommandResult: ...
 
+    async def run_steps(
+        self, commands: Sequence[str], timeout: float = 60.0
+    ) -> list[CommandResult]:
+        """Run ``commands`` one after the other, each only if the one before it succeeded:
+        the results of those that ran (the last one failed if fewer than all ran).
+
+        The executor's config tests and reloads go this way, so a transport that pays for
+        each command (SSH: a login shell per exec request) can send them all at once."""
+        results: list[CommandResult] = []
+        for command in commands:
+            results.append(await self.run(command, timeout))
+            if not results[-1].ok:
+                break
+        return results
+
     async def start(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Reach the host and learn what only it can tell (an SSH login's home directory),
         before paths are built for it: ``resolve`` may answer differently afterwards. The
@@ -258,3 +281,32 @@ class Transport(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release the connection; the default has nothing to release."""
+
+
+async def together(transport: Transport, jobs: Iterable[Awaitable[T]]) -> list[T]:
+    """Every job, all at once where ``transport`` is pipelined (a round trip for all), else
+    one after the other; their results, in order. The first failure is raised, and then no
+    job is left running behind it."""
+    pending = list(jobs)
+    if transport.pipelined:
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results  # type: ignore[return-value]
+    done: list[T] = []
+    try:
+        for job in pending:
+            done.append(await job)
+    finally:
+        for job in pending[len(done) + 1 :]:
+            if inspect.iscoroutine(job):
+                job.close()  # never started: no "never awaited" warning
+    return done
+
+
+async def both(transport: Transport, first: Awaitable[T], second: Awaitable[U]) -> tuple[T, U]:
+    """``together`` for two jobs of different kinds."""
+    jobs: list[Awaitable[object]] = [first, second]
+    one, two = await together(transport, jobs)
+    return cast(T, one), cast(U, two)

@@ -9,19 +9,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncssh
+from asyncssh.encryption import get_default_encryption_algs
 
 from provision.errors import TransportError
-from provision.transport.base import ConnectOptions, FileKind, FileState
+from provision.transport.base import ConnectOptions, FileState
 from provision.transport.ssh.host_keys import HostKeyPolicy
+from provision.transport.ssh.shell import HostShell
 
-# sshd allows 10 sessions per connection (MaxSessions); SFTP holds one, commands share the rest.
-EXEC_CHANNELS = 8
 KEEPALIVE_INTERVAL = 15.0
-CLOSE_WAIT = 5.0  # seconds to wait for sshd to close the channel of a finished command
 
 
 class _Client(asyncssh.SSHClient):
@@ -43,18 +44,20 @@ class Session:
 
     loop: asyncio.AbstractEventLoop
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    channels: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(EXEC_CHANNELS))
     conn: asyncssh.SSHClientConnection | None = None
     sftp: asyncssh.SFTPClient | None = None
+    shell: HostShell | None = None  # the host's one shell, once a command needs it
     failure: TransportError | None = None  # a failed connect fails every later use alike
-    temp_dir: str | None = None  # become: the private upload directory
-    synced_dirs: set[str] = field(default_factory=set)  # renamed into; fsynced at close
-    background: set[asyncio.Future[None]] = field(default_factory=set)  # timed-out commands
+    synced_dirs: set[str] = field(default_factory=set)  # renamed into; fsynced at the flush
+    shell_syncs: bool = False  # the server cannot fsync a folder over SFTP: `sync` does
+    background: set[asyncio.Future[None]] = field(default_factory=set)  # unawaited closes
+    last_rename: asyncio.Future[None] | None = None  # renames keep the order asked (commit)
+    making: dict[str, asyncio.Future[None]] = field(default_factory=dict)  # folders (mkdir)
     pending_reads: list[tuple[str, asyncio.Future[FileState]]] = field(default_factory=list)
     reader: asyncio.Future[None] | None = None  # become: the task running batched reads
-    # Folders found to be folders (not symlinks) this run, by the lstat that found it: the
-    # reads of one host share one lstat per folder.
-    folders: dict[str, asyncio.Future[FileKind]] = field(default_factory=dict)
+    # The lstat of each path looked at: kept for the run when it found a folder (the reads of
+    # one host share one lstat per folder), else only while it is awaited.
+    folders: dict[str, asyncio.Future[asyncssh.SFTPAttrs | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,16 +74,42 @@ class Endpoint:
         return f"{self.address}:{self.port}"
 
 
+def ciphers() -> list[str]:
+    """asyncssh's ciphers with AES-GCM first: with AES-NI it costs the client 17% less than
+    ChaCha20-Poly1305 (asyncssh runs ChaCha20 and Poly1305 as two passes), and the server
+    less too. Servers that do not offer it get asyncssh's order as it is."""
+    offered = [alg.decode() for alg in get_default_encryption_algs()]
+    first = [alg for alg in _CIPHERS_FIRST if alg in offered]
+    return first + [alg for alg in offered if alg not in first]
+
+
+_CIPHERS_FIRST = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+
+def client_keys(path: str) -> Sequence[asyncssh.SSHKeyPair]:
+    """The key pair (and its ``-cert.pub`` certificate) in ``path``, loaded once per run
+    rather than once per host: kept while the file is the same (size and times)."""
+    info = os.stat(path)
+    stamp = (path, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    keys = _LOADED.get(path)
+    if keys is None or keys[0] != stamp:
+        keys = _LOADED[path] = (stamp, asyncssh.load_keypairs([path]))
+    return keys[1]
+
+
+_LOADED: dict[str, tuple[tuple[str, int, int, int], Sequence[asyncssh.SSHKeyPair]]] = {}
+
+
 async def connect(endpoint: Endpoint, options: ConnectOptions) -> asyncssh.SSHClientConnection:
     policy = HostKeyPolicy.load(endpoint.address, endpoint.port, options)
+    where = endpoint.where
     keys: dict[str, object] = {}
-    if endpoint.ssh_key:
-        keys = {"client_keys": [endpoint.ssh_key], "agent_path": None}
     algs = policy.server_host_key_algs()
     if algs is not None:
         keys["server_host_key_algs"] = algs
-    where = endpoint.where
     try:
+        if endpoint.ssh_key:
+            keys.update(client_keys=client_keys(endpoint.ssh_key), agent_path=None)
         conn, _ = await asyncssh.create_connection(
             lambda: _Client(policy),
             endpoint.address,
@@ -89,6 +118,7 @@ async def connect(endpoint: Endpoint, options: ConnectOptions) -> asyncssh.SSHCl
             known_hosts=policy.known,
             connect_timeout=options.connect_timeout,
             keepalive_interval=KEEPALIVE_INTERVAL,
+            encryption_algs=ciphers(),
             **keys,
         )
     except asyncssh.HostKeyNotVerifiable as exc:
@@ -114,7 +144,50 @@ async def connect(endpoint: Endpoint, options: ConnectOptions) -> asyncssh.SSHCl
         raise TransportError(f"{where}: cannot connect: {_os_reason(exc)}") from None
     except (asyncssh.Error, ValueError) as exc:
         raise TransportError(f"{where}: ssh: {exc}") from None
+    _send_together(conn)
     return conn
+
+
+class _Together:
+    """The connection's transport, with what is written in one turn of the event loop sent
+    in one go: requests sent together (a host's reads, say) leave in one TCP segment, one
+    system call, rather than one each. On loopback and on busy machines the calls cost more
+    than the encryption: measured, 15% less CPU for sshd and for the client."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._waiting: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._waiting:
+            asyncio.get_running_loop().call_soon(self._send)
+        self._waiting.append(data)
+
+    def _send(self) -> None:
+        if self._waiting:
+            data, self._waiting = b"".join(self._waiting), []
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._send()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._waiting = []
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def _send_together(conn: asyncssh.SSHClientConnection) -> None:
+    """Put ``_Together`` between the connection and its transport, once connected (the
+    key exchange goes as asyncssh sends it). asyncssh writes every packet through
+    ``_transport.write``; without that attribute (another version), packets go as they are."""
+    transport = getattr(conn, "_transport", None)
+    if transport is not None and callable(getattr(transport, "write", None)):
+        conn._transport = _Together(transport)  # type: ignore[assignment]
 
 
 @contextlib.contextmanager
@@ -131,61 +204,6 @@ def errors(what: str, where: str, missing_ok: bool = False) -> Iterator[None]:
         raise TransportError(f"{what}: connection to {where} failed: {reason(exc)}") from None
     except (OSError, asyncssh.Error) as exc:
         raise TransportError(f"{what}: {exc}") from None
-
-
-async def run_command(
-    conn: asyncssh.SSHClientConnection,
-    session: Session,
-    command: str,
-    limit: float,
-    where: str,
-) -> tuple[int, bytes, bytes]:
-    """Run a command on the connection; (exit status, stdout, stderr), 124 on timeout.
-
-    Each command holds one of the connection's channel slots until sshd has closed its
-    session (sshd counts sessions against MaxSessions until the command has exited). A
-    command that times out is sent SIGKILL (sshd honours that for non-root logins only)
-    and keeps its slot in the background until it ends; the caller is not held up.
-    """
-    await session.channels.acquire()
-    release = True
-    try:
-        with errors(f"cannot run a command on {where}", where):
-            process = await conn.create_process(command, encoding=None, stdin=asyncssh.DEVNULL)
-            try:
-                done = await process.wait(timeout=limit)
-            except asyncssh.TimeoutError as exc:
-                with contextlib.suppress(Exception):
-                    process.send_signal("KILL")
-                process.close()
-                release = False
-                task = asyncio.ensure_future(_release_when_closed(process, session.channels))
-                session.background.add(task)
-                task.add_done_callback(session.background.discard)
-                return (
-                    124,
-                    as_bytes(exc.stdout),
-                    (as_bytes(exc.stderr) + f"timed out after {limit:g} s".encode()),
-                )
-            process.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(process.wait_closed(), CLOSE_WAIT)
-    finally:
-        if release:
-            session.channels.release()
-    code = done.returncode if done.returncode is not None else -1
-    if code < 0 and done.exit_signal:
-        code = 128 - code  # killed by a signal, as a shell reports it
-    return code, as_bytes(done.stdout), as_bytes(done.stderr)
-
-
-async def _release_when_closed(
-    process: asyncssh.SSHClientProcess[bytes], channels: asyncio.Semaphore
-) -> None:
-    try:
-        await process.wait_closed()
-    finally:
-        channels.release()
 
 
 def as_bytes(value: object) -> bytes:

@@ -161,6 +161,13 @@ class HostKeyPolicy:
 
 
 def _read_known_hosts(files: Sequence[str]) -> asyncssh.SSHKnownHosts:
+    """The files' keys, parsed once for all the hosts of a run (each host used to parse every
+    line again): kept while every file is the same (size and times). A key recorded by
+    ``--accept-new-host-keys`` changes the file, so the next host reads it anew."""
+    stamp = tuple(_stamp(file) for file in files)
+    cached = _PARSED.get(tuple(files))
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
     known = asyncssh.SSHKnownHosts()
     for file in files:
         try:
@@ -174,7 +181,21 @@ def _read_known_hosts(files: Sequence[str]) -> asyncssh.SSHKnownHosts:
             known.load(text)
         except ValueError as exc:
             raise TransportError(f"known_hosts {file}: {exc}") from None
+    _PARSED[tuple(files)] = (stamp, known)
     return known
+
+
+_PARSED: dict[
+    tuple[str, ...], tuple[tuple[tuple[int, int, int] | None, ...], asyncssh.SSHKnownHosts]
+] = {}
+
+
+def _stamp(file: str) -> tuple[int, int, int] | None:
+    try:
+        info = os.stat(file)
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns, info.st_ctime_ns
 
 
 def _ip_or_empty(address: str) -> str:

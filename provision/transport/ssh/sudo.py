@@ -1,45 +1,36 @@
-"""``become: true``: the shell scripts that do privileged work through ``sudo -n``.
+"""The POSIX shell scripts of the host's one shell: ``become``'s privileged work, and commands.
 
-Each operation is one ``sudo -n -- sh -c SCRIPT sh ARG...`` command; arguments are passed
-as positional parameters, never pasted into the script. The scripts use POSIX utilities and
-options only where POSIX has them, so they run on any Unix, not only with GNU coreutils:
+Under ``become`` every file operation is a request to the host's root shell
+(``sudo -n -- sh -s``, ``shell.py``): a script from here with its arguments as ``$1``,
+``$2``, ..., never pasted into it. The scripts use POSIX utilities and options only where
+POSIX has them, so they run on any Unix, not only with GNU coreutils:
 
 - a file's type and mode come from ``ls -ld`` (POSIX), not GNU's ``stat -c``;
 - a lock is created with ``link`` (POSIX: link(2) itself, which refuses an existing name),
   not GNU's ``ln -T`` (plain ``ln`` would create the link *inside* a directory of that name);
 - ``sync FILE`` / ``sync DIR`` (GNU) make one file or folder durable; where ``sync`` takes no
   operand (POSIX), a plain ``sync`` of everything follows its failure;
-- ``install -m`` (GNU, BSD and BusyBox alike) copies an upload with its mode from the start,
-  and ``base64`` (not in POSIX, which has only ``uuencode -m``, seldom installed) reads a
-  file as text.
+- a new file is created with ``set -C`` (``O_EXCL``) under ``umask 077``, its content sent
+  in base64 and decoded by ``base64 -d``, and its mode set before it is renamed anywhere;
+  ``base64`` (not in POSIX, which has only ``uuencode -m``, seldom installed) also reads a
+  file as text. GNU, BSD and BusyBox all have it.
 """
 
 from __future__ import annotations
 
 import base64
 import re
-import shlex
 import stat
 from collections.abc import Sequence
 
 from provision.transport.base import FileKind, FileState, SymlinkInPath
 
-TEMP_ROOT = "/tmp"  # where `become` uploads go, in a private 0700 directory per run
-READ_BATCH = 200  # paths per read command, well inside any command-line limit
+READ_BATCH = 200  # paths per read request
 
 
-def command(script: str, *args: str) -> str:
-    """``sudo -n`` running ``script`` with ``args`` as its ``$1``, ``$2``, ..."""
-    return shlex.join(["sudo", "-n", "--", "sh", "-c", script, "sh", *args])
-
-
-def problem(err: bytes, status: int) -> str:
-    """What a failed sudo command says, in one line (with a hint for a password prompt)."""
-    text = err.decode(errors="replace").strip()
-    line = text.splitlines()[-1] if text else f"exit status {status}"
-    if "sudo:" in line and "password" in line:
-        line += " (become needs passwordless sudo for the login user)"
-    return line
+def encoded(data: bytes) -> str:
+    """File content as a script argument (base64: no quote, no newline, no NUL)."""
+    return base64.b64encode(data).decode()
 
 
 # Syncing one file or folder ($1 or the folder of $2): GNU's sync takes operands; a sync
@@ -65,16 +56,19 @@ nofollow() {{
 }}
 """
 
-# $1 upload, $2 target folder, $3 mode (octal), $4 temporary name beside the target.
-# install(1) creates the copy 0600 and sets the mode before we rename it anywhere; the copy
-# lands beside the target, so the final step is a rename within that directory.
-STAGE = (
-    NOFOLLOW + 'nofollow "$4" || { rm -f -- "$1"; exit 9; }\n'
-    "umask 027\n"
-    'mkdir -p -- "$2" || exit 1\n'
-    'install -m "$3" -- "$1" "$4" || { rm -f -- "$1"; exit 1; }\n'
-    'rm -f -- "$1"\n' + _sync('"$4"') + "\n"
-)
+# A new file $1 (a temporary name beside its target) holding the base64 content $3 with the
+# mode $2: created O_EXCL (set -C) and 0600 (umask 077), its mode set before anything can
+# rename it; missing folders made 0750 (umask 027). Used by STAGE and CREATE_EXCLUSIVE.
+_CREATE = """\
+( umask 027 && mkdir -p -- "${1%/*}" ) || exit 1
+umask 077
+if [ -e "$1" ] || [ -L "$1" ]; then echo "$1 exists" >&2; exit 1; fi
+( set -C && : > "$1" ) || exit 1
+printf '%s' "$3" | base64 -d >> "$1" && chmod -- "$2" "$1" || { rm -f -- "$1"; exit 1; }
+"""
+
+# $1 temporary name beside the target, $2 mode (octal), $3 content (base64): fsynced.
+STAGE = NOFOLLOW + 'nofollow "$1" || exit 9\n' + _CREATE + _sync('"$1"') + "\n"
 
 
 def commit_script(durable: bool) -> str:
@@ -88,16 +82,19 @@ def commit_script(durable: bool) -> str:
     )
 
 
-# $1 staged, $2 the name: exit 3 when anything (a dangling symlink too) holds the name.
-# link(1) is link(2): it fails on an existing name of any kind, directories included.
-# Both paths are absolute (they begin with "/"), so neither can be taken for an option.
+# $1 temporary name, $2 mode, $3 content (base64), $4 the name: the file is made beside the
+# name, then linked onto it; exit 3 when anything (a dangling symlink too) holds the name.
+# link(1) is link(2): it fails on an existing name of any kind, directories included. Both
+# paths are absolute (they begin with "/"), so neither can be taken for an option. Not synced:
+# a lock may as well be gone after a crash.
 CREATE_EXCLUSIVE = (
-    NOFOLLOW + 'nofollow "$2" || { rm -f -- "$1"; exit 9; }\n'
-    'if [ -e "$2" ] || [ -L "$2" ]; then rm -f -- "$1"; exit 3; fi\n'
-    'link "$1" "$2" 2>/dev/null; s=$?\n'
+    NOFOLLOW + 'nofollow "$4" || exit 9\n'
+    'if [ -e "$4" ] || [ -L "$4" ]; then exit 3; fi\n'
+    + _CREATE
+    + 'link "$1" "$4" 2>/dev/null; s=$?\n'
     'rm -f -- "$1"\n'
     '[ "$s" -eq 0 ] && exit 0\n'
-    'if [ -e "$2" ] || [ -L "$2" ]; then exit 3; fi\n'
+    'if [ -e "$4" ] || [ -L "$4" ]; then exit 3; fi\n'
     'echo "cannot link" >&2; exit 1\n'
 )
 
@@ -126,14 +123,16 @@ LIST = (
 )
 
 
-def sync_command(folders: Sequence[str], become: bool) -> str:
-    """``sync`` of the folders (their entries made durable); through sudo under become,
-    since the folders may be readable by root alone. A failure of ``sync`` itself is
-    ignored: syncing a folder is best effort on filesystems that do not support it."""
-    sync = shlex.join(["sync", "--", *folders]) + " 2>/dev/null"
-    if become:
-        return shlex.join(["sudo", "-n", "--", "sh", "-c", sync + " || sync || :"])
-    return sync + " || sync"
+# The folders "$@" made durable (their entries): as root under become, since the folders may
+# be root's alone. A failure of ``sync`` itself is ignored: syncing a folder is best effort on
+# filesystems that do not support it.
+SYNC = 'sync -- "$@" 2>/dev/null || sync || :\n'
+
+# A command ($2), run by sh in the folder $1.
+RUN = 'cd -- "$1" || exit 1\nexec sh -c "$2"\n'
+
+# $1 staged, $2 target, for servers without posix-rename@openssh.com.
+MOVE = 'mv -f -- "$1" "$2"\n'
 
 
 # For each path: "missing", or "!problem", or its `ls -ld` type and permissions
