@@ -87,7 +87,9 @@ def test_a_host_with_nothing_to_do_starts_no_shell(sshd_fleet: SshdFleet, tmp_pa
     # so that a change that sends them one by one again is seen.
     assert max(c.sftp_rounds for c in idle) <= 10, idle
     assert max(c.sftp_rounds for c in planned) <= 8, planned
-    assert max(c.sftp_rounds for c in first) <= 60, first
+    # (57 when issue 16 landed; pruning backups by what each undid, issue 15, lists the
+    # backups again once the files are in place.)
+    assert max(c.sftp_rounds for c in first) <= 64, first
 
 
 def test_under_become_one_sudo_per_host(
