@@ -20,18 +20,24 @@ def stage(path: str, data: bytes, mode: int, *, durable: bool = True) -> str:
     except OSError as exc:
         raise TransportError(f"cannot write {path}: {exc.strerror}") from None
     try:
-        os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if durable:
-            os.fsync(fd)
+        fill(fd, data, mode, durable=durable)
     except OSError as exc:
         os.unlink(temporary)
         raise TransportError(f"cannot write {path}: {exc.strerror}") from None
     finally:
         os.close(fd)
     return temporary
+
+
+def fill(fd: int, data: bytes, mode: int, *, durable: bool) -> None:
+    """A new file's mode (before any byte: a key is never readable by others), then all of
+    ``data`` (``write`` may take less than asked), fsynced when ``durable``."""
+    os.fchmod(fd, mode)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    if durable:
+        os.fsync(fd)
 
 
 def commit(staged: str, path: str, *, durable: bool = True) -> None:

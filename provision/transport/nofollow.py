@@ -19,6 +19,7 @@ import secrets
 import stat
 from collections.abc import Iterator
 
+from provision import fsutil
 from provision.errors import TransportError
 from provision.transport.base import SymlinkInPath
 
@@ -144,12 +145,7 @@ def create_temporary(at: int, name: str, data: bytes, mode: int, *, durable: boo
         except FileExistsError:
             continue
     try:
-        os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if durable:
-            os.fsync(fd)
+        fsutil.fill(fd, data, mode, durable=durable)
     except OSError:
         os.close(fd)
         with contextlib.suppress(OSError):

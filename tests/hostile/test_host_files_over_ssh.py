@@ -176,10 +176,9 @@ def test_a_symlinked_backup_folder_is_not_pruned_through_over_sftp(
     assert snapshot(certificates.parent) == before
 
 
-@pytest.mark.parametrize("mode", ["plan", "apply"])
-def test_a_symlinked_certificates_directory_is_not_followed_under_become(
-    fleet: SshdFleet, become_user: str, tmp_path: Path, mode: str
-) -> None:
+def _applied_under_become(fleet: SshdFleet, tmp_path: Path) -> tuple[Path, Path, Path, Path]:
+    """One sshd host reached as an unprivileged user with become, its files root's own in a
+    root-owned folder, applied once: playbook, inventory, known_hosts, certificates folder."""
     [server] = fleet.start(1)
     base = Path(fleet.shared) / "become-target"
     base.mkdir(mode=0o755)
@@ -194,7 +193,15 @@ def test_a_symlinked_certificates_directory_is_not_followed_under_become(
     known = known_hosts_for(tmp_path / "known_hosts", [server])
     first = apply(playbook, inventory, known_hosts=str(known))[server.name]
     assert first.status == "changed", first.error
-    certificates = base / "certificates"
+    return playbook, inventory, known, base / "certificates"
+
+
+@pytest.mark.parametrize("mode", ["plan", "apply"])
+def test_a_symlinked_certificates_directory_is_not_followed_under_become(
+    fleet: SshdFleet, become_user: str, tmp_path: Path, mode: str
+) -> None:
+    playbook, inventory, known, certificates = _applied_under_become(fleet, tmp_path)
+    base = certificates.parent
     outside = base / "outside"
     outside.mkdir()
     _swap_for_link(certificates, outside)
@@ -223,22 +230,9 @@ def test_the_certificates_directory_mode_is_brought_back_over_sftp(
 def test_the_certificates_directory_mode_is_brought_back_under_become(
     fleet: SshdFleet, become_user: str, tmp_path: Path
 ) -> None:
-    [server] = fleet.start(1)
-    base = Path(fleet.shared) / "become-target"
-    base.mkdir(mode=0o755)
-    playbook, inventory = write_project(
-        tmp_path / "project",
-        fleet,
-        [server],
-        user=BECOME_USER,
-        become=True,
-        roots={server.name: base},
-    )
-    known = known_hosts_for(tmp_path / "known_hosts", [server])
-    assert apply(playbook, inventory, known_hosts=str(known))[server.name].status == "changed"
-    certificates = base / "certificates"
+    playbook, inventory, known, certificates = _applied_under_become(fleet, tmp_path)
     certificates.chmod(0o777)
-    host = apply(playbook, inventory, known_hosts=str(known))[server.name]
+    [host] = apply(playbook, inventory, known_hosts=str(known)).values()
     assert host.status == "changed", host.error
     assert [c.reason for c in host.plan.changes] == ["mode 0777, want 0750"]
     assert stat.S_IMODE(certificates.stat().st_mode) == 0o750
