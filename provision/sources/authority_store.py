@@ -40,6 +40,15 @@ class AuthorityStore:
         return self.material is None
 
     @property
+    def certificate_file(self) -> Path:
+        return self.folder / CERTIFICATE_FILE
+
+    @property
+    def crl_urls(self) -> tuple[str, ...]:
+        """The CRL distribution points its leaves carry (none unless configured)."""
+        return ()
+
+    @property
     def subject_text(self) -> str:
         return build.name_of(SubjectFields(**self.spec.subject.model_dump())).rfc4514_string()
 

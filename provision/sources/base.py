@@ -58,6 +58,8 @@ class Expected:
 
     authority: Material | None = None
     authority_subject: str | None = None
+    # The authority's certificate file on the controller, named when it cannot issue.
+    authority_file: str | None = None
     supplied: Supplied | None = None
     waiting_for: str | None = None
 
