@@ -25,6 +25,7 @@ REFERENCE = ROOT / "docs" / "playbook.md"
 SECTIONS: dict[str, tuple[type[BaseModel], ...]] = {
     "Top level": (models.Playbook,),
     "`authorities[]`": (models.Authority,),
+    "`authorities[].crl`": (models.AuthorityCrl,),
     "`certificates[]`": (models.Certificate,),
     "`certificates[].source`": (models.SelfSignedSource, models.CaSource, models.ProvidedSource),
     "`certificates[].key`": (models.RsaKey, models.EcdsaKey, models.Ed25519Key),

@@ -583,6 +583,21 @@ def _unique_ignoring_case(directories: list[VirtualDirectory]) -> None:
             )
 
 
+class AuthorityCrl(Strict):
+    """Where an internal CA publishes its certificate revocation list, and what its leaves
+    say about it."""
+
+    dir: str = Field(min_length=1)
+    """The folder on the controller the CRL is written to, as `crl.der` and `crl.pem`
+    (relative to the playbook's folder); serve or copy it from there."""
+    url: str | None = Field(default=None, pattern=r"^(https?|ldap)://\S+$")
+    """The CRL distribution point the leaves issued from now on carry (http(s) or ldap URL);
+    none: leaves name no distribution point."""
+    next_update_days: int = Field(default=7, ge=1, le=365)
+    """How long each CRL is current (its nextUpdate, in days; default 7); apply republishes
+    it when half of that has passed."""
+
+
 class Authority(Strict):
     """An internal CA kept in a folder of the controller (key 0600, certificate, serial)."""
 
@@ -601,6 +616,9 @@ class Authority(Strict):
     """How long the CA certificate created here is valid, in days (default 3650)."""
     path_length: int | None = Field(default=None, ge=0)
     """How many CAs may stand below this one (basic constraints pathLen); none: no limit."""
+    crl: AuthorityCrl | None = None
+    """Publish a certificate revocation list (replaced and revoked leaves), and name it in
+    the leaves issued; none: no CRL."""
 
 
 BatchSize = Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^\d+(\.\d+)?%$")]

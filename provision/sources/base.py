@@ -102,6 +102,7 @@ class IssueRequest:
     now: dt.datetime
     generate_key: Callable[[KeySpec], Awaitable[PrivateKey]]
     authorities: Mapping[str, AuthorityStore]
+    host: str = ""  # whose certificate: a replaced leaf is revoked once that host finished
 
     async def key(self) -> PrivateKey:
         """The key to certify: the host's own, unless the plan asked for a new one."""

@@ -102,6 +102,10 @@ class InternalCa(CertificateSource):
         )
         if problem:
             raise HostRefusal(f"certificate {request.spec.name}: {problem}")
+        old = request.current.leaf
+        if old is not None and compare.issued_by(old, store.material.leaf):
+            # The leaf it replaces goes on the CRL (superseded) once the host has finished.
+            store.superseded.append((request.host, old.serial_number))
         key = await request.key()
         return issue_leaf(
             request.spec,
