@@ -36,6 +36,9 @@ SECTIONS: dict[str, tuple[type[BaseModel], ...]] = {
     "`sites[].bindings[]`": (models.Binding,),
     "`sites[].virtual_directories[]`": (models.VirtualDirectory,),
     "`sites[].verify`": (models.Verify,),
+    "`trust[]`": (models.Trust,),
+    "`trust[].roots[]`": (models.TrustRoot,),
+    "`trust[].stores[]`": (models.TrustStore,),
 }
 COMPLETE = "A complete playbook"
 

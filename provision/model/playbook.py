@@ -621,6 +621,36 @@ class Authority(Strict):
     the leaves issued; none: no CRL."""
 
 
+class TrustRoot(Strict):
+    """A root certificate to trust: for now, an internal authority of this playbook."""
+
+    authority: Identifier
+    """The name of an internal authority (`authorities[]`) whose certificate is the root."""
+
+
+class TrustStore(Strict):
+    """Where on the host the roots go: a plain PEM bundle file, for applications that read
+    one (curl --cacert, Python's SSL_CERT_FILE, a proxy's CA file)."""
+
+    type: Literal["bundle"]
+    """The kind of store: `bundle`, a PEM file of the roots, rewritten whole."""
+    path: HostPath
+    """The bundle's absolute path on the host; provision owns the file (it rewrites it)."""
+    mode: FileMode = 0o644
+    """The bundle's mode ("0644" by default: roots are public)."""
+
+
+class Trust(Strict):
+    """Which roots go into which trust stores on the playbook's hosts."""
+
+    name: Identifier
+    """A name for this set of roots, as the plan shows it."""
+    roots: list[TrustRoot] = Field(min_length=1)
+    """The roots to trust."""
+    stores: list[TrustStore] = Field(min_length=1)
+    """The stores that hold them on each host."""
+
+
 BatchSize = Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^\d+(\.\d+)?%$")]
 
 
@@ -666,6 +696,8 @@ class Playbook(Strict):
     """The certificates each host holds."""
     sites: list[Site] = Field(default_factory=list)
     """The web-server sites each host serves."""
+    trust: list[Trust] = Field(default_factory=list)
+    """Roots to install in trust stores on each host (internal authorities' roots)."""
 
     def certificate(self, name: str) -> Certificate:
         return next(c for c in self.certificates if c.name == name)
