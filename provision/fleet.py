@@ -57,6 +57,7 @@ from provision.report.progress import Progress, Silent
 from provision.sources.authority_store import create as create_authority
 from provision.sources.base import Expected
 from provision.transport.base import both
+from provision.trust import revocation
 from provision.verify import verify_site
 
 T = TypeVar("T")
@@ -230,8 +231,10 @@ async def plan_and_apply(
         watcher.close()
         keymaker.close()
         if apply:
+            done = {n for n, r in reports.items() if r.status in ("changed", "ok")}
             for store in loaded.authorities.values():
                 store.save_serial()
+                revocation.finish_run(store, done, moment)
         await close_all(loaded)
     order = [t.host.name for t in loaded.targets]
     plan = Plan(loaded.playbook.file, loaded.inventory.file, tuple(plans[n] for n in order))

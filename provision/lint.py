@@ -23,6 +23,9 @@ key-in-web-root    a private key written below a virtual directory's ``physical_
 path-case          a virtual directory's path with capitals, on a server that matches paths in
                    the case written (nginx, Apache, HAProxy): /ccmadmin/ is a 404 where the
                    playbook says /CCMAdmin, unless the site sets case_insensitive_paths
+authority-expiry   an internal authority that has expired, is not valid yet, or expires sooner
+                   than the longest-lived leaf it issues would (its leaves are cut at its
+                   expiry: they would need the authority renewed or rotated before their time)
 missing-physical-path
                    a site whose server needs a folder for its root (IIS's root application)
                    that no virtual directory / gives: a proxied / or none at all leaves it
@@ -34,6 +37,7 @@ refuses it, since such a playbook would never converge.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -47,9 +51,10 @@ from provision.api import Loaded
 from provision.coverage import uncovered
 from provision.inputs.targets import Target
 from provision.inputs.yaml_lines import PathKey
-from provision.model.playbook import Certificate, ProvidedSource, RsaKey
+from provision.model.playbook import CaSource, Certificate, ProvidedSource, RsaKey
 from provision.servers.registry import server
 from provision.sources.supplied import Supplied
+from provision.trust import health
 
 MIN_RSA_BITS = 3072
 MAX_BROWSER_DAYS = 398
@@ -65,6 +70,8 @@ RULES: dict[str, str] = {
     "key-in-web-root": "a private key written below a directory the web server serves",
     "path-case": "a virtual directory path with capitals on a server that matches paths in "
     "the case written",
+    "authority-expiry": "an internal authority that is expired, not yet valid, or expires "
+    "within the longest validity of the leaves it issues",
     "missing-physical-path": "a site root the server needs a folder for, which no virtual "
     "directory / gives",
 }
@@ -89,13 +96,16 @@ class Finding:
 _Raw = tuple[str, PathKey, str]
 
 
-def lint(loaded: Loaded, rules: Collection[str] | None = None) -> list[Finding]:
+def lint(
+    loaded: Loaded, rules: Collection[str] | None = None, now: dt.datetime | None = None
+) -> list[Finding]:
     """Every finding for the loaded hosts (of ``rules`` only, when given), merged across
     hosts, in file order."""
     doc = loaded.playbook
+    moment = now or dt.datetime.now(dt.UTC)
     hosts_of: dict[_Raw, list[str]] = {}
     for target in loaded.targets:
-        for raw in _check(loaded, target):
+        for raw in [*_check(loaded, target), *_authority_expiry(loaded, target, moment)]:
             if rules is None or raw[0] in rules:
                 hosts_of.setdefault(raw, []).append(target.host.name)
     findings = []
@@ -245,6 +255,45 @@ def _validity(loaded: Loaded, target: Target) -> Iterator[_Raw]:
                     f"certificate {certificate.name!r}: valid for {days} days, {limit}; "
                     f"use validity_days: {MAX_BROWSER_DAYS} or less",
                 )
+
+
+def _authority_expiry(loaded: Loaded, target: Target, now: dt.datetime) -> Iterator[_Raw]:
+    for i, authority in enumerate(target.playbook.authorities):
+        lives = [
+            c.validity_days
+            for c in target.playbook.certificates
+            if isinstance(c.source, CaSource)
+            and c.source.authority == authority.name
+            and c.validity_days is not None
+        ]
+        longest = max(lives, default=0)
+        store = loaded.authorities.get(authority.name)
+        if store is None or store.material is None:
+            # Created by the first apply, valid for its validity_days from then.
+            if longest > authority.validity_days:
+                yield (
+                    "authority-expiry",
+                    ("authorities", i, "validity_days"),
+                    f"authority {authority.name!r}: valid for {authority.validity_days} days, "
+                    f"shorter than the {longest} days of the leaves it issues",
+                )
+            continue
+        certificate = store.material.leaf
+        file = str(store.certificate_file)
+        problem = health.unusable(authority.name, file, certificate, now)
+        if problem:
+            yield ("authority-expiry", ("authorities", i), problem)
+            continue
+        end = certificate.not_valid_after_utc
+        if longest and end < now + dt.timedelta(days=longest):
+            yield (
+                "authority-expiry",
+                ("authorities", i),
+                f"authority {authority.name!r} ({file}) expires on {health.stamp(end)}, "
+                f"within the {longest} days of the leaves it issues: leaves issued from "
+                f"{health.stamp(end - dt.timedelta(days=longest))} on are cut at its expiry; "
+                f"renew it or rotate (`provision ca rotate PLAYBOOK {authority.name}`)",
+            )
 
 
 def _names(loaded: Loaded, target: Target) -> Iterator[_Raw]:

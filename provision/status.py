@@ -13,6 +13,7 @@ from provision.errors import ProvisionError
 from provision.facts import gather
 from provision.inputs.targets import Target
 from provision.plan.certificate import read_current
+from provision.trust import health
 
 
 @dataclass
@@ -59,6 +60,40 @@ async def _host_rows(loaded: Loaded, target: Target, now: dt.datetime) -> list[S
                 row.problem = f"expired {-row.days_left} days ago"
         rows.append(row)
     return rows
+
+
+@dataclass
+class AuthorityRow:
+    """An internal authority on the controller, with its expiry."""
+
+    authority: str
+    file: str
+    subject: str | None = None
+    not_after: str | None = None
+    days_left: int | None = None
+    problem: str | None = None
+
+    @property
+    def bad(self) -> bool:
+        return self.problem is not None
+
+
+def authority_rows(loaded: Loaded, now: dt.datetime | None = None) -> list[AuthorityRow]:
+    """Every authority of the playbook, soonest expiry first (one still to create leads)."""
+    moment = now or dt.datetime.now(dt.UTC)
+    rows = []
+    for name, store in sorted(loaded.authorities.items()):
+        row = AuthorityRow(name, str(store.certificate_file))
+        if store.material is None:
+            row.problem = "not created yet (created by the first apply)"
+        else:
+            certificate = store.material.leaf
+            row.subject = certificate.subject.rfc4514_string()
+            row.not_after = certificate.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+            row.days_left = int(days_left(certificate, moment) // 1)
+            row.problem = health.unusable(name, row.file, certificate, moment)
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r.days_left is not None, r.days_left or 0, r.authority))
 
 
 async def fleet_status(loaded: Loaded, now: dt.datetime | None = None) -> list[StatusRow]:

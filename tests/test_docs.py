@@ -25,6 +25,7 @@ REFERENCE = ROOT / "docs" / "playbook.md"
 SECTIONS: dict[str, tuple[type[BaseModel], ...]] = {
     "Top level": (models.Playbook,),
     "`authorities[]`": (models.Authority,),
+    "`authorities[].crl`": (models.AuthorityCrl,),
     "`certificates[]`": (models.Certificate,),
     "`certificates[].source`": (models.SelfSignedSource, models.CaSource, models.ProvidedSource),
     "`certificates[].key`": (models.RsaKey, models.EcdsaKey, models.Ed25519Key),
@@ -35,6 +36,9 @@ SECTIONS: dict[str, tuple[type[BaseModel], ...]] = {
     "`sites[].bindings[]`": (models.Binding,),
     "`sites[].virtual_directories[]`": (models.VirtualDirectory,),
     "`sites[].verify`": (models.Verify,),
+    "`trust[]`": (models.Trust,),
+    "`trust[].roots[]`": (models.TrustRoot,),
+    "`trust[].stores[]`": (models.TrustStore,),
 }
 COMPLETE = "A complete playbook"
 

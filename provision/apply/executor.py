@@ -292,6 +292,7 @@ async def _issue(
             ctx.now,
             ctx.keys.generate,
             ctx.authorities,
+            target.host.name,
         )
         materials[spec.name] = await source_of(spec).issue(request)
     return materials

@@ -36,7 +36,7 @@ from provision.cli.common import (
 
 if TYPE_CHECKING:  # the real imports are inside the commands, for a fast `--help`
     from provision.api import Report
-    from provision.status import StatusRow
+    from provision.status import AuthorityRow, StatusRow
 
 
 def _write_retry(playbook: str, result: Report) -> None:
@@ -416,15 +416,22 @@ def status(
     import json
     from dataclasses import asdict
 
-    from provision.status import fleet_status
+    from provision.status import authority_rows, fleet_status
 
     loaded = load_inputs(playbook, inventory, limit)
+    authorities = authority_rows(loaded)
     rows = asyncio.run(fleet_status(loaded))
     if output_format is OutputFormat.json:
-        typer.echo(json.dumps({"certificates": [asdict(r) for r in rows]}, indent=2))
+        document = {
+            "certificates": [asdict(r) for r in rows],
+            "authorities": [asdict(a) for a in authorities],
+        }
+        typer.echo(json.dumps(document, indent=2))
     else:
         _status_table(rows)
-    if any(r.bad for r in rows):
+        if authorities:
+            _authority_table(authorities)
+    if any(r.bad for r in rows) or any(a.bad for a in authorities):
         raise typer.Exit(1)
 
 
@@ -448,6 +455,23 @@ def _status_table(rows: list[StatusRow]) -> None:
             names = "covered" if row.days_left is not None else "-"
         table.add_row(row.host, row.certificate, row.issuer or "-", expires, names)
     Console(width=200).print(table)
+
+
+def _authority_table(rows: list[AuthorityRow]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("authority", "file", "subject", "expires"):
+        table.add_column(column)
+    for row in rows:
+        if row.days_left is None or row.problem:
+            expires = row.problem or "missing"
+        else:
+            expires = f"{row.not_after} (in {row.days_left} days)"
+        table.add_row(row.authority, row.file, row.subject or "-", expires)
+    typer.echo("")
+    Console(width=200, soft_wrap=True).print(table)
 
 
 COMMANDS = (validate, plan, apply, verify, rollback, render, csr, status)

@@ -105,8 +105,11 @@ def leaf(
     issuer: x509.Certificate | None = None,
     issuer_key: PrivateKey | None = None,
     serial: int | None = None,
+    not_after: dt.datetime | None = None,
+    crl_urls: tuple[str, ...] = (),
 ) -> x509.Certificate:
-    """A TLS server certificate; self-signed when no issuer is given."""
+    """A TLS server certificate; self-signed when no issuer is given. ``not_after`` cuts
+    its validity short (at its issuer's end); ``crl_urls`` are its CRL distribution points."""
     subject = name_of(request.subject)
     public = key.public_key()
     signing_key = issuer_key or key
@@ -131,7 +134,7 @@ def leaf(
         .public_key(public)
         .serial_number(serial or _serial())
         .not_valid_before(now - BACKDATE)
-        .not_valid_after(now - BACKDATE + dt.timedelta(days=request.validity_days))
+        .not_valid_after(not_after or now - BACKDATE + dt.timedelta(days=request.validity_days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(key_usage, critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -145,6 +148,17 @@ def leaf(
         builder = builder.add_extension(
             x509.SubjectAlternativeName(general_names(request.names)), critical=False
         )
+    if crl_urls:
+        points = [
+            x509.DistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(url)],
+                relative_name=None,
+                reasons=None,
+                crl_issuer=None,
+            )
+            for url in crl_urls
+        ]
+        builder = builder.add_extension(x509.CRLDistributionPoints(points), critical=False)
     return builder.sign(signing_key, signature_hash(signing_key))  # type: ignore[arg-type]
 
 

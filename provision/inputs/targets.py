@@ -110,6 +110,7 @@ class Target:
         paths = [self.output_path(o) for c in self.playbook.certificates for o in c.outputs]
         for site in self.playbook.sites:
             paths.extend(self.site_paths(site))
+        paths.extend(store.path for trust in self.playbook.trust for store in trust.stores)
         paths.append(self.state_path)
         paths.append(self.marker_path)
         for certificate in self.playbook.certificates:
@@ -205,6 +206,16 @@ def check_references(playbook: Playbook, doc: Document, suffix: str = "") -> Non
         if problem is not None:
             where, message = problem
             raise InputError(doc.locate(("certificates", index, *where)), f"{message}{suffix}")
+    authorities = [a.name for a in playbook.authorities]
+    for t, trust in enumerate(playbook.trust):
+        for r, root in enumerate(trust.roots):
+            if root.authority not in authorities:
+                known = ", ".join(authorities) or "none"
+                raise InputError(
+                    doc.locate(("trust", t, "roots", r, "authority")),
+                    f"{root.authority!r} is not an authority of this playbook "
+                    f"(defined: {known}){suffix}",
+                )
     for s, site in enumerate(playbook.sites):
         for b, binding in enumerate(site.bindings):
             if binding.certificate is not None and binding.certificate not in seen:

@@ -583,6 +583,21 @@ def _unique_ignoring_case(directories: list[VirtualDirectory]) -> None:
             )
 
 
+class AuthorityCrl(Strict):
+    """Where an internal CA publishes its certificate revocation list, and what its leaves
+    say about it."""
+
+    dir: str = Field(min_length=1)
+    """The folder on the controller the CRL is written to, as `crl.der` and `crl.pem`
+    (relative to the playbook's folder); serve or copy it from there."""
+    url: str | None = Field(default=None, pattern=r"^(https?|ldap)://\S+$")
+    """The CRL distribution point the leaves issued from now on carry (http(s) or ldap URL);
+    none: leaves name no distribution point."""
+    next_update_days: int = Field(default=7, ge=1, le=365)
+    """How long each CRL is current (its nextUpdate, in days; default 7); apply republishes
+    it when half of that has passed."""
+
+
 class Authority(Strict):
     """An internal CA kept in a folder of the controller (key 0600, certificate, serial)."""
 
@@ -601,6 +616,39 @@ class Authority(Strict):
     """How long the CA certificate created here is valid, in days (default 3650)."""
     path_length: int | None = Field(default=None, ge=0)
     """How many CAs may stand below this one (basic constraints pathLen); none: no limit."""
+    crl: AuthorityCrl | None = None
+    """Publish a certificate revocation list (replaced and revoked leaves), and name it in
+    the leaves issued; none: no CRL."""
+
+
+class TrustRoot(Strict):
+    """A root certificate to trust: for now, an internal authority of this playbook."""
+
+    authority: Identifier
+    """The name of an internal authority (`authorities[]`) whose certificate is the root."""
+
+
+class TrustStore(Strict):
+    """Where on the host the roots go: a plain PEM bundle file, for applications that read
+    one (curl --cacert, Python's SSL_CERT_FILE, a proxy's CA file)."""
+
+    type: Literal["bundle"]
+    """The kind of store: `bundle`, a PEM file of the roots, rewritten whole."""
+    path: HostPath
+    """The bundle's absolute path on the host; provision owns the file (it rewrites it)."""
+    mode: FileMode = 0o644
+    """The bundle's mode ("0644" by default: roots are public)."""
+
+
+class Trust(Strict):
+    """Which roots go into which trust stores on the playbook's hosts."""
+
+    name: Identifier
+    """A name for this set of roots, as the plan shows it."""
+    roots: list[TrustRoot] = Field(min_length=1)
+    """The roots to trust."""
+    stores: list[TrustStore] = Field(min_length=1)
+    """The stores that hold them on each host."""
 
 
 BatchSize = Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^\d+(\.\d+)?%$")]
@@ -648,6 +696,8 @@ class Playbook(Strict):
     """The certificates each host holds."""
     sites: list[Site] = Field(default_factory=list)
     """The web-server sites each host serves."""
+    trust: list[Trust] = Field(default_factory=list)
+    """Roots to install in trust stores on each host (internal authorities' roots)."""
 
     def certificate(self, name: str) -> Certificate:
         return next(c for c in self.certificates if c.name == name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from provision import fsutil
@@ -34,10 +34,31 @@ class AuthorityStore:
     material: Material | None  # None until created
     next_serial: int = 1
     saved_serial: int = 1  # what the serial file holds, so an idle run does not rewrite it
+    # Leaves this run replaced, (host, serial): revoked as superseded once the host finished.
+    superseded: list[tuple[str, int]] = field(default_factory=list)
+    base: Path | None = None  # the playbook's folder, which relative paths start from
 
     @property
     def pending(self) -> bool:
         return self.material is None
+
+    @property
+    def certificate_file(self) -> Path:
+        return self.folder / CERTIFICATE_FILE
+
+    @property
+    def crl_urls(self) -> tuple[str, ...]:
+        """The CRL distribution points its leaves carry (none unless configured)."""
+        crl = self.spec.crl
+        return (crl.url,) if crl is not None and crl.url else ()
+
+    @property
+    def crl_dir(self) -> Path | None:
+        """Where its CRL is published on the controller; None without ``crl``."""
+        if self.spec.crl is None:
+            return None
+        folder = Path(self.spec.crl.dir)
+        return folder if folder.is_absolute() else (self.base or self.folder) / folder
 
     @property
     def subject_text(self) -> str:
@@ -67,7 +88,7 @@ def open_authority(
         read(reads, folder / name)
     if not key_path.exists() and not cert_path.exists():
         if spec.create:
-            return AuthorityStore(spec, folder, None)
+            return AuthorityStore(spec, folder, None, base=base)
         raise InputError(
             where,
             f"authority {spec.name!r} has no key or certificate in {folder}; "
@@ -98,7 +119,12 @@ def open_authority(
     root = chain[-1] if chain else None
     serial = _read_serial(folder / SERIAL_FILE)
     return AuthorityStore(
-        spec, folder, Material(key, certificate, tuple(chain[:-1]), root), serial, serial
+        spec,
+        folder,
+        Material(key, certificate, tuple(chain[:-1]), root),
+        serial,
+        serial,
+        base=base,
     )
 
 

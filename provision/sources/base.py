@@ -58,6 +58,8 @@ class Expected:
 
     authority: Material | None = None
     authority_subject: str | None = None
+    # The authority's certificate file on the controller, named when it cannot issue.
+    authority_file: str | None = None
     supplied: Supplied | None = None
     waiting_for: str | None = None
 
@@ -100,6 +102,7 @@ class IssueRequest:
     now: dt.datetime
     generate_key: Callable[[KeySpec], Awaitable[PrivateKey]]
     authorities: Mapping[str, AuthorityStore]
+    host: str = ""  # whose certificate: a replaced leaf is revoked once that host finished
 
     async def key(self) -> PrivateKey:
         """The key to certify: the host's own, unless the plan asked for a new one."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 from provision.crypto import compare
 from provision.errors import ProvisionError
@@ -15,9 +16,11 @@ from provision.sources.base import (
     Current,
     Decision,
     Expected,
+    HostRefusal,
     IssueRequest,
 )
 from provision.sources.issued import decide_issued, issue_leaf
+from provision.trust import health
 
 
 def _authority(spec: Certificate) -> str:
@@ -42,7 +45,11 @@ class InternalCa(CertificateSource):
 
     def expected(self, spec: Certificate, host: str, controller: Controller) -> Expected:
         store = controller.authorities[_authority(spec)]
-        return Expected(authority=store.material, authority_subject=store.subject_text)
+        return Expected(
+            authority=store.material,
+            authority_subject=store.subject_text,
+            authority_file=str(store.certificate_file),
+        )
 
     def decide(
         self, spec: Certificate, current: Current, now: dt.datetime, expected: Expected
@@ -62,7 +69,18 @@ class InternalCa(CertificateSource):
                 "(authority created by this apply)",
                 new_key=spec.key.rotate == "always",
             )
-        return decide_issued(spec, current, now, issuer=expected.authority.leaf)
+        issuer = expected.authority.leaf
+        problem = health.unusable(_authority(spec), expected.authority_file or "", issuer, now)
+        if problem:
+            # Every leaf it signed is refused by clients too: the host fails, whether or not
+            # this certificate would be reissued.
+            raise HostRefusal(f"certificate {spec.name}: {problem}")
+        decision = decide_issued(spec, current, now, issuer=issuer)
+        assert spec.validity_days is not None  # the model requires it for this source
+        cap = health.capped(now, spec.validity_days, issuer) if decision.action else None
+        if cap:
+            return replace(decision, reason=f"{decision.reason}; {cap}")
+        return decision
 
     def above(self, spec: Certificate, expected: Expected) -> Above | None:
         # (While the authority is still to be created, its certificate is not known yet.)
@@ -79,5 +97,21 @@ class InternalCa(CertificateSource):
         store = request.authorities[name]
         if store.material is None:
             raise ProvisionError(f"authority {name} was not created")
+        problem = health.unusable(
+            name, str(store.certificate_file), store.material.leaf, request.now
+        )
+        if problem:
+            raise HostRefusal(f"certificate {request.spec.name}: {problem}")
+        old = request.current.leaf
+        if old is not None and compare.issued_by(old, store.material.leaf):
+            # The leaf it replaces goes on the CRL (superseded) once the host has finished.
+            store.superseded.append((request.host, old.serial_number))
         key = await request.key()
-        return issue_leaf(request.spec, key, request.now, store.material, store.take_serial())
+        return issue_leaf(
+            request.spec,
+            key,
+            request.now,
+            store.material,
+            store.take_serial(),
+            crl_urls=store.crl_urls,
+        )

@@ -13,6 +13,7 @@ from provision.crypto.types import PrivateKey
 from provision.model.playbook import Certificate
 from provision.plan.material import Material, issued_material
 from provision.sources.base import DAMAGED_KEY, Current, Decision, days, when
+from provision.trust import health
 
 
 def decide_issued(
@@ -57,7 +58,7 @@ def decide_issued(
     if added or removed:
         words = " ".join([*(f"+{n}" for n in added), *(f"-{n}" for n in removed)])
         return Decision("replace", f"names changed: {words}", new_key=rotate)
-    return _renewal(spec, leaf, now, rotate)
+    return _renewal(spec, leaf, now, rotate, issuer)
 
 
 def _issuer_change(leaf: x509.Certificate, issuer: x509.Certificate | None) -> str | None:
@@ -78,17 +79,33 @@ def _damaged(leaf: x509.Certificate, issuer: x509.Certificate) -> str | None:
     return f"signature does not verify: {problem}" if problem else None
 
 
-def _renewal(spec: Certificate, leaf: x509.Certificate, now: dt.datetime, rotate: bool) -> Decision:
+def _renewal(
+    spec: Certificate,
+    leaf: x509.Certificate,
+    now: dt.datetime,
+    rotate: bool,
+    issuer: x509.Certificate | None = None,
+) -> Decision:
+    # A leaf cut at its issuer's end cannot be made to live longer by reissuing it: renewing
+    # it on every run would only churn. The authority must be renewed or rotated instead.
+    at_end = issuer is not None and health.at_issuer_end(leaf, issuer)
     if now < leaf.not_valid_before_utc:
         return Decision("update", f"not valid until {when(leaf.not_valid_before_utc)}", rotate)
     left = compare.days_left(leaf, now)
     if left <= 0:
         return Decision("update", f"expired {days(-left)} ago", new_key=rotate)
+    if left < spec.renew_before_days and at_end:
+        return Decision(
+            None,
+            f"valid until {when(leaf.not_valid_after_utc)}, its authority's expiry "
+            "(renew or rotate the authority)",
+            until=leaf.not_valid_after_utc,
+        )
     if left < spec.renew_before_days:
         return Decision(
             "update", f"expires in {days(left)} (< {spec.renew_before_days})", new_key=rotate
         )
-    if spec.validity_days is not None:
+    if spec.validity_days is not None and not at_end:
         lifetime = compare.lifetime_days(leaf)
         # A day of slack: issuers round validity, and we backdate by an hour.
         if abs(lifetime - spec.validity_days) > 1:
@@ -112,14 +129,23 @@ def issue_leaf(
     now: dt.datetime,
     issuer: Material | None = None,
     serial: int | None = None,
+    crl_urls: tuple[str, ...] = (),
 ) -> Material:
-    """A new leaf for ``key``: self-signed without ``issuer``, else signed by that CA."""
+    """A new leaf for ``key``: self-signed without ``issuer``, else signed by that CA (and
+    cut at its end: a leaf never outlives its issuer)."""
     subject = SubjectFields(**spec.subject.model_dump()) if spec.subject else SubjectFields()
     assert spec.validity_days is not None  # the model requires it for certificates issued here
     request = LeafRequest(subject, tuple(spec.names), spec.validity_days)
     if issuer is None:
         return Material(key, build.leaf(request, key, now=now))
     leaf = build.leaf(
-        request, key, now=now, issuer=issuer.leaf, issuer_key=issuer.key, serial=serial
+        request,
+        key,
+        now=now,
+        issuer=issuer.leaf,
+        issuer_key=issuer.key,
+        serial=serial,
+        not_after=health.leaf_not_after(now, spec.validity_days, issuer.leaf),
+        crl_urls=crl_urls,
     )
     return issued_material(key, leaf, issuer)

@@ -1,0 +1,111 @@
+"""Helpers for the trust tests: a real nginx on loopback serving given certificates, and curl
+trusting only a given bundle."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import require_tool
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Served:
+    name: str  # the server_name clients ask for
+    certificate: Path  # full chain PEM
+    key: Path
+    port: int
+
+
+@contextmanager
+def nginx(prefix: Path, sites: list[Served]) -> Iterator[None]:
+    """nginx (daemon off, its own prefix) serving each site on 127.0.0.1:port."""
+    binary = require_tool("nginx")
+    (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    servers = "".join(
+        f"""    server {{
+        listen 127.0.0.1:{s.port} ssl;
+        server_name {s.name};
+        ssl_certificate {s.certificate};
+        ssl_certificate_key {s.key};
+        return 200 "ok {s.name}\\n";
+    }}
+"""
+        for s in sites
+    )
+    conf = prefix / "nginx.conf"
+    conf.write_text(f"""{user}worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log;
+events {{ worker_connections 32; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+{servers}}}
+""")
+    process = subprocess.Popen(
+        [binary, "-c", str(conf), "-p", str(prefix), "-e", str(prefix / "error.log")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        for site in sites:
+            while True:
+                if process.poll() is not None:
+                    log = (
+                        (prefix / "error.log").read_text()
+                        if (prefix / "error.log").exists()
+                        else ""
+                    )
+                    pytest.fail(f"nginx exited with {process.returncode}: {log}")
+                try:
+                    socket.create_connection(("127.0.0.1", site.port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        pytest.fail("nginx did not open its ports within 10 s")
+                    time.sleep(0.1)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def curl(site: Served, bundle: Path) -> subprocess.CompletedProcess[str]:
+    """curl trusting only ``bundle`` (no system store, no CA path)."""
+    binary = require_tool("curl")
+    return subprocess.run(
+        [
+            binary, "--silent", "--show-error", "--max-time", "10",
+            "--cacert", str(bundle), "--capath", "/nonexistent",
+            "--resolve", f"{site.name}:{site.port}:127.0.0.1",
+            f"https://{site.name}:{site.port}/",
+        ],
+        capture_output=True, text=True, check=False,
+        env={"PATH": os.environ.get("PATH", ""), "SSL_CERT_FILE": str(bundle)},
+    )  # fmt: skip
