@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from provision import reloads
 from provision.apply import backups
@@ -45,6 +46,7 @@ class RunContext:
     passwords: Mapping[str, Mapping[str, bytes]]  # host -> output file -> password
     authorities: Mapping[str, AuthorityStore]
     operation: backups.Operation = "apply"  # recorded in the journal and the backup
+    folder: Path = Path()  # the playbook's folder on the controller (an ACME account's home)
 
 
 def _state_content(target: Target, facts: HostFacts) -> bytes:
@@ -239,6 +241,7 @@ async def _issue(
             ctx.now,
             ctx.keys.generate,
             ctx.authorities,
+            ctx.folder,
         )
         materials[spec.name] = await source_of(spec).issue(request)
     return materials

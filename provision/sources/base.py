@@ -19,6 +19,7 @@ import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from cryptography import x509
@@ -100,6 +101,9 @@ class IssueRequest:
     now: dt.datetime
     generate_key: Callable[[KeySpec], Awaitable[PrivateKey]]
     authorities: Mapping[str, AuthorityStore]
+    # The playbook's folder on the controller: what a source keeps there (an ACME account)
+    # and the files the playbook names relative to it.
+    folder: Path = Path()
 
     async def key(self) -> PrivateKey:
         """The key to certify: the host's own, unless the plan asked for a new one."""
