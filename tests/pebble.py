@@ -92,9 +92,14 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], what: str) -> N
 
 @contextlib.contextmanager
 def running(
-    folder: Path, env: Mapping[str, str], *, http_port: int | None = None
+    folder: Path,
+    env: Mapping[str, str],
+    *,
+    http_port: int | None = None,
+    eab: Mapping[str, str] | None = None,
 ) -> Iterator[Pebble]:
-    """Pebble and pebble-challtestsrv, stopped (by their own process ids) on leaving."""
+    """Pebble and pebble-challtestsrv, stopped (by their own process ids) on leaving.
+    ``eab``: key identifier -> base64url HMAC key; Pebble then requires a binding."""
     pebble = require_tool("pebble")
     challtestsrv = require_tool("pebble-challtestsrv")
     folder.mkdir(parents=True, exist_ok=True)
@@ -111,7 +116,8 @@ def running(
             "httpPort": http_port or free_port(),
             "tlsPort": free_port(),
             "ocspResponderURL": "",
-            "externalAccountBindingRequired": False,
+            "externalAccountBindingRequired": bool(eab),
+            "externalAccountMACKeys": dict(eab or {}),
         }
     }
     (folder / "pebble.json").write_text(json.dumps(config))

@@ -7,6 +7,7 @@ DNS-01 goes through hooks that set TXT records on pebble-challtestsrv, the DNS P
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 import yaml
 from conftest import Cli, require_tool
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from pebble import Pebble, running
 from test_servers import Nginx, free_port
 
@@ -214,3 +216,66 @@ def test_validation_with_pebble_sleeping_and_rejecting_half_the_nonces(
         result = project.run("apply")
         assert result.exit_code == 0, result.stdout + result.stderr
         assert project.served().returncode == 0
+
+
+# Made for this test (base64url of random bytes): Pebble's key for kid "kid-1".
+EAB_HMAC = "q3Jm0Xo5u1T9KcV2hZ8bLw4YpE7sNfA6dGiR0tUyWxMzQeHjKlPvB1nCoS5aDrF2"
+WRONG_HMAC = "Zx9vQ2mL7nB4kR1tY6pW3sD8fG5hJ0aC2eI9uO4yT7rE1wQ6zX3cV8bN5mK0lP2j"
+
+
+def test_eab_account_and_no_secret_in_any_output(tmp_path: Path, nginx: Nginx) -> None:
+    """A CA that requires external account binding: a wrong HMAC key fails the host with the
+    CA's words, the right one opens the account; neither, nor the account key, appears in
+    anything printed or in any file but the account key's own."""
+    from test_secrets import secret_fragments
+
+    env = {**BASE_ENV, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "30"}
+    with running(tmp_path / "pebble", env, eab={"kid-1": EAB_HMAC}) as strict:
+        folder = tmp_path / "project"
+        folder.mkdir()
+        project = Project(folder, strict, nginx)
+        project.write(eab={"kid": "kid-1", "hmac_key": {"env": "ACME_EAB_HMAC"}})
+        cli = project.cli
+        refused = cli("apply", "playbook.yml", "-i", "inventory.yml",
+                      env={"ACME_EAB_HMAC": WRONG_HMAC})  # fmt: skip
+        assert refused.exit_code == 1, refused.stdout + refused.stderr
+        assert "urn:ietf:params:acme:error:" in refused.stdout + refused.stderr
+        assert not (project.certs / "web.pem").exists()
+        printed = [refused.stdout + refused.stderr]
+        for command in (("plan",), ("apply",), ("apply", "--format", "json"), ("plan", "-v")):
+            result = cli(*command, "playbook.yml", "-i", "inventory.yml",
+                         env={"ACME_EAB_HMAC": EAB_HMAC})  # fmt: skip
+            assert result.exit_code in (0, 2), result.stdout + result.stderr
+            printed.append(result.stdout + result.stderr)
+        assert project.served().returncode == 0
+        account_file = next((folder / "acme").glob("*/account.key"))
+        keys = [
+            serialization.load_pem_private_key(path.read_bytes(), None)
+            for path in (account_file, project.certs / "web.key")
+        ]
+        # What is public (the certificates, the public keys) is no leak, as in test_secrets.
+        public = [(project.certs / "web.pem").read_text().replace("\n", "")]
+        for key in keys:
+            spki = key.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            public += [base64.b64encode(spki).decode(), spki.hex()]
+        fragments = secret_fragments(keys, "\n".join(public).lower())  # type: ignore[arg-type]
+        fragments.update({EAB_HMAC: "the EAB HMAC key", WRONG_HMAC: "the wrong HMAC key"})
+        # Every file but key files (the key output, its backups, the account key).
+        texts = {
+            **{f"output {index}": text for index, text in enumerate(printed)},
+            **{
+                str(path): path.read_text(errors="replace")
+                for path in folder.rglob("*")
+                if path.is_file() and path.suffix != ".key"
+            },
+        }
+        leaks = [
+            f"{where}: {what}"
+            for where, text in texts.items()
+            for piece, what in fragments.items()
+            if piece in text
+        ]
+        assert not leaks, leaks
+        assert all("PRIVATE KEY-----" not in text for text in texts.values())
