@@ -279,3 +279,20 @@ def test_eab_account_and_no_secret_in_any_output(tmp_path: Path, nginx: Nginx) -
         ]
         assert not leaks, leaks
         assert all("PRIVATE KEY-----" not in text for text in texts.values())
+
+
+def test_the_examples_in_docs_acme_validate() -> None:
+    """Every certificate of docs/acme.md's YAML examples is a valid playbook certificate."""
+    import re
+
+    from conftest import ROOT
+
+    from provision.model.playbook import Certificate
+
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "docs" / "acme.md").read_text(), re.S)
+    # (Templates evaluated as a host would see them.)
+    text = [block.replace("{{ host.fqdn }}", "api.internal.example") for block in blocks]
+    certificates = [c for block in text for c in yaml.safe_load(block)["certificates"]]
+    assert len(certificates) == 2
+    for certificate in certificates:
+        assert Certificate.model_validate(certificate).source.type == "acme"
