@@ -296,3 +296,20 @@ def test_the_examples_in_docs_acme_validate() -> None:
     assert len(certificates) == 2
     for certificate in certificates:
         assert Certificate.model_validate(certificate).source.type == "acme"
+
+
+def test_revoke_an_acme_certificate(project: Project) -> None:
+    """`provision revoke` revokes the certificate the host holds, through the account that
+    ordered it; Pebble then refuses to revoke it again, in its own words."""
+    project.write()
+    assert project.run("apply").exit_code == 0
+    revoke = ("revoke", "playbook.yml", "-i", "inventory.yml", "--limit", "web-01")
+    done = project.cli(*revoke, "--reason", "keyCompromise")
+    assert done.exit_code == 0, done.stdout + done.stderr
+    assert f"serial {project.leaf().serial_number:x}" in done.stdout
+    again = project.cli(*revoke)
+    assert again.exit_code == 1, again.stdout + again.stderr
+    assert "urn:ietf:params:acme:error:alreadyRevoked" in again.stderr, again.stderr
+    assert "Traceback" not in again.stdout + again.stderr
+    wrong = project.cli(*revoke, "--reason", "becauseISaidSo")
+    assert wrong.exit_code == 1 and "is not one of" in wrong.stderr

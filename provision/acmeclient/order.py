@@ -56,40 +56,65 @@ class OrderInput:
 
 def order_certificate(order: OrderInput) -> list[x509.Certificate]:
     """The leaf and its chain (leaf first), as the CA issued them for ``order.key``."""
+    return _contained(order.source, lambda: _order(order))
+
+
+def revoke_certificate(source: AcmeSource, base: Path, leaf: x509.Certificate, reason: int) -> None:
+    """Revoke ``leaf``, signed by the account that ordered it (RFC 8555 7.6)."""
+
+    def revoke() -> None:
+        acme, _ = _client(source, base)
+        existing = messages.NewRegistration.from_data(only_return_existing=True)
+        try:
+            _retrying(lambda: acme.new_account(existing))
+        except errors.ConflictError as found:
+            acme.net.account = messages.RegistrationResource(
+                uri=found.location, body=messages.Registration()
+            )
+        _retrying(lambda: acme.revoke(leaf, reason))
+
+    _contained(source, revoke)
+
+
+def _contained(source: AcmeSource, call: Callable[[], T]) -> T:
+    """``call``, with every failure one ``AcmeError`` paragraph in the CA's own words."""
     try:
-        return _order(order)
+        return call()
     except AcmeError:
         raise
     except errors.ValidationError as exc:
-        raise AcmeError(_validation_words(exc, order.source.directory)) from None
+        raise AcmeError(_validation_words(exc, source.directory)) from None
     except messages.Error as exc:
-        raise AcmeError(f"the ACME CA {order.source.directory} refused: {_problem(exc)}") from None
+        raise AcmeError(f"the ACME CA {source.directory} refused: {_problem(exc)}") from None
     except errors.TimeoutError:
         raise AcmeError(
-            f"the order at {order.source.directory} was not finished within "
-            f"{int(_ORDER_DEADLINE.total_seconds())} s; the next run resumes it"
+            f"the order at {source.directory} was not finished within "
+            f"{int(_ORDER_DEADLINE.total_seconds())} s"
         ) from None
     except requests.RequestException as exc:
         raise AcmeError(
-            f"the ACME directory {order.source.directory} cannot be reached: {_one_line(exc)}"
+            f"the ACME directory {source.directory} cannot be reached: {_one_line(exc)}"
         ) from None
     except (errors.Error, ValueError, jose.errors.Error) as exc:
         raise AcmeError(
-            f"the ACME CA {order.source.directory} answered something unusable: {_one_line(exc)}"
+            f"the ACME CA {source.directory} answered something unusable: {_one_line(exc)}"
         ) from None
 
 
-def _order(order: OrderInput) -> list[x509.Certificate]:
-    source = order.source
-    jwk = JWKEC(key=account_key(source, order.base))
+def _client(source: AcmeSource, base: Path) -> tuple[client.ClientV2, JWKEC]:
+    jwk = JWKEC(key=account_key(source, base))
     net = client.ClientNetwork(
         jwk,
         alg=ES256,
         user_agent="provision",
-        verify_ssl=_verify(source, order.base),  # type: ignore[arg-type]  # requests' verify
+        verify_ssl=_verify(source, base),  # type: ignore[arg-type]  # requests' verify
     )
     directory = client.ClientV2.get_directory(source.directory, net)
-    acme = client.ClientV2(directory, net)
+    return client.ClientV2(directory, net), jwk
+
+
+def _order(order: OrderInput) -> list[x509.Certificate]:
+    acme, jwk = _client(order.source, order.base)
     _register(acme, jwk, order)
     csr = _csr(order)
     orderr = _retrying(lambda: acme.new_order(csr))

@@ -12,7 +12,9 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from provision.acmeclient.order import OrderInput, order_certificate
+from cryptography import x509
+
+from provision.acmeclient.order import OrderInput, order_certificate, revoke_certificate
 from provision.errors import ProvisionError
 from provision.model.playbook import AcmeSource, Certificate, SecretRef
 from provision.plan.material import Material
@@ -50,6 +52,12 @@ class Acme(CertificateSource):
         )
         issued = await asyncio.to_thread(order_certificate, order)
         return Material(key, issued[0], tuple(issued[1:]))
+
+    async def revoke(
+        self, spec: Certificate, leaf: x509.Certificate, reason: int, folder: Path
+    ) -> str:
+        await asyncio.to_thread(revoke_certificate, _source(spec), folder, leaf, reason)
+        return f"revoked at {_source(spec).directory} (serial {leaf.serial_number:x})"
 
 
 def _hmac(ref: SecretRef, folder: Path) -> str:

@@ -156,6 +156,15 @@ class CertificateSource(ABC):
     async def issue(self, request: IssueRequest) -> Material:
         """New material for the certificate (apply time only)."""
 
+    async def revoke(
+        self, spec: Certificate, leaf: x509.Certificate, reason: int, folder: Path
+    ) -> str:
+        """Revoke ``leaf`` with the RFC 5280 ``reason`` code; what was done, in a few words.
+        Raises ``ProvisionError`` when it cannot be (the default: nobody here can)."""
+        raise ProvisionError(
+            f"a {self.type} certificate cannot be revoked by provision; ask whoever issued it"
+        )
+
 
 # A key whose public half matches its certificate but whose signatures do not verify.
 DAMAGED_KEY = "key is damaged: a signature made with it does not verify"

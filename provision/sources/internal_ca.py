@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
+
+from cryptography import x509
 
 from provision.crypto import compare
 from provision.errors import ProvisionError
@@ -73,6 +76,16 @@ class InternalCa(CertificateSource):
         if expected.authority is None:
             return Material(current.key, current.leaf)
         return issued_material(current.key, current.leaf, expected.authority)
+
+    async def revoke(
+        self, spec: Certificate, leaf: x509.Certificate, reason: int, folder: Path
+    ) -> str:
+        # The seam for the internal CA's revocation list (the trust/CRL work): record the
+        # serial in the authority's folder and publish its CRL. Until then, say so plainly.
+        raise ProvisionError(
+            f"authority {_authority(spec)} keeps no revocation list yet; nothing was revoked "
+            f"(serial {leaf.serial_number:x}); remove the certificate by reissuing it"
+        )
 
     async def issue(self, request: IssueRequest) -> Material:
         name = _authority(request.spec)
