@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -283,7 +284,6 @@ def test_eab_account_and_no_secret_in_any_output(tmp_path: Path, nginx: Nginx) -
 
 def test_the_examples_in_docs_acme_validate() -> None:
     """Every certificate of docs/acme.md's YAML examples is a valid playbook certificate."""
-    import re
 
     from conftest import ROOT
 
@@ -313,3 +313,31 @@ def test_revoke_an_acme_certificate(project: Project) -> None:
     assert "Traceback" not in again.stdout + again.stderr
     wrong = project.cli(*revoke, "--reason", "becauseISaidSo")
     assert wrong.exit_code == 1 and "is not one of" in wrong.stderr
+
+
+def test_unreachable_directory_and_failing_hook_fail_only_that_host(project: Project) -> None:
+    """A directory nobody answers, or a DNS hook that fails, fails the host in one paragraph
+    and leaves its certificate and files as they were."""
+    project.write()
+    assert project.run("apply").exit_code == 0
+    before = {p.name: p.read_bytes() for p in project.certs.iterdir() if p.is_file()}
+    book = yaml.safe_load((project.folder / "playbook.yml").read_text())
+    book["certificates"][0]["renew_before_days"] = 100000
+    closed = f"https://127.0.0.1:{free_port()}/dir"
+    book["certificates"][0]["source"]["directory"] = closed
+    (project.folder / "playbook.yml").write_text(yaml.safe_dump(book, sort_keys=False))
+    gone = project.run("apply")
+    assert gone.exit_code == 1, gone.stdout + gone.stderr
+    assert f"the ACME directory {closed} cannot be reached" in gone.stdout + gone.stderr
+    book["certificates"][0]["source"]["directory"] = project.ca.directory
+    book["certificates"][0]["source"]["dns_hook"]["set"] = "echo 'zone is frozen' >&2; exit 3"
+    (project.folder / "playbook.yml").write_text(yaml.safe_dump(book, sort_keys=False))
+    hook = project.run("apply")
+    assert hook.exit_code == 1, hook.stdout + hook.stderr
+    said = hook.stdout + hook.stderr
+    assert re.search(r"dns_hook set for (www\.)?acme\.test exited with 3: zone is frozen", said)
+    for result in (gone, hook):
+        assert "Traceback" not in result.stdout + result.stderr
+    after = {p.name: p.read_bytes() for p in project.certs.iterdir() if p.is_file()}
+    assert after == before
+    assert project.served().returncode == 0
