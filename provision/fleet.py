@@ -101,7 +101,7 @@ async def plan_and_apply(
         for store in loaded.authorities.values():
             if store.pending:
                 create_authority(store, moment)
-    ctx = RunContext(moment, keymaker, loaded.passwords, loaded.authorities)
+    ctx = RunContext(moment, keymaker, loaded.passwords, loaded.authorities, folder=loaded.folder)
 
     async def one(target: Target) -> None:
         started = time.perf_counter()

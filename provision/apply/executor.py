@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from provision import reloads
@@ -51,6 +52,7 @@ class RunContext:
     passwords: Mapping[str, Mapping[str, bytes]]  # host -> output file -> password
     authorities: Mapping[str, AuthorityStore]
     operation: backups.Operation = "apply"  # recorded in the journal and the backup
+    folder: Path = Path()  # the playbook's folder on the controller (an ACME account's home)
 
 
 def _state_content(target: Target, facts: HostFacts) -> bytes:
@@ -293,6 +295,7 @@ async def _issue(
             ctx.keys.generate,
             ctx.authorities,
             target.host.name,
+            ctx.folder,
         )
         materials[spec.name] = await source_of(spec).issue(request)
     return materials

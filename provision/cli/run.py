@@ -31,6 +31,7 @@ from provision.cli.common import (
     fail,
     load_each,
     load_inputs,
+    report_error,
     reported_errors,
 )
 
@@ -435,6 +436,39 @@ def status(
         raise typer.Exit(1)
 
 
+def revoke(
+    playbook: Playbook,
+    inventory: InventoryOpt,
+    limit: Annotated[
+        str, typer.Option("--limit", "-l", help="The hosts whose certificates to revoke.")
+    ],
+    reason: Annotated[
+        str,
+        typer.Option(
+            help="RFC 5280 reason: unspecified, keyCompromise, affiliationChanged, "
+            "superseded or cessationOfOperation."
+        ),
+    ] = "unspecified",
+) -> None:
+    """Revoke the certificates the limited hosts hold (ACME: by the account that ordered
+    them); exit 1 if one could not be."""
+    import asyncio
+
+    from provision.revoke import REASONS, revoke_all
+
+    if reason not in REASONS:
+        fail(f"--reason {reason!r} is not one of {', '.join(REASONS)}")
+    loaded = load_inputs(playbook, inventory, limit)
+    rows = asyncio.run(revoke_all(loaded, reason))
+    for row in rows:
+        if row.error is None:
+            typer.echo(f"{row.host}: {row.certificate}: {row.done}")
+        else:
+            report_error(f"{row.host}: {row.certificate}: {row.error}")
+    if any(row.error is not None for row in rows):
+        raise typer.Exit(1)
+
+
 def _status_table(rows: list[StatusRow]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -474,7 +508,7 @@ def _authority_table(rows: list[AuthorityRow]) -> None:
     Console(width=200, soft_wrap=True).print(table)
 
 
-COMMANDS = (validate, plan, apply, verify, rollback, render, csr, status)
+COMMANDS = (validate, plan, apply, verify, rollback, render, csr, status, revoke)
 
 
 def register(app: typer.Typer) -> None:

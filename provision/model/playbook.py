@@ -192,7 +192,70 @@ class ProvidedSource(Strict):
     {file: PATH}."""
 
 
-Source = Annotated[SelfSignedSource | CaSource | ProvidedSource, Field(discriminator="type")]
+class Eab(Strict):
+    """External account binding: the key identifier and HMAC key a CA hands out (ZeroSSL,
+    Google, step-ca with EAB), for CAs that refuse accounts without one."""
+
+    kid: str = Field(min_length=1)
+    """The key identifier the CA gave."""
+    hmac_key: SecretRef
+    """The base64url HMAC key: {env: VAR} or {file: PATH}, never in the playbook."""
+
+
+class DnsHook(Strict):
+    """Commands run on the controller to publish and remove a DNS-01 TXT record. They see
+    PROVISION_ACME_NAME (_acme-challenge.NAME.), PROVISION_ACME_VALUE (the TXT value),
+    PROVISION_ACME_DOMAIN, and lego's and certbot's names for the same (CERTBOT_DOMAIN,
+    CERTBOT_VALIDATION)."""
+
+    set: str = Field(min_length=1)
+    """A shell command that publishes the record."""
+    clear: str = Field(min_length=1)
+    """A shell command that removes it."""
+
+
+class AcmeSource(Strict):
+    """Issued by an ACME (RFC 8555) CA: Let's Encrypt, step-ca, Pebble."""
+
+    type: Literal["acme"]
+    """acme: ordered from an ACME CA at apply time."""
+    directory: str = Field(pattern=r"^https://[^\s]+$")
+    """The CA's directory URL (https)."""
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+    """The account's contact e-mail."""
+    accept_terms: bool = False
+    """You accept the CA's terms of service (required by most CAs)."""
+    eab: Eab | None = None
+    """External account binding, for CAs that require one."""
+    challenge: Literal["http-01", "dns-01"] = "dns-01"
+    """How names are proven: dns-01 (a TXT record set by `dns_hook`)."""
+    dns_hook: DnsHook | None = None
+    """The commands that set and clear the TXT record (dns-01)."""
+    resolvers: list[str] = Field(default_factory=list)
+    """ADDRESS:PORT of the DNS servers that must see the TXT record before the CA is asked
+    to look (dns-01); the system's resolvers when left out."""
+    propagation_timeout: int = Field(default=120, ge=0, le=3600)
+    """How long to wait, in seconds, for the record to be visible; 0: do not look (the hook
+    waits for its DNS itself)."""
+    ca_bundle: str | None = None
+    """A PEM file of the roots the directory's TLS certificate chains to, relative to the
+    playbook's folder (a private CA's directory); REQUESTS_CA_BUNDLE is honoured too."""
+    account_dir: str | None = None
+    """The controller folder of the account key (0600), relative to the playbook's folder;
+    default acme/HOST-OF-DIRECTORY."""
+
+    @model_validator(mode="after")
+    def _challenge_needs(self) -> AcmeSource:
+        if self.challenge == "dns-01" and self.dns_hook is None:
+            raise ValueError("challenge dns-01 needs 'dns_hook' {set: COMMAND, clear: COMMAND}")
+        if self.challenge == "http-01":
+            raise ValueError("challenge http-01 is not supported yet; use dns-01")
+        return self
+
+
+Source = Annotated[
+    SelfSignedSource | CaSource | ProvidedSource | AcmeSource, Field(discriminator="type")
+]
 
 Format = Literal["der", "pem", "pkcs7", "pkcs12"]
 # certificate: the leaf; chain: the intermediates; fullchain: leaf and intermediates (what a
@@ -288,8 +351,8 @@ class Certificate(Strict):
     name: Identifier
     """The certificate's name: sites bind it by this name (letters, digits, . _ -)."""
     source: Source
-    """Where it comes from: self-signed, ca (an internal CA of the playbook) or provided (files
-    a third-party CA issued)."""
+    """Where it comes from: self-signed, ca (an internal CA of the playbook), provided (files
+    a third-party CA issued) or acme (ordered from an ACME CA)."""
     key: KeySpec = Field(default_factory=lambda: RsaKey(type="rsa"))
     """The key pair: {type: rsa, size: ...}, {type: ecdsa, curve: ...} or {type: ed25519}; RSA
     2048 when left out."""
@@ -334,12 +397,20 @@ class Certificate(Strict):
 
     @model_validator(mode="after")
     def _coherent(self) -> Certificate:
-        issued_here = not isinstance(self.source, ProvidedSource)
+        issued_here = isinstance(self.source, SelfSignedSource | CaSource)
         if issued_here:
             if self.validity_days is None:
                 raise ValueError("'validity_days' is required for a certificate issued here")
             if self.subject is None and not self.names:
                 raise ValueError("give a 'subject' or 'names' (a certificate must name something)")
+        if isinstance(self.source, AcmeSource) and not self.names:
+            raise ValueError("an acme certificate needs 'names' (the names the CA validates)")
+        if isinstance(self.source, AcmeSource) and self.key.type == "ed25519":
+            raise ValueError("ACME CAs do not issue for ed25519 keys; use rsa or ecdsa")
+        if isinstance(self.source, AcmeSource) and any(o.content == "root" for o in self.outputs):
+            raise ValueError(
+                "an acme certificate has no root output: the CA sends the chain, not its root"
+            )
         if (
             isinstance(self.source, ProvidedSource)
             and self.source.key is None

@@ -19,6 +19,7 @@ import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from cryptography import x509
@@ -103,6 +104,9 @@ class IssueRequest:
     generate_key: Callable[[KeySpec], Awaitable[PrivateKey]]
     authorities: Mapping[str, AuthorityStore]
     host: str = ""  # whose certificate: a replaced leaf is revoked once that host finished
+    # The playbook's folder on the controller: what a source keeps there (an ACME account)
+    # and the files the playbook names relative to it.
+    folder: Path = Path()
 
     async def key(self) -> PrivateKey:
         """The key to certify: the host's own, unless the plan asked for a new one."""
@@ -154,6 +158,15 @@ class CertificateSource(ABC):
     @abstractmethod
     async def issue(self, request: IssueRequest) -> Material:
         """New material for the certificate (apply time only)."""
+
+    async def revoke(
+        self, spec: Certificate, leaf: x509.Certificate, reason: int, folder: Path
+    ) -> str:
+        """Revoke ``leaf`` with the RFC 5280 ``reason`` code; what was done, in a few words.
+        Raises ``ProvisionError`` when it cannot be (the default: nobody here can)."""
+        raise ProvisionError(
+            f"a {self.type} certificate cannot be revoked by provision; ask whoever issued it"
+        )
 
 
 # A key whose public half matches its certificate but whose signatures do not verify.

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
+from pathlib import Path
+
+from cryptography import x509
 
 from provision.crypto import compare
 from provision.errors import ProvisionError
@@ -91,6 +94,18 @@ class InternalCa(CertificateSource):
         if expected.authority is None:
             return Material(current.key, current.leaf)
         return issued_material(current.key, current.leaf, expected.authority)
+
+    async def revoke(
+        self, spec: Certificate, leaf: x509.Certificate, reason: int, folder: Path
+    ) -> str:
+        # An internal CA's revocations are the controller's business, not a host's: its CRL
+        # is kept beside the authority (provision/trust/revocation.py).
+        raise ProvisionError(
+            f"certificate {spec.name} is issued by the internal authority {_authority(spec)}: "
+            f"nothing was revoked here; revoke it with `provision ca revoke PLAYBOOK "
+            f"{_authority(spec)} --serial {leaf.serial_number:x}`, which puts it on the "
+            "authority's CRL"
+        )
 
     async def issue(self, request: IssueRequest) -> Material:
         name = _authority(request.spec)

@@ -21,8 +21,10 @@ def decide_issued(
     current: Current,
     now: dt.datetime,
     issuer: x509.Certificate | None = None,
+    any_issuer: bool = False,
 ) -> Decision:
-    """Whether to issue the certificate, and why. ``issuer`` is None for self-signed."""
+    """Whether to issue the certificate, and why. ``issuer`` is None for self-signed;
+    ``any_issuer``: the CA is elsewhere (ACME) and chooses issuer and subject itself."""
     rotate = spec.key.rotate == "always"
     if current.leaf is None:
         if current.unreadable:
@@ -43,10 +45,10 @@ def decide_issued(
     have_key = keys.label(current.key)
     if have_key != spec.key.label:
         return Decision("replace", f"key changed: {have_key} -> {spec.key.label}", new_key=True)
-    issuer_problem = _issuer_change(leaf, issuer)
+    issuer_problem = None if any_issuer else _issuer_change(leaf, issuer)
     if issuer_problem:
         return Decision("replace", issuer_problem, new_key=rotate)
-    if spec.subject is not None:
+    if spec.subject is not None and not any_issuer:
         wanted = name_of(SubjectFields(**spec.subject.model_dump()))
         if leaf.subject != wanted:
             return Decision(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from provision.model.playbook import Certificate
+from provision.sources.acme import Acme
 from provision.sources.base import CertificateSource
 from provision.sources.internal_ca import InternalCa
 from provision.sources.provided import Provided
 from provision.sources.self_signed import SelfSigned
 
 SOURCES: dict[str, CertificateSource] = {
-    source.type: source for source in (SelfSigned(), InternalCa(), Provided())
+    source.type: source for source in (SelfSigned(), InternalCa(), Provided(), Acme())
 }
 
 

@@ -1,0 +1,247 @@
+"""One ACME order, from account to certificate chain, through certbot's ``acme`` package.
+
+Everything here is blocking (``acme`` uses requests): the source runs it in a thread. Every
+failure becomes one ``AcmeError`` paragraph carrying the CA's own problem document (type and
+detail), never a traceback; nothing of the account key or the EAB HMAC key is in any message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import ipaddress
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import josepy as jose
+import requests
+from acme import challenges, client, crypto_util, errors, messages
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from josepy.jwa import ES256
+from josepy.jwk import JWKEC
+
+from provision.acmeclient import dns
+from provision.acmeclient.account import account_key
+from provision.crypto.types import PrivateKey
+from provision.errors import ProvisionError
+from provision.model.playbook import AcmeSource
+
+T = TypeVar("T")
+
+# Pebble rejects a share of nonces on purpose (PEBBLE_WFE_NONCEREJECT), and so may a real CA
+# under load; ``acme`` retries once, this a few more times before the host fails.
+_NONCE_TRIES = 6
+_RATE_LIMIT_TRIES = 3
+_RATE_LIMIT_WAIT = 5.0  # seconds; a longer Retry-After fails the host for the next run
+_ORDER_DEADLINE = dt.timedelta(seconds=180)
+
+
+class AcmeError(ProvisionError):
+    pass
+
+
+@dataclass(frozen=True)
+class OrderInput:
+    source: AcmeSource
+    names: tuple[str, ...]
+    key: PrivateKey
+    base: Path  # the playbook's folder: the account folder and relative paths
+    eab_hmac: str | None
+
+
+def order_certificate(order: OrderInput) -> list[x509.Certificate]:
+    """The leaf and its chain (leaf first), as the CA issued them for ``order.key``."""
+    return _contained(order.source, lambda: _order(order))
+
+
+def revoke_certificate(source: AcmeSource, base: Path, leaf: x509.Certificate, reason: int) -> None:
+    """Revoke ``leaf``, signed by the account that ordered it (RFC 8555 7.6)."""
+
+    def revoke() -> None:
+        acme, _ = _client(source, base)
+        existing = messages.NewRegistration.from_data(only_return_existing=True)
+        try:
+            _retrying(lambda: acme.new_account(existing))
+        except errors.ConflictError as found:
+            acme.net.account = messages.RegistrationResource(
+                uri=found.location, body=messages.Registration()
+            )
+        _retrying(lambda: acme.revoke(leaf, reason))
+
+    _contained(source, revoke)
+
+
+def _contained(source: AcmeSource, call: Callable[[], T]) -> T:
+    """``call``, with every failure one ``AcmeError`` paragraph in the CA's own words."""
+    try:
+        return call()
+    except AcmeError:
+        raise
+    except errors.ValidationError as exc:
+        raise AcmeError(_validation_words(exc, source.directory)) from None
+    except messages.Error as exc:
+        raise AcmeError(f"the ACME CA {source.directory} refused: {_problem(exc)}") from None
+    except errors.TimeoutError:
+        raise AcmeError(
+            f"the order at {source.directory} was not finished within "
+            f"{int(_ORDER_DEADLINE.total_seconds())} s"
+        ) from None
+    except requests.RequestException as exc:
+        raise AcmeError(
+            f"the ACME directory {source.directory} cannot be reached: {_one_line(exc)}"
+        ) from None
+    except (errors.Error, ValueError, jose.errors.Error) as exc:
+        raise AcmeError(
+            f"the ACME CA {source.directory} answered something unusable: {_one_line(exc)}"
+        ) from None
+
+
+def _client(source: AcmeSource, base: Path) -> tuple[client.ClientV2, JWKEC]:
+    jwk = JWKEC(key=account_key(source, base))
+    net = client.ClientNetwork(
+        jwk,
+        alg=ES256,
+        user_agent="provision",
+        verify_ssl=_verify(source, base),  # type: ignore[arg-type]  # requests' verify
+    )
+    directory = client.ClientV2.get_directory(source.directory, net)
+    return client.ClientV2(directory, net), jwk
+
+
+def _order(order: OrderInput) -> list[x509.Certificate]:
+    acme, jwk = _client(order.source, order.base)
+    _register(acme, jwk, order)
+    csr = _csr(order)
+    orderr = _retrying(lambda: acme.new_order(csr))
+    cleanups: list[Callable[[], None]] = []
+    try:
+        for authz in orderr.authorizations:
+            if authz.body.status == messages.STATUS_VALID:
+                continue  # validated by an earlier order of this account: paid for already
+            _answer(acme, jwk, authz, order, cleanups)
+        deadline = dt.datetime.now() + _ORDER_DEADLINE
+        done = _retrying(lambda: acme.poll_and_finalize(orderr, deadline))
+    finally:
+        for cleanup in cleanups:
+            # A record left behind is harmless; the certificate is what matters.
+            with contextlib.suppress(ProvisionError):
+                cleanup()
+    return x509.load_pem_x509_certificates(done.fullchain_pem.encode())
+
+
+def _verify(source: AcmeSource, base: Path) -> str | bool:
+    """The roots the directory's TLS certificate is checked against."""
+    if source.ca_bundle is not None:
+        bundle = Path(source.ca_bundle)
+        return str(bundle if bundle.is_absolute() else base / bundle)
+    for variable in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        if os.environ.get(variable):
+            return os.environ[variable]
+    return True
+
+
+def _register(acme: client.ClientV2, jwk: JWKEC, order: OrderInput) -> None:
+    source = order.source
+    eab = None
+    if source.eab is not None:
+        assert order.eab_hmac is not None  # read by the source from env or file
+        eab = messages.ExternalAccountBinding.from_data(
+            account_public_key=jwk.public_key(),
+            kid=source.eab.kid,
+            hmac_key=order.eab_hmac,
+            directory=acme.directory,
+        )
+    registration = messages.NewRegistration.from_data(
+        email=source.email,
+        terms_of_service_agreed=source.accept_terms,
+        external_account_binding=eab,
+    )
+    try:
+        _retrying(lambda: acme.new_account(registration))
+    except errors.ConflictError as existing:
+        # The key has an account already: the CA says where; use it.
+        acme.net.account = messages.RegistrationResource(
+            uri=existing.location, body=messages.Registration()
+        )
+
+
+def _csr(order: OrderInput) -> bytes:
+    pem = order.key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    domains: list[str] = []
+    addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for name in order.names:
+        try:
+            addresses.append(ipaddress.ip_address(name))
+        except ValueError:
+            domains.append(name)
+    return crypto_util.make_csr(pem, domains, ipaddrs=addresses or None)
+
+
+def _answer(
+    acme: client.ClientV2,
+    jwk: JWKEC,
+    authz: messages.AuthorizationResource,
+    order: OrderInput,
+    cleanups: list[Callable[[], None]],
+) -> None:
+    source = order.source
+    domain = authz.body.identifier.value
+    for challb in authz.body.challenges:
+        if isinstance(challb.chall, challenges.DNS01):
+            break
+    else:
+        raise AcmeError(f"the ACME CA {source.directory} offers no dns-01 challenge for {domain}")
+    assert source.dns_hook is not None  # the model requires it for dns-01
+    response, value = challb.response_and_validation(jwk)
+    name = challb.chall.validation_domain_name(domain) + "."
+    hook = source.dns_hook
+    dns.run_hook("set", hook, domain, name, value, order.base)
+    cleanups.append(lambda: dns.run_hook("clear", hook, domain, name, value, order.base))
+    if source.propagation_timeout:
+        resolvers = [dns.parse_resolver(r) for r in source.resolvers] or dns.system_resolvers()
+        dns.wait_visible(name, value, resolvers, source.propagation_timeout)
+    _retrying(lambda: acme.answer_challenge(challb, response))
+
+
+def _retrying(call: Callable[[], T]) -> T:
+    nonce_tries = rate_tries = 0
+    while True:
+        try:
+            return call()
+        except messages.Error as exc:
+            if exc.code == "badNonce" and nonce_tries < _NONCE_TRIES:
+                nonce_tries += 1
+                continue
+            if exc.code == "rateLimited" and rate_tries < _RATE_LIMIT_TRIES:
+                rate_tries += 1
+                time.sleep(_RATE_LIMIT_WAIT * rate_tries)
+                continue
+            raise
+
+
+def _problem(error: messages.Error) -> str:
+    words = f"{error.typ}: {error.detail or error.title or ''}".strip()
+    return _one_line(words)
+
+
+def _validation_words(exc: errors.ValidationError, directory: str) -> str:
+    parts = []
+    for authzr in exc.failed_authzrs:
+        for challb in authzr.body.challenges:
+            if challb.error is not None:
+                parts.append(f"{authzr.body.identifier.value}: {_problem(challb.error)}")
+    said = "; ".join(parts) or "no reason given"
+    return f"the ACME CA {directory} refused the challenge: {said}"
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split())[:600]
