@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,8 @@ from pydantic import ValidationError
 
 from provision.errors import InputError, Location, PatternError
 from provision.inputs.files import UnreadableFile, read_regular
+from provision.inputs.host_ranges import RangeError, expand, split_port
+from provision.inputs.inventory_sources import read_sources
 from provision.inputs.manifest import Manifest, read
 from provision.inputs.validation import raise_for
 from provision.inputs.yaml_lines import Document, PathKey, load_file
@@ -58,9 +60,30 @@ class Inventory:
 
 
 def load_inventory(
-    path: Path, display: str | None = None, reads: Manifest | None = None
+    path: Path | Sequence[Path],
+    display: str | Sequence[str] | None = None,
+    reads: Manifest | None = None,
 ) -> Inventory:
-    doc = load_file(path, display, reads)
+    """One inventory from each ``-i`` given (a file of any kind, a script, a directory),
+    merged in the order given as Ansible merges repeated ``-i``."""
+    paths = [path] if isinstance(path, Path) else list(path)
+    if display is None:
+        names = [str(p) for p in paths]
+    else:
+        names = [display] if isinstance(display, str) else list(display)
+    docs: list[Document] = []
+    bases: list[Path] = []
+    for one, name in zip(paths, names, strict=True):
+        found = read_sources(one, name, reads)
+        for doc in found.documents:
+            docs.append(_expand_hosts(_validated(doc)))
+        if found.base not in bases:
+            bases.append(found.base)
+    groups = _collect_groups(docs)
+    return _resolve(", ".join(names), docs, groups, bases, reads)
+
+
+def _validated(doc: Document) -> Document:
     data = doc.data if doc.data is not None else {}
     if not isinstance(data, dict):
         raise InputError(Location(doc.file, 1), "an inventory must be a mapping of groups")
@@ -68,36 +91,79 @@ def load_inventory(
         InventoryFile.model_validate(data)
     except ValidationError as exc:
         raise_for(exc, doc, InventoryFile)
-    groups = _collect_groups(data, doc)
-    base = path.parent
-    return _resolve(doc, groups, base, reads)
+    return Document(doc.file, data, doc.lines)
 
 
-def _collect_groups(data: dict[str, Any], doc: Document) -> dict[str, _GroupInfo]:
+def _expand_hosts(doc: Document) -> Document:
+    """Host ranges (``web[01:03]``) and ``name:port`` in host keys, as Ansible reads them."""
+    lines = dict(doc.lines)
+
+    def visit(body: dict[str, Any] | None, path: PathKey) -> None:
+        if not body:
+            return
+        hosts = body.get("hosts")
+        if hosts and any("[" in str(h) or ":" in str(h) for h in hosts):
+            expanded: dict[str, Any] = {}
+            for key, host_vars in hosts.items():
+                where = doc.locate((*path, "hosts", key))
+                try:
+                    pattern, port = split_port(str(key))
+                    names = expand(pattern)
+                except RangeError as exc:
+                    raise InputError(where, f"host {key!r}: {exc}") from None
+                for name in names:
+                    merged = dict(host_vars or {})
+                    if port is not None:
+                        # Ansible sets the port first: the host's own ansible_port wins.
+                        merged = {"ansible_port": port, **merged}
+                    expanded[name] = {**(expanded.get(name) or {}), **merged} or None
+                    _copy_lines(lines, (*path, "hosts", key), (*path, "hosts", name))
+            body["hosts"] = expanded
+        for child, child_body in (body.get("children") or {}).items():
+            visit(child_body, (*path, "children", child))
+
+    for name, body in doc.data.items():
+        visit(body, (name,))
+    return Document(doc.file, doc.data, lines)
+
+
+def _copy_lines(lines: dict[PathKey, int], old: PathKey, new: PathKey) -> None:
+    if old == new:
+        return
+    for path, line in list(lines.items()):
+        if path[: len(old)] == old:
+            lines[(*new, *path[len(old) :])] = line
+
+
+def _collect_groups(docs: Sequence[Document]) -> dict[str, _GroupInfo]:
     parents: dict[str, set[str]] = {"all": set()}
-    raw: dict[str, list[tuple[dict[str, Any], PathKey]]] = {}
+    raw: dict[str, list[dict[str, Any]]] = {}
 
-    def visit(name: str, body: dict[str, Any] | None, path: PathKey, parent: str | None) -> None:
+    def visit(
+        doc: Document, name: str, body: dict[str, Any] | None, path: PathKey, parent: str | None
+    ) -> None:
         parents.setdefault(name, set())
         if parent is not None:
             if name == parent or _is_ancestor(name, parent, parents):
                 raise InputError(doc.locate(path), f"group {name!r} is its own ancestor")
             parents[name].add(parent)
-        raw.setdefault(name, []).append((body or {}, path))
+        raw.setdefault(name, []).append(body or {})
         for child, child_body in ((body or {}).get("children") or {}).items():
-            visit(str(child), child_body, (*path, "children", child), name)
+            visit(doc, str(child), child_body, (*path, "children", child), name)
 
-    visit("all", data.get("all"), ("all",), None)
-    for name, body in data.items():
-        if name != "all":
-            visit(str(name), body, (name,), "all")
+    raw["all"] = []
+    for doc in docs:
+        visit(doc, "all", doc.data.get("all"), ("all",), None)
+        for name, body in doc.data.items():
+            if name != "all":
+                visit(doc, str(name), body, (name,), "all")
 
     infos: dict[str, _GroupInfo] = {}
     for name, bodies in raw.items():
         merged_vars: dict[str, Any] = {}
         hosts: list[str] = []
         children: list[str] = []
-        for body, _ in bodies:
+        for body in bodies:
             merged_vars.update(body.get("vars") or {})
             hosts.extend(str(h) for h in (body.get("hosts") or {}))
             children.extend(str(c) for c in (body.get("children") or {}))
@@ -137,30 +203,35 @@ def _depths(groups: Mapping[str, _GroupInfo]) -> dict[str, int]:
     return depth
 
 
-def _host_entries(
-    data: dict[str, Any], doc: Document
-) -> dict[str, list[tuple[dict[str, Any], PathKey]]]:
+_Place = tuple[dict[str, Any], Document, PathKey]
+
+
+def _host_entries(docs: Sequence[Document]) -> dict[str, list[_Place]]:
     """Every place a host is listed, with its inline variables and where they are."""
-    found: dict[str, list[tuple[dict[str, Any], PathKey]]] = {}
+    found: dict[str, list[_Place]] = {}
 
-    def visit(body: dict[str, Any] | None, path: PathKey) -> None:
+    def visit(doc: Document, body: dict[str, Any] | None, path: PathKey) -> None:
         for host, host_vars in ((body or {}).get("hosts") or {}).items():
-            found.setdefault(str(host), []).append((host_vars or {}, (*path, "hosts", host)))
+            found.setdefault(str(host), []).append((host_vars or {}, doc, (*path, "hosts", host)))
         for child, child_body in ((body or {}).get("children") or {}).items():
-            visit(child_body, (*path, "children", child))
+            visit(doc, child_body, (*path, "children", child))
 
-    visit(data.get("all"), ("all",))
-    for name, body in data.items():
-        if name != "all":
-            visit(body, (name,))
+    for doc in docs:
+        visit(doc, doc.data.get("all"), ("all",))
+        for name, body in doc.data.items():
+            if name != "all":
+                visit(doc, body, (name,))
     return found
 
 
 def _resolve(
-    doc: Document, groups: dict[str, _GroupInfo], base: Path, reads: Manifest | None
+    file: str,
+    docs: Sequence[Document],
+    groups: dict[str, _GroupInfo],
+    bases: Sequence[Path],
+    reads: Manifest | None,
 ) -> Inventory:
-    data: dict[str, Any] = doc.data or {}
-    entries = _host_entries(data, doc)
+    entries = _host_entries(docs)
     depth = _depths(groups)
 
     host_groups: dict[str, set[str]] = {name: {"all"} for name in entries}
@@ -174,27 +245,42 @@ def _resolve(
             for ancestor in _ancestors(group, groups):
                 members[ancestor].add(host)
             members[group].add(host)
+    # As Ansible: `ungrouped` holds exactly the hosts in no group but `all` (whatever a
+    # source listed under that name), and it is not one of a host's own groups.
+    members["ungrouped"] = {
+        host
+        for host in entries
+        if not any(host in m for g, m in members.items() if g not in ("all", "ungrouped"))
+    }
 
-    group_files = {name: _vars_dir_file(base / "group_vars", name, reads) for name in groups}
+    group_files = [
+        {name: _vars_dir_file(base / "group_vars", name, reads) for name in groups}
+        for base in bases
+    ]
     ordered_groups = sorted(groups, key=lambda g: (depth[g], g))
     hosts: dict[str, Host] = {}
     for host_name, places in entries.items():
+        # Ansible's precedence: every group's inventory vars (parents before children), then
+        # group_vars/ files (the same order), then the host's inventory vars, then host_vars/.
         merged: dict[str, Any] = {}
-        for group in ordered_groups:
-            if host_name in members[group]:
-                merged.update(_with_aliases(groups[group].vars))
-                merged.update(_with_aliases(group_files[group]))
-        for inline, _ in places:
+        mine = [g for g in ordered_groups if host_name in members[g]]
+        for group in mine:
+            merged.update(_with_aliases(groups[group].vars))
+        for files in group_files:
+            for group in mine:
+                merged.update(_with_aliases(files[group]))
+        for inline, _, _ in places:
             merged.update(_with_aliases(inline))
-        merged.update(_with_aliases(_vars_dir_file(base / "host_vars", host_name, reads)))
+        for base in bases:
+            merged.update(_with_aliases(_vars_dir_file(base / "host_vars", host_name, reads)))
         hosts[host_name] = _make_host(
             host_name,
             merged,
-            tuple(sorted(g for g in members if host_name in members[g] and g != "all")),
-            doc,
+            tuple(sorted(g for g in mine if g not in ("all", "ungrouped"))),
             places[0][1],
+            places[0][2],
         )
-    return Inventory(doc.file, hosts, {name: frozenset(found) for name, found in members.items()})
+    return Inventory(file, hosts, {name: frozenset(found) for name, found in members.items()})
 
 
 def _ancestors(group: str, groups: Mapping[str, _GroupInfo]) -> set[str]:
@@ -209,16 +295,16 @@ def _ancestors(group: str, groups: Mapping[str, _GroupInfo]) -> set[str]:
 
 
 def _vars_dir_file(folder: Path, name: str, reads: Manifest | None) -> dict[str, Any]:
-    """``group_vars/NAME.yml`` (or .yaml, or no suffix) or every YAML file in ``NAME/``."""
+    """``group_vars/NAME.yml`` (or .yaml, .json, or no suffix) or every such file in ``NAME/``."""
     result: dict[str, Any] = {}
-    candidates = [folder / name, folder / f"{name}.yml", folder / f"{name}.yaml"]
+    candidates = [folder / name, *(folder / f"{name}{ext}" for ext in _VARS_EXTENSIONS)]
     files: list[Path] = []
     for candidate in candidates:
         read(reads, candidate)  # there or not: one created later would be read
         if candidate.is_dir():
             if reads is not None:
                 reads.listed(candidate)
-            files.extend(sorted(p for p in candidate.iterdir() if p.suffix in (".yml", ".yaml")))
+            files.extend(sorted(p for p in candidate.iterdir() if p.suffix in _VARS_EXTENSIONS))
         elif candidate.is_file():
             files.append(candidate)
     for file in files:
@@ -229,6 +315,9 @@ def _vars_dir_file(folder: Path, name: str, reads: Manifest | None) -> dict[str,
             raise InputError(Location(doc.file, 1), "a variables file must be a mapping")
         result.update(doc.data)
     return result
+
+
+_VARS_EXTENSIONS = (".yml", ".yaml", ".json")
 
 
 def _with_aliases(layer: Mapping[str, Any]) -> dict[str, Any]:
