@@ -104,3 +104,24 @@ def provision_view(inventory: Inventory) -> dict[str, tuple[frozenset[str], dict
         }
         view[name] = (groups, variables)
     return view
+
+
+def ansible_selections(inventory: Path, patterns: Sequence[str]) -> list[list[str]]:
+    """The hosts ``ansible PATTERN --list-hosts`` selects for each pattern, side by side."""
+    with tempfile.TemporaryDirectory() as home:
+        env = ansible_env(home)
+        runs = [
+            subprocess.Popen(
+                ["ansible", pattern, "-i", str(inventory), "--list-hosts"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+            for pattern in patterns
+        ]
+        results = []
+        for run in runs:
+            out, _ = run.communicate(timeout=120)
+            lines = out.decode().splitlines()
+            results.append([line.strip() for line in lines[1:]] if run.returncode == 0 else [])
+        return results

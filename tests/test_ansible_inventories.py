@@ -11,7 +11,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from ansiblecheck import ansible_lists, ansible_view, provision_view
+from ansiblecheck import ansible_lists, ansible_selections, ansible_view, provision_view
 from conftest import Cli, require_tool
 
 from provision.errors import InputError
@@ -201,3 +201,112 @@ def test_an_inventory_script_run_is_never_answered_from_a_record(project: Path, 
     records = list((cache_dir() / "converged").glob("*.json"))
     assert records == []
     assert os.path.isfile(project / ".provision" / "c" / "httpscert.cer")
+
+
+# --- subscripts in patterns, as Ansible selects them ----------------------------------------
+
+PATTERNS = ["web[0]", "web[-1]", "web[1:3]", "prod[2:]", "db[1-2]", "web[0]:db[0]", "web:&prod[0]"]
+
+
+def test_subscripts_select_as_ansible_does() -> None:
+    require_tool("ansible")
+    source = CORPUS / "ini_basic" / "hosts"
+    inventory = load_inventory(source)
+    theirs = ansible_selections(source, PATTERNS)
+    for pattern, selected in zip(PATTERNS, theirs, strict=True):
+        assert selected, pattern  # each pattern selects something in Ansible
+        ours = [host.name for host in inventory.select(pattern)]
+        assert sorted(ours) == sorted(selected), pattern
+
+
+# --- connection variables --------------------------------------------------------------------
+
+
+def _ini(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "hosts"
+    path.write_text(text)
+    return path
+
+
+def test_ansible_connection_variables_become_host_settings(tmp_path: Path) -> None:
+    inventory = load_inventory(
+        _ini(
+            tmp_path,
+            "[web]\n"
+            "w1 ansible_host=192.0.2.5 ansible_port=2222 ansible_user=deploy"
+            " ansible_ssh_private_key_file=~/.ssh/deploy ansible_become=true"
+            " ansible_become_user=root ansible_connection=smart\n"
+            "w2 ansible_ssh_host=192.0.2.6 ansible_connection=paramiko\n"
+            "w3 ansible_connection=local\n"
+            "w4 ansible_host=new ansible_ssh_host=old\n",
+        )
+    )
+    w1, w2, w3, w4 = (inventory.hosts[n] for n in ("w1", "w2", "w3", "w4"))
+    assert (w1.address, w1.port, w1.user, w1.ssh_key) == (
+        "192.0.2.5",
+        2222,
+        "deploy",
+        "~/.ssh/deploy",
+    )
+    assert (w1.become, w1.become_user, w1.connection) == (True, "root", "ssh")
+    assert (w2.address, w2.connection, w3.connection) == ("192.0.2.6", "ssh", "local")
+    assert w4.address == "new"  # ansible_host wins over the older name, as in Ansible
+
+
+def test_ssh_common_args_reach_the_ssh_options(tmp_path: Path) -> None:
+    from provision.transport.factory import _with_host_ssh_args
+
+    inventory = load_inventory(
+        _ini(
+            tmp_path,
+            "w1 ansible_connection=ssh ansible_ssh_common_args='-o StrictHostKeyChecking=accept-new"
+            " -o UserKnownHostsFile=/tmp/kh -o ConnectTimeout=3 -o ControlMaster=auto'"
+            " ansible_python_interpreter=/usr/bin/python3\n",
+        )
+    )
+    options = _with_host_ssh_args(inventory.hosts["w1"], None)
+    assert options is not None
+    assert (options.accept_new_host_keys, options.known_hosts, options.connect_timeout) == (
+        True,
+        "/tmp/kh",
+        3.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("w1 ansible_ssh_common_args='-o ProxyJump=bastion'", "-o ProxyJump=bastion is not an"),
+        ("w1 ansible_ssh_common_args='-J bastion'", "'-J': only -o options are read"),
+        ("w1 ansible_become=yes ansible_become_user=postgres", "provision becomes root only"),
+        ("w1 ansible_connection=docker", "connection"),
+    ],
+)
+def test_connection_settings_provision_cannot_honour_are_errors(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    with pytest.raises(InputError) as caught:
+        load_inventory(_ini(tmp_path, line + "\n"), "hosts")
+    assert str(caught.value).startswith("hosts:1")
+    assert message in str(caught.value)
+
+
+def test_validate_verbose_lists_what_is_accepted_and_not_used(project: Path, cli: Cli) -> None:
+    inventory = project / "inventory" / "example.ini"
+    inventory.write_text(
+        inventory.read_text().replace(
+            "cm-pub-01 address=10.10.0.11",
+            "cm-pub-01 ansible_python_interpreter=/usr/bin/python3 ansible_ssh_pass=s3cret"
+            " ssh_args='-o ServerAliveInterval=5' address=10.10.0.11",
+        )
+    )
+    args = ("validate", "playbooks/callmanager-https.yml", "-i", "inventory/example.ini")
+    quiet = cli(*args)
+    assert quiet.exit_code == 0 and "accepted" not in quiet.stdout
+    loud = cli(*args, "-v")
+    assert loud.exit_code == 0, loud.stderr
+    assert (
+        "cm-pub-01: accepted, not used: ansible_python_interpreter, ansible_ssh_pass,"
+        " ssh_args -o ServerAliveInterval=5\n"
+    ) in loud.stdout
+    assert "s3cret" not in loud.stdout + loud.stderr

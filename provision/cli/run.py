@@ -59,10 +59,24 @@ def _write_retry(playbook: str, result: Report) -> None:
     typer.echo(f"to retry the failed hosts: --limit @{path}", err=True)
 
 
-def validate(playbooks: Playbooks, inventory: InventoryOpt, limit: LimitOpt = None) -> None:
+def validate(
+    playbooks: Playbooks,
+    inventory: InventoryOpt,
+    limit: LimitOpt = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "-v",
+            "--verbose",
+            help="Also list, per host, the ansible_* variables and SSH options accepted "
+            "and not used.",
+        ),
+    ] = False,
+) -> None:
     """Check each playbook with the inventory for every selected host; change nothing. Exit 1
     if any is invalid. Names a client may use that a certificate does not cover are warnings
     (exit 0)."""
+    from provision.inputs.connection_vars import unused
     from provision.lint import format_text, lint
 
     invalid = False
@@ -75,6 +89,11 @@ def validate(playbooks: Playbooks, inventory: InventoryOpt, limit: LimitOpt = No
         # The one rule for names (provision/coverage.py), as lint, plan and apply have it.
         warnings = lint(loaded, rules={"name-not-covered"})
         typer.echo(format_text(warnings, count, "warning: "), nl=False)
+        if verbose:
+            for target in loaded.targets:
+                names = unused(target.host.vars)
+                if names:  # names only: a value may be a password
+                    typer.echo(f"{target.host.name}: accepted, not used: {', '.join(names)}")
     if invalid:
         raise typer.Exit(1)
 

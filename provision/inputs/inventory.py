@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from provision.errors import InputError, Location, PatternError
+from provision.inputs.connection_vars import CONNECTIONS, parse_ssh_args, with_aliases
 from provision.inputs.files import UnreadableFile, read_regular
 from provision.inputs.host_ranges import RangeError, expand, split_port
 from provision.inputs.inventory_sources import read_sources
@@ -24,18 +25,6 @@ from provision.inputs.manifest import Manifest, read
 from provision.inputs.validation import raise_for
 from provision.inputs.yaml_lines import Document, PathKey, load_file
 from provision.model.inventory import Group, Host, InventoryFile
-
-# Aliases Ansible users already write; ours win when both are given at the same level. Each
-# level is read as if its alias were our key, so a host's ``ansible_user`` still beats a
-# group's ``user``: precedence is by level first, as in Ansible.
-_ALIASES = {
-    "ansible_host": "address",
-    "ansible_port": "port",
-    "ansible_user": "user",
-    "ansible_connection": "connection",
-    "ansible_ssh_private_key_file": "ssh_key",
-    "ansible_become": "become",
-}
 
 
 @dataclass(frozen=True)
@@ -265,14 +254,14 @@ def _resolve(
         merged: dict[str, Any] = {}
         mine = [g for g in ordered_groups if host_name in members[g]]
         for group in mine:
-            merged.update(_with_aliases(groups[group].vars))
+            merged.update(with_aliases(groups[group].vars))
         for files in group_files:
             for group in mine:
-                merged.update(_with_aliases(files[group]))
+                merged.update(with_aliases(files[group]))
         for inline, _, _ in places:
-            merged.update(_with_aliases(inline))
+            merged.update(with_aliases(inline))
         for base in bases:
-            merged.update(_with_aliases(_vars_dir_file(base / "host_vars", host_name, reads)))
+            merged.update(with_aliases(_vars_dir_file(base / "host_vars", host_name, reads)))
         hosts[host_name] = _make_host(
             host_name,
             merged,
@@ -320,23 +309,42 @@ def _vars_dir_file(folder: Path, name: str, reads: Manifest | None) -> dict[str,
 _VARS_EXTENSIONS = (".yml", ".yaml", ".json")
 
 
-def _with_aliases(layer: Mapping[str, Any]) -> dict[str, Any]:
-    """One level's variables, each alias also set as our key unless the level gives ours."""
-    result = dict(layer)
-    for alias, field in _ALIASES.items():
-        if alias in layer and field not in layer:
-            result[field] = layer[alias]
-    return result
+# The variables the resolved Host types (provision.model.inventory.Host).
+HOST_FIELDS = (
+    "address",
+    "fqdn",
+    "connection",
+    "port",
+    "user",
+    "ssh_key",
+    "become",
+    "become_user",
+    "ssh_args",
+    "os",
+)
 
 
 def _make_host(
     name: str, merged: dict[str, Any], groups: tuple[str, ...], doc: Document, where: PathKey
 ) -> Host:
     typed: dict[str, Any] = {}
-    for field in ("address", "fqdn", "connection", "port", "user", "ssh_key", "become", "os"):
+    for field in HOST_FIELDS:
         if field in merged:
             typed[field] = merged[field]
     typed.setdefault("address", name)
+    if isinstance(typed.get("connection"), str):
+        typed["connection"] = CONNECTIONS.get(typed["connection"].lower(), typed["connection"])
+    if typed.get("become") and str(typed.get("become_user") or "root") != "root":
+        raise InputError(
+            doc.locate(where),
+            f"host {name!r}: become_user {typed['become_user']!r}: provision becomes root "
+            "only (sudo -n); drop become_user or set it to root",
+        )
+    if typed.get("ssh_args") is not None:
+        try:
+            parse_ssh_args(str(typed["ssh_args"]))
+        except ValueError as exc:
+            raise InputError(doc.locate(where), f"host {name!r}: ssh_args: {exc}") from None
     implied = _implies_windows(merged)
     if implied is not None:
         if typed.get("os", "windows") != "windows":
@@ -405,14 +413,41 @@ def match_pattern(
 
 
 def _split_terms(pattern: str) -> list[str]:
-    # Ansible accepts ':' as a separator too, except inside IPv6 addresses; we split on ','
-    # always and on ':' only when the pattern has no ',' and does not look like IPv6.
+    # Ansible accepts ':' as a separator too, except inside IPv6 addresses and subscripts
+    # (``web[1:3]``); we split on ',' always and on ':' only outside brackets when the
+    # pattern has no ',' and does not look like IPv6.
     if "," in pattern or (pattern.count(":") > 1 and "::" in pattern):
         return pattern.split(",")
-    return _SPLIT.split(pattern)
+    terms, depth, current = [], 0, ""
+    for char in pattern:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == ":" and depth <= 0:
+            terms.append(current)
+            current = ""
+        else:
+            current += char
+    return [*terms, current]
+
+
+# ``group[0]``, ``group[-1]``, ``group[1:3]`` (both ends included), ``group[2:]``, ``[:2]``,
+# also with '-' for ':', as Ansible's subscripts.
+_SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+)?\s*[:-]\s*([0-9]+)?)\]$")
 
 
 def _match_term(term: str, hosts: list[str], groups: Mapping[str, frozenset[str]]) -> set[str]:
+    subscript = None if term.startswith("~") else _SUBSCRIPT.match(term)
+    if subscript:
+        base, index, start, end = subscript.groups()
+        matched = _match_term(base, hosts, groups)
+        ordered = [h for h in hosts if h in matched]  # inventory order, as Ansible's lists
+        if index is not None:
+            position = int(index)
+            if not -len(ordered) <= position < len(ordered):
+                return set()
+            return {ordered[position]}
+        first = int(start) if start else 0
+        last = int(end) if end else len(ordered) - 1
+        return set(ordered[first : last + 1])
     if term in ("all", "*"):
         return set(hosts)
     if term in groups:
