@@ -27,6 +27,8 @@ from provision.cli.common import (
     PlanFormat,
     Playbook,
     Playbooks,
+    VaultIdOpt,
+    VaultPasswordFileOpt,
     connect_options,
     fail,
     load_each,
@@ -72,15 +74,19 @@ def validate(
             "and not used.",
         ),
     ] = False,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Check each playbook with the inventory for every selected host; change nothing. Exit 1
     if any is invalid. Names a client may use that a certificate does not cover are warnings
     (exit 0)."""
     from provision.inputs.connection_vars import unused
+    from provision.inputs.vault_secrets import vault_sources
     from provision.lint import format_text, lint
 
     invalid = False
-    for playbook, loaded in load_each(playbooks, inventory, limit):
+    vault = vault_sources(vault_password_file or (), vault_id or ())
+    for playbook, loaded in load_each(playbooks, inventory, limit, vault):
         if loaded is None:
             invalid = True
             continue
@@ -121,9 +127,12 @@ def plan(
     connect_timeout: ConnectTimeoutOpt = 10.0,
     command_timeout: CommandTimeoutOpt = 60.0,
     full: FullOpt = False,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Show what apply would change on each host, and why. Writes nothing to any host."""
     from provision import runs
+    from provision.inputs.vault_secrets import vault_sources
 
     with reported_errors():
         outcome = runs.plan_playbook(
@@ -136,6 +145,7 @@ def plan(
             ),
             # A plan to save is made in full: the record holds no plan to save.
             full=full or out is not None,
+            vault=vault_sources(vault_password_file or (), vault_id or ()),
         )
         if out is not None and outcome.loaded is not None and outcome.plan is not None:
             from provision import fsutil
@@ -216,10 +226,13 @@ def apply(
     command_timeout: CommandTimeoutOpt = 60.0,
     lock_timeout: LockTimeoutOpt = 30.0,
     full: FullOpt = False,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Make each host match the playbook (or apply exactly a saved plan); a host that fails
     does not stop the others."""
     from provision import runs
+    from provision.inputs.vault_secrets import vault_sources
     from provision.plan.saved import is_plan_file
     from provision.report.progress import for_terminal
 
@@ -252,6 +265,7 @@ def apply(
                 lock_timeout=lock_timeout,
                 full=full,
                 progress=progress,
+                vault=vault_sources(vault_password_file or (), vault_id or ()),
             )
     _print_recap(outcome.report, output_format, check)
     if not check:  # (after the recap: failing to write the file must not lose it)

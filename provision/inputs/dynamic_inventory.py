@@ -54,7 +54,7 @@ def run_script(path: Path, name: str) -> Document:
 
 def _json_of(path: Path, name: str, args: list[str]) -> dict[str, Any]:
     what = f"the inventory script, run with {' '.join(args)},"
-    out, err, code = _run([str(path.absolute()), *args], name, what)
+    out, err, code = run_bounded([str(path.absolute()), *args], name, what)
     if code != 0:
         detail = err.decode("utf-8", "replace").strip().splitlines()
         said = f": {detail[-1][:300]}" if detail else ""
@@ -70,7 +70,7 @@ def _json_of(path: Path, name: str, args: list[str]) -> dict[str, Any]:
     return data
 
 
-def _run(argv: list[str], name: str, what: str) -> tuple[bytes, bytes, int]:
+def run_bounded(argv: list[str], name: str, what: str) -> tuple[bytes, bytes, int]:
     try:
         # Its own session, so that a timeout ends the script and every child it started.
         process = subprocess.Popen(
@@ -207,4 +207,4 @@ def from_json(data: dict[str, Any], name: str) -> Document:
     return Document(name, result, {})
 
 
-__all__ = ["from_json", "is_listing", "run_script", "timeout"]
+__all__ = ["from_json", "is_listing", "run_bounded", "run_script", "timeout"]

@@ -23,7 +23,9 @@ from provision.inputs.host_ranges import RangeError, expand, split_port
 from provision.inputs.inventory_sources import read_sources
 from provision.inputs.manifest import Manifest, read
 from provision.inputs.validation import raise_for
-from provision.inputs.yaml_lines import Document, PathKey, load_file
+from provision.inputs.vault import is_vault
+from provision.inputs.vault_secrets import VaultKeys
+from provision.inputs.yaml_lines import MAX_FILE_BYTES, Document, PathKey, load_bytes
 from provision.model.inventory import Group, Host, InventoryFile
 
 
@@ -52,6 +54,7 @@ def load_inventory(
     path: Path | Sequence[Path],
     display: str | Sequence[str] | None = None,
     reads: Manifest | None = None,
+    vault: VaultKeys | None = None,
 ) -> Inventory:
     """One inventory from each ``-i`` given (a file of any kind, a script, a directory),
     merged in the order given as Ansible merges repeated ``-i``."""
@@ -69,7 +72,8 @@ def load_inventory(
         if found.base not in bases:
             bases.append(found.base)
     groups = _collect_groups(docs)
-    return _resolve(", ".join(names), docs, groups, bases, reads)
+    keys = vault if vault is not None else VaultKeys.of(reads=reads)
+    return _resolve(", ".join(names), docs, groups, bases, reads, keys)
 
 
 def _validated(doc: Document) -> Document:
@@ -219,6 +223,7 @@ def _resolve(
     groups: dict[str, _GroupInfo],
     bases: Sequence[Path],
     reads: Manifest | None,
+    vault: VaultKeys,
 ) -> Inventory:
     entries = _host_entries(docs)
     depth = _depths(groups)
@@ -243,7 +248,7 @@ def _resolve(
     }
 
     group_files = [
-        {name: _vars_dir_file(base / "group_vars", name, reads) for name in groups}
+        {name: _vars_dir_file(base / "group_vars", name, reads, vault) for name in groups}
         for base in bases
     ]
     ordered_groups = sorted(groups, key=lambda g: (depth[g], g))
@@ -261,7 +266,9 @@ def _resolve(
         for inline, _, _ in places:
             merged.update(with_aliases(inline))
         for base in bases:
-            merged.update(with_aliases(_vars_dir_file(base / "host_vars", host_name, reads)))
+            merged.update(with_aliases(_vars_dir_file(base / "host_vars", host_name, reads, vault)))
+        # Ansible's ``!vault`` values, decrypted only now that precedence chose them.
+        merged = vault.reveal(merged)
         hosts[host_name] = _make_host(
             host_name,
             merged,
@@ -283,7 +290,9 @@ def _ancestors(group: str, groups: Mapping[str, _GroupInfo]) -> set[str]:
     return found
 
 
-def _vars_dir_file(folder: Path, name: str, reads: Manifest | None) -> dict[str, Any]:
+def _vars_dir_file(
+    folder: Path, name: str, reads: Manifest | None, vault: VaultKeys
+) -> dict[str, Any]:
     """``group_vars/NAME.yml`` (or .yaml, .json, or no suffix) or every such file in ``NAME/``."""
     result: dict[str, Any] = {}
     candidates = [folder / name, *(folder / f"{name}{ext}" for ext in _VARS_EXTENSIONS)]
@@ -297,7 +306,7 @@ def _vars_dir_file(folder: Path, name: str, reads: Manifest | None) -> dict[str,
         elif candidate.is_file():
             files.append(candidate)
     for file in files:
-        doc = load_file(file, reads=reads)
+        doc = _load_vars(file, reads, vault)
         if doc.data is None:
             continue
         if not isinstance(doc.data, dict):
@@ -307,6 +316,19 @@ def _vars_dir_file(folder: Path, name: str, reads: Manifest | None) -> dict[str,
 
 
 _VARS_EXTENSIONS = (".yml", ".yaml", ".json")
+
+
+def _load_vars(file: Path, reads: Manifest | None, vault: VaultKeys) -> Document:
+    """A vars file, decrypted first when the whole of it is vault-encrypted (ansible-vault
+    encrypt group_vars/all.yml)."""
+    read(reads, file)
+    try:
+        raw = read_regular(file, MAX_FILE_BYTES)
+    except UnreadableFile as exc:
+        raise InputError(Location(str(file)), str(exc)) from None
+    if is_vault(raw):
+        raw = vault.open(raw, Location(str(file), 1))
+    return load_bytes(raw, str(file))
 
 
 # The variables the resolved Host types (provision.model.inventory.Host).
