@@ -310,3 +310,17 @@ def test_validate_verbose_lists_what_is_accepted_and_not_used(project: Path, cli
         " ssh_args -o ServerAliveInterval=5\n"
     ) in loud.stdout
     assert "s3cret" not in loud.stdout + loud.stderr
+
+
+def test_a_plan_saved_from_an_inventory_directory_applies(project: Path, cli: Cli) -> None:
+    folder = project / "inventory" / "fleet"
+    folder.mkdir()
+    (project / "inventory" / "example.ini").rename(folder / "hosts.ini")
+    (project / "inventory" / "example.yml").unlink()
+    saved = cli(
+        "plan", "playbooks/callmanager-https.yml", "-i", "inventory/fleet", "--out", "p.json"
+    )
+    assert saved.exit_code == 0, saved.stderr
+    applied = cli("apply", "p.json")
+    assert applied.exit_code == 0, applied.stderr
+    assert (project / ".provision/fleet/cm-sub-02/certificates/httpscert.cer").is_file()
