@@ -324,3 +324,11 @@ def test_a_plan_saved_from_an_inventory_directory_applies(project: Path, cli: Cl
     applied = cli("apply", "p.json")
     assert applied.exit_code == 0, applied.stderr
     assert (project / ".provision/fleet/cm-sub-02/certificates/httpscert.cer").is_file()
+
+
+def test_a_file_yaml_cannot_read_as_a_mapping_is_read_as_ini(tmp_path: Path) -> None:
+    """``host:2222`` on the first line has a ':' (so it could be YAML), but YAML reads it as
+    a string; Ansible's INI plugin takes it, and so does provision."""
+    inventory = load_inventory(_ini(tmp_path, "db.example.com:2222\n[web]\nw1\n"))
+    assert inventory.hosts["db.example.com"].port == 2222
+    assert sorted(inventory.groups["web"]) == ["w1"]

@@ -103,11 +103,14 @@ def test_a_vault_id_label_is_a_hint_not_a_requirement(vaulted: Path) -> None:
 
 
 def test_a_tampered_vault_is_refused(vaulted: Path) -> None:
-    lines = (vaulted / "group_vars" / "all.yml").read_text().splitlines()
-    last = lines[-1]
-    lines[-1] = last[:-1] + ("0" if last[-1] != "0" else "1")
+    """One ciphertext byte changed: the HMAC refuses it before anything is decrypted."""
+    header, *body = (vaulted / "group_vars" / "all.yml").read_text().splitlines()
+    salt, mac, ciphertext = bytes.fromhex("".join(body)).split(b"\n", 2)
+    flipped = bytes.fromhex(ciphertext.decode())
+    flipped = bytes([flipped[0] ^ 1]) + flipped[1:]
+    envelope = b"\n".join([salt, mac, flipped.hex().encode()])
     with pytest.raises(VaultError, match="no vault password given decrypts it"):
-        decrypt("\n".join(lines), [VaultSecret("default", PASSWORD.encode())])
+        decrypt(f"{header}\n{envelope.hex()}", [VaultSecret("default", PASSWORD.encode())])
 
 
 @pytest.mark.parametrize(

@@ -81,7 +81,7 @@ def validate(
     if any is invalid. Names a client may use that a certificate does not cover are warnings
     (exit 0)."""
     from provision.inputs.connection_vars import unused
-    from provision.inputs.vault_secrets import vault_sources
+    from provision.inputs.vault_ids import vault_sources
     from provision.lint import format_text, lint
 
     invalid = False
@@ -132,7 +132,7 @@ def plan(
 ) -> None:
     """Show what apply would change on each host, and why. Writes nothing to any host."""
     from provision import runs
-    from provision.inputs.vault_secrets import vault_sources
+    from provision.inputs.vault_ids import vault_sources
 
     with reported_errors():
         outcome = runs.plan_playbook(
@@ -232,7 +232,7 @@ def apply(
     """Make each host match the playbook (or apply exactly a saved plan); a host that fails
     does not stop the others."""
     from provision import runs
-    from provision.inputs.vault_secrets import vault_sources
+    from provision.inputs.vault_ids import vault_sources
     from provision.plan.saved import is_plan_file
     from provision.report.progress import for_terminal
 

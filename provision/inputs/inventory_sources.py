@@ -18,7 +18,7 @@ from provision.inputs.dynamic_inventory import from_json, is_listing, run_script
 from provision.inputs.files import IsDirectory, UnreadableFile, read_regular
 from provision.inputs.ini_inventory import looks_like_ini, parse_ini
 from provision.inputs.manifest import Manifest, read
-from provision.inputs.yaml_lines import MAX_FILE_BYTES, Document, load_bytes
+from provision.inputs.yaml_lines import MAX_FILE_BYTES, Document, load_bytes, load_text
 
 # The names Ansible skips in an inventory directory (hidden files, its vars folders, and its
 # default INVENTORY_IGNORE_EXTS): an editor's backup beside the inventory is not a source.
@@ -84,18 +84,35 @@ def _read_file(path: Path, display: str, reads: Manifest | None) -> Document:
     except UnreadableFile as exc:
         raise InputError(Location(display), str(exc)) from None
     suffix = path.suffix.lower()
-    if suffix not in (".yml", ".yaml", ".json"):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            raise InputError(Location(display, line), "is not valid UTF-8 text") from None
-        if suffix == ".ini" or looks_like_ini(text):
-            return parse_ini(text, display)
-    doc = load_bytes(raw, display)
-    if is_listing(doc.data):
-        return from_json(doc.data, display)
-    return doc
+    if suffix in (".yml", ".yaml", ".json"):
+        return _yaml_or_listing(load_bytes(raw, display))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(Location(display, line), "is not valid UTF-8 text") from None
+    if suffix == ".ini" or looks_like_ini(text):
+        return parse_ini(text, display)
+    try:
+        doc = load_text(text, display)
+    except InputError as yaml_error:
+        problem: InputError | None = yaml_error
+    else:
+        if doc.data is None or isinstance(doc.data, dict):
+            return _yaml_or_listing(doc)
+        problem = None
+    # Not a YAML mapping (``host:2222`` alone reads as a YAML string): Ansible's INI plugin
+    # reads what its YAML plugin cannot, and so do we; the YAML error if INI fails too.
+    try:
+        return parse_ini(text, display)
+    except InputError:
+        if problem is not None:
+            raise problem from None
+        raise
+
+
+def _yaml_or_listing(doc: Document) -> Document:
+    return from_json(doc.data, doc.file) if is_listing(doc.data) else doc
 
 
 def _is_executable(path: Path) -> bool:

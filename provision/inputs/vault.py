@@ -109,12 +109,6 @@ def _open(password: bytes, salt: bytes, mac: bytes, body: bytes) -> bytes | None
         return None
 
 
-def label_and_source(vault_id: str) -> tuple[str, str]:
-    """``--vault-id label@source`` (or just ``source``, labelled ``default``)."""
-    label, sep, source = vault_id.partition("@")
-    return (label, source) if sep else ("default", vault_id)
-
-
 __all__ = [
     "HEADER",
     "MAX_VAULT_BYTES",
@@ -123,5 +117,4 @@ __all__ = [
     "Vaulted",
     "decrypt",
     "is_vault",
-    "label_and_source",
 ]

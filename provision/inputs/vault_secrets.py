@@ -17,7 +17,7 @@ from provision.errors import InputError, Location
 from provision.inputs.dynamic_inventory import run_bounded
 from provision.inputs.files import UnreadableFile, read_regular
 from provision.inputs.manifest import Manifest, read
-from provision.inputs.vault import Vaulted, VaultError, VaultSecret, decrypt, label_and_source
+from provision.inputs.vault import Vaulted, VaultError, VaultSecret, decrypt
 
 ENV = "ANSIBLE_VAULT_PASSWORD_FILE"
 MAX_PASSWORD_BYTES = 64 * 1024
@@ -77,16 +77,6 @@ class VaultKeys:
         return value
 
 
-def vault_sources(
-    password_files: Sequence[str] = (), vault_ids: Sequence[str] = ()
-) -> tuple[tuple[str, str], ...]:
-    """``--vault-password-file`` and ``--vault-id`` options as (label, file) sources."""
-    return (
-        *(("default", file) for file in password_files),
-        *(label_and_source(vault_id) for vault_id in vault_ids),
-    )
-
-
 def _read_secret(label: str, file: str, reads: Manifest | None) -> VaultSecret:
     path = Path(file).expanduser()
     where = Location(file)
@@ -109,4 +99,4 @@ def _read_secret(label: str, file: str, reads: Manifest | None) -> VaultSecret:
     return VaultSecret(label, password)
 
 
-__all__ = ["ENV", "VaultKeys", "VaultedText", "vault_sources"]
+__all__ = ["ENV", "VaultKeys", "VaultedText"]
