@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -53,6 +53,7 @@ def plan_playbook(
     forks: int = 20,
     connect: ConnectFactory | None = None,
     full: bool = False,
+    vault: Sequence[tuple[str, str]] = (),
 ) -> Outcome:
     """What apply would change on each host; writes nothing to any host. ``full`` evaluates
     every host even when the record of the last converged plan still holds."""
@@ -62,6 +63,7 @@ def plan_playbook(
         full=full,
         forks=forks,
         connect=connect,
+        vault=vault,
     )
 
 
@@ -76,6 +78,7 @@ def apply_playbook(
     lock_timeout: float = 30.0,
     full: bool = False,
     progress: ProgressFactory | None = None,
+    vault: Sequence[tuple[str, str]] = (),
 ) -> Outcome:
     """Make each host match the playbook (``check``: only plan, as ``plan_playbook``)."""
     return _run(
@@ -86,6 +89,7 @@ def apply_playbook(
         connect=connect,
         lock_timeout=lock_timeout,
         progress=progress,
+        vault=vault,
     )
 
 
@@ -121,6 +125,7 @@ def _run(
     connect: ConnectFactory | None,
     lock_timeout: float = 30.0,
     progress: ProgressFactory | None = None,
+    vault: Sequence[tuple[str, str]] = (),
 ) -> Outcome:
     started_ns = time.time_ns()
     hit = None if full else lookup.lookup(command)
@@ -138,6 +143,7 @@ def _run(
         forks=forks,
         connect=connect() if connect else None,
         lock_timeout=lock_timeout,
+        vault=vault,
     )
     shown = progress(len(loaded.targets)) if apply and progress is not None else None
     if apply:

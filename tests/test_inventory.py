@@ -39,6 +39,7 @@ def test_groups_hold_every_host_of_their_descendants(inventory: Inventory) -> No
         "unity": ["cm-pub-01", "unity-01"],
         "dc-east": ["cm-pub-01", "unity-01"],
         "web": ["www-01"],  # a top-level group beside `all` is a child of all
+        "ungrouped": ["lonely"],  # as in Ansible: the hosts in no group but all
     }
 
 

@@ -34,7 +34,27 @@ Playbook = Annotated[str, typer.Argument(help="The playbook (YAML).")]
 Playbooks = Annotated[
     list[str], typer.Argument(help="One or more playbooks (YAML), each checked on its own.")
 ]
-InventoryOpt = Annotated[str, typer.Option("-i", "--inventory", help="The inventory (YAML).")]
+InventoryOpt = Annotated[
+    str,
+    typer.Option(
+        "-i",
+        "--inventory",
+        help="The inventory: YAML, INI, ansible-inventory --list JSON, an executable "
+        "inventory script, or a directory of them.",
+    ),
+]
+VaultPasswordFileOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--vault-password-file",
+        help="Ansible Vault password file (run if executable); repeatable. Default: "
+        "$ANSIBLE_VAULT_PASSWORD_FILE.",
+    ),
+]
+VaultIdOpt = Annotated[
+    list[str] | None,
+    typer.Option("--vault-id", help="Ansible Vault password as LABEL@FILE; repeatable."),
+]
 LimitOpt = Annotated[
     str | None,
     typer.Option(
@@ -127,7 +147,10 @@ def load_inputs(
 
 
 def load_each(
-    playbooks: Sequence[str], inventory: str, limit: str | None
+    playbooks: Sequence[str],
+    inventory: str,
+    limit: str | None,
+    vault: Sequence[tuple[str, str]] = (),
 ) -> Iterator[tuple[str, Loaded | None]]:
     """Each playbook loaded in turn, or None once its error is printed: a command given
     several playbooks reports on every one of them."""
@@ -136,7 +159,7 @@ def load_each(
 
     for playbook in playbooks:
         try:
-            loaded = api.load(playbook, inventory, limit)
+            loaded = api.load(playbook, inventory, limit, vault=vault)
         except ProvisionError as exc:
             report_error(exc.message)
             yield playbook, None

@@ -27,6 +27,8 @@ from provision.cli.common import (
     PlanFormat,
     Playbook,
     Playbooks,
+    VaultIdOpt,
+    VaultPasswordFileOpt,
     connect_options,
     fail,
     load_each,
@@ -60,14 +62,32 @@ def _write_retry(playbook: str, result: Report) -> None:
     typer.echo(f"to retry the failed hosts: --limit @{path}", err=True)
 
 
-def validate(playbooks: Playbooks, inventory: InventoryOpt, limit: LimitOpt = None) -> None:
+def validate(
+    playbooks: Playbooks,
+    inventory: InventoryOpt,
+    limit: LimitOpt = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "-v",
+            "--verbose",
+            help="Also list, per host, the ansible_* variables and SSH options accepted "
+            "and not used.",
+        ),
+    ] = False,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
+) -> None:
     """Check each playbook with the inventory for every selected host; change nothing. Exit 1
     if any is invalid. Names a client may use that a certificate does not cover are warnings
     (exit 0)."""
+    from provision.inputs.connection_vars import unused
+    from provision.inputs.vault_ids import vault_sources
     from provision.lint import format_text, lint
 
     invalid = False
-    for playbook, loaded in load_each(playbooks, inventory, limit):
+    vault = vault_sources(vault_password_file or (), vault_id or ())
+    for playbook, loaded in load_each(playbooks, inventory, limit, vault):
         if loaded is None:
             invalid = True
             continue
@@ -76,6 +96,11 @@ def validate(playbooks: Playbooks, inventory: InventoryOpt, limit: LimitOpt = No
         # The one rule for names (provision/coverage.py), as lint, plan and apply have it.
         warnings = lint(loaded, rules={"name-not-covered"})
         typer.echo(format_text(warnings, count, "warning: "), nl=False)
+        if verbose:
+            for target in loaded.targets:
+                names = unused(target.host.vars)
+                if names:  # names only: a value may be a password
+                    typer.echo(f"{target.host.name}: accepted, not used: {', '.join(names)}")
     if invalid:
         raise typer.Exit(1)
 
@@ -103,9 +128,12 @@ def plan(
     connect_timeout: ConnectTimeoutOpt = 10.0,
     command_timeout: CommandTimeoutOpt = 60.0,
     full: FullOpt = False,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Show what apply would change on each host, and why. Writes nothing to any host."""
     from provision import runs
+    from provision.inputs.vault_ids import vault_sources
 
     with reported_errors():
         outcome = runs.plan_playbook(
@@ -118,6 +146,7 @@ def plan(
             ),
             # A plan to save is made in full: the record holds no plan to save.
             full=full or out is not None,
+            vault=vault_sources(vault_password_file or (), vault_id or ()),
         )
         if out is not None and outcome.loaded is not None and outcome.plan is not None:
             from provision import fsutil
@@ -198,10 +227,13 @@ def apply(
     command_timeout: CommandTimeoutOpt = 60.0,
     lock_timeout: LockTimeoutOpt = 30.0,
     full: FullOpt = False,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Make each host match the playbook (or apply exactly a saved plan); a host that fails
     does not stop the others."""
     from provision import runs
+    from provision.inputs.vault_ids import vault_sources
     from provision.plan.saved import is_plan_file
     from provision.report.progress import for_terminal
 
@@ -234,6 +266,7 @@ def apply(
                 lock_timeout=lock_timeout,
                 full=full,
                 progress=progress,
+                vault=vault_sources(vault_password_file or (), vault_id or ()),
             )
     _print_recap(outcome.report, output_format, check)
     if not check:  # (after the recap: failing to write the file must not lose it)

@@ -129,6 +129,8 @@ def _check_recordable(loaded: Loaded, plan: Plan, report: Report, command: Comma
 
     if not loaded.targets:
         raise Unrecordable("no host")
+    if loaded.reads.volatile_reasons:
+        raise Unrecordable(loaded.reads.volatile_reasons[0])
     if command.limit is not None and "@" in command.limit:
         raise Unrecordable("a --limit @file is read at run time")
     if any(h.status != "ok" for h in report.hosts) or any(h.error or h.changes for h in plan.hosts):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,23 +17,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from provision.errors import InputError, Location, PatternError
+from provision.inputs.connection_vars import CONNECTIONS, parse_ssh_args, with_aliases
 from provision.inputs.files import UnreadableFile, read_regular
+from provision.inputs.host_ranges import RangeError, expand, split_port
+from provision.inputs.inventory_sources import read_sources
 from provision.inputs.manifest import Manifest, read
 from provision.inputs.validation import raise_for
-from provision.inputs.yaml_lines import Document, PathKey, load_file
+from provision.inputs.vault import is_vault
+from provision.inputs.vault_secrets import VaultKeys
+from provision.inputs.yaml_lines import MAX_FILE_BYTES, Document, PathKey, load_bytes
 from provision.model.inventory import Group, Host, InventoryFile
-
-# Aliases Ansible users already write; ours win when both are given at the same level. Each
-# level is read as if its alias were our key, so a host's ``ansible_user`` still beats a
-# group's ``user``: precedence is by level first, as in Ansible.
-_ALIASES = {
-    "ansible_host": "address",
-    "ansible_port": "port",
-    "ansible_user": "user",
-    "ansible_connection": "connection",
-    "ansible_ssh_private_key_file": "ssh_key",
-    "ansible_become": "become",
-}
 
 
 @dataclass(frozen=True)
@@ -58,9 +51,32 @@ class Inventory:
 
 
 def load_inventory(
-    path: Path, display: str | None = None, reads: Manifest | None = None
+    path: Path | Sequence[Path],
+    display: str | Sequence[str] | None = None,
+    reads: Manifest | None = None,
+    vault: VaultKeys | None = None,
 ) -> Inventory:
-    doc = load_file(path, display, reads)
+    """One inventory from each ``-i`` given (a file of any kind, a script, a directory),
+    merged in the order given as Ansible merges repeated ``-i``."""
+    paths = [path] if isinstance(path, Path) else list(path)
+    if display is None:
+        names = [str(p) for p in paths]
+    else:
+        names = [display] if isinstance(display, str) else list(display)
+    docs: list[Document] = []
+    bases: list[Path] = []
+    for one, name in zip(paths, names, strict=True):
+        found = read_sources(one, name, reads)
+        for doc in found.documents:
+            docs.append(_expand_hosts(_validated(doc)))
+        if found.base not in bases:
+            bases.append(found.base)
+    groups = _collect_groups(docs)
+    keys = vault if vault is not None else VaultKeys.of(reads=reads)
+    return _resolve(", ".join(names), docs, groups, bases, reads, keys)
+
+
+def _validated(doc: Document) -> Document:
     data = doc.data if doc.data is not None else {}
     if not isinstance(data, dict):
         raise InputError(Location(doc.file, 1), "an inventory must be a mapping of groups")
@@ -68,36 +84,79 @@ def load_inventory(
         InventoryFile.model_validate(data)
     except ValidationError as exc:
         raise_for(exc, doc, InventoryFile)
-    groups = _collect_groups(data, doc)
-    base = path.parent
-    return _resolve(doc, groups, base, reads)
+    return Document(doc.file, data, doc.lines)
 
 
-def _collect_groups(data: dict[str, Any], doc: Document) -> dict[str, _GroupInfo]:
+def _expand_hosts(doc: Document) -> Document:
+    """Host ranges (``web[01:03]``) and ``name:port`` in host keys, as Ansible reads them."""
+    lines = dict(doc.lines)
+
+    def visit(body: dict[str, Any] | None, path: PathKey) -> None:
+        if not body:
+            return
+        hosts = body.get("hosts")
+        if hosts and any("[" in str(h) or ":" in str(h) for h in hosts):
+            expanded: dict[str, Any] = {}
+            for key, host_vars in hosts.items():
+                where = doc.locate((*path, "hosts", key))
+                try:
+                    pattern, port = split_port(str(key))
+                    names = expand(pattern)
+                except RangeError as exc:
+                    raise InputError(where, f"host {key!r}: {exc}") from None
+                for name in names:
+                    merged = dict(host_vars or {})
+                    if port is not None:
+                        # Ansible sets the port first: the host's own ansible_port wins.
+                        merged = {"ansible_port": port, **merged}
+                    expanded[name] = {**(expanded.get(name) or {}), **merged} or None
+                    _copy_lines(lines, (*path, "hosts", key), (*path, "hosts", name))
+            body["hosts"] = expanded
+        for child, child_body in (body.get("children") or {}).items():
+            visit(child_body, (*path, "children", child))
+
+    for name, body in doc.data.items():
+        visit(body, (name,))
+    return Document(doc.file, doc.data, lines)
+
+
+def _copy_lines(lines: dict[PathKey, int], old: PathKey, new: PathKey) -> None:
+    if old == new:
+        return
+    for path, line in list(lines.items()):
+        if path[: len(old)] == old:
+            lines[(*new, *path[len(old) :])] = line
+
+
+def _collect_groups(docs: Sequence[Document]) -> dict[str, _GroupInfo]:
     parents: dict[str, set[str]] = {"all": set()}
-    raw: dict[str, list[tuple[dict[str, Any], PathKey]]] = {}
+    raw: dict[str, list[dict[str, Any]]] = {}
 
-    def visit(name: str, body: dict[str, Any] | None, path: PathKey, parent: str | None) -> None:
+    def visit(
+        doc: Document, name: str, body: dict[str, Any] | None, path: PathKey, parent: str | None
+    ) -> None:
         parents.setdefault(name, set())
         if parent is not None:
             if name == parent or _is_ancestor(name, parent, parents):
                 raise InputError(doc.locate(path), f"group {name!r} is its own ancestor")
             parents[name].add(parent)
-        raw.setdefault(name, []).append((body or {}, path))
+        raw.setdefault(name, []).append(body or {})
         for child, child_body in ((body or {}).get("children") or {}).items():
-            visit(str(child), child_body, (*path, "children", child), name)
+            visit(doc, str(child), child_body, (*path, "children", child), name)
 
-    visit("all", data.get("all"), ("all",), None)
-    for name, body in data.items():
-        if name != "all":
-            visit(str(name), body, (name,), "all")
+    raw["all"] = []
+    for doc in docs:
+        visit(doc, "all", doc.data.get("all"), ("all",), None)
+        for name, body in doc.data.items():
+            if name != "all":
+                visit(doc, str(name), body, (name,), "all")
 
     infos: dict[str, _GroupInfo] = {}
     for name, bodies in raw.items():
         merged_vars: dict[str, Any] = {}
         hosts: list[str] = []
         children: list[str] = []
-        for body, _ in bodies:
+        for body in bodies:
             merged_vars.update(body.get("vars") or {})
             hosts.extend(str(h) for h in (body.get("hosts") or {}))
             children.extend(str(c) for c in (body.get("children") or {}))
@@ -137,30 +196,36 @@ def _depths(groups: Mapping[str, _GroupInfo]) -> dict[str, int]:
     return depth
 
 
-def _host_entries(
-    data: dict[str, Any], doc: Document
-) -> dict[str, list[tuple[dict[str, Any], PathKey]]]:
+_Place = tuple[dict[str, Any], Document, PathKey]
+
+
+def _host_entries(docs: Sequence[Document]) -> dict[str, list[_Place]]:
     """Every place a host is listed, with its inline variables and where they are."""
-    found: dict[str, list[tuple[dict[str, Any], PathKey]]] = {}
+    found: dict[str, list[_Place]] = {}
 
-    def visit(body: dict[str, Any] | None, path: PathKey) -> None:
+    def visit(doc: Document, body: dict[str, Any] | None, path: PathKey) -> None:
         for host, host_vars in ((body or {}).get("hosts") or {}).items():
-            found.setdefault(str(host), []).append((host_vars or {}, (*path, "hosts", host)))
+            found.setdefault(str(host), []).append((host_vars or {}, doc, (*path, "hosts", host)))
         for child, child_body in ((body or {}).get("children") or {}).items():
-            visit(child_body, (*path, "children", child))
+            visit(doc, child_body, (*path, "children", child))
 
-    visit(data.get("all"), ("all",))
-    for name, body in data.items():
-        if name != "all":
-            visit(body, (name,))
+    for doc in docs:
+        visit(doc, doc.data.get("all"), ("all",))
+        for name, body in doc.data.items():
+            if name != "all":
+                visit(doc, body, (name,))
     return found
 
 
 def _resolve(
-    doc: Document, groups: dict[str, _GroupInfo], base: Path, reads: Manifest | None
+    file: str,
+    docs: Sequence[Document],
+    groups: dict[str, _GroupInfo],
+    bases: Sequence[Path],
+    reads: Manifest | None,
+    vault: VaultKeys,
 ) -> Inventory:
-    data: dict[str, Any] = doc.data or {}
-    entries = _host_entries(data, doc)
+    entries = _host_entries(docs)
     depth = _depths(groups)
 
     host_groups: dict[str, set[str]] = {name: {"all"} for name in entries}
@@ -174,27 +239,44 @@ def _resolve(
             for ancestor in _ancestors(group, groups):
                 members[ancestor].add(host)
             members[group].add(host)
+    # As Ansible: `ungrouped` holds exactly the hosts in no group but `all` (whatever a
+    # source listed under that name), and it is not one of a host's own groups.
+    members["ungrouped"] = {
+        host
+        for host in entries
+        if not any(host in m for g, m in members.items() if g not in ("all", "ungrouped"))
+    }
 
-    group_files = {name: _vars_dir_file(base / "group_vars", name, reads) for name in groups}
+    group_files = [
+        {name: _vars_dir_file(base / "group_vars", name, reads, vault) for name in groups}
+        for base in bases
+    ]
     ordered_groups = sorted(groups, key=lambda g: (depth[g], g))
     hosts: dict[str, Host] = {}
     for host_name, places in entries.items():
+        # Ansible's precedence: every group's inventory vars (parents before children), then
+        # group_vars/ files (the same order), then the host's inventory vars, then host_vars/.
         merged: dict[str, Any] = {}
-        for group in ordered_groups:
-            if host_name in members[group]:
-                merged.update(_with_aliases(groups[group].vars))
-                merged.update(_with_aliases(group_files[group]))
-        for inline, _ in places:
-            merged.update(_with_aliases(inline))
-        merged.update(_with_aliases(_vars_dir_file(base / "host_vars", host_name, reads)))
+        mine = [g for g in ordered_groups if host_name in members[g]]
+        for group in mine:
+            merged.update(with_aliases(groups[group].vars))
+        for files in group_files:
+            for group in mine:
+                merged.update(with_aliases(files[group]))
+        for inline, _, _ in places:
+            merged.update(with_aliases(inline))
+        for base in bases:
+            merged.update(with_aliases(_vars_dir_file(base / "host_vars", host_name, reads, vault)))
+        # Ansible's ``!vault`` values, decrypted only now that precedence chose them.
+        merged = vault.reveal(merged)
         hosts[host_name] = _make_host(
             host_name,
             merged,
-            tuple(sorted(g for g in members if host_name in members[g] and g != "all")),
-            doc,
+            tuple(sorted(g for g in mine if g not in ("all", "ungrouped"))),
             places[0][1],
+            places[0][2],
         )
-    return Inventory(doc.file, hosts, {name: frozenset(found) for name, found in members.items()})
+    return Inventory(file, hosts, {name: frozenset(found) for name, found in members.items()})
 
 
 def _ancestors(group: str, groups: Mapping[str, _GroupInfo]) -> set[str]:
@@ -208,21 +290,23 @@ def _ancestors(group: str, groups: Mapping[str, _GroupInfo]) -> set[str]:
     return found
 
 
-def _vars_dir_file(folder: Path, name: str, reads: Manifest | None) -> dict[str, Any]:
-    """``group_vars/NAME.yml`` (or .yaml, or no suffix) or every YAML file in ``NAME/``."""
+def _vars_dir_file(
+    folder: Path, name: str, reads: Manifest | None, vault: VaultKeys
+) -> dict[str, Any]:
+    """``group_vars/NAME.yml`` (or .yaml, .json, or no suffix) or every such file in ``NAME/``."""
     result: dict[str, Any] = {}
-    candidates = [folder / name, folder / f"{name}.yml", folder / f"{name}.yaml"]
+    candidates = [folder / name, *(folder / f"{name}{ext}" for ext in _VARS_EXTENSIONS)]
     files: list[Path] = []
     for candidate in candidates:
         read(reads, candidate)  # there or not: one created later would be read
         if candidate.is_dir():
             if reads is not None:
                 reads.listed(candidate)
-            files.extend(sorted(p for p in candidate.iterdir() if p.suffix in (".yml", ".yaml")))
+            files.extend(sorted(p for p in candidate.iterdir() if p.suffix in _VARS_EXTENSIONS))
         elif candidate.is_file():
             files.append(candidate)
     for file in files:
-        doc = load_file(file, reads=reads)
+        doc = _load_vars(file, reads, vault)
         if doc.data is None:
             continue
         if not isinstance(doc.data, dict):
@@ -231,23 +315,58 @@ def _vars_dir_file(folder: Path, name: str, reads: Manifest | None) -> dict[str,
     return result
 
 
-def _with_aliases(layer: Mapping[str, Any]) -> dict[str, Any]:
-    """One level's variables, each alias also set as our key unless the level gives ours."""
-    result = dict(layer)
-    for alias, field in _ALIASES.items():
-        if alias in layer and field not in layer:
-            result[field] = layer[alias]
-    return result
+_VARS_EXTENSIONS = (".yml", ".yaml", ".json")
+
+
+def _load_vars(file: Path, reads: Manifest | None, vault: VaultKeys) -> Document:
+    """A vars file, decrypted first when the whole of it is vault-encrypted (ansible-vault
+    encrypt group_vars/all.yml)."""
+    read(reads, file)
+    try:
+        raw = read_regular(file, MAX_FILE_BYTES)
+    except UnreadableFile as exc:
+        raise InputError(Location(str(file)), str(exc)) from None
+    if is_vault(raw):
+        raw = vault.open(raw, Location(str(file), 1))
+    return load_bytes(raw, str(file))
+
+
+# The variables the resolved Host types (provision.model.inventory.Host).
+HOST_FIELDS = (
+    "address",
+    "fqdn",
+    "connection",
+    "port",
+    "user",
+    "ssh_key",
+    "become",
+    "become_user",
+    "ssh_args",
+    "os",
+)
 
 
 def _make_host(
     name: str, merged: dict[str, Any], groups: tuple[str, ...], doc: Document, where: PathKey
 ) -> Host:
     typed: dict[str, Any] = {}
-    for field in ("address", "fqdn", "connection", "port", "user", "ssh_key", "become", "os"):
+    for field in HOST_FIELDS:
         if field in merged:
             typed[field] = merged[field]
     typed.setdefault("address", name)
+    if isinstance(typed.get("connection"), str):
+        typed["connection"] = CONNECTIONS.get(typed["connection"].lower(), typed["connection"])
+    if typed.get("become") and str(typed.get("become_user") or "root") != "root":
+        raise InputError(
+            doc.locate(where),
+            f"host {name!r}: become_user {typed['become_user']!r}: provision becomes root "
+            "only (sudo -n); drop become_user or set it to root",
+        )
+    if typed.get("ssh_args") is not None:
+        try:
+            parse_ssh_args(str(typed["ssh_args"]))
+        except ValueError as exc:
+            raise InputError(doc.locate(where), f"host {name!r}: ssh_args: {exc}") from None
     implied = _implies_windows(merged)
     if implied is not None:
         if typed.get("os", "windows") != "windows":
@@ -316,14 +435,41 @@ def match_pattern(
 
 
 def _split_terms(pattern: str) -> list[str]:
-    # Ansible accepts ':' as a separator too, except inside IPv6 addresses; we split on ','
-    # always and on ':' only when the pattern has no ',' and does not look like IPv6.
+    # Ansible accepts ':' as a separator too, except inside IPv6 addresses and subscripts
+    # (``web[1:3]``); we split on ',' always and on ':' only outside brackets when the
+    # pattern has no ',' and does not look like IPv6.
     if "," in pattern or (pattern.count(":") > 1 and "::" in pattern):
         return pattern.split(",")
-    return _SPLIT.split(pattern)
+    terms, depth, current = [], 0, ""
+    for char in pattern:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == ":" and depth <= 0:
+            terms.append(current)
+            current = ""
+        else:
+            current += char
+    return [*terms, current]
+
+
+# ``group[0]``, ``group[-1]``, ``group[1:3]`` (both ends included), ``group[2:]``, ``[:2]``,
+# also with '-' for ':', as Ansible's subscripts.
+_SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+)?\s*[:-]\s*([0-9]+)?)\]$")
 
 
 def _match_term(term: str, hosts: list[str], groups: Mapping[str, frozenset[str]]) -> set[str]:
+    subscript = None if term.startswith("~") else _SUBSCRIPT.match(term)
+    if subscript:
+        base, index, start, end = subscript.groups()
+        matched = _match_term(base, hosts, groups)
+        ordered = [h for h in hosts if h in matched]  # inventory order, as Ansible's lists
+        if index is not None:
+            position = int(index)
+            if not -len(ordered) <= position < len(ordered):
+                return set()
+            return {ordered[position]}
+        first = int(start) if start else 0
+        last = int(end) if end else len(ordered) - 1
+        return set(ordered[first : last + 1])
     if term in ("all", "*"):
         return set(hosts)
     if term in groups:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from provision.inputs.inventory import Inventory, limit_hosts, load_inventory
 from provision.inputs.manifest import Manifest
 from provision.inputs.passwords import PasswordReader
 from provision.inputs.targets import Target, evaluate_playbook, host_view, playbook_hosts_pattern
+from provision.inputs.vault_secrets import VaultKeys
 from provision.inputs.yaml_lines import Document, load_file
 from provision.layout import PENDING_SUFFIX
 from provision.model.playbook import ProvidedSource
@@ -62,6 +63,7 @@ def load(
     connect: ConnectOptions | None = None,
     lock_timeout: float = 30.0,
     controller_files: bool = True,
+    vault: Sequence[tuple[str, str]] = (),
 ) -> Loaded:
     """Parse and validate everything for every selected host; raises before any host is read.
 
@@ -75,7 +77,8 @@ def load(
     doc = load_file(Path(playbook), str(playbook), reads)
     if not isinstance(doc.data, dict):
         raise InputError(Location(doc.file, 1), "a playbook must be a mapping of keys")
-    inv = load_inventory(Path(inventory), str(inventory), reads)
+    # ``vault``: (label, password file) sources for Ansible's vaulted values, read on need.
+    inv = load_inventory(Path(inventory), str(inventory), reads, VaultKeys.of(vault, reads))
     hosts = limit_hosts(inv, playbook_hosts_pattern(doc), limit, reads)
     folder = Path(doc.file).resolve().parent
     targets = []

@@ -18,6 +18,7 @@ class Manifest:
     def __init__(self) -> None:
         self._files: set[str] = set()
         self._folders: set[str] = set()
+        self._volatile: list[str] = []
 
     def read(self, path: str | os.PathLike[str]) -> None:
         """A file whose content (or absence) loading used: found or not, it is an input."""
@@ -26,6 +27,15 @@ class Manifest:
     def listed(self, folder: str | os.PathLike[str]) -> None:
         """A folder whose entries loading listed (a file added there would be read)."""
         self._folders.add(os.path.abspath(folder))
+
+    def volatile(self, why: str) -> None:
+        """An input no digest can vouch for (an inventory script's output, a vault password):
+        a run that used one is never recorded, so never answered from a record."""
+        self._volatile.append(why)
+
+    @property
+    def volatile_reasons(self) -> tuple[str, ...]:
+        return tuple(self._volatile)
 
     @property
     def files(self) -> frozenset[str]:

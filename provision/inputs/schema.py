@@ -59,7 +59,18 @@ _SHORTEST_TEMPLATE = len("{{x}}")
 
 # The host keys the inventory reads (provision.inputs.inventory._make_host); what each means is
 # the description of the Host model's field.
-HOST_KEYS = ("address", "fqdn", "connection", "os", "port", "user", "ssh_key", "become")
+HOST_KEYS = (
+    "address",
+    "fqdn",
+    "connection",
+    "os",
+    "port",
+    "user",
+    "ssh_key",
+    "become",
+    "become_user",
+    "ssh_args",
+)
 
 
 def build(kind: Kind) -> Schema:
@@ -100,9 +111,10 @@ def inventory_schema() -> Schema:
     from provision.model.inventory import Host, InventoryFile
 
     try:
-        from provision.inputs.inventory import _ALIASES as aliases
+        from provision.inputs.connection_vars import ALIASES as aliases
+        from provision.inputs.connection_vars import CONNECTIONS as connections
     except ImportError:  # pragma: no cover - the aliases moved: keep our keys only
-        aliases = {}
+        aliases, connections = {}, {}
     raw = copy.deepcopy(InventoryFile.model_json_schema())
     host_props = Host.model_json_schema()["properties"]
     typed: Schema = {}
@@ -111,6 +123,9 @@ def inventory_schema() -> Schema:
     for alias, key in sorted(aliases.items()):
         if key in typed:
             typed[alias] = {**host_props[key], "description": f"Ansible's name for {key}."}
+    if "ansible_connection" in typed and connections:
+        # Ansible's plugin names (smart, paramiko, ansible.builtin.ssh) are read as ours.
+        typed["ansible_connection"] = {**typed["ansible_connection"], "enum": sorted(connections)}
     for prop in typed.values():
         prop.pop("title", None)
     _use_variables(raw)

@@ -62,6 +62,12 @@ class Host(Strict):
     """The SSH private key file."""
     become: bool = False
     """Run commands with sudo."""
+    become_user: str | None = None
+    """Whom become runs as: root (the default; provision becomes no other user)."""
+    ssh_args: str | None = None
+    """Extra OpenSSH options (Ansible's ansible_ssh_common_args): -o StrictHostKeyChecking=
+    accept-new, -o UserKnownHostsFile=FILE and -o ConnectTimeout=N are honoured; options that
+    only tune the connection are ignored; any other is an error."""
     groups: tuple[str, ...] = ()
     """The groups the host belongs to; host.groups in templates."""
     vars: dict[str, Any] = Field(default_factory=dict)

@@ -32,7 +32,14 @@ def file_digest(path: Path) -> str:
 
 
 def inventory_digest(path: Path) -> str:
-    """The inventory file and every group_vars/ and host_vars/ file beside it."""
+    """The inventory file and every group_vars/ and host_vars/ file beside it; for an
+    inventory directory, every file under it (its group_vars/ and host_vars/ are inside)."""
+    if path.is_dir():
+        h = hashlib.sha256(b"directory\0")
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(str(file.relative_to(path)).encode() + b"\0")
+            h.update(file.read_bytes())
+        return h.hexdigest()
     h = hashlib.sha256(path.read_bytes())
     for folder in ("group_vars", "host_vars"):
         root = path.parent / folder
