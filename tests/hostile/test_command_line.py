@@ -6,6 +6,8 @@ claim to be. Each case, for `plan` and `apply`: exit status 1, one paragraph sta
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +91,24 @@ def test_hostile_command_line_is_refused(case: str, command: str, project: Path,
     assert fragment in output, output
     assert snapshot(project) == before
     assert not (project / ".provision").exists()
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["-i", "a.yml", "-i", "b.yml"], ["-i", "a.yml", "--inventory=b.yml"], ["-ia.yml", "-i", "b"]],
+)
+def test_a_repeated_inventory_is_refused_not_silently_replaced(
+    project: Path, flags: list[str]
+) -> None:
+    """Click keeps the last of a repeated option: the second -i would replace the first."""
+    done = subprocess.run(
+        [sys.executable, "-m", "provision", "plan", "playbooks/callmanager-https.yml", *flags],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout == ""
+    assert done.stderr.startswith("error: -i is given more than once"), done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
