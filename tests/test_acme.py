@@ -22,7 +22,9 @@ from conftest import Cli, require_tool
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pebble import Pebble, running
-from test_servers import Nginx, free_port
+from test_servers import Nginx, free_port, nginx
+
+__all__ = ["nginx"]  # the fixture, imported to be found
 
 pytestmark = pytest.mark.integration
 
@@ -35,16 +37,6 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
     env = {**BASE_ENV, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "30"}
     with running(tmp_path_factory.mktemp("pebble"), env) as pebble:
         yield pebble
-
-
-@pytest.fixture
-def nginx(tmp_path: Path) -> Iterator[Nginx]:
-    server = Nginx(tmp_path / "nginx")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
 
 
 def _book(ca: Pebble, nginx: Nginx, port: int, **source: Any) -> dict[str, Any]:

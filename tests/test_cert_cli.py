@@ -19,6 +19,7 @@ import typer
 from certfixtures import PFX_PASSWORD, Pki, openssl, openssl_dates, shared_pki
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from trustkit import nginx_conf
 from typer.testing import CliRunner, Result
 
 from provision.cli.cert import app
@@ -731,21 +732,7 @@ def nginx(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]
     prefix = tmp_path_factory.mktemp("nginx")
     (prefix / "tmp").mkdir()
     port = _free_port()
-    user = "user root;\n" if os.geteuid() == 0 else ""  # workers default to nobody otherwise
-    conf = prefix / "nginx.conf"
-    conf.write_text(f"""{user}worker_processes 1;
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log;
-events {{ worker_connections 32; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/tmp/body;
-    proxy_temp_path {prefix}/tmp/proxy;
-    fastcgi_temp_path {prefix}/tmp/fastcgi;
-    uwsgi_temp_path {prefix}/tmp/uwsgi;
-    scgi_temp_path {prefix}/tmp/scgi;
-    # Without SNI (or an unknown name) clients get the EC certificate.
+    servers = f"""    # Without SNI (or an unknown name) clients get the EC certificate.
     server {{
         listen 127.0.0.1:{port} ssl default_server;
         ssl_certificate {pki.ec};
@@ -759,8 +746,8 @@ http {{
         ssl_certificate_key {pki.leaf_key};
         return 200 "ok\\n";
     }}
-}}
-""")
+"""
+    conf = nginx_conf(prefix, servers)
     process = subprocess.Popen(
         [binary, "-c", str(conf), "-p", str(prefix), "-e", str(prefix / "error.log")],
         stdout=subprocess.DEVNULL,

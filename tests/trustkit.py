@@ -31,23 +31,10 @@ class Served:
     port: int
 
 
-@contextmanager
-def nginx(prefix: Path, sites: list[Served]) -> Iterator[None]:
-    """nginx (daemon off, its own prefix) serving each site on 127.0.0.1:port."""
-    binary = require_tool("nginx")
-    (prefix / "tmp").mkdir(parents=True, exist_ok=True)
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    servers = "".join(
-        f"""    server {{
-        listen 127.0.0.1:{s.port} ssl;
-        server_name {s.name};
-        ssl_certificate {s.certificate};
-        ssl_certificate_key {s.key};
-        return 200 "ok {s.name}\\n";
-    }}
-"""
-        for s in sites
-    )
+def nginx_conf(prefix: Path, servers: str) -> Path:
+    """A test nginx's nginx.conf in ``prefix`` (its temp folders there, workers as root when
+    the tests run as root), with the ``server`` blocks given."""
+    user = "user root;\n" if os.geteuid() == 0 else ""  # workers default to nobody otherwise
     conf = prefix / "nginx.conf"
     conf.write_text(f"""{user}worker_processes 1;
 daemon off;
@@ -63,6 +50,26 @@ http {{
     scgi_temp_path {prefix}/tmp/scgi;
 {servers}}}
 """)
+    return conf
+
+
+@contextmanager
+def nginx(prefix: Path, sites: list[Served]) -> Iterator[None]:
+    """nginx (daemon off, its own prefix) serving each site on 127.0.0.1:port."""
+    binary = require_tool("nginx")
+    (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+    servers = "".join(
+        f"""    server {{
+        listen 127.0.0.1:{s.port} ssl;
+        server_name {s.name};
+        ssl_certificate {s.certificate};
+        ssl_certificate_key {s.key};
+        return 200 "ok {s.name}\\n";
+    }}
+"""
+        for s in sites
+    )
+    conf = nginx_conf(prefix, servers)
     process = subprocess.Popen(
         [binary, "-c", str(conf), "-p", str(prefix), "-e", str(prefix / "error.log")],
         stdout=subprocess.DEVNULL,

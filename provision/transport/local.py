@@ -44,8 +44,6 @@ class LocalTransport(Transport):
                 with nofollow.folder(folder) as at:
                     for index in indexes:
                         states[index] = _read_in(at, paths[index])
-            except TransportError:
-                raise
             except OSError as exc:
                 raise TransportError(f"cannot read {paths[indexes[0]]}: {exc.strerror}") from None
         return [states[index] for index in range(len(paths))]
@@ -177,8 +175,6 @@ def read_file(path: str) -> FileState:
     try:
         with nofollow.folder(os.path.dirname(path)) as at:
             return _read_in(at, path)
-    except TransportError:
-        raise
     except OSError as exc:
         raise TransportError(f"cannot read {path}: {exc.strerror}") from None
 
@@ -211,7 +207,5 @@ def _stage(path: str, data: bytes, mode: int, *, durable: bool) -> str:
             return os.path.join(
                 directory, nofollow.create_temporary(at, name, data, mode, durable=durable)
             )
-    except TransportError:
-        raise
     except OSError as exc:
         raise TransportError(f"cannot write {path}: {exc.strerror}") from None
