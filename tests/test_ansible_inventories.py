@@ -19,6 +19,7 @@ from provision.inputs.host_ranges import RangeError, expand
 from provision.inputs.inventory import load_inventory
 
 CORPUS = Path(__file__).parent / "data" / "inventories" / "corpus"
+MULTI = CORPUS / "multi"
 CASES: dict[str, list[Path]] = {
     "ini": [CORPUS / "ini_basic" / "hosts"],
     "yaml ranges": [CORPUS / "yaml_ranges" / "hosts.yml"],
@@ -26,6 +27,30 @@ CASES: dict[str, list[Path]] = {
     "directory of INI, YAML and a script": [CORPUS / "mixed_dir" / "inv"],
     "script without _meta": [CORPUS / "scripts" / "no_meta.py"],
     "repeated -i": [CORPUS / "ini_basic" / "hosts", CORPUS / "yaml_ranges" / "hosts.yml"],
+    # Several -i, each with its own group_vars/ and host_vars/: later sources win for the same
+    # group or host, groups are unioned, and every source's group_vars/all comes before any
+    # source's other group_vars files (Ansible's order, not source by source).
+    "-i INI -i YAML": [MULTI / "site" / "hosts.ini", MULTI / "cloud" / "hosts.yml"],
+    "-i YAML -i INI": [MULTI / "cloud" / "hosts.yml", MULTI / "site" / "hosts.ini"],
+    "-i INI -i script -i directory": [
+        MULTI / "site" / "hosts.ini",
+        MULTI / "script" / "cmdb.py",
+        CORPUS / "mixed_dir" / "inv",
+    ],
+    "-i directory -i YAML -i script": [
+        CORPUS / "mixed_dir" / "inv",
+        MULTI / "cloud" / "hosts.yml",
+        MULTI / "script" / "cmdb.py",
+    ],
+    "-i YAML -i INI -i INI": [
+        MULTI / "cloud" / "hosts.yml",
+        CORPUS / "precedence" / "hosts.ini",
+        MULTI / "site" / "hosts.ini",
+    ],
+    "-i script without _meta -i INI": [
+        CORPUS / "scripts" / "no_meta.py",
+        MULTI / "site" / "hosts.ini",
+    ],
 }
 
 

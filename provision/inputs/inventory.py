@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,10 @@ class _GroupInfo:
 
 @dataclass(frozen=True)
 class Inventory:
-    file: str
+    file: str  # the sources as errors name them: "a, b" for -i a -i b
     hosts: Mapping[str, Host]
     groups: Mapping[str, frozenset[str]]  # group -> every host in it or its descendants
+    sources: tuple[str, ...] = ()  # each -i as given, in order
 
     def select(self, pattern: str) -> list[Host]:
         """Hosts matching an Ansible pattern, in inventory order."""
@@ -69,11 +70,13 @@ def load_inventory(
         found = read_sources(one, name, reads)
         for doc in found.documents:
             docs.append(_expand_hosts(_validated(doc)))
-        if found.base not in bases:
-            bases.append(found.base)
+        # One base per source, repeats kept: Ansible reads the vars folders beside each
+        # source in turn, so with ``-i a/x -i b/y -i a/z`` a's files win over b's.
+        bases.append(found.base)
     groups = _collect_groups(docs)
     keys = vault if vault is not None else VaultKeys.of(reads=reads)
-    return _resolve(", ".join(names), docs, groups, bases, reads, keys)
+    resolved = _resolve(", ".join(names), docs, groups, bases, reads, keys)
+    return replace(resolved, sources=tuple(names))
 
 
 def _validated(doc: Document) -> Document:
@@ -260,9 +263,13 @@ def _resolve(
         mine = [g for g in ordered_groups if host_name in members[g]]
         for group in mine:
             merged.update(with_aliases(groups[group].vars))
+        # Ansible reads group_vars/all of every source before any other group's files.
+        for files in group_files:
+            merged.update(with_aliases(files["all"]))
         for files in group_files:
             for group in mine:
-                merged.update(with_aliases(files[group]))
+                if group != "all":
+                    merged.update(with_aliases(files[group]))
         for inline, _, _ in places:
             merged.update(with_aliases(inline))
         for base in bases:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,7 +113,25 @@ def _read_file(path: Path, display: str, reads: Manifest | None) -> Document:
 
 
 def _yaml_or_listing(doc: Document) -> Document:
+    _refuse_plugin_config(doc)
     return from_json(doc.data, doc.file) if is_listing(doc.data) else doc
+
+
+def _refuse_plugin_config(doc: Document) -> None:
+    """An inventory plugin's configuration (``plugin: amazon.aws.aws_ec2``) is Ansible code
+    to run, not an inventory: say how to have Ansible run it rather than read its keys as
+    groups. (A group named ``plugin`` has a mapping or nothing, never a name, as its value.)"""
+    if not isinstance(doc.data, dict) or not isinstance(doc.data.get("plugin"), str):
+        return
+    raise InputError(
+        Location(doc.file, doc.line_of(("plugin",))),
+        f"is the configuration of the Ansible inventory plugin {doc.data['plugin']}, which "
+        "provision does not run (it runs no Ansible code). Have Ansible run it and give "
+        f"provision its answer: `ansible-inventory -i {shlex.quote(doc.file)} --list > "
+        "inv.json` (with any other -i the plugin builds on), then `provision ... -i "
+        "inv.json`, which reads the hosts, groups and variables the plugin found "
+        "(docs/inventory.md, Feeding a dynamic inventory)",
+    )
 
 
 def _is_executable(path: Path) -> bool:
