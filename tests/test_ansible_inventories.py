@@ -9,6 +9,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ansiblecheck import ansible_lists, ansible_selections, ansible_view, provision_view
@@ -357,3 +358,164 @@ def test_a_file_yaml_cannot_read_as_a_mapping_is_read_as_ini(tmp_path: Path) -> 
     inventory = load_inventory(_ini(tmp_path, "db.example.com:2222\n[web]\nw1\n"))
     assert inventory.hosts["db.example.com"].port == 2222
     assert sorted(inventory.groups["web"]) == ["w1"]
+
+
+# --- -i repeated on the command line ---------------------------------------------------------
+
+PLAYBOOK = "playbooks/callmanager-https.yml"
+
+
+def _two_sources(project: Path) -> tuple[str, ...]:
+    """The example fleet split in two -i sources: YAML with the shared variables and
+    cm-pub-01, then INI adding cm-sub-01 and overriding a group variable."""
+    (project / "inventory" / "a.yml").write_text(
+        "all:\n  vars:\n    connection: local\n"
+        "    certificates_dir: .provision/a/{{ host.name }}/certs\n    www_root: .provision/w\n"
+        "  children:\n    callmanager:\n      hosts:\n"
+        "        cm-pub-01: {fqdn: cm-pub-01.example.com}\n"
+    )
+    (project / "inventory" / "b").write_text(
+        "[callmanager]\ncm-sub-01 fqdn=cm-sub-01.example.com\n\n"
+        "[callmanager:vars]\ncertificates_dir=.provision/b/{{ host.name }}/certs\n"
+    )
+    return ("-i", "inventory/a.yml", "-i", "inventory/b")
+
+
+def test_every_command_taking_i_repeats_it_and_takes_the_vault_options() -> None:
+    """Each command (sub-apps too) whose -i would keep only the last of several fails here."""
+    import typer
+
+    from provision.cli import _mount_subcommands, app
+
+    _mount_subcommands()
+    found = []
+
+    def visit(command: Any, path: str) -> None:
+        if hasattr(command, "commands"):  # a group (typer's own click, not importable)
+            for name, sub in command.commands.items():
+                visit(sub, f"{path} {name}".strip())
+            return
+        options = {opt: param for param in command.params for opt in getattr(param, "opts", [])}
+        if "-i" in options:
+            found.append(path)
+            assert options["-i"].multiple, path
+            assert "--vault-password-file" in options and "--vault-id" in options, path
+
+    visit(typer.main.get_command(app), "")
+    assert {"validate", "plan", "apply", "status", "render", "lint", "revoke"} <= set(found)
+
+
+@pytest.mark.parametrize(
+    ("command", "extra", "expected"),
+    [
+        ("validate", (), "valid for 2 hosts"),
+        ("plan", (), "Plan: 2 hosts, 2 to change, 0 failed."),
+        ("render", ("--out", "out"), "cm-sub-01: "),
+        ("lint", (), "2 hosts"),
+    ],
+)
+def test_repeated_i_reaches_every_source_on_each_command(
+    project: Path, cli: Cli, command: str, extra: tuple[str, ...], expected: str
+) -> None:
+    result = cli(command, PLAYBOOK, *_two_sources(project), *extra)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert expected in result.stdout
+    assert "cm-pub-01" in result.stdout or command in ("validate", "lint")
+
+
+def test_apply_and_status_with_repeated_i_use_each_sources_variables(
+    project: Path, cli: Cli
+) -> None:
+    sources = _two_sources(project)
+    applied = cli("apply", PLAYBOOK, *sources)
+    assert applied.exit_code == 0, applied.stderr
+    # the later source's group variable wins for the group's hosts, as in Ansible
+    assert (project / ".provision/b/cm-pub-01/certs/httpscert.cer").is_file()
+    assert (project / ".provision/b/cm-sub-01/certs/httpscert.cer").is_file()
+    assert not (project / ".provision/a").exists()
+    status = cli("status", PLAYBOOK, *sources)
+    assert status.exit_code == 0, status.stderr
+    assert "cm-pub-01" in status.stdout and "cm-sub-01" in status.stdout
+    listed = cli("rollback", PLAYBOOK, *sources, "--list")
+    assert listed.exit_code == 0, listed.stderr
+    assert "cm-sub-01" in listed.stdout
+
+
+def test_the_order_of_repeated_i_is_precedence(project: Path, cli: Cli) -> None:
+    a, b = _two_sources(project)[1::2]
+    (project / "inventory" / "c.yml").write_text(
+        "callmanager:\n  vars:\n    certificates_dir: .provision/c/{{ host.name }}/certs\n"
+    )
+    applied = cli("apply", PLAYBOOK, "-i", a, "-i", "inventory/c.yml", "-i", b)
+    assert applied.exit_code == 0, applied.stderr
+    assert sorted(p.name for p in (project / ".provision").iterdir()) == ["b"]
+    again = cli("apply", PLAYBOOK, "-i", a, "-i", b, "-i", "inventory/c.yml")
+    assert again.exit_code == 0, again.stderr
+    assert (project / ".provision/c/cm-sub-01/certs/httpscert.cer").is_file()
+
+
+def test_a_converged_record_covers_every_source(project: Path, cli: Cli) -> None:
+    """The record of `-i a -i b` is not answered once b changed, nor for `-i b -i a`."""
+    from provision.converged.document import Command
+
+    sources = _two_sources(project)
+    assert cli("apply", PLAYBOOK, *sources).exit_code == 0
+    assert cli("plan", PLAYBOOK, *sources, "--detailed-exitcode").exit_code == 0
+    b = project / "inventory" / "b"
+    b.write_text(b.read_text().replace("cm-sub-01 fqdn=", "cm-sub-01 fqdn=renamed."))
+    changed = cli("plan", PLAYBOOK, *sources, "--detailed-exitcode")
+    assert changed.exit_code == 2, changed.stdout + changed.stderr
+    assert "renamed.cm-sub-01.example.com" in changed.stdout
+    forward = Command("plan", PLAYBOOK, ("inventory/a.yml", "inventory/b"), None)
+    backward = Command("plan", PLAYBOOK, ("inventory/b", "inventory/a.yml"), None)
+    assert forward.key() != backward.key()
+
+
+def test_a_plan_saved_with_repeated_i_applies_only_with_the_same_sources(
+    project: Path, cli: Cli
+) -> None:
+    sources = _two_sources(project)
+    saved = cli("plan", PLAYBOOK, *sources, "--out", "p.json")
+    assert saved.exit_code == 0, saved.stderr
+    document = json.loads((project / "p.json").read_text())
+    assert [entry["path"] for entry in document["inventory"]] == ["inventory/a.yml", "inventory/b"]
+    refused = cli("apply", "p.json", "-i", "inventory/a.yml")
+    assert refused.exit_code == 1
+    assert "a saved plan names its own inventory" in refused.stderr
+    b = project / "inventory" / "b"
+    original = b.read_text()
+    b.write_text(original + "# edited\n")
+    stale = cli("apply", "p.json")
+    assert stale.exit_code == 1
+    assert stale.stderr.startswith("error: inventory/b changed since the plan was made")
+    assert not (project / ".provision").exists()
+    b.write_text(original)
+    applied = cli("apply", "p.json")
+    assert applied.exit_code == 0, applied.stderr
+    assert (project / ".provision/b/cm-sub-01/certs/httpscert.cer").is_file()
+
+
+# --- inventory plugins' configuration files --------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["aws_ec2.yml", "fleet/aws_ec2.yml"])
+def test_an_inventory_plugin_config_says_how_to_feed_it(
+    project: Path, cli: Cli, where: str
+) -> None:
+    path = project / "inventory" / where
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("# EC2\nplugin: amazon.aws.aws_ec2\nregions: [eu-west-1]\n")
+    given = "inventory/" + where.split("/")[0]
+    result = cli("validate", PLAYBOOK, "-i", "inventory/example.ini", "-i", given)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: inventory/{where}:2: is the configuration of")
+    assert "amazon.aws.aws_ec2" in result.stderr
+    assert f"ansible-inventory -i inventory/{where} --list > inv.json" in result.stderr
+    assert "-i inv.json" in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_a_group_named_plugin_is_still_a_group(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.yml"
+    path.write_text("plugin:\n  hosts:\n    p1:\n")
+    assert sorted(load_inventory(path).groups["plugin"]) == ["p1"]

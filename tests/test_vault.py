@@ -185,3 +185,74 @@ def test_plan_with_a_wrong_vault_password(vaulted_project: Path, cli: Cli) -> No
     assert "no vault password given decrypts it" in result.stderr
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
     assert os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE") is None
+
+
+# Every command that reads the inventory, as a user types it (the vault options last).
+COMMANDS = {
+    "validate": ("validate", "playbooks/callmanager-https.yml"),
+    "plan": PLAN,
+    "apply": ("apply", "playbooks/callmanager-https.yml", "-i", "inventory/example.ini"),
+    "status": ("status", "playbooks/callmanager-https.yml", "-i", "inventory/example.ini"),
+    "verify": ("verify", "playbooks/callmanager-https.yml", "-i", "inventory/example.ini"),
+    "render": ("render", "playbooks/callmanager-https.yml", "-i", "inventory/example.ini"),
+    "csr": ("csr", "playbooks/callmanager-https.yml", "-i", "inventory/example.ini"),
+    "rollback": ("rollback", "playbooks/callmanager-https.yml", "-i", "inventory/example.ini"),
+    "revoke": ("revoke", "playbooks/callmanager-https.yml", "-i", "inventory/example.ini"),
+    "lint": ("lint", "playbooks/callmanager-https.yml", "-i", "inventory/example.ini"),
+}
+EXTRA = {
+    "validate": ("-i", "inventory/example.ini"),
+    "render": ("--out", "rendered"),
+    "csr": ("--out", "csr"),
+    "rollback": ("--list",),
+    "revoke": ("--limit", "cm-pub-01"),
+}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_reading_the_inventory_takes_the_vault_options(
+    vaulted_project: Path, cli: Cli, command: str
+) -> None:
+    """A wrong password given to the command is used (its error, naming file and line, is
+    not the one for no password), and so is the environment's."""
+    (vaulted_project / "wrong").write_text("not it\n")
+    args = (*COMMANDS[command], *EXTRA.get(command, ()))
+    for options, env in (
+        (("--vault-password-file", "wrong"), None),
+        (("--vault-id", "ops@wrong"), None),
+        ((), {"ANSIBLE_VAULT_PASSWORD_FILE": "wrong"}),
+    ):
+        result = cli(*args, *options, env=env)
+        assert result.exit_code == 1, (options, result.stdout)
+        assert result.stderr.startswith("error: inventory/group_vars/all.yml:2: "), result.stderr
+        assert "no vault password given decrypts it" in result.stderr
+        assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (vaulted_project / ".provision").exists()  # nothing written anywhere
+
+
+@pytest.mark.parametrize("command", ["plan", "apply", "status", "render", "validate", "lint"])
+def test_a_command_with_the_right_vault_password_runs(
+    vaulted_project: Path, cli: Cli, command: str
+) -> None:
+    args = (*COMMANDS[command], *EXTRA.get(command, ()))
+    if command == "status":
+        assert cli(*COMMANDS["apply"], "--vault-password-file", "pw").exit_code == 0
+    result = cli(*args, "--vault-password-file", "pw")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "s-web" not in result.stdout + result.stderr
+    if command == "status":
+        assert result.stdout.count("httpscert") == 3  # a row per host
+
+
+def test_a_saved_plan_of_a_vaulted_inventory_applies_with_the_password(
+    vaulted_project: Path, cli: Cli
+) -> None:
+    saved = cli(*PLAN, "--vault-password-file", "pw", "--out", "p.json")
+    assert saved.exit_code == 0, saved.stderr
+    assert "s-web" not in (vaulted_project / "p.json").read_text()
+    missing = cli("apply", "p.json")
+    assert missing.exit_code == 1
+    assert "is vault-encrypted and no vault password was given" in missing.stderr
+    applied = cli("apply", "p.json", "--vault-id", "pw")
+    assert applied.exit_code == 0, applied.stderr
+    assert (vaulted_project / ".provision/fleet/cm-pub-01/certificates/httpscert.cer").is_file()
