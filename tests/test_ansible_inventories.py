@@ -16,6 +16,7 @@ from ansiblecheck import ansible_lists, ansible_selections, ansible_view, provis
 from conftest import Cli, require_tool
 
 from provision.errors import InputError
+from provision.inputs.connection_vars import unused
 from provision.inputs.host_ranges import RangeError, expand
 from provision.inputs.inventory import load_inventory
 
@@ -297,6 +298,12 @@ def test_ssh_common_args_reach_the_ssh_options(tmp_path: Path) -> None:
         "/tmp/kh",
         3.0,
     )
+    extra = load_inventory(
+        _ini(tmp_path, "w2 ansible_ssh_extra_args='-o ConnectTimeout=7 -o Compression=yes'\n")
+    )
+    options = _with_host_ssh_args(extra.hosts["w2"], None)
+    assert options is not None and options.connect_timeout == 7.0
+    assert unused(extra.hosts["w2"].vars) == ["ssh_args -o Compression=yes"]
 
 
 @pytest.mark.parametrize(
@@ -304,6 +311,8 @@ def test_ssh_common_args_reach_the_ssh_options(tmp_path: Path) -> None:
     [
         ("w1 ansible_ssh_common_args='-o ProxyJump=bastion'", "-o ProxyJump=bastion is not an"),
         ("w1 ansible_ssh_common_args='-J bastion'", "'-J': only -o options are read"),
+        # Ansible adds the extra args to the common ones: a proxy there is no less a proxy
+        ("w1 ansible_ssh_extra_args='-o ProxyCommand=\"nc %h %p\"'", "-o ProxyCommand=nc"),
         ("w1 ansible_become=yes ansible_become_user=postgres", "provision becomes root only"),
         ("w1 ansible_connection=docker", "connection"),
     ],

@@ -17,7 +17,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from provision.errors import InputError, Location, PatternError
-from provision.inputs.connection_vars import CONNECTIONS, parse_ssh_args, with_aliases
+from provision.inputs.connection_vars import (
+    CONNECTIONS,
+    parse_ssh_args,
+    ssh_arguments,
+    with_aliases,
+)
 from provision.inputs.files import UnreadableFile, read_regular
 from provision.inputs.host_ranges import RangeError, expand, split_port
 from provision.inputs.inventory_sources import read_sources
@@ -361,6 +366,8 @@ def _make_host(
         if field in merged:
             typed[field] = merged[field]
     typed.setdefault("address", name)
+    if ssh_arguments(merged) is not None:
+        typed["ssh_args"] = ssh_arguments(merged)
     if isinstance(typed.get("connection"), str):
         typed["connection"] = CONNECTIONS.get(typed["connection"].lower(), typed["connection"])
     if typed.get("become") and str(typed.get("become_user") or "root") != "root":
