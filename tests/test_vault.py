@@ -256,3 +256,27 @@ def test_a_saved_plan_of_a_vaulted_inventory_applies_with_the_password(
     applied = cli("apply", "p.json", "--vault-id", "pw")
     assert applied.exit_code == 0, applied.stderr
     assert (vaulted_project / ".provision/fleet/cm-pub-01/certificates/httpscert.cer").is_file()
+
+
+def test_a_vault_encrypted_inventory_file_is_read_as_ansible_reads_it(
+    vaulted: Path, tmp_path: Path
+) -> None:
+    """``ansible-vault encrypt hosts.ini``: Ansible's INI and YAML plugins decrypt it first."""
+    (tmp_path / "hosts.ini").write_text("[web]\nw1 token=t1\n\n[web:vars]\nport_number=8443\n")
+    (tmp_path / "hosts.yml").write_text("db:\n  hosts:\n    d1: {token: t2}\n")
+    for name in ("hosts.ini", "hosts.yml"):
+        run = _vault("encrypt", "--vault-password-file", str(vaulted / "pw"), name, cwd=tmp_path)
+        assert run.communicate(timeout=120) and run.returncode == 0
+        assert (tmp_path / name).read_bytes().startswith(b"$ANSIBLE_VAULT;1.1;AES256")
+    keys = VaultKeys.of([("default", str(vaulted / "pw"))])
+    inventory = load_inventory([tmp_path / "hosts.ini", tmp_path / "hosts.yml"], vault=keys)
+    assert (inventory.hosts["w1"].vars["token"], inventory.hosts["d1"].vars["token"]) == (
+        "t1",
+        "t2",
+    )
+    assert inventory.hosts["w1"].vars["port_number"] == 8443
+    wrong = VaultKeys.of([("default", str(vaulted / "prod-pw"))])
+    with pytest.raises(InputError) as caught:
+        load_inventory(tmp_path / "hosts.ini", "hosts.ini", vault=wrong)
+    assert str(caught.value).startswith("hosts.ini:1: ")
+    assert "no vault password given decrypts it" in str(caught.value)

@@ -69,17 +69,17 @@ def load_inventory(
         names = [str(p) for p in paths]
     else:
         names = [display] if isinstance(display, str) else list(display)
+    keys = vault if vault is not None else VaultKeys.of(reads=reads)
     docs: list[Document] = []
     bases: list[Path] = []
     for one, name in zip(paths, names, strict=True):
-        found = read_sources(one, name, reads)
+        found = read_sources(one, name, reads, keys)
         for doc in found.documents:
             docs.append(_expand_hosts(_validated(doc)))
         # One base per source, repeats kept: Ansible reads the vars folders beside each
         # source in turn, so with ``-i a/x -i b/y -i a/z`` a's files win over b's.
         bases.append(found.base)
     groups = _collect_groups(docs)
-    keys = vault if vault is not None else VaultKeys.of(reads=reads)
     resolved = _resolve(", ".join(names), docs, groups, bases, reads, keys)
     return replace(resolved, sources=tuple(names))
 
