@@ -227,6 +227,7 @@ def test_every_command_reading_the_inventory_takes_the_vault_options(
         assert result.stderr.startswith("error: inventory/group_vars/all.yml:2: "), result.stderr
         assert "no vault password given decrypts it" in result.stderr
         assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+        assert "not it" not in result.stdout + result.stderr
     assert not (vaulted_project / ".provision").exists()  # nothing written anywhere
 
 
@@ -239,7 +240,8 @@ def test_a_command_with_the_right_vault_password_runs(
         assert cli(*COMMANDS["apply"], "--vault-password-file", "pw").exit_code == 0
     result = cli(*args, "--vault-password-file", "pw")
     assert result.exit_code == 0, result.stdout + result.stderr
-    assert "s-web" not in result.stdout + result.stderr
+    for secret in ("s-web", PASSWORD):  # the value, and the password that opened it
+        assert secret not in result.stdout + result.stderr
     if command == "status":
         assert result.stdout.count("httpscert") == 3  # a row per host
 
@@ -249,7 +251,8 @@ def test_a_saved_plan_of_a_vaulted_inventory_applies_with_the_password(
 ) -> None:
     saved = cli(*PLAN, "--vault-password-file", "pw", "--out", "p.json")
     assert saved.exit_code == 0, saved.stderr
-    assert "s-web" not in (vaulted_project / "p.json").read_text()
+    for secret in ("s-web", PASSWORD):
+        assert secret not in (vaulted_project / "p.json").read_text()
     missing = cli("apply", "p.json")
     assert missing.exit_code == 1
     assert "is vault-encrypted and no vault password was given" in missing.stderr
