@@ -442,7 +442,8 @@ def render(
     from provision import api
 
     with reported_errors():
-        # No password, authority or supplied file is read: the configs need none.
+        # No output password, authority or supplied file is read: the configs need none
+        # (a vault password is, if the inventory's variables are vaulted).
         loaded = api.load(
             playbook,
             inventory,
