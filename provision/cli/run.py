@@ -23,6 +23,7 @@ from provision.cli.common import (
     KnownHostsOpt,
     LimitOpt,
     LockTimeoutOpt,
+    OptionalInventoryOpt,
     OutputFormat,
     PlanFormat,
     Playbook,
@@ -35,6 +36,7 @@ from provision.cli.common import (
     load_inputs,
     report_error,
     reported_errors,
+    vault_options,
 )
 
 if TYPE_CHECKING:  # the real imports are inside the commands, for a fast `--help`
@@ -82,11 +84,10 @@ def validate(
     if any is invalid. Names a client may use that a certificate does not cover are warnings
     (exit 0)."""
     from provision.inputs.connection_vars import unused
-    from provision.inputs.vault_ids import vault_sources
     from provision.lint import format_text, lint
 
     invalid = False
-    vault = vault_sources(vault_password_file or (), vault_id or ())
+    vault = vault_options(vault_password_file, vault_id)
     for playbook, loaded in load_each(playbooks, inventory, limit, vault):
         if loaded is None:
             invalid = True
@@ -133,7 +134,6 @@ def plan(
 ) -> None:
     """Show what apply would change on each host, and why. Writes nothing to any host."""
     from provision import runs
-    from provision.inputs.vault_ids import vault_sources
 
     with reported_errors():
         outcome = runs.plan_playbook(
@@ -146,7 +146,7 @@ def plan(
             ),
             # A plan to save is made in full: the record holds no plan to save.
             full=full or out is not None,
-            vault=vault_sources(vault_password_file or (), vault_id or ()),
+            vault=vault_options(vault_password_file, vault_id),
         )
         if out is not None and outcome.loaded is not None and outcome.plan is not None:
             from provision import fsutil
@@ -167,7 +167,7 @@ def plan(
 
 
 def _csr_hint(
-    playbook: str, inventory: str, limit: str | None, waiting: list[tuple[str, str]]
+    playbook: str, inventory: list[str], limit: str | None, waiting: list[tuple[str, str]]
 ) -> str:
     """What to do for certificates waiting for their CA: the `provision csr` to run."""
     import shlex
@@ -175,7 +175,9 @@ def _csr_hint(
     count = len(waiting)
     shown = ", ".join(f"{host}: {name}" for host, name in waiting[:5])
     more = f" and {count - 5} more" if count > 5 else ""
-    command = ["provision", "csr", playbook, "-i", inventory]
+    command = ["provision", "csr", playbook]
+    for source in inventory:
+        command += ["-i", source]
     if limit is not None:
         command += ["--limit", limit]
     command += ["--out", "csr"]
@@ -214,9 +216,7 @@ def apply(
     playbook: Annotated[
         str, typer.Argument(help="The playbook, or a plan saved by `plan --out PLAN.json`.")
     ],
-    inventory: Annotated[
-        str | None, typer.Option("-i", "--inventory", help="The inventory (not with a plan).")
-    ] = None,
+    inventory: OptionalInventoryOpt = None,
     limit: LimitOpt = None,
     output_format: FormatOpt = OutputFormat.text,
     check: Annotated[bool, typer.Option("--check", help="Only plan (same as `plan`).")] = False,
@@ -233,7 +233,6 @@ def apply(
     """Make each host match the playbook (or apply exactly a saved plan); a host that fails
     does not stop the others."""
     from provision import runs
-    from provision.inputs.vault_ids import vault_sources
     from provision.plan.saved import is_plan_file
     from provision.report.progress import for_terminal
 
@@ -241,6 +240,7 @@ def apply(
         connect_options, known_hosts, accept_new_host_keys, connect_timeout, command_timeout
     )
     progress = None if check else for_terminal
+    vault = vault_options(vault_password_file, vault_id)
     with reported_errors():
         if is_plan_file(playbook):
             if inventory is not None or limit is not None:
@@ -252,9 +252,10 @@ def apply(
                 connect=connect,
                 lock_timeout=lock_timeout,
                 progress=progress,
+                vault=vault,
             )
         else:
-            if inventory is None:
+            if not inventory:
                 fail("missing option -i INVENTORY")
             outcome = runs.apply_playbook(
                 playbook,
@@ -266,7 +267,7 @@ def apply(
                 lock_timeout=lock_timeout,
                 full=full,
                 progress=progress,
-                vault=vault_sources(vault_password_file or (), vault_id or ()),
+                vault=vault,
             )
     _print_recap(outcome.report, output_format, check)
     if not check:  # (after the recap: failing to write the file must not lose it)
@@ -280,6 +281,8 @@ def verify(
     inventory: InventoryOpt,
     limit: LimitOpt = None,
     output_format: FormatOpt = OutputFormat.text,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Connect to every https binding of every site, by every name a client may use (the
     certificate's names, the host's address, the binding's address and host; a site's
@@ -289,7 +292,9 @@ def verify(
     from provision.api import verify_all
     from provision.report import text as render
 
-    loaded = load_inputs(playbook, inventory, limit)
+    loaded = load_inputs(
+        playbook, inventory, limit, vault=vault_options(vault_password_file, vault_id)
+    )
     result = asyncio.run(verify_all(loaded))
     if output_format is OutputFormat.json:
         typer.echo(render.report_json(result), nl=False)
@@ -332,6 +337,8 @@ def rollback(
     connect_timeout: ConnectTimeoutOpt = 10.0,
     command_timeout: CommandTimeoutOpt = 60.0,
     lock_timeout: LockTimeoutOpt = 30.0,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Restore each host's files as they were before its newest apply not undone yet (run
     again: one apply further back), then test and reload its sites."""
@@ -344,7 +351,13 @@ def rollback(
         fail("--list shows every backup; drop --to")
     connect = connect_options(known_hosts, accept_new_host_keys, connect_timeout, command_timeout)
     loaded = load_inputs(
-        playbook, inventory, limit, forks=forks, connect=connect, lock_timeout=lock_timeout
+        playbook,
+        inventory,
+        limit,
+        forks=forks,
+        connect=connect,
+        lock_timeout=lock_timeout,
+        vault=vault_options(vault_password_file, vault_id),
     )
     if list_only:
         hosts = asyncio.run(list_backups_all(loaded))
@@ -377,6 +390,8 @@ def csr(
     inventory: InventoryOpt,
     out: Annotated[str, typer.Option("--out", help="Folder for the CSR files.")],
     limit: LimitOpt = None,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Make (or keep) each host's key and write a CSR per host and third-party certificate."""
     import asyncio
@@ -385,7 +400,9 @@ def csr(
     from provision.csr import make_csrs
     from provision.sources.provided import wants_csr
 
-    loaded = load_inputs(playbook, inventory, limit)
+    loaded = load_inputs(
+        playbook, inventory, limit, vault=vault_options(vault_password_file, vault_id)
+    )
     if not any(wants_csr(c) for t in loaded.targets for c in t.playbook.certificates):
         count = len(loaded.targets)
         fail(
@@ -416,6 +433,8 @@ def render(
     inventory: InventoryOpt,
     out: Annotated[str, typer.Option("--out", help="Folder for the files, one folder per host.")],
     limit: LimitOpt = None,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Write each host's site configs and scripts under OUT/HOST/ (host paths mirrored:
     C:\\X\\y as OUT/HOST/C/X/y), on this machine alone: no host is reached, no certificate
@@ -423,8 +442,15 @@ def render(
     from provision import api
 
     with reported_errors():
-        # No password, authority or supplied file is read: the configs need none.
-        loaded = api.load(playbook, inventory, limit, controller_files=False)
+        # No output password, authority or supplied file is read: the configs need none
+        # (a vault password is, if the inventory's variables are vaulted).
+        loaded = api.load(
+            playbook,
+            inventory,
+            limit,
+            controller_files=False,
+            vault=vault_options(vault_password_file, vault_id),
+        )
         results = api.render_all(loaded, out)
     for result in results:
         if result.error is not None:
@@ -443,6 +469,8 @@ def status(
     inventory: InventoryOpt,
     limit: LimitOpt = None,
     output_format: FormatOpt = OutputFormat.text,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Every host's certificates, soonest expiry first; exit 1 if one is expired or misses a
     name."""
@@ -452,7 +480,9 @@ def status(
 
     from provision.status import authority_rows, fleet_status
 
-    loaded = load_inputs(playbook, inventory, limit)
+    loaded = load_inputs(
+        playbook, inventory, limit, vault=vault_options(vault_password_file, vault_id)
+    )
     authorities = authority_rows(loaded)
     rows = asyncio.run(fleet_status(loaded))
     if output_format is OutputFormat.json:
@@ -482,6 +512,8 @@ def revoke(
             "superseded or cessationOfOperation."
         ),
     ] = "unspecified",
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Revoke the certificates the limited hosts hold (ACME: by the account that ordered
     them); exit 1 if one could not be."""
@@ -491,7 +523,9 @@ def revoke(
 
     if reason not in REASONS:
         fail(f"--reason {reason!r} is not one of {', '.join(REASONS)}")
-    loaded = load_inputs(playbook, inventory, limit)
+    loaded = load_inputs(
+        playbook, inventory, limit, vault=vault_options(vault_password_file, vault_id)
+    )
     rows = asyncio.run(revoke_all(loaded, reason))
     for row in rows:
         if row.error is None:
