@@ -281,7 +281,7 @@ async def trust_files_on_host(target: Target) -> list[str]:
     found = []
     for (_, folder), names in zip(folders, listings, strict=True):
         for name in sorted(names):
-            path = target.paths.join(folder, name)
+            path = target.paths.normpath(target.paths.join(folder, name))
             if target.is_trust_file(path):
                 found.append(path)
     return found

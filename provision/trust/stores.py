@@ -82,7 +82,7 @@ def nickname(trust: str, fp: str) -> str:
 
 
 def root_file(paths: PathFlavour, store: DebianStore | RhelStore, trust: str, fp: str) -> str:
-    return paths.join(store.dir, nickname(trust, fp) + ".crt")
+    return paths.normpath(paths.join(store.dir, nickname(trust, fp) + ".crt"))
 
 
 def pem(certificate: x509.Certificate) -> bytes:
