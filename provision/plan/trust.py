@@ -84,11 +84,13 @@ def plan_trust(
         entries.setdefault(key, entry)
     after = trust_record.TrustRecord(stores=entries)
     content = trust_record.dumps(after)
-    if content != facts.file(record_path).content and (entries or before.stores):
+    state = facts.file(record_path)
+    nothing = not state.exists and content == trust_record.dumps(trust_record.TrustRecord())
+    if content != state.content and not nothing:
         changes.append(
             Change(
                 "trust record",
-                "update" if facts.file(record_path).exists else "create",
+                "update" if state.exists else "create",
                 "what provision added to each trust store",
                 path=record_path,
                 mode=0o644,
