@@ -212,3 +212,44 @@ def test_a_hostile_trust_record_is_refused(project: Path, cli: Any, tmp_path: Pa
     assert "passwd" not in output  # what the record says is not repeated
     assert record.read_bytes() == hostile
     assert list(stores.local.iterdir()) == [] and not stores.java.exists()
+
+
+def test_the_crl_is_copied_to_each_host_as_an_output(
+    project: Path, cli: Any, tmp_path: Path
+) -> None:
+    """`crl.host_dir`: the CRL as the controller published it, as crl.der and crl.pem on
+    the host; `openssl verify -crl_check` with the host's copy rejects a revoked leaf."""
+    fresh(project)
+    data: dict[str, Any] = example(project)
+    del data["sites"]
+    host_dir = f"{tmp_path}/hosts/{{{{ host.name }}}}/crl"
+    data["authorities"][0]["crl"] = {"dir": "pki/crl", "host_dir": host_dir}
+    playbook = write_playbook(project, "crl-copy.yml", data)
+    apply(cli, playbook)  # creates the CA, publishes the CRL at the end
+    copies = tmp_path / "hosts" / HOST / "crl"
+    assert not copies.exists()
+    planned = host_changes(cli, playbook)
+    assert [(r, a) for r, a, _ in planned] == [
+        (f"crl voice-root {copies}/crl.der", "create"),
+        (f"crl voice-root {copies}/crl.pem", "create"),
+    ]
+    apply(cli, playbook)
+    published = project / "playbooks" / "pki" / "crl"
+    assert (copies / "crl.der").read_bytes() == (published / "crl.der").read_bytes()
+    assert (copies / "crl.pem").stat().st_mode & 0o777 == 0o644
+    assert host_changes(cli, playbook) == []
+
+    leaf = certs_dir(project, HOST) / "httpscert.pem"
+    serial = format(x509.load_pem_x509_certificates(leaf.read_bytes())[0].serial_number, "x")
+    result = cli("ca", "revoke", playbook, "voice-root", "--serial", serial, env=ENV)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    ((resource, action, _), _) = host_changes(cli, playbook)
+    assert (resource, action) == (f"crl voice-root {copies}/crl.der", "update")
+    apply(cli, playbook)
+    ca = project / "playbooks" / "pki" / "voice-root" / "ca.crt"
+    checked = subprocess.run(
+        [require_tool("openssl"), "verify", "-crl_check", "-CRLfile", str(copies / "crl.pem"),
+         "-CAfile", str(ca), str(leaf)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert checked.returncode != 0 and "revoked" in checked.stdout + checked.stderr, checked

@@ -32,6 +32,7 @@ from provision.sources.base import Expected
 from provision.sources.registry import source_of
 from provision.sources.supplied import FileCache, Supplied, load_supplied
 from provision.transport.factory import ConnectOptions, make_transport
+from provision.trust.revocation import published
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class Loaded:
     reads: Manifest = field(default_factory=Manifest)
     # The certificates of each supplied trust root file, by the path as the playbook names it.
     trust_files: Mapping[str, list[x509.Certificate]] = field(default_factory=dict)
+    # Each authority's CRL as published on the controller (DER, PEM), for `crl.host_dir`.
+    crls: Mapping[str, tuple[bytes, bytes] | None] = field(default_factory=dict)
 
     def expected(self, target: Target) -> dict[str, Expected]:
         """For each certificate of a host, what its source says it must be."""
@@ -123,6 +126,11 @@ def load(
         lock_timeout,
         reads,
         trust_files,
+        {
+            name: published(store, reads)
+            for name, store in authorities.items()
+            if store.spec.crl is not None and store.spec.crl.host_dir is not None
+        },
     )
 
 

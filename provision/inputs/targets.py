@@ -150,6 +150,11 @@ class Target:
         for site in self.playbook.sites:
             paths.extend(self.site_paths(site))
         paths.extend(self.trust_store_files())
+        for authority in self.playbook.authorities:
+            if authority.crl is not None and authority.crl.host_dir is not None:
+                for name in ("crl.der", "crl.pem"):  # (trust/revocation.py's CRL_DER, CRL_PEM)
+                    folder = authority.crl.host_dir
+                    paths.append(self.paths.normpath(self.paths.join(folder, name)))
         if self.playbook.trust:
             paths.append(self.trust_record_path)
         paths.append(self.state_path)

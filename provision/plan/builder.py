@@ -19,7 +19,7 @@ from provision.layout import FOLDER_MODE
 from provision.plan.certificate import plan_certificate
 from provision.plan.model import Change, HostPlan, Unchanged
 from provision.plan.state import State, check_owner, inherited, parse
-from provision.plan.trust import plan_trust, trust_roots
+from provision.plan.trust import plan_crl_copies, plan_trust, trust_roots
 from provision.servers.commands import site_commands
 from provision.servers.site import plan_site
 from provision.sources.base import HostRefusal
@@ -72,6 +72,11 @@ def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts, now: dt.da
         return HostPlan(target.host.name, facts_digest=facts.digest(), error=trust_error)
     changes.extend(t_changes)
     unchanged.extend(t_unchanged)
+    c_changes, c_unchanged, crl_error = plan_crl_copies(target, facts, loaded.crls)
+    if crl_error is not None:
+        return HostPlan(target.host.name, facts_digest=facts.digest(), error=crl_error)
+    changes.extend(c_changes)
+    unchanged.extend(c_unchanged)
     changes.extend(stale_outputs(target, facts))
     changes.extend(reloads_owed(target, facts, changes))
     for site in target.playbook.sites:

@@ -17,12 +17,20 @@ from provision.facts import HostFacts
 from provision.inputs.load import Loaded
 from provision.inputs.targets import Target
 from provision.model.playbook import Trust
-from provision.plan.model import Change, Unchanged
+from provision.plan.model import Action, Change, Unchanged
 from provision.transport.base import PathFlavour
 from provision.trust import record as trust_record
 from provision.trust.stores import bundle_bytes, fingerprint, plan_store, store_key
 
-__all__ = ["bundle_bytes", "fingerprint", "password_key", "plan_trust", "trust_roots"]
+__all__ = [
+    "bundle_bytes",
+    "crl_paths",
+    "fingerprint",
+    "password_key",
+    "plan_crl_copies",
+    "plan_trust",
+    "trust_roots",
+]
 
 
 def password_key(path: str) -> str:
@@ -98,6 +106,46 @@ def plan_trust(
             )
         )
     return changes, unchanged, None
+
+
+def plan_crl_copies(
+    target: Target, facts: HostFacts, crls: Mapping[str, tuple[bytes, bytes] | None]
+) -> tuple[list[Change], list[Unchanged], str | None]:
+    """Each authority's CRL copied to the host (``crl.host_dir``), as the controller last
+    published it: a CRL apply republishes reaches the hosts at the next apply."""
+    changes: list[Change] = []
+    unchanged: list[Unchanged] = []
+    for authority in target.playbook.authorities:
+        if authority.crl is None or authority.crl.host_dir is None:
+            continue
+        copy = crls.get(authority.name)
+        for index, path in enumerate(crl_paths(target, authority.crl.host_dir)):
+            resource = f"crl {authority.name} {path}"
+            if copy is None:
+                unchanged.append(Unchanged(resource, "waits for the authority's first CRL"))
+                continue
+            state = facts.file(path)
+            if state.kind not in ("missing", "file"):
+                return changes, unchanged, f"{path} is {state.described}, not a file"
+            if state.content == copy[index] and state.mode == 0o644:
+                unchanged.append(Unchanged(resource, "the CRL as published"))
+                continue
+            action: Action = "create" if state.kind == "missing" else "update"
+            reason = "missing" if action == "create" else "the controller published another"
+            changes.append(
+                Change(resource, action, reason, path=path, mode=0o644, content=copy[index])
+            )
+    return changes, unchanged, None
+
+
+def crl_paths(target: Target, folder: str) -> tuple[str, str]:
+    """Where a CRL's copies go on the host: crl.der, crl.pem."""
+    from provision.trust.revocation import CRL_DER, CRL_PEM
+
+    return (
+        target.paths.normpath(target.paths.join(folder, CRL_DER)),
+        target.paths.normpath(target.paths.join(folder, CRL_PEM)),
+    )
 
 
 def trust_roots(loaded: Loaded, target: Target) -> dict[str, list[x509.Certificate] | None]:
