@@ -28,7 +28,6 @@ from provision.plan import state
 from provision.plan.certificate import current_material, read_current
 from provision.plan.material import Material, output_bytes
 from provision.plan.model import Change, HostPlan
-from provision.plan.trust import password_key
 from provision.reloads import CANNOT_RUN
 from provision.report.outcome import OwedReload
 from provision.servers.commands import site_commands
@@ -37,7 +36,12 @@ from provision.sources.base import Expected, IssueRequest
 from provision.sources.registry import source_of
 from provision.transport.base import CommandResult, FileState
 from provision.trust import record as trust_record
-from provision.trust.stores import DEFAULT_JAVA_PASSWORD, JAVA_TRUSTSTORE, java_truststore
+from provision.trust.stores import (
+    DEFAULT_JAVA_PASSWORD,
+    JAVA_TRUSTSTORE,
+    java_truststore,
+    password_key,
+)
 
 
 class ApplyError(ProvisionError):

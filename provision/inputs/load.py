@@ -144,8 +144,8 @@ def _trust_inputs(
     controller_files: bool,
 ) -> dict[str, list[x509.Certificate]]:
     """The trust roots supplied as files (read once), and each Java store's password."""
-    from provision.plan.trust import password_key
     from provision.trust.roots import root_files
+    from provision.trust.stores import password_key
 
     if not controller_files:
         return {}

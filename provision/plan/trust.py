@@ -20,7 +20,13 @@ from provision.model.playbook import Trust
 from provision.plan.model import Action, Change, Unchanged
 from provision.transport.base import PathFlavour
 from provision.trust import record as trust_record
-from provision.trust.stores import bundle_bytes, fingerprint, plan_store, store_key
+from provision.trust.stores import (
+    bundle_bytes,
+    fingerprint,
+    password_key,
+    plan_store,
+    store_key,
+)
 
 __all__ = [
     "bundle_bytes",
@@ -31,11 +37,6 @@ __all__ = [
     "plan_trust",
     "trust_roots",
 ]
-
-
-def password_key(path: str) -> str:
-    """Where a Java store's password is kept among a host's passwords (beside the outputs')."""
-    return f"trust:{path}"
 
 
 def plan_trust(

@@ -43,6 +43,11 @@ DEFAULT_JAVA_PASSWORD = b"changeit"
 FILE_PREFIX = "provision-"
 
 
+def password_key(path: str) -> str:
+    """Where a Java store's password is kept among a host's passwords (beside the outputs')."""
+    return f"trust:{path}"
+
+
 def fingerprint(certificate: x509.Certificate) -> str:
     return certificate.fingerprint(hashes.SHA256()).hex().upper()
 
