@@ -222,11 +222,11 @@ def test_the_crl_is_copied_to_each_host_as_an_output(
     fresh(project)
     data: dict[str, Any] = example(project)
     del data["sites"]
-    host_dir = f"{tmp_path}/hosts/{{{{ host.name }}}}/crl"
-    data["authorities"][0]["crl"] = {"dir": "pki/crl", "host_dir": host_dir}
+    # (Relative: in each host's certificates directory.)
+    data["authorities"][0]["crl"] = {"dir": "pki/crl", "host_dir": "crl"}
     playbook = write_playbook(project, "crl-copy.yml", data)
     apply(cli, playbook)  # creates the CA, publishes the CRL at the end
-    copies = tmp_path / "hosts" / HOST / "crl"
+    copies = certs_dir(project, HOST).resolve() / "crl"
     assert not copies.exists()
     planned = host_changes(cli, playbook)
     assert [(r, a) for r, a, _ in planned] == [

@@ -152,8 +152,9 @@ class Target:
         paths.extend(self.trust_store_files())
         for authority in self.playbook.authorities:
             if authority.crl is not None and authority.crl.host_dir is not None:
-                for name in ("crl.der", "crl.pem"):  # (trust/revocation.py's CRL_DER, CRL_PEM)
-                    folder = authority.crl.host_dir
+                # (plan/trust.py's crl_paths, without importing the planner here)
+                folder = self.paths.join(self.certificates_dir, authority.crl.host_dir)
+                for name in ("crl.der", "crl.pem"):
                     paths.append(self.paths.normpath(self.paths.join(folder, name)))
         if self.playbook.trust:
             paths.append(self.trust_record_path)

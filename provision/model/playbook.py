@@ -669,7 +669,8 @@ class AuthorityCrl(Strict):
     it when half of that has passed."""
     host_dir: HostPath | None = None
     """A folder on each host of the playbook the CRL is copied to, as `crl.der` and
-    `crl.pem` (for a web server or proxy that checks revocation); none: the controller only."""
+    `crl.pem` (for a web server or proxy that checks revocation), absolute or relative to the
+    certificates directory; none: the controller only."""
 
 
 class Authority(Strict):

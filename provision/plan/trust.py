@@ -140,9 +140,11 @@ def plan_crl_copies(
 
 
 def crl_paths(target: Target, folder: str) -> tuple[str, str]:
-    """Where a CRL's copies go on the host: crl.der, crl.pem."""
+    """Where a CRL's copies go on the host: crl.der, crl.pem (a relative folder is in the
+    certificates directory: an authority is the same for every host, host variables and all)."""
     from provision.trust.revocation import CRL_DER, CRL_PEM
 
+    folder = target.paths.join(target.certificates_dir, folder)
     return (
         target.paths.normpath(target.paths.join(folder, CRL_DER)),
         target.paths.normpath(target.paths.join(folder, CRL_PEM)),
