@@ -253,3 +253,48 @@ def test_the_crl_is_copied_to_each_host_as_an_output(
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert checked.returncode != 0 and "revoked" in checked.stdout + checked.stderr, checked
+
+
+def test_the_java_store_password_is_never_printed(project: Path, cli: Any, tmp_path: Path) -> None:
+    """The truststore opens with the playbook's password (from the environment), and no plan,
+    saved plan or apply output shows it."""
+    fresh(project)
+    secret = "Truststore-Secret-p4Rw8z"
+    env = {**ENV, "TRUSTSTORE_PASSWORD": secret}
+    data: dict[str, Any] = example(project)
+    del data["sites"]
+    store = tmp_path / "truststore.p12"
+    data["trust"] = [
+        {
+            "name": "fleet",
+            "roots": [{"authority": "voice-root"}],
+            "stores": [
+                {"type": "java", "path": str(store), "password": {"env": "TRUSTSTORE_PASSWORD"}}
+            ],
+        }
+    ]
+    playbook = write_playbook(project, "java-secret.yml", data)
+    base = (playbook, "-i", INVENTORY, "--limit", HOST)
+    printed = []
+    for args in (
+        ("apply", *base),
+        ("plan", *base, "--format", "json"),
+        ("plan", *base, "--out", str(tmp_path / "plan.json")),
+    ):
+        result = cli(*args, env=env)
+        assert result.exit_code == 0, result.stdout + result.stderr
+        printed.append(result.stdout + result.stderr)
+    printed.append((tmp_path / "plan.json").read_text())
+    assert not any(secret in text for text in printed)
+    opened = subprocess.run(
+        [require_tool("openssl"), "pkcs12", "-in", str(store), "-nokeys", "-passin",
+         f"pass:{secret}"],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    assert opened.returncode == 0 and b"BEGIN CERTIFICATE" in opened.stdout, opened.stderr
+    # A password that does not open the store fails the host, and the store is kept.
+    before = store.read_bytes()
+    result = cli("apply", *base, env={**env, "TRUSTSTORE_PASSWORD": "wrong"})
+    assert result.exit_code == 1
+    assert "that opens with the store's password" in result.stdout + result.stderr
+    assert store.read_bytes() == before

@@ -118,7 +118,14 @@ class Target:
     def own_files(self) -> list[str]:
         """The files provision keeps for itself in the certificates directory (layout.py);
         the backup folder's contents are its own too (``backup_dir``)."""
-        names = (STATE_FILE, RELOAD_MARKER, JOURNAL_FILE, LOCK_FILE, LOCK_FILE + TAKEOVER_SUFFIX)
+        names = (
+            STATE_FILE,
+            RELOAD_MARKER,
+            JOURNAL_FILE,
+            LOCK_FILE,
+            LOCK_FILE + TAKEOVER_SUFFIX,
+            TRUST_RECORD,
+        )
         return [self.paths.join(self.certificates_dir, name) for name in names]
 
     @property
