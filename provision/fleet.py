@@ -57,7 +57,7 @@ from provision.report.progress import Progress, Silent
 from provision.sources.authority_store import create as create_authority
 from provision.sources.base import Expected
 from provision.transport.base import both, together
-from provision.trust import revocation
+from provision.trust import peers, revocation
 from provision.verify import verify_site
 
 T = TypeVar("T")
@@ -102,6 +102,8 @@ async def plan_and_apply(
             if store.pending:
                 create_authority(store, moment)
     ctx = RunContext(moment, keymaker, loaded.passwords, loaded.authorities, folder=loaded.folder)
+    # Roots from other hosts of the run, read before any host is planned.
+    loaded.peer_roots.update(await peers.collect(loaded, moment))
 
     async def one(target: Target) -> None:
         started = time.perf_counter()

@@ -298,3 +298,64 @@ def test_the_java_store_password_is_never_printed(project: Path, cli: Any, tmp_p
     assert result.exit_code == 1
     assert "that opens with the store's password" in result.stdout + result.stderr
     assert store.read_bytes() == before
+
+
+def test_hosts_trust_their_peers_self_signed_certificates(
+    project: Path, cli: Any, tmp_path: Path
+) -> None:
+    """`self_signed_of`: each host's bundle holds the self-signed certificates of the hosts
+    the pattern names, read from those hosts: the run that issues them makes the stores wait,
+    the next fills them; curl with one host's bundle reaches nginx serving another's
+    certificate. A peer's file that is not what its playbook says is not trusted."""
+    fresh(project)
+    data: dict[str, Any] = example(project, "callmanager-https.yml")
+    del data["sites"]
+    data["trust"] = [
+        {
+            "name": "peers",
+            "roots": [{"self_signed_of": "callmanager", "certificate": "httpscert"}],
+            "stores": [{"type": "bundle", "path": f"{tmp_path}/{{{{ host.name }}}}/peers.pem"}],
+        }
+    ]
+    playbook = write_playbook(project, "peers.yml", data)
+    hosts = ("cm-pub-01", "cm-sub-01", "cm-sub-02")
+
+    def run(*args: str) -> Any:
+        result = cli(*args, playbook, "-i", INVENTORY, env=ENV)
+        assert result.exit_code == 0, result.stdout + result.stderr
+        return result
+
+    run("apply")
+    assert not (tmp_path / "cm-pub-01" / "peers.pem").exists()  # waits: issued by that run
+    run("apply")
+    leaves = {
+        h: x509.load_pem_x509_certificates((certs_dir(project, h) / "httpscert.pem").read_bytes())[
+            0
+        ]
+        for h in hosts
+    }
+    for host in hosts:
+        bundle = x509.load_pem_x509_certificates((tmp_path / host / "peers.pem").read_bytes())
+        assert {fp(c) for c in bundle} == {fp(c) for c in leaves.values()}
+    document = plan_json(cli, playbook)
+    assert all(not document["hosts"][h]["changes"] for h in hosts), document
+
+    certs = certs_dir(project, "cm-sub-01")
+    site = Served("cm-sub-01.voice.example.com", certs / "httpscert.pem",
+                  certs / "httpscert.key", free_port())  # fmt: skip
+    with nginx(tmp_path / "nginx", [site]):
+        fetched = curl(site, tmp_path / "cm-pub-01" / "peers.pem")
+        assert fetched.returncode == 0, fetched.stderr
+
+    # A root planted in a peer's certificate file: no host trusts it, no store changes.
+    planted = make_root(tmp_path / "planted.pem", "Planted Root")
+    (certs_dir(project, "cm-sub-02") / "httpscert.pem").write_bytes(
+        planted.public_bytes(serialization.Encoding.PEM)
+    )
+    document = plan_json(cli, playbook)
+    for host in ("cm-pub-01", "cm-sub-01"):
+        assert document["hosts"][host]["changes"] == [], document["hosts"][host]
+        (waits,) = [
+            u for u in document["hosts"][host]["unchanged"] if u["resource"].startswith("trust")
+        ]
+        assert waits["reason"].startswith("waits for httpscert on hosts callmanager"), waits

@@ -53,6 +53,9 @@ class Loaded:
     trust_files: Mapping[str, list[x509.Certificate]] = field(default_factory=dict)
     # Each authority's CRL as published on the controller (DER, PEM), for `crl.host_dir`.
     crls: Mapping[str, tuple[bytes, bytes] | None] = field(default_factory=dict)
+    # The self-signed certificates of other hosts of the run that trust roots name, filled
+    # by the fleet before any host is planned (provision/trust/peers.py); None: waits.
+    peer_roots: dict[str, list[x509.Certificate] | None] = field(default_factory=dict)
 
     def expected(self, target: Target) -> dict[str, Expected]:
         """For each certificate of a host, what its source says it must be."""

@@ -263,6 +263,15 @@ def check_references(playbook: Playbook, doc: Document, suffix: str = "") -> Non
     authorities = [a.name for a in playbook.authorities]
     for t, trust in enumerate(playbook.trust):
         for r, root in enumerate(trust.roots):
+            if root.certificate is not None and not any(
+                c.name == root.certificate and source_of(c).leaf_is_root
+                for c in playbook.certificates
+            ):
+                raise InputError(
+                    doc.locate(("trust", t, "roots", r, "certificate")),
+                    f"{root.certificate!r} is not a self-signed certificate of this playbook"
+                    f"{suffix}",
+                )
             if root.authority is not None and root.authority not in authorities:
                 known = ", ".join(authorities) or "none"
                 raise InputError(

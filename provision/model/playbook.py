@@ -698,18 +698,28 @@ class Authority(Strict):
 
 class TrustRoot(Strict):
     """A root certificate to trust: exactly one of `authority` (an internal authority of this
-    playbook) or `file` (a root supplied as a PEM or DER file on the controller)."""
+    playbook), `file` (a root supplied as a PEM or DER file on the controller) or
+    `self_signed_of` (the self-signed certificates of other hosts of the run)."""
 
     authority: Identifier | None = None
     """The name of an internal authority (`authorities[]`) whose certificate is the root."""
     file: str | None = None
     """A root certificate file on the controller (PEM, which may hold several roots, or DER),
     relative to the playbook's folder: a third party's root, or another tool's CA."""
+    self_signed_of: str | None = Field(default=None, min_length=1)
+    """An Ansible host pattern (a group, names, globs): the self-signed certificates those
+    hosts of the run hold are roots (each host trusts its peers' own certificates)."""
+    certificate: CertificateName | None = None
+    """With `self_signed_of`: which certificate of those hosts (a self-signed one); every
+    self-signed certificate they hold when left out."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> TrustRoot:
-        if (self.authority is None) == (self.file is None):
-            raise ValueError("give exactly one of 'authority' or 'file'")
+        given = [self.authority, self.file, self.self_signed_of]
+        if sum(value is not None for value in given) != 1:
+            raise ValueError("give exactly one of 'authority', 'file' or 'self_signed_of'")
+        if self.certificate is not None and self.self_signed_of is None:
+            raise ValueError("'certificate' goes with 'self_signed_of'")
         return self
 
 

@@ -16,7 +16,7 @@ from cryptography import x509
 from provision.facts import HostFacts
 from provision.inputs.load import Loaded
 from provision.inputs.targets import Target
-from provision.model.playbook import Trust
+from provision.model.playbook import Trust, TrustRoot
 from provision.plan.model import Action, Change, Unchanged
 from provision.transport.base import PathFlavour
 from provision.trust import record as trust_record
@@ -64,18 +64,17 @@ def plan_trust(
         return changes, unchanged, f"{record_path} is {facts.file(record_path).described}"
     entries: dict[str, trust_record.StoreEntry] = {}
     for trust in trusts:
-        keys = [root_key(r.authority, r.file) for r in trust.roots]
+        keys = [root_key(r) for r in trust.roots]
         pending = [k for k in keys if roots_of.get(k) is None]
         roots = [c for k in keys for c in roots_of.get(k) or []]
         for store in trust.stores:
             key = store_key(trust.name, store)
             entry = before.stores.get(key, trust_record.StoreEntry())
             if pending:
-                # Its root exists only once this apply has created the authority.
-                names = ", ".join(k.split(":", 1)[1] for k in pending)
+                # An authority this apply creates; a peer's certificate not known yet.
                 unchanged.append(
                     Unchanged(f"trust {trust.name} {store.type} {key.split(' ', 2)[2]}",
-                              f"waits for authority {names} (created by this apply)")
+                              f"waits for {', '.join(waiting(k) for k in pending)}")
                 )  # fmt: skip
                 entries[key] = entry
                 continue
@@ -158,10 +157,31 @@ def trust_roots(loaded: Loaded, target: Target) -> dict[str, list[x509.Certifica
     found: dict[str, list[x509.Certificate] | None] = {}
     for trust in target.playbook.trust:
         for root in trust.roots:
-            key = root_key(root.authority, root.file)
-            found[key] = resolve(root, loaded.authorities, loaded.trust_files)
+            key = root_key(root)
+            if root.self_signed_of is not None:
+                found[key] = loaded.peer_roots.get(key)
+            else:
+                found[key] = resolve(root, loaded.authorities, loaded.trust_files)
     return found
 
 
-def root_key(authority: str | None, file: str | None) -> str:
-    return f"authority:{authority}" if authority is not None else f"file:{file}"
+def root_key(root: TrustRoot) -> str:
+    """How ``roots_of`` names a root entry: ``authority:NAME``, ``file:PATH``,
+    ``self-signed:PATTERN/CERTIFICATE`` (``*``: every self-signed one)."""
+    if root.authority is not None:
+        return f"authority:{root.authority}"
+    if root.file is not None:
+        return f"file:{root.file}"
+    return f"self-signed:{root.self_signed_of}/{root.certificate or '*'}"
+
+
+def waiting(key: str) -> str:
+    kind, name = key.split(":", 1)
+    if kind == "authority":
+        return f"authority {name} (created by this apply)"
+    pattern, certificate = name.rsplit("/", 1)
+    which = "their self-signed certificates" if certificate == "*" else certificate
+    return (
+        f"{which} on hosts {pattern} (each in this run, holding it as the playbook says: "
+        "issued by this apply, the next one installs it)"
+    )
