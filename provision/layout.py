@@ -53,3 +53,8 @@ PENDING_SUFFIX = ".provision-pending"
 def pending_key(key_path: str) -> str:
     """Where a key made by `provision csr` waits beside the key output it will replace."""
     return key_path + PENDING_SUFFIX
+
+
+# Which roots provision added to each trust store of the host (provision/trust/record.py):
+# only those are ever removed from a store.
+TRUST_RECORD = ".provision-trust.json"

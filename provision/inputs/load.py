@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from provision.errors import InputError, Location, ProvisionError
@@ -31,6 +32,7 @@ from provision.sources.base import Expected
 from provision.sources.registry import source_of
 from provision.sources.supplied import FileCache, Supplied, load_supplied
 from provision.transport.factory import ConnectOptions, make_transport
+from provision.trust.revocation import published
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,13 @@ class Loaded:
     lock_timeout: float = 30.0
     # Every controller path loading (and rendering, as the run goes on) read or looked for.
     reads: Manifest = field(default_factory=Manifest)
+    # The certificates of each supplied trust root file, by the path as the playbook names it.
+    trust_files: Mapping[str, list[x509.Certificate]] = field(default_factory=dict)
+    # Each authority's CRL as published on the controller (DER, PEM), for `crl.host_dir`.
+    crls: Mapping[str, tuple[bytes, bytes] | None] = field(default_factory=dict)
+    # The self-signed certificates of other hosts of the run that trust roots name, filled
+    # by the fleet before any host is planned (provision/trust/peers.py); None: waits.
+    peer_roots: dict[str, list[x509.Certificate] | None] = field(default_factory=dict)
 
     def expected(self, target: Target) -> dict[str, Expected]:
         """For each certificate of a host, what its source says it must be."""
@@ -120,6 +129,7 @@ def load(
     supplied = (
         _load_supplied(doc, targets, folder, reader, moment, reads) if controller_files else {}
     )
+    trust_files = _trust_inputs(doc, targets, folder, reader, passwords, reads, controller_files)
     return Loaded(
         doc,
         inv,
@@ -132,7 +142,44 @@ def load(
         forks,
         lock_timeout,
         reads,
+        trust_files,
+        {
+            name: published(store, reads)
+            for name, store in authorities.items()
+            if store.spec.crl is not None and store.spec.crl.host_dir is not None
+        },
     )
+
+
+def _trust_inputs(
+    doc: Document,
+    targets: list[Target],
+    folder: Path,
+    reader: PasswordReader,
+    passwords: dict[str, dict[str, bytes]],
+    reads: Manifest,
+    controller_files: bool,
+) -> dict[str, list[x509.Certificate]]:
+    """The trust roots supplied as files (read once), and each Java store's password."""
+    from provision.trust.roots import root_files
+    from provision.trust.stores import password_key
+
+    if not controller_files:
+        return {}
+    found: dict[str, list[x509.Certificate]] = {}
+    for target in targets:
+        for path, certificates in root_files(target.playbook, folder, doc.locate, reads).items():
+            found.setdefault(path, certificates)
+        for t, trust in enumerate(target.playbook.trust):
+            for s, store in enumerate(trust.stores):
+                if store.type != "java" or store.password is None:
+                    continue
+                where = doc.locate(("trust", t, "stores", s, "password"))
+                password = reader.read(store.password, where)
+                if not password:
+                    raise InputError(where, "is empty; a Java truststore needs a password")
+                passwords.setdefault(target.host.name, {})[password_key(store.path)] = password
+    return found
 
 
 def _refuse_shared_paths(doc: Document, target: Target) -> None:
@@ -241,6 +288,9 @@ def controller_digest(loaded: Loaded) -> str:
         material = loaded.authorities[name].material
         h.update(name.encode() + b"\0")
         h.update(material.leaf.fingerprint(hashes.SHA256()) if material else b"pending")
+    for path, roots in sorted(loaded.trust_files.items()):
+        h.update(f"trust-file {path}".encode() + b"\0")
+        h.update(b"".join(root.fingerprint(hashes.SHA256()) for root in roots))
     for (host, certificate), supplied in sorted(loaded.supplied.items()):
         h.update(f"{host}/{certificate}".encode() + b"\0")
         h.update(supplied.leaf.fingerprint(hashes.SHA256()) if supplied else b"waiting")

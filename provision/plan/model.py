@@ -68,6 +68,12 @@ class Change:
     diff: str | None = None
     before: dict[str, str] | None = None  # certificate summaries for the reader, never keys
     site: str | None = None  # the site a rendered config belongs to
+    # A trust store's update command, run on the host once the files are in place, in the
+    # same steps as the config tests and reloads (provision/trust/stores.py).
+    command: str | None = None
+    # How ``content`` becomes the file's bytes at apply time: "java-truststore" (a PKCS#12
+    # truststore of the listed certificates, salted afresh on every write); None: as is.
+    encoding: str | None = None
 
     def substance(self) -> tuple[object, ...]:
         """What the change does: every field but the DESCRIPTIVE ones, so a field added

@@ -20,6 +20,8 @@ from cryptography.x509.oid import ExtensionOID
 from provision import fsutil
 from provision.crypto.build import signature_hash
 from provision.errors import ProvisionError
+from provision.inputs.manifest import Manifest
+from provision.inputs.manifest import read as record_read
 from provision.sources.authority_store import AuthorityStore
 
 REVOKED_FILE = "revoked"
@@ -139,6 +141,23 @@ def publish(store: AuthorityStore, now: dt.datetime) -> list[Path]:
         written.append(folder / name)
     fsutil.write_atomic(str(store.folder / CRL_NUMBER_FILE), f"{number + 1:x}\n".encode(), 0o644)
     return written
+
+
+def published(store: AuthorityStore, reads: Manifest | None = None) -> tuple[bytes, bytes] | None:
+    """The CRL as last published on the controller (DER, PEM), for the hosts that are given
+    a copy (``crl.host_dir``); None before the first one is published, or if it is damaged."""
+    folder = store.crl_dir
+    if folder is None:
+        return None
+    record_read(reads, folder / CRL_DER)
+    record_read(reads, folder / CRL_PEM)
+    try:
+        der, text = (folder / CRL_DER).read_bytes(), (folder / CRL_PEM).read_bytes()
+        x509.load_der_x509_crl(der)
+        x509.load_pem_x509_crl(text)
+    except (OSError, ValueError):
+        return None
+    return der, text
 
 
 def needs_publishing(store: AuthorityStore, now: dt.datetime) -> bool:
