@@ -25,6 +25,7 @@ from provision.servers.site import plan_site
 from provision.sources.base import HostRefusal
 from provision.sources.registry import source_of
 from provision.transport.base import SymlinkInPath
+from provision.trust.rotation import trusted_roots
 
 
 def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts, now: dt.datetime) -> HostPlan:
@@ -60,10 +61,7 @@ def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts, now: dt.da
     if isinstance(folder, str):
         return HostPlan(target.host.name, facts_digest=facts.digest(), error=folder)
     changes.extend(folder)
-    roots = {
-        name: store.material.leaf if store.material else None
-        for name, store in loaded.authorities.items()
-    }
+    roots = {name: trusted_roots(store) for name, store in loaded.authorities.items()}
     t_changes, t_unchanged, trust_error = plan_trust(target.playbook.trust, facts, roots)
     if trust_error is not None:
         return HostPlan(target.host.name, facts_digest=facts.digest(), error=trust_error)

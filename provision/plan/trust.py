@@ -9,7 +9,7 @@ only to say in the plan which roots come and go.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -45,14 +45,15 @@ def _held(content: bytes) -> set[str] | None:
 def plan_trust(
     trusts: list[Trust],
     facts: HostFacts,
-    roots_of: Mapping[str, x509.Certificate | None],
+    roots_of: Mapping[str, Sequence[x509.Certificate] | None],
 ) -> tuple[list[Change], list[Unchanged], str | None]:
     """One change or no-op per store; an error for a store that cannot be written."""
     changes: list[Change] = []
     unchanged: list[Unchanged] = []
     for trust in trusts:
         pending = [r.authority for r in trust.roots if roots_of.get(r.authority) is None]
-        roots = [c for r in trust.roots if (c := roots_of.get(r.authority)) is not None]
+        # An authority may give several roots (the old and the new one while it rotates).
+        roots = [c for r in trust.roots for c in roots_of.get(r.authority) or ()]
         unique = list({fingerprint(c): c for c in roots}.values())
         for store in trust.stores:
             result = _bundle(trust, store, facts, unique, pending)

@@ -132,8 +132,8 @@ def publish(store: AuthorityStore, now: dt.datetime) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True, mode=0o755)
     written = []
     for name, encoding in (
-        (CRL_DER, serialization.Encoding.DER),
-        (CRL_PEM, serialization.Encoding.PEM),
+        (f"{store.crl_stem}.der", serialization.Encoding.DER),
+        (f"{store.crl_stem}.pem", serialization.Encoding.PEM),
     ):
         fsutil.write_atomic(str(folder / name), crl.public_bytes(encoding), 0o644)
         written.append(folder / name)
@@ -147,7 +147,7 @@ def needs_publishing(store: AuthorityStore, now: dt.datetime) -> bool:
     if folder is None or store.material is None:
         return False
     try:
-        crl = x509.load_der_x509_crl((folder / CRL_DER).read_bytes())
+        crl = x509.load_der_x509_crl((folder / f"{store.crl_stem}.der").read_bytes())
     except (OSError, ValueError):
         return True
     update = crl.next_update_utc

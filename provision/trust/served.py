@@ -1,0 +1,53 @@
+"""Which bindings of the fleet still serve a leaf of a given CA, asked over TLS as `verify`
+asks (the same names, addresses and ports: ``verify.probes``).
+
+Used before a rotation retires its old root: what a host serves is the truth clients see,
+whatever its files say (a server not reloaded serves the old leaf from memory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from cryptography import x509
+
+from provision.crypto import compare
+from provision.errors import ProvisionError
+from provision.inputs.targets import Target
+from provision.model.playbook import Site
+from provision.probe import fetch_chain
+from provision.verify import Probe, probes
+
+
+def _check(target: Target, site: Site, probe: Probe, old_root: x509.Certificate) -> str | None:
+    where = (
+        f"host {target.host.name}, site {site.name!r}, binding {probe.address}:{probe.port} "
+        f"(name {probe.name})"
+    )
+    if probe.problem is not None:
+        return f"{where}: cannot be checked: {probe.problem}"
+    try:
+        served = fetch_chain(probe.name, probe.port, connect=probe.address)
+    except ProvisionError as exc:
+        return f"{where}: cannot be checked: {exc.message}"
+    leaf = served[0]
+    if compare.issued_by(leaf, old_root):
+        return f"{where}: serves serial {leaf.serial_number:X}, a leaf of the old CA"
+    return None
+
+
+def old_leaves(
+    targets: Sequence[Target], old_root: x509.Certificate, workers: int = 16
+) -> list[str]:
+    """One line per binding that serves a leaf ``old_root`` signed, or that could not be
+    checked (which must not pass for "none served"), sorted."""
+    asks = [
+        (target, site, probe)
+        for target in targets
+        for site in target.playbook.sites
+        for probe in probes(target, site)
+    ]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        found = pool.map(lambda ask: _check(ask[0], ask[1], ask[2], old_root), asks)
+        return sorted(line for line in found if line is not None)
