@@ -54,31 +54,41 @@ def ca_revoke(
         ),
     ] = "unspecified",
 ) -> None:
-    """Put a leaf of the authority on its CRL, and republish the CRL (its `crl.dir`)."""
+    """Put a leaf of the authority on its CRL, and republish the CRL (its `crl.dir`). While
+    the authority rotates, a --certificate goes on the CRL of the CA that signed it, and a
+    --serial on both CAs' (its 64 random bits make it name no other certificate)."""
     import datetime as dt
 
     from provision.errors import ProvisionError
-    from provision.trust import revocation
+    from provision.trust import revocation, rotation
 
     if (serial is None) == (certificate is None):
         fail("give one of --serial HEX or --certificate FILE")
     try:
-        store = _open(playbook, name)
-        number = _serial_of(store, serial, certificate)
-        added = revocation.revoke(store, number, dt.datetime.now(dt.UTC), reason)
-        published = revocation.publish(store, dt.datetime.now(dt.UTC)) if not added else []
+        signers = rotation.all_stores([_open(playbook, name, arranged=True)])
+        number, signers = _serial_of(signers, serial, certificate)
+        for store in signers:
+            added = revocation.revoke(store, number, dt.datetime.now(dt.UTC), reason)
+            published = revocation.publish(store, dt.datetime.now(dt.UTC)) if not added else []
+            word = "revoked" if added else "already revoked"
+            which = f" (CA in {store.folder})" if len(signers) > 1 else ""
+            typer.echo(f"{word} serial {number:X} of authority {name!r}{which} ({reason})")
+            folder = store.crl_dir
+            if folder is not None:
+                typer.echo(
+                    f"CRL published to {folder / (store.crl_stem + '.der')} "
+                    f"and {store.crl_stem}.pem"
+                )
+            elif not published:
+                typer.echo("no crl configured for this authority: the revocation is recorded only")
     except ProvisionError as exc:
         fail(exc.message)
-    word = "revoked" if added else "already revoked"
-    typer.echo(f"{word} serial {number:X} of authority {name!r} ({reason})")
-    folder = store.crl_dir
-    if folder is not None:
-        typer.echo(f"CRL published to {folder / revocation.CRL_DER} and {revocation.CRL_PEM}")
-    elif not published:
-        typer.echo("no crl configured for this authority: the revocation is recorded only")
 
 
-def _serial_of(store: AuthorityStore, serial: str | None, certificate: str | None) -> int:
+def _serial_of(
+    stores: list[AuthorityStore], serial: str | None, certificate: str | None
+) -> tuple[int, list[AuthorityStore]]:
+    """The serial to revoke, and the CAs whose lists it goes on."""
     from pathlib import Path
 
     from provision.crypto import compare
@@ -87,7 +97,7 @@ def _serial_of(store: AuthorityStore, serial: str | None, certificate: str | Non
 
     if serial is not None:
         try:
-            return int(serial.replace(":", ""), 16)
+            return int(serial.replace(":", ""), 16), stores
         except ValueError:
             fail(f"--serial {serial!r} is not a hexadecimal serial number")
     assert certificate is not None
@@ -100,13 +110,15 @@ def _serial_of(store: AuthorityStore, serial: str | None, certificate: str | Non
     if not bundle.certificates:
         fail(f"{certificate}: holds no certificate")
     leaf = bundle.certificates[0]
-    assert store.material is not None
-    if not compare.issued_by(leaf, store.material.leaf):
-        fail(
-            f"{certificate}: issued by {leaf.issuer.rfc4514_string()}, not by authority "
-            f"{store.spec.name!r} ({store.subject_text})"
-        )
-    return leaf.serial_number
+    for store in stores:
+        assert store.material is not None
+        if compare.issued_by(leaf, store.material.leaf):
+            return leaf.serial_number, [store]
+    first = stores[0]
+    fail(
+        f"{certificate}: issued by {leaf.issuer.rfc4514_string()}, not by authority "
+        f"{first.spec.name!r} ({first.subject_text})"
+    )
 
 
 @app.command("init")

@@ -142,7 +142,8 @@ def publish(store: AuthorityStore, now: dt.datetime) -> list[Path]:
 
 
 def needs_publishing(store: AuthorityStore, now: dt.datetime) -> bool:
-    """The CRL is missing, or half its period has passed (clients refuse a stale one)."""
+    """The CRL is missing, signed by another key, or half its period has passed (clients
+    refuse a stale one)."""
     folder = store.crl_dir
     if folder is None or store.material is None:
         return False
@@ -150,6 +151,8 @@ def needs_publishing(store: AuthorityStore, now: dt.datetime) -> bool:
         crl = x509.load_der_x509_crl((folder / f"{store.crl_stem}.der").read_bytes())
     except (OSError, ValueError):
         return True
+    if not crl.is_signature_valid(store.material.key.public_key()):
+        return True  # another key's (a rotation made this CA the one whose CRL is named)
     update = crl.next_update_utc
     last = crl.last_update_utc
     return update is None or now >= last + (update - last) / 2

@@ -1,0 +1,304 @@
+"""CA rotation (issue 18, item 3): `provision ca rotate` on a fleet of three nginx sites on
+loopback. curl, trusting only the bundle a host holds at each phase, reaches every site
+before, during and after every phase, and so does a client still holding the previous
+phase's bundle where the phases promise it (one updated in phase 1 reaches phase-2 sites);
+phase 3 is refused while one host still serves a leaf of the old CA; the cross-signed root
+is judged by `openssl verify`; the old CA's CRL stays its own."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import Cli
+from test_servers import Nginx, free_port, leaf_of_pem, nginx, served_leaf
+from thirdparty import assert_refused, openssl_ok, openssl_text, pem_certificates
+from trustkit import Served, curl
+
+__all__ = ["nginx"]  # a fixture, imported to be found
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("openssl")]
+
+PLAYBOOK = "playbooks/rotate.yml"
+INVENTORY = "inventory/rotate.yml"
+HOSTS = ("r1", "r2", "r3")
+ROOT = "CN=Rotate Root CA,O=Example Rotate"
+
+
+class Fleet:
+    """Three local hosts, each with an nginx site on its own loopback port, one authority,
+    and a trust bundle per host."""
+
+    def __init__(self, project: Path, server: Nginx, stores: Path) -> None:
+        self.project = project
+        self.cli = Cli(project)
+        self.ports = {host: free_port() for host in HOSTS}
+        self.stores = stores
+        book = {
+            "name": "Rotating fleet",
+            "hosts": "fleet",
+            "certificates_dir": "{{ certificates_dir }}",
+            "authorities": [
+                {
+                    "name": "rotate-root",
+                    "dir": "pki/rotate-root",
+                    "create": True,
+                    "subject": {"common_name": "Rotate Root CA", "organization": "Example Rotate"},
+                    "key": {"type": "ecdsa", "curve": "p256"},
+                    "crl": {"dir": "pki/crl"},
+                }
+            ],
+            "certificates": [
+                {
+                    "name": "web",
+                    "source": {"type": "ca", "authority": "rotate-root"},
+                    "key": {"type": "ecdsa", "curve": "p256"},
+                    "subject": {"common_name": "{{ host.fqdn }}"},
+                    "names": ["{{ host.fqdn }}", "localhost", "127.0.0.1"],
+                    "validity_days": 90,
+                    "outputs": [
+                        {"file": "web.pem", "format": "pem", "content": "fullchain"},
+                        {"file": "web.key", "format": "pem", "content": "key"},
+                    ],
+                }
+            ],
+            "sites": [
+                {
+                    "name": "web",
+                    "server": "nginx",
+                    "config": f"{server.sites}/{{{{ host.name }}}}.conf",
+                    "test_command": server.test_command,
+                    "reload_command": server.reload_command,
+                    "bindings": [
+                        {
+                            "protocol": "https",
+                            "address": "127.0.0.1",
+                            "port": "{{ tls_port }}",
+                            "certificate": "web",
+                        }
+                    ],
+                    # apply waits until each name is served the new leaf
+                    "verify": True,
+                }
+            ],
+            "trust": [
+                {
+                    "name": "fleet-roots",
+                    "roots": [{"authority": "rotate-root"}],
+                    "stores": [
+                        {"type": "bundle", "path": f"{stores}/{{{{ host.name }}}}/ca-bundle.pem"}
+                    ],
+                }
+            ],
+        }
+        hosts = {
+            h: {"address": "127.0.0.1", "fqdn": f"{h}.rotate.test", "tls_port": self.ports[h]}
+            for h in HOSTS
+        }
+        inventory = {
+            "all": {
+                "vars": {
+                    "connection": "local",
+                    "certificates_dir": ".provision/{{ host.name }}/certificates",
+                },
+                "children": {"fleet": {"hosts": hosts}},
+            }
+        }
+        (project / PLAYBOOK).write_text(yaml.safe_dump(book, sort_keys=False))
+        (project / INVENTORY).write_text(yaml.safe_dump(inventory, sort_keys=False))
+
+    @property
+    def authority(self) -> Path:
+        return self.project / "playbooks" / "pki" / "rotate-root"
+
+    def leaf(self, host: str) -> Path:
+        return self.project / ".provision" / host / "certificates" / "web.pem"
+
+    def bundle(self, host: str = "r1") -> Path:
+        return self.stores / host / "ca-bundle.pem"
+
+    def keep_bundle(self, label: str) -> Path:
+        """A client's copy of the bundle as it is now (the client updates no further)."""
+        copy = self.stores.parent / f"client-{label}.pem"
+        shutil.copyfile(self.bundle(), copy)
+        return copy
+
+    def run(self, *args: str) -> Any:
+        result = self.cli(*args)
+        assert "Traceback" not in result.stdout + result.stderr
+        return result
+
+    def apply(self, *extra: str) -> None:
+        result = self.run("apply", PLAYBOOK, "-i", INVENTORY, *extra)
+        assert result.exit_code == 0, result.stdout + result.stderr
+        for host in self.limited(extra):
+            self.settle(host)
+
+    @staticmethod
+    def limited(extra: tuple[str, ...]) -> tuple[str, ...]:
+        if "--limit" in extra:
+            return tuple(extra[extra.index("--limit") + 1].split(","))
+        return HOSTS
+
+    def settle(self, host: str) -> None:
+        """Until five connections in a row get the leaf on disk (an old nginx worker may
+        answer once after a reload); the assertions below then judge what is served."""
+        want, streak = leaf_of_pem(self.leaf(host)), 0
+        deadline = time.monotonic() + 20
+        while streak < 5 and time.monotonic() < deadline:
+            streak = streak + 1 if served_leaf(self.ports[host]) == want else 0
+            if streak < 5:
+                time.sleep(0.05)
+        assert served_leaf(self.ports[host]) == want, f"{host} never served its new leaf"
+
+    def plan(self) -> dict[str, Any]:
+        result = self.run("plan", PLAYBOOK, "-i", INVENTORY, "--format", "json")
+        assert result.exit_code == 0, result.stdout + result.stderr
+        document = json.loads(result.stdout)
+        assert isinstance(document, dict)
+        return document
+
+    def rotate(self, *args: str) -> Any:
+        return self.run("ca", "rotate", PLAYBOOK, "rotate-root", *args)
+
+    def fetch(self, host: str, bundle: Path) -> Any:
+        site = Served(f"{host}.rotate.test", Path(), Path(), self.ports[host])
+        return curl(site, bundle)
+
+    def reaches_all(self, bundle: Path) -> None:
+        for host in HOSTS:
+            fetched = self.fetch(host, bundle)
+            assert fetched.returncode == 0, f"{host} with {bundle.name}: {fetched.stderr}"
+
+
+def reasons(document: dict[str, Any], host: str) -> dict[str, str]:
+    return {c["resource"]: c["reason"] for c in document["hosts"][host]["changes"]}
+
+
+def roots_in(bundle: Path) -> list[str]:
+    return sorted(c.fingerprint(_sha256()).hex() for c in pem_certificates(bundle))
+
+
+def _sha256() -> Any:
+    from cryptography.hazmat.primitives import hashes
+
+    return hashes.SHA256()
+
+
+def test_rotation_keeps_every_site_reachable_through_three_phases(
+    project: Path, nginx: Nginx, tmp_path: Path
+) -> None:
+    fleet = Fleet(project, nginx, tmp_path / "stores")
+    fleet.apply()
+    before = fleet.keep_bundle("before")
+    (old_root,) = pem_certificates(before)
+    fleet.reaches_all(before)
+
+    # Start: a new key and root beside the old, cross-signed by the old key.
+    started = fleet.rotate("--cross-sign")
+    assert started.exit_code == 0, started.stdout + started.stderr
+    assert "phase 1 (trust)" in started.stdout
+    new_dir = fleet.authority / "next"
+    assert (new_dir / "ca.key").stat().st_mode & 0o777 == 0o600
+    (new_root,) = pem_certificates(new_dir / "ca.crt")
+    assert new_root.public_key() != old_root.public_key()
+    again = fleet.rotate()
+    assert_refused(again, "rotating already (phase 1, trust)")
+
+    # Phase 1: every bundle gains the new root; no leaf changes.
+    document = fleet.plan()
+    for host in HOSTS:
+        changes = reasons(document, host)
+        bundle = f"trust fleet-roots bundle {fleet.bundle(host)}"
+        assert changes == {bundle: f"roots changed: +{ROOT}"}, changes
+    fleet.apply()
+    phase1 = fleet.keep_bundle("phase1")
+    assert len(roots_in(phase1)) == 2
+    fleet.reaches_all(phase1)
+    fleet.reaches_all(before)  # leaves are still the old CA's
+    status = fleet.run("status", PLAYBOOK, "-i", INVENTORY, "--format", "json")
+    (row,) = json.loads(status.stdout)["authorities"]
+    assert row["rotation"].startswith("rotating, phase 1 of 3 (trust)"), row
+
+    # Phase 3 cannot be skipped to.
+    assert_refused(fleet.rotate("--phase", "3", "-i", INVENTORY), "move to phase 2 first")
+
+    # Phase 2: every leaf reissued by the new CA; the plan says why.
+    moved = fleet.rotate("--phase", "2")
+    assert moved.exit_code == 0, moved.stdout + moved.stderr
+    document = fleet.plan()
+    for host in HOSTS:
+        reason = reasons(document, host)["certificate web"]
+        assert reason == "authority rotate-root rotating, phase 2: issued by the old CA, " \
+            "reissued by the new one", reason  # fmt: skip
+    old_serials = {h: pem_certificates(fleet.leaf(h))[0].serial_number for h in HOSTS}
+    fleet.apply("--limit", "r1,r2")
+    assert fleet.bundle("r1").read_bytes() == phase1.read_bytes()  # stores unchanged
+    # During phase 2: two hosts serve new leaves, one an old leaf; the phase-1 client
+    # reaches all three.
+    fleet.reaches_all(phase1)
+
+    # Phase 3 is refused while r3 serves a leaf of the old CA, naming host, binding, serial.
+    refused = fleet.rotate("--phase", "3", "-i", INVENTORY)
+    output = assert_refused(
+        refused,
+        "host r3, site 'web', binding 127.0.0.1:" + str(fleet.ports["r3"]),
+        f"serial {old_serials['r3']:X}",
+    )
+    assert "host r1" not in output and "host r2" not in output
+    status = fleet.run("status", PLAYBOOK, "-i", INVENTORY, "--format", "json")
+    (row,) = json.loads(status.stdout)["authorities"]
+    assert row["rotation"].startswith("rotating, phase 2 of 3 (issue)"), row
+
+    fleet.apply()
+    for host in HOSTS:
+        (leaf,) = pem_certificates(fleet.leaf(host))[:1]
+        assert leaf.serial_number != old_serials[host]
+        ok, text = openssl_ok("verify", "-CAfile", new_dir / "ca.crt", fleet.leaf(host))
+        assert ok, text
+    fleet.reaches_all(phase1)
+    # A client that never took the new root is cut off from new leaves: the test can fail.
+    assert fleet.fetch("r1", before).returncode == 60
+    # ... unless it is given the cross-signed root: leaf -> cross-signed -> old root.
+    cross = new_dir / "cross-signed.crt"
+    ok, text = openssl_ok("verify", "-CAfile", before, "-untrusted", cross, fleet.leaf("r1"))
+    assert ok, text
+    ok, text = openssl_ok("verify", "-CAfile", before, fleet.leaf("r1"))
+    assert not ok, text
+    # The replaced leaves are superseded on the old CA's own CRL, signed by the old key.
+    previous_crl = project / "playbooks" / "pki" / "crl" / "crl-previous.pem"
+    listing = openssl_text("crl", "-in", previous_crl, "-CAfile", before, "-noout", "-text")
+    for serial in old_serials.values():
+        assert f"{serial:X}" in listing.replace(":", "").upper()
+    current_crl = project / "playbooks" / "pki" / "crl" / "crl.pem"
+    openssl_text("crl", "-in", current_crl, "-CAfile", new_dir / "ca.crt", "-noout")
+
+    # Phase 3: the old root leaves every bundle.
+    moved = fleet.rotate("--next", "-i", INVENTORY)
+    assert moved.exit_code == 0, moved.stdout + moved.stderr
+    document = fleet.plan()
+    for host in HOSTS:
+        (reason,) = reasons(document, host).values()
+        assert reason.startswith("roots changed: -sha256:"), reason
+    fleet.apply()
+    phase3 = fleet.keep_bundle("phase3")
+    assert len(roots_in(phase3)) == 1 and roots_in(phase3) == roots_in(new_dir / "ca.crt")
+    fleet.reaches_all(phase3)
+    fleet.reaches_all(phase1)  # the previous phase's client: a superset of the roots
+
+    # Finish: the old CA is archived, the new one is the authority; nothing else changes.
+    finished = fleet.rotate("--finish")
+    assert finished.exit_code == 0, finished.stdout + finished.stderr
+    (archive,) = (fleet.authority / "retired").iterdir()
+    assert pem_certificates(archive / "ca.crt") == [old_root]
+    assert (archive / "ca.key").stat().st_mode & 0o777 == 0o600
+    assert pem_certificates(fleet.authority / "ca.crt") == [new_root]
+    assert not new_dir.exists() and not (fleet.authority / "rotation.json").exists()
+    document = fleet.plan()
+    assert all(not document["hosts"][h]["changes"] for h in HOSTS), document
+    fleet.reaches_all(phase3)
