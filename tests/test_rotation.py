@@ -302,3 +302,80 @@ def test_rotation_keeps_every_site_reachable_through_three_phases(
     document = fleet.plan()
     assert all(not document["hosts"][h]["changes"] for h in HOSTS), document
     fleet.reaches_all(phase3)
+
+
+# --- the record and the commands' refusals (no server needed) ----------------------------------
+
+CA_BOOK = "playbooks/callmanager-https-ca.yml"
+EXAMPLE_INVENTORY = "inventory/example.yml"
+ENV = {"PFX_PASSWORD": "output pfx pass"}
+
+
+def started(project: Path) -> tuple[Cli, Path]:
+    """The example's authority made, applied once, and a rotation started."""
+    shutil.rmtree(project / "playbooks" / "pki", ignore_errors=True)
+    cli = Cli(project)
+    result = cli("apply", CA_BOOK, "-i", EXAMPLE_INVENTORY, env=ENV)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    result = cli("ca", "rotate", CA_BOOK, "voice-root")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    return cli, project / "playbooks" / "pki" / "voice-root" / "rotation.json"
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("{not json", "not a rotation record (not JSON)"),
+        ('{"version": 1}', "not a rotation record (authority: Field required)"),
+        ("PHASE9", "not a rotation record (phase: Input should be less than or equal to 3)"),
+        ("OTHER", "is for authority 'other-root', not 'voice-root'"),
+        ("SWAPPED", "names the old root sha256:"),
+        ("LINK", "the rotation record is not a regular file"),
+    ],
+)
+def test_a_damaged_or_hostile_record_is_a_clean_error(
+    project: Path, content: str, problem: str
+) -> None:
+    from conftest import snapshot
+
+    cli, record = started(project)
+    data = json.loads(record.read_text())
+    if content == "PHASE9":
+        record.write_text(json.dumps({**data, "phase": 9}))
+    elif content == "OTHER":
+        record.write_text(json.dumps({**data, "authority": "other-root"}))
+    elif content == "SWAPPED":
+        swapped = {"old_root_sha256": data["new_root_sha256"]}
+        record.write_text(json.dumps({**data, **swapped}))
+    elif content == "LINK":
+        target = project / "elsewhere.json"
+        target.write_text(record.read_text())
+        record.unlink()
+        record.symlink_to(target)
+    else:
+        record.write_text(content)
+    hosts = snapshot(project / ".provision")
+    for command in ("plan", "apply"):
+        assert_refused(
+            cli(command, CA_BOOK, "-i", EXAMPLE_INVENTORY, env=ENV), "rotation.json", problem
+        )
+    assert_refused(cli("ca", "rotate", CA_BOOK, "voice-root", "--next"), problem)
+    assert snapshot(project / ".provision") == hosts
+
+
+def test_the_commands_refuse_what_the_phase_does_not_allow(project: Path) -> None:
+    shutil.rmtree(project / "playbooks" / "pki", ignore_errors=True)
+    cli = Cli(project)
+    assert cli("ca", "init", CA_BOOK, "voice-root").exit_code == 0
+    rotate = ("ca", "rotate", CA_BOOK, "voice-root")
+    assert_refused(cli(*rotate, "--phase", "2"), "authority 'voice-root' is not rotating")
+    assert_refused(cli(*rotate, "--finish"), "authority 'voice-root' is not rotating")
+    assert cli(*rotate).exit_code == 0
+    assert_refused(cli(*rotate, "--finish"), "is in phase 1 (trust)")
+    assert_refused(cli(*rotate, "--phase", "2", "--next"), "give one of --phase, --next")
+    assert_refused(cli(*rotate, "--next", "--cross-sign"), "--cross-sign is given when")
+    assert cli(*rotate, "--next").exit_code == 0
+    assert_refused(cli(*rotate, "--phase", "2"), "is in phase 2 (issue) already")
+    assert_refused(cli(*rotate, "--phase", "3"), "give the inventory (-i INVENTORY)")
+    record = json.loads((project / "playbooks/pki/voice-root/rotation.json").read_text())
+    assert [step["phase"] for step in record["history"]] == [1, 2]

@@ -211,6 +211,9 @@ def ca_rotate(
         fail("--cross-sign is given when a rotation starts (without --phase, --next, --finish)")
     try:
         store = _open(playbook, name)
+        current = rotation.read_record(store)
+        if current is not None and current.finishing is None:
+            _open(playbook, name, arranged=True)  # the record must belong to these CA files
         if finish:
             archive = rotation.finish(store, now)
             typer.echo(
@@ -227,7 +230,7 @@ def ca_rotate(
                 typer.echo(f"cross-signed by the old CA: {folder / rotation.CROSS_FILE}")
             typer.echo(f"next: `provision plan {playbook} -i INVENTORY`, then apply it")
             return
-        record = rotation.read_record(store)
+        record = current
         if record is None:
             fail(
                 f"authority {name!r} is not rotating; start with "
