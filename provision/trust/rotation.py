@@ -230,6 +230,7 @@ def start(store: AuthorityStore, now: dt.datetime, cross_sign: bool = False) -> 
     if cross_sign:
         cross = cross_certificate(store, root, now)
         fsutil.write_atomic(str(folder / CROSS_FILE), encode.certificates_pem([cross]), 0o644)
+        store.save_serial()  # the cross-signed certificate took one of the old CA's serials
     record = Record(
         authority=spec.name,
         phase=1,
@@ -343,6 +344,15 @@ def finish(store: AuthorityStore, now: dt.datetime) -> Path:
         record = record.model_copy(update={"finishing": str(archive)})
         write_record(store, record)
     archive = Path(record.finishing or "")
+    # The record is input: only an archive of this folder holding the old CA lets the old
+    # files be replaced (a record claiming a finish that never archived must not lose them).
+    if archive.parent != folder / RETIRED_DIR or not all(
+        (archive / name).is_file() for name in (KEY_FILE, CERTIFICATE_FILE)
+    ):
+        raise ProvisionError(
+            f"{record_path(store)}: records a finish whose archive {archive} does not hold the "
+            "old CA; nothing was changed (restore the record from a backup)"
+        )
     if nxt.exists():
         # The key first: a key that matches no certificate is refused on the next load,
         # never used with the old certificate.
