@@ -379,3 +379,53 @@ def test_the_commands_refuse_what_the_phase_does_not_allow(project: Path) -> Non
     assert_refused(cli(*rotate, "--phase", "3"), "give the inventory (-i INVENTORY)")
     record = json.loads((project / "playbooks/pki/voice-root/rotation.json").read_text())
     assert [step["phase"] for step in record["history"]] == [1, 2]
+
+
+def in_phase_3(project: Path) -> tuple[Cli, Path]:
+    """A rotation moved to phase 3 by its record (no fleet serves anything here)."""
+    cli, record = started(project)
+    assert cli("ca", "rotate", CA_BOOK, "voice-root", "--next").exit_code == 0
+    data = json.loads(record.read_text())
+    record.write_text(json.dumps({**data, "phase": 3}))
+    return cli, record
+
+
+def test_an_interrupted_finish_is_refused_by_plan_and_finished_by_running_it_again(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provision.trust import rotation
+
+    cli, record = in_phase_3(project)
+    folder = record.parent
+    old_root = pem_certificates(folder / "ca.crt")
+    new_root = pem_certificates(folder / "next" / "ca.crt")
+
+    class Killed(Exception):
+        pass
+
+    def crash(path: Any) -> None:
+        raise Killed  # the process dies between replacing the files and removing next/
+
+    monkeypatch.setattr(rotation.shutil, "rmtree", crash)
+    with pytest.raises(Killed):
+        cli("ca", "rotate", CA_BOOK, "voice-root", "--finish")
+    monkeypatch.undo()
+    assert_refused(cli("plan", CA_BOOK, "-i", EXAMPLE_INVENTORY, env=ENV), "an interrupted finish")
+    finished = cli("ca", "rotate", CA_BOOK, "voice-root", "--finish")
+    assert finished.exit_code == 0, finished.stdout + finished.stderr
+    (archive,) = (folder / "retired").iterdir()
+    assert pem_certificates(archive / "ca.crt") == old_root
+    assert pem_certificates(folder / "ca.crt") == new_root
+    assert not record.exists() and not (folder / "next").exists()
+
+
+def test_a_record_claiming_a_finish_without_its_archive_changes_nothing(project: Path) -> None:
+    from conftest import snapshot
+
+    cli, record = in_phase_3(project)
+    record.write_text(json.dumps({**json.loads(record.read_text()), "finishing": "/etc"}))
+    before = snapshot(record.parent)
+    assert_refused(
+        cli("ca", "rotate", CA_BOOK, "voice-root", "--finish"), "does not hold the old CA"
+    )
+    assert snapshot(record.parent) == before
