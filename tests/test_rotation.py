@@ -216,6 +216,10 @@ def test_rotation_keeps_every_site_reachable_through_three_phases(
         changes = reasons(document, host)
         bundle = f"trust fleet-roots bundle {fleet.bundle(host)}"
         assert changes == {bundle: f"roots changed: +{ROOT}"}, changes
+    fleet.apply("--limit", "r1")  # during phase 1: r1's bundle has both roots, r2's the old
+    assert len(roots_in(fleet.bundle("r1"))) == 2 and len(roots_in(fleet.bundle("r2"))) == 1
+    fleet.reaches_all(fleet.bundle("r1"))
+    fleet.reaches_all(fleet.bundle("r2"))
     fleet.apply()
     phase1 = fleet.keep_bundle("phase1")
     assert len(roots_in(phase1)) == 2
@@ -247,8 +251,9 @@ def test_rotation_keeps_every_site_reachable_through_three_phases(
     refused = fleet.rotate("--phase", "3", "-i", INVENTORY)
     output = assert_refused(
         refused,
-        "host r3, site 'web', binding 127.0.0.1:" + str(fleet.ports["r3"]),
-        f"serial {old_serials['r3']:X}",
+        f"host r3, site 'web', binding 127.0.0.1:{fleet.ports['r3']} serves serial "
+        f"{old_serials['r3']:X}, a leaf of the old CA (asked as 127.0.0.1, localhost, "
+        "r3.rotate.test)",
     )
     assert "host r1" not in output and "host r2" not in output
     status = fleet.run("status", PLAYBOOK, "-i", INVENTORY, "--format", "json")
@@ -285,6 +290,10 @@ def test_rotation_keeps_every_site_reachable_through_three_phases(
     for host in HOSTS:
         (reason,) = reasons(document, host).values()
         assert reason.startswith("roots changed: -sha256:"), reason
+    fleet.apply("--limit", "r1")  # during phase 3: r1's bundle has the new root alone
+    assert len(roots_in(fleet.bundle("r1"))) == 1 and len(roots_in(fleet.bundle("r2"))) == 2
+    fleet.reaches_all(fleet.bundle("r1"))
+    fleet.reaches_all(fleet.bundle("r2"))
     fleet.apply()
     phase3 = fleet.keep_bundle("phase3")
     assert len(roots_in(phase3)) == 1 and roots_in(phase3) == roots_in(new_dir / "ca.crt")

@@ -306,11 +306,10 @@ def advance(
     """Record ``phase``; phase 3 is refused while any host serves a leaf of the old CA
     (``old_served``: one line per binding that does, or could not be checked)."""
     if phase == 3 and old_served:
-        lines = "\n  ".join(old_served)
         raise ProvisionError(
             f"authority {record.authority!r} stays in phase {record.phase}: the old root "
             "cannot be retired while hosts still serve leaves it signed (apply phase 2 to "
-            f"them first):\n  {lines}"
+            f"them first, and reload their servers): {'; '.join(old_served)}"
         )
     updated = record.model_copy(
         update={"phase": phase, "history": (*record.history, Step(phase=phase, at=now))}

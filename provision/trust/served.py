@@ -20,20 +20,21 @@ from provision.probe import fetch_chain
 from provision.verify import Probe, probes
 
 
-def _check(target: Target, site: Site, probe: Probe, old_root: x509.Certificate) -> str | None:
-    where = (
-        f"host {target.host.name}, site {site.name!r}, binding {probe.address}:{probe.port} "
-        f"(name {probe.name})"
-    )
+def _check(
+    target: Target, site: Site, probe: Probe, old_root: x509.Certificate
+) -> tuple[str, str] | None:
+    """(what is wrong at the binding, the name asked with), or None when it serves no leaf
+    of the old CA."""
+    where = f"host {target.host.name}, site {site.name!r}, binding {probe.address}:{probe.port}"
     if probe.problem is not None:
-        return f"{where}: cannot be checked: {probe.problem}"
+        return f"{where} cannot be checked: {probe.problem}", probe.name
     try:
         served = fetch_chain(probe.name, probe.port, connect=probe.address)
     except ProvisionError as exc:
-        return f"{where}: cannot be checked: {exc.message}"
+        return f"{where} cannot be checked: {exc.message}", probe.name
     leaf = served[0]
     if compare.issued_by(leaf, old_root):
-        return f"{where}: serves serial {leaf.serial_number:X}, a leaf of the old CA"
+        return f"{where} serves serial {leaf.serial_number:X}, a leaf of the old CA", probe.name
     return None
 
 
@@ -41,7 +42,7 @@ def old_leaves(
     targets: Sequence[Target], old_root: x509.Certificate, workers: int = 16
 ) -> list[str]:
     """One line per binding that serves a leaf ``old_root`` signed, or that could not be
-    checked (which must not pass for "none served"), sorted."""
+    checked (which must not pass for "none served"), with the names asked, sorted."""
     asks = [
         (target, site, probe)
         for target in targets
@@ -49,5 +50,8 @@ def old_leaves(
         for probe in probes(target, site)
     ]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        found = pool.map(lambda ask: _check(ask[0], ask[1], ask[2], old_root), asks)
-        return sorted(line for line in found if line is not None)
+        found = [f for f in pool.map(lambda a: _check(a[0], a[1], a[2], old_root), asks) if f]
+    names: dict[str, list[str]] = {}
+    for line, name in found:
+        names.setdefault(line, []).append(name)
+    return [f"{line} (asked as {', '.join(sorted(names[line]))})" for line in sorted(names)]
