@@ -438,3 +438,18 @@ def test_a_record_claiming_a_finish_without_its_archive_changes_nothing(project:
         cli("ca", "rotate", CA_BOOK, "voice-root", "--finish"), "does not hold the old CA"
     )
     assert snapshot(record.parent) == before
+
+
+def test_phase_3_is_refused_when_a_binding_cannot_be_asked(project: Path, tmp_path: Path) -> None:
+    """No server listens: nothing proves the old leaves are gone, so the old root stays."""
+    fleet = Fleet(project, Nginx(tmp_path / "nginx"), tmp_path / "stores")  # never started
+    assert fleet.run("ca", "init", PLAYBOOK, "rotate-root").exit_code == 0
+    assert fleet.rotate().exit_code == 0
+    assert fleet.rotate("--next").exit_code == 0
+    refused = fleet.rotate("--next", "-i", INVENTORY)
+    for host in HOSTS:
+        assert_refused(
+            refused, f"host {host}, site 'web', binding 127.0.0.1:{fleet.ports[host]} cannot be "
+            "checked: "
+        )  # fmt: skip
+    assert json.loads((fleet.authority / "rotation.json").read_text())["phase"] == 2
