@@ -209,6 +209,11 @@ def start(store: AuthorityStore, now: dt.datetime, cross_sign: bool = False) -> 
             f"{PHASES[existing.phase]}); advance it with --phase "
             f"{min(existing.phase + 1, 3)}, or finish it with --finish"
         )
+    if cross_sign and now >= store.material.leaf.not_valid_after_utc:
+        raise ProvisionError(
+            f"authority {store.spec.name!r} has expired: it can no longer cross-sign; start "
+            "the rotation without --cross-sign"
+        )
     folder = next_folder(store)
     if folder.exists():
         raise ProvisionError(
