@@ -58,6 +58,7 @@ from provision.sources.authority_store import create as create_authority
 from provision.sources.base import Expected
 from provision.transport.base import both, together
 from provision.trust import peers, revocation
+from provision.trust.rotation import all_stores
 from provision.verify import verify_site
 
 T = TypeVar("T")
@@ -234,7 +235,7 @@ async def plan_and_apply(
         keymaker.close()
         if apply:
             done = {n for n, r in reports.items() if r.status in ("changed", "ok")}
-            for store in loaded.authorities.values():
+            for store in all_stores(list(loaded.authorities.values())):
                 store.save_serial()
                 revocation.finish_run(store, done, moment)
         await close_all(loaded)

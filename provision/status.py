@@ -13,7 +13,7 @@ from provision.errors import ProvisionError
 from provision.facts import gather
 from provision.inputs.targets import Target
 from provision.plan.certificate import read_current
-from provision.trust import health
+from provision.trust import health, rotation
 
 
 @dataclass
@@ -72,6 +72,7 @@ class AuthorityRow:
     not_after: str | None = None
     days_left: int | None = None
     problem: str | None = None
+    rotation: str | None = None  # its rotation's phase, while it rotates (trust/rotation.py)
 
     @property
     def bad(self) -> bool:
@@ -83,7 +84,7 @@ def authority_rows(loaded: Loaded, now: dt.datetime | None = None) -> list[Autho
     moment = now or dt.datetime.now(dt.UTC)
     rows = []
     for name, store in sorted(loaded.authorities.items()):
-        row = AuthorityRow(name, str(store.certificate_file))
+        row = AuthorityRow(name, str(store.certificate_file), rotation=rotation.describe(store))
         if store.material is None:
             row.problem = "not created yet (created by the first apply)"
         else:

@@ -563,14 +563,16 @@ def _authority_table(rows: list[AuthorityRow]) -> None:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    for column in ("authority", "file", "subject", "expires"):
+    rotating = any(row.rotation for row in rows)  # the column only while one rotates
+    for column in ("authority", "file", "subject", "expires", *(["rotation"] * rotating)):
         table.add_column(column)
     for row in rows:
         if row.days_left is None or row.problem:
             expires = row.problem or "missing"
         else:
             expires = f"{row.not_after} (in {row.days_left} days)"
-        table.add_row(row.authority, row.file, row.subject or "-", expires)
+        extra = [row.rotation or "-"] if rotating else []
+        table.add_row(row.authority, row.file, row.subject or "-", expires, *extra)
     typer.echo("")
     Console(width=200, soft_wrap=True).print(table)
 

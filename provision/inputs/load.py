@@ -32,6 +32,7 @@ from provision.sources.base import Expected
 from provision.sources.registry import source_of
 from provision.sources.supplied import FileCache, Supplied, load_supplied
 from provision.transport.factory import ConnectOptions, make_transport
+from provision.trust import rotation
 from provision.trust.revocation import published
 
 
@@ -237,8 +238,13 @@ def _open_authorities(
                 f"every host (host {target.host.name} sees them differently from "
                 f"{targets[0].host.name}); do not use host variables in them",
             )
+    # During a rotation the store that issues is the phase's (trust/rotation.py).
     return {
-        spec.name: open_authority(spec, folder, doc.locate(("authorities", index)), reads)
+        spec.name: rotation.arrange(
+            open_authority(spec, folder, doc.locate(("authorities", index)), reads),
+            doc.locate(("authorities", index)),
+            reads,
+        )
         for index, spec in enumerate(targets[0].playbook.authorities)
     }
 
@@ -285,9 +291,14 @@ def controller_digest(loaded: Loaded) -> str:
     supplied certificates (by fingerprint), so a saved plan notices when they change."""
     h = hashlib.sha256()
     for name in sorted(loaded.authorities):
-        material = loaded.authorities[name].material
+        store = loaded.authorities[name]
+        material = store.material
         h.update(name.encode() + b"\0")
         h.update(material.leaf.fingerprint(hashes.SHA256()) if material else b"pending")
+        # A rotation's phase changes what is trusted and issued without changing the CA.
+        h.update(f"phase {store.phase}".encode())
+        for root in store.roots:
+            h.update(root.fingerprint(hashes.SHA256()))
     for path, roots in sorted(loaded.trust_files.items()):
         h.update(f"trust-file {path}".encode() + b"\0")
         h.update(b"".join(root.fingerprint(hashes.SHA256()) for root in roots))

@@ -63,6 +63,10 @@ class Expected:
     authority_file: str | None = None
     supplied: Supplied | None = None
     waiting_for: str | None = None
+    # ca, while its authority rotates (phase 2 on): the old CA, whose leaves are reissued,
+    # and the words that say why.
+    previous_authority: x509.Certificate | None = None
+    rotating: str | None = None
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,15 @@ from provision.inputs.manifest import Manifest
 from provision.inputs.manifest import read as record_read
 from provision.model.playbook import Playbook, TrustRoot
 from provision.sources.authority_store import AuthorityStore
+from provision.trust.rotation import trusted_roots
 
 ROOT_FILE_LIMIT = 4 << 20
 
 
 def authority_roots(store: AuthorityStore) -> list[x509.Certificate] | None:
-    """The roots an authority contributes; None until this apply has created it."""
-    return [store.material.leaf] if store.material is not None else None
+    """The roots an authority contributes (the old and the new one while it rotates); None
+    until this apply has created it."""
+    return trusted_roots(store)
 
 
 def load_root_file(path: Path, where: Location, reads: Manifest | None) -> list[x509.Certificate]:
