@@ -41,7 +41,7 @@ LABELS = {
 
 WIDTH = 960
 LEFT = 230  # room for "host / certificate" labels
-RIGHT = 20
+RIGHT = 40
 TOP = 24
 ROW = 14
 BARS_HEIGHT = 220
