@@ -19,9 +19,12 @@ from pathlib import Path
 import pytest
 from conftest import Cli, require_tool
 from reportfleet import HOSTILE, NOW_TEXT, generate
+from sshd import SshdFleet, sshd_fleet
 
 from provision.report.document import STATES, FleetDocument
 from provision.report.html import COLOURS, ROW_LIMIT
+
+__all__ = ["sshd_fleet"]  # the fixture, imported to be found
 
 WINDOW = (1200, 900)
 
@@ -302,6 +305,15 @@ def test_from_json_round_trip_and_bad_documents(small: tuple[Path, Cli]) -> None
     (folder / "doc.json").write_text(first.stdout)
     again = cli("status", "--from-json", "doc.json", "--format", "json")
     assert again.stdout == first.stdout and again.exit_code == first.exit_code == 1
+    table = cli("status", "--from-json", "doc.json")
+    assert table.exit_code == 1  # web-00001 misses a name
+    lines = [line.split() for line in table.stdout.splitlines() if line.strip()]
+    assert lines[0] == ["host", "certificate", "issuer", "expires", "names"]
+    assert [line[0] for line in lines[1:]] == [
+        "web-00000",
+        "web-00001",
+        "<script>alert(1)</script>",
+    ]
     page1 = cli("report", "--from-json", "doc.json")
     page2 = cli("report", "--from-json", "doc.json")
     assert page1.exit_code == 0 and page1.stdout == page2.stdout  # deterministic bytes
@@ -418,3 +430,36 @@ def test_alert_rules_check() -> None:
     document = FleetDocument(generated_at=NOW_TEXT)
     known = {family.name for family in registry_of(document).collect()}
     assert names <= known, names - known  # every metric an alert uses is one we publish
+
+
+# --- over SSH -------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_document_over_ssh(
+    sshd_fleet: SshdFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over SSH the hosts are read, their records read and planned on the same connections,
+    which are closed once (each step on a connection another step closed would fail)."""
+    from test_ssh import apply as ssh_apply
+    from test_ssh import known_hosts_for, write_project
+
+    from provision.api import load
+    from provision.overview import fleet_document
+    from provision.transport.factory import ConnectOptions
+
+    require_tool("ssh-keygen")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    servers = sshd_fleet.start(2)
+    playbook, inventory = write_project(tmp_path / "project", sshd_fleet, servers)
+    known = known_hosts_for(tmp_path / "known_hosts", servers)
+    applied = ssh_apply(playbook, inventory, known_hosts=str(known))
+    assert {h.status for h in applied.values()} == {"changed"}
+    loaded = load(playbook, inventory, connect=ConnectOptions(known_hosts=str(known)))
+    document = fleet_document(loaded)
+    assert [c.state for c in document.certificates] == ["ok", "ok"], document
+    assert all(c.key_type == "ecdsa" and c.key_size == 256 for c in document.certificates)
+    for host in document.hosts:
+        assert host.drift is False and host.changes == 0, host
+        assert host.last_apply is not None and host.last_apply_success is True
