@@ -328,6 +328,8 @@ def test_from_json_round_trip_and_bad_documents(small: tuple[Path, Cli]) -> None
         assert bad.exit_code == 1 and bad.stdout == ""
         assert bad.stderr.startswith("error: bad.json: ") and words in bad.stderr, bad.stderr
         assert bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    late = cli("status", "site.yml", "-i", "inventory.yml", "--now", "next tuesday")
+    assert late.exit_code == 1 and late.stderr.startswith("error: --now 'next tuesday' is not")
     mixed = cli("report", "site.yml", "--from-json", "doc.json")
     assert mixed.exit_code == 1 and "--from-json" in mixed.stderr
 
