@@ -237,7 +237,7 @@ async def plan_and_apply(
                 revocation.finish_run(store, done, moment)
         await close_all(loaded)
     order = [t.host.name for t in loaded.targets]
-    plan = Plan(loaded.playbook.file, loaded.inventory.file, tuple(plans[n] for n in order))
+    plan = Plan(loaded.playbook.file, loaded.inventory.sources, tuple(plans[n] for n in order))
     return plan, Report([reports[n] for n in order])
 
 

@@ -8,6 +8,7 @@ starts quickly; errors leave through ``common.fail``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from enum import StrEnum
 from functools import partial
 from typing import TYPE_CHECKING, Annotated
@@ -25,6 +26,7 @@ from provision.cli.common import (
     KnownHostsOpt,
     LimitOpt,
     LockTimeoutOpt,
+    OptionalInventoryOpt,
     OutputFormat,
     PlanFormat,
     Playbook,
@@ -37,6 +39,7 @@ from provision.cli.common import (
     load_inputs,
     report_error,
     reported_errors,
+    vault_options,
 )
 
 if TYPE_CHECKING:  # the real imports are inside the commands, for a fast `--help`
@@ -85,11 +88,10 @@ def validate(
     if any is invalid. Names a client may use that a certificate does not cover are warnings
     (exit 0)."""
     from provision.inputs.connection_vars import unused
-    from provision.inputs.vault_ids import vault_sources
     from provision.lint import format_text, lint
 
     invalid = False
-    vault = vault_sources(vault_password_file or (), vault_id or ())
+    vault = vault_options(vault_password_file, vault_id)
     for playbook, loaded in load_each(playbooks, inventory, limit, vault):
         if loaded is None:
             invalid = True
@@ -136,7 +138,6 @@ def plan(
 ) -> None:
     """Show what apply would change on each host, and why. Writes nothing to any host."""
     from provision import runs
-    from provision.inputs.vault_ids import vault_sources
 
     with reported_errors():
         outcome = runs.plan_playbook(
@@ -149,7 +150,7 @@ def plan(
             ),
             # A plan to save is made in full: the record holds no plan to save.
             full=full or out is not None,
-            vault=vault_sources(vault_password_file or (), vault_id or ()),
+            vault=vault_options(vault_password_file, vault_id),
         )
         if out is not None and outcome.loaded is not None and outcome.plan is not None:
             from provision import fsutil
@@ -170,7 +171,7 @@ def plan(
 
 
 def _csr_hint(
-    playbook: str, inventory: str, limit: str | None, waiting: list[tuple[str, str]]
+    playbook: str, inventory: list[str], limit: str | None, waiting: list[tuple[str, str]]
 ) -> str:
     """What to do for certificates waiting for their CA: the `provision csr` to run."""
     import shlex
@@ -178,7 +179,9 @@ def _csr_hint(
     count = len(waiting)
     shown = ", ".join(f"{host}: {name}" for host, name in waiting[:5])
     more = f" and {count - 5} more" if count > 5 else ""
-    command = ["provision", "csr", playbook, "-i", inventory]
+    command = ["provision", "csr", playbook]
+    for source in inventory:
+        command += ["-i", source]
     if limit is not None:
         command += ["--limit", limit]
     command += ["--out", "csr"]
@@ -217,9 +220,7 @@ def apply(
     playbook: Annotated[
         str, typer.Argument(help="The playbook, or a plan saved by `plan --out PLAN.json`.")
     ],
-    inventory: Annotated[
-        str | None, typer.Option("-i", "--inventory", help="The inventory (not with a plan).")
-    ] = None,
+    inventory: OptionalInventoryOpt = None,
     limit: LimitOpt = None,
     output_format: FormatOpt = OutputFormat.text,
     check: Annotated[bool, typer.Option("--check", help="Only plan (same as `plan`).")] = False,
@@ -236,7 +237,6 @@ def apply(
     """Make each host match the playbook (or apply exactly a saved plan); a host that fails
     does not stop the others."""
     from provision import runs
-    from provision.inputs.vault_ids import vault_sources
     from provision.plan.saved import is_plan_file
     from provision.report.progress import for_terminal
 
@@ -244,6 +244,7 @@ def apply(
         connect_options, known_hosts, accept_new_host_keys, connect_timeout, command_timeout
     )
     progress = None if check else for_terminal
+    vault = vault_options(vault_password_file, vault_id)
     with reported_errors():
         if is_plan_file(playbook):
             if inventory is not None or limit is not None:
@@ -255,9 +256,10 @@ def apply(
                 connect=connect,
                 lock_timeout=lock_timeout,
                 progress=progress,
+                vault=vault,
             )
         else:
-            if inventory is None:
+            if not inventory:
                 fail("missing option -i INVENTORY")
             outcome = runs.apply_playbook(
                 playbook,
@@ -269,7 +271,7 @@ def apply(
                 lock_timeout=lock_timeout,
                 full=full,
                 progress=progress,
-                vault=vault_sources(vault_password_file or (), vault_id or ()),
+                vault=vault,
             )
     _print_recap(outcome.report, output_format, check)
     if not check:  # (after the recap: failing to write the file must not lose it)
@@ -283,6 +285,8 @@ def verify(
     inventory: InventoryOpt,
     limit: LimitOpt = None,
     output_format: FormatOpt = OutputFormat.text,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Connect to every https binding of every site, by every name a client may use (the
     certificate's names, the host's address, the binding's address and host; a site's
@@ -292,7 +296,9 @@ def verify(
     from provision.api import verify_all
     from provision.report import text as render
 
-    loaded = load_inputs(playbook, inventory, limit)
+    loaded = load_inputs(
+        playbook, inventory, limit, vault=vault_options(vault_password_file, vault_id)
+    )
     result = asyncio.run(verify_all(loaded))
     if output_format is OutputFormat.json:
         typer.echo(render.report_json(result), nl=False)
@@ -335,6 +341,8 @@ def rollback(
     connect_timeout: ConnectTimeoutOpt = 10.0,
     command_timeout: CommandTimeoutOpt = 60.0,
     lock_timeout: LockTimeoutOpt = 30.0,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Restore each host's files as they were before its newest apply not undone yet (run
     again: one apply further back), then test and reload its sites."""
@@ -347,7 +355,13 @@ def rollback(
         fail("--list shows every backup; drop --to")
     connect = connect_options(known_hosts, accept_new_host_keys, connect_timeout, command_timeout)
     loaded = load_inputs(
-        playbook, inventory, limit, forks=forks, connect=connect, lock_timeout=lock_timeout
+        playbook,
+        inventory,
+        limit,
+        forks=forks,
+        connect=connect,
+        lock_timeout=lock_timeout,
+        vault=vault_options(vault_password_file, vault_id),
     )
     if list_only:
         hosts = asyncio.run(list_backups_all(loaded))
@@ -380,6 +394,8 @@ def csr(
     inventory: InventoryOpt,
     out: Annotated[str, typer.Option("--out", help="Folder for the CSR files.")],
     limit: LimitOpt = None,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Make (or keep) each host's key and write a CSR per host and third-party certificate."""
     import asyncio
@@ -388,7 +404,9 @@ def csr(
     from provision.csr import make_csrs
     from provision.sources.provided import wants_csr
 
-    loaded = load_inputs(playbook, inventory, limit)
+    loaded = load_inputs(
+        playbook, inventory, limit, vault=vault_options(vault_password_file, vault_id)
+    )
     if not any(wants_csr(c) for t in loaded.targets for c in t.playbook.certificates):
         count = len(loaded.targets)
         fail(
@@ -419,6 +437,8 @@ def render(
     inventory: InventoryOpt,
     out: Annotated[str, typer.Option("--out", help="Folder for the files, one folder per host.")],
     limit: LimitOpt = None,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Write each host's site configs and scripts under OUT/HOST/ (host paths mirrored:
     C:\\X\\y as OUT/HOST/C/X/y), on this machine alone: no host is reached, no certificate
@@ -426,8 +446,15 @@ def render(
     from provision import api
 
     with reported_errors():
-        # No password, authority or supplied file is read: the configs need none.
-        loaded = api.load(playbook, inventory, limit, controller_files=False)
+        # No output password, authority or supplied file is read: the configs need none
+        # (a vault password is, if the inventory's variables are vaulted).
+        loaded = api.load(
+            playbook,
+            inventory,
+            limit,
+            controller_files=False,
+            vault=vault_options(vault_password_file, vault_id),
+        )
         results = api.render_all(loaded, out)
     for result in results:
         if result.error is not None:
@@ -471,8 +498,13 @@ FromJsonOpt = Annotated[
 OptionalPlaybook = Annotated[
     str | None, typer.Argument(help="The playbook (YAML); not with --from-json.")
 ]
-OptionalInventoryOpt = Annotated[
-    str | None, typer.Option("-i", "--inventory", help="The inventory (not with --from-json).")
+FleetInventoryOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-i",
+        "--inventory",
+        help="The inventory, as for every command (repeatable); not with --from-json.",
+    ),
 ]
 
 
@@ -489,10 +521,11 @@ def _moment(now: str | None) -> dt.datetime | None:
 
 def _fleet_document(
     playbook: str | None,
-    inventory: str | None,
+    inventory: list[str] | None,
     limit: str | None,
     from_json: str | None,
     now: str | None,
+    vault: Sequence[tuple[str, str]],
 ) -> FleetDocument:
     """The fleet document, read from the hosts (and planned) or from a file."""
     from provision.report import document
@@ -513,14 +546,14 @@ def _fleet_document(
     from provision.overview import fleet_document
 
     moment = _moment(now)
-    loaded = load_inputs(playbook, inventory, limit)
+    loaded = load_inputs(playbook, inventory, limit, vault=vault)
     with reported_errors():
         return fleet_document(loaded, moment)
 
 
 def status(
     playbook: OptionalPlaybook = None,
-    inventory: OptionalInventoryOpt = None,
+    inventory: FleetInventoryOpt = None,
     limit: LimitOpt = None,
     output_format: Annotated[
         StatusFormat,
@@ -539,15 +572,18 @@ def status(
     ] = None,
     now: NowOpt = None,
     from_json: FromJsonOpt = None,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Every host's certificates, soonest expiry first; exit 1 if one is expired or misses a
     name. json and prometheus also plan each host (read-only) for its drift."""
+    vault = vault_options(vault_password_file, vault_id)
     if output_format is StatusFormat.text and textfile is None and from_json is None:
-        _plain_status(playbook, inventory, limit, now)
+        _plain_status(playbook, inventory, limit, now, vault)
         return
     from provision.report import document as fleet
 
-    found = _fleet_document(playbook, inventory, limit, from_json, now)
+    found = _fleet_document(playbook, inventory, limit, from_json, now, vault)
     if textfile is not None:
         from provision.report.metrics import write_textfile
 
@@ -570,7 +606,11 @@ def status(
 
 
 def _plain_status(
-    playbook: str | None, inventory: str | None, limit: str | None, now: str | None
+    playbook: str | None,
+    inventory: list[str] | None,
+    limit: str | None,
+    now: str | None,
+    vault: Sequence[tuple[str, str]],
 ) -> None:
     """The table alone: the hosts read, nothing planned."""
     import asyncio
@@ -580,7 +620,7 @@ def _plain_status(
     if playbook is None or inventory is None:
         fail("give a playbook and -i INVENTORY, or --from-json FILE")
     moment = _moment(now)
-    loaded = load_inputs(playbook, inventory, limit)
+    loaded = load_inputs(playbook, inventory, limit, vault=vault)
     authorities = authority_rows(loaded, moment)
     rows = asyncio.run(fleet_status(loaded, moment))
     _status_table(rows)
@@ -604,7 +644,7 @@ def _authority_of(entry: AuthorityEntry) -> AuthorityRow:
 
 def report(
     playbook: OptionalPlaybook = None,
-    inventory: OptionalInventoryOpt = None,
+    inventory: FleetInventoryOpt = None,
     limit: LimitOpt = None,
     out: Annotated[
         str | None,
@@ -616,13 +656,16 @@ def report(
     ] = ReportFormat.html,
     now: NowOpt = None,
     from_json: FromJsonOpt = None,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """The fleet at a glance, as one self-contained HTML page: an expiry timeline, a sortable
     table of every certificate with its host's drift and last apply, the authorities and a
     summary. Reads the hosts and plans them; writes nothing to any host."""
     from provision.report import document as fleet
 
-    found = _fleet_document(playbook, inventory, limit, from_json, now)
+    vault = vault_options(vault_password_file, vault_id)
+    found = _fleet_document(playbook, inventory, limit, from_json, now, vault)
     if output_format is ReportFormat.json:
         text = fleet.dumps(found)
     else:
@@ -652,6 +695,8 @@ def revoke(
             "superseded or cessationOfOperation."
         ),
     ] = "unspecified",
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Revoke the certificates the limited hosts hold (ACME: by the account that ordered
     them); exit 1 if one could not be."""
@@ -661,7 +706,9 @@ def revoke(
 
     if reason not in REASONS:
         fail(f"--reason {reason!r} is not one of {', '.join(REASONS)}")
-    loaded = load_inputs(playbook, inventory, limit)
+    loaded = load_inputs(
+        playbook, inventory, limit, vault=vault_options(vault_password_file, vault_id)
+    )
     rows = asyncio.run(revoke_all(loaded, reason))
     for row in rows:
         if row.error is None:

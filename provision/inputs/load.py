@@ -54,9 +54,22 @@ class Loaded:
         return {c.name: source_of(c).expected(c, name, self) for c in target.playbook.certificates}
 
 
+# What ``-i`` named: one source, or several (``-i a -i b``), merged in this order.
+InventorySources = str | Path | Sequence[str | Path]
+
+
+def inventory_sources(inventory: InventorySources) -> tuple[str, ...]:
+    """The ``-i`` sources as the paths given, in order."""
+    if isinstance(inventory, (str, Path)):
+        return (str(inventory),)
+    if not inventory:
+        raise InputError(Location("-i"), "no inventory given")
+    return tuple(str(source) for source in inventory)
+
+
 def load(
     playbook: str | Path,
-    inventory: str | Path,
+    inventory: InventorySources,
     limit: str | None = None,
     forks: int = 20,
     now: dt.datetime | None = None,
@@ -78,7 +91,8 @@ def load(
     if not isinstance(doc.data, dict):
         raise InputError(Location(doc.file, 1), "a playbook must be a mapping of keys")
     # ``vault``: (label, password file) sources for Ansible's vaulted values, read on need.
-    inv = load_inventory(Path(inventory), str(inventory), reads, VaultKeys.of(vault, reads))
+    sources = inventory_sources(inventory)
+    inv = load_inventory([Path(s) for s in sources], sources, reads, VaultKeys.of(vault, reads))
     hosts = limit_hosts(inv, playbook_hosts_pattern(doc), limit, reads)
     folder = Path(doc.file).resolve().parent
     targets = []
@@ -237,15 +251,14 @@ def check_saved(loaded: Loaded, saved: SavedPlan) -> None:
     """Refuse the whole plan when its inputs changed since it was made."""
     checks = [
         ("playbook", planfile.file_digest(Path(loaded.playbook.file)), loaded.playbook.file),
-        (
-            "inventory",
-            planfile.inventory_digest(Path(loaded.inventory.file)),
-            loaded.inventory.file,
+        *(
+            (f"inventory:{index}", planfile.inventory_digest(Path(source)), source)
+            for index, source in enumerate(loaded.inventory.sources)
         ),
         ("controller", controller_digest(loaded), "the authorities or supplied certificates"),
     ]
     for key, digest, what in checks:
-        if saved.digests[key] != digest:
+        if saved.digests.get(key) != digest:
             raise ProvisionError(
                 f"{what} changed since the plan was made; nothing was applied. "
                 "Make a new plan and review it."
@@ -257,15 +270,22 @@ def save_plan(loaded: Loaded, plan: Plan, limit: str | None) -> str:
         plan,
         limit=limit,
         playbook_digest=planfile.file_digest(Path(loaded.playbook.file)),
-        inventory_digest=planfile.inventory_digest(Path(loaded.inventory.file)),
+        inventory_digests=tuple(
+            planfile.inventory_digest(Path(source)) for source in loaded.inventory.sources
+        ),
         controller_digest=controller_digest(loaded),
     )
 
 
 def load_saved(
-    path: str, forks: int = 20, connect: ConnectOptions | None = None, lock_timeout: float = 30.0
+    path: str,
+    forks: int = 20,
+    connect: ConnectOptions | None = None,
+    lock_timeout: float = 30.0,
+    vault: Sequence[tuple[str, str]] = (),
 ) -> tuple[Loaded, SavedPlan]:
-    """Reload a saved plan's inputs, refusing if they changed, limited to its hosts."""
+    """Reload a saved plan's inputs (every -i source it was made with, in its order),
+    refusing if they changed, limited to its hosts."""
     saved = planfile.loads(path)
     names = [h.host for h in saved.plan.hosts]
     loaded = load(
@@ -275,6 +295,7 @@ def load_saved(
         forks=forks,
         connect=connect,
         lock_timeout=lock_timeout,
+        vault=vault,
     )
     check_saved(loaded, saved)
     known = {t.host.name for t in loaded.targets}

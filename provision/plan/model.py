@@ -110,7 +110,7 @@ class HostPlan:
 @dataclass(frozen=True)
 class Plan:
     playbook: str
-    inventory: str
+    inventory: tuple[str, ...]  # every -i source, in the order given (later ones win)
     hosts: tuple[HostPlan, ...] = field(default_factory=tuple)
 
     @property
