@@ -172,6 +172,8 @@ def internal_ca(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
             "plan --out PLAN-edited.json": (("plan", *base, "--out", "PLAN-edited.json"), env),
             "status": (("status", *base), env),
             "status --format json": (("status", *base, "--format", "json"), env),
+            "status --format prometheus": (("status", *base, "--format", "prometheus"), env),
+            "report": (("report", *base), env),
             "cert show PFX": (("cert", "show", pfx, "--password-env", "PFX_PASSWORD"), env),
             "cert show PFX --format json": (
                 ("cert", "show", pfx, "--password-env", "PFX_PASSWORD", "--format", "json"),
@@ -299,6 +301,8 @@ def provided(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
         {
             "status": (("status", *base), env),
             "status --format json": (("status", *base, "--format", "json"), env),
+            "status --format prometheus": (("status", *base, "--format", "prometheus"), env),
+            "report": (("report", *base), env),
             "cert show PFX": (
                 (
                     "cert",

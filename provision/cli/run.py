@@ -1,4 +1,4 @@
-"""The run commands: validate, plan, apply, verify, rollback, csr, status.
+"""The run commands: validate, plan, apply, verify, rollback, csr, status, report.
 
 Parse arguments, call the api, print the report, exit with a status. Heavy modules
 (cryptography, pydantic, jinja2) are imported inside the commands, so ``provision --help``
@@ -7,6 +7,9 @@ starts quickly; errors leave through ``common.fail``.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
+from enum import StrEnum
 from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
@@ -41,6 +44,7 @@ from provision.cli.common import (
 
 if TYPE_CHECKING:  # the real imports are inside the commands, for a fast `--help`
     from provision.api import Report
+    from provision.report.document import AuthorityEntry, CertificateEntry, FleetDocument
     from provision.status import AuthorityRow, StatusRow
 
 
@@ -464,39 +468,218 @@ def render(
         raise typer.Exit(1)
 
 
+class StatusFormat(StrEnum):
+    text = "text"
+    json = "json"
+    prometheus = "prometheus"
+
+
+class ReportFormat(StrEnum):
+    html = "html"
+    json = "json"
+
+
+NowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--now",
+        help="Count days from this moment (2027-01-31 or 2027-01-31T12:00:00Z) instead of "
+        "the clock's: for a fixed, reproducible document.",
+    ),
+]
+FromJsonOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--from-json",
+        help="Read the fleet document (`status --format json` or `report --format json`, "
+        "or shards' documents merged) instead of reaching the hosts; no playbook needed.",
+    ),
+]
+OptionalPlaybook = Annotated[
+    str | None, typer.Argument(help="The playbook (YAML); not with --from-json.")
+]
+FleetInventoryOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-i",
+        "--inventory",
+        help="The inventory, as for every command (repeatable); not with --from-json.",
+    ),
+]
+
+
+def _moment(now: str | None) -> dt.datetime | None:
+    if now is None:
+        return None
+    text = now[:-1] + "+00:00" if now.endswith("Z") else now
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--now {now!r} is not a date or time: write 2027-01-31 or 2027-01-31T12:00:00Z")
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def _fleet_document(
+    playbook: str | None,
+    inventory: list[str] | None,
+    limit: str | None,
+    from_json: str | None,
+    now: str | None,
+    vault: Sequence[tuple[str, str]],
+) -> FleetDocument:
+    """The fleet document, read from the hosts (and planned) or from a file."""
+    from provision.report import document
+
+    if from_json is not None:
+        if playbook is not None or inventory is not None or limit is not None or now is not None:
+            fail("--from-json reads a finished document: drop the playbook, -i, --limit and --now")
+        from pathlib import Path
+
+        try:
+            text = Path(from_json).read_bytes()
+        except OSError as exc:
+            fail(f"{from_json}: {exc.strerror}")
+        with reported_errors():
+            return document.loads(text, from_json)
+    if playbook is None or inventory is None:
+        fail("give a playbook and -i INVENTORY, or --from-json FILE")
+    from provision.overview import fleet_document
+
+    moment = _moment(now)
+    loaded = load_inputs(playbook, inventory, limit, vault=vault)
+    with reported_errors():
+        return fleet_document(loaded, moment)
+
+
 def status(
-    playbook: Playbook,
-    inventory: InventoryOpt,
+    playbook: OptionalPlaybook = None,
+    inventory: FleetInventoryOpt = None,
     limit: LimitOpt = None,
-    output_format: FormatOpt = OutputFormat.text,
+    output_format: Annotated[
+        StatusFormat,
+        typer.Option(
+            "--format",
+            help="text; json (the fleet document, docs/status-json.md); prometheus (metrics).",
+        ),
+    ] = StatusFormat.text,
+    textfile: Annotated[
+        str | None,
+        typer.Option(
+            "--textfile",
+            help="Write the metrics to DIR/provision.prom, atomically, for node_exporter's "
+            "textfile collector (prints nothing else).",
+        ),
+    ] = None,
+    now: NowOpt = None,
+    from_json: FromJsonOpt = None,
     vault_password_file: VaultPasswordFileOpt = None,
     vault_id: VaultIdOpt = None,
 ) -> None:
     """Every host's certificates, soonest expiry first; exit 1 if one is expired or misses a
-    name."""
+    name. json and prometheus also plan each host (read-only) for its drift."""
+    vault = vault_options(vault_password_file, vault_id)
+    if output_format is StatusFormat.text and textfile is None and from_json is None:
+        _plain_status(playbook, inventory, limit, now, vault)
+        return
+    from provision.report import document as fleet
+
+    found = _fleet_document(playbook, inventory, limit, from_json, now, vault)
+    if textfile is not None:
+        from provision.report.metrics import write_textfile
+
+        with reported_errors(os_errors=True):
+            write_textfile(found, textfile)
+    elif output_format is StatusFormat.json:
+        typer.echo(fleet.dumps(found), nl=False)
+    elif output_format is StatusFormat.prometheus:
+        from provision.report.metrics import exposition
+
+        typer.echo(exposition(found), nl=False)
+    else:
+        _status_table([_row_of(entry) for entry in found.certificates])
+        if found.authorities:
+            _authority_table([_authority_of(entry) for entry in found.authorities])
+    if any(c.problem or c.names_missing for c in found.certificates) or any(
+        a.problem for a in found.authorities
+    ):
+        raise typer.Exit(1)
+
+
+def _plain_status(
+    playbook: str | None,
+    inventory: list[str] | None,
+    limit: str | None,
+    now: str | None,
+    vault: Sequence[tuple[str, str]],
+) -> None:
+    """The table alone: the hosts read, nothing planned."""
     import asyncio
-    import json
-    from dataclasses import asdict
 
     from provision.status import authority_rows, fleet_status
 
-    loaded = load_inputs(
-        playbook, inventory, limit, vault=vault_options(vault_password_file, vault_id)
-    )
-    authorities = authority_rows(loaded)
-    rows = asyncio.run(fleet_status(loaded))
-    if output_format is OutputFormat.json:
-        document = {
-            "certificates": [asdict(r) for r in rows],
-            "authorities": [asdict(a) for a in authorities],
-        }
-        typer.echo(json.dumps(document, indent=2))
-    else:
-        _status_table(rows)
-        if authorities:
-            _authority_table(authorities)
+    if playbook is None or inventory is None:
+        fail("give a playbook and -i INVENTORY, or --from-json FILE")
+    moment = _moment(now)
+    loaded = load_inputs(playbook, inventory, limit, vault=vault)
+    authorities = authority_rows(loaded, moment)
+    rows = asyncio.run(fleet_status(loaded, moment))
+    _status_table(rows)
+    if authorities:
+        _authority_table(authorities)
     if any(r.bad for r in rows) or any(a.bad for a in authorities):
         raise typer.Exit(1)
+
+
+def _row_of(entry: CertificateEntry) -> StatusRow:
+    from provision.status import StatusRow
+
+    return StatusRow(**entry.model_dump(exclude={"state"}))
+
+
+def _authority_of(entry: AuthorityEntry) -> AuthorityRow:
+    from provision.status import AuthorityRow
+
+    return AuthorityRow(**entry.model_dump())
+
+
+def report(
+    playbook: OptionalPlaybook = None,
+    inventory: FleetInventoryOpt = None,
+    limit: LimitOpt = None,
+    out: Annotated[
+        str | None,
+        typer.Option("--out", help="Write the report to this file (default: standard output)."),
+    ] = None,
+    output_format: Annotated[
+        ReportFormat,
+        typer.Option("--format", help="html (one self-contained page) or json (its data)."),
+    ] = ReportFormat.html,
+    now: NowOpt = None,
+    from_json: FromJsonOpt = None,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
+) -> None:
+    """The fleet at a glance, as one self-contained HTML page: an expiry timeline, a sortable
+    table of every certificate with its host's drift and last apply, the authorities and a
+    summary. Reads the hosts and plans them; writes nothing to any host."""
+    from provision.report import document as fleet
+
+    vault = vault_options(vault_password_file, vault_id)
+    found = _fleet_document(playbook, inventory, limit, from_json, now, vault)
+    if output_format is ReportFormat.json:
+        text = fleet.dumps(found)
+    else:
+        from provision.report.html import render_html
+
+        text = render_html(found)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    from provision import fsutil
+
+    with reported_errors():
+        fsutil.write_atomic(out, text.encode(), 0o644)
+    typer.echo(f"wrote {out}", err=True)
 
 
 def revoke(
@@ -577,7 +760,7 @@ def _authority_table(rows: list[AuthorityRow]) -> None:
     Console(width=200, soft_wrap=True).print(table)
 
 
-COMMANDS = (validate, plan, apply, verify, rollback, render, csr, status, revoke)
+COMMANDS = (validate, plan, apply, verify, rollback, render, csr, status, report, revoke)
 
 
 def register(app: typer.Typer) -> None:
