@@ -100,7 +100,7 @@ def test_saved_plan_applies_then_nothing_left_to_do(project: Path, cli: Cli) -> 
 
 def test_plan_file_records_inputs_digests_and_rendered_configs(project: Path, cli: Cli) -> None:
     document = make_plan(cli)
-    assert document["format"] == "provision-plan/3"
+    assert document["format"] == "provision-plan/4"
     assert document["playbook"] == {
         "path": PLAYBOOK,
         "sha256": hashlib.sha256((project / PLAYBOOK).read_bytes()).hexdigest(),

@@ -24,6 +24,7 @@ from provision.status import StatusRow, fleet_status
 
 PLAYBOOK = "playbooks/callmanager-https.yml"
 INVENTORY = "inventory/example.yml"
+ENVELOPE = ["kind", "shard", "limit", "playbook", "inventory"]
 HOSTS = ("cm-pub-01", "cm-sub-01", "cm-sub-02")
 SHORT = "cm-sub-02"  # the host with the 100-day certificate
 FIELDS = {"host", "certificate", "issuer", "not_after", "days_left", "names_missing"}
@@ -67,7 +68,7 @@ def in_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 def status_json(cli: Cli) -> tuple[int, list[dict[str, object]]]:
     result = cli("status", PLAYBOOK, "-i", INVENTORY, "--format", "json")
     document = json.loads(result.stdout)
-    assert list(document) == ["certificates", "authorities"]
+    assert list(document) == [*ENVELOPE, "certificates", "authorities"]
     rows: list[dict[str, object]] = document["certificates"]
     return result.exit_code, rows
 

@@ -27,6 +27,9 @@ from provision.cli.common import (
     PlanFormat,
     Playbook,
     Playbooks,
+    ShardCountOpt,
+    ShardEnvOpt,
+    ShardOpt,
     VaultIdOpt,
     VaultPasswordFileOpt,
     connect_options,
@@ -35,15 +38,29 @@ from provision.cli.common import (
     load_inputs,
     report_error,
     reported_errors,
+    shard_from,
 )
 
 if TYPE_CHECKING:  # the real imports are inside the commands, for a fast `--help`
+    from typing import Any
+
     from provision.api import Report
+    from provision.shard import Shard
     from provision.status import AuthorityRow, StatusRow
 
 
-def _write_retry(playbook: str, result: Report) -> None:
-    """After failures, `--limit @PLAYBOOK.retry` reruns only the hosts that failed."""
+def _envelope(
+    kind: str, playbook: str, inventory: str, limit: str | None, shard: Shard | str | None
+) -> dict[str, Any]:
+    """The keys that lead a JSON result (provision/report/envelope.py)."""
+    from provision.report.envelope import envelope
+
+    return envelope(kind, playbook, inventory, limit, None if shard is None else str(shard))
+
+
+def _write_retry(playbook: str, result: Report, shard: str | None = None) -> None:
+    """After failures, `--limit @PLAYBOOK.retry` reruns only the hosts that failed (a
+    shard's run: PLAYBOOK.shard-I-of-N.retry, so that shards sharing a folder keep theirs)."""
     failed = [h.host for h in result.hosts if h.status in ("failed", "skipped")]
     if not failed:
         return  # (before any import: an idle apply answered from its record comes here too)
@@ -52,7 +69,8 @@ def _write_retry(playbook: str, result: Report) -> None:
     from provision import fsutil
     from provision.errors import ProvisionError
 
-    path = Path(playbook).with_suffix(".retry")
+    suffix = ".retry" if shard is None else f".shard-{shard.replace('/', '-of-')}.retry"
+    path = Path(playbook).with_suffix(suffix)
     try:
         fsutil.write_atomic(str(path), "".join(f"{name}\n" for name in failed).encode(), 0o644)
     except ProvisionError as exc:
@@ -130,11 +148,15 @@ def plan(
     full: FullOpt = False,
     vault_password_file: VaultPasswordFileOpt = None,
     vault_id: VaultIdOpt = None,
+    shard: ShardOpt = None,
+    shard_env: ShardEnvOpt = None,
+    shard_count: ShardCountOpt = None,
 ) -> None:
     """Show what apply would change on each host, and why. Writes nothing to any host."""
     from provision import runs
     from provision.inputs.vault_ids import vault_sources
 
+    chosen = shard_from(shard, shard_env, shard_count)
     with reported_errors():
         outcome = runs.plan_playbook(
             playbook,
@@ -147,13 +169,20 @@ def plan(
             # A plan to save is made in full: the record holds no plan to save.
             full=full or out is not None,
             vault=vault_sources(vault_password_file or (), vault_id or ()),
+            shard=chosen,
         )
         if out is not None and outcome.loaded is not None and outcome.plan is not None:
             from provision import fsutil
             from provision.api import save_plan
 
-            fsutil.write_atomic(out, save_plan(outcome.loaded, outcome.plan, limit).encode(), 0o644)
-    _print_plan(outcome.report, output_format)
+            saved = save_plan(outcome.loaded, outcome.plan, limit, chosen)
+            fsutil.write_atomic(out, saved.encode(), 0o644)
+        meta = (
+            _envelope("plan", playbook, inventory, limit, chosen)
+            if output_format is PlanFormat.json
+            else None
+        )
+    _print_plan(outcome.report, output_format, meta)
     waiting = [(h.host, name) for h in outcome.report.hosts for name in h.plan.waiting]
     if waiting:
         # Beside JSON or Markdown, on stderr: their stdout stays one document.
@@ -188,22 +217,26 @@ def _csr_hint(
     )
 
 
-def _print_plan(result: Report, output_format: PlanFormat) -> None:
+def _print_plan(
+    result: Report, output_format: PlanFormat, meta: dict[str, Any] | None = None
+) -> None:
     from provision.report import text as render
 
     if output_format is PlanFormat.json:
-        typer.echo(render.report_json(result), nl=False)
+        typer.echo(render.report_json(result, meta), nl=False)
     elif output_format is PlanFormat.markdown:
         typer.echo(render.plan_markdown(result), nl=False)
     else:
         typer.echo(render.plan_text(result), nl=False)
 
 
-def _print_recap(result: Report, output_format: OutputFormat, check: bool) -> None:
+def _print_recap(
+    result: Report, output_format: OutputFormat, check: bool, meta: dict[str, Any] | None = None
+) -> None:
     from provision.report import text as render
 
     if output_format is OutputFormat.json:
-        typer.echo(render.report_json(result), nl=False)
+        typer.echo(render.report_json(result, meta), nl=False)
     elif check:
         typer.echo(render.plan_text(result), nl=False)
     else:
@@ -229,6 +262,9 @@ def apply(
     full: FullOpt = False,
     vault_password_file: VaultPasswordFileOpt = None,
     vault_id: VaultIdOpt = None,
+    shard: ShardOpt = None,
+    shard_env: ShardEnvOpt = None,
+    shard_count: ShardCountOpt = None,
 ) -> None:
     """Make each host match the playbook (or apply exactly a saved plan); a host that fails
     does not stop the others."""
@@ -237,6 +273,7 @@ def apply(
     from provision.plan.saved import is_plan_file
     from provision.report.progress import for_terminal
 
+    chosen = shard_from(shard, shard_env, shard_count)
     connect = partial(
         connect_options, known_hosts, accept_new_host_keys, connect_timeout, command_timeout
     )
@@ -252,6 +289,7 @@ def apply(
                 connect=connect,
                 lock_timeout=lock_timeout,
                 progress=progress,
+                shard=chosen,
             )
         else:
             if inventory is None:
@@ -267,10 +305,30 @@ def apply(
                 full=full,
                 progress=progress,
                 vault=vault_sources(vault_password_file or (), vault_id or ()),
+                shard=chosen,
             )
-    _print_recap(outcome.report, output_format, check)
+        meta = None
+        if output_format is OutputFormat.json:
+            kind = "plan" if check else "apply"
+            if outcome.saved is not None and outcome.plan is not None:
+                meta = _envelope(
+                    kind,
+                    outcome.plan.playbook,
+                    outcome.plan.inventory,
+                    outcome.saved.limit,
+                    outcome.saved.shard,
+                )
+            else:
+                assert inventory is not None
+                meta = _envelope(kind, playbook, inventory, limit, chosen)
+    _print_recap(outcome.report, output_format, check, meta)
     if not check:  # (after the recap: failing to write the file must not lose it)
-        _write_retry(outcome.plan.playbook if outcome.plan else playbook, outcome.report)
+        ran = outcome.saved.shard if outcome.saved is not None else chosen
+        _write_retry(
+            outcome.plan.playbook if outcome.plan else playbook,
+            outcome.report,
+            None if ran is None else str(ran),
+        )
     if outcome.report.failed:
         raise typer.Exit(1)
 
@@ -280,6 +338,9 @@ def verify(
     inventory: InventoryOpt,
     limit: LimitOpt = None,
     output_format: FormatOpt = OutputFormat.text,
+    shard: ShardOpt = None,
+    shard_env: ShardEnvOpt = None,
+    shard_count: ShardCountOpt = None,
 ) -> None:
     """Connect to every https binding of every site, by every name a client may use (the
     certificate's names, the host's address, the binding's address and host; a site's
@@ -289,10 +350,12 @@ def verify(
     from provision.api import verify_all
     from provision.report import text as render
 
-    loaded = load_inputs(playbook, inventory, limit)
+    chosen = shard_from(shard, shard_env, shard_count)
+    loaded = load_inputs(playbook, inventory, limit, shard=chosen)
     result = asyncio.run(verify_all(loaded))
     if output_format is OutputFormat.json:
-        typer.echo(render.report_json(result), nl=False)
+        meta = _envelope("verify", playbook, inventory, limit, chosen)
+        typer.echo(render.report_json(result, meta), nl=False)
     else:
         typer.echo(render.verify_text(result), nl=False)
     if result.failed:
@@ -443,6 +506,9 @@ def status(
     inventory: InventoryOpt,
     limit: LimitOpt = None,
     output_format: FormatOpt = OutputFormat.text,
+    shard: ShardOpt = None,
+    shard_env: ShardEnvOpt = None,
+    shard_count: ShardCountOpt = None,
 ) -> None:
     """Every host's certificates, soonest expiry first; exit 1 if one is expired or misses a
     name."""
@@ -452,11 +518,13 @@ def status(
 
     from provision.status import authority_rows, fleet_status
 
-    loaded = load_inputs(playbook, inventory, limit)
+    chosen = shard_from(shard, shard_env, shard_count)
+    loaded = load_inputs(playbook, inventory, limit, shard=chosen)
     authorities = authority_rows(loaded)
     rows = asyncio.run(fleet_status(loaded))
     if output_format is OutputFormat.json:
         document = {
+            **_envelope("status", playbook, inventory, limit, chosen),
             "certificates": [asdict(r) for r in rows],
             "authorities": [asdict(a) for a in authorities],
         }

@@ -40,6 +40,7 @@ class Command:
     playbook: str
     inventory: str
     limit: str | None
+    shard: str | None = None  # I/N (provision/shard.py): each shard's run has its own record
 
     def key(self) -> str:
         # Where the paths lead now (a `current` symlink switched to another release is another
@@ -54,6 +55,7 @@ class Command:
                 self.inventory,
                 os.path.realpath(self.inventory),
                 self.limit,
+                *([self.shard] if self.shard is not None else []),
             ]
         )
         return hashlib.sha256(identity.encode()).hexdigest()[:32]
