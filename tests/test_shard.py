@@ -429,6 +429,35 @@ def test_sharded_runs_over_ssh(sshd_fleet: SshdFleet, tmp_path: Path) -> None:
     }  # fmt: skip
 
 
+# --- rolling within a shard -------------------------------------------------------------------
+
+
+def test_serial_and_max_fail_percentage_apply_within_each_shard(tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path / "fleet", 12, pkcs12=False)
+    book = yaml.safe_load(fleet.playbook.read_text())
+    fleet.playbook.write_text(
+        yaml.safe_dump({"serial": 1, "max_fail_percentage": 0, **book}, sort_keys=False)
+    )
+    first, second = select(fleet.hosts, Shard(0, 2)), select(fleet.hosts, Shard(1, 2))
+    # The first host of shard 0 cannot be written to: its folder is a file.
+    (fleet.folder / "fleet").mkdir()
+    (fleet.folder / "fleet" / first[0]).write_text("in the way\n")
+    cli = Cli(fleet.folder)
+    args = [fleet.playbook.name, "-i", fleet.inventory.name, "--format", "json"]
+
+    stopped = cli("apply", *args, "--shard", "0/2")
+    assert stopped.exit_code == 1
+    statuses = {h: e["status"] for h, e in json.loads(stopped.stdout)["hosts"].items()}
+    # Its batch failed beyond 0%: the rest of shard 0 was skipped ...
+    assert statuses == {first[0]: "failed", **dict.fromkeys(first[1:], "skipped")}
+    # ... and shard 1 rolled on its own, one host at a time, untouched by shard 0's failure.
+    went = cli("apply", *args, "--shard", "1/2")
+    assert went.exit_code == 0, went.stderr
+    assert {h: e["status"] for h, e in json.loads(went.stdout)["hosts"].items()} == dict.fromkeys(
+        second, "changed"
+    )
+
+
 # --- saved plans ------------------------------------------------------------------------------
 
 
