@@ -304,6 +304,8 @@ def test_merge_counts_again_and_orders_by_host() -> None:
             "a.json: a result of every host (made without --shard)",
         ),
         ([("a.json", {"summary": {}, "hosts": {}})], "a.json: cannot merge it"),
+        ([("a.json", result("plan", 3, {}))], "a.json: cannot merge it: its shard is not I/N"),
+        ([("a.json", result("plan", "3", {}))], "a.json: shard '3' is not I/N"),
         ([], "nothing to merge"),
     ],
 )  # fmt: skip
@@ -450,6 +452,9 @@ def test_serial_and_max_fail_percentage_apply_within_each_shard(tmp_path: Path) 
     statuses = {h: e["status"] for h, e in json.loads(stopped.stdout)["hosts"].items()}
     # Its batch failed beyond 0%: the rest of shard 0 was skipped ...
     assert statuses == {first[0]: "failed", **dict.fromkeys(first[1:], "skipped")}
+    # Its own retry file, beside the playbook: shards sharing a folder keep theirs apart.
+    retry = fleet.folder / "fleet.shard-0-of-2.retry"
+    assert retry.read_text().split() == first
     # ... and shard 1 rolled on its own, one host at a time, untouched by shard 0's failure.
     went = cli("apply", *args, "--shard", "1/2")
     assert went.exit_code == 0, went.stderr

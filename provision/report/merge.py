@@ -66,6 +66,8 @@ def _check_shape(name: str, document: Any) -> None:
         problem = "it names no playbook or inventory digest"
     elif "shard" not in document or "limit" not in document:
         problem = "it says nothing of its shard or limit"
+    elif not isinstance(document["shard"], str | None):
+        problem = "its shard is not I/N nor null"
     elif document["kind"] == "status":
         if not isinstance(document.get("certificates"), list) or not isinstance(
             document.get("authorities"), list
