@@ -54,6 +54,7 @@ from provision.plan.certificate import (
 from provision.plan.model import Change, HostPlan, Plan
 from provision.report.outcome import HostBackups, HostReport, NameCheck, Report
 from provision.report.progress import Progress, Silent
+from provision.sources.authority_store import AuthorityStore
 from provision.sources.authority_store import create as create_authority
 from provision.sources.base import Expected
 from provision.transport.base import both, together
@@ -236,12 +237,28 @@ async def plan_and_apply(
         if apply:
             done = {n for n, r in reports.items() if r.status in ("changed", "ok")}
             for store in all_stores(list(loaded.authorities.values())):
+                if store.read_only:
+                    _report_superseded(store, done, reports)
+                    continue
                 store.save_serial()
                 revocation.finish_run(store, done, moment)
         await close_all(loaded)
     order = [t.host.name for t in loaded.targets]
     plan = Plan(loaded.playbook.file, loaded.inventory.sources, tuple(plans[n] for n in order))
     return plan, Report([reports[n] for n in order])
+
+
+def _report_superseded(
+    store: AuthorityStore, done: set[str], reports: Mapping[str, HostReport]
+) -> None:
+    """A sharded run leaves the authority's revocations to one unsharded step (the shards
+    would race on its list and CRL): each finished host's report names the leaves it replaced,
+    for `provision ca crl --superseded RESULT.json` to revoke."""
+    for host, serial in store.superseded:
+        if host in done:
+            report = reports[host]
+            report.superseded = (*report.superseded, (store.spec.name, serial))
+    store.superseded.clear()
 
 
 async def finish_interrupted(target: Target) -> Finished:

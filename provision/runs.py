@@ -20,8 +20,10 @@ from provision.converged import document, lookup
 if TYPE_CHECKING:
     from provision.inputs.load import Loaded
     from provision.plan.model import Plan
+    from provision.plan.saved import SavedPlan
     from provision.report.outcome import Report
     from provision.report.progress import Progress
+    from provision.shard import Shard
     from provision.transport.factory import ConnectOptions
 
 # Makes the progress display for a run of N hosts (a terminal's, or none).
@@ -39,6 +41,7 @@ class Outcome:
     report: Report
     plan: Plan | None = None
     loaded: Loaded | None = None
+    saved: SavedPlan | None = None  # the saved plan applied, if one was
 
     @property
     def has_changes(self) -> bool:
@@ -54,16 +57,19 @@ def plan_playbook(
     connect: ConnectFactory | None = None,
     full: bool = False,
     vault: Sequence[tuple[str, str]] = (),
+    shard: Shard | None = None,
 ) -> Outcome:
     """What apply would change on each host; writes nothing to any host. ``full`` evaluates
-    every host even when the record of the last converged plan still holds."""
+    every host even when the record of the last converged plan still holds. ``shard``: only
+    the selected hosts of that shard (provision/shard.py)."""
     return _run(
-        document.Command("plan", playbook, _sources(inventory), limit),
+        document.Command("plan", playbook, _sources(inventory), limit, _text(shard)),
         apply=False,
         full=full,
         forks=forks,
         connect=connect,
         vault=vault,
+        shard=shard,
     )
 
 
@@ -79,10 +85,13 @@ def apply_playbook(
     full: bool = False,
     progress: ProgressFactory | None = None,
     vault: Sequence[tuple[str, str]] = (),
+    shard: Shard | None = None,
 ) -> Outcome:
     """Make each host match the playbook (``check``: only plan, as ``plan_playbook``)."""
     return _run(
-        document.Command("plan" if check else "apply", playbook, _sources(inventory), limit),
+        document.Command(
+            "plan" if check else "apply", playbook, _sources(inventory), limit, _text(shard)
+        ),
         apply=not check,
         full=full,
         forks=forks,
@@ -90,7 +99,12 @@ def apply_playbook(
         lock_timeout=lock_timeout,
         progress=progress,
         vault=vault,
+        shard=shard,
     )
+
+
+def _text(shard: Shard | None) -> str | None:
+    return None if shard is None else str(shard)
 
 
 def apply_saved_plan(
@@ -102,9 +116,11 @@ def apply_saved_plan(
     lock_timeout: float = 30.0,
     progress: ProgressFactory | None = None,
     vault: Sequence[tuple[str, str]] = (),
+    shard: Shard | None = None,
 ) -> Outcome:
     """Apply exactly a plan saved by ``plan --out`` (refused where its inputs or a host's
-    files changed since; ``check``: only compare). Never answered from a record, nor recorded."""
+    files changed since; ``check``: only compare). Never answered from a record, nor recorded.
+    A plan made for a shard applies only as that shard: ``shard``, if given, must be its."""
     from provision import api
 
     loaded, saved = api.load_saved(
@@ -113,12 +129,13 @@ def apply_saved_plan(
         connect=connect() if connect else None,
         lock_timeout=lock_timeout,
         vault=vault,
+        shard=shard,
     )
     shown = progress(len(loaded.targets)) if progress is not None and not check else None
     if not check:
         document.forget_all()  # before anything is written (see document.forget_all)
     plan, report = api.run(loaded, apply=not check, saved=saved.plan, progress=shown)
-    return Outcome(report, plan, loaded)
+    return Outcome(report, plan, loaded, saved)
 
 
 def _sources(inventory: str | Sequence[str]) -> tuple[str, ...]:
@@ -137,6 +154,7 @@ def _run(
     lock_timeout: float = 30.0,
     progress: ProgressFactory | None = None,
     vault: Sequence[tuple[str, str]] = (),
+    shard: Shard | None = None,
 ) -> Outcome:
     started_ns = time.time_ns()
     hit = None if full else lookup.lookup(command)
@@ -155,6 +173,7 @@ def _run(
         connect=connect() if connect else None,
         lock_timeout=lock_timeout,
         vault=vault,
+        shard=shard,
     )
     shown = progress(len(loaded.targets)) if apply and progress is not None else None
     if apply:

@@ -30,6 +30,12 @@ WINDOW = (1200, 900)
 
 DOCUMENT_KEYS = [
     "schema_version",
+    "kind",
+    "shard",
+    "merged_shards",
+    "limit",
+    "playbook",
+    "inventory",
     "generated_at",
     "certificates",
     "authorities",

@@ -24,6 +24,7 @@ from provision.status import StatusRow, fleet_status
 
 PLAYBOOK = "playbooks/callmanager-https.yml"
 INVENTORY = "inventory/example.yml"
+ENVELOPE = ["kind", "shard", "limit", "playbook", "inventory"]
 HOSTS = ("cm-pub-01", "cm-sub-01", "cm-sub-02")
 SHORT = "cm-sub-02"  # the host with the 100-day certificate
 FIELDS = {"host", "certificate", "issuer", "not_after", "days_left", "names_missing"}
@@ -69,6 +70,9 @@ def status_json(cli: Cli) -> tuple[int, list[dict[str, object]]]:
     document = json.loads(result.stdout)
     assert list(document) == [
         "schema_version",
+        *ENVELOPE[:2],
+        "merged_shards",
+        *ENVELOPE[2:],
         "generated_at",
         "certificates",
         "authorities",

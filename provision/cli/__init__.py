@@ -32,13 +32,14 @@ run.register(app)
 def _mount_subcommands() -> None:
     if any(group.name == "cert" for group in app.registered_groups):
         return  # already mounted (tests call main's setup more than once in one process)
-    from provision.cli import review
+    from provision.cli import merge, review
     from provision.cli.ca import app as ca_app
     from provision.cli.cert import app as cert_app
 
     app.add_typer(cert_app, name="cert", help="Show, export and check certificates.")
     app.add_typer(ca_app, name="ca")
     review.register(app)
+    merge.register(app)
 
 
 def _own_command(argv: list[str]) -> bool:

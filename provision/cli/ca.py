@@ -1,4 +1,5 @@
-"""``provision ca``: internal certificate authorities on the controller (init, revoke, rotate)."""
+"""``provision ca``: internal certificate authorities on the controller (init, revoke, crl,
+rotate)."""
 
 from __future__ import annotations
 
@@ -83,6 +84,64 @@ def ca_revoke(
                 typer.echo("no crl configured for this authority: the revocation is recorded only")
     except ProvisionError as exc:
         fail(exc.message)
+
+
+@app.command("crl")
+def ca_crl(
+    playbook: Playbook,
+    name: Annotated[str, typer.Argument(help="The authority's name in the playbook.")],
+    superseded: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--superseded",
+            help="A JSON result of a sharded apply (or of `provision merge`): revoke the "
+            "leaves of this authority it replaced (superseded); repeatable.",
+        ),
+    ] = None,
+) -> None:
+    """The unsharded step after a sharded apply: put the leaves the shards replaced on the
+    authority's revocation list, and publish its CRL (its `crl.dir`). Shards never write to
+    the authority's folder: they would race on its list and CRL (docs/scale.md)."""
+    import datetime as dt
+    import json
+
+    from provision.errors import ProvisionError
+    from provision.trust import revocation
+
+    serials: list[int] = []
+    for path in superseded or ():
+        try:
+            with open(path, encoding="utf-8") as handle:
+                document = json.load(handle)
+            hosts = document["hosts"]
+            for entry in hosts.values():
+                for leaf in entry.get("superseded", ()):
+                    if leaf["authority"] == name:
+                        serials.append(int(leaf["serial"], 16))
+        except OSError as exc:
+            fail(f"{path}: cannot read it: {exc.strerror}; nothing was revoked")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            fail(
+                f"{path}: not the JSON result of an apply ({type(exc).__name__}: {exc}); "
+                "nothing was revoked"
+            )
+    now = dt.datetime.now(dt.UTC)
+    try:
+        store = _open(playbook, name)
+        added = 0
+        for number in sorted(set(serials)):
+            added += revocation.revoke(store, number, now, "superseded")
+        published = revocation.publish(store, now) if not added else []
+    except ProvisionError as exc:
+        fail(exc.message)
+    typer.echo(f"revoked {added} superseded leaves of authority {name!r}")
+    folder = store.crl_dir
+    if folder is not None:
+        typer.echo(
+            f"CRL published to {folder / (store.crl_stem + '.der')} and {store.crl_stem}.pem"
+        )
+    elif not published:
+        typer.echo("no crl configured for this authority: the revocations are recorded only")
 
 
 def _serial_of(

@@ -15,6 +15,7 @@ import typer
 
 if TYPE_CHECKING:
     from provision.api import Loaded
+    from provision.shard import Shard
     from provision.transport.factory import ConnectOptions
 
 
@@ -97,6 +98,45 @@ FullOpt = Annotated[
     ),
 ]
 
+# One run split across controllers (provision/shard.py, docs/scale.md). A command takes the
+# three options and hands them to ``shard_from``.
+ShardOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        metavar="I/N",
+        help="Only the selected hosts of shard I of N (I from 0, as Kubernetes' "
+        "JOB_COMPLETION_INDEX), split by host name; see docs/scale.md.",
+    ),
+]
+ShardEnvOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--shard-env",
+        metavar="VAR",
+        help="Read the shard from environment variable VAR (JOB_COMPLETION_INDEX in a "
+        "Kubernetes Indexed Job): I with --shard-count N, or I/N.",
+    ),
+]
+ShardCountOpt = Annotated[
+    int | None,
+    typer.Option("--shard-count", metavar="N", help="The number of shards, with --shard-env."),
+]
+
+
+def shard_from(shard: str | None, shard_env: str | None, shard_count: int | None) -> Shard | None:
+    """The shard the options name (None: every selected host), or the one error exit."""
+    if shard is None and shard_env is None and shard_count is None:
+        return None  # (before any import: the usual, unsharded run)
+    import os
+
+    from provision.shard import ShardError, from_options
+
+    try:
+        return from_options(shard, shard_env, shard_count, os.environ)
+    except ShardError as exc:
+        fail(exc.message)
+
 
 def fail(message: str) -> NoReturn:
     """The CLI's one error exit: one paragraph on stderr, ``error: ...``, exit status 1."""
@@ -145,6 +185,7 @@ def load_inputs(
     connect: ConnectOptions | None = None,
     lock_timeout: float = 30.0,
     vault: Sequence[tuple[str, str]] = (),
+    shard: Shard | None = None,
 ) -> Loaded:
     """``api.load``, with its errors through the one exit."""
     from provision import api
@@ -159,6 +200,7 @@ def load_inputs(
             connect=connect,
             lock_timeout=lock_timeout,
             vault=vault,
+            shard=shard,
         )
     except ProvisionError as exc:
         fail(exc.message)

@@ -31,6 +31,9 @@ from provision.cli.common import (
     PlanFormat,
     Playbook,
     Playbooks,
+    ShardCountOpt,
+    ShardEnvOpt,
+    ShardOpt,
     VaultIdOpt,
     VaultPasswordFileOpt,
     connect_options,
@@ -39,17 +42,35 @@ from provision.cli.common import (
     load_inputs,
     report_error,
     reported_errors,
+    shard_from,
     vault_options,
 )
 
 if TYPE_CHECKING:  # the real imports are inside the commands, for a fast `--help`
+    from typing import Any
+
     from provision.api import Report
     from provision.report.document import AuthorityEntry, CertificateEntry, FleetDocument
+    from provision.shard import Shard
     from provision.status import AuthorityRow, StatusRow
 
 
-def _write_retry(playbook: str, result: Report) -> None:
-    """After failures, `--limit @PLAYBOOK.retry` reruns only the hosts that failed."""
+def _envelope(
+    kind: str,
+    playbook: str,
+    inventory: str | Sequence[str],
+    limit: str | None,
+    shard: Shard | str | None,
+) -> dict[str, Any]:
+    """The keys that lead a JSON result (provision/report/envelope.py)."""
+    from provision.report.envelope import envelope
+
+    return envelope(kind, playbook, inventory, limit, None if shard is None else str(shard))
+
+
+def _write_retry(playbook: str, result: Report, shard: str | None = None) -> None:
+    """After failures, `--limit @PLAYBOOK.retry` reruns only the hosts that failed (a
+    shard's run: PLAYBOOK.shard-I-of-N.retry, so that shards sharing a folder keep theirs)."""
     failed = [h.host for h in result.hosts if h.status in ("failed", "skipped")]
     if not failed:
         return  # (before any import: an idle apply answered from its record comes here too)
@@ -58,7 +79,8 @@ def _write_retry(playbook: str, result: Report) -> None:
     from provision import fsutil
     from provision.errors import ProvisionError
 
-    path = Path(playbook).with_suffix(".retry")
+    suffix = ".retry" if shard is None else f".shard-{shard.replace('/', '-of-')}.retry"
+    path = Path(playbook).with_suffix(suffix)
     try:
         fsutil.write_atomic(str(path), "".join(f"{name}\n" for name in failed).encode(), 0o644)
     except ProvisionError as exc:
@@ -135,10 +157,14 @@ def plan(
     full: FullOpt = False,
     vault_password_file: VaultPasswordFileOpt = None,
     vault_id: VaultIdOpt = None,
+    shard: ShardOpt = None,
+    shard_env: ShardEnvOpt = None,
+    shard_count: ShardCountOpt = None,
 ) -> None:
     """Show what apply would change on each host, and why. Writes nothing to any host."""
     from provision import runs
 
+    chosen = shard_from(shard, shard_env, shard_count)
     with reported_errors():
         outcome = runs.plan_playbook(
             playbook,
@@ -151,13 +177,20 @@ def plan(
             # A plan to save is made in full: the record holds no plan to save.
             full=full or out is not None,
             vault=vault_options(vault_password_file, vault_id),
+            shard=chosen,
         )
         if out is not None and outcome.loaded is not None and outcome.plan is not None:
             from provision import fsutil
             from provision.api import save_plan
 
-            fsutil.write_atomic(out, save_plan(outcome.loaded, outcome.plan, limit).encode(), 0o644)
-    _print_plan(outcome.report, output_format)
+            saved = save_plan(outcome.loaded, outcome.plan, limit, chosen)
+            fsutil.write_atomic(out, saved.encode(), 0o644)
+        meta = (
+            _envelope("plan", playbook, inventory, limit, chosen)
+            if output_format is PlanFormat.json
+            else None
+        )
+    _print_plan(outcome.report, output_format, meta)
     waiting = [(h.host, name) for h in outcome.report.hosts for name in h.plan.waiting]
     if waiting:
         # Beside JSON or Markdown, on stderr: their stdout stays one document.
@@ -194,22 +227,26 @@ def _csr_hint(
     )
 
 
-def _print_plan(result: Report, output_format: PlanFormat) -> None:
+def _print_plan(
+    result: Report, output_format: PlanFormat, meta: dict[str, Any] | None = None
+) -> None:
     from provision.report import text as render
 
     if output_format is PlanFormat.json:
-        typer.echo(render.report_json(result), nl=False)
+        typer.echo(render.report_json(result, meta), nl=False)
     elif output_format is PlanFormat.markdown:
         typer.echo(render.plan_markdown(result), nl=False)
     else:
         typer.echo(render.plan_text(result), nl=False)
 
 
-def _print_recap(result: Report, output_format: OutputFormat, check: bool) -> None:
+def _print_recap(
+    result: Report, output_format: OutputFormat, check: bool, meta: dict[str, Any] | None = None
+) -> None:
     from provision.report import text as render
 
     if output_format is OutputFormat.json:
-        typer.echo(render.report_json(result), nl=False)
+        typer.echo(render.report_json(result, meta), nl=False)
     elif check:
         typer.echo(render.plan_text(result), nl=False)
     else:
@@ -233,6 +270,9 @@ def apply(
     full: FullOpt = False,
     vault_password_file: VaultPasswordFileOpt = None,
     vault_id: VaultIdOpt = None,
+    shard: ShardOpt = None,
+    shard_env: ShardEnvOpt = None,
+    shard_count: ShardCountOpt = None,
 ) -> None:
     """Make each host match the playbook (or apply exactly a saved plan); a host that fails
     does not stop the others."""
@@ -240,6 +280,7 @@ def apply(
     from provision.plan.saved import is_plan_file
     from provision.report.progress import for_terminal
 
+    chosen = shard_from(shard, shard_env, shard_count)
     connect = partial(
         connect_options, known_hosts, accept_new_host_keys, connect_timeout, command_timeout
     )
@@ -257,6 +298,7 @@ def apply(
                 lock_timeout=lock_timeout,
                 progress=progress,
                 vault=vault,
+                shard=chosen,
             )
         else:
             if not inventory:
@@ -272,10 +314,30 @@ def apply(
                 full=full,
                 progress=progress,
                 vault=vault,
+                shard=chosen,
             )
-    _print_recap(outcome.report, output_format, check)
+        meta = None
+        if output_format is OutputFormat.json:
+            kind = "plan" if check else "apply"
+            if outcome.saved is not None and outcome.plan is not None:
+                meta = _envelope(
+                    kind,
+                    outcome.plan.playbook,
+                    outcome.plan.inventory,
+                    outcome.saved.limit,
+                    outcome.saved.shard,
+                )
+            else:
+                assert inventory is not None
+                meta = _envelope(kind, playbook, inventory, limit, chosen)
+    _print_recap(outcome.report, output_format, check, meta)
     if not check:  # (after the recap: failing to write the file must not lose it)
-        _write_retry(outcome.plan.playbook if outcome.plan else playbook, outcome.report)
+        ran = outcome.saved.shard if outcome.saved is not None else chosen
+        _write_retry(
+            outcome.plan.playbook if outcome.plan else playbook,
+            outcome.report,
+            None if ran is None else str(ran),
+        )
     if outcome.report.failed:
         raise typer.Exit(1)
 
@@ -287,6 +349,9 @@ def verify(
     output_format: FormatOpt = OutputFormat.text,
     vault_password_file: VaultPasswordFileOpt = None,
     vault_id: VaultIdOpt = None,
+    shard: ShardOpt = None,
+    shard_env: ShardEnvOpt = None,
+    shard_count: ShardCountOpt = None,
 ) -> None:
     """Connect to every https binding of every site, by every name a client may use (the
     certificate's names, the host's address, the binding's address and host; a site's
@@ -296,12 +361,14 @@ def verify(
     from provision.api import verify_all
     from provision.report import text as render
 
+    chosen = shard_from(shard, shard_env, shard_count)
     loaded = load_inputs(
-        playbook, inventory, limit, vault=vault_options(vault_password_file, vault_id)
+        playbook, inventory, limit, vault=vault_options(vault_password_file, vault_id), shard=chosen
     )
     result = asyncio.run(verify_all(loaded))
     if output_format is OutputFormat.json:
-        typer.echo(render.report_json(result), nl=False)
+        meta = _envelope("verify", playbook, inventory, limit, chosen)
+        typer.echo(render.report_json(result, meta), nl=False)
     else:
         typer.echo(render.verify_text(result), nl=False)
     if result.failed:
@@ -526,13 +593,18 @@ def _fleet_document(
     from_json: str | None,
     now: str | None,
     vault: Sequence[tuple[str, str]],
+    shard: Shard | None = None,
 ) -> FleetDocument:
-    """The fleet document, read from the hosts (and planned) or from a file."""
+    """The fleet document, read from the hosts (and planned) or from a file (one run's, or
+    its shards' merged by `provision merge`)."""
     from provision.report import document
 
     if from_json is not None:
         if playbook is not None or inventory is not None or limit is not None or now is not None:
-            fail("--from-json reads a finished document: drop the playbook, -i, --limit and --now")
+            fail(
+                "--from-json reads a finished document: drop the playbook, -i, --limit, --now "
+                "and --shard"
+            )
         from pathlib import Path
 
         try:
@@ -546,9 +618,11 @@ def _fleet_document(
     from provision.overview import fleet_document
 
     moment = _moment(now)
-    loaded = load_inputs(playbook, inventory, limit, vault=vault)
+    loaded = load_inputs(playbook, inventory, limit, vault=vault, shard=shard)
     with reported_errors():
-        return fleet_document(loaded, moment)
+        found = fleet_document(loaded, moment)
+    envelope = _envelope("status", playbook, inventory, limit, shard)
+    return type(found).model_validate({**found.model_dump(), **envelope})
 
 
 def status(
@@ -574,16 +648,20 @@ def status(
     from_json: FromJsonOpt = None,
     vault_password_file: VaultPasswordFileOpt = None,
     vault_id: VaultIdOpt = None,
+    shard: ShardOpt = None,
+    shard_env: ShardEnvOpt = None,
+    shard_count: ShardCountOpt = None,
 ) -> None:
     """Every host's certificates, soonest expiry first; exit 1 if one is expired or misses a
     name. json and prometheus also plan each host (read-only) for its drift."""
     vault = vault_options(vault_password_file, vault_id)
+    chosen = shard_from(shard, shard_env, shard_count)
     if output_format is StatusFormat.text and textfile is None and from_json is None:
-        _plain_status(playbook, inventory, limit, now, vault)
+        _plain_status(playbook, inventory, limit, now, vault, chosen)
         return
     from provision.report import document as fleet
 
-    found = _fleet_document(playbook, inventory, limit, from_json, now, vault)
+    found = _fleet_document(playbook, inventory, limit, from_json, now, vault, chosen)
     if textfile is not None:
         from provision.report.metrics import write_textfile
 
@@ -611,6 +689,7 @@ def _plain_status(
     limit: str | None,
     now: str | None,
     vault: Sequence[tuple[str, str]],
+    shard: Shard | None,
 ) -> None:
     """The table alone: the hosts read, nothing planned."""
     import asyncio
@@ -620,7 +699,7 @@ def _plain_status(
     if playbook is None or inventory is None:
         fail("give a playbook and -i INVENTORY, or --from-json FILE")
     moment = _moment(now)
-    loaded = load_inputs(playbook, inventory, limit, vault=vault)
+    loaded = load_inputs(playbook, inventory, limit, vault=vault, shard=shard)
     authorities = authority_rows(loaded, moment)
     rows = asyncio.run(fleet_status(loaded, moment))
     _status_table(rows)
@@ -658,6 +737,9 @@ def report(
     from_json: FromJsonOpt = None,
     vault_password_file: VaultPasswordFileOpt = None,
     vault_id: VaultIdOpt = None,
+    shard: ShardOpt = None,
+    shard_env: ShardEnvOpt = None,
+    shard_count: ShardCountOpt = None,
 ) -> None:
     """The fleet at a glance, as one self-contained HTML page: an expiry timeline, a sortable
     table of every certificate with its host's drift and last apply, the authorities and a
@@ -665,7 +747,8 @@ def report(
     from provision.report import document as fleet
 
     vault = vault_options(vault_password_file, vault_id)
-    found = _fleet_document(playbook, inventory, limit, from_json, now, vault)
+    chosen = shard_from(shard, shard_env, shard_count)
+    found = _fleet_document(playbook, inventory, limit, from_json, now, vault, chosen)
     if output_format is ReportFormat.json:
         text = fleet.dumps(found)
     else:

@@ -40,6 +40,7 @@ class Command:
     playbook: str
     inventory: tuple[str, ...]  # every -i source, in order: -i a -i b is not -i b -i a
     limit: str | None
+    shard: str | None = None  # I/N (provision/shard.py): each shard's run has its own record
 
     def key(self) -> str:
         # Where the paths lead now (a `current` symlink switched to another release is another
@@ -53,6 +54,7 @@ class Command:
                 os.path.realpath(self.playbook),
                 [[source, os.path.realpath(source)] for source in self.inventory],
                 self.limit,
+                *([self.shard] if self.shard is not None else []),
             ]
         )
         return hashlib.sha256(identity.encode()).hexdigest()[:32]

@@ -27,6 +27,8 @@ from provision.plan import saved as planfile
 from provision.plan.model import Plan
 from provision.plan.saved import SavedPlan
 from provision.servers.render import Renderer
+from provision.shard import Shard, select
+from provision.shard import parse as parse_shard
 from provision.sources.authority_store import AuthorityStore, open_authority
 from provision.sources.base import Expected
 from provision.sources.registry import source_of
@@ -87,13 +89,17 @@ def load(
     lock_timeout: float = 30.0,
     controller_files: bool = True,
     vault: Sequence[tuple[str, str]] = (),
+    shard: Shard | None = None,
 ) -> Loaded:
     """Parse and validate everything for every selected host; raises before any host is read.
 
     Files on the controller (authorities, supplied certificates) are read and checked here too,
     so a bad one stops the run before anything is written anywhere. ``controller_files=False``
     leaves them and every password unread, for `provision render`, which writes only site
-    configs (a reviewer rendering them needs no secret).
+    configs (a reviewer rendering them needs no secret). ``shard`` keeps, of the hosts the
+    limit selected, those of one shard (provision/shard.py); a shard may hold no host. Its run
+    only reads the authorities: it refuses one still to be created, issues random serials and
+    leaves the serial file, revocations and CRL to an unsharded step (docs/scale.md).
     """
     moment = now or dt.datetime.now(dt.UTC)
     reads = Manifest()
@@ -104,6 +110,10 @@ def load(
     sources = inventory_sources(inventory)
     inv = load_inventory([Path(s) for s in sources], sources, reads, VaultKeys.of(vault, reads))
     hosts = limit_hosts(inv, playbook_hosts_pattern(doc), limit, reads)
+    if shard is not None:
+        # After --limit, before any host is evaluated: a shard costs only its own hosts.
+        kept = set(select((host.name for host in hosts), shard))
+        hosts = [host for host in hosts if host.name in kept]
     folder = Path(doc.file).resolve().parent
     targets = []
     passwords: dict[str, dict[str, bytes]] = {}
@@ -127,6 +137,8 @@ def load(
         _refuse_shared_paths(doc, target)
     renderer = Renderer([folder / "templates", folder.parent / "templates"], reads)
     authorities = _open_authorities(doc, targets, folder, reads) if controller_files else {}
+    if shard is not None:
+        _share_authorities(doc, targets, authorities, shard)
     supplied = (
         _load_supplied(doc, targets, folder, reader, moment, reads) if controller_files else {}
     )
@@ -249,6 +261,27 @@ def _open_authorities(
     }
 
 
+def _share_authorities(
+    doc: Document, targets: list[Target], authorities: Mapping[str, AuthorityStore], shard: Shard
+) -> None:
+    """A shard's run shares each authority with the other shards' runs, on other
+    controllers and at the same time: it must find the authority made, and may only read it."""
+    for index, spec in enumerate(targets[0].playbook.authorities if targets else ()):
+        store = authorities[spec.name]
+        if store.pending:
+            raise InputError(
+                doc.locate(("authorities", index)),
+                f"authority {spec.name!r} does not exist yet in {store.folder}, and a sharded "
+                f"run (--shard {shard}) never creates one: each shard would create an authority "
+                f"of its own. Create it first, once: `provision ca init {doc.file} {spec.name}` "
+                "(or one apply without --shard), then run the shards with its folder",
+            )
+        # (during a rotation the old CA too: it keeps its own serials and CRL)
+        for each in (store, store.previous):
+            if each is not None:
+                each.read_only = True
+
+
 def _load_supplied(
     doc: Document,
     targets: list[Target],
@@ -326,10 +359,11 @@ def check_saved(loaded: Loaded, saved: SavedPlan) -> None:
             )
 
 
-def save_plan(loaded: Loaded, plan: Plan, limit: str | None) -> str:
+def save_plan(loaded: Loaded, plan: Plan, limit: str | None, shard: Shard | None = None) -> str:
     return planfile.dumps(
         plan,
         limit=limit,
+        shard=None if shard is None else str(shard),
         playbook_digest=planfile.file_digest(Path(loaded.playbook.file)),
         inventory_digests=tuple(
             planfile.inventory_digest(Path(source)) for source in loaded.inventory.sources
@@ -344,19 +378,32 @@ def load_saved(
     connect: ConnectOptions | None = None,
     lock_timeout: float = 30.0,
     vault: Sequence[tuple[str, str]] = (),
+    shard: Shard | None = None,
 ) -> tuple[Loaded, SavedPlan]:
     """Reload a saved plan's inputs (every -i source it was made with, in its order),
-    refusing if they changed, limited to its hosts."""
+    refusing if they changed, limited to its hosts. A plan made for a shard runs as that
+    shard (its authorities read only); ``shard``, the one the command line names, if any,
+    must be the plan's."""
     saved = planfile.loads(path)
+    own = parse_shard(saved.shard, f"{path}: shard") if saved.shard is not None else None
+    if shard is not None and shard != own:
+        made = f"for shard {own}" if own is not None else "for every host (without --shard)"
+        raise InputError(
+            Location(path),
+            f"the plan was made {made}, and --shard {shard} names another shard; nothing was "
+            f"applied. Apply each shard's own plan, or drop --shard",
+        )
     names = [h.host for h in saved.plan.hosts]
     loaded = load(
         saved.plan.playbook,
         saved.plan.inventory,
-        ",".join(names),
+        # (A shard's plan may name no host: its limit then selects the same empty shard.)
+        ",".join(names) or saved.limit,
         forks=forks,
         connect=connect,
         lock_timeout=lock_timeout,
         vault=vault,
+        shard=own,
     )
     check_saved(loaded, saved)
     known = {t.host.name for t in loaded.targets}

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 FORMAT_FAMILY = "provision-plan/"
 # 2: every field of the plan's types, as pydantic serialises them (1 was written by hand);
 # 3: host plans carry their warnings (names a certificate does not cover);
-# 4: ``inventory`` is a list, one entry per -i source in the order given.
+# 4: ``inventory`` is a list, one entry per -i source in the order given, and the shard
+#    the plan was made for (--shard I/N), or null.
 FORMAT = f"{FORMAT_FAMILY}4"
 
 
@@ -84,6 +85,7 @@ class _Document:
     inventory: tuple[_Input, ...]
     controller: _Digest
     limit: str | None
+    shard: str | None  # I/N: the plan applies only on that shard (provision/shard.py)
     hosts: tuple[HostPlan, ...]
 
 
@@ -100,6 +102,7 @@ def dumps(
     plan: Plan,
     *,
     limit: str | None,
+    shard: str | None = None,
     playbook_digest: str,
     inventory_digests: tuple[str, ...],
     controller_digest: str,
@@ -113,16 +116,20 @@ def dumps(
         ),
         controller=_Digest(controller_digest),
         limit=limit,
+        shard=shard,
         hosts=plan.hosts,
     )
     return _codec().dump_json(document, indent=2).decode() + "\n"
 
 
 class SavedPlan:
-    def __init__(self, plan: Plan, limit: str | None, digests: dict[str, str]) -> None:
+    def __init__(
+        self, plan: Plan, limit: str | None, digests: dict[str, str], shard: str | None = None
+    ) -> None:
         self.plan = plan
         self.limit = limit
         self.digests = digests
+        self.shard = shard
 
 
 def is_plan_file(path: str) -> bool:
@@ -168,7 +175,8 @@ def loads(path: str) -> SavedPlan:
     missing = _first_missing(json.loads(_codec().dump_json(saved)), document, ())
     if missing is not None:
         raise InputError(where, f"damaged plan file: {format_path(missing)}: Field required")
-    if not saved.hosts:
+    if not saved.hosts and saved.shard is None:
+        # (A shard may hold no host: its plan is empty, and applying it does nothing.)
         raise InputError(where, "damaged plan file: it names no host")
     if not saved.inventory:
         raise InputError(where, "damaged plan file: it names no inventory")
@@ -178,7 +186,7 @@ def loads(path: str) -> SavedPlan:
         **{f"inventory:{n}": source.sha256 for n, source in enumerate(saved.inventory)},
         "controller": saved.controller.sha256,
     }
-    return SavedPlan(plan, saved.limit, digests)
+    return SavedPlan(plan, saved.limit, digests, saved.shard)
 
 
 def _first_missing(

@@ -87,8 +87,23 @@ class Summary(_Frozen):
     next_expiry: str | None  # the soonest not_after among the certificates read
 
 
+class RunInput(_Frozen):
+    """A file the run read, by path and SHA-256 (as saved plans record them)."""
+
+    path: str
+    sha256: str
+
+
 class FleetDocument(_Frozen):
     schema_version: Literal[1] = SCHEMA_VERSION
+    # What every JSON result says of its run (report/envelope.py), so that `provision merge`
+    # can put the documents of a run's shards together (report/merge.py).
+    kind: Literal["status"] = "status"
+    shard: str | None = None  # I/N, or null: every selected host
+    merged_shards: int | None = None  # set by `provision merge`
+    limit: str | None = None
+    playbook: RunInput | None = None
+    inventory: list[RunInput] = Field(default_factory=list)
     generated_at: str  # the moment days_left counts from
     certificates: list[CertificateEntry] = Field(default_factory=list)
     authorities: list[AuthorityEntry] = Field(default_factory=list)

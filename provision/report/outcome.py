@@ -50,6 +50,9 @@ class HostReport:
     # verification failed): its changes stand, and ``reload_owed`` names what is still owed.
     wrote: bool = False
     reload_owed: tuple[OwedReload, ...] = ()
+    # (authority, serial) of internal-CA leaves a sharded apply replaced on this host: the
+    # shard leaves their revocation to one unsharded step (provision/trust/revocation.py).
+    superseded: tuple[tuple[str, int], ...] = ()
 
     @property
     def changed(self) -> bool:

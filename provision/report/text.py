@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from provision.plan.model import Change
@@ -142,6 +143,11 @@ def _host_json(host: HostReport) -> dict[str, Any]:
         data["warnings"] = list(host.plan.warnings)
     if host.plan.waiting:
         data["waiting"] = list(host.plan.waiting)
+    if host.superseded:
+        data["superseded"] = [
+            {"authority": authority, "serial": f"{serial:x}"}
+            for authority, serial in host.superseded
+        ]
     if host.reload_owed:
         data["reload_owed"] = [{"site": o.site, "command": o.command} for o in host.reload_owed]
     if host.verified:
@@ -159,8 +165,10 @@ def _host_json(host: HostReport) -> dict[str, Any]:
     return data
 
 
-def report_json(report: Report) -> str:
+def report_json(report: Report, envelope: Mapping[str, Any] | None = None) -> str:
+    """The JSON result; ``envelope`` (provision/report/envelope.py) leads it when given."""
     document = {
+        **(envelope or {}),
         "summary": {
             "ok": report.count("ok"),
             "changed": report.count("changed"),

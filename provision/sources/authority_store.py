@@ -3,6 +3,11 @@
 The folder holds ``ca.key`` (0600), ``ca.crt`` (PEM) and ``serial`` (the next serial number,
 hex, as `openssl ca` keeps it). Serial numbers combine that counter with 64 random bits, so
 they are unique per CA and unpredictable, as the CA/Browser Forum asks.
+
+A sharded run (``--shard``) shares the authority with the other shards' runs, on other
+controllers and at the same time, so it only reads the folder (``read_only``): its serials
+are 159 random bits (``x509.random_serial_number``: a counter read by every shard would hand
+out the same numbers), and it writes no serial file, revocation or CRL (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class AuthorityStore:
     roots: tuple[x509.Certificate, ...] = ()
     previous: AuthorityStore | None = None
     crl_stem: str = "crl"  # the CRL's file names in crl_dir: STEM.der and STEM.pem
+    read_only: bool = False  # a sharded run's: never write to the folder
 
     @property
     def pending(self) -> bool:
@@ -74,11 +80,17 @@ class AuthorityStore:
         return build.name_of(SubjectFields(**self.spec.subject.model_dump())).rfc4514_string()
 
     def take_serial(self) -> int:
+        if self.read_only:
+            from cryptography import x509
+
+            return x509.random_serial_number()
         counter = self.next_serial
         self.next_serial += 1
         return (counter << 64) | secrets.randbits(64)
 
     def save_serial(self) -> None:
+        if self.read_only:
+            return
         if self.next_serial == self.saved_serial and (self.folder / SERIAL_FILE).exists():
             return
         self.saved_serial = self.next_serial
