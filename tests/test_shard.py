@@ -394,7 +394,7 @@ def test_sharded_status_merges_to_the_unsharded_status(local_fleet: Fleet) -> No
     # (exit status as the unsharded status's: 1 when a certificate has a problem)
     assert [status for status, _, _ in shown] == [ran[0][0]] * 2, shown
     metrics = shown[0][1]
-    assert 'provision_certificate_days_left{' in metrics
+    assert "provision_certificate_days_left{" in metrics
     assert metrics.count("provision_host_drift{") == 200
     assert (fleet.folder / "merged.html").read_text().count("<tr") > 200
 
