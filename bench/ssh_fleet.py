@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import pwd
+import resource
 import shutil
 import subprocess
 import sys
@@ -170,6 +171,44 @@ def _timed(command: list[str], cwd: Path) -> tuple[float, subprocess.CompletedPr
     return time.perf_counter() - started, result
 
 
+def client_cpu() -> float:
+    """CPU seconds of this process's finished children: the tool's CLI, its forks and the
+    ssh clients they ran."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def sshd_cpu(fleet: SshdFleet) -> float:
+    """CPU seconds the fleet's sshd spent on finished connections: every connection is a
+    child of its server's listener, and its own children (privilege separation, the login
+    shell, sftp-server) are counted in it when it ends (cutime and cstime of the listener)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for server in fleet.servers:
+        if server.process is None:
+            continue
+        fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[13]) + int(fields[14])  # cutime, cstime (fields 16, 17)
+    return total / ticks
+
+
+def measured(
+    command: list[str], cwd: Path, fleet: SshdFleet
+) -> tuple[float, float, float, subprocess.CompletedProcess[str]]:
+    """Wall seconds, client CPU and sshd CPU of one run (sshd's once its connections end)."""
+    client, server = client_cpu(), sshd_cpu(fleet)
+    seconds, result = _timed(command, cwd)
+    deadline = time.monotonic() + 5
+    before = sshd_cpu(fleet)
+    while time.monotonic() < deadline:  # the last connections' ends, reaped by sshd
+        time.sleep(0.2)
+        now = sshd_cpu(fleet)
+        if now == before:
+            break
+        before = now
+    return seconds, client_cpu() - client, before - server, result
+
+
 class Tool:
     """One tool's runs: first apply, no-change apply, and (provision) plan."""
 
@@ -177,9 +216,13 @@ class Tool:
         self.name, self.runs, self.cwd = name, runs, cwd
 
 
-def provision_tool(book: Path, inventory: Path, known: Path, forks: int, cwd: Path) -> Tool:
+def provision_tool(
+    book: Path, inventory: Path, known: Path, forks: int, cap: int | None, cwd: Path
+) -> Tool:
     base = [sys.executable, "-m", "provision"]
     common = ["-i", str(inventory), "--known-hosts", str(known), "--forks", str(forks)]
+    if cap is not None:
+        common += ["--connect-concurrency", str(cap)]
     common += ["--format", "json"]
     return Tool(
         "provision",
@@ -193,7 +236,13 @@ def provision_tool(book: Path, inventory: Path, known: Path, forks: int, cwd: Pa
 
 
 def peer_tools(
-    fleet: SshdFleet, hosts: Hosts, files: Path, known: Path, forks: int, folder: Path
+    fleet: SshdFleet,
+    hosts: Hosts,
+    files: Path,
+    known: Path,
+    forks: int,
+    folder: Path,
+    which: str = "ansible,pyinfra",
 ) -> list[Tool]:
     data = {
         server.name: {
@@ -205,7 +254,7 @@ def peer_tools(
         for server in fleet.servers
     }
     tools = []
-    if ssh_peers.installed("ansible-playbook"):
+    if "ansible" in which and ssh_peers.installed("ansible-playbook"):
         command = ssh_peers.ansible_project(
             folder / "ansible", data, fleet.client_key, known, forks
         )
@@ -216,7 +265,7 @@ def peer_tools(
                 folder / "ansible",
             )
         )
-    if ssh_peers.installed("pyinfra"):
+    if "pyinfra" in which and ssh_peers.installed("pyinfra"):
         command = ssh_peers.pyinfra_project(
             folder / "pyinfra", data, fleet.client_key, known, forks
         )
@@ -280,8 +329,9 @@ def counting_pass(args: argparse.Namespace, user: pwd.struct_passwd, work: Path)
         finally:
             os.chdir(previous)
         collect_files(fleet, hosts, work / "files")
-        if not args.no_peers:
-            for tool in peer_tools(fleet, hosts, work / "files", known, 2, work / "peers"):
+        if args.peers:
+            peers = peer_tools(fleet, hosts, work / "files", known, 2, work / "peers", args.peers)
+            for tool in peers:
                 hosts.wipe()
                 for label, command in tool.runs.items():
                     marks = _log_marks(fleet)
@@ -314,41 +364,84 @@ def _log_counts(fleet: SshdFleet, marks: list[int]) -> dict[str, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--hosts", type=int, default=20, help="sshd instances (up to ~100)")
-    parser.add_argument("--forks", type=int, default=20)
+    parser.add_argument("--forks", type=int, default=None, help="default: provision's")
+    parser.add_argument(
+        "--connect-concurrency", type=int, default=None, help="provision's; default: its own"
+    )
     parser.add_argument("--key", choices=("ecdsa", "rsa"), default="ecdsa")
     parser.add_argument("--sftp", choices=("internal", "server"), default="internal")
     parser.add_argument("--bashrc-guard", action="store_true")
     parser.add_argument("--no-peers", action="store_true", help="provision's rows only")
+    parser.add_argument(
+        "--peers", default="ansible,pyinfra", help="which peers run (comma list; default both)"
+    )
+    parser.add_argument(
+        "--sweep",
+        default=None,
+        metavar="F:C,...",
+        help="instead of the rows: provision's first and no-change apply for each --forks F "
+        "and --connect-concurrency C, taking turns, --rounds times",
+    )
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--tmpdir", type=Path, default=None, help="where fleets are made")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
     args = parser.parse_args()
+    if args.no_peers:
+        args.peers = ""
+    if args.forks is None:
+        from provision.cli.common import FORKS
+
+        args.forks = FORKS
+    if args.tmpdir is not None:
+        args.tmpdir.mkdir(parents=True, exist_ok=True)
+        args.tmpdir.chmod(0o755)
+        tempfile.tempdir = str(args.tmpdir)
 
     user = bench_user(args.bashrc_guard)
     workspace = Path(tempfile.mkdtemp(prefix="provision-bench-ssh-"))
     workspace.chmod(0o755)
     load_start = os.getloadavg()
-    counts = counting_pass(args, user, workspace / "counting")
+    counts = {} if args.sweep else counting_pass(args, user, workspace / "counting")
     fleet = _fleet(args.hosts, workspace / "sshd", args.sftp)
     hosts = Hosts(fleet, user)
     rows: list[dict[str, Any]] = []
+    loads: list[float] = []
+
+    def one(tool: Tool, label: str, command: list[str], name: str | None = None) -> float:
+        seconds, client, server, result = measured(command, tool.cwd, fleet)
+        _check(tool.name, label, result)
+        loads.append(os.getloadavg()[0])
+        row = _row(tool.name, label, seconds, args.hosts, counts)
+        row.update(tool=name or tool.name, client_cpu=round(client, 2), sshd_cpu=round(server, 2))
+        row["load"] = round(loads[-1], 2)
+        rows.append(row)
+        print(_line(row), flush=True)
+        return seconds
+
     try:
         project = workspace / "project"
         book, inventory, known = _project(fleet, hosts, project, args.key)
-        tools = [provision_tool(book, inventory, known, args.forks, project)]
-        for index, tool in enumerate([*tools]):
+        if args.sweep:
+            sweep(args, fleet, hosts, book, inventory, known, project, one)
+        else:
+            tool = provision_tool(
+                book, inventory, known, args.forks, args.connect_concurrency, project
+            )
             hosts.wipe()
             for label, command in tool.runs.items():
-                seconds, result = _timed(command, tool.cwd)
-                _check(tool.name, label, result)
-                rows.append(_row(tool.name, label, seconds, args.hosts, counts))
-            if index == 0 and not args.no_peers:
+                one(tool, label, command)
+            if args.key == "rsa":
+                rows.append(keygen_floor(args.hosts, rows))
+                print(_line(rows[-1]), flush=True)
+            if args.peers:
                 collect_files(fleet, hosts, workspace / "files")
-                tools += peer_tools(fleet, hosts, workspace / "files", known, args.forks, workspace)
-        for tool in tools[1:]:
-            hosts.wipe()
-            for label, command in tool.runs.items():
-                seconds, result = _timed(command, tool.cwd)
-                _check(tool.name, label, result)
-                rows.append(_row(tool.name, label, seconds, args.hosts, counts))
+                peers = peer_tools(
+                    fleet, hosts, workspace / "files", known, args.forks, workspace, args.peers
+                )
+                for peer in peers:
+                    hosts.wipe()
+                    for label, command in peer.runs.items():
+                        one(peer, label, command)
     finally:
         fleet.stop_all()
         shutil.rmtree(fleet.shared, ignore_errors=True)
@@ -358,8 +451,9 @@ def main() -> int:
     text = _table(args, rows, load_start, load_end)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = (
-        args.out / f"ssh-{args.hosts}-{args.key}-{args.sftp}{'-guard' if args.bashrc_guard else ''}"
+    stem = args.out / (
+        f"ssh-{args.hosts}-{args.key}-{args.sftp}{'-guard' if args.bashrc_guard else ''}"
+        f"{'-sweep' if args.sweep else ''}"
     )
     stem.with_suffix(".md").write_text(text)
     commit = subprocess.run(
@@ -371,10 +465,11 @@ def main() -> int:
                 "hosts": args.hosts,
                 "key": args.key,
                 "forks": args.forks,
+                "connect_concurrency": args.connect_concurrency,
                 "sftp": args.sftp,
                 "bashrc_guard": args.bashrc_guard,
                 "commit": commit,
-                "load": {"start": load_start, "end": load_end},
+                "load": {"start": load_start, "end": load_end, "per_row": loads},
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                 "rows": rows,
             },
@@ -383,6 +478,67 @@ def main() -> int:
         + "\n"
     )
     return 0
+
+
+def sweep(
+    args: argparse.Namespace,
+    fleet: SshdFleet,
+    hosts: Hosts,
+    book: Path,
+    inventory: Path,
+    known: Path,
+    project: Path,
+    one: Any,
+) -> None:
+    """provision's first and no-change apply for each (forks, connect concurrency), the
+    settings taking turns so that the machine's load falls on all alike."""
+    settings = []
+    for item in args.sweep.split(","):
+        forks, _, cap = item.partition(":")
+        settings.append((int(forks), int(cap or 0)))
+    for _ in range(args.rounds):
+        for forks, cap in settings:
+            tool = provision_tool(book, inventory, known, forks, cap, project)
+            hosts.wipe()
+            name = f"provision forks {forks} cap {cap or '-'}"
+            for label in ("first apply", "no-change apply"):
+                one(tool, label, tool.runs[label], name)
+
+
+def keygen_floor(count: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The time to make ``count`` RSA-2048 keys with provision's own call (crypto.keys,
+    cryptography's generate_private_key) on every core, as provision's KeyMaker does; with
+    the no-change apply it is the floor of an RSA first apply (issue 16)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from provision.crypto import keys
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        made = list(pool.map(lambda _: keys.generate("rsa", 2048, None), range(count)))
+    seconds = time.perf_counter() - started
+    assert len(made) == count
+    idle = next(r["seconds"] for r in rows if r["run"] == "no-change apply")
+    first = next(r["seconds"] for r in rows if r["run"] == "first apply")
+    floor = seconds + idle
+    return {
+        "tool": "keygen floor",
+        "run": f"{count} RSA-2048 keys ({seconds:.2f} s) + no-change apply",
+        "seconds": round(floor, 3),
+        "hosts_per_second": round(count / floor, 2),
+        "ms_per_host": round(floor * 1000 / count, 1),
+        "keygen_seconds": round(seconds, 3),
+        "first_over_floor": round(first / floor, 2),
+        "load": round(os.getloadavg()[0], 2),
+    }
+
+
+def _line(row: dict[str, Any]) -> str:
+    return (
+        f"{row['tool']:<32} {row['run']:<18} {row['seconds']:>8.2f} s "
+        f"client {row.get('client_cpu', '-')} sshd {row.get('sshd_cpu', '-')} "
+        f"load {row.get('load', '-')}"
+    )
 
 
 def _row(tool: str, run: str, seconds: float, hosts: int, counts: dict[str, Any]) -> dict[str, Any]:
@@ -405,20 +561,22 @@ def _table(
     ours = {r["run"]: r["seconds"] for r in rows if r["tool"] == "provision"}
     lines = [
         f"# SSH fleet: {args.hosts} hosts, {args.key} keys, forks {args.forks}, "
+        f"connect concurrency {args.connect_concurrency or 'default'}, "
         f"SFTP {args.sftp}, .bashrc ~{BASHRC_MS:g} ms{' (guarded)' if args.bashrc_guard else ''}",
         "",
         f"Load average at start {start[0]:.2f} {start[1]:.2f} {start[2]:.2f}, "
         f"at end {end[0]:.2f} {end[1]:.2f} {end[2]:.2f}; {os.cpu_count()} cores.",
         "",
-        "| tool | run | seconds | hosts/s | ms/host | x provision | channels/host | "
-        "exec/host | SFTP requests/host | SFTP rounds/host |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| tool | run | seconds | hosts/s | ms/host | x provision | client CPU s | sshd CPU s "
+        "| load | channels/host | exec/host | SFTP requests/host | SFTP rounds/host |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         ratio = r["seconds"] / ours[r["run"]] if r["run"] in ours else None
         lines.append(
             f"| {r['tool']} | {r['run']} | {r['seconds']} | {r['hosts_per_second']} | "
             f"{r['ms_per_host']} | {f'{ratio:.1f}x' if ratio else ''} | "
+            f"{r.get('client_cpu', '')} | {r.get('sshd_cpu', '')} | {r.get('load', '')} | "
             f"{r.get('channels', '')} | {r.get('execs', '')} | "
             f"{r.get('sftp_requests', 'n/c')} | {r.get('sftp_rounds', 'n/c')} |"
         )

@@ -13,8 +13,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from provision.cli.common import (
+    CONNECT_CONCURRENCY,
+    FORKS,
     AcceptNewOpt,
     CommandTimeoutOpt,
+    ConnectConcurrencyOpt,
     ConnectTimeoutOpt,
     ForksOpt,
     FormatOpt,
@@ -122,10 +125,11 @@ def plan(
             help="Exit 0 no changes, 2 changes (or a certificate waiting to be signed), 1 error.",
         ),
     ] = False,
-    forks: ForksOpt = 20,
+    forks: ForksOpt = FORKS,
     known_hosts: KnownHostsOpt = None,
     accept_new_host_keys: AcceptNewOpt = False,
     connect_timeout: ConnectTimeoutOpt = 10.0,
+    connect_concurrency: ConnectConcurrencyOpt = CONNECT_CONCURRENCY,
     command_timeout: CommandTimeoutOpt = 60.0,
     full: FullOpt = False,
     vault_password_file: VaultPasswordFileOpt = None,
@@ -142,7 +146,12 @@ def plan(
             limit,
             forks=forks,
             connect=partial(
-                connect_options, known_hosts, accept_new_host_keys, connect_timeout, command_timeout
+                connect_options,
+                known_hosts,
+                accept_new_host_keys,
+                connect_timeout,
+                command_timeout,
+                connect_concurrency,
             ),
             # A plan to save is made in full: the record holds no plan to save.
             full=full or out is not None,
@@ -220,10 +229,11 @@ def apply(
     limit: LimitOpt = None,
     output_format: FormatOpt = OutputFormat.text,
     check: Annotated[bool, typer.Option("--check", help="Only plan (same as `plan`).")] = False,
-    forks: ForksOpt = 20,
+    forks: ForksOpt = FORKS,
     known_hosts: KnownHostsOpt = None,
     accept_new_host_keys: AcceptNewOpt = False,
     connect_timeout: ConnectTimeoutOpt = 10.0,
+    connect_concurrency: ConnectConcurrencyOpt = CONNECT_CONCURRENCY,
     command_timeout: CommandTimeoutOpt = 60.0,
     lock_timeout: LockTimeoutOpt = 30.0,
     full: FullOpt = False,
@@ -238,7 +248,12 @@ def apply(
     from provision.report.progress import for_terminal
 
     connect = partial(
-        connect_options, known_hosts, accept_new_host_keys, connect_timeout, command_timeout
+        connect_options,
+        known_hosts,
+        accept_new_host_keys,
+        connect_timeout,
+        command_timeout,
+        connect_concurrency,
     )
     progress = None if check else for_terminal
     with reported_errors():
@@ -326,10 +341,11 @@ def rollback(
         ),
     ] = False,
     output_format: FormatOpt = OutputFormat.text,
-    forks: ForksOpt = 20,
+    forks: ForksOpt = FORKS,
     known_hosts: KnownHostsOpt = None,
     accept_new_host_keys: AcceptNewOpt = False,
     connect_timeout: ConnectTimeoutOpt = 10.0,
+    connect_concurrency: ConnectConcurrencyOpt = CONNECT_CONCURRENCY,
     command_timeout: CommandTimeoutOpt = 60.0,
     lock_timeout: LockTimeoutOpt = 30.0,
 ) -> None:
@@ -342,7 +358,9 @@ def rollback(
 
     if list_only and to is not None:
         fail("--list shows every backup; drop --to")
-    connect = connect_options(known_hosts, accept_new_host_keys, connect_timeout, command_timeout)
+    connect = connect_options(
+        known_hosts, accept_new_host_keys, connect_timeout, command_timeout, connect_concurrency
+    )
     loaded = load_inputs(
         playbook, inventory, limit, forks=forks, connect=connect, lock_timeout=lock_timeout
     )

@@ -34,6 +34,10 @@ class ConnectOptions:
     accept_new_host_keys: bool = False  # OpenSSH's StrictHostKeyChecking=accept-new
     connect_timeout: float = 10.0
     command_timeout: float = 60.0
+    # SSH connections being started at once (key exchange, authentication, SFTP start), apart
+    # from --forks: starts are what costs sshd and the client CPU, in bursts (docs/ssh.md).
+    # 0: no cap beyond --forks.
+    connect_concurrency: int = 0
 
 
 @dataclass(frozen=True)

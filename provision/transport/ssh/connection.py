@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import errno
 import os
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,7 @@ class Session:
     making: dict[str, asyncio.Future[None]] = field(default_factory=dict)  # folders (mkdir)
     pending_reads: list[tuple[str, asyncio.Future[FileState]]] = field(default_factory=list)
     reader: asyncio.Future[None] | None = None  # become: the task running batched reads
+    starting: bool = False  # this host's start holds a start slot (``start_slot``)
     # The lstat of each path looked at: kept for the run when it found a folder (the reads of
     # one host share one lstat per folder), else only while it is awaited.
     folders: dict[str, asyncio.Future[asyncssh.SFTPAttrs | None]] = field(default_factory=dict)
@@ -98,6 +100,36 @@ def client_keys(path: str) -> Sequence[asyncssh.SSHKeyPair]:
 
 
 _LOADED: dict[str, tuple[tuple[str, int, int, int], Sequence[asyncssh.SSHKeyPair]]] = {}
+
+
+@contextlib.asynccontextmanager
+async def start_slot(session: Session, options: ConnectOptions) -> AsyncIterator[None]:
+    """One of the run's ``connect_concurrency`` slots for starting a connection (connect, key
+    exchange, authentication, the SFTP subsystem), held until the host is started. A start is
+    the costly part for both ends (sshd forks, exchanges keys, and with a stock sftp-server
+    runs the login shell): many at once only share the CPU and time out together, while a
+    started host waits cheaply. Re-entered by the same host's start, it holds one slot."""
+    if session.starting or options.connect_concurrency <= 0:
+        yield
+        return
+    slots = _SLOTS.get(session.loop)
+    if slots is None or slots[0] != options.connect_concurrency:
+        slots = _SLOTS[session.loop] = (
+            options.connect_concurrency,
+            asyncio.Semaphore(options.connect_concurrency),
+        )
+    async with slots[1]:
+        session.starting = True
+        try:
+            yield
+        finally:
+            session.starting = False
+
+
+# One set of start slots per event loop (a run); gone with the loop.
+_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[int, asyncio.Semaphore]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def connect(endpoint: Endpoint, options: ConnectOptions) -> asyncssh.SSHClientConnection:
