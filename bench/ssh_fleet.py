@@ -32,6 +32,7 @@ import platform
 import pwd
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -73,15 +74,22 @@ def bench_user(guard: bool) -> pwd.struct_passwd:
 
 
 def _calibrate() -> int:
-    """Loop count for BASHRC_MS of bash on this machine (median of three)."""
-    loops = 20000
+    """Loop count for BASHRC_MS of bash's CPU on this machine (median of three). CPU, not
+    wall time: on a loaded machine the wall time of a loop is several times its CPU, and a
+    .bashrc calibrated by it costs a fraction of what it should."""
+    loops = 100000
     script = f"i=0; while [ $i -lt {loops} ]; do i=$((i+1)); done"
+    empty = []
     times = []
     for _ in range(3):
-        started = time.perf_counter()
+        started = client_cpu()
+        subprocess.run(["bash", "-c", "i=0"], check=True)
+        empty.append(client_cpu() - started)
+        started = client_cpu()
         subprocess.run(["bash", "-c", script], check=True)
-        times.append(time.perf_counter() - started)
-    return max(1000, int(loops * BASHRC_MS / 1000 / sorted(times)[1]))
+        times.append(client_cpu() - started)
+    per_loop = max(1e-4, sorted(times)[1] - sorted(empty)[1]) / loops
+    return max(1000, int(BASHRC_MS / 1000 / per_loop))
 
 
 def _fleet(count: int, folder: Path, sftp: str, log_level: str = "ERROR") -> SshdFleet:
@@ -386,6 +394,8 @@ def main() -> int:
     parser.add_argument("--tmpdir", type=Path, default=None, help="where fleets are made")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
     args = parser.parse_args()
+    # Stopped with SIGTERM, the fleet's sshd processes and folders are still cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.no_peers:
         args.peers = ""
     if args.forks is None:
@@ -560,9 +570,14 @@ def _table(
 ) -> str:
     ours = {r["run"]: r["seconds"] for r in rows if r["tool"] == "provision"}
     lines = [
-        f"# SSH fleet: {args.hosts} hosts, {args.key} keys, forks {args.forks}, "
-        f"connect concurrency {args.connect_concurrency or 'default'}, "
-        f"SFTP {args.sftp}, .bashrc ~{BASHRC_MS:g} ms{' (guarded)' if args.bashrc_guard else ''}",
+        f"# SSH fleet: {args.hosts} hosts, {args.key} keys, "
+        + (
+            "forks and connect concurrency as in each row, "
+            if args.sweep
+            else f"forks {args.forks}, connect concurrency "
+            f"{'default' if args.connect_concurrency is None else args.connect_concurrency}, "
+        )
+        + f"SFTP {args.sftp}, .bashrc ~{BASHRC_MS:g} ms{' (guarded)' if args.bashrc_guard else ''}",
         "",
         f"Load average at start {start[0]:.2f} {start[1]:.2f} {start[2]:.2f}, "
         f"at end {end[0]:.2f} {end[1]:.2f} {end[2]:.2f}; {os.cpu_count()} cores.",
