@@ -171,50 +171,87 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _timed(command: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProcess[str]]:
+def _timed(
+    command: list[str], cwd: Path, group: CpuGroup | None = None
+) -> tuple[float, subprocess.CompletedProcess[str]]:
     started = time.perf_counter()
     result = subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, check=False, env=_env()
+        command,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=_env(),
+        preexec_fn=group.enter if group else None,
     )
     return time.perf_counter() - started, result
 
 
 def client_cpu() -> float:
-    """CPU seconds of this process's finished children: the tool's CLI, its forks and the
-    ssh clients they ran."""
+    """CPU seconds of this process's finished children."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
-def sshd_cpu(fleet: SshdFleet) -> float:
-    """CPU seconds the fleet's sshd spent on finished connections: every connection is a
-    child of its server's listener, and its own children (privilege separation, the login
-    shell, sftp-server) are counted in it when it ends (cutime and cstime of the listener)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for server in fleet.servers:
-        if server.process is None:
-            continue
-        fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[13]) + int(fields[14])  # cutime, cstime (fields 16, 17)
-    return total / ticks
+CPUACCT = Path("/sys/fs/cgroup/cpuacct")
+
+
+class CpuGroup:
+    """A cgroup (v1 cpuacct) that counts the CPU of every process ever in it, with all their
+    descendants. Needed for sshd: its per-connection monitor exits without waiting for the
+    session's process (which runs internal-sftp, the login shell and its commands), so the
+    listener's cutime misses it; and for the peers, whose ssh ControlPersist masters leave
+    their parent. None of it where the machine has no writable cpuacct hierarchy."""
+
+    def __init__(self, name: str) -> None:
+        self.path = CPUACCT / f"provision-bench-{os.getpid()}-{name}"
+        self.path.mkdir()
+
+    @staticmethod
+    def make(name: str) -> CpuGroup | None:
+        try:
+            return CpuGroup(name)
+        except OSError:
+            return None
+
+    def add(self, pid: int) -> None:
+        (self.path / "cgroup.procs").write_text(f"{pid}\n")
+
+    def enter(self) -> None:
+        """In a child before exec: the child joins the group."""
+        with open(self.path / "cgroup.procs", "w") as procs:
+            procs.write("0\n")
+
+    def seconds(self) -> float:
+        return int((self.path / "cpuacct.usage").read_text()) / 1e9
+
+    def remove(self) -> None:
+        for _ in range(50):  # the last processes' exits
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                time.sleep(0.1)
 
 
 def measured(
-    command: list[str], cwd: Path, fleet: SshdFleet
-) -> tuple[float, float, float, subprocess.CompletedProcess[str]]:
-    """Wall seconds, client CPU and sshd CPU of one run (sshd's once its connections end)."""
-    client, server = client_cpu(), sshd_cpu(fleet)
-    seconds, result = _timed(command, cwd)
-    deadline = time.monotonic() + 5
-    before = sshd_cpu(fleet)
-    while time.monotonic() < deadline:  # the last connections' ends, reaped by sshd
+    command: list[str], cwd: Path, sshd: CpuGroup | None, client: CpuGroup | None
+) -> tuple[float, float | None, float | None, subprocess.CompletedProcess[str]]:
+    """Wall seconds, the tool's CPU (with every process it started) and sshd's CPU (every
+    connection's processes) of one run; None for a CPU the machine cannot count."""
+    client_before = client.seconds() if client else 0.0
+    sshd_before = sshd.seconds() if sshd else 0.0
+    seconds, result = _timed(command, cwd, client)
+    if sshd is None or client is None:
+        return seconds, None, None, result
+    after = sshd.seconds()
+    for _ in range(25):  # the connections' ends (sshd's share of a close)
         time.sleep(0.2)
-        now = sshd_cpu(fleet)
-        if now == before:
+        now = sshd.seconds()
+        if now - after < 0.005:
             break
-        before = now
-    return seconds, client_cpu() - client, before - server, result
+        after = now
+    return seconds, client.seconds() - client_before, after - sshd_before, result
 
 
 class Tool:
@@ -414,15 +451,24 @@ def main() -> int:
     counts = {} if args.sweep else counting_pass(args, user, workspace / "counting")
     fleet = _fleet(args.hosts, workspace / "sshd", args.sftp)
     hosts = Hosts(fleet, user)
+    sshd_group, client_group = CpuGroup.make("sshd"), CpuGroup.make("client")
+    if sshd_group is not None:
+        for server in fleet.servers:
+            assert server.process is not None
+            sshd_group.add(server.process.pid)  # every connection's processes follow
     rows: list[dict[str, Any]] = []
     loads: list[float] = []
 
     def one(tool: Tool, label: str, command: list[str], name: str | None = None) -> float:
-        seconds, client, server, result = measured(command, tool.cwd, fleet)
+        seconds, client, server, result = measured(command, tool.cwd, sshd_group, client_group)
         _check(tool.name, label, result)
         loads.append(os.getloadavg()[0])
         row = _row(tool.name, label, seconds, args.hosts, counts)
-        row.update(tool=name or tool.name, client_cpu=round(client, 2), sshd_cpu=round(server, 2))
+        row.update(
+            tool=name or tool.name,
+            client_cpu=None if client is None else round(client, 2),
+            sshd_cpu=None if server is None else round(server, 2),
+        )
         row["load"] = round(loads[-1], 2)
         rows.append(row)
         print(_line(row), flush=True)
@@ -454,6 +500,9 @@ def main() -> int:
                         one(peer, label, command)
     finally:
         fleet.stop_all()
+        for group in (sshd_group, client_group):
+            if group is not None:
+                group.remove()
         shutil.rmtree(fleet.shared, ignore_errors=True)
         shutil.rmtree(hosts.root, ignore_errors=True)
         shutil.rmtree(workspace, ignore_errors=True)
