@@ -65,8 +65,8 @@ LimitOpt = Annotated[
 ]
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="text or json.")]
 # Defaults measured on 50 loopback sshd hosts (bench/README.md, "Fifth session"; docs/ssh.md).
-FORKS = 20
-CONNECT_CONCURRENCY = 0
+FORKS = 50
+CONNECT_CONCURRENCY = 8
 ForksOpt = Annotated[int, typer.Option("--forks", min=1, help="Hosts worked on at once.")]
 KnownHostsOpt = Annotated[
     str | None, typer.Option("--known-hosts", help="An extra known_hosts file for SSH hosts.")
@@ -141,7 +141,7 @@ def load_inputs(
     playbook: str,
     inventory: str,
     limit: str | None,
-    forks: int = 20,
+    forks: int = 50,
     connect: ConnectOptions | None = None,
     lock_timeout: float = 30.0,
 ) -> Loaded:

@@ -43,7 +43,7 @@ class Loaded:
     authorities: Mapping[str, AuthorityStore]
     supplied: Mapping[tuple[str, str], Supplied | None]  # (host, certificate) -> file
     folder: Path
-    forks: int = 20
+    forks: int = 50
     lock_timeout: float = 30.0
     # Every controller path loading (and rendering, as the run goes on) read or looked for.
     reads: Manifest = field(default_factory=Manifest)
@@ -58,7 +58,7 @@ def load(
     playbook: str | Path,
     inventory: str | Path,
     limit: str | None = None,
-    forks: int = 20,
+    forks: int = 50,
     now: dt.datetime | None = None,
     connect: ConnectOptions | None = None,
     lock_timeout: float = 30.0,
@@ -263,7 +263,7 @@ def save_plan(loaded: Loaded, plan: Plan, limit: str | None) -> str:
 
 
 def load_saved(
-    path: str, forks: int = 20, connect: ConnectOptions | None = None, lock_timeout: float = 30.0
+    path: str, forks: int = 50, connect: ConnectOptions | None = None, lock_timeout: float = 30.0
 ) -> tuple[Loaded, SavedPlan]:
     """Reload a saved plan's inputs, refusing if they changed, limited to its hosts."""
     saved = planfile.loads(path)

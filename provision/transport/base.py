@@ -37,7 +37,7 @@ class ConnectOptions:
     # SSH connections being started at once (key exchange, authentication, SFTP start), apart
     # from --forks: starts are what costs sshd and the client CPU, in bursts (docs/ssh.md).
     # 0: no cap beyond --forks.
-    connect_concurrency: int = 0
+    connect_concurrency: int = 8
 
 
 @dataclass(frozen=True)
