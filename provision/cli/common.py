@@ -66,7 +66,7 @@ LimitOpt = Annotated[
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="text or json.")]
 # Defaults measured on 50 loopback sshd hosts (bench/README.md, "Fifth session"; docs/ssh.md).
 FORKS = 50
-CONNECT_CONCURRENCY = 8
+CONNECT_CONCURRENCY = 0
 ForksOpt = Annotated[int, typer.Option("--forks", min=1, help="Hosts worked on at once.")]
 KnownHostsOpt = Annotated[
     str | None, typer.Option("--known-hosts", help="An extra known_hosts file for SSH hosts.")
@@ -84,7 +84,7 @@ ConnectConcurrencyOpt = Annotated[
     typer.Option(
         "--connect-concurrency",
         min=0,
-        help="SSH connections started at once (key exchange, login); 0: up to --forks.",
+        help="SSH connections started at once (key exchange, login); 0: no cap.",
     ),
 ]
 ConnectTimeoutOpt = Annotated[

@@ -35,9 +35,9 @@ class ConnectOptions:
     connect_timeout: float = 10.0
     command_timeout: float = 60.0
     # SSH connections being started at once (key exchange, authentication, SFTP start), apart
-    # from --forks: starts are what costs sshd and the client CPU, in bursts (docs/ssh.md).
-    # 0: no cap beyond --forks.
-    connect_concurrency: int = 8
+    # from --forks; 0: no cap beyond --forks. A cap bounds the rate of starts, so it is for
+    # hosts sharing one sshd, below its MaxStartups (docs/ssh.md).
+    connect_concurrency: int = 0
 
 
 @dataclass(frozen=True)

@@ -106,11 +106,12 @@ _LOADED: dict[str, tuple[tuple[str, int, int, int], Sequence[asyncssh.SSHKeyPair
 def default_keys(loop: asyncio.AbstractEventLoop) -> Sequence[asyncssh.SSHKeyPair] | None:
     """The keys in ``~/.ssh`` that asyncssh loads for a connection without ``ssh_key``
     (``id_ed25519``, ``id_ecdsa``, ``id_rsa``...), loaded once per run (event loop) rather than
-    once per host: loading an RSA key file costs about 0.7 s of CPU here (cryptography checks
-    the key), for every host. ``None`` when ``~/.ssh/config`` may choose other keys per host
-    (IdentityFile, IdentitiesOnly, CertificateFile, or an Include or Match that could): asyncssh
-    then reads the config and loads the keys it names, per connection, as before. The
-    agent's keys are asked for by asyncssh per connection either way (a socket round trip)."""
+    once per host: loading an RSA-3072 key file (ssh-keygen's default) costs about 0.7 s of CPU
+    here (cryptography checks the key), for every host. ``None`` when ``~/.ssh/config`` may
+    choose other keys per host (IdentityFile, IdentitiesOnly, CertificateFile, or an Include or
+    Match that could): asyncssh then reads the config and loads the keys it names, per
+    connection, as before. The agent's keys are asked for by asyncssh per connection either
+    way (a socket round trip)."""
     if _config_may_choose_keys():
         return None
     keys = _DEFAULTS.get(loop)
@@ -139,10 +140,10 @@ _DEFAULTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Sequence[asyncss
 @contextlib.asynccontextmanager
 async def start_slot(session: Session, options: ConnectOptions) -> AsyncIterator[None]:
     """One of the run's ``connect_concurrency`` slots for starting a connection (connect, key
-    exchange, authentication, the SFTP subsystem), held until the host is started. A start is
-    the costly part for both ends (sshd forks, exchanges keys, and with a stock sftp-server
-    runs the login shell): many at once only share the CPU and time out together, while a
-    started host waits cheaply. Re-entered by the same host's start, it holds one slot."""
+    exchange, authentication, the SFTP subsystem), held until the host is started; none to
+    take when there is no cap (the default). sshd drops new connections while ``MaxStartups``
+    others are still authenticating, so hosts sharing one sshd need fewer starts at once
+    than ``--forks`` may allow. Re-entered by the same host's start, it holds one slot."""
     if session.starting or options.connect_concurrency <= 0:
         yield
         return
