@@ -3,8 +3,9 @@ and, side by side on the same hosts, Ansible (pipelining on) and pyinfra 3 doing
 work when installed (``pip install -e '.[bench]'``); hosts per second and, for every row,
 what each host was asked: channels opened, exec requests, SFTP requests and round trips.
 
-    python bench/ssh_fleet.py --hosts 20 [--forks 20] [--key ecdsa|rsa] [--sftp internal|server]
-        [--bashrc-guard] [--no-peers] [--out bench/results]
+    python bench/ssh_fleet.py --hosts 50 [--forks N] [--connect-concurrency N] [--key ecdsa|rsa]
+        [--sftp internal|server] [--bashrc-guard] [--peers ansible,pyinfra | --no-peers]
+        [--sweep F:C,... --rounds 3] [--tmpdir DIR] [--out bench/results]
 
 Each host is its own OpenSSH server on a free loopback port with its own host key and folder,
 as the integration tests start them (tests/sshd.py); host keys are in a known_hosts file, so
@@ -14,6 +15,12 @@ about 50 ms, as login scripts on real servers do (``--bashrc-guard``: the same f
 Debian's guard for non-interactive shells). ``--sftp server`` serves SFTP with the stock
 sftp-server, which sshd starts through that login shell. Needs sshd, ssh-keygen, useradd and
 root (to start sshd and make the user).
+
+Every row has its wall time and two CPU figures, counted by cpuacct cgroups: the tool's
+(its process and every process it started) and the hosts' sshd (every connection's
+processes: login shells, sftp-server, whatever the tool ran there). ``--key rsa`` adds a
+keygen floor row (the keys made with provision's own call, plus the no-change apply);
+``--sweep`` runs provision alone for each ``--forks``:``--connect-concurrency`` pair in turn.
 
 Counts come from a separate pass on two more hosts whose sshd logs every channel and exec
 request (LogLevel DEBUG1), so logging costs nothing in the timed rows; provision's SFTP
