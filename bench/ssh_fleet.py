@@ -3,8 +3,9 @@ and, side by side on the same hosts, Ansible (pipelining on) and pyinfra 3 doing
 work when installed (``pip install -e '.[bench]'``); hosts per second and, for every row,
 what each host was asked: channels opened, exec requests, SFTP requests and round trips.
 
-    python bench/ssh_fleet.py --hosts 20 [--forks 20] [--key ecdsa|rsa] [--sftp internal|server]
-        [--bashrc-guard] [--no-peers] [--out bench/results]
+    python bench/ssh_fleet.py --hosts 50 [--forks N] [--connect-concurrency N] [--key ecdsa|rsa]
+        [--sftp internal|server] [--bashrc-guard] [--peers ansible,pyinfra | --no-peers]
+        [--sweep F:C,... --rounds 3] [--tmpdir DIR] [--out bench/results]
 
 Each host is its own OpenSSH server on a free loopback port with its own host key and folder,
 as the integration tests start them (tests/sshd.py); host keys are in a known_hosts file, so
@@ -14,6 +15,12 @@ about 50 ms, as login scripts on real servers do (``--bashrc-guard``: the same f
 Debian's guard for non-interactive shells). ``--sftp server`` serves SFTP with the stock
 sftp-server, which sshd starts through that login shell. Needs sshd, ssh-keygen, useradd and
 root (to start sshd and make the user).
+
+Every row has its wall time and two CPU figures, counted by cpuacct cgroups: the tool's
+(its process and every process it started) and the hosts' sshd (every connection's
+processes: login shells, sftp-server, whatever the tool ran there). ``--key rsa`` adds a
+keygen floor row (the keys made with provision's own call, plus the no-change apply);
+``--sweep`` runs provision alone for each ``--forks``:``--connect-concurrency`` pair in turn.
 
 Counts come from a separate pass on two more hosts whose sshd logs every channel and exec
 request (LogLevel DEBUG1), so logging costs nothing in the timed rows; provision's SFTP
@@ -30,7 +37,9 @@ import json
 import os
 import platform
 import pwd
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -72,15 +81,22 @@ def bench_user(guard: bool) -> pwd.struct_passwd:
 
 
 def _calibrate() -> int:
-    """Loop count for BASHRC_MS of bash on this machine (median of three)."""
-    loops = 20000
+    """Loop count for BASHRC_MS of bash's CPU on this machine (median of three). CPU, not
+    wall time: on a loaded machine the wall time of a loop is several times its CPU, and a
+    .bashrc calibrated by it costs a fraction of what it should."""
+    loops = 100000
     script = f"i=0; while [ $i -lt {loops} ]; do i=$((i+1)); done"
+    empty = []
     times = []
     for _ in range(3):
-        started = time.perf_counter()
+        started = client_cpu()
+        subprocess.run(["bash", "-c", "i=0"], check=True)
+        empty.append(client_cpu() - started)
+        started = client_cpu()
         subprocess.run(["bash", "-c", script], check=True)
-        times.append(time.perf_counter() - started)
-    return max(1000, int(loops * BASHRC_MS / 1000 / sorted(times)[1]))
+        times.append(client_cpu() - started)
+    per_loop = max(1e-4, sorted(times)[1] - sorted(empty)[1]) / loops
+    return max(1000, int(BASHRC_MS / 1000 / per_loop))
 
 
 def _fleet(count: int, folder: Path, sftp: str, log_level: str = "ERROR") -> SshdFleet:
@@ -162,12 +178,87 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _timed(command: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProcess[str]]:
+def _timed(
+    command: list[str], cwd: Path, group: CpuGroup | None = None
+) -> tuple[float, subprocess.CompletedProcess[str]]:
     started = time.perf_counter()
     result = subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, check=False, env=_env()
+        command,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=_env(),
+        preexec_fn=group.enter if group else None,
     )
     return time.perf_counter() - started, result
+
+
+def client_cpu() -> float:
+    """CPU seconds of this process's finished children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+CPUACCT = Path("/sys/fs/cgroup/cpuacct")
+
+
+class CpuGroup:
+    """A cgroup (v1 cpuacct) that counts the CPU of every process ever in it, with all their
+    descendants. Needed for sshd: its per-connection monitor exits without waiting for the
+    session's process (which runs internal-sftp, the login shell and its commands), so the
+    listener's cutime misses it; and for the peers, whose ssh ControlPersist masters leave
+    their parent. None of it where the machine has no writable cpuacct hierarchy."""
+
+    def __init__(self, name: str) -> None:
+        self.path = CPUACCT / f"provision-bench-{os.getpid()}-{name}"
+        self.path.mkdir()
+
+    @staticmethod
+    def make(name: str) -> CpuGroup | None:
+        try:
+            return CpuGroup(name)
+        except OSError:
+            return None
+
+    def add(self, pid: int) -> None:
+        (self.path / "cgroup.procs").write_text(f"{pid}\n")
+
+    def enter(self) -> None:
+        """In a child before exec: the child joins the group."""
+        with open(self.path / "cgroup.procs", "w") as procs:
+            procs.write("0\n")
+
+    def seconds(self) -> float:
+        return int((self.path / "cpuacct.usage").read_text()) / 1e9
+
+    def remove(self) -> None:
+        for _ in range(50):  # the last processes' exits
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                time.sleep(0.1)
+
+
+def measured(
+    command: list[str], cwd: Path, sshd: CpuGroup | None, client: CpuGroup | None
+) -> tuple[float, float | None, float | None, subprocess.CompletedProcess[str]]:
+    """Wall seconds, the tool's CPU (with every process it started) and sshd's CPU (every
+    connection's processes) of one run; None for a CPU the machine cannot count."""
+    client_before = client.seconds() if client else 0.0
+    sshd_before = sshd.seconds() if sshd else 0.0
+    seconds, result = _timed(command, cwd, client)
+    if sshd is None or client is None:
+        return seconds, None, None, result
+    after = sshd.seconds()
+    for _ in range(25):  # the connections' ends (sshd's share of a close)
+        time.sleep(0.2)
+        now = sshd.seconds()
+        if now - after < 0.005:
+            break
+        after = now
+    return seconds, client.seconds() - client_before, after - sshd_before, result
 
 
 class Tool:
@@ -177,9 +268,13 @@ class Tool:
         self.name, self.runs, self.cwd = name, runs, cwd
 
 
-def provision_tool(book: Path, inventory: Path, known: Path, forks: int, cwd: Path) -> Tool:
+def provision_tool(
+    book: Path, inventory: Path, known: Path, forks: int, cap: int | None, cwd: Path
+) -> Tool:
     base = [sys.executable, "-m", "provision"]
     common = ["-i", str(inventory), "--known-hosts", str(known), "--forks", str(forks)]
+    if cap is not None:
+        common += ["--connect-concurrency", str(cap)]
     common += ["--format", "json"]
     return Tool(
         "provision",
@@ -193,7 +288,13 @@ def provision_tool(book: Path, inventory: Path, known: Path, forks: int, cwd: Pa
 
 
 def peer_tools(
-    fleet: SshdFleet, hosts: Hosts, files: Path, known: Path, forks: int, folder: Path
+    fleet: SshdFleet,
+    hosts: Hosts,
+    files: Path,
+    known: Path,
+    forks: int,
+    folder: Path,
+    which: str = "ansible,pyinfra",
 ) -> list[Tool]:
     data = {
         server.name: {
@@ -205,7 +306,7 @@ def peer_tools(
         for server in fleet.servers
     }
     tools = []
-    if ssh_peers.installed("ansible-playbook"):
+    if "ansible" in which and ssh_peers.installed("ansible-playbook"):
         command = ssh_peers.ansible_project(
             folder / "ansible", data, fleet.client_key, known, forks
         )
@@ -216,7 +317,7 @@ def peer_tools(
                 folder / "ansible",
             )
         )
-    if ssh_peers.installed("pyinfra"):
+    if "pyinfra" in which and ssh_peers.installed("pyinfra"):
         command = ssh_peers.pyinfra_project(
             folder / "pyinfra", data, fleet.client_key, known, forks
         )
@@ -280,8 +381,9 @@ def counting_pass(args: argparse.Namespace, user: pwd.struct_passwd, work: Path)
         finally:
             os.chdir(previous)
         collect_files(fleet, hosts, work / "files")
-        if not args.no_peers:
-            for tool in peer_tools(fleet, hosts, work / "files", known, 2, work / "peers"):
+        if args.peers:
+            peers = peer_tools(fleet, hosts, work / "files", known, 2, work / "peers", args.peers)
+            for tool in peers:
                 hosts.wipe()
                 for label, command in tool.runs.items():
                     marks = _log_marks(fleet)
@@ -314,43 +416,100 @@ def _log_counts(fleet: SshdFleet, marks: list[int]) -> dict[str, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--hosts", type=int, default=20, help="sshd instances (up to ~100)")
-    parser.add_argument("--forks", type=int, default=20)
+    parser.add_argument("--forks", type=int, default=None, help="default: provision's")
+    parser.add_argument(
+        "--connect-concurrency", type=int, default=None, help="provision's; default: its own"
+    )
     parser.add_argument("--key", choices=("ecdsa", "rsa"), default="ecdsa")
     parser.add_argument("--sftp", choices=("internal", "server"), default="internal")
     parser.add_argument("--bashrc-guard", action="store_true")
     parser.add_argument("--no-peers", action="store_true", help="provision's rows only")
+    parser.add_argument(
+        "--peers", default="ansible,pyinfra", help="which peers run (comma list; default both)"
+    )
+    parser.add_argument(
+        "--sweep",
+        default=None,
+        metavar="F:C,...",
+        help="instead of the rows: provision's first and no-change apply for each --forks F "
+        "and --connect-concurrency C, taking turns, --rounds times",
+    )
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--tmpdir", type=Path, default=None, help="where fleets are made")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
     args = parser.parse_args()
+    # Stopped with SIGTERM, the fleet's sshd processes and folders are still cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.no_peers:
+        args.peers = ""
+    if args.forks is None:
+        from provision.cli.common import FORKS
+
+        args.forks = FORKS
+    if args.tmpdir is not None:
+        args.tmpdir.mkdir(parents=True, exist_ok=True)
+        args.tmpdir.chmod(0o755)
+        tempfile.tempdir = str(args.tmpdir)
 
     user = bench_user(args.bashrc_guard)
     workspace = Path(tempfile.mkdtemp(prefix="provision-bench-ssh-"))
     workspace.chmod(0o755)
     load_start = os.getloadavg()
-    counts = counting_pass(args, user, workspace / "counting")
+    counts = {} if args.sweep else counting_pass(args, user, workspace / "counting")
     fleet = _fleet(args.hosts, workspace / "sshd", args.sftp)
     hosts = Hosts(fleet, user)
+    sshd_group, client_group = CpuGroup.make("sshd"), CpuGroup.make("client")
+    if sshd_group is not None:
+        for server in fleet.servers:
+            assert server.process is not None
+            sshd_group.add(server.process.pid)  # every connection's processes follow
     rows: list[dict[str, Any]] = []
+    loads: list[float] = []
+
+    def one(tool: Tool, label: str, command: list[str], name: str | None = None) -> float:
+        seconds, client, server, result = measured(command, tool.cwd, sshd_group, client_group)
+        _check(tool.name, label, result)
+        loads.append(os.getloadavg()[0])
+        row = _row(tool.name, label, seconds, args.hosts, counts)
+        row.update(
+            tool=name or tool.name,
+            client_cpu=None if client is None else round(client, 2),
+            sshd_cpu=None if server is None else round(server, 2),
+        )
+        row["load"] = round(loads[-1], 2)
+        rows.append(row)
+        print(_line(row), flush=True)
+        return seconds
+
     try:
         project = workspace / "project"
         book, inventory, known = _project(fleet, hosts, project, args.key)
-        tools = [provision_tool(book, inventory, known, args.forks, project)]
-        for index, tool in enumerate([*tools]):
+        if args.sweep:
+            sweep(args, fleet, hosts, book, inventory, known, project, one)
+        else:
+            tool = provision_tool(
+                book, inventory, known, args.forks, args.connect_concurrency, project
+            )
             hosts.wipe()
             for label, command in tool.runs.items():
-                seconds, result = _timed(command, tool.cwd)
-                _check(tool.name, label, result)
-                rows.append(_row(tool.name, label, seconds, args.hosts, counts))
-            if index == 0 and not args.no_peers:
+                one(tool, label, command)
+            if args.key == "rsa":
+                rows.append(keygen_floor(args.hosts, rows))
+                print(_line(rows[-1]), flush=True)
+            if args.peers:
                 collect_files(fleet, hosts, workspace / "files")
-                tools += peer_tools(fleet, hosts, workspace / "files", known, args.forks, workspace)
-        for tool in tools[1:]:
-            hosts.wipe()
-            for label, command in tool.runs.items():
-                seconds, result = _timed(command, tool.cwd)
-                _check(tool.name, label, result)
-                rows.append(_row(tool.name, label, seconds, args.hosts, counts))
+                peers = peer_tools(
+                    fleet, hosts, workspace / "files", known, args.forks, workspace, args.peers
+                )
+                for peer in peers:
+                    hosts.wipe()
+                    for label, command in peer.runs.items():
+                        one(peer, label, command)
     finally:
         fleet.stop_all()
+        for group in (sshd_group, client_group):
+            if group is not None:
+                group.remove()
         shutil.rmtree(fleet.shared, ignore_errors=True)
         shutil.rmtree(hosts.root, ignore_errors=True)
         shutil.rmtree(workspace, ignore_errors=True)
@@ -358,8 +517,9 @@ def main() -> int:
     text = _table(args, rows, load_start, load_end)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = (
-        args.out / f"ssh-{args.hosts}-{args.key}-{args.sftp}{'-guard' if args.bashrc_guard else ''}"
+    stem = args.out / (
+        f"ssh-{args.hosts}-{args.key}-{args.sftp}{'-guard' if args.bashrc_guard else ''}"
+        f"{'-sweep' if args.sweep else ''}"
     )
     stem.with_suffix(".md").write_text(text)
     commit = subprocess.run(
@@ -371,10 +531,11 @@ def main() -> int:
                 "hosts": args.hosts,
                 "key": args.key,
                 "forks": args.forks,
+                "connect_concurrency": args.connect_concurrency,
                 "sftp": args.sftp,
                 "bashrc_guard": args.bashrc_guard,
                 "commit": commit,
-                "load": {"start": load_start, "end": load_end},
+                "load": {"start": load_start, "end": load_end, "per_row": loads},
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                 "rows": rows,
             },
@@ -383,6 +544,67 @@ def main() -> int:
         + "\n"
     )
     return 0
+
+
+def sweep(
+    args: argparse.Namespace,
+    fleet: SshdFleet,
+    hosts: Hosts,
+    book: Path,
+    inventory: Path,
+    known: Path,
+    project: Path,
+    one: Any,
+) -> None:
+    """provision's first and no-change apply for each (forks, connect concurrency), the
+    settings taking turns so that the machine's load falls on all alike."""
+    settings = []
+    for item in args.sweep.split(","):
+        forks, _, cap = item.partition(":")
+        settings.append((int(forks), int(cap or 0)))
+    for _ in range(args.rounds):
+        for forks, cap in settings:
+            tool = provision_tool(book, inventory, known, forks, cap, project)
+            hosts.wipe()
+            name = f"provision forks {forks} cap {cap or '-'}"
+            for label in ("first apply", "no-change apply"):
+                one(tool, label, tool.runs[label], name)
+
+
+def keygen_floor(count: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The time to make ``count`` RSA-2048 keys with provision's own call (crypto.keys,
+    cryptography's generate_private_key) on every core, as provision's KeyMaker does; with
+    the no-change apply it is the floor of an RSA first apply (issue 16)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from provision.crypto import keys
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        made = list(pool.map(lambda _: keys.generate("rsa", 2048, None), range(count)))
+    seconds = time.perf_counter() - started
+    assert len(made) == count
+    idle = next(r["seconds"] for r in rows if r["run"] == "no-change apply")
+    first = next(r["seconds"] for r in rows if r["run"] == "first apply")
+    floor = seconds + idle
+    return {
+        "tool": "keygen floor",
+        "run": f"{count} RSA-2048 keys ({seconds:.2f} s) + no-change apply",
+        "seconds": round(floor, 3),
+        "hosts_per_second": round(count / floor, 2),
+        "ms_per_host": round(floor * 1000 / count, 1),
+        "keygen_seconds": round(seconds, 3),
+        "first_over_floor": round(first / floor, 2),
+        "load": round(os.getloadavg()[0], 2),
+    }
+
+
+def _line(row: dict[str, Any]) -> str:
+    return (
+        f"{row['tool']:<32} {row['run']:<18} {row['seconds']:>8.2f} s "
+        f"client {row.get('client_cpu', '-')} sshd {row.get('sshd_cpu', '-')} "
+        f"load {row.get('load', '-')}"
+    )
 
 
 def _row(tool: str, run: str, seconds: float, hosts: int, counts: dict[str, Any]) -> dict[str, Any]:
@@ -404,21 +626,28 @@ def _table(
 ) -> str:
     ours = {r["run"]: r["seconds"] for r in rows if r["tool"] == "provision"}
     lines = [
-        f"# SSH fleet: {args.hosts} hosts, {args.key} keys, forks {args.forks}, "
-        f"SFTP {args.sftp}, .bashrc ~{BASHRC_MS:g} ms{' (guarded)' if args.bashrc_guard else ''}",
+        f"# SSH fleet: {args.hosts} hosts, {args.key} keys, "
+        + (
+            "forks and connect concurrency as in each row, "
+            if args.sweep
+            else f"forks {args.forks}, connect concurrency "
+            f"{'default' if args.connect_concurrency is None else args.connect_concurrency}, "
+        )
+        + f"SFTP {args.sftp}, .bashrc ~{BASHRC_MS:g} ms{' (guarded)' if args.bashrc_guard else ''}",
         "",
         f"Load average at start {start[0]:.2f} {start[1]:.2f} {start[2]:.2f}, "
         f"at end {end[0]:.2f} {end[1]:.2f} {end[2]:.2f}; {os.cpu_count()} cores.",
         "",
-        "| tool | run | seconds | hosts/s | ms/host | x provision | channels/host | "
-        "exec/host | SFTP requests/host | SFTP rounds/host |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| tool | run | seconds | hosts/s | ms/host | x provision | client CPU s | sshd CPU s "
+        "| load | channels/host | exec/host | SFTP requests/host | SFTP rounds/host |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         ratio = r["seconds"] / ours[r["run"]] if r["run"] in ours else None
         lines.append(
             f"| {r['tool']} | {r['run']} | {r['seconds']} | {r['hosts_per_second']} | "
             f"{r['ms_per_host']} | {f'{ratio:.1f}x' if ratio else ''} | "
+            f"{r.get('client_cpu', '')} | {r.get('sshd_cpu', '')} | {r.get('load', '')} | "
             f"{r.get('channels', '')} | {r.get('execs', '')} | "
             f"{r.get('sftp_requests', 'n/c')} | {r.get('sftp_rounds', 'n/c')} |"
         )

@@ -139,6 +139,7 @@ class SshdFleet:
     # How sshd serves SFTP: inside sshd, or (a stock sftp-server) started by the login shell.
     sftp_subsystem: str = "internal-sftp"
     log_level: str = "ERROR"  # DEBUG1 logs each channel and exec request (bench counts them)
+    extra_config: list[str] = field(default_factory=list)  # more sshd_config lines
 
     @property
     def authorized_keys(self) -> Path:
@@ -204,6 +205,7 @@ class SshdFleet:
         ]
         if server.host_certificate is not None:
             lines.append(f"HostCertificate {server.host_certificate}")
+        lines += self.extra_config
         server.config.write_text("\n".join(lines) + "\n")
 
     def stop_all(self) -> None:

@@ -67,6 +67,9 @@ LimitOpt = Annotated[
     ),
 ]
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="text or json.")]
+# Defaults measured on 50 loopback sshd hosts (bench/README.md, "Fifth session"; docs/ssh.md).
+FORKS = 50
+CONNECT_CONCURRENCY = 0
 ForksOpt = Annotated[int, typer.Option("--forks", min=1, help="Hosts worked on at once.")]
 KnownHostsOpt = Annotated[
     str | None, typer.Option("--known-hosts", help="An extra known_hosts file for SSH hosts.")
@@ -77,6 +80,14 @@ AcceptNewOpt = Annotated[
         "--accept-new-host-keys",
         help="Trust and record unknown SSH host keys (never changed ones), "
         "like OpenSSH's StrictHostKeyChecking=accept-new.",
+    ),
+]
+ConnectConcurrencyOpt = Annotated[
+    int,
+    typer.Option(
+        "--connect-concurrency",
+        min=0,
+        help="SSH connections started at once (key exchange, login); 0: no cap.",
     ),
 ]
 ConnectTimeoutOpt = Annotated[
@@ -181,7 +192,7 @@ def load_inputs(
     playbook: str,
     inventory: Sequence[str],
     limit: str | None,
-    forks: int = 20,
+    forks: int = 50,
     connect: ConnectOptions | None = None,
     lock_timeout: float = 30.0,
     vault: Sequence[tuple[str, str]] = (),
@@ -228,7 +239,11 @@ def load_each(
 
 
 def connect_options(
-    known_hosts: str | None, accept_new: bool, connect_timeout: float, command_timeout: float
+    known_hosts: str | None,
+    accept_new: bool,
+    connect_timeout: float,
+    command_timeout: float,
+    connect_concurrency: int,
 ) -> ConnectOptions:
     from provision.transport.factory import ConnectOptions
 
@@ -237,4 +252,5 @@ def connect_options(
         accept_new_host_keys=accept_new,
         connect_timeout=connect_timeout,
         command_timeout=command_timeout,
+        connect_concurrency=connect_concurrency,
     )

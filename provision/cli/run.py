@@ -16,8 +16,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from provision.cli.common import (
+    CONNECT_CONCURRENCY,
+    FORKS,
     AcceptNewOpt,
     CommandTimeoutOpt,
+    ConnectConcurrencyOpt,
     ConnectTimeoutOpt,
     ForksOpt,
     FormatOpt,
@@ -149,10 +152,11 @@ def plan(
             help="Exit 0 no changes, 2 changes (or a certificate waiting to be signed), 1 error.",
         ),
     ] = False,
-    forks: ForksOpt = 20,
+    forks: ForksOpt = FORKS,
     known_hosts: KnownHostsOpt = None,
     accept_new_host_keys: AcceptNewOpt = False,
     connect_timeout: ConnectTimeoutOpt = 10.0,
+    connect_concurrency: ConnectConcurrencyOpt = CONNECT_CONCURRENCY,
     command_timeout: CommandTimeoutOpt = 60.0,
     full: FullOpt = False,
     vault_password_file: VaultPasswordFileOpt = None,
@@ -172,7 +176,12 @@ def plan(
             limit,
             forks=forks,
             connect=partial(
-                connect_options, known_hosts, accept_new_host_keys, connect_timeout, command_timeout
+                connect_options,
+                known_hosts,
+                accept_new_host_keys,
+                connect_timeout,
+                command_timeout,
+                connect_concurrency,
             ),
             # A plan to save is made in full: the record holds no plan to save.
             full=full or out is not None,
@@ -261,10 +270,11 @@ def apply(
     limit: LimitOpt = None,
     output_format: FormatOpt = OutputFormat.text,
     check: Annotated[bool, typer.Option("--check", help="Only plan (same as `plan`).")] = False,
-    forks: ForksOpt = 20,
+    forks: ForksOpt = FORKS,
     known_hosts: KnownHostsOpt = None,
     accept_new_host_keys: AcceptNewOpt = False,
     connect_timeout: ConnectTimeoutOpt = 10.0,
+    connect_concurrency: ConnectConcurrencyOpt = CONNECT_CONCURRENCY,
     command_timeout: CommandTimeoutOpt = 60.0,
     lock_timeout: LockTimeoutOpt = 30.0,
     full: FullOpt = False,
@@ -282,7 +292,12 @@ def apply(
 
     chosen = shard_from(shard, shard_env, shard_count)
     connect = partial(
-        connect_options, known_hosts, accept_new_host_keys, connect_timeout, command_timeout
+        connect_options,
+        known_hosts,
+        accept_new_host_keys,
+        connect_timeout,
+        command_timeout,
+        connect_concurrency,
     )
     progress = None if check else for_terminal
     vault = vault_options(vault_password_file, vault_id)
@@ -402,10 +417,11 @@ def rollback(
         ),
     ] = False,
     output_format: FormatOpt = OutputFormat.text,
-    forks: ForksOpt = 20,
+    forks: ForksOpt = FORKS,
     known_hosts: KnownHostsOpt = None,
     accept_new_host_keys: AcceptNewOpt = False,
     connect_timeout: ConnectTimeoutOpt = 10.0,
+    connect_concurrency: ConnectConcurrencyOpt = CONNECT_CONCURRENCY,
     command_timeout: CommandTimeoutOpt = 60.0,
     lock_timeout: LockTimeoutOpt = 30.0,
     vault_password_file: VaultPasswordFileOpt = None,
@@ -420,7 +436,9 @@ def rollback(
 
     if list_only and to is not None:
         fail("--list shows every backup; drop --to")
-    connect = connect_options(known_hosts, accept_new_host_keys, connect_timeout, command_timeout)
+    connect = connect_options(
+        known_hosts, accept_new_host_keys, connect_timeout, command_timeout, connect_concurrency
+    )
     loaded = load_inputs(
         playbook,
         inventory,

@@ -48,7 +48,7 @@ class Loaded:
     authorities: Mapping[str, AuthorityStore]
     supplied: Mapping[tuple[str, str], Supplied | None]  # (host, certificate) -> file
     folder: Path
-    forks: int = 20
+    forks: int = 50
     lock_timeout: float = 30.0
     # Every controller path loading (and rendering, as the run goes on) read or looked for.
     reads: Manifest = field(default_factory=Manifest)
@@ -83,7 +83,7 @@ def load(
     playbook: str | Path,
     inventory: InventorySources,
     limit: str | None = None,
-    forks: int = 20,
+    forks: int = 50,
     now: dt.datetime | None = None,
     connect: ConnectOptions | None = None,
     lock_timeout: float = 30.0,
@@ -374,7 +374,7 @@ def save_plan(loaded: Loaded, plan: Plan, limit: str | None, shard: Shard | None
 
 def load_saved(
     path: str,
-    forks: int = 20,
+    forks: int = 50,
     connect: ConnectOptions | None = None,
     lock_timeout: float = 30.0,
     vault: Sequence[tuple[str, str]] = (),

@@ -34,6 +34,10 @@ class ConnectOptions:
     accept_new_host_keys: bool = False  # OpenSSH's StrictHostKeyChecking=accept-new
     connect_timeout: float = 10.0
     command_timeout: float = 60.0
+    # SSH connections being started at once (key exchange, authentication, SFTP start), apart
+    # from --forks; 0: no cap beyond --forks. A cap bounds the rate of starts, so it is for
+    # hosts sharing one sshd, below its MaxStartups (docs/ssh.md).
+    connect_concurrency: int = 0
 
 
 @dataclass(frozen=True)

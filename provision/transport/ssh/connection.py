@@ -10,12 +10,14 @@ import asyncio
 import contextlib
 import errno
 import os
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncssh
 from asyncssh.encryption import get_default_encryption_algs
+from asyncssh.public_key import load_default_keypairs
 
 from provision.errors import TransportError
 from provision.transport.base import ConnectOptions, FileState
@@ -55,6 +57,7 @@ class Session:
     making: dict[str, asyncio.Future[None]] = field(default_factory=dict)  # folders (mkdir)
     pending_reads: list[tuple[str, asyncio.Future[FileState]]] = field(default_factory=list)
     reader: asyncio.Future[None] | None = None  # become: the task running batched reads
+    starting: bool = False  # this host's start holds a start slot (``start_slot``)
     # The lstat of each path looked at: kept for the run when it found a folder (the reads of
     # one host share one lstat per folder), else only while it is awaited.
     folders: dict[str, asyncio.Future[asyncssh.SFTPAttrs | None]] = field(default_factory=dict)
@@ -100,6 +103,70 @@ def client_keys(path: str) -> Sequence[asyncssh.SSHKeyPair]:
 _LOADED: dict[str, tuple[tuple[str, int, int, int], Sequence[asyncssh.SSHKeyPair]]] = {}
 
 
+def default_keys(loop: asyncio.AbstractEventLoop) -> Sequence[asyncssh.SSHKeyPair] | None:
+    """The keys in ``~/.ssh`` that asyncssh loads for a connection without ``ssh_key``
+    (``id_ed25519``, ``id_ecdsa``, ``id_rsa``...), loaded once per run (event loop) rather than
+    once per host: loading an RSA-3072 key file (ssh-keygen's default) costs about 0.7 s of CPU
+    here (cryptography checks the key), for every host. ``None`` when ``~/.ssh/config`` may
+    choose other keys per host (IdentityFile, IdentitiesOnly, CertificateFile, or an Include or
+    Match that could): asyncssh then reads the config and loads the keys it names, per
+    connection, as before. The agent's keys are asked for by asyncssh per connection either
+    way (a socket round trip)."""
+    if _config_may_choose_keys():
+        return None
+    keys = _DEFAULTS.get(loop)
+    if keys is None:
+        keys = _DEFAULTS[loop] = load_default_keypairs()
+    return keys
+
+
+def _config_may_choose_keys() -> bool:
+    try:
+        with open(os.path.expanduser("~/.ssh/config"), encoding="utf-8", errors="replace") as f:
+            text = f.read().lower()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # asyncssh reports it, per connection, as before
+    words = ("identityfile", "identitiesonly", "certificatefile", "include", "match")
+    return any(word in text for word in words)
+
+
+_DEFAULTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Sequence[asyncssh.SSHKeyPair]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@contextlib.asynccontextmanager
+async def start_slot(session: Session, options: ConnectOptions) -> AsyncIterator[None]:
+    """One of the run's ``connect_concurrency`` slots for starting a connection (connect, key
+    exchange, authentication, the SFTP subsystem), held until the host is started; none to
+    take when there is no cap (the default). sshd drops new connections while ``MaxStartups``
+    others are still authenticating, so hosts sharing one sshd need fewer starts at once
+    than ``--forks`` may allow. Re-entered by the same host's start, it holds one slot."""
+    if session.starting or options.connect_concurrency <= 0:
+        yield
+        return
+    slots = _SLOTS.get(session.loop)
+    if slots is None or slots[0] != options.connect_concurrency:
+        slots = _SLOTS[session.loop] = (
+            options.connect_concurrency,
+            asyncio.Semaphore(options.connect_concurrency),
+        )
+    async with slots[1]:
+        session.starting = True
+        try:
+            yield
+        finally:
+            session.starting = False
+
+
+# One set of start slots per event loop (a run); gone with the loop.
+_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[int, asyncio.Semaphore]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def connect(endpoint: Endpoint, options: ConnectOptions) -> asyncssh.SSHClientConnection:
     policy = HostKeyPolicy.load(endpoint.address, endpoint.port, options)
     where = endpoint.where
@@ -110,6 +177,10 @@ async def connect(endpoint: Endpoint, options: ConnectOptions) -> asyncssh.SSHCl
     try:
         if endpoint.ssh_key:
             keys.update(client_keys=client_keys(endpoint.ssh_key), agent_path=None)
+        else:
+            found = default_keys(asyncio.get_running_loop())
+            if found:  # none: asyncssh's own search, which finds none as cheaply
+                keys["client_keys"] = found
         conn, _ = await asyncssh.create_connection(
             lambda: _Client(policy),
             endpoint.address,

@@ -44,7 +44,7 @@ from provision.transport.base import (
     Transport,
     folders_above,
 )
-from provision.transport.ssh.connection import Endpoint, Session, connect, errors
+from provision.transport.ssh.connection import Endpoint, Session, connect, errors, start_slot
 from provision.transport.ssh.shell import SKIPPED, HostShell, Reply, Request, ShellEnded
 
 # What a path relative to the login's home is before the server has said where that is:
@@ -115,7 +115,9 @@ class SSHTransport(Transport):
         session = self._current()
         if session.conn is not None:
             return session.conn
-        async with session.lock:
+        if session.failure is not None:
+            raise session.failure
+        async with start_slot(session, self.options), session.lock:
             if session.failure is not None:
                 raise session.failure
             if session.conn is None:
@@ -131,11 +133,14 @@ class SSHTransport(Transport):
         session = self._current()
         if session.sftp is not None:
             return session.sftp
-        conn = await self._connection()
-        async with session.lock:
-            if session.sftp is None:
-                with self._errors("cannot start SFTP"):
-                    session.sftp = await conn.start_sftp_client()
+        # The connection and its SFTP start in one start slot: a host that has connected
+        # does not queue again behind hosts that have not.
+        async with start_slot(session, self.options):
+            conn = await self._connection()
+            async with session.lock:
+                if session.sftp is None:
+                    with self._errors("cannot start SFTP"):
+                        session.sftp = await conn.start_sftp_client()
         return session.sftp
 
     def _shell_of(self, session: Session) -> HostShell:
