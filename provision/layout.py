@@ -53,3 +53,12 @@ PENDING_SUFFIX = ".provision-pending"
 def pending_key(key_path: str) -> str:
     """Where a key made by `provision csr` waits beside the key output it will replace."""
     return key_path + PENDING_SUFFIX
+
+
+# HTTP-01: the folder in the certificates directory whose files the sites that bind an
+# ACME certificate serve at ACME_CHALLENGE_PATH (tokens live there only during an order).
+ACME_CHALLENGE_DIR = ".acme-challenge"
+ACME_CHALLENGE_PATH = "/.well-known/acme-challenge/"
+# The folder is read by the web server's workers, and holds nothing secret.
+ACME_CHALLENGE_MODE = 0o755
+ACME_TOKEN_MODE = 0o644

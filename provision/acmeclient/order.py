@@ -30,6 +30,7 @@ from provision.acmeclient.account import account_key
 from provision.crypto.types import PrivateKey
 from provision.errors import ProvisionError
 from provision.model.playbook import AcmeSource
+from provision.sources.base import ChallengeFiles
 
 T = TypeVar("T")
 
@@ -52,6 +53,8 @@ class OrderInput:
     key: PrivateKey
     base: Path  # the playbook's folder: the account folder and relative paths
     eab_hmac: str | None
+    # http-01: the host's challenge folder, which the sites binding the certificate serve.
+    challenges: ChallengeFiles | None = None
 
 
 def order_certificate(order: OrderInput) -> list[x509.Certificate]:
@@ -195,11 +198,17 @@ def _answer(
 ) -> None:
     source = order.source
     domain = authz.body.identifier.value
+    kind = challenges.HTTP01 if source.challenge == "http-01" else challenges.DNS01
     for challb in authz.body.challenges:
-        if isinstance(challb.chall, challenges.DNS01):
+        if isinstance(challb.chall, kind):
             break
     else:
-        raise AcmeError(f"the ACME CA {source.directory} offers no dns-01 challenge for {domain}")
+        raise AcmeError(
+            f"the ACME CA {source.directory} offers no {source.challenge} challenge for {domain}"
+        )
+    if isinstance(challb.chall, challenges.HTTP01):
+        _answer_http(acme, jwk, challb, order, cleanups)
+        return
     assert source.dns_hook is not None  # the model requires it for dns-01
     response, value = challb.response_and_validation(jwk)
     name = challb.chall.validation_domain_name(domain) + "."
@@ -209,6 +218,24 @@ def _answer(
     if source.propagation_timeout:
         resolvers = [dns.parse_resolver(r) for r in source.resolvers] or dns.system_resolvers()
         dns.wait_visible(name, value, resolvers, source.propagation_timeout)
+    _retrying(lambda: acme.answer_challenge(challb, response))
+
+
+def _answer_http(
+    acme: client.ClientV2,
+    jwk: JWKEC,
+    challb: messages.ChallengeBody,
+    order: OrderInput,
+    cleanups: list[Callable[[], None]],
+) -> None:
+    """The key authorisation in the host's challenge folder, then the CA asked to fetch it
+    (over the site's http binding); removed again once the order is done."""
+    files = order.challenges
+    assert files is not None  # the executor gives every host its folder
+    response, validation = challb.response_and_validation(jwk)
+    token = challb.chall.encode("token")
+    files.put(token, validation.encode())
+    cleanups.append(lambda: files.remove(token))
     _retrying(lambda: acme.answer_challenge(challb, response))
 
 

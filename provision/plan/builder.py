@@ -71,11 +71,12 @@ def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts, now: dt.da
     unchanged.extend(t_unchanged)
     changes.extend(stale_outputs(target, facts))
     changes.extend(reloads_owed(target, facts, changes))
+    issuing = {c.issue.certificate for c in changes if c.issue is not None}
     for site in target.playbook.sites:
         # The file name, not the path as typed: running from another folder must not change
         # every rendered config (and reload every server).
         for result in plan_site(
-            target, site, facts, loaded.renderer, Path(loaded.playbook.file).name
+            target, site, facts, loaded.renderer, Path(loaded.playbook.file).name, issuing
         ):
             if isinstance(result, Change):
                 changes.append(result)

@@ -35,6 +35,10 @@ class Acme(CertificateSource):
     ) -> Decision:
         return decide_issued(spec, current, now, any_issuer=True)
 
+    def http01_port(self, spec: Certificate) -> int | None:
+        source = _source(spec)
+        return source.http_port if source.challenge == "http-01" else None
+
     def material(self, spec: Certificate, current: Current, expected: Expected) -> Material:
         assert current.leaf is not None and current.key is not None
         # The chain is the one the CA sent, as the host's outputs hold it.
@@ -49,6 +53,7 @@ class Acme(CertificateSource):
             key,
             request.folder,
             _hmac(source.eab.hmac_key, request.folder) if source.eab is not None else None,
+            request.challenges,
         )
         issued = await asyncio.to_thread(order_certificate, order)
         return Material(key, issued[0], tuple(issued[1:]))

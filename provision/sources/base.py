@@ -107,12 +107,25 @@ class IssueRequest:
     # The playbook's folder on the controller: what a source keeps there (an ACME account)
     # and the files the playbook names relative to it.
     folder: Path = Path()
+    # Where HTTP-01 key authorisations go on the host (apply/challenges.py); None when the
+    # host serves none.
+    challenges: ChallengeFiles | None = None
 
     async def key(self) -> PrivateKey:
         """The key to certify: the host's own, unless the plan asked for a new one."""
         if self.new_key or self.current.key is None:
             return await self.generate_key(self.spec.key)
         return self.current.key
+
+
+class ChallengeFiles(Protocol):
+    """The host's challenge folder, as a source writing HTTP-01 answers sees it: blocking
+    calls (an ACME order runs in a thread), each a write or removal over the host's
+    transport."""
+
+    def put(self, token: str, content: bytes) -> None: ...
+
+    def remove(self, token: str) -> None: ...
 
 
 class CertificateSource(ABC):
@@ -154,6 +167,11 @@ class CertificateSource(ABC):
         source)."""
         assert current.leaf is not None and current.key is not None
         return Material(current.key, current.leaf)
+
+    def http01_port(self, spec: Certificate) -> int | None:
+        """The port a CA fetches HTTP-01 challenges from, when the sites that bind this
+        certificate must serve them (servers/challenge.py); None: it proves names otherwise."""
+        return None
 
     @abstractmethod
     async def issue(self, request: IssueRequest) -> Material:
