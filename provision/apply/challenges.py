@@ -25,9 +25,12 @@ _WAIT = 120.0  # seconds for one write on a slow host
 class HostChallengeFiles:
     """``sources.base.ChallengeFiles`` on one host's challenge folder."""
 
-    def __init__(self, transport: Transport, folder: str) -> None:
+    def __init__(self, transport: Transport, folder: str, parent_mode: int | None) -> None:
         self._transport = transport
         self._folder = folder
+        # The certificates directory's mode when the plan sets one: set before the CA looks,
+        # since the server's workers must cross it to reach the challenge folder.
+        self._parent_mode = parent_mode
         self._loop = asyncio.get_running_loop()
         self._made = False
 
@@ -43,6 +46,9 @@ class HostChallengeFiles:
             # Made by the write if it was missing (0750, as every folder provision makes):
             # the server's workers read it, and it holds nothing secret.
             await self._transport.set_folder_mode(self._folder, layout.ACME_CHALLENGE_MODE)
+            if self._parent_mode is not None:
+                parent = self._transport.paths.dirname(self._folder)
+                await self._transport.set_folder_mode(parent, self._parent_mode)
             self._made = True
 
     def _path(self, token: str) -> str:

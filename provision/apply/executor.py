@@ -342,6 +342,8 @@ async def _issue(
     expected: Mapping[str, Expected],
 ) -> dict[str, Material]:
     materials: dict[str, Material] = {}
+    folder = target.certificates_dir
+    folder_mode = next((c.mode for c in plan.changes if c.path == folder and c.mode), None)
     for change in plan.changes:
         if change.issue is None:
             continue
@@ -357,7 +359,7 @@ async def _issue(
             ctx.authorities,
             target.host.name,
             ctx.folder,
-            HostChallengeFiles(target.transport, challenge_folder(target)),
+            HostChallengeFiles(target.transport, challenge_folder(target), folder_mode),
         )
         materials[spec.name] = await source_of(spec).issue(request)
     return materials
