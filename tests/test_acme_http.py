@@ -11,10 +11,12 @@ certificates directory sits in a folder the servers' unprivileged workers may cr
 
 from __future__ import annotations
 
+import base64
 import shutil
 import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ import pytest
 import yaml
 from conftest import Cli, require_tool
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from josepy.jwk import JWKEC
 from pebble import Pebble, free_port, running
 from test_acme import BASE_ENV, NAMES
 from test_haproxy import Haproxy, haproxy
@@ -73,6 +77,7 @@ class Site:
         self.folder, self.certs, self.ca, self.server = folder, certs, ca, server
         self.kind, self.http_port = kind, http_port
         self.port = free_port()
+        self.suffix = "cfg" if kind == "haproxy" else "conf"
         self.cli = Cli(folder)
         inventory = {
             "all": {
@@ -116,7 +121,7 @@ class Site:
                 {
                     "name": "acme-site",
                     "server": self.kind,
-                    "config": str(self.server.sites / "acme.conf"),
+                    "config": str(self.server.sites / f"acme.{self.suffix}"),
                     "test_command": self.server.test_command,
                     "reload_command": self.server.reload_command,
                     "bindings": [
@@ -151,8 +156,14 @@ class Site:
         )  # fmt: skip
 
     def served(self) -> subprocess.CompletedProcess[str]:
-        """curl over TLS to the site, trusting Pebble's root alone."""
-        return self.curl(f"https://acme.test:{self.port}/")
+        """curl over TLS to the site, trusting Pebble's root alone (once the server listens:
+        a reload by signal returns before the new listener is up)."""
+        deadline = time.monotonic() + 15
+        while True:
+            result = self.curl(f"https://acme.test:{self.port}/")
+            if result.returncode != 7 or time.monotonic() > deadline:  # 7: cannot connect
+                return result
+            time.sleep(0.1)
 
 
 def _site(kind: str, shared: Path, ca: Pebble, server: ServerUnderTest, port: int) -> Site:
@@ -203,6 +214,33 @@ def test_http01_through_a_rendered_apache_site_with_pebble_sleeping(
     port = free_port()
     with running(shared / "pebble", env, http_port=port) as sleepy:
         _first_order_served_and_idle(_site("apache", shared, sleepy, apache, port))
+
+
+def test_http01_answered_by_a_rendered_haproxy_site(
+    shared: Path, ca: Pebble, haproxy: Haproxy, http_port: int
+) -> None:
+    """HAProxy answers from its config (TOKEN.THUMBPRINT): nothing is written to the
+    challenge folder for it to serve, and the certificate verifies all the same."""
+    site = _site("haproxy", shared, ca, haproxy, http_port)
+    site.write(site.book())
+    config = site.run("plan")
+    assert "lf-string" in config.stdout, config.stdout
+    _first_order_served_and_idle(site)
+    rendered = (haproxy.sites / "acme.cfg").read_text()
+    account = next((site.folder / "acme").glob("*/account.key")).read_bytes()
+    key = serialization.load_pem_private_key(account, None)
+    thumbprint = base64.urlsafe_b64encode(JWKEC(key=key.public_key()).thumbprint())  # type: ignore[arg-type]
+    expected = "abc_-1." + thumbprint.rstrip(b"=").decode()
+    assert expected[7:] in rendered
+    assert "".join(account.decode().splitlines()[1:3])[:40] not in rendered
+    answer = subprocess.run(
+        [require_tool("curl"), "-sS", "--fail",
+         f"http://127.0.0.1:{site.http_port}/.well-known/acme-challenge/abc_-1"],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    assert answer.stdout == expected, answer.stdout + answer.stderr
+    refused = site.curl(f"http://acme.test:{site.http_port}/.well-known/acme-challenge/a%2Fb")
+    assert refused.stdout == "301", refused.stdout
 
 
 def test_a_challenge_the_ca_cannot_reach_fails_the_host_and_keeps_the_old_certificate(

@@ -11,7 +11,6 @@ import contextlib
 import datetime as dt
 import ipaddress
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from josepy.jwk import JWKEC
 
 from provision.acmeclient import dns
 from provision.acmeclient.account import account_key
+from provision.acmeclient.network import Network, RetryLater
 from provision.crypto.types import PrivateKey
 from provision.errors import ProvisionError
 from provision.model.playbook import AcmeSource
@@ -34,11 +34,7 @@ from provision.sources.base import ChallengeFiles
 
 T = TypeVar("T")
 
-# Pebble rejects a share of nonces on purpose (PEBBLE_WFE_NONCEREJECT), and so may a real CA
-# under load; ``acme`` retries once, this a few more times before the host fails.
-_NONCE_TRIES = 6
-_RATE_LIMIT_TRIES = 3
-_RATE_LIMIT_WAIT = 5.0  # seconds; a longer Retry-After fails the host for the next run
+# Bad nonces, rate limits and Retry-After are retried request by request (network.py).
 _ORDER_DEADLINE = dt.timedelta(seconds=180)
 
 
@@ -69,12 +65,12 @@ def revoke_certificate(source: AcmeSource, base: Path, leaf: x509.Certificate, r
         acme, _ = _client(source, base)
         existing = messages.NewRegistration.from_data(only_return_existing=True)
         try:
-            _retrying(lambda: acme.new_account(existing))
+            acme.new_account(existing)
         except errors.ConflictError as found:
             acme.net.account = messages.RegistrationResource(
                 uri=found.location, body=messages.Registration()
             )
-        _retrying(lambda: acme.revoke(leaf, reason))
+        acme.revoke(leaf, reason)
 
     _contained(source, revoke)
 
@@ -85,6 +81,12 @@ def _contained(source: AcmeSource, call: Callable[[], T]) -> T:
         return call()
     except AcmeError:
         raise
+    except RetryLater as later:
+        when = f" after {later.when.strftime('%Y-%m-%d %H:%M:%S UTC')}" if later.when else " later"
+        raise AcmeError(
+            f"the ACME CA {source.directory} asks to be asked again{when} "
+            f"({_one_line(later.problem)}); nothing was changed, apply again then"
+        ) from None
     except errors.ValidationError as exc:
         raise AcmeError(_validation_words(exc, source.directory)) from None
     except messages.Error as exc:
@@ -106,11 +108,11 @@ def _contained(source: AcmeSource, call: Callable[[], T]) -> T:
 
 def _client(source: AcmeSource, base: Path) -> tuple[client.ClientV2, JWKEC]:
     jwk = JWKEC(key=account_key(source, base))
-    net = client.ClientNetwork(
+    net = Network(
         jwk,
         alg=ES256,
         user_agent="provision",
-        verify_ssl=_verify(source, base),  # type: ignore[arg-type]  # requests' verify
+        verify_ssl=_verify(source, base),
     )
     directory = client.ClientV2.get_directory(source.directory, net)
     return client.ClientV2(directory, net), jwk
@@ -120,7 +122,7 @@ def _order(order: OrderInput) -> list[x509.Certificate]:
     acme, jwk = _client(order.source, order.base)
     _register(acme, jwk, order)
     csr = _csr(order)
-    orderr = _retrying(lambda: acme.new_order(csr))
+    orderr = acme.new_order(csr)
     cleanups: list[Callable[[], None]] = []
     try:
         for authz in orderr.authorizations:
@@ -128,7 +130,7 @@ def _order(order: OrderInput) -> list[x509.Certificate]:
                 continue  # validated by an earlier order of this account: paid for already
             _answer(acme, jwk, authz, order, cleanups)
         deadline = dt.datetime.now() + _ORDER_DEADLINE
-        done = _retrying(lambda: acme.poll_and_finalize(orderr, deadline))
+        done = acme.poll_and_finalize(orderr, deadline)
     finally:
         for cleanup in cleanups:
             # A record left behind is harmless; the certificate is what matters.
@@ -165,7 +167,7 @@ def _register(acme: client.ClientV2, jwk: JWKEC, order: OrderInput) -> None:
         external_account_binding=eab,
     )
     try:
-        _retrying(lambda: acme.new_account(registration))
+        acme.new_account(registration)
     except errors.ConflictError as existing:
         # The key has an account already: the CA says where; use it.
         acme.net.account = messages.RegistrationResource(
@@ -218,7 +220,7 @@ def _answer(
     if source.propagation_timeout:
         resolvers = [dns.parse_resolver(r) for r in source.resolvers] or dns.system_resolvers()
         dns.wait_visible(name, value, resolvers, source.propagation_timeout)
-    _retrying(lambda: acme.answer_challenge(challb, response))
+    acme.answer_challenge(challb, response)
 
 
 def _answer_http(
@@ -236,23 +238,7 @@ def _answer_http(
     token = challb.chall.encode("token")
     files.put(token, validation.encode())
     cleanups.append(lambda: files.remove(token))
-    _retrying(lambda: acme.answer_challenge(challb, response))
-
-
-def _retrying(call: Callable[[], T]) -> T:
-    nonce_tries = rate_tries = 0
-    while True:
-        try:
-            return call()
-        except messages.Error as exc:
-            if exc.code == "badNonce" and nonce_tries < _NONCE_TRIES:
-                nonce_tries += 1
-                continue
-            if exc.code == "rateLimited" and rate_tries < _RATE_LIMIT_TRIES:
-                rate_tries += 1
-                time.sleep(_RATE_LIMIT_WAIT * rate_tries)
-                continue
-            raise
+    acme.answer_challenge(challb, response)
 
 
 def _problem(error: messages.Error) -> str:

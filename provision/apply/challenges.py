@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -20,6 +22,9 @@ from provision.transport.base import Transport
 # becomes a file name: the token comes from the CA.
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _WAIT = 120.0  # seconds for one write on a slow host
+# How long a site just reloaded may take to serve the challenge folder: a reload by signal
+# (nginx -s reload, apachectl graceful, HAProxy's USR2) returns before the new config is live.
+SERVED_WITHIN = 20.0
 
 
 class HostChallengeFiles:
@@ -41,15 +46,8 @@ class HostChallengeFiles:
         self._wait(self._transport.remove(self._path(token)))
 
     async def _put(self, path: str, content: bytes) -> None:
-        await self._transport.write(path, content, layout.ACME_TOKEN_MODE)
-        if not self._made:
-            # Made by the write if it was missing (0750, as every folder provision makes):
-            # the server's workers read it, and it holds nothing secret.
-            await self._transport.set_folder_mode(self._folder, layout.ACME_CHALLENGE_MODE)
-            if self._parent_mode is not None:
-                parent = self._transport.paths.dirname(self._folder)
-                await self._transport.set_folder_mode(parent, self._parent_mode)
-            self._made = True
+        await put_token(self._transport, path, content, None if self._made else self._parent_mode)
+        self._made = True
 
     def _path(self, token: str) -> str:
         if not _TOKEN.match(token):
@@ -60,3 +58,70 @@ class HostChallengeFiles:
 
     def _wait(self, job: Coroutine[Any, Any, None]) -> None:
         asyncio.run_coroutine_threadsafe(job, self._loop).result(_WAIT)
+
+
+async def put_token(
+    transport: Transport, path: str, content: bytes, parent_mode: int | None
+) -> None:
+    """One file in the challenge folder, the folder made readable by the server's workers
+    (a write makes a missing folder 0750, as every folder provision makes; it holds nothing
+    secret), and the certificates directory given ``parent_mode``, the plan's mode for it,
+    before the CA looks: the workers cross it to reach the challenge folder."""
+    await transport.write(path, content, layout.ACME_TOKEN_MODE)
+    folder = transport.paths.dirname(path)
+    await transport.set_folder_mode(folder, layout.ACME_CHALLENGE_MODE)
+    if parent_mode is not None:
+        await transport.set_folder_mode(transport.paths.dirname(folder), parent_mode)
+
+
+async def wait_served(
+    transport: Transport,
+    folder: str,
+    endpoints: list[tuple[str, int, str]],
+    thumbprint: str,
+    parent_mode: int | None,
+) -> None:
+    """Wait, at most ``SERVED_WITHIN`` seconds, until every (address, port, host name) of
+    ``endpoints`` answers a probe in the challenge folder as the CA will be answered: with
+    ``PROBE.THUMBPRINT`` (a file's content, or HAProxy's own answer). The probe comes from
+    the controller, which may not reach the host as the CA does: after the wait the order
+    goes ahead anyway, and the CA's answer decides."""
+    probe = "provision-self-check-" + secrets.token_hex(8)
+    expected = f"{probe}.{thumbprint}".encode()
+    path = transport.paths.join(folder, probe)
+    await put_token(transport, path, expected, parent_mode)
+    try:
+        deadline = time.monotonic() + SERVED_WITHIN
+        pending = list(endpoints)
+        while pending and time.monotonic() < deadline:
+            answers = await asyncio.gather(
+                *(_get(address, port, name, layout.ACME_CHALLENGE_PATH + probe)
+                  for address, port, name in pending)
+            )  # fmt: skip
+            pending = [e for e, body in zip(pending, answers, strict=True) if body != expected]
+            if pending:
+                await asyncio.sleep(0.2)
+    finally:
+        await transport.remove(path)
+
+
+async def _get(address: str, port: int, name: str, path: str) -> bytes | None:
+    """The body of ``GET path`` (HTTP/1.0, so the server closes), or None."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 2.0)
+    except (OSError, TimeoutError):
+        return None
+    try:
+        writer.write(f"GET {path} HTTP/1.0\r\nHost: {name}\r\n\r\n".encode())
+        answer = await asyncio.wait_for(reader.read(1 << 16), 2.0)
+        while answer and len(answer) < 1 << 16:
+            more = await asyncio.wait_for(reader.read(1 << 16), 2.0)
+            if not more:
+                break
+            answer += more
+    except (OSError, TimeoutError):
+        return None
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return body if head.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")) else None

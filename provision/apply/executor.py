@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from provision import reloads
 from provision.apply import backups
-from provision.apply.challenges import HostChallengeFiles
+from provision.apply.challenges import HostChallengeFiles, wait_served
 from provision.apply.journal import Journal, journal_path
 from provision.apply.keymaker import KeyMaker
 from provision.errors import ProvisionError
@@ -31,7 +31,7 @@ from provision.plan.material import Material, output_bytes
 from provision.plan.model import Change, HostPlan
 from provision.reloads import CANNOT_RUN
 from provision.report.outcome import OwedReload
-from provision.servers.challenge import challenge_folder
+from provision.servers.challenge import challenge_endpoints, challenge_folder
 from provision.servers.commands import site_commands
 from provision.sources.authority_store import AuthorityStore
 from provision.sources.base import Expected, IssueRequest
@@ -100,7 +100,7 @@ async def apply_host(
     passwords = ctx.passwords.get(target.host.name, {})
     first = None
     if any(c.first is not None for c in plan.changes):
-        served = await _serve_challenges_first(target, plan, facts, ctx)
+        served = await _serve_challenges_first(target, plan, facts, ctx, expected)
         if isinstance(served, HostOutcome):
             return served
         first = served
@@ -170,7 +170,11 @@ async def apply_host(
 
 
 async def _serve_challenges_first(
-    target: Target, plan: HostPlan, facts: HostFacts, ctx: RunContext
+    target: Target,
+    plan: HostPlan,
+    facts: HostFacts,
+    ctx: RunContext,
+    expected: Mapping[str, Expected],
 ) -> HostOutcome | str:
     """Write and reload the site files the plan wants in place before an HTTP-01 order
     (``Change.first``): the backup folder taken (or ""), or the host's failed outcome, with
@@ -191,6 +195,20 @@ async def _serve_challenges_first(
     results = await target.transport.run_steps([*tests, *reload_commands])
     failed = next((r for r in results if not r.ok), None)
     if failed is None:
+        for site in sites:
+            # A reload by signal returns before the new config is live: wait (bounded) until
+            # the site answers a probe as the CA will be answered.
+            endpoints = challenge_endpoints(target, site)
+            for certificate in dict.fromkeys(e[3] for e in endpoints):
+                thumbprint = expected[certificate].http01_thumbprint or ""
+                chosen = [e[:3] for e in endpoints if e[3] == certificate]
+                await wait_served(
+                    target.transport,
+                    challenge_folder(target),
+                    chosen,
+                    thumbprint,
+                    _folder_mode(target, plan),
+                )
         return backup or ""
     if len(results) <= len(tests):
         written = [_Write(c, c.path or "", c.first or b"", c.mode or 0o644) for c in firsts]
@@ -342,8 +360,7 @@ async def _issue(
     expected: Mapping[str, Expected],
 ) -> dict[str, Material]:
     materials: dict[str, Material] = {}
-    folder = target.certificates_dir
-    folder_mode = next((c.mode for c in plan.changes if c.path == folder and c.mode), None)
+    folder_mode = _folder_mode(target, plan)
     for change in plan.changes:
         if change.issue is None:
             continue
@@ -363,6 +380,12 @@ async def _issue(
         )
         materials[spec.name] = await source_of(spec).issue(request)
     return materials
+
+
+def _folder_mode(target: Target, plan: HostPlan) -> int | None:
+    """The mode the plan gives the certificates directory, if it changes it."""
+    folder = target.certificates_dir
+    return next((c.mode for c in plan.changes if c.path == folder and c.mode), None)
 
 
 def _write_for(

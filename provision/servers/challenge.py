@@ -66,3 +66,22 @@ def why_added(target: Target, site: Site) -> str | None:
         for b in added
     )
     return f"serves {said} (the site has no http binding there)"
+
+
+def challenge_endpoints(target: Target, site: Site) -> list[tuple[str, int, str, str]]:
+    """(address, port, host name, certificate) where ``site`` serves each HTTP-01
+    certificate's challenge, as the controller may reach it: an all-addresses binding by the
+    host's inventory address, a host name from the binding or the certificate's first name."""
+    ports = challenge_ports(target, site)
+    endpoints = []
+    for binding in serving_site(target, site).bindings:
+        if binding.protocol != "http" or binding.port not in ports:
+            continue
+        address = (
+            target.host.address if binding.address in ("*", "", "0.0.0.0") else binding.address
+        )
+        for name in ports[binding.port]:
+            spec = target.playbook.certificate(name)
+            host = binding.host or spec.names[0]
+            endpoints.append((address, binding.port, host, name))
+    return endpoints

@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -259,17 +259,25 @@ def _check_files(site: Site, views: list[BindingView]) -> None:
             )
 
 
-def site_context(target: Target, site: Site, playbook_name: str) -> dict[str, Any]:
-    """Everything a site template may use (documented in docs/templates.md)."""
+def site_context(
+    target: Target, site: Site, playbook_name: str, thumbprints: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Everything a site template may use (documented in docs/templates.md); ``thumbprints``:
+    the ACME account thumbprint of each http-01 certificate, where the controller knows it."""
     site = serving_site(target, site)
-    return _context(target, site, playbook_name, binding_views(target, site))
+    return _context(target, site, playbook_name, binding_views(target, site), thumbprints or {})
 
 
 def _context(
-    target: Target, site: Site, playbook_name: str, views: list[BindingView]
+    target: Target,
+    site: Site,
+    playbook_name: str,
+    views: list[BindingView],
+    thumbprints: Mapping[str, str],
 ) -> dict[str, Any]:
     _check_files(site, views)
     folder = challenge_folder(target)
+    proven = {name for names in challenge_ports(target, site).values() for name in names}
     context = {
         "playbook": playbook_name,
         "site": site,
@@ -282,6 +290,7 @@ def _context(
         "certificates_dir": target.certificates_dir,
         "acme_challenge_path": layout.ACME_CHALLENGE_PATH,
         "acme_challenge_dir": folder + target.paths.sep,
+        "acme_thumbprints": sorted({thumbprints[n] for n in proven if n in thumbprints}),
     }
     context.update(server(site.server).template_variables(site, context))
     return context
@@ -304,17 +313,19 @@ def plan_site(
     renderer: Renderer,
     playbook_name: str,
     issuing: Collection[str] = (),
+    thumbprints: Mapping[str, str] | None = None,
 ) -> list[Change | Unchanged]:
     """The site's files as rendered against what the host holds; ``issuing`` names the
     certificates this plan (re)issues, so that a site proving one by HTTP-01 is written and
     reloaded first, serving the challenge (``Change.first``)."""
     serving = serving_site(target, site)
     views = binding_views(target, serving)
-    context = _context(target, serving, playbook_name, views)
+    prints = thumbprints or {}
+    context = _context(target, serving, playbook_name, views, prints)
     first_views = _first_views(target, serving, facts, views, issuing)
     first_context = None
     if first_views is not None:
-        first_context = _context(target, serving, playbook_name, first_views)
+        first_context = _context(target, serving, playbook_name, first_views, prints)
     notes = [note] if (note := why_added(target, site)) else []
     if first_views is not None and len(first_views) < len(views):
         waiting = sorted({v.certificate or "" for v in views if v not in first_views})

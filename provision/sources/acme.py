@@ -14,11 +14,19 @@ from pathlib import Path
 
 from cryptography import x509
 
+from provision.acmeclient.account import KEY_FILE, account_folder, account_thumbprint
 from provision.acmeclient.order import OrderInput, order_certificate, revoke_certificate
 from provision.errors import ProvisionError
 from provision.model.playbook import AcmeSource, Certificate, SecretRef
 from provision.plan.material import Material
-from provision.sources.base import CertificateSource, Current, Decision, Expected, IssueRequest
+from provision.sources.base import (
+    CertificateSource,
+    Controller,
+    Current,
+    Decision,
+    Expected,
+    IssueRequest,
+)
 from provision.sources.issued import decide_issued
 
 
@@ -34,6 +42,16 @@ class Acme(CertificateSource):
         self, spec: Certificate, current: Current, now: dt.datetime, expected: Expected
     ) -> Decision:
         return decide_issued(spec, current, now, any_issuer=True)
+
+    def expected(self, spec: Certificate, host: str, controller: Controller) -> Expected:
+        source = _source(spec)
+        if source.challenge != "http-01":
+            return Expected()
+        # HAProxy sites answer with it (no folder to serve files from): made on the first
+        # plan when missing, and an input of the plan like any controller file.
+        path = account_folder(source, controller.folder) / KEY_FILE
+        controller.reads.read(path)
+        return Expected(http01_thumbprint=account_thumbprint(source, controller.folder))
 
     def http01_port(self, spec: Certificate) -> int | None:
         source = _source(spec)

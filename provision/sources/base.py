@@ -31,6 +31,7 @@ from provision.plan.material import Above, Material
 from provision.plan.model import Action
 
 if TYPE_CHECKING:
+    from provision.inputs.manifest import Manifest
     from provision.sources.authority_store import AuthorityStore
     from provision.sources.supplied import Supplied
 
@@ -63,6 +64,9 @@ class Expected:
     authority_file: str | None = None
     supplied: Supplied | None = None
     waiting_for: str | None = None
+    # acme with http-01: the account key's JWK thumbprint (RFC 7638, public), which an
+    # HAProxy site answers challenges with (servers/haproxy.py).
+    http01_thumbprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,12 @@ class Controller(Protocol):
 
     @property
     def supplied(self) -> Mapping[tuple[str, str], Supplied | None]: ...
+
+    @property
+    def folder(self) -> Path: ...
+
+    @property
+    def reads(self) -> Manifest: ...
 
 
 @dataclass(frozen=True)
