@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from josepy.jwa import ES256
 from josepy.jwk import JWKEC
 
-from provision.acmeclient import dns
+from provision.acmeclient import dns, orders
 from provision.acmeclient.account import account_key
 from provision.acmeclient.network import Network, RetryLater
 from provision.crypto.types import PrivateKey
@@ -51,6 +51,8 @@ class OrderInput:
     eab_hmac: str | None
     # http-01: the host's challenge folder, which the sites binding the certificate serve.
     challenges: ChallengeFiles | None = None
+    # Whose certificate ("HOST/CERTIFICATE"): names the order a stopped run left behind.
+    label: str = ""
 
 
 def order_certificate(order: OrderInput) -> list[x509.Certificate]:
@@ -122,21 +124,63 @@ def _order(order: OrderInput) -> list[x509.Certificate]:
     acme, jwk = _client(order.source, order.base)
     _register(acme, jwk, order)
     csr = _csr(order)
-    orderr = acme.new_order(csr)
+    deadline = dt.datetime.now() + _ORDER_DEADLINE
+    chains = order.source.preferred_chain is not None
+    done = None
+    resumed = orders.resume(acme, order.source, order.base, order.label, csr)
+    if resumed is not None:
+        # Validated by an earlier run that did not finish: finalised (or downloaded) now.
+        done = acme.poll_finalization(resumed, deadline, fetch_alternative_chains=chains)
+        if not _for_key(done, order):
+            done = None  # issued for a key that run made and lost: order again
+    if done is None:
+        validated = validated_order(acme, jwk, order, csr, deadline)
+        done = acme.finalize_order(validated, deadline, fetch_alternative_chains=chains)
+    orders.forget(order.source, order.base, order.label)
+    return _chosen_chain(done, order.source)
+
+
+def validated_order(
+    acme: client.ClientV2,
+    jwk: JWKEC,
+    order: OrderInput,
+    csr: bytes,
+    deadline: dt.datetime,
+) -> messages.OrderResource:
+    """A new order with every name proven: recorded on the controller as soon as it exists,
+    so that a run stopped after this point is resumed by the next (``orders.resume``)."""
+    orderr = acme.new_order(csr, profile=order.source.profile)
+    orders.record(order.source, order.base, order.label, orderr.uri)
     cleanups: list[Callable[[], None]] = []
     try:
         for authz in orderr.authorizations:
             if authz.body.status == messages.STATUS_VALID:
                 continue  # validated by an earlier order of this account: paid for already
             _answer(acme, jwk, authz, order, cleanups)
-        deadline = dt.datetime.now() + _ORDER_DEADLINE
-        done = acme.poll_and_finalize(orderr, deadline)
+        return acme.poll_authorizations(orderr, deadline)
     finally:
         for cleanup in cleanups:
             # A record left behind is harmless; the certificate is what matters.
             with contextlib.suppress(ProvisionError):
                 cleanup()
-    return x509.load_pem_x509_certificates(done.fullchain_pem.encode())
+
+
+def _for_key(done: messages.OrderResource, order: OrderInput) -> bool:
+    leaf = x509.load_pem_x509_certificates(done.fullchain_pem.encode())[0]
+    return leaf.public_key() == order.key.public_key()
+
+
+def _chosen_chain(done: messages.OrderResource, source: AcmeSource) -> list[x509.Certificate]:
+    """The chain the CA sent first, or the alternate whose topmost certificate's issuer has
+    the common name ``preferred_chain`` (certbot's rule); the default when none has."""
+    chains = [done.fullchain_pem, *(done.alternative_fullchains_pem or [])]
+    parsed = [x509.load_pem_x509_certificates(pem.encode()) for pem in chains]
+    if source.preferred_chain is not None:
+        for chain in parsed:
+            names = chain[-1].issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+            if any(n.value == source.preferred_chain for n in names):
+                return chain
+    return parsed[0]
 
 
 def _verify(source: AcmeSource, base: Path) -> str | bool:

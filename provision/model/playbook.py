@@ -248,6 +248,12 @@ class AcmeSource(Strict):
     account_dir: str | None = None
     """The controller folder of the account key (0600), relative to the playbook's folder;
     default acme/HOST-OF-DIRECTORY."""
+    profile: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
+    """A certificate profile the CA's directory offers (meta.profiles), such as Let's
+    Encrypt's `tlsserver` or `shortlived`; the CA's default when left out."""
+    preferred_chain: str | None = Field(default=None, min_length=1)
+    """The common name of the issuer at the top of the chain to install, chosen among the
+    chains the CA offers (certbot's --preferred-chain); the CA's default when none matches."""
 
     @model_validator(mode="after")
     def _challenge_needs(self) -> AcmeSource:

@@ -72,6 +72,7 @@ class Acme(CertificateSource):
             request.folder,
             _hmac(source.eab.hmac_key, request.folder) if source.eab is not None else None,
             request.challenges,
+            f"{request.host}/{request.spec.name}",
         )
         issued = await asyncio.to_thread(order_certificate, order)
         return Material(key, issued[0], tuple(issued[1:]))
