@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from josepy.jwa import ES256
 from josepy.jwk import JWKEC
 
-from provision.acmeclient import dns, orders
+from provision.acmeclient import dns, orders, renewal
 from provision.acmeclient.account import account_key
 from provision.acmeclient.network import Network, RetryLater
 from provision.crypto.types import PrivateKey
@@ -137,7 +137,9 @@ def _order(order: OrderInput) -> list[x509.Certificate]:
         validated = validated_order(acme, jwk, order, csr, deadline)
         done = acme.finalize_order(validated, deadline, fetch_alternative_chains=chains)
     orders.forget(order.source, order.base, order.label)
-    return _chosen_chain(done, order.source)
+    chain = _chosen_chain(done, order.source)
+    renewal.fetch_and_record(acme, order.source, order.base, order.label, chain[0])
+    return chain
 
 
 def validated_order(

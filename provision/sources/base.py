@@ -67,6 +67,9 @@ class Expected:
     # acme with http-01: the account key's JWK thumbprint (RFC 7638, public), which an
     # HAProxy site answers challenges with (servers/haproxy.py).
     http01_thumbprint: str | None = None
+    # acme: the CA's renewal information (ARI) as last recorded: (serial it is about, the
+    # moment it suggests renewing from).
+    renew_at: tuple[int, dt.datetime] | None = None
 
 
 @dataclass(frozen=True)
