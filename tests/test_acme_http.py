@@ -28,11 +28,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from josepy.jwk import JWKEC
 from pebble import Pebble, free_port, running
+from sshd import SshdFleet, sshd_fleet
 from test_acme import BASE_ENV, NAMES
 from test_haproxy import Haproxy, haproxy
 from test_servers import Apache, Nginx, apache, nginx
 
-__all__ = ["apache", "haproxy", "nginx"]  # the fixtures, imported to be found
+__all__ = ["apache", "haproxy", "nginx", "sshd_fleet"]  # the fixtures, imported to be found
 
 pytestmark = pytest.mark.integration
 
@@ -73,15 +74,17 @@ class Site:
         server: ServerUnderTest,
         kind: str,
         http_port: int,
+        connection: dict[str, Any] | None = None,
     ) -> None:
         self.folder, self.certs, self.ca, self.server = folder, certs, ca, server
         self.kind, self.http_port = kind, http_port
         self.port = free_port()
         self.suffix = "cfg" if kind == "haproxy" else "conf"
         self.cli = Cli(folder)
+        self.options: tuple[str, ...] = ()
         inventory = {
             "all": {
-                "vars": {"connection": "local"},
+                "vars": connection or {"connection": "local"},
                 "children": {"web": {"hosts": {"web-01": {"address": "127.0.0.1"}}}},
             }
         }
@@ -136,7 +139,7 @@ class Site:
         (self.folder / "playbook.yml").write_text(yaml.safe_dump(book, sort_keys=False))
 
     def run(self, *command: str) -> Any:
-        return self.cli(*command, "playbook.yml", "-i", "inventory.yml")
+        return self.cli(*command, "playbook.yml", "-i", "inventory.yml", *self.options)
 
     def leaf(self) -> x509.Certificate:
         return x509.load_pem_x509_certificates((self.certs / "web.pem").read_bytes())[0]
@@ -166,10 +169,17 @@ class Site:
             time.sleep(0.1)
 
 
-def _site(kind: str, shared: Path, ca: Pebble, server: ServerUnderTest, port: int) -> Site:
+def _site(
+    kind: str,
+    shared: Path,
+    ca: Pebble,
+    server: ServerUnderTest,
+    port: int,
+    connection: dict[str, Any] | None = None,
+) -> Site:
     folder = shared / "project"
     folder.mkdir()
-    return Site(folder, shared / "certs", ca, server, kind, port)
+    return Site(folder, shared / "certs", ca, server, kind, port, connection)
 
 
 def _first_order_served_and_idle(site: Site) -> None:
@@ -203,6 +213,26 @@ def test_http01_through_a_rendered_nginx_site(
     shared: Path, ca: Pebble, nginx: Nginx, http_port: int
 ) -> None:
     _first_order_served_and_idle(_site("nginx", shared, ca, nginx, http_port))
+
+
+def test_http01_over_ssh(
+    shared: Path, ca: Pebble, nginx: Nginx, http_port: int, sshd_fleet: SshdFleet
+) -> None:
+    """The same through an SSH host (a real sshd on loopback, whose files are this
+    machine's): the site, the probe and the key authorisations go over SFTP."""
+    require_tool("ssh-keygen")
+    (server,) = sshd_fleet.start(1)
+    connection = {
+        "connection": "ssh",
+        "ansible_port": server.port,
+        "ansible_user": "root",
+        "ansible_ssh_private_key_file": str(sshd_fleet.client_key),
+    }
+    site = _site("nginx", shared, ca, nginx, http_port, connection)
+    known = shared / "known_hosts"
+    known.write_text(server.known_hosts_line())
+    site.options = ("--known-hosts", str(known))
+    _first_order_served_and_idle(site)
 
 
 def test_http01_through_a_rendered_apache_site_with_pebble_sleeping(
