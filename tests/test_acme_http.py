@@ -316,3 +316,22 @@ def test_a_challenge_the_ca_cannot_reach_fails_the_host_and_keeps_the_old_certif
     pem = out[out.index("-----BEGIN CERTIFICATE-----") : out.index("-----END CERTIFICATE-----")]
     served = x509.load_pem_x509_certificate((pem + "-----END CERTIFICATE-----\n").encode())
     assert served.serial_number == serial
+
+
+def test_a_site_the_server_refuses_first_orders_nothing_and_is_put_back(
+    shared: Path, ca: Pebble, nginx: Nginx, http_port: int
+) -> None:
+    """The config written first to serve the challenge fails the server's test: the host
+    fails naming the test, the previous files (none) are back, and nothing is ordered."""
+    site = _site("nginx", shared, ca, nginx, http_port)
+    book = site.book()
+    book["sites"][0]["test_command"] = "echo 'config refused' >&2; exit 1"
+    site.write(book)
+    failed = site.run("apply")
+    assert failed.exit_code == 1, failed.stdout + failed.stderr
+    said = failed.stdout + failed.stderr
+    assert "failed for the site that must serve the http-01 challenge first" in said, said
+    assert "config refused" in said and "Traceback" not in said
+    assert not (nginx.sites / "acme.conf").exists()
+    assert not (site.certs / "web.pem").exists()
+    assert not list((site.folder / "acme").glob("*/orders/*.json"))

@@ -210,26 +210,19 @@ async def _serve_challenges_first(
                     _folder_mode(target, plan),
                 )
         return backup or ""
-    if len(results) <= len(tests):
-        written = [_Write(c, c.path or "", c.first or b"", c.mode or 0o644) for c in firsts]
-        await _restore(target, facts, written)
-        if backup is not None:
-            await backups.discard(target, backup)
-        return HostOutcome(
-            target.host.name,
-            changed=False,
-            error=(
-                f"config test `{failed.command}` failed for the site serving the http-01 "
-                f"challenge, previous files restored: {failed.output}"
-            ),
-        )
+    # A refused test or a failed reload: the previous files go back, so that the next run
+    # writes and reloads them first again (the server still runs the previous config).
+    written = [_Write(c, c.path or "", c.first or b"", c.mode or 0o644) for c in firsts]
+    await _restore(target, facts, written)
+    if backup is not None:
+        await backups.discard(target, backup)
+    step = "config test" if len(results) <= len(tests) else "reload"
     return HostOutcome(
         target.host.name,
-        changed=True,
-        backup=backup,
+        changed=False,
         error=(
-            f"reload `{failed.command}` failed before the http-01 challenge could be "
-            f"served (will be retried): {failed.output}"
+            f"{step} `{failed.command}` failed for the site that must serve the http-01 "
+            f"challenge first; previous files restored, nothing ordered: {failed.output}"
         ),
     )
 

@@ -326,16 +326,15 @@ def plan_site(
     first_context = None
     if first_views is not None:
         first_context = _context(target, serving, playbook_name, first_views, prints)
-    notes = [note] if (note := why_added(target, site)) else []
+    added = why_added(target, site)
+    first_note = "written and reloaded first, so that it serves the http-01 challenge"
     if first_views is not None and len(first_views) < len(views):
         waiting = sorted({v.certificate or "" for v in views if v not in first_views})
-        notes.append(
+        first_note = (
             f"written first without the https bindings of {', '.join(waiting)} (no "
             "certificate yet) and reloaded, so that it serves the http-01 challenge before "
             "the order"
         )
-    elif first_views is not None:
-        notes.append("written and reloaded first, so that it serves the http-01 challenge")
     results: list[Change | Unchanged] = []
     files = site_files(target, site)
     for path, template in files:
@@ -347,8 +346,9 @@ def plan_site(
                 first = renderer.render(template, first_context).encode()
                 if first == facts.file(path).content:
                     first = None  # the host serves the challenge already
-            words = [n for n in notes if first is not None or "first" not in n]
-            result = replace(result, reason="; ".join([result.reason, *words]), first=first)
+            words = [result.reason, *([added] if added else [])]
+            words += [first_note] if first is not None else []
+            result = replace(result, reason="; ".join(words), first=first)
         results.append(result)
     return results
 
