@@ -56,8 +56,9 @@ from provision.report.outcome import HostBackups, HostReport, NameCheck, Report
 from provision.report.progress import Progress, Silent
 from provision.sources.authority_store import create as create_authority
 from provision.sources.base import Expected
-from provision.transport.base import both
-from provision.trust import revocation
+from provision.transport.base import both, together
+from provision.trust import peers, revocation
+from provision.trust.rotation import all_stores
 from provision.verify import verify_site
 
 T = TypeVar("T")
@@ -102,6 +103,8 @@ async def plan_and_apply(
             if store.pending:
                 create_authority(store, moment)
     ctx = RunContext(moment, keymaker, loaded.passwords, loaded.authorities, folder=loaded.folder)
+    # Roots from other hosts of the run, read before any host is planned.
+    loaded.peer_roots.update(await peers.collect(loaded, moment))
 
     async def one(target: Target) -> None:
         started = time.perf_counter()
@@ -232,12 +235,12 @@ async def plan_and_apply(
         keymaker.close()
         if apply:
             done = {n for n, r in reports.items() if r.status in ("changed", "ok")}
-            for store in loaded.authorities.values():
+            for store in all_stores(list(loaded.authorities.values())):
                 store.save_serial()
                 revocation.finish_run(store, done, moment)
         await close_all(loaded)
     order = [t.host.name for t in loaded.targets]
-    plan = Plan(loaded.playbook.file, loaded.inventory.file, tuple(plans[n] for n in order))
+    plan = Plan(loaded.playbook.file, loaded.inventory.sources, tuple(plans[n] for n in order))
     return plan, Report([reports[n] for n in order])
 
 
@@ -263,9 +266,28 @@ async def gather_host(target: Target) -> HostFacts:
     # (The certificates directory too: its mode is managed.)
     facts = await gather(target.transport, target.paths_of_interest(), [target.certificates_dir])
     dropped = dropped_outputs(target, facts)
-    if dropped:
-        facts = merged(facts, await gather(target.transport, dropped.values()))
+    more = [*dropped.values(), *await trust_files_on_host(target)]
+    if more:
+        facts = merged(facts, await gather(target.transport, more))
     return facts
+
+
+async def trust_files_on_host(target: Target) -> list[str]:
+    """The root files provision may have written in the host's folder trust stores (the
+    ``provision-TRUST-*.crt`` names in each folder), to read with the rest."""
+    folders = target.trust_folders()
+    if not folders:
+        return []
+    listings = await together(
+        target.transport, [target.transport.list_dir(folder) for _, folder in folders]
+    )
+    found = []
+    for (_, folder), names in zip(folders, listings, strict=True):
+        for name in sorted(names):
+            path = target.paths.normpath(target.paths.join(folder, name))
+            if target.is_trust_file(path):
+                found.append(path)
+    return found
 
 
 async def verify_host(

@@ -62,3 +62,7 @@ ACME_CHALLENGE_PATH = "/.well-known/acme-challenge/"
 # The folder is read by the web server's workers, and holds nothing secret.
 ACME_CHALLENGE_MODE = 0o755
 ACME_TOKEN_MODE = 0o644
+
+# Which roots provision added to each trust store of the host (provision/trust/record.py):
+# only those are ever removed from a store.
+TRUST_RECORD = ".provision-trust.json"

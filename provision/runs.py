@@ -47,7 +47,7 @@ class Outcome:
 
 def plan_playbook(
     playbook: str,
-    inventory: str,
+    inventory: str | Sequence[str],
     limit: str | None = None,
     *,
     forks: int = 20,
@@ -58,7 +58,7 @@ def plan_playbook(
     """What apply would change on each host; writes nothing to any host. ``full`` evaluates
     every host even when the record of the last converged plan still holds."""
     return _run(
-        document.Command("plan", playbook, inventory, limit),
+        document.Command("plan", playbook, _sources(inventory), limit),
         apply=False,
         full=full,
         forks=forks,
@@ -69,7 +69,7 @@ def plan_playbook(
 
 def apply_playbook(
     playbook: str,
-    inventory: str,
+    inventory: str | Sequence[str],
     limit: str | None = None,
     *,
     check: bool = False,
@@ -82,7 +82,7 @@ def apply_playbook(
 ) -> Outcome:
     """Make each host match the playbook (``check``: only plan, as ``plan_playbook``)."""
     return _run(
-        document.Command("plan" if check else "apply", playbook, inventory, limit),
+        document.Command("plan" if check else "apply", playbook, _sources(inventory), limit),
         apply=not check,
         full=full,
         forks=forks,
@@ -101,19 +101,30 @@ def apply_saved_plan(
     connect: ConnectFactory | None = None,
     lock_timeout: float = 30.0,
     progress: ProgressFactory | None = None,
+    vault: Sequence[tuple[str, str]] = (),
 ) -> Outcome:
     """Apply exactly a plan saved by ``plan --out`` (refused where its inputs or a host's
     files changed since; ``check``: only compare). Never answered from a record, nor recorded."""
     from provision import api
 
     loaded, saved = api.load_saved(
-        path, forks=forks, connect=connect() if connect else None, lock_timeout=lock_timeout
+        path,
+        forks=forks,
+        connect=connect() if connect else None,
+        lock_timeout=lock_timeout,
+        vault=vault,
     )
     shown = progress(len(loaded.targets)) if progress is not None and not check else None
     if not check:
         document.forget_all()  # before anything is written (see document.forget_all)
     plan, report = api.run(loaded, apply=not check, saved=saved.plan, progress=shown)
     return Outcome(report, plan, loaded)
+
+
+def _sources(inventory: str | Sequence[str]) -> tuple[str, ...]:
+    # (as inputs.load.inventory_sources, without importing the loader: a run answered from
+    # its record imports nothing heavy)
+    return (inventory,) if isinstance(inventory, str) else tuple(inventory)
 
 
 def _run(

@@ -9,16 +9,19 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ansiblecheck import ansible_lists, ansible_selections, ansible_view, provision_view
 from conftest import Cli, require_tool
 
 from provision.errors import InputError
+from provision.inputs.connection_vars import unused
 from provision.inputs.host_ranges import RangeError, expand
 from provision.inputs.inventory import load_inventory
 
 CORPUS = Path(__file__).parent / "data" / "inventories" / "corpus"
+MULTI = CORPUS / "multi"
 CASES: dict[str, list[Path]] = {
     "ini": [CORPUS / "ini_basic" / "hosts"],
     "yaml ranges": [CORPUS / "yaml_ranges" / "hosts.yml"],
@@ -26,6 +29,30 @@ CASES: dict[str, list[Path]] = {
     "directory of INI, YAML and a script": [CORPUS / "mixed_dir" / "inv"],
     "script without _meta": [CORPUS / "scripts" / "no_meta.py"],
     "repeated -i": [CORPUS / "ini_basic" / "hosts", CORPUS / "yaml_ranges" / "hosts.yml"],
+    # Several -i, each with its own group_vars/ and host_vars/: later sources win for the same
+    # group or host, groups are unioned, and every source's group_vars/all comes before any
+    # source's other group_vars files (Ansible's order, not source by source).
+    "-i INI -i YAML": [MULTI / "site" / "hosts.ini", MULTI / "cloud" / "hosts.yml"],
+    "-i YAML -i INI": [MULTI / "cloud" / "hosts.yml", MULTI / "site" / "hosts.ini"],
+    "-i INI -i script -i directory": [
+        MULTI / "site" / "hosts.ini",
+        MULTI / "script" / "cmdb.py",
+        CORPUS / "mixed_dir" / "inv",
+    ],
+    "-i directory -i YAML -i script": [
+        CORPUS / "mixed_dir" / "inv",
+        MULTI / "cloud" / "hosts.yml",
+        MULTI / "script" / "cmdb.py",
+    ],
+    "-i YAML -i INI -i INI": [
+        MULTI / "cloud" / "hosts.yml",
+        CORPUS / "precedence" / "hosts.ini",
+        MULTI / "site" / "hosts.ini",
+    ],
+    "-i script without _meta -i INI": [
+        CORPUS / "scripts" / "no_meta.py",
+        MULTI / "site" / "hosts.ini",
+    ],
 }
 
 
@@ -154,7 +181,9 @@ def test_a_bad_inventory_script_is_an_error_naming_it(
         "playbooks/callmanager-https.yml",
         "-i",
         str(script.relative_to(project)),
-        env={"PROVISION_INVENTORY_TIMEOUT": "1"},
+        # Only the hanging script is timed out so soon: on a loaded machine the others may
+        # take more than a second just to start Python.
+        env={"PROVISION_INVENTORY_TIMEOUT": "1"} if "sleep" in body else None,
     )
     assert result.exit_code == 1
     assert result.stderr.startswith("error: inventory/inventory.py: ")
@@ -271,6 +300,12 @@ def test_ssh_common_args_reach_the_ssh_options(tmp_path: Path) -> None:
         "/tmp/kh",
         3.0,
     )
+    extra = load_inventory(
+        _ini(tmp_path, "w2 ansible_ssh_extra_args='-o ConnectTimeout=7 -o Compression=yes'\n")
+    )
+    options = _with_host_ssh_args(extra.hosts["w2"], None)
+    assert options is not None and options.connect_timeout == 7.0
+    assert unused(extra.hosts["w2"].vars) == ["ssh_args -o Compression=yes"]
 
 
 @pytest.mark.parametrize(
@@ -278,6 +313,8 @@ def test_ssh_common_args_reach_the_ssh_options(tmp_path: Path) -> None:
     [
         ("w1 ansible_ssh_common_args='-o ProxyJump=bastion'", "-o ProxyJump=bastion is not an"),
         ("w1 ansible_ssh_common_args='-J bastion'", "'-J': only -o options are read"),
+        # Ansible adds the extra args to the common ones: a proxy there is no less a proxy
+        ("w1 ansible_ssh_extra_args='-o ProxyCommand=\"nc %h %p\"'", "-o ProxyCommand=nc"),
         ("w1 ansible_become=yes ansible_become_user=postgres", "provision becomes root only"),
         ("w1 ansible_connection=docker", "connection"),
     ],
@@ -332,3 +369,164 @@ def test_a_file_yaml_cannot_read_as_a_mapping_is_read_as_ini(tmp_path: Path) -> 
     inventory = load_inventory(_ini(tmp_path, "db.example.com:2222\n[web]\nw1\n"))
     assert inventory.hosts["db.example.com"].port == 2222
     assert sorted(inventory.groups["web"]) == ["w1"]
+
+
+# --- -i repeated on the command line ---------------------------------------------------------
+
+PLAYBOOK = "playbooks/callmanager-https.yml"
+
+
+def _two_sources(project: Path) -> tuple[str, ...]:
+    """The example fleet split in two -i sources: YAML with the shared variables and
+    cm-pub-01, then INI adding cm-sub-01 and overriding a group variable."""
+    (project / "inventory" / "a.yml").write_text(
+        "all:\n  vars:\n    connection: local\n"
+        "    certificates_dir: .provision/a/{{ host.name }}/certs\n    www_root: .provision/w\n"
+        "  children:\n    callmanager:\n      hosts:\n"
+        "        cm-pub-01: {fqdn: cm-pub-01.example.com}\n"
+    )
+    (project / "inventory" / "b").write_text(
+        "[callmanager]\ncm-sub-01 fqdn=cm-sub-01.example.com\n\n"
+        "[callmanager:vars]\ncertificates_dir=.provision/b/{{ host.name }}/certs\n"
+    )
+    return ("-i", "inventory/a.yml", "-i", "inventory/b")
+
+
+def test_every_command_taking_i_repeats_it_and_takes_the_vault_options() -> None:
+    """Each command (sub-apps too) whose -i would keep only the last of several fails here."""
+    import typer
+
+    from provision.cli import _mount_subcommands, app
+
+    _mount_subcommands()
+    found = []
+
+    def visit(command: Any, path: str) -> None:
+        if hasattr(command, "commands"):  # a group (typer's own click, not importable)
+            for name, sub in command.commands.items():
+                visit(sub, f"{path} {name}".strip())
+            return
+        options = {opt: param for param in command.params for opt in getattr(param, "opts", [])}
+        if "-i" in options:
+            found.append(path)
+            assert options["-i"].multiple, path
+            assert "--vault-password-file" in options and "--vault-id" in options, path
+
+    visit(typer.main.get_command(app), "")
+    assert {"validate", "plan", "apply", "status", "render", "lint", "revoke"} <= set(found)
+
+
+@pytest.mark.parametrize(
+    ("command", "extra", "expected"),
+    [
+        ("validate", (), "valid for 2 hosts"),
+        ("plan", (), "Plan: 2 hosts, 2 to change, 0 failed."),
+        ("render", ("--out", "out"), "cm-sub-01: "),
+        ("lint", (), "2 hosts"),
+    ],
+)
+def test_repeated_i_reaches_every_source_on_each_command(
+    project: Path, cli: Cli, command: str, extra: tuple[str, ...], expected: str
+) -> None:
+    result = cli(command, PLAYBOOK, *_two_sources(project), *extra)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert expected in result.stdout
+    assert "cm-pub-01" in result.stdout or command in ("validate", "lint")
+
+
+def test_apply_and_status_with_repeated_i_use_each_sources_variables(
+    project: Path, cli: Cli
+) -> None:
+    sources = _two_sources(project)
+    applied = cli("apply", PLAYBOOK, *sources)
+    assert applied.exit_code == 0, applied.stderr
+    # the later source's group variable wins for the group's hosts, as in Ansible
+    assert (project / ".provision/b/cm-pub-01/certs/httpscert.cer").is_file()
+    assert (project / ".provision/b/cm-sub-01/certs/httpscert.cer").is_file()
+    assert not (project / ".provision/a").exists()
+    status = cli("status", PLAYBOOK, *sources)
+    assert status.exit_code == 0, status.stderr
+    assert "cm-pub-01" in status.stdout and "cm-sub-01" in status.stdout
+    listed = cli("rollback", PLAYBOOK, *sources, "--list")
+    assert listed.exit_code == 0, listed.stderr
+    assert "cm-sub-01" in listed.stdout
+
+
+def test_the_order_of_repeated_i_is_precedence(project: Path, cli: Cli) -> None:
+    a, b = _two_sources(project)[1::2]
+    (project / "inventory" / "c.yml").write_text(
+        "callmanager:\n  vars:\n    certificates_dir: .provision/c/{{ host.name }}/certs\n"
+    )
+    applied = cli("apply", PLAYBOOK, "-i", a, "-i", "inventory/c.yml", "-i", b)
+    assert applied.exit_code == 0, applied.stderr
+    assert sorted(p.name for p in (project / ".provision").iterdir()) == ["b"]
+    again = cli("apply", PLAYBOOK, "-i", a, "-i", b, "-i", "inventory/c.yml")
+    assert again.exit_code == 0, again.stderr
+    assert (project / ".provision/c/cm-sub-01/certs/httpscert.cer").is_file()
+
+
+def test_a_converged_record_covers_every_source(project: Path, cli: Cli) -> None:
+    """The record of `-i a -i b` is not answered once b changed, nor for `-i b -i a`."""
+    from provision.converged.document import Command
+
+    sources = _two_sources(project)
+    assert cli("apply", PLAYBOOK, *sources).exit_code == 0
+    assert cli("plan", PLAYBOOK, *sources, "--detailed-exitcode").exit_code == 0
+    b = project / "inventory" / "b"
+    b.write_text(b.read_text().replace("cm-sub-01 fqdn=", "cm-sub-01 fqdn=renamed."))
+    changed = cli("plan", PLAYBOOK, *sources, "--detailed-exitcode")
+    assert changed.exit_code == 2, changed.stdout + changed.stderr
+    assert "renamed.cm-sub-01.example.com" in changed.stdout
+    forward = Command("plan", PLAYBOOK, ("inventory/a.yml", "inventory/b"), None)
+    backward = Command("plan", PLAYBOOK, ("inventory/b", "inventory/a.yml"), None)
+    assert forward.key() != backward.key()
+
+
+def test_a_plan_saved_with_repeated_i_applies_only_with_the_same_sources(
+    project: Path, cli: Cli
+) -> None:
+    sources = _two_sources(project)
+    saved = cli("plan", PLAYBOOK, *sources, "--out", "p.json")
+    assert saved.exit_code == 0, saved.stderr
+    document = json.loads((project / "p.json").read_text())
+    assert [entry["path"] for entry in document["inventory"]] == ["inventory/a.yml", "inventory/b"]
+    refused = cli("apply", "p.json", "-i", "inventory/a.yml")
+    assert refused.exit_code == 1
+    assert "a saved plan names its own inventory" in refused.stderr
+    b = project / "inventory" / "b"
+    original = b.read_text()
+    b.write_text(original + "# edited\n")
+    stale = cli("apply", "p.json")
+    assert stale.exit_code == 1
+    assert stale.stderr.startswith("error: inventory/b changed since the plan was made")
+    assert not (project / ".provision").exists()
+    b.write_text(original)
+    applied = cli("apply", "p.json")
+    assert applied.exit_code == 0, applied.stderr
+    assert (project / ".provision/b/cm-sub-01/certs/httpscert.cer").is_file()
+
+
+# --- inventory plugins' configuration files --------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["aws_ec2.yml", "fleet/aws_ec2.yml"])
+def test_an_inventory_plugin_config_says_how_to_feed_it(
+    project: Path, cli: Cli, where: str
+) -> None:
+    path = project / "inventory" / where
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("# EC2\nplugin: amazon.aws.aws_ec2\nregions: [eu-west-1]\n")
+    given = "inventory/" + where.split("/")[0]
+    result = cli("validate", PLAYBOOK, "-i", "inventory/example.ini", "-i", given)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: inventory/{where}:2: is the configuration of")
+    assert "amazon.aws.aws_ec2" in result.stderr
+    assert f"ansible-inventory -i inventory/{where} --list > inv.json" in result.stderr
+    assert "-i inv.json" in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_a_group_named_plugin_is_still_a_group(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.yml"
+    path.write_text("plugin:\n  hosts:\n    p1:\n")
+    assert sorted(load_inventory(path).groups["plugin"]) == ["p1"]

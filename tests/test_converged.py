@@ -47,7 +47,7 @@ def _record_of(folder: Path, project: Path, kind: str) -> Path:
     here = os.getcwd()
     os.chdir(project)
     try:
-        key = records_document.Command(kind, PLAYBOOK, INVENTORY, None).key()
+        key = records_document.Command(kind, PLAYBOOK, (INVENTORY,), None).key()
     finally:
         os.chdir(here)
     return folder / "converged" / f"{key}.json"
@@ -307,7 +307,7 @@ def test_the_record_holds_until_the_first_renewal_window_opens(
     recorded_at = dt.datetime.fromisoformat(document["recorded"])
 
     monkeypatch.chdir(recorded)
-    command = records_document.Command("plan", PLAYBOOK, INVENTORY, None)
+    command = records_document.Command("plan", PLAYBOOK, (INVENTORY,), None)
     second = dt.timedelta(seconds=1)
     assert lookup.lookup(command, now=recorded_at) is not None
     assert lookup.lookup(command, now=until - second) is not None
@@ -486,7 +486,7 @@ def test_a_symlinked_release_switched_is_another_run(
 
 
 def test_home_is_part_of_what_identifies_a_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    command = records_document.Command("plan", PLAYBOOK, INVENTORY, None)
+    command = records_document.Command("plan", PLAYBOOK, (INVENTORY,), None)
     monkeypatch.setenv("HOME", "/home/one")
     first = command.key()
     monkeypatch.setenv("HOME", "/home/two")  # ~ in certificates_dir leads elsewhere

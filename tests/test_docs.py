@@ -45,7 +45,14 @@ SECTIONS: dict[str, tuple[type[BaseModel], ...]] = {
     "`sites[].verify`": (models.Verify,),
     "`trust[]`": (models.Trust,),
     "`trust[].roots[]`": (models.TrustRoot,),
-    "`trust[].stores[]`": (models.TrustStore,),
+    "`trust[].stores[]`": (
+        models.BundleStore,
+        models.DebianStore,
+        models.RhelStore,
+        models.NssStore,
+        models.JavaStore,
+        models.WindowsStore,
+    ),
 }
 COMPLETE = "A complete playbook"
 

@@ -100,15 +100,14 @@ def test_saved_plan_applies_then_nothing_left_to_do(project: Path, cli: Cli) -> 
 
 def test_plan_file_records_inputs_digests_and_rendered_configs(project: Path, cli: Cli) -> None:
     document = make_plan(cli)
-    assert document["format"] == "provision-plan/3"
+    assert document["format"] == "provision-plan/4"
     assert document["playbook"] == {
         "path": PLAYBOOK,
         "sha256": hashlib.sha256((project / PLAYBOOK).read_bytes()).hexdigest(),
     }
-    assert document["inventory"] == {
-        "path": INVENTORY,
-        "sha256": planfile.inventory_digest(project / INVENTORY),
-    }
+    assert document["inventory"] == [
+        {"path": INVENTORY, "sha256": planfile.inventory_digest(project / INVENTORY)}
+    ]
     assert len(document["controller"]["sha256"]) == 64
     assert document["limit"] is None
     assert [h["host"] for h in document["hosts"]] == list(HOSTS)
@@ -585,7 +584,7 @@ def test_a_saved_plan_keeps_every_field_of_every_plan_type(tmp_path: Path) -> No
 
     every_field_set(plan)
     text = planfile.dumps(
-        plan, limit="cm-*", playbook_digest="a" * 64, inventory_digest="b" * 64,
+        plan, limit="cm-*", playbook_digest="a" * 64, inventory_digests=("b" * 64,),
         controller_digest="c" * 64,
     )  # fmt: skip
     assert (

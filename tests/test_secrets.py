@@ -172,6 +172,8 @@ def internal_ca(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
             "plan --out PLAN-edited.json": (("plan", *base, "--out", "PLAN-edited.json"), env),
             "status": (("status", *base), env),
             "status --format json": (("status", *base, "--format", "json"), env),
+            "status --format prometheus": (("status", *base, "--format", "prometheus"), env),
+            "report": (("report", *base), env),
             "cert show PFX": (("cert", "show", pfx, "--password-env", "PFX_PASSWORD"), env),
             "cert show PFX --format json": (
                 ("cert", "show", pfx, "--password-env", "PFX_PASSWORD", "--format", "json"),
@@ -198,6 +200,22 @@ def internal_ca(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
         "apply",
         "PLAN.json",
         env={"PFX_PASSWORD": ROTATED_PFX_PASSWORD},
+    )
+    # A rotation of the authority: a second CA key beside the first, a cross-signed root,
+    # every leaf reissued by the new key (issue 18, item 3).
+    rotated = {"PFX_PASSWORD": ROTATED_PFX_PASSWORD}
+    rotate = ("ca", "rotate", CA_PLAYBOOK, "voice-root")
+    fleet.run_all(
+        {
+            "ca rotate --cross-sign": ((*rotate, "--cross-sign"), rotated),
+            "ca rotate --cross-sign (again)": ((*rotate, "--cross-sign"), rotated),
+            "plan (rotation phase 1)": (("plan", *base), rotated),
+            "apply (rotation phase 1)": (("apply", *base), rotated),
+            "ca rotate --phase 2": ((*rotate, "--phase", "2"), rotated),
+            "plan --format json (rotation phase 2)": (("plan", *base, "--format", "json"), rotated),
+            "apply (rotation phase 2)": (("apply", *base), rotated),
+            "status (rotation phase 2)": (("status", *base), rotated),
+        }
     )
     return fleet
 
@@ -283,6 +301,8 @@ def provided(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
         {
             "status": (("status", *base), env),
             "status --format json": (("status", *base, "--format", "json"), env),
+            "status --format prometheus": (("status", *base, "--format", "prometheus"), env),
+            "report": (("report", *base), env),
             "cert show PFX": (
                 (
                     "cert",
@@ -437,6 +457,9 @@ def test_the_runs_did_what_they_should(internal_ca: Fleet, provided: Fleet) -> N
     assert "Certificate 1 of 2" in internal_ca.printed["cert show PFX"]
     assert "httpscert.key" in internal_ca.printed["plan (key edited)"]
     assert (internal_ca.folder / "PLAN.json").exists()
+    assert codes["apply (rotation phase 2)"] == 0, internal_ca.printed["apply (rotation phase 2)"]
+    assert "rotating, phase 2" in internal_ca.printed["plan --format json (rotation phase 2)"]
+    assert "phase 2 of 3" in internal_ca.printed["status (rotation phase 2)"]
     assert provided.exit_codes["apply"] == 0, provided.printed["apply"]
     assert provided.exit_codes["cert show supplied PFX"] == 0
     for label, text in [*internal_ca.printed.items(), *provided.printed.items()]:

@@ -112,3 +112,51 @@ def test_under_become_one_sudo_per_host(
         assert counts.commands == ["sudo -n -- sh -s"], counts
         assert counts.channels == 2
     assert {host_root(s).exists() for s in servers} == {False}  # (written where roots say)
+
+
+TRUST = """\
+trust:
+  - name: fleet
+    roots: [{{file: root.pem}}]
+    stores:
+      - type: debian
+        dir: "{{{{ certificates_dir }}}}/../trust/local"
+        update_command: >-
+          mkdir -p {{{{ certificates_dir }}}}/../trust/etc {{{{ certificates_dir }}}}/../trust/hooks
+          {{{{ certificates_dir }}}}/../trust/certs && : > {{{{ certificates_dir }}}}/../trust/conf
+          && {tool} --certsconf {{{{ certificates_dir }}}}/../trust/conf
+          --certsdir {{{{ certificates_dir }}}}/../trust/certs
+          --localcertsdir {{{{ certificates_dir }}}}/../trust/local
+          --etccertsdir {{{{ certificates_dir }}}}/../trust/etc
+          --hooksdir {{{{ certificates_dir }}}}/../trust/hooks
+"""
+
+
+def test_a_trust_store_update_is_one_step_of_the_host_script(
+    sshd_fleet: SshdFleet, tmp_path: Path
+) -> None:
+    """A trust store's update command runs in the host's one shell with the config test and
+    the reload: one exec for the first apply, none when nothing changed, one when a root is
+    added."""
+    from conftest import require_tool
+    from test_trust_stores import make_root
+
+    tool = require_tool("update-ca-certificates")
+    servers = sshd_fleet.start(1)
+    playbook, inventory = write_project(tmp_path / "project", sshd_fleet, servers)
+    playbook.write_text(playbook.read_text() + TRUST.format(tool=tool))
+    make_root(playbook.parent / "root.pem", "SSH Fleet Root")
+    known = str(known_hosts_for(tmp_path / "known_hosts", servers))
+
+    (first,) = counted(servers, lambda: apply(playbook, inventory, known_hosts=known))
+    (idle,) = counted(servers, lambda: apply(playbook, inventory, known_hosts=known))
+    bundle = host_root(servers[0]) / "trust" / "etc" / "ca-certificates.crt"
+    assert bundle.read_bytes().count(b"BEGIN CERTIFICATE") == 1
+    other = make_root(tmp_path / "other.pem", "SSH Fleet Other Root")
+    with (playbook.parent / "root.pem").open("ab") as handle:
+        handle.write((tmp_path / "other.pem").read_bytes())
+    (added,) = counted(servers, lambda: apply(playbook, inventory, known_hosts=known))
+    assert bundle.read_bytes().count(b"BEGIN CERTIFICATE") == 2, other
+    assert first.execs == 1 and first.commands == ["sh -s"], first
+    assert idle.execs == 0, idle
+    assert added.execs == 1 and added.commands == ["sh -s"], added

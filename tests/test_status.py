@@ -67,7 +67,14 @@ def in_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 def status_json(cli: Cli) -> tuple[int, list[dict[str, object]]]:
     result = cli("status", PLAYBOOK, "-i", INVENTORY, "--format", "json")
     document = json.loads(result.stdout)
-    assert list(document) == ["certificates", "authorities"]
+    assert list(document) == [
+        "schema_version",
+        "generated_at",
+        "certificates",
+        "authorities",
+        "hosts",
+        "summary",
+    ]
     rows: list[dict[str, object]] = document["certificates"]
     return result.exit_code, rows
 

@@ -185,3 +185,101 @@ def test_plan_with_a_wrong_vault_password(vaulted_project: Path, cli: Cli) -> No
     assert "no vault password given decrypts it" in result.stderr
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
     assert os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE") is None
+
+
+# Every command that reads the inventory, as a user types it (the vault options last).
+COMMANDS = {
+    "validate": ("validate", "playbooks/callmanager-https.yml"),
+    "plan": PLAN,
+    "apply": ("apply", "playbooks/callmanager-https.yml", "-i", "inventory/example.ini"),
+    "status": ("status", "playbooks/callmanager-https.yml", "-i", "inventory/example.ini"),
+    "verify": ("verify", "playbooks/callmanager-https.yml", "-i", "inventory/example.ini"),
+    "render": ("render", "playbooks/callmanager-https.yml", "-i", "inventory/example.ini"),
+    "csr": ("csr", "playbooks/callmanager-https.yml", "-i", "inventory/example.ini"),
+    "rollback": ("rollback", "playbooks/callmanager-https.yml", "-i", "inventory/example.ini"),
+    "revoke": ("revoke", "playbooks/callmanager-https.yml", "-i", "inventory/example.ini"),
+    "lint": ("lint", "playbooks/callmanager-https.yml", "-i", "inventory/example.ini"),
+}
+EXTRA = {
+    "validate": ("-i", "inventory/example.ini"),
+    "render": ("--out", "rendered"),
+    "csr": ("--out", "csr"),
+    "rollback": ("--list",),
+    "revoke": ("--limit", "cm-pub-01"),
+}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_reading_the_inventory_takes_the_vault_options(
+    vaulted_project: Path, cli: Cli, command: str
+) -> None:
+    """A wrong password given to the command is used (its error, naming file and line, is
+    not the one for no password), and so is the environment's."""
+    (vaulted_project / "wrong").write_text("not it\n")
+    args = (*COMMANDS[command], *EXTRA.get(command, ()))
+    for options, env in (
+        (("--vault-password-file", "wrong"), None),
+        (("--vault-id", "ops@wrong"), None),
+        ((), {"ANSIBLE_VAULT_PASSWORD_FILE": "wrong"}),
+    ):
+        result = cli(*args, *options, env=env)
+        assert result.exit_code == 1, (options, result.stdout)
+        assert result.stderr.startswith("error: inventory/group_vars/all.yml:2: "), result.stderr
+        assert "no vault password given decrypts it" in result.stderr
+        assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+        assert "not it" not in result.stdout + result.stderr
+    assert not (vaulted_project / ".provision").exists()  # nothing written anywhere
+
+
+@pytest.mark.parametrize("command", ["plan", "apply", "status", "render", "validate", "lint"])
+def test_a_command_with_the_right_vault_password_runs(
+    vaulted_project: Path, cli: Cli, command: str
+) -> None:
+    args = (*COMMANDS[command], *EXTRA.get(command, ()))
+    if command == "status":
+        assert cli(*COMMANDS["apply"], "--vault-password-file", "pw").exit_code == 0
+    result = cli(*args, "--vault-password-file", "pw")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    for secret in ("s-web", PASSWORD):  # the value, and the password that opened it
+        assert secret not in result.stdout + result.stderr
+    if command == "status":
+        assert result.stdout.count("httpscert") == 3  # a row per host
+
+
+def test_a_saved_plan_of_a_vaulted_inventory_applies_with_the_password(
+    vaulted_project: Path, cli: Cli
+) -> None:
+    saved = cli(*PLAN, "--vault-password-file", "pw", "--out", "p.json")
+    assert saved.exit_code == 0, saved.stderr
+    for secret in ("s-web", PASSWORD):
+        assert secret not in (vaulted_project / "p.json").read_text()
+    missing = cli("apply", "p.json")
+    assert missing.exit_code == 1
+    assert "is vault-encrypted and no vault password was given" in missing.stderr
+    applied = cli("apply", "p.json", "--vault-id", "pw")
+    assert applied.exit_code == 0, applied.stderr
+    assert (vaulted_project / ".provision/fleet/cm-pub-01/certificates/httpscert.cer").is_file()
+
+
+def test_a_vault_encrypted_inventory_file_is_read_as_ansible_reads_it(
+    vaulted: Path, tmp_path: Path
+) -> None:
+    """``ansible-vault encrypt hosts.ini``: Ansible's INI and YAML plugins decrypt it first."""
+    (tmp_path / "hosts.ini").write_text("[web]\nw1 token=t1\n\n[web:vars]\nport_number=8443\n")
+    (tmp_path / "hosts.yml").write_text("db:\n  hosts:\n    d1: {token: t2}\n")
+    for name in ("hosts.ini", "hosts.yml"):
+        run = _vault("encrypt", "--vault-password-file", str(vaulted / "pw"), name, cwd=tmp_path)
+        assert run.communicate(timeout=120) and run.returncode == 0
+        assert (tmp_path / name).read_bytes().startswith(b"$ANSIBLE_VAULT;1.1;AES256")
+    keys = VaultKeys.of([("default", str(vaulted / "pw"))])
+    inventory = load_inventory([tmp_path / "hosts.ini", tmp_path / "hosts.yml"], vault=keys)
+    assert (inventory.hosts["w1"].vars["token"], inventory.hosts["d1"].vars["token"]) == (
+        "t1",
+        "t2",
+    )
+    assert inventory.hosts["w1"].vars["port_number"] == 8443
+    wrong = VaultKeys.of([("default", str(vaulted / "prod-pw"))])
+    with pytest.raises(InputError) as caught:
+        load_inventory(tmp_path / "hosts.ini", "hosts.ini", vault=wrong)
+    assert str(caught.value).startswith("hosts.ini:1: ")
+    assert "no vault password given decrypts it" in str(caught.value)

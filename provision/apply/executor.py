@@ -37,6 +37,13 @@ from provision.sources.authority_store import AuthorityStore
 from provision.sources.base import Expected, IssueRequest
 from provision.sources.registry import source_of
 from provision.transport.base import CommandResult, FileState
+from provision.trust import record as trust_record
+from provision.trust.stores import (
+    DEFAULT_JAVA_PASSWORD,
+    JAVA_TRUSTSTORE,
+    java_truststore,
+    password_key,
+)
 
 
 class ApplyError(ProvisionError):
@@ -390,6 +397,10 @@ def _write_for(
     expected: Mapping[str, Expected],
 ) -> _Write:
     assert change.path is not None and change.mode is not None
+    if change.content is not None and change.encoding == JAVA_TRUSTSTORE:
+        password = passwords.get(password_key(change.path), DEFAULT_JAVA_PASSWORD)
+        data = java_truststore(change.content, password)
+        return _Write(change, change.path, data, change.mode)
     if change.content is not None:
         return _Write(change, change.path, change.content, change.mode)
     assert change.derived is not None
@@ -488,7 +499,10 @@ async def _test_and_reload(
             to_reload.setdefault(reload, []).append(site)
     # Each distinct command once per host, however many sites share it, all sent together:
     # each runs only if every one before it succeeded, so no reload follows a failed test.
-    results = await target.transport.run_steps([*tests, *to_reload])
+    # A trust store's update command runs once its files are in place and the configs
+    # passed their tests, before the reloads (provision/trust/stores.py).
+    stores = {c.command: c.resource for c in plan.changes if c.command is not None}
+    results = await target.transport.run_steps([*tests, *stores, *to_reload])
     failed = next((r for r in results if not r.ok), None)
     if failed is not None and len(results) <= len(tests):
         await _restore(target, facts, committed)
@@ -501,6 +515,18 @@ async def _test_and_reload(
         )
         return
     handled = [site.name for site in sites]
+    if failed is not None and failed.command in stores:
+        # The files stay, the record says the command is owed (it is run again next time),
+        # and the reloads after it did not run: owed too.
+        outcome.changed = bool(committed)
+        outcome.error = (
+            f"{stores[failed.command]}: its update command failed (will be retried): "
+            f"{failed.output}"
+        )
+        outcome.reload_owed = owed_reloads(target, sites)
+        return
+    if failed is None and stores:
+        await _confirm_trust_record(target, plan)
     if failed is not None:
         # What was written stays written (a reload alone owed changed nothing).
         outcome.changed = bool(committed)
@@ -515,6 +541,17 @@ async def _test_and_reload(
         outcome.reload_owed = owed_reloads(target, sites)
         return
     await _write_marker(target, reloads.updated(_marker(target, facts), handled))
+
+
+async def _confirm_trust_record(target: Target, plan: HostPlan) -> None:
+    """Every store's update command succeeded: the record no longer says one is owed."""
+    path = target.trust_record_path
+    written = next((c.content for c in plan.changes if c.path == path), None)
+    if written is None:
+        state = await target.transport.read(path)
+        written = state.content
+    confirmed = trust_record.confirmed(trust_record.parse(written, path))
+    await target.transport.write(path, trust_record.dumps(confirmed), 0o644)
 
 
 def _marker(target: Target, facts: HostFacts) -> reloads.Marker:

@@ -47,29 +47,7 @@ def _own_command(argv: list[str]) -> bool:
     return len(argv) > 1 and argv[1] in run.command_names()
 
 
-def _inventories_given(argv: list[str]) -> int:
-    """How many times ``-i``/``--inventory`` is given (before a ``--``)."""
-    count = 0
-    for arg in argv[1:]:
-        if arg == "--":
-            break
-        if arg in ("-i", "--inventory") or arg.startswith("--inventory="):
-            count += 1
-        elif arg.startswith("-i") and not arg.startswith("--"):
-            count += 1  # -iFILE
-    return count
-
-
 def main() -> NoReturn:
-    if _inventories_given(sys.argv) > 1:
-        # Click keeps the last of a repeated option: a second -i would silently replace the
-        # first, and the run would reach other hosts than the command line seems to say.
-        typer.echo(
-            "error: -i is given more than once; provision reads one inventory source: put "
-            "the inventories in one directory and give -i that directory (docs/inventory.md)",
-            err=True,
-        )
-        sys.exit(1)
     if not _own_command(sys.argv):
         _mount_subcommands()
     try:

@@ -1,4 +1,4 @@
-"""``provision ca init``: internal certificate authorities on the controller."""
+"""``provision ca``: internal certificate authorities on the controller (init, revoke, rotate)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,14 @@ app = typer.Typer(
 )
 
 
-def _open(playbook: str, name: str) -> AuthorityStore:
-    """The named authority of the playbook, loaded and checked (it must exist)."""
+def _open(playbook: str, name: str, arranged: bool = False) -> AuthorityStore:
+    """The named authority of the playbook, loaded and checked (it must exist); with
+    ``arranged``, as a rotation's phase has it (the CA that issues, the old one beside)."""
     from pathlib import Path
 
     from provision.inputs.targets import controller_authorities
     from provision.sources.authority_store import open_authority
+    from provision.trust import rotation
 
     doc, specs = controller_authorities(playbook)
     index = next((i for i, a in enumerate(specs) if a.name == name), None)
@@ -29,7 +31,9 @@ def _open(playbook: str, name: str) -> AuthorityStore:
         known = ", ".join(a.name for a in specs) or "none"
         fail(f"{playbook}: no authority named {name!r} (defined: {known})")
     spec = specs[index].model_copy(update={"create": False})
-    return open_authority(spec, Path(doc.file).resolve().parent, doc.locate(("authorities", index)))
+    where = doc.locate(("authorities", index))
+    store = open_authority(spec, Path(doc.file).resolve().parent, where)
+    return rotation.arrange(store, where) if arranged else store
 
 
 @app.command("revoke")
@@ -50,31 +54,41 @@ def ca_revoke(
         ),
     ] = "unspecified",
 ) -> None:
-    """Put a leaf of the authority on its CRL, and republish the CRL (its `crl.dir`)."""
+    """Put a leaf of the authority on its CRL, and republish the CRL (its `crl.dir`). While
+    the authority rotates, a --certificate goes on the CRL of the CA that signed it, and a
+    --serial on both CAs' (its 64 random bits make it name no other certificate)."""
     import datetime as dt
 
     from provision.errors import ProvisionError
-    from provision.trust import revocation
+    from provision.trust import revocation, rotation
 
     if (serial is None) == (certificate is None):
         fail("give one of --serial HEX or --certificate FILE")
     try:
-        store = _open(playbook, name)
-        number = _serial_of(store, serial, certificate)
-        added = revocation.revoke(store, number, dt.datetime.now(dt.UTC), reason)
-        published = revocation.publish(store, dt.datetime.now(dt.UTC)) if not added else []
+        signers = rotation.all_stores([_open(playbook, name, arranged=True)])
+        number, signers = _serial_of(signers, serial, certificate)
+        for store in signers:
+            added = revocation.revoke(store, number, dt.datetime.now(dt.UTC), reason)
+            published = revocation.publish(store, dt.datetime.now(dt.UTC)) if not added else []
+            word = "revoked" if added else "already revoked"
+            which = f" (CA in {store.folder})" if len(signers) > 1 else ""
+            typer.echo(f"{word} serial {number:X} of authority {name!r}{which} ({reason})")
+            folder = store.crl_dir
+            if folder is not None:
+                typer.echo(
+                    f"CRL published to {folder / (store.crl_stem + '.der')} "
+                    f"and {store.crl_stem}.pem"
+                )
+            elif not published:
+                typer.echo("no crl configured for this authority: the revocation is recorded only")
     except ProvisionError as exc:
         fail(exc.message)
-    word = "revoked" if added else "already revoked"
-    typer.echo(f"{word} serial {number:X} of authority {name!r} ({reason})")
-    folder = store.crl_dir
-    if folder is not None:
-        typer.echo(f"CRL published to {folder / revocation.CRL_DER} and {revocation.CRL_PEM}")
-    elif not published:
-        typer.echo("no crl configured for this authority: the revocation is recorded only")
 
 
-def _serial_of(store: AuthorityStore, serial: str | None, certificate: str | None) -> int:
+def _serial_of(
+    stores: list[AuthorityStore], serial: str | None, certificate: str | None
+) -> tuple[int, list[AuthorityStore]]:
+    """The serial to revoke, and the CAs whose lists it goes on."""
     from pathlib import Path
 
     from provision.crypto import compare
@@ -83,7 +97,7 @@ def _serial_of(store: AuthorityStore, serial: str | None, certificate: str | Non
 
     if serial is not None:
         try:
-            return int(serial.replace(":", ""), 16)
+            return int(serial.replace(":", ""), 16), stores
         except ValueError:
             fail(f"--serial {serial!r} is not a hexadecimal serial number")
     assert certificate is not None
@@ -96,13 +110,15 @@ def _serial_of(store: AuthorityStore, serial: str | None, certificate: str | Non
     if not bundle.certificates:
         fail(f"{certificate}: holds no certificate")
     leaf = bundle.certificates[0]
-    assert store.material is not None
-    if not compare.issued_by(leaf, store.material.leaf):
-        fail(
-            f"{certificate}: issued by {leaf.issuer.rfc4514_string()}, not by authority "
-            f"{store.spec.name!r} ({store.subject_text})"
-        )
-    return leaf.serial_number
+    for store in stores:
+        assert store.material is not None
+        if compare.issued_by(leaf, store.material.leaf):
+            return leaf.serial_number, [store]
+    first = stores[0]
+    fail(
+        f"{certificate}: issued by {leaf.issuer.rfc4514_string()}, not by authority "
+        f"{first.spec.name!r} ({first.subject_text})"
+    )
 
 
 @app.command("init")
@@ -135,3 +151,126 @@ def ca_init(
     except ProvisionError as exc:
         fail(exc.message)
     typer.echo(f"created authority {name!r} in {store.folder} ({store.subject_text})")
+
+
+@app.command("rotate")
+def ca_rotate(
+    playbook: Playbook,
+    name: Annotated[str, typer.Argument(help="The authority's name in the playbook.")],
+    phase: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            max=3,
+            help="Move the rotation to phase 2 (issue: reissue every leaf from the new CA) "
+            "or 3 (retire: remove the old root from trust stores; needs -i).",
+        ),
+    ] = None,
+    next_phase: Annotated[
+        bool, typer.Option("--next", help="Move the rotation to its next phase.")
+    ] = False,
+    finish: Annotated[
+        bool,
+        typer.Option(
+            "--finish",
+            help="After phase 3 is applied: archive the old CA under retired/ and make the "
+            "new one the authority.",
+        ),
+    ] = False,
+    cross_sign: Annotated[
+        bool,
+        typer.Option(
+            "--cross-sign",
+            help="At the start: also certify the new root's key by the old CA "
+            "(next/cross-signed.crt), for clients that trust only the old root.",
+        ),
+    ] = False,
+    inventory: Annotated[
+        str | None,
+        typer.Option(
+            "-i",
+            "--inventory",
+            help="The inventory whose hosts are asked over TLS what they serve (phase 3).",
+        ),
+    ] = None,
+) -> None:
+    """Rotate an authority to a new key and root in three phases, each applied with
+    `provision plan`/`apply`: (1) trust the new root beside the old, (2) reissue every leaf
+    from the new CA, (3) retire the old root. Without options: start (phase 1)."""
+    import datetime as dt
+
+    from provision.errors import ProvisionError
+    from provision.trust import rotation
+
+    now = dt.datetime.now(dt.UTC)
+    chosen = [o for o, given in (("--phase", phase is not None), ("--next", next_phase),
+                                 ("--finish", finish)) if given]  # fmt: skip
+    if len(chosen) > 1:
+        fail(f"give one of --phase, --next and --finish, not {' and '.join(chosen)}")
+    if cross_sign and chosen:
+        fail("--cross-sign is given when a rotation starts (without --phase, --next, --finish)")
+    try:
+        store = _open(playbook, name)
+        current = rotation.read_record(store)
+        if current is not None and current.finishing is None:
+            _open(playbook, name, arranged=True)  # the record must belong to these CA files
+        if finish:
+            archive = rotation.finish(store, now)
+            typer.echo(
+                f"authority {name!r}: rotation finished; the new CA is the authority in "
+                f"{store.folder}, the old one is kept in {archive}"
+            )
+            return
+        if not chosen:
+            started = rotation.start(store, now, cross_sign)
+            _echo_phase(name, started.phase)
+            folder = rotation.next_folder(store)
+            typer.echo(f"the new CA is in {folder}; the old one stays in {store.folder}")
+            if started.cross_signed:
+                typer.echo(f"cross-signed by the old CA: {folder / rotation.CROSS_FILE}")
+            typer.echo(f"next: `provision plan {playbook} -i INVENTORY`, then apply it")
+            return
+        record = current
+        if record is None:
+            fail(
+                f"authority {name!r} is not rotating; start with "
+                f"`provision ca rotate {playbook} {name}`"
+            )
+        target = rotation.next_phase(record, phase)
+        served: list[str] = []
+        if target == 3:
+            if inventory is None:
+                fail(
+                    "phase 3 retires the old root: give the inventory (-i INVENTORY) whose "
+                    "hosts are asked over TLS that none still serves a leaf of the old CA"
+                )
+            served = _old_leaves_served(playbook, inventory, store)
+        rotation.advance(store, record, target, now, served)
+    except ProvisionError as exc:
+        fail(exc.message)
+    _echo_phase(name, target)
+    typer.echo(f"next: `provision plan {playbook} -i INVENTORY`, then apply it")
+
+
+def _echo_phase(name: str, phase: int) -> None:
+    from provision.trust import rotation
+
+    typer.echo(
+        f"authority {name!r}: rotation in phase {phase} ({rotation.PHASES[phase]}): "
+        f"{rotation.PHASE_WORDS[phase]}"
+    )
+
+
+def _old_leaves_served(playbook: str, inventory: str, store: AuthorityStore) -> list[str]:
+    import asyncio
+
+    from provision.cli.common import load_inputs
+    from provision.fleet import close_all
+    from provision.trust.served import old_leaves
+
+    assert store.material is not None
+    loaded = load_inputs(playbook, inventory, None)
+    try:
+        return old_leaves(loaded.targets, store.material.leaf)
+    finally:
+        asyncio.run(close_all(loaded))

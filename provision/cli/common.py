@@ -34,14 +34,16 @@ Playbook = Annotated[str, typer.Argument(help="The playbook (YAML).")]
 Playbooks = Annotated[
     list[str], typer.Argument(help="One or more playbooks (YAML), each checked on its own.")
 ]
-InventoryOpt = Annotated[
-    str,
-    typer.Option(
-        "-i",
-        "--inventory",
-        help="The inventory: YAML, INI, ansible-inventory --list JSON, an executable "
-        "inventory script, or a directory of them.",
-    ),
+_INVENTORY_HELP = (
+    "The inventory: YAML, INI, ansible-inventory --list JSON, an executable inventory "
+    "script, or a directory of them. Repeatable: sources merge in the order given, later "
+    "ones winning, as Ansible merges repeated -i."
+)
+InventoryOpt = Annotated[list[str], typer.Option("-i", "--inventory", help=_INVENTORY_HELP)]
+# apply's: a saved plan names its own inventory.
+OptionalInventoryOpt = Annotated[
+    list[str] | None,
+    typer.Option("-i", "--inventory", help=_INVENTORY_HELP + " Not with a saved plan."),
 ]
 VaultPasswordFileOpt = Annotated[
     list[str] | None,
@@ -126,13 +128,23 @@ def reported_errors(os_errors: bool = False) -> Iterator[None]:
         fail(f"{where}{exc.strerror or exc}")
 
 
+def vault_options(
+    password_files: Sequence[str] | None, vault_ids: Sequence[str] | None
+) -> tuple[tuple[str, str], ...]:
+    """``--vault-password-file`` and ``--vault-id`` as the loader's (label, file) sources."""
+    from provision.inputs.vault_ids import vault_sources
+
+    return vault_sources(password_files or (), vault_ids or ())
+
+
 def load_inputs(
     playbook: str,
-    inventory: str,
+    inventory: Sequence[str],
     limit: str | None,
     forks: int = 20,
     connect: ConnectOptions | None = None,
     lock_timeout: float = 30.0,
+    vault: Sequence[tuple[str, str]] = (),
 ) -> Loaded:
     """``api.load``, with its errors through the one exit."""
     from provision import api
@@ -140,7 +152,13 @@ def load_inputs(
 
     try:
         return api.load(
-            playbook, inventory, limit, forks=forks, connect=connect, lock_timeout=lock_timeout
+            playbook,
+            inventory,
+            limit,
+            forks=forks,
+            connect=connect,
+            lock_timeout=lock_timeout,
+            vault=vault,
         )
     except ProvisionError as exc:
         fail(exc.message)
@@ -148,7 +166,7 @@ def load_inputs(
 
 def load_each(
     playbooks: Sequence[str],
-    inventory: str,
+    inventory: Sequence[str],
     limit: str | None,
     vault: Sequence[tuple[str, str]] = (),
 ) -> Iterator[tuple[str, Loaded | None]]:

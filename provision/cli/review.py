@@ -18,8 +18,11 @@ from provision.cli.common import (
     LimitOpt,
     OutputFormat,
     Playbooks,
+    VaultIdOpt,
+    VaultPasswordFileOpt,
     fail,
     load_each,
+    vault_options,
 )
 
 if TYPE_CHECKING:  # imported inside the commands, for a fast `--help`
@@ -100,13 +103,16 @@ def lint_command(
         bool, typer.Option("--strict", help="Exit 1 when there is any finding.")
     ] = False,
     output_format: FormatOpt = OutputFormat.text,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Flag what a reviewer would (weak keys, long validity, uncovered names, ...) in each
     playbook; exit 0, or 1 with --strict; 1 for a playbook that does not load."""
     if output_format is OutputFormat.json and len(playbooks) > 1:
         fail("--format json takes one playbook (its output is one JSON document)")
     unloaded = found = False
-    for playbook, loaded in load_each(playbooks, inventory, limit):
+    vault = vault_options(vault_password_file, vault_id)
+    for playbook, loaded in load_each(playbooks, inventory, limit, vault):
         if loaded is None:
             unloaded = True
         else:

@@ -1,4 +1,4 @@
-"""The run commands: validate, plan, apply, verify, rollback, csr, status.
+"""The run commands: validate, plan, apply, verify, rollback, csr, status, report.
 
 Parse arguments, call the api, print the report, exit with a status. Heavy modules
 (cryptography, pydantic, jinja2) are imported inside the commands, so ``provision --help``
@@ -7,6 +7,9 @@ starts quickly; errors leave through ``common.fail``.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
+from enum import StrEnum
 from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
@@ -23,6 +26,7 @@ from provision.cli.common import (
     KnownHostsOpt,
     LimitOpt,
     LockTimeoutOpt,
+    OptionalInventoryOpt,
     OutputFormat,
     PlanFormat,
     Playbook,
@@ -35,10 +39,12 @@ from provision.cli.common import (
     load_inputs,
     report_error,
     reported_errors,
+    vault_options,
 )
 
 if TYPE_CHECKING:  # the real imports are inside the commands, for a fast `--help`
     from provision.api import Report
+    from provision.report.document import AuthorityEntry, CertificateEntry, FleetDocument
     from provision.status import AuthorityRow, StatusRow
 
 
@@ -82,11 +88,10 @@ def validate(
     if any is invalid. Names a client may use that a certificate does not cover are warnings
     (exit 0)."""
     from provision.inputs.connection_vars import unused
-    from provision.inputs.vault_ids import vault_sources
     from provision.lint import format_text, lint
 
     invalid = False
-    vault = vault_sources(vault_password_file or (), vault_id or ())
+    vault = vault_options(vault_password_file, vault_id)
     for playbook, loaded in load_each(playbooks, inventory, limit, vault):
         if loaded is None:
             invalid = True
@@ -133,7 +138,6 @@ def plan(
 ) -> None:
     """Show what apply would change on each host, and why. Writes nothing to any host."""
     from provision import runs
-    from provision.inputs.vault_ids import vault_sources
 
     with reported_errors():
         outcome = runs.plan_playbook(
@@ -146,7 +150,7 @@ def plan(
             ),
             # A plan to save is made in full: the record holds no plan to save.
             full=full or out is not None,
-            vault=vault_sources(vault_password_file or (), vault_id or ()),
+            vault=vault_options(vault_password_file, vault_id),
         )
         if out is not None and outcome.loaded is not None and outcome.plan is not None:
             from provision import fsutil
@@ -167,7 +171,7 @@ def plan(
 
 
 def _csr_hint(
-    playbook: str, inventory: str, limit: str | None, waiting: list[tuple[str, str]]
+    playbook: str, inventory: list[str], limit: str | None, waiting: list[tuple[str, str]]
 ) -> str:
     """What to do for certificates waiting for their CA: the `provision csr` to run."""
     import shlex
@@ -175,7 +179,9 @@ def _csr_hint(
     count = len(waiting)
     shown = ", ".join(f"{host}: {name}" for host, name in waiting[:5])
     more = f" and {count - 5} more" if count > 5 else ""
-    command = ["provision", "csr", playbook, "-i", inventory]
+    command = ["provision", "csr", playbook]
+    for source in inventory:
+        command += ["-i", source]
     if limit is not None:
         command += ["--limit", limit]
     command += ["--out", "csr"]
@@ -214,9 +220,7 @@ def apply(
     playbook: Annotated[
         str, typer.Argument(help="The playbook, or a plan saved by `plan --out PLAN.json`.")
     ],
-    inventory: Annotated[
-        str | None, typer.Option("-i", "--inventory", help="The inventory (not with a plan).")
-    ] = None,
+    inventory: OptionalInventoryOpt = None,
     limit: LimitOpt = None,
     output_format: FormatOpt = OutputFormat.text,
     check: Annotated[bool, typer.Option("--check", help="Only plan (same as `plan`).")] = False,
@@ -233,7 +237,6 @@ def apply(
     """Make each host match the playbook (or apply exactly a saved plan); a host that fails
     does not stop the others."""
     from provision import runs
-    from provision.inputs.vault_ids import vault_sources
     from provision.plan.saved import is_plan_file
     from provision.report.progress import for_terminal
 
@@ -241,6 +244,7 @@ def apply(
         connect_options, known_hosts, accept_new_host_keys, connect_timeout, command_timeout
     )
     progress = None if check else for_terminal
+    vault = vault_options(vault_password_file, vault_id)
     with reported_errors():
         if is_plan_file(playbook):
             if inventory is not None or limit is not None:
@@ -252,9 +256,10 @@ def apply(
                 connect=connect,
                 lock_timeout=lock_timeout,
                 progress=progress,
+                vault=vault,
             )
         else:
-            if inventory is None:
+            if not inventory:
                 fail("missing option -i INVENTORY")
             outcome = runs.apply_playbook(
                 playbook,
@@ -266,7 +271,7 @@ def apply(
                 lock_timeout=lock_timeout,
                 full=full,
                 progress=progress,
-                vault=vault_sources(vault_password_file or (), vault_id or ()),
+                vault=vault,
             )
     _print_recap(outcome.report, output_format, check)
     if not check:  # (after the recap: failing to write the file must not lose it)
@@ -280,6 +285,8 @@ def verify(
     inventory: InventoryOpt,
     limit: LimitOpt = None,
     output_format: FormatOpt = OutputFormat.text,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Connect to every https binding of every site, by every name a client may use (the
     certificate's names, the host's address, the binding's address and host; a site's
@@ -289,7 +296,9 @@ def verify(
     from provision.api import verify_all
     from provision.report import text as render
 
-    loaded = load_inputs(playbook, inventory, limit)
+    loaded = load_inputs(
+        playbook, inventory, limit, vault=vault_options(vault_password_file, vault_id)
+    )
     result = asyncio.run(verify_all(loaded))
     if output_format is OutputFormat.json:
         typer.echo(render.report_json(result), nl=False)
@@ -332,6 +341,8 @@ def rollback(
     connect_timeout: ConnectTimeoutOpt = 10.0,
     command_timeout: CommandTimeoutOpt = 60.0,
     lock_timeout: LockTimeoutOpt = 30.0,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Restore each host's files as they were before its newest apply not undone yet (run
     again: one apply further back), then test and reload its sites."""
@@ -344,7 +355,13 @@ def rollback(
         fail("--list shows every backup; drop --to")
     connect = connect_options(known_hosts, accept_new_host_keys, connect_timeout, command_timeout)
     loaded = load_inputs(
-        playbook, inventory, limit, forks=forks, connect=connect, lock_timeout=lock_timeout
+        playbook,
+        inventory,
+        limit,
+        forks=forks,
+        connect=connect,
+        lock_timeout=lock_timeout,
+        vault=vault_options(vault_password_file, vault_id),
     )
     if list_only:
         hosts = asyncio.run(list_backups_all(loaded))
@@ -377,6 +394,8 @@ def csr(
     inventory: InventoryOpt,
     out: Annotated[str, typer.Option("--out", help="Folder for the CSR files.")],
     limit: LimitOpt = None,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Make (or keep) each host's key and write a CSR per host and third-party certificate."""
     import asyncio
@@ -385,7 +404,9 @@ def csr(
     from provision.csr import make_csrs
     from provision.sources.provided import wants_csr
 
-    loaded = load_inputs(playbook, inventory, limit)
+    loaded = load_inputs(
+        playbook, inventory, limit, vault=vault_options(vault_password_file, vault_id)
+    )
     if not any(wants_csr(c) for t in loaded.targets for c in t.playbook.certificates):
         count = len(loaded.targets)
         fail(
@@ -416,6 +437,8 @@ def render(
     inventory: InventoryOpt,
     out: Annotated[str, typer.Option("--out", help="Folder for the files, one folder per host.")],
     limit: LimitOpt = None,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Write each host's site configs and scripts under OUT/HOST/ (host paths mirrored:
     C:\\X\\y as OUT/HOST/C/X/y), on this machine alone: no host is reached, no certificate
@@ -423,8 +446,15 @@ def render(
     from provision import api
 
     with reported_errors():
-        # No password, authority or supplied file is read: the configs need none.
-        loaded = api.load(playbook, inventory, limit, controller_files=False)
+        # No output password, authority or supplied file is read: the configs need none
+        # (a vault password is, if the inventory's variables are vaulted).
+        loaded = api.load(
+            playbook,
+            inventory,
+            limit,
+            controller_files=False,
+            vault=vault_options(vault_password_file, vault_id),
+        )
         results = api.render_all(loaded, out)
     for result in results:
         if result.error is not None:
@@ -438,35 +468,218 @@ def render(
         raise typer.Exit(1)
 
 
+class StatusFormat(StrEnum):
+    text = "text"
+    json = "json"
+    prometheus = "prometheus"
+
+
+class ReportFormat(StrEnum):
+    html = "html"
+    json = "json"
+
+
+NowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--now",
+        help="Count days from this moment (2027-01-31 or 2027-01-31T12:00:00Z) instead of "
+        "the clock's: for a fixed, reproducible document.",
+    ),
+]
+FromJsonOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--from-json",
+        help="Read the fleet document (`status --format json` or `report --format json`, "
+        "or shards' documents merged) instead of reaching the hosts; no playbook needed.",
+    ),
+]
+OptionalPlaybook = Annotated[
+    str | None, typer.Argument(help="The playbook (YAML); not with --from-json.")
+]
+FleetInventoryOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-i",
+        "--inventory",
+        help="The inventory, as for every command (repeatable); not with --from-json.",
+    ),
+]
+
+
+def _moment(now: str | None) -> dt.datetime | None:
+    if now is None:
+        return None
+    text = now[:-1] + "+00:00" if now.endswith("Z") else now
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--now {now!r} is not a date or time: write 2027-01-31 or 2027-01-31T12:00:00Z")
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def _fleet_document(
+    playbook: str | None,
+    inventory: list[str] | None,
+    limit: str | None,
+    from_json: str | None,
+    now: str | None,
+    vault: Sequence[tuple[str, str]],
+) -> FleetDocument:
+    """The fleet document, read from the hosts (and planned) or from a file."""
+    from provision.report import document
+
+    if from_json is not None:
+        if playbook is not None or inventory is not None or limit is not None or now is not None:
+            fail("--from-json reads a finished document: drop the playbook, -i, --limit and --now")
+        from pathlib import Path
+
+        try:
+            text = Path(from_json).read_bytes()
+        except OSError as exc:
+            fail(f"{from_json}: {exc.strerror}")
+        with reported_errors():
+            return document.loads(text, from_json)
+    if playbook is None or inventory is None:
+        fail("give a playbook and -i INVENTORY, or --from-json FILE")
+    from provision.overview import fleet_document
+
+    moment = _moment(now)
+    loaded = load_inputs(playbook, inventory, limit, vault=vault)
+    with reported_errors():
+        return fleet_document(loaded, moment)
+
+
 def status(
-    playbook: Playbook,
-    inventory: InventoryOpt,
+    playbook: OptionalPlaybook = None,
+    inventory: FleetInventoryOpt = None,
     limit: LimitOpt = None,
-    output_format: FormatOpt = OutputFormat.text,
+    output_format: Annotated[
+        StatusFormat,
+        typer.Option(
+            "--format",
+            help="text; json (the fleet document, docs/status-json.md); prometheus (metrics).",
+        ),
+    ] = StatusFormat.text,
+    textfile: Annotated[
+        str | None,
+        typer.Option(
+            "--textfile",
+            help="Write the metrics to DIR/provision.prom, atomically, for node_exporter's "
+            "textfile collector (prints nothing else).",
+        ),
+    ] = None,
+    now: NowOpt = None,
+    from_json: FromJsonOpt = None,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Every host's certificates, soonest expiry first; exit 1 if one is expired or misses a
-    name."""
+    name. json and prometheus also plan each host (read-only) for its drift."""
+    vault = vault_options(vault_password_file, vault_id)
+    if output_format is StatusFormat.text and textfile is None and from_json is None:
+        _plain_status(playbook, inventory, limit, now, vault)
+        return
+    from provision.report import document as fleet
+
+    found = _fleet_document(playbook, inventory, limit, from_json, now, vault)
+    if textfile is not None:
+        from provision.report.metrics import write_textfile
+
+        with reported_errors(os_errors=True):
+            write_textfile(found, textfile)
+    elif output_format is StatusFormat.json:
+        typer.echo(fleet.dumps(found), nl=False)
+    elif output_format is StatusFormat.prometheus:
+        from provision.report.metrics import exposition
+
+        typer.echo(exposition(found), nl=False)
+    else:
+        _status_table([_row_of(entry) for entry in found.certificates])
+        if found.authorities:
+            _authority_table([_authority_of(entry) for entry in found.authorities])
+    if any(c.problem or c.names_missing for c in found.certificates) or any(
+        a.problem for a in found.authorities
+    ):
+        raise typer.Exit(1)
+
+
+def _plain_status(
+    playbook: str | None,
+    inventory: list[str] | None,
+    limit: str | None,
+    now: str | None,
+    vault: Sequence[tuple[str, str]],
+) -> None:
+    """The table alone: the hosts read, nothing planned."""
     import asyncio
-    import json
-    from dataclasses import asdict
 
     from provision.status import authority_rows, fleet_status
 
-    loaded = load_inputs(playbook, inventory, limit)
-    authorities = authority_rows(loaded)
-    rows = asyncio.run(fleet_status(loaded))
-    if output_format is OutputFormat.json:
-        document = {
-            "certificates": [asdict(r) for r in rows],
-            "authorities": [asdict(a) for a in authorities],
-        }
-        typer.echo(json.dumps(document, indent=2))
-    else:
-        _status_table(rows)
-        if authorities:
-            _authority_table(authorities)
+    if playbook is None or inventory is None:
+        fail("give a playbook and -i INVENTORY, or --from-json FILE")
+    moment = _moment(now)
+    loaded = load_inputs(playbook, inventory, limit, vault=vault)
+    authorities = authority_rows(loaded, moment)
+    rows = asyncio.run(fleet_status(loaded, moment))
+    _status_table(rows)
+    if authorities:
+        _authority_table(authorities)
     if any(r.bad for r in rows) or any(a.bad for a in authorities):
         raise typer.Exit(1)
+
+
+def _row_of(entry: CertificateEntry) -> StatusRow:
+    from provision.status import StatusRow
+
+    return StatusRow(**entry.model_dump(exclude={"state"}))
+
+
+def _authority_of(entry: AuthorityEntry) -> AuthorityRow:
+    from provision.status import AuthorityRow
+
+    return AuthorityRow(**entry.model_dump())
+
+
+def report(
+    playbook: OptionalPlaybook = None,
+    inventory: FleetInventoryOpt = None,
+    limit: LimitOpt = None,
+    out: Annotated[
+        str | None,
+        typer.Option("--out", help="Write the report to this file (default: standard output)."),
+    ] = None,
+    output_format: Annotated[
+        ReportFormat,
+        typer.Option("--format", help="html (one self-contained page) or json (its data)."),
+    ] = ReportFormat.html,
+    now: NowOpt = None,
+    from_json: FromJsonOpt = None,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
+) -> None:
+    """The fleet at a glance, as one self-contained HTML page: an expiry timeline, a sortable
+    table of every certificate with its host's drift and last apply, the authorities and a
+    summary. Reads the hosts and plans them; writes nothing to any host."""
+    from provision.report import document as fleet
+
+    vault = vault_options(vault_password_file, vault_id)
+    found = _fleet_document(playbook, inventory, limit, from_json, now, vault)
+    if output_format is ReportFormat.json:
+        text = fleet.dumps(found)
+    else:
+        from provision.report.html import render_html
+
+        text = render_html(found)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    from provision import fsutil
+
+    with reported_errors():
+        fsutil.write_atomic(out, text.encode(), 0o644)
+    typer.echo(f"wrote {out}", err=True)
 
 
 def revoke(
@@ -482,6 +695,8 @@ def revoke(
             "superseded or cessationOfOperation."
         ),
     ] = "unspecified",
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Revoke the certificates the limited hosts hold (ACME: by the account that ordered
     them); exit 1 if one could not be."""
@@ -491,7 +706,9 @@ def revoke(
 
     if reason not in REASONS:
         fail(f"--reason {reason!r} is not one of {', '.join(REASONS)}")
-    loaded = load_inputs(playbook, inventory, limit)
+    loaded = load_inputs(
+        playbook, inventory, limit, vault=vault_options(vault_password_file, vault_id)
+    )
     rows = asyncio.run(revoke_all(loaded, reason))
     for row in rows:
         if row.error is None:
@@ -529,19 +746,21 @@ def _authority_table(rows: list[AuthorityRow]) -> None:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    for column in ("authority", "file", "subject", "expires"):
+    rotating = any(row.rotation for row in rows)  # the column only while one rotates
+    for column in ("authority", "file", "subject", "expires", *(["rotation"] * rotating)):
         table.add_column(column)
     for row in rows:
         if row.days_left is None or row.problem:
             expires = row.problem or "missing"
         else:
             expires = f"{row.not_after} (in {row.days_left} days)"
-        table.add_row(row.authority, row.file, row.subject or "-", expires)
+        extra = [row.rotation or "-"] if rotating else []
+        table.add_row(row.authority, row.file, row.subject or "-", expires, *extra)
     typer.echo("")
     Console(width=200, soft_wrap=True).print(table)
 
 
-COMMANDS = (validate, plan, apply, verify, rollback, render, csr, status, revoke)
+COMMANDS = (validate, plan, apply, verify, rollback, render, csr, status, report, revoke)
 
 
 def register(app: typer.Typer) -> None:

@@ -38,7 +38,7 @@ class Command:
 
     kind: str  # "plan" (plan, apply --check) or "apply": a plan's record never answers an apply
     playbook: str
-    inventory: str
+    inventory: tuple[str, ...]  # every -i source, in order: -i a -i b is not -i b -i a
     limit: str | None
 
     def key(self) -> str:
@@ -51,8 +51,7 @@ class Command:
                 os.path.expanduser("~"),
                 self.playbook,
                 os.path.realpath(self.playbook),
-                self.inventory,
-                os.path.realpath(self.inventory),
+                [[source, os.path.realpath(source)] for source in self.inventory],
                 self.limit,
             ]
         )

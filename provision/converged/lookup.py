@@ -48,7 +48,7 @@ def _check(document: dict[str, Any], command: Command, now: dt.datetime) -> Hit 
     if document["code"] != code_digest():
         return None
     inputs = document["inputs"]
-    for named in (command.playbook, command.inventory):  # a record of some other run
+    for named in (command.playbook, *command.inventory):  # a record of some other run
         if f"file:{os.path.abspath(named)}" not in inputs["entries"]:
             return None
     if inputs_digest(inputs["entries"]) != inputs["digest"]:

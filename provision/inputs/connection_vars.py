@@ -30,8 +30,11 @@ ALIASES = {
     "ansible_become_user": "become_user",
     "ansible_ssh_common_args": "ssh_args",
 }
+# Added to ansible_ssh_common_args by Ansible's ssh connection, and so read with it (a
+# ProxyJump here would otherwise be dropped and the host reached another way).
+EXTRA_ARGS = "ansible_ssh_extra_args"
 # Read elsewhere: a PowerShell shell makes the host Windows (provision.inputs.inventory).
-_READ = frozenset({"ansible_shell_type"})
+_READ = frozenset({"ansible_shell_type", EXTRA_ARGS})
 
 # Ansible's connection plugins that are ours under another name; paramiko is another SSH
 # client, smart is Ansible's "ssh when it can", both reach the host over SSH as we do.
@@ -71,12 +74,19 @@ def ignored(variables: Mapping[str, Any]) -> list[str]:
     )
 
 
+def ssh_arguments(variables: Mapping[str, Any]) -> str | None:
+    """The host's SSH arguments: ``ssh_args`` (ansible_ssh_common_args), then
+    ``ansible_ssh_extra_args``, as Ansible's ssh connection puts them on one command line."""
+    given = [str(variables[k]) for k in ("ssh_args", EXTRA_ARGS) if variables.get(k) is not None]
+    return " ".join(given) if given else None
+
+
 def unused(variables: Mapping[str, Any]) -> list[str]:
     """What ``validate -v`` lists: the ignored ``ansible_*`` names, and the options of
-    ``ansible_ssh_common_args`` provision leaves to OpenSSH's defaults (its own, safer)."""
+    ``ansible_ssh_common_args`` (and ``_extra_args``) provision leaves to its own defaults."""
     names = ignored(variables)
-    args = variables.get("ssh_args")
-    if isinstance(args, str):
+    args = ssh_arguments(variables)
+    if args is not None:
         with contextlib.suppress(ValueError):  # loading refused it already
             names += [f"ssh_args -o {option}" for option in parse_ssh_args(args).ignored]
     return names
@@ -176,6 +186,7 @@ __all__ = [
     "SshArgs",
     "ignored",
     "parse_ssh_args",
+    "ssh_arguments",
     "unused",
     "with_aliases",
 ]

@@ -199,10 +199,14 @@ def from_json(data: dict[str, Any], name: str) -> Document:
         result[str(group)] = entry or None
     everyone = result.get("all") or {}
     listed = everyone.setdefault("hosts", {})
+    # As Ansible's script plugin: _meta gives variables to the hosts the groups list, and
+    # makes no host of its own (a host only in _meta is not in the inventory).
+    grouped = set(_hosts_of({g: b for g, b in data.items() if g != "_meta"}, name))
     for host, variables in hostvars.items():
         if not isinstance(variables, dict):
             raise InputError(Location(name), f"_meta.hostvars.{host}: expected an object")
-        listed[str(host)] = variables or listed.get(str(host))
+        if str(host) in grouped:
+            listed[str(host)] = variables or listed.get(str(host))
     result["all"] = everyone
     return Document(name, result, {})
 

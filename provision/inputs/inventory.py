@@ -10,14 +10,19 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from provision.errors import InputError, Location, PatternError
-from provision.inputs.connection_vars import CONNECTIONS, parse_ssh_args, with_aliases
+from provision.inputs.connection_vars import (
+    CONNECTIONS,
+    parse_ssh_args,
+    ssh_arguments,
+    with_aliases,
+)
 from provision.inputs.files import UnreadableFile, read_regular
 from provision.inputs.host_ranges import RangeError, expand, split_port
 from provision.inputs.inventory_sources import read_sources
@@ -40,9 +45,10 @@ class _GroupInfo:
 
 @dataclass(frozen=True)
 class Inventory:
-    file: str
+    file: str  # the sources as errors name them: "a, b" for -i a -i b
     hosts: Mapping[str, Host]
     groups: Mapping[str, frozenset[str]]  # group -> every host in it or its descendants
+    sources: tuple[str, ...] = ()  # each -i as given, in order
 
     def select(self, pattern: str) -> list[Host]:
         """Hosts matching an Ansible pattern, in inventory order."""
@@ -63,17 +69,19 @@ def load_inventory(
         names = [str(p) for p in paths]
     else:
         names = [display] if isinstance(display, str) else list(display)
+    keys = vault if vault is not None else VaultKeys.of(reads=reads)
     docs: list[Document] = []
     bases: list[Path] = []
     for one, name in zip(paths, names, strict=True):
-        found = read_sources(one, name, reads)
+        found = read_sources(one, name, reads, keys)
         for doc in found.documents:
             docs.append(_expand_hosts(_validated(doc)))
-        if found.base not in bases:
-            bases.append(found.base)
+        # One base per source, repeats kept: Ansible reads the vars folders beside each
+        # source in turn, so with ``-i a/x -i b/y -i a/z`` a's files win over b's.
+        bases.append(found.base)
     groups = _collect_groups(docs)
-    keys = vault if vault is not None else VaultKeys.of(reads=reads)
-    return _resolve(", ".join(names), docs, groups, bases, reads, keys)
+    resolved = _resolve(", ".join(names), docs, groups, bases, reads, keys)
+    return replace(resolved, sources=tuple(names))
 
 
 def _validated(doc: Document) -> Document:
@@ -260,9 +268,13 @@ def _resolve(
         mine = [g for g in ordered_groups if host_name in members[g]]
         for group in mine:
             merged.update(with_aliases(groups[group].vars))
+        # Ansible reads group_vars/all of every source before any other group's files.
+        for files in group_files:
+            merged.update(with_aliases(files["all"]))
         for files in group_files:
             for group in mine:
-                merged.update(with_aliases(files[group]))
+                if group != "all":
+                    merged.update(with_aliases(files[group]))
         for inline, _, _ in places:
             merged.update(with_aliases(inline))
         for base in bases:
@@ -354,6 +366,8 @@ def _make_host(
         if field in merged:
             typed[field] = merged[field]
     typed.setdefault("address", name)
+    if ssh_arguments(merged) is not None:
+        typed["ssh_args"] = ssh_arguments(merged)
     if isinstance(typed.get("connection"), str):
         typed["connection"] = CONNECTIONS.get(typed["connection"].lower(), typed["connection"])
     if typed.get("become") and str(typed.get("become_user") or "root") != "root":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from provision.inputs.dynamic_inventory import from_json, is_listing, run_script
 from provision.inputs.files import IsDirectory, UnreadableFile, read_regular
 from provision.inputs.ini_inventory import looks_like_ini, parse_ini
 from provision.inputs.manifest import Manifest, read
+from provision.inputs.vault import is_vault
+from provision.inputs.vault_secrets import VaultKeys
 from provision.inputs.yaml_lines import MAX_FILE_BYTES, Document, load_bytes, load_text
 
 # The names Ansible skips in an inventory directory (hidden files, its vars folders, and its
@@ -38,19 +41,23 @@ class Sources:
     base: Path = Path(".")
 
 
-def read_sources(path: Path, display: str, reads: Manifest | None) -> Sources:
+def read_sources(
+    path: Path, display: str, reads: Manifest | None, vault: VaultKeys | None = None
+) -> Sources:
+    """``vault`` opens a vault-encrypted inventory file, as Ansible's INI and YAML plugins do."""
+    keys = vault if vault is not None else VaultKeys.of(reads=reads)
     read(reads, path)
     if path.is_dir():
         found = Sources(base=path)
-        _read_folder(path, display, reads, found, 0)
+        _read_folder(path, display, reads, found, 0, keys)
         if not found.documents:
             raise InputError(Location(display), "is a directory with no inventory in it")
         return found
-    return Sources([_read_file(path, display, reads)], path.parent)
+    return Sources([_read_file(path, display, reads, keys)], path.parent)
 
 
 def _read_folder(
-    folder: Path, display: str, reads: Manifest | None, into: Sources, depth: int
+    folder: Path, display: str, reads: Manifest | None, into: Sources, depth: int, vault: VaultKeys
 ) -> None:
     if depth > _MAX_DEPTH:
         raise InputError(Location(display), f"inventory folders nest deeper than {_MAX_DEPTH}")
@@ -67,12 +74,12 @@ def _read_folder(
         shown = os.path.join(display, name)
         read(reads, entry)
         if entry.is_dir():
-            _read_folder(entry, shown, reads, into, depth + 1)
+            _read_folder(entry, shown, reads, into, depth + 1, vault)
         else:
-            into.documents.append(_read_file(entry, shown, reads))
+            into.documents.append(_read_file(entry, shown, reads, vault))
 
 
-def _read_file(path: Path, display: str, reads: Manifest | None) -> Document:
+def _read_file(path: Path, display: str, reads: Manifest | None, vault: VaultKeys) -> Document:
     if _is_executable(path):
         if reads is not None:
             reads.volatile(f"ran the inventory script {display}")
@@ -83,6 +90,8 @@ def _read_file(path: Path, display: str, reads: Manifest | None) -> Document:
         raise InputError(Location(display), "is a directory, expected an inventory") from None
     except UnreadableFile as exc:
         raise InputError(Location(display), str(exc)) from None
+    if is_vault(raw):  # ansible-vault encrypt hosts.ini
+        raw = vault.open(raw, Location(display, 1))
     suffix = path.suffix.lower()
     if suffix in (".yml", ".yaml", ".json"):
         return _yaml_or_listing(load_bytes(raw, display))
@@ -112,7 +121,25 @@ def _read_file(path: Path, display: str, reads: Manifest | None) -> Document:
 
 
 def _yaml_or_listing(doc: Document) -> Document:
+    _refuse_plugin_config(doc)
     return from_json(doc.data, doc.file) if is_listing(doc.data) else doc
+
+
+def _refuse_plugin_config(doc: Document) -> None:
+    """An inventory plugin's configuration (``plugin: amazon.aws.aws_ec2``) is Ansible code
+    to run, not an inventory: say how to have Ansible run it rather than read its keys as
+    groups. (A group named ``plugin`` has a mapping or nothing, never a name, as its value.)"""
+    if not isinstance(doc.data, dict) or not isinstance(doc.data.get("plugin"), str):
+        return
+    raise InputError(
+        Location(doc.file, doc.line_of(("plugin",))),
+        f"is the configuration of the Ansible inventory plugin {doc.data['plugin']}, which "
+        "provision does not run (it runs no Ansible code). Have Ansible run it and give "
+        f"provision its answer: `ansible-inventory -i {shlex.quote(doc.file)} --list > "
+        "inv.json` (with any other -i the plugin builds on), then `provision ... -i "
+        "inv.json`, which reads the hosts, groups and variables the plugin found "
+        "(docs/inventory.md, Feeding a dynamic inventory)",
+    )
 
 
 def _is_executable(path: Path) -> bool:

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from provision.errors import InputError, Location, ProvisionError
@@ -31,6 +32,8 @@ from provision.sources.base import Expected
 from provision.sources.registry import source_of
 from provision.sources.supplied import FileCache, Supplied, load_supplied
 from provision.transport.factory import ConnectOptions, make_transport
+from provision.trust import rotation
+from provision.trust.revocation import published
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,13 @@ class Loaded:
     lock_timeout: float = 30.0
     # Every controller path loading (and rendering, as the run goes on) read or looked for.
     reads: Manifest = field(default_factory=Manifest)
+    # The certificates of each supplied trust root file, by the path as the playbook names it.
+    trust_files: Mapping[str, list[x509.Certificate]] = field(default_factory=dict)
+    # Each authority's CRL as published on the controller (DER, PEM), for `crl.host_dir`.
+    crls: Mapping[str, tuple[bytes, bytes] | None] = field(default_factory=dict)
+    # The self-signed certificates of other hosts of the run that trust roots name, filled
+    # by the fleet before any host is planned (provision/trust/peers.py); None: waits.
+    peer_roots: dict[str, list[x509.Certificate] | None] = field(default_factory=dict)
 
     def expected(self, target: Target) -> dict[str, Expected]:
         """For each certificate of a host, what its source says it must be."""
@@ -54,9 +64,22 @@ class Loaded:
         return {c.name: source_of(c).expected(c, name, self) for c in target.playbook.certificates}
 
 
+# What ``-i`` named: one source, or several (``-i a -i b``), merged in this order.
+InventorySources = str | Path | Sequence[str | Path]
+
+
+def inventory_sources(inventory: InventorySources) -> tuple[str, ...]:
+    """The ``-i`` sources as the paths given, in order."""
+    if isinstance(inventory, (str, Path)):
+        return (str(inventory),)
+    if not inventory:
+        raise InputError(Location("-i"), "no inventory given")
+    return tuple(str(source) for source in inventory)
+
+
 def load(
     playbook: str | Path,
-    inventory: str | Path,
+    inventory: InventorySources,
     limit: str | None = None,
     forks: int = 20,
     now: dt.datetime | None = None,
@@ -78,7 +101,8 @@ def load(
     if not isinstance(doc.data, dict):
         raise InputError(Location(doc.file, 1), "a playbook must be a mapping of keys")
     # ``vault``: (label, password file) sources for Ansible's vaulted values, read on need.
-    inv = load_inventory(Path(inventory), str(inventory), reads, VaultKeys.of(vault, reads))
+    sources = inventory_sources(inventory)
+    inv = load_inventory([Path(s) for s in sources], sources, reads, VaultKeys.of(vault, reads))
     hosts = limit_hosts(inv, playbook_hosts_pattern(doc), limit, reads)
     folder = Path(doc.file).resolve().parent
     targets = []
@@ -106,6 +130,7 @@ def load(
     supplied = (
         _load_supplied(doc, targets, folder, reader, moment, reads) if controller_files else {}
     )
+    trust_files = _trust_inputs(doc, targets, folder, reader, passwords, reads, controller_files)
     return Loaded(
         doc,
         inv,
@@ -118,7 +143,44 @@ def load(
         forks,
         lock_timeout,
         reads,
+        trust_files,
+        {
+            name: published(store, reads)
+            for name, store in authorities.items()
+            if store.spec.crl is not None and store.spec.crl.host_dir is not None
+        },
     )
+
+
+def _trust_inputs(
+    doc: Document,
+    targets: list[Target],
+    folder: Path,
+    reader: PasswordReader,
+    passwords: dict[str, dict[str, bytes]],
+    reads: Manifest,
+    controller_files: bool,
+) -> dict[str, list[x509.Certificate]]:
+    """The trust roots supplied as files (read once), and each Java store's password."""
+    from provision.trust.roots import root_files
+    from provision.trust.stores import password_key
+
+    if not controller_files:
+        return {}
+    found: dict[str, list[x509.Certificate]] = {}
+    for target in targets:
+        for path, certificates in root_files(target.playbook, folder, doc.locate, reads).items():
+            found.setdefault(path, certificates)
+        for t, trust in enumerate(target.playbook.trust):
+            for s, store in enumerate(trust.stores):
+                if store.type != "java" or store.password is None:
+                    continue
+                where = doc.locate(("trust", t, "stores", s, "password"))
+                password = reader.read(store.password, where)
+                if not password:
+                    raise InputError(where, "is empty; a Java truststore needs a password")
+                passwords.setdefault(target.host.name, {})[password_key(store.path)] = password
+    return found
 
 
 def _refuse_shared_paths(doc: Document, target: Target) -> None:
@@ -176,8 +238,13 @@ def _open_authorities(
                 f"every host (host {target.host.name} sees them differently from "
                 f"{targets[0].host.name}); do not use host variables in them",
             )
+    # During a rotation the store that issues is the phase's (trust/rotation.py).
     return {
-        spec.name: open_authority(spec, folder, doc.locate(("authorities", index)), reads)
+        spec.name: rotation.arrange(
+            open_authority(spec, folder, doc.locate(("authorities", index)), reads),
+            doc.locate(("authorities", index)),
+            reads,
+        )
         for index, spec in enumerate(targets[0].playbook.authorities)
     }
 
@@ -224,9 +291,17 @@ def controller_digest(loaded: Loaded) -> str:
     supplied certificates (by fingerprint), so a saved plan notices when they change."""
     h = hashlib.sha256()
     for name in sorted(loaded.authorities):
-        material = loaded.authorities[name].material
+        store = loaded.authorities[name]
+        material = store.material
         h.update(name.encode() + b"\0")
         h.update(material.leaf.fingerprint(hashes.SHA256()) if material else b"pending")
+        # A rotation's phase changes what is trusted and issued without changing the CA.
+        h.update(f"phase {store.phase}".encode())
+        for root in store.roots:
+            h.update(root.fingerprint(hashes.SHA256()))
+    for path, roots in sorted(loaded.trust_files.items()):
+        h.update(f"trust-file {path}".encode() + b"\0")
+        h.update(b"".join(root.fingerprint(hashes.SHA256()) for root in roots))
     for (host, certificate), supplied in sorted(loaded.supplied.items()):
         h.update(f"{host}/{certificate}".encode() + b"\0")
         h.update(supplied.leaf.fingerprint(hashes.SHA256()) if supplied else b"waiting")
@@ -237,15 +312,14 @@ def check_saved(loaded: Loaded, saved: SavedPlan) -> None:
     """Refuse the whole plan when its inputs changed since it was made."""
     checks = [
         ("playbook", planfile.file_digest(Path(loaded.playbook.file)), loaded.playbook.file),
-        (
-            "inventory",
-            planfile.inventory_digest(Path(loaded.inventory.file)),
-            loaded.inventory.file,
+        *(
+            (f"inventory:{index}", planfile.inventory_digest(Path(source)), source)
+            for index, source in enumerate(loaded.inventory.sources)
         ),
         ("controller", controller_digest(loaded), "the authorities or supplied certificates"),
     ]
     for key, digest, what in checks:
-        if saved.digests[key] != digest:
+        if saved.digests.get(key) != digest:
             raise ProvisionError(
                 f"{what} changed since the plan was made; nothing was applied. "
                 "Make a new plan and review it."
@@ -257,15 +331,22 @@ def save_plan(loaded: Loaded, plan: Plan, limit: str | None) -> str:
         plan,
         limit=limit,
         playbook_digest=planfile.file_digest(Path(loaded.playbook.file)),
-        inventory_digest=planfile.inventory_digest(Path(loaded.inventory.file)),
+        inventory_digests=tuple(
+            planfile.inventory_digest(Path(source)) for source in loaded.inventory.sources
+        ),
         controller_digest=controller_digest(loaded),
     )
 
 
 def load_saved(
-    path: str, forks: int = 20, connect: ConnectOptions | None = None, lock_timeout: float = 30.0
+    path: str,
+    forks: int = 20,
+    connect: ConnectOptions | None = None,
+    lock_timeout: float = 30.0,
+    vault: Sequence[tuple[str, str]] = (),
 ) -> tuple[Loaded, SavedPlan]:
-    """Reload a saved plan's inputs, refusing if they changed, limited to its hosts."""
+    """Reload a saved plan's inputs (every -i source it was made with, in its order),
+    refusing if they changed, limited to its hosts."""
     saved = planfile.loads(path)
     names = [h.host for h in saved.plan.hosts]
     loaded = load(
@@ -275,6 +356,7 @@ def load_saved(
         forks=forks,
         connect=connect,
         lock_timeout=lock_timeout,
+        vault=vault,
     )
     check_saved(loaded, saved)
     known = {t.host.name for t in loaded.targets}

@@ -25,6 +25,7 @@ from provision.layout import (
     RELOAD_MARKER,
     STATE_FILE,
     TAKEOVER_SUFFIX,
+    TRUST_RECORD,
     pending_key,
 )
 from provision.model.inventory import Host
@@ -73,13 +74,58 @@ class Target:
         return self.paths.join(self.certificates_dir, STATE_FILE)
 
     @property
+    def trust_record_path(self) -> str:
+        return self.paths.join(self.certificates_dir, TRUST_RECORD)
+
+    def trust_store_files(self) -> list[str]:
+        """The trust stores that are one file each (bundle, Java truststore, Windows script)."""
+        found = []
+        for trust in self.playbook.trust:
+            for store in trust.stores:
+                if store.type in ("bundle", "java"):
+                    found.append(store.path)
+                elif store.type == "windows":
+                    found.append(store.script)
+        return found
+
+    def trust_folders(self) -> list[tuple[str, str]]:
+        """The folder stores (debian, rhel) as (trust name, folder): provision's files in
+        them are ``provision-TRUST-*.crt``."""
+        return [
+            (trust.name, store.dir)
+            for trust in self.playbook.trust
+            for store in trust.stores
+            if store.type in ("debian", "rhel")
+        ]
+
+    def is_trust_file(self, path: str) -> bool:
+        """A root file provision writes in a folder store (a journal may finish its rename)."""
+        paths = self.paths
+        for trust, folder in self.trust_folders():
+            name = paths.basename(path)
+            if (
+                paths.normpath(path) == path
+                and paths.dirname(path) == paths.normpath(folder)
+                and re.fullmatch(rf"provision-{re.escape(trust)}-[0-9a-f]{{16}}\.crt", name)
+            ):
+                return True
+        return False
+
+    @property
     def marker_path(self) -> str:
         return self.paths.join(self.certificates_dir, RELOAD_MARKER)
 
     def own_files(self) -> list[str]:
         """The files provision keeps for itself in the certificates directory (layout.py);
         the backup folder's contents are its own too (``backup_dir``)."""
-        names = (STATE_FILE, RELOAD_MARKER, JOURNAL_FILE, LOCK_FILE, LOCK_FILE + TAKEOVER_SUFFIX)
+        names = (
+            STATE_FILE,
+            RELOAD_MARKER,
+            JOURNAL_FILE,
+            LOCK_FILE,
+            LOCK_FILE + TAKEOVER_SUFFIX,
+            TRUST_RECORD,
+        )
         return [self.paths.join(self.certificates_dir, name) for name in names]
 
     @property
@@ -96,7 +142,7 @@ class Target:
         the certificates directory (one the playbook dropped, or wrote before a switch of
         playbook), never provision's own records or backups, never anything outside."""
         paths, folder = self.paths, self.certificates_dir
-        if path in self.managed_paths():
+        if path in self.managed_paths() or self.is_trust_file(path):
             return True
         return (
             paths.normpath(path) == path
@@ -110,7 +156,15 @@ class Target:
         paths = [self.output_path(o) for c in self.playbook.certificates for o in c.outputs]
         for site in self.playbook.sites:
             paths.extend(self.site_paths(site))
-        paths.extend(store.path for trust in self.playbook.trust for store in trust.stores)
+        paths.extend(self.trust_store_files())
+        for authority in self.playbook.authorities:
+            if authority.crl is not None and authority.crl.host_dir is not None:
+                # (plan/trust.py's crl_paths, without importing the planner here)
+                folder = self.paths.join(self.certificates_dir, authority.crl.host_dir)
+                for name in ("crl.der", "crl.pem"):
+                    paths.append(self.paths.normpath(self.paths.join(folder, name)))
+        if self.playbook.trust:
+            paths.append(self.trust_record_path)
         paths.append(self.state_path)
         paths.append(self.marker_path)
         for certificate in self.playbook.certificates:
@@ -209,7 +263,16 @@ def check_references(playbook: Playbook, doc: Document, suffix: str = "") -> Non
     authorities = [a.name for a in playbook.authorities]
     for t, trust in enumerate(playbook.trust):
         for r, root in enumerate(trust.roots):
-            if root.authority not in authorities:
+            if root.certificate is not None and not any(
+                c.name == root.certificate and source_of(c).leaf_is_root
+                for c in playbook.certificates
+            ):
+                raise InputError(
+                    doc.locate(("trust", t, "roots", r, "certificate")),
+                    f"{root.certificate!r} is not a self-signed certificate of this playbook"
+                    f"{suffix}",
+                )
+            if root.authority is not None and root.authority not in authorities:
                 known = ", ".join(authorities) or "none"
                 raise InputError(
                     doc.locate(("trust", t, "roots", r, "authority")),

@@ -65,9 +65,10 @@ class Host(Strict):
     become_user: str | None = None
     """Whom become runs as: root (the default; provision becomes no other user)."""
     ssh_args: str | None = None
-    """Extra OpenSSH options (Ansible's ansible_ssh_common_args): -o StrictHostKeyChecking=
-    accept-new, -o UserKnownHostsFile=FILE and -o ConnectTimeout=N are honoured; options that
-    only tune the connection are ignored; any other is an error."""
+    """Extra OpenSSH options (Ansible's ansible_ssh_common_args, with ansible_ssh_extra_args
+    added after them): -o StrictHostKeyChecking=accept-new, -o UserKnownHostsFile=FILE and
+    -o ConnectTimeout=N are honoured; options that only tune the connection are ignored; any
+    other is an error."""
     groups: tuple[str, ...] = ()
     """The groups the host belongs to; host.groups in templates."""
     vars: dict[str, Any] = Field(default_factory=dict)

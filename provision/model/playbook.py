@@ -676,6 +676,10 @@ class AuthorityCrl(Strict):
     next_update_days: int = Field(default=7, ge=1, le=365)
     """How long each CRL is current (its nextUpdate, in days; default 7); apply republishes
     it when half of that has passed."""
+    host_dir: HostPath | None = None
+    """A folder on each host of the playbook the CRL is copied to, as `crl.der` and
+    `crl.pem` (for a web server or proxy that checks revocation), absolute or relative to the
+    certificates directory; none: the controller only."""
 
 
 class Authority(Strict):
@@ -702,22 +706,116 @@ class Authority(Strict):
 
 
 class TrustRoot(Strict):
-    """A root certificate to trust: for now, an internal authority of this playbook."""
+    """A root certificate to trust: exactly one of `authority` (an internal authority of this
+    playbook), `file` (a root supplied as a PEM or DER file on the controller) or
+    `self_signed_of` (the self-signed certificates of other hosts of the run)."""
 
-    authority: Identifier
+    authority: Identifier | None = None
     """The name of an internal authority (`authorities[]`) whose certificate is the root."""
+    file: str | None = None
+    """A root certificate file on the controller (PEM, which may hold several roots, or DER),
+    relative to the playbook's folder: a third party's root, or another tool's CA."""
+    self_signed_of: str | None = Field(default=None, min_length=1)
+    """An Ansible host pattern (a group, names, globs): the self-signed certificates those
+    hosts of the run hold are roots (each host trusts its peers' own certificates)."""
+    certificate: CertificateName | None = None
+    """With `self_signed_of`: which certificate of those hosts (a self-signed one); every
+    self-signed certificate they hold when left out."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TrustRoot:
+        given = [self.authority, self.file, self.self_signed_of]
+        if sum(value is not None for value in given) != 1:
+            raise ValueError("give exactly one of 'authority', 'file' or 'self_signed_of'")
+        if self.certificate is not None and self.self_signed_of is None:
+            raise ValueError("'certificate' goes with 'self_signed_of'")
+        return self
 
 
-class TrustStore(Strict):
-    """Where on the host the roots go: a plain PEM bundle file, for applications that read
-    one (curl --cacert, Python's SSL_CERT_FILE, a proxy's CA file)."""
+class BundleStore(Strict):
+    """A plain PEM bundle file, for applications that read one (curl --cacert, Python's
+    SSL_CERT_FILE, a proxy's CA file)."""
 
     type: Literal["bundle"]
-    """The kind of store: `bundle`, a PEM file of the roots, rewritten whole."""
+    """`bundle`: a PEM file of the roots, owned and rewritten whole by provision."""
     path: HostPath
     """The bundle's absolute path on the host; provision owns the file (it rewrites it)."""
     mode: FileMode = 0o644
     """The bundle's mode ("0644" by default: roots are public)."""
+
+
+class DebianStore(Strict):
+    """The system store of Debian and Ubuntu: one `.crt` file per root in
+    `/usr/local/share/ca-certificates`, then `update-ca-certificates`."""
+
+    type: Literal["debian"]
+    """`debian`: files in the local certificates folder, then the update command."""
+    dir: HostPath = "/usr/local/share/ca-certificates"
+    """The folder of local roots (`/usr/local/share/ca-certificates` by default); each root
+    provision adds is `provision-TRUST-FINGERPRINT.crt` there."""
+    update_command: str = Field(default="update-ca-certificates", min_length=1)
+    """The command run on the host after roots were added or removed
+    (`update-ca-certificates` by default)."""
+
+
+class RhelStore(Strict):
+    """The system store of RHEL, Fedora and their kin: one file per root in
+    `/etc/pki/ca-trust/source/anchors`, then `update-ca-trust extract`."""
+
+    type: Literal["rhel"]
+    """`rhel`: files in the anchors folder, then the update command."""
+    dir: HostPath = "/etc/pki/ca-trust/source/anchors"
+    """The anchors folder (`/etc/pki/ca-trust/source/anchors` by default); each root
+    provision adds is `provision-TRUST-FINGERPRINT.crt` there."""
+    update_command: str = Field(default="update-ca-trust extract", min_length=1)
+    """The command run on the host after roots were added or removed
+    (`update-ca-trust extract` by default)."""
+
+
+class NssStore(Strict):
+    """An NSS database (Firefox, Chromium and Thunderbird on Linux, `/etc/pki/nssdb`):
+    roots added with `certutil -A -t C,,` and removed with `certutil -D`."""
+
+    type: Literal["nss"]
+    """`nss`: an NSS database in SQL format, changed with certutil."""
+    database: HostPath
+    """The database's folder on the host (`sql:` is added): `/etc/pki/nssdb`, or a user's
+    `~/.pki/nssdb`."""
+    certutil: str = Field(default="certutil", min_length=1)
+    """The certutil program to run (`certutil` by default, from `libnss3-tools` or
+    `nss-tools`)."""
+
+
+class JavaStore(Strict):
+    """A Java truststore: a PKCS#12 file of trusted certificates, written directly (no
+    keytool on the host); entries provision did not add are kept."""
+
+    type: Literal["java"]
+    """`java`: a PKCS#12 truststore file."""
+    path: HostPath
+    """The truststore's absolute path on the host (the JVM's `javax.net.ssl.trustStore`)."""
+    password: Password | None = None
+    """The truststore's password ({env: VAR}, {file: PATH} or a vaulted value); `changeit`,
+    what Java expects of a truststore, when left out."""
+    mode: FileMode = 0o644
+    """The truststore's mode ("0644" by default)."""
+
+
+class WindowsStore(Strict):
+    """The Windows machine store `Cert:\\LocalMachine\\Root`: a rendered PowerShell script
+    that imports the roots and removes those provision added and no longer lists, run on
+    the Windows host as an IIS site's script is (docs/windows.md)."""
+
+    type: Literal["windows"]
+    """`windows`: a PowerShell script for the machine's Trusted Root store."""
+    script: HostPath
+    """Where the script is written on the host (an absolute path)."""
+
+
+TrustStore = Annotated[
+    BundleStore | DebianStore | RhelStore | NssStore | JavaStore | WindowsStore,
+    Field(discriminator="type"),
+]
 
 
 class Trust(Strict):
@@ -777,7 +875,8 @@ class Playbook(Strict):
     sites: list[Site] = Field(default_factory=list)
     """The web-server sites each host serves."""
     trust: list[Trust] = Field(default_factory=list)
-    """Roots to install in trust stores on each host (internal authorities' roots)."""
+    """Roots to install in trust stores on each host: system stores, NSS databases, Java
+    truststores, Windows, PEM bundles (docs/trust.md)."""
 
     def certificate(self, name: str) -> Certificate:
         return next(c for c in self.certificates if c.name == name)

@@ -19,7 +19,7 @@ from provision.layout import FOLDER_MODE
 from provision.plan.certificate import plan_certificate
 from provision.plan.model import Change, HostPlan, Unchanged
 from provision.plan.state import State, check_owner, inherited, parse
-from provision.plan.trust import plan_trust
+from provision.plan.trust import plan_crl_copies, plan_trust, trust_roots
 from provision.servers.commands import site_commands
 from provision.servers.site import plan_site
 from provision.sources.base import HostRefusal
@@ -60,15 +60,23 @@ def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts, now: dt.da
     if isinstance(folder, str):
         return HostPlan(target.host.name, facts_digest=facts.digest(), error=folder)
     changes.extend(folder)
-    roots = {
-        name: store.material.leaf if store.material else None
-        for name, store in loaded.authorities.items()
-    }
-    t_changes, t_unchanged, trust_error = plan_trust(target.playbook.trust, facts, roots)
+    t_changes, t_unchanged, trust_error = plan_trust(
+        target.playbook.trust,
+        facts,
+        trust_roots(loaded, target),
+        target.trust_record_path,
+        target.paths,
+        passwords,
+    )
     if trust_error is not None:
         return HostPlan(target.host.name, facts_digest=facts.digest(), error=trust_error)
     changes.extend(t_changes)
     unchanged.extend(t_unchanged)
+    c_changes, c_unchanged, crl_error = plan_crl_copies(target, facts, loaded.crls)
+    if crl_error is not None:
+        return HostPlan(target.host.name, facts_digest=facts.digest(), error=crl_error)
+    changes.extend(c_changes)
+    unchanged.extend(c_unchanged)
     changes.extend(stale_outputs(target, facts))
     changes.extend(reloads_owed(target, facts, changes))
     issuing = {c.issue.certificate for c in changes if c.issue is not None}

@@ -72,6 +72,12 @@ class Change:
     # the site serves the HTTP-01 challenge first (servers/challenge.py): ``content`` less
     # the https bindings whose certificate files do not exist yet. None: nothing first.
     first: bytes | None = None
+    # A trust store's update command, run on the host once the files are in place, in the
+    # same steps as the config tests and reloads (provision/trust/stores.py).
+    command: str | None = None
+    # How ``content`` becomes the file's bytes at apply time: "java-truststore" (a PKCS#12
+    # truststore of the listed certificates, salted afresh on every write); None: as is.
+    encoding: str | None = None
 
     def substance(self) -> tuple[object, ...]:
         """What the change does: every field but the DESCRIPTIVE ones, so a field added
@@ -114,7 +120,7 @@ class HostPlan:
 @dataclass(frozen=True)
 class Plan:
     playbook: str
-    inventory: str
+    inventory: tuple[str, ...]  # every -i source, in the order given (later ones win)
     hosts: tuple[HostPlan, ...] = field(default_factory=tuple)
 
     @property

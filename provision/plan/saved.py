@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 
 FORMAT_FAMILY = "provision-plan/"
 # 2: every field of the plan's types, as pydantic serialises them (1 was written by hand);
-# 3: host plans carry their warnings (names a certificate does not cover).
-FORMAT = f"{FORMAT_FAMILY}3"
+# 3: host plans carry their warnings (names a certificate does not cover);
+# 4: ``inventory`` is a list, one entry per -i source in the order given.
+FORMAT = f"{FORMAT_FAMILY}4"
 
 
 def file_digest(path: Path) -> str:
@@ -78,7 +79,9 @@ class _Document:
 
     format: str
     playbook: _Input
-    inventory: _Input
+    # Every -i source in the order given: the order is precedence (later sources win), so a
+    # plan made with ``-i a -i b`` reloads exactly those, in that order.
+    inventory: tuple[_Input, ...]
     controller: _Digest
     limit: str | None
     hosts: tuple[HostPlan, ...]
@@ -98,13 +101,16 @@ def dumps(
     *,
     limit: str | None,
     playbook_digest: str,
-    inventory_digest: str,
+    inventory_digests: tuple[str, ...],
     controller_digest: str,
 ) -> str:
     document = _Document(
         format=FORMAT,
         playbook=_Input(plan.playbook, playbook_digest),
-        inventory=_Input(plan.inventory, inventory_digest),
+        inventory=tuple(
+            _Input(source, digest)
+            for source, digest in zip(plan.inventory, inventory_digests, strict=True)
+        ),
         controller=_Digest(controller_digest),
         limit=limit,
         hosts=plan.hosts,
@@ -164,10 +170,12 @@ def loads(path: str) -> SavedPlan:
         raise InputError(where, f"damaged plan file: {format_path(missing)}: Field required")
     if not saved.hosts:
         raise InputError(where, "damaged plan file: it names no host")
-    plan = Plan(saved.playbook.path, saved.inventory.path, saved.hosts)
+    if not saved.inventory:
+        raise InputError(where, "damaged plan file: it names no inventory")
+    plan = Plan(saved.playbook.path, tuple(i.path for i in saved.inventory), saved.hosts)
     digests = {
         "playbook": saved.playbook.sha256,
-        "inventory": saved.inventory.sha256,
+        **{f"inventory:{n}": source.sha256 for n, source in enumerate(saved.inventory)},
         "controller": saved.controller.sha256,
     }
     return SavedPlan(plan, saved.limit, digests)

@@ -13,6 +13,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography import x509
+
 from provision import fsutil
 from provision.crypto import build, encode, keys
 from provision.crypto.build import SubjectFields
@@ -37,6 +39,13 @@ class AuthorityStore:
     # Leaves this run replaced, (host, serial): revoked as superseded once the host finished.
     superseded: list[tuple[str, int]] = field(default_factory=list)
     base: Path | None = None  # the playbook's folder, which relative paths start from
+    # During a rotation (trust/rotation.py): its phase, the roots trust stores hold (old and
+    # new, then new alone), and the old CA once this new one issues (phase 2 on), which
+    # keeps its own serials, revocations and CRL.
+    phase: int | None = None
+    roots: tuple[x509.Certificate, ...] = ()
+    previous: AuthorityStore | None = None
+    crl_stem: str = "crl"  # the CRL's file names in crl_dir: STEM.der and STEM.pem
 
     @property
     def pending(self) -> bool:

@@ -70,6 +70,10 @@ class Expected:
     # acme: the CA's renewal information (ARI) as last recorded: (serial it is about, the
     # moment it suggests renewing from).
     renew_at: tuple[int, dt.datetime] | None = None
+    # ca, while its authority rotates (phase 2 on): the old CA, whose leaves are reissued,
+    # and the words that say why.
+    previous_authority: x509.Certificate | None = None
+    rotating: str | None = None
 
 
 @dataclass(frozen=True)

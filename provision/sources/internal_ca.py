@@ -48,10 +48,17 @@ class InternalCa(CertificateSource):
 
     def expected(self, spec: Certificate, host: str, controller: Controller) -> Expected:
         store = controller.authorities[_authority(spec)]
+        previous = store.previous.material if store.previous is not None else None
         return Expected(
             authority=store.material,
             authority_subject=store.subject_text,
             authority_file=str(store.certificate_file),
+            previous_authority=previous.leaf if previous is not None else None,
+            rotating=(
+                f"authority {_authority(spec)} rotating, phase {store.phase}"
+                if previous is not None
+                else None
+            ),
         )
 
     def decide(
@@ -79,6 +86,17 @@ class InternalCa(CertificateSource):
             # this certificate would be reissued.
             raise HostRefusal(f"certificate {spec.name}: {problem}")
         decision = decide_issued(spec, current, now, issuer=issuer)
+        old = expected.previous_authority
+        if (
+            old is not None
+            and current.leaf is not None
+            and decision.reason.startswith("issuer changed")
+            and compare.issued_by(current.leaf, old)
+        ):
+            decision = replace(
+                decision,
+                reason=f"{expected.rotating}: issued by the old CA, reissued by the new one",
+            )
         assert spec.validity_days is not None  # the model requires it for this source
         cap = health.capped(now, spec.validity_days, issuer) if decision.action else None
         if cap:
@@ -118,9 +136,13 @@ class InternalCa(CertificateSource):
         if problem:
             raise HostRefusal(f"certificate {request.spec.name}: {problem}")
         old = request.current.leaf
-        if old is not None and compare.issued_by(old, store.material.leaf):
-            # The leaf it replaces goes on the CRL (superseded) once the host has finished.
-            store.superseded.append((request.host, old.serial_number))
+        # The leaf it replaces goes on its CA's CRL (superseded) once the host has finished:
+        # the authority's, or the old CA's while it rotates.
+        for signer in (store, store.previous):
+            if signer is None or signer.material is None or old is None:
+                continue
+            if compare.issued_by(old, signer.material.leaf):
+                signer.superseded.append((request.host, old.serial_number))
         key = await request.key()
         return issue_leaf(
             request.spec,

@@ -20,6 +20,8 @@ from cryptography.x509.oid import ExtensionOID
 from provision import fsutil
 from provision.crypto.build import signature_hash
 from provision.errors import ProvisionError
+from provision.inputs.manifest import Manifest
+from provision.inputs.manifest import read as record_read
 from provision.sources.authority_store import AuthorityStore
 
 REVOKED_FILE = "revoked"
@@ -132,8 +134,8 @@ def publish(store: AuthorityStore, now: dt.datetime) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True, mode=0o755)
     written = []
     for name, encoding in (
-        (CRL_DER, serialization.Encoding.DER),
-        (CRL_PEM, serialization.Encoding.PEM),
+        (f"{store.crl_stem}.der", serialization.Encoding.DER),
+        (f"{store.crl_stem}.pem", serialization.Encoding.PEM),
     ):
         fsutil.write_atomic(str(folder / name), crl.public_bytes(encoding), 0o644)
         written.append(folder / name)
@@ -141,15 +143,35 @@ def publish(store: AuthorityStore, now: dt.datetime) -> list[Path]:
     return written
 
 
+def published(store: AuthorityStore, reads: Manifest | None = None) -> tuple[bytes, bytes] | None:
+    """The CRL as last published on the controller (DER, PEM), for the hosts that are given
+    a copy (``crl.host_dir``); None before the first one is published, or if it is damaged."""
+    folder = store.crl_dir
+    if folder is None:
+        return None
+    record_read(reads, folder / CRL_DER)
+    record_read(reads, folder / CRL_PEM)
+    try:
+        der, text = (folder / CRL_DER).read_bytes(), (folder / CRL_PEM).read_bytes()
+        x509.load_der_x509_crl(der)
+        x509.load_pem_x509_crl(text)
+    except (OSError, ValueError):
+        return None
+    return der, text
+
+
 def needs_publishing(store: AuthorityStore, now: dt.datetime) -> bool:
-    """The CRL is missing, or half its period has passed (clients refuse a stale one)."""
+    """The CRL is missing, signed by another key, or half its period has passed (clients
+    refuse a stale one)."""
     folder = store.crl_dir
     if folder is None or store.material is None:
         return False
     try:
-        crl = x509.load_der_x509_crl((folder / CRL_DER).read_bytes())
+        crl = x509.load_der_x509_crl((folder / f"{store.crl_stem}.der").read_bytes())
     except (OSError, ValueError):
         return True
+    if not crl.is_signature_valid(store.material.key.public_key()):
+        return True  # another key's (a rotation made this CA the one whose CRL is named)
     update = crl.next_update_utc
     last = crl.last_update_utc
     return update is None or now >= last + (update - last) / 2
