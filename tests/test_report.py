@@ -50,7 +50,7 @@ CERTIFICATE_KEYS = [
     "state",
 ]
 HOST_KEYS = ["host", "drift", "changes", "plan_error", "last_apply", "last_apply_success"]
-AUTHORITY_KEYS = ["authority", "file", "subject", "not_after", "days_left", "problem"]
+AUTHORITY_KEYS = ["authority", "file", "subject", "not_after", "days_left", "problem", "rotation"]
 SUMMARY_KEYS = [
     "hosts",
     "certificates",

@@ -57,6 +57,8 @@ class AuthorityEntry(_Frozen):
     not_after: str | None = None
     days_left: int | None = None
     problem: str | None = None
+    # The phase of a rotation under way (`provision ca rotate`); None when none is.
+    rotation: str | None = None
 
 
 class HostEntry(_Frozen):
