@@ -55,6 +55,14 @@ def pending_key(key_path: str) -> str:
     return key_path + PENDING_SUFFIX
 
 
+# HTTP-01: the folder in the certificates directory whose files the sites that bind an
+# ACME certificate serve at ACME_CHALLENGE_PATH (tokens live there only during an order).
+ACME_CHALLENGE_DIR = ".acme-challenge"
+ACME_CHALLENGE_PATH = "/.well-known/acme-challenge/"
+# The folder is read by the web server's workers, and holds nothing secret.
+ACME_CHALLENGE_MODE = 0o755
+ACME_TOKEN_MODE = 0o644
+
 # Which roots provision added to each trust store of the host (provision/trust/record.py):
 # only those are ever removed from a store.
 TRUST_RECORD = ".provision-trust.json"

@@ -42,10 +42,11 @@ class Pebble:
     def _context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_bundle))
 
-    def root(self) -> bytes:
-        """The root Pebble issues under (new at each start)."""
+    def root(self, index: int = 0) -> bytes:
+        """The root Pebble issues under (new at each start); 1, ...: its alternate roots
+        (PEBBLE_ALTERNATE_ROOTS)."""
         with urllib.request.urlopen(
-            f"{self.management}/roots/0", context=self._context(), timeout=10
+            f"{self.management}/roots/{index}", context=self._context(), timeout=10
         ) as answer:
             return bytes(answer.read())
 
@@ -80,7 +81,9 @@ def _tls_certificate(folder: Path) -> tuple[Path, Path]:
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 20
+    # Pebble makes its issuers' RSA keys before it listens: several with alternate roots and
+    # longer chains, slow on a loaded machine.
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"{what} exited with {process.returncode}")

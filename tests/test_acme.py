@@ -287,20 +287,29 @@ def test_eab_account_and_no_secret_in_any_output(tmp_path: Path, nginx: Nginx) -
         assert all("PRIVATE KEY-----" not in text for text in texts.values())
 
 
-def test_the_examples_in_docs_acme_validate() -> None:
-    """Every certificate of docs/acme.md's YAML examples is a valid playbook certificate."""
-
+def test_the_examples_in_docs_acme_validate(tmp_path: Path) -> None:
+    """Every YAML example of docs/acme.md is a whole playbook that `provision validate`
+    accepts (with an inventory of the groups it names)."""
     from conftest import ROOT
 
-    from provision.model.playbook import Certificate
-
     blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "docs" / "acme.md").read_text(), re.S)
-    # (Templates evaluated as a host would see them.)
-    text = [block.replace("{{ host.fqdn }}", "api.internal.example") for block in blocks]
-    certificates = [c for block in text for c in yaml.safe_load(block)["certificates"]]
-    assert len(certificates) == 2
-    for certificate in certificates:
-        assert Certificate.model_validate(certificate).source.type == "acme"
+    assert len(blocks) == 2
+    inventory = {
+        "all": {
+            "children": {
+                "web": {"hosts": {"web-01": {"fqdn": "portal.example.com"}}},
+                "api": {"hosts": {"api-01": {"fqdn": "api.internal.example"}}},
+            }
+        }
+    }
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    cli = Cli(tmp_path)
+    for index, block in enumerate(blocks):
+        book = yaml.safe_load(block)
+        assert book["certificates"][0]["source"]["type"] == "acme"
+        (tmp_path / f"example-{index}.yml").write_text(block)
+        result = cli("validate", f"example-{index}.yml", "-i", "inventory.yml")
+        assert result.exit_code == 0, block + result.stdout + result.stderr
 
 
 def test_revoke_an_acme_certificate(project: Project) -> None:

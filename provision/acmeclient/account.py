@@ -8,6 +8,7 @@ requests to the CA and nothing else.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import threading
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from josepy.jwk import JWKEC
 
 from provision.errors import ProvisionError
 from provision.model.playbook import AcmeSource
@@ -50,6 +52,13 @@ def account_key(source: AcmeSource, base: Path) -> ec.EllipticCurvePrivateKey:
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ProvisionError(f"the ACME account key {path} is not an ECDSA key")
     return key
+
+
+def account_thumbprint(source: AcmeSource, base: Path) -> str:
+    """The account key's JWK thumbprint (RFC 7638), base64url: the public half of every
+    http-01 key authorisation ("TOKEN.THUMBPRINT"), and nothing secret."""
+    digest = JWKEC(key=account_key(source, base).public_key()).thumbprint()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def _create(path: Path) -> None:

@@ -11,7 +11,6 @@ import contextlib
 import datetime as dt
 import ipaddress
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,19 +24,17 @@ from cryptography.hazmat.primitives import serialization
 from josepy.jwa import ES256
 from josepy.jwk import JWKEC
 
-from provision.acmeclient import dns
+from provision.acmeclient import dns, orders, renewal
 from provision.acmeclient.account import account_key
+from provision.acmeclient.network import Network, RetryLater
 from provision.crypto.types import PrivateKey
 from provision.errors import ProvisionError
 from provision.model.playbook import AcmeSource
+from provision.sources.base import ChallengeFiles
 
 T = TypeVar("T")
 
-# Pebble rejects a share of nonces on purpose (PEBBLE_WFE_NONCEREJECT), and so may a real CA
-# under load; ``acme`` retries once, this a few more times before the host fails.
-_NONCE_TRIES = 6
-_RATE_LIMIT_TRIES = 3
-_RATE_LIMIT_WAIT = 5.0  # seconds; a longer Retry-After fails the host for the next run
+# Bad nonces, rate limits and Retry-After are retried request by request (network.py).
 _ORDER_DEADLINE = dt.timedelta(seconds=180)
 
 
@@ -52,6 +49,10 @@ class OrderInput:
     key: PrivateKey
     base: Path  # the playbook's folder: the account folder and relative paths
     eab_hmac: str | None
+    # http-01: the host's challenge folder, which the sites binding the certificate serve.
+    challenges: ChallengeFiles | None = None
+    # Whose certificate ("HOST/CERTIFICATE"): names the order a stopped run left behind.
+    label: str = ""
 
 
 def order_certificate(order: OrderInput) -> list[x509.Certificate]:
@@ -66,12 +67,12 @@ def revoke_certificate(source: AcmeSource, base: Path, leaf: x509.Certificate, r
         acme, _ = _client(source, base)
         existing = messages.NewRegistration.from_data(only_return_existing=True)
         try:
-            _retrying(lambda: acme.new_account(existing))
+            acme.new_account(existing)
         except errors.ConflictError as found:
             acme.net.account = messages.RegistrationResource(
                 uri=found.location, body=messages.Registration()
             )
-        _retrying(lambda: acme.revoke(leaf, reason))
+        acme.revoke(leaf, reason)
 
     _contained(source, revoke)
 
@@ -82,6 +83,12 @@ def _contained(source: AcmeSource, call: Callable[[], T]) -> T:
         return call()
     except AcmeError:
         raise
+    except RetryLater as later:
+        when = f" after {later.when.strftime('%Y-%m-%d %H:%M:%S UTC')}" if later.when else " later"
+        raise AcmeError(
+            f"the ACME CA {source.directory} asks to be asked again{when} "
+            f"({_one_line(later.problem)}); nothing was changed, apply again then"
+        ) from None
     except errors.ValidationError as exc:
         raise AcmeError(_validation_words(exc, source.directory)) from None
     except messages.Error as exc:
@@ -103,11 +110,11 @@ def _contained(source: AcmeSource, call: Callable[[], T]) -> T:
 
 def _client(source: AcmeSource, base: Path) -> tuple[client.ClientV2, JWKEC]:
     jwk = JWKEC(key=account_key(source, base))
-    net = client.ClientNetwork(
+    net = Network(
         jwk,
         alg=ES256,
         user_agent="provision",
-        verify_ssl=_verify(source, base),  # type: ignore[arg-type]  # requests' verify
+        verify_ssl=_verify(source, base),
     )
     directory = client.ClientV2.get_directory(source.directory, net)
     return client.ClientV2(directory, net), jwk
@@ -117,21 +124,65 @@ def _order(order: OrderInput) -> list[x509.Certificate]:
     acme, jwk = _client(order.source, order.base)
     _register(acme, jwk, order)
     csr = _csr(order)
-    orderr = _retrying(lambda: acme.new_order(csr))
+    deadline = dt.datetime.now() + _ORDER_DEADLINE
+    chains = order.source.preferred_chain is not None
+    done = None
+    resumed = orders.resume(acme, order.source, order.base, order.label, csr)
+    if resumed is not None:
+        # Validated by an earlier run that did not finish: finalised (or downloaded) now.
+        done = acme.poll_finalization(resumed, deadline, fetch_alternative_chains=chains)
+        if not _for_key(done, order):
+            done = None  # issued for a key that run made and lost: order again
+    if done is None:
+        validated = validated_order(acme, jwk, order, csr, deadline)
+        done = acme.finalize_order(validated, deadline, fetch_alternative_chains=chains)
+    orders.forget(order.source, order.base, order.label)
+    chain = _chosen_chain(done, order.source)
+    renewal.fetch_and_record(acme, order.source, order.base, order.label, chain[0])
+    return chain
+
+
+def validated_order(
+    acme: client.ClientV2,
+    jwk: JWKEC,
+    order: OrderInput,
+    csr: bytes,
+    deadline: dt.datetime,
+) -> messages.OrderResource:
+    """A new order with every name proven: recorded on the controller as soon as it exists,
+    so that a run stopped after this point is resumed by the next (``orders.resume``)."""
+    orderr = acme.new_order(csr, profile=order.source.profile)
+    orders.record(order.source, order.base, order.label, orderr.uri)
     cleanups: list[Callable[[], None]] = []
     try:
         for authz in orderr.authorizations:
             if authz.body.status == messages.STATUS_VALID:
                 continue  # validated by an earlier order of this account: paid for already
             _answer(acme, jwk, authz, order, cleanups)
-        deadline = dt.datetime.now() + _ORDER_DEADLINE
-        done = _retrying(lambda: acme.poll_and_finalize(orderr, deadline))
+        return acme.poll_authorizations(orderr, deadline)
     finally:
         for cleanup in cleanups:
             # A record left behind is harmless; the certificate is what matters.
             with contextlib.suppress(ProvisionError):
                 cleanup()
-    return x509.load_pem_x509_certificates(done.fullchain_pem.encode())
+
+
+def _for_key(done: messages.OrderResource, order: OrderInput) -> bool:
+    leaf = x509.load_pem_x509_certificates(done.fullchain_pem.encode())[0]
+    return leaf.public_key() == order.key.public_key()
+
+
+def _chosen_chain(done: messages.OrderResource, source: AcmeSource) -> list[x509.Certificate]:
+    """The chain the CA sent first, or the alternate whose topmost certificate's issuer has
+    the common name ``preferred_chain`` (certbot's rule); the default when none has."""
+    chains = [done.fullchain_pem, *(done.alternative_fullchains_pem or [])]
+    parsed = [x509.load_pem_x509_certificates(pem.encode()) for pem in chains]
+    if source.preferred_chain is not None:
+        for chain in parsed:
+            names = chain[-1].issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+            if any(n.value == source.preferred_chain for n in names):
+                return chain
+    return parsed[0]
 
 
 def _verify(source: AcmeSource, base: Path) -> str | bool:
@@ -162,7 +213,7 @@ def _register(acme: client.ClientV2, jwk: JWKEC, order: OrderInput) -> None:
         external_account_binding=eab,
     )
     try:
-        _retrying(lambda: acme.new_account(registration))
+        acme.new_account(registration)
     except errors.ConflictError as existing:
         # The key has an account already: the CA says where; use it.
         acme.net.account = messages.RegistrationResource(
@@ -195,11 +246,17 @@ def _answer(
 ) -> None:
     source = order.source
     domain = authz.body.identifier.value
+    kind = challenges.HTTP01 if source.challenge == "http-01" else challenges.DNS01
     for challb in authz.body.challenges:
-        if isinstance(challb.chall, challenges.DNS01):
+        if isinstance(challb.chall, kind):
             break
     else:
-        raise AcmeError(f"the ACME CA {source.directory} offers no dns-01 challenge for {domain}")
+        raise AcmeError(
+            f"the ACME CA {source.directory} offers no {source.challenge} challenge for {domain}"
+        )
+    if isinstance(challb.chall, challenges.HTTP01):
+        _answer_http(acme, jwk, challb, order, cleanups)
+        return
     assert source.dns_hook is not None  # the model requires it for dns-01
     response, value = challb.response_and_validation(jwk)
     name = challb.chall.validation_domain_name(domain) + "."
@@ -209,23 +266,25 @@ def _answer(
     if source.propagation_timeout:
         resolvers = [dns.parse_resolver(r) for r in source.resolvers] or dns.system_resolvers()
         dns.wait_visible(name, value, resolvers, source.propagation_timeout)
-    _retrying(lambda: acme.answer_challenge(challb, response))
+    acme.answer_challenge(challb, response)
 
 
-def _retrying(call: Callable[[], T]) -> T:
-    nonce_tries = rate_tries = 0
-    while True:
-        try:
-            return call()
-        except messages.Error as exc:
-            if exc.code == "badNonce" and nonce_tries < _NONCE_TRIES:
-                nonce_tries += 1
-                continue
-            if exc.code == "rateLimited" and rate_tries < _RATE_LIMIT_TRIES:
-                rate_tries += 1
-                time.sleep(_RATE_LIMIT_WAIT * rate_tries)
-                continue
-            raise
+def _answer_http(
+    acme: client.ClientV2,
+    jwk: JWKEC,
+    challb: messages.ChallengeBody,
+    order: OrderInput,
+    cleanups: list[Callable[[], None]],
+) -> None:
+    """The key authorisation in the host's challenge folder, then the CA asked to fetch it
+    (over the site's http binding); removed again once the order is done."""
+    files = order.challenges
+    assert files is not None  # the executor gives every host its folder
+    response, validation = challb.response_and_validation(jwk)
+    token = challb.chall.encode("token")
+    files.put(token, validation.encode())
+    cleanups.append(lambda: files.remove(token))
+    acme.answer_challenge(challb, response)
 
 
 def _problem(error: messages.Error) -> str:

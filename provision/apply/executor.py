@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from provision import reloads
 from provision.apply import backups
+from provision.apply.challenges import HostChallengeFiles, wait_served
 from provision.apply.journal import Journal, journal_path
 from provision.apply.keymaker import KeyMaker
 from provision.errors import ProvisionError
@@ -30,6 +31,7 @@ from provision.plan.material import Material, output_bytes
 from provision.plan.model import Change, HostPlan
 from provision.reloads import CANNOT_RUN
 from provision.report.outcome import OwedReload
+from provision.servers.challenge import challenge_endpoints, challenge_folder
 from provision.servers.commands import site_commands
 from provision.sources.authority_store import AuthorityStore
 from provision.sources.base import Expected, IssueRequest
@@ -103,7 +105,19 @@ async def apply_host(
     if not plan.changes:
         return HostOutcome(target.host.name, changed=False)
     passwords = ctx.passwords.get(target.host.name, {})
-    materials = await _issue(target, plan, facts, ctx, passwords, expected)
+    first = None
+    if any(c.first is not None for c in plan.changes):
+        served = await _serve_challenges_first(target, plan, facts, ctx, expected)
+        if isinstance(served, HostOutcome):
+            return served
+        first = served
+    try:
+        materials = await _issue(target, plan, facts, ctx, passwords, expected)
+    except ProvisionError as exc:
+        if first is None:
+            raise
+        # The sites were rewritten and reloaded to serve the challenge: that stays.
+        return HostOutcome(target.host.name, changed=True, error=exc.message, backup=first or None)
     folder = target.certificates_dir
     writes = [
         _write_for(change, target, materials, facts, passwords, expected)
@@ -160,6 +174,64 @@ async def apply_host(
         # Only once the files stay: a run that put everything back evicts no older backup.
         await backups.prune(target)
     return outcome
+
+
+async def _serve_challenges_first(
+    target: Target,
+    plan: HostPlan,
+    facts: HostFacts,
+    ctx: RunContext,
+    expected: Mapping[str, Expected],
+) -> HostOutcome | str:
+    """Write and reload the site files the plan wants in place before an HTTP-01 order
+    (``Change.first``): the backup folder taken (or ""), or the host's failed outcome, with
+    the files put back when the server's config test refused them."""
+    firsts = [c for c in plan.changes if c.first is not None and c.path is not None]
+    files = [(c.path or "", c.first or b"", c.mode or 0o644) for c in firsts]
+    backup = await write_files(target, facts, files, ctx.now, ctx.operation)
+    names = {c.site for c in firsts}
+    sites = [s for s in target.playbook.sites if s.name in names and s.reload]
+    tests: dict[str, None] = {}
+    reload_commands: dict[str, None] = {}
+    for site in sites:
+        test, reload = site_commands(target, site)
+        if test:
+            tests[test] = None
+        if reload:
+            reload_commands[reload] = None
+    results = await target.transport.run_steps([*tests, *reload_commands])
+    failed = next((r for r in results if not r.ok), None)
+    if failed is None:
+        for site in sites:
+            # A reload by signal returns before the new config is live: wait (bounded) until
+            # the site answers a probe as the CA will be answered.
+            endpoints = challenge_endpoints(target, site)
+            for certificate in dict.fromkeys(e[3] for e in endpoints):
+                thumbprint = expected[certificate].http01_thumbprint or ""
+                chosen = [e[:3] for e in endpoints if e[3] == certificate]
+                await wait_served(
+                    target.transport,
+                    challenge_folder(target),
+                    chosen,
+                    thumbprint,
+                    _folder_mode(target, plan),
+                )
+        return backup or ""
+    # A refused test or a failed reload: the previous files go back, so that the next run
+    # writes and reloads them first again (the server still runs the previous config).
+    written = [_Write(c, c.path or "", c.first or b"", c.mode or 0o644) for c in firsts]
+    await _restore(target, facts, written)
+    if backup is not None:
+        await backups.discard(target, backup)
+    step = "config test" if len(results) <= len(tests) else "reload"
+    return HostOutcome(
+        target.host.name,
+        changed=False,
+        error=(
+            f"{step} `{failed.command}` failed for the site that must serve the http-01 "
+            f"challenge first; previous files restored, nothing ordered: {failed.output}"
+        ),
+    )
 
 
 async def _commit_journaled(
@@ -288,6 +360,7 @@ async def _issue(
     expected: Mapping[str, Expected],
 ) -> dict[str, Material]:
     materials: dict[str, Material] = {}
+    folder_mode = _folder_mode(target, plan)
     for change in plan.changes:
         if change.issue is None:
             continue
@@ -303,9 +376,16 @@ async def _issue(
             ctx.authorities,
             target.host.name,
             ctx.folder,
+            HostChallengeFiles(target.transport, challenge_folder(target), folder_mode),
         )
         materials[spec.name] = await source_of(spec).issue(request)
     return materials
+
+
+def _folder_mode(target: Target, plan: HostPlan) -> int | None:
+    """The mode the plan gives the certificates directory, if it changes it."""
+    folder = target.certificates_dir
+    return next((c.mode for c in plan.changes if c.path == folder and c.mode), None)
 
 
 def _write_for(

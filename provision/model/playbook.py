@@ -228,7 +228,12 @@ class AcmeSource(Strict):
     eab: Eab | None = None
     """External account binding, for CAs that require one."""
     challenge: Literal["http-01", "dns-01"] = "dns-01"
-    """How names are proven: dns-01 (a TXT record set by `dns_hook`)."""
+    """How names are proven: dns-01 (a TXT record set by `dns_hook`) or http-01 (a file the
+    sites that bind the certificate serve under /.well-known/acme-challenge/)."""
+    http_port: int = Field(default=80, ge=1, le=65535)
+    """http-01: the port the CA fetches the challenge from on each name. Every public CA uses
+    80; only a test CA (Pebble) can be told another. The sites that bind the certificate
+    serve the challenge on their http bindings of this port, and get one when they have none."""
     dns_hook: DnsHook | None = None
     """The commands that set and clear the TXT record (dns-01)."""
     resolvers: list[str] = Field(default_factory=list)
@@ -243,13 +248,17 @@ class AcmeSource(Strict):
     account_dir: str | None = None
     """The controller folder of the account key (0600), relative to the playbook's folder;
     default acme/HOST-OF-DIRECTORY."""
+    profile: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
+    """A certificate profile the CA's directory offers (meta.profiles), such as Let's
+    Encrypt's `tlsserver` or `shortlived`; the CA's default when left out."""
+    preferred_chain: str | None = Field(default=None, min_length=1)
+    """The common name of the issuer at the top of the chain to install, chosen among the
+    chains the CA offers (certbot's --preferred-chain); the CA's default when none matches."""
 
     @model_validator(mode="after")
     def _challenge_needs(self) -> AcmeSource:
         if self.challenge == "dns-01" and self.dns_hook is None:
             raise ValueError("challenge dns-01 needs 'dns_hook' {set: COMMAND, clear: COMMAND}")
-        if self.challenge == "http-01":
-            raise ValueError("challenge http-01 is not supported yet; use dns-01")
         return self
 
 

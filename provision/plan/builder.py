@@ -79,11 +79,19 @@ def build_host_plan(loaded: Loaded, target: Target, facts: HostFacts, now: dt.da
     unchanged.extend(c_unchanged)
     changes.extend(stale_outputs(target, facts))
     changes.extend(reloads_owed(target, facts, changes))
+    issuing = {c.issue.certificate for c in changes if c.issue is not None}
+    thumbprints = {n: e.http01_thumbprint for n, e in expected.items() if e.http01_thumbprint}
     for site in target.playbook.sites:
         # The file name, not the path as typed: running from another folder must not change
         # every rendered config (and reload every server).
         for result in plan_site(
-            target, site, facts, loaded.renderer, Path(loaded.playbook.file).name
+            target,
+            site,
+            facts,
+            loaded.renderer,
+            Path(loaded.playbook.file).name,
+            issuing,
+            thumbprints,
         ):
             if isinstance(result, Change):
                 changes.append(result)

@@ -68,6 +68,10 @@ class Change:
     diff: str | None = None
     before: dict[str, str] | None = None  # certificate summaries for the reader, never keys
     site: str | None = None  # the site a rendered config belongs to
+    # A rendered site file written and reloaded before any certificate is ordered, so that
+    # the site serves the HTTP-01 challenge first (servers/challenge.py): ``content`` less
+    # the https bindings whose certificate files do not exist yet. None: nothing first.
+    first: bytes | None = None
     # A trust store's update command, run on the host once the files are in place, in the
     # same steps as the config tests and reloads (provision/trust/stores.py).
     command: str | None = None

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from provision.model.playbook import Site
 from provision.servers.base import CertificateFiles, Filter, WebServer
 from provision.servers.render import RenderError, no_control, regex_escape
-from provision.servers.site import BindingView, VirtualDirectoryView
+from provision.servers.site import BindingView, SiteError, VirtualDirectoryView
 from provision.transport.base import POSIX, OsFamily  # HAProxy runs on POSIX hosts: POSIX paths
 
 MAIN_CONFIG = "/etc/haproxy/haproxy.cfg"
@@ -234,7 +234,27 @@ class Haproxy(WebServer):
     def template_variables(self, site: Site, context: Mapping[str, Any]) -> dict[str, Any]:
         name = proxy_name(site.name)
         binds, routes = _binds(context["bindings"])
+        thumbprints = context["acme_thumbprints"]
+        if len(thumbprints) > 1:
+            raise SiteError(
+                f"site {site.name!r} (haproxy) binds http-01 certificates of different ACME "
+                "accounts; HAProxy answers the challenge with one account's thumbprint: order "
+                "them from one directory with one account_dir, or serve the site with nginx"
+            )
+        challenged = [
+            route.bind
+            for route, binding in zip(routes, context["bindings"], strict=True)
+            if binding.acme_challenge
+        ]
+        if challenged and not thumbprints:
+            raise SiteError(
+                f"site {site.name!r} (haproxy) answers http-01 challenges with the ACME "
+                "account's thumbprint, which only plan and apply read from the controller "
+                "(provision render does not)"
+            )
         return {
+            "haproxy_acme_thumbprint": thumbprints[0] if thumbprints else None,
+            "haproxy_challenge_binds": list(dict.fromkeys(challenged)),
             "haproxy_frontend": name,
             "haproxy_binds": binds,
             "haproxy_routes": routes,

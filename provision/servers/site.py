@@ -8,9 +8,11 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
+from provision import layout
 from provision.crypto.decode import holds_private_key
 from provision.errors import ProvisionError
 from provision.facts import HostFacts
@@ -18,6 +20,7 @@ from provision.inputs.targets import Target
 from provision.model.playbook import Binding, Certificate, SecretRef, Site, VirtualDirectory
 from provision.plan.model import Change, Unchanged
 from provision.servers.base import CertificateFiles
+from provision.servers.challenge import challenge_folder, challenge_ports, serving_site, why_added
 from provision.servers.registry import server
 from provision.servers.render import Renderer
 from provision.sources.registry import source_of
@@ -50,6 +53,9 @@ class BindingView:
     sni: bool  # an https binding with a host: selected by SNI
     iis_binding: str  # IIS bindingInformation: "*:443:", "*:443:host", "[::1]:443:"
     iis_ipport: str  # netsh http ipport=: "0.0.0.0:443", "[::1]:443"
+    # An http binding that serves /.well-known/acme-challenge/ from the host's challenge
+    # folder (servers/challenge.py), before any redirect.
+    acme_challenge: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,7 @@ def _redirect_port(binding: Binding, site: Site) -> int:
 
 def binding_views(target: Target, site: Site) -> list[BindingView]:
     host_variable, uri_variable = server(site.server).redirect_variables
+    challenge_on = set(challenge_ports(target, site))
     views = []
     for binding in site.bindings:
         files = None
@@ -181,6 +188,7 @@ def binding_views(target: Target, site: Site) -> list[BindingView]:
                     f":{binding.host or ''}"
                 ),
                 iis_ipport=_host_port("0.0.0.0" if everywhere else binding.address, binding.port),
+                acme_challenge=binding.protocol == "http" and binding.port in challenge_on,
             )
         )
     return views
@@ -251,10 +259,25 @@ def _check_files(site: Site, views: list[BindingView]) -> None:
             )
 
 
-def site_context(target: Target, site: Site, playbook_name: str) -> dict[str, Any]:
-    """Everything a site template may use (documented in docs/templates.md)."""
-    views = binding_views(target, site)
+def site_context(
+    target: Target, site: Site, playbook_name: str, thumbprints: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Everything a site template may use (documented in docs/templates.md); ``thumbprints``:
+    the ACME account thumbprint of each http-01 certificate, where the controller knows it."""
+    site = serving_site(target, site)
+    return _context(target, site, playbook_name, binding_views(target, site), thumbprints or {})
+
+
+def _context(
+    target: Target,
+    site: Site,
+    playbook_name: str,
+    views: list[BindingView],
+    thumbprints: Mapping[str, str],
+) -> dict[str, Any]:
     _check_files(site, views)
+    folder = challenge_folder(target)
+    proven = {name for names in challenge_ports(target, site).values() for name in names}
     context = {
         "playbook": playbook_name,
         "site": site,
@@ -265,6 +288,9 @@ def site_context(target: Target, site: Site, playbook_name: str) -> dict[str, An
         "virtual_directories": [directory_view(target, d) for d in site.virtual_directories],
         "certificates": site_certificates(target, views),
         "certificates_dir": target.certificates_dir,
+        "acme_challenge_path": layout.ACME_CHALLENGE_PATH,
+        "acme_challenge_dir": folder + target.paths.sep,
+        "acme_thumbprints": sorted({thumbprints[n] for n in proven if n in thumbprints}),
     }
     context.update(server(site.server).template_variables(site, context))
     return context
@@ -281,17 +307,73 @@ def site_files(target: Target, site: Site) -> list[tuple[str, str]]:
 
 
 def plan_site(
-    target: Target, site: Site, facts: HostFacts, renderer: Renderer, playbook_name: str
+    target: Target,
+    site: Site,
+    facts: HostFacts,
+    renderer: Renderer,
+    playbook_name: str,
+    issuing: Collection[str] = (),
+    thumbprints: Mapping[str, str] | None = None,
 ) -> list[Change | Unchanged]:
-    context = site_context(target, site, playbook_name)
+    """The site's files as rendered against what the host holds; ``issuing`` names the
+    certificates this plan (re)issues, so that a site proving one by HTTP-01 is written and
+    reloaded first, serving the challenge (``Change.first``)."""
+    serving = serving_site(target, site)
+    views = binding_views(target, serving)
+    prints = thumbprints or {}
+    context = _context(target, serving, playbook_name, views, prints)
+    first_views = _first_views(target, serving, facts, views, issuing)
+    first_context = None
+    if first_views is not None:
+        first_context = _context(target, serving, playbook_name, first_views, prints)
+    added = why_added(target, site)
+    first_note = "written and reloaded first, so that it serves the http-01 challenge"
+    if first_views is not None and len(first_views) < len(views):
+        waiting = sorted({v.certificate or "" for v in views if v not in first_views})
+        first_note = (
+            f"written first without the https bindings of {', '.join(waiting)} (no "
+            "certificate yet) and reloaded, so that it serves the http-01 challenge before "
+            "the order"
+        )
     results: list[Change | Unchanged] = []
     files = site_files(target, site)
     for path, template in files:
         text = renderer.render(template, context)
-        results.append(
-            _file_change(site, path, text, facts, main=path == files[0][0], paths=target.paths)
-        )
+        result = _file_change(site, path, text, facts, main=path == files[0][0], paths=target.paths)
+        if isinstance(result, Change):
+            first = None
+            if first_context is not None:
+                first = renderer.render(template, first_context).encode()
+                if first == facts.file(path).content:
+                    first = None  # the host serves the challenge already
+            words = [result.reason, *([added] if added else [])]
+            words += [first_note] if first is not None else []
+            result = replace(result, reason="; ".join(words), first=first)
+        results.append(result)
     return results
+
+
+def _first_views(
+    target: Target,
+    site: Site,
+    facts: HostFacts,
+    views: list[BindingView],
+    issuing: Collection[str],
+) -> list[BindingView] | None:
+    """The bindings of the config written before an HTTP-01 order (None when the site needs
+    none): every binding but the https ones whose certificate is to be issued and whose
+    files are not on the host yet (the server would refuse the config)."""
+    proven = {name for names in challenge_ports(target, site).values() for name in names}
+    if not proven & set(issuing):
+        return None
+
+    def ready(view: BindingView) -> bool:
+        if view.protocol != "https" or view.certificate not in issuing or view.files is None:
+            return True
+        paths = [p for p in vars(view.files).values() if p is not None]
+        return all(facts.file(p).kind == "file" for p in paths)
+
+    return [view for view in views if ready(view)]
 
 
 def _file_change(

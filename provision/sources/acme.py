@@ -10,15 +10,26 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from cryptography import x509
 
+from provision.acmeclient import renewal
+from provision.acmeclient.account import KEY_FILE, account_folder, account_thumbprint
 from provision.acmeclient.order import OrderInput, order_certificate, revoke_certificate
 from provision.errors import ProvisionError
 from provision.model.playbook import AcmeSource, Certificate, SecretRef
 from provision.plan.material import Material
-from provision.sources.base import CertificateSource, Current, Decision, Expected, IssueRequest
+from provision.sources.base import (
+    CertificateSource,
+    Controller,
+    Current,
+    Decision,
+    Expected,
+    IssueRequest,
+    when,
+)
 from provision.sources.issued import decide_issued
 
 
@@ -33,7 +44,37 @@ class Acme(CertificateSource):
     def decide(
         self, spec: Certificate, current: Current, now: dt.datetime, expected: Expected
     ) -> Decision:
-        return decide_issued(spec, current, now, any_issuer=True)
+        decision = decide_issued(spec, current, now, any_issuer=True)
+        if decision.action is not None or expected.renew_at is None or current.leaf is None:
+            return decision
+        serial, moment = expected.renew_at
+        if current.leaf.serial_number != serial:
+            return decision  # the CA's word on another certificate
+        if now >= moment:
+            return Decision(
+                "update",
+                f"the CA's renewal information (ARI) suggests renewing from {when(moment)}",
+                new_key=spec.key.rotate == "always",
+            )
+        return replace(decision, until=min(moment, decision.until or moment))
+
+    def expected(self, spec: Certificate, host: str, controller: Controller) -> Expected:
+        source = _source(spec)
+        label = f"{host}/{spec.name}"
+        controller.reads.read(renewal.record_path(source, controller.folder, label))
+        renew_at = renewal.recorded(source, controller.folder, label)
+        if source.challenge != "http-01":
+            return Expected(renew_at=renew_at)
+        # HAProxy sites answer with it (no folder to serve files from): made on the first
+        # plan when missing, and an input of the plan like any controller file.
+        path = account_folder(source, controller.folder) / KEY_FILE
+        controller.reads.read(path)
+        thumbprint = account_thumbprint(source, controller.folder)
+        return Expected(http01_thumbprint=thumbprint, renew_at=renew_at)
+
+    def http01_port(self, spec: Certificate) -> int | None:
+        source = _source(spec)
+        return source.http_port if source.challenge == "http-01" else None
 
     def material(self, spec: Certificate, current: Current, expected: Expected) -> Material:
         assert current.leaf is not None and current.key is not None
@@ -49,6 +90,8 @@ class Acme(CertificateSource):
             key,
             request.folder,
             _hmac(source.eab.hmac_key, request.folder) if source.eab is not None else None,
+            request.challenges,
+            f"{request.host}/{request.spec.name}",
         )
         issued = await asyncio.to_thread(order_certificate, order)
         return Material(key, issued[0], tuple(issued[1:]))

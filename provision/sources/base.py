@@ -31,6 +31,7 @@ from provision.plan.material import Above, Material
 from provision.plan.model import Action
 
 if TYPE_CHECKING:
+    from provision.inputs.manifest import Manifest
     from provision.sources.authority_store import AuthorityStore
     from provision.sources.supplied import Supplied
 
@@ -63,6 +64,12 @@ class Expected:
     authority_file: str | None = None
     supplied: Supplied | None = None
     waiting_for: str | None = None
+    # acme with http-01: the account key's JWK thumbprint (RFC 7638, public), which an
+    # HAProxy site answers challenges with (servers/haproxy.py).
+    http01_thumbprint: str | None = None
+    # acme: the CA's renewal information (ARI) as last recorded: (serial it is about, the
+    # moment it suggests renewing from).
+    renew_at: tuple[int, dt.datetime] | None = None
     # ca, while its authority rotates (phase 2 on): the old CA, whose leaves are reissued,
     # and the words that say why.
     previous_authority: x509.Certificate | None = None
@@ -94,6 +101,12 @@ class Controller(Protocol):
     @property
     def supplied(self) -> Mapping[tuple[str, str], Supplied | None]: ...
 
+    @property
+    def folder(self) -> Path: ...
+
+    @property
+    def reads(self) -> Manifest: ...
+
 
 @dataclass(frozen=True)
 class IssueRequest:
@@ -111,12 +124,25 @@ class IssueRequest:
     # The playbook's folder on the controller: what a source keeps there (an ACME account)
     # and the files the playbook names relative to it.
     folder: Path = Path()
+    # Where HTTP-01 key authorisations go on the host (apply/challenges.py); None when the
+    # host serves none.
+    challenges: ChallengeFiles | None = None
 
     async def key(self) -> PrivateKey:
         """The key to certify: the host's own, unless the plan asked for a new one."""
         if self.new_key or self.current.key is None:
             return await self.generate_key(self.spec.key)
         return self.current.key
+
+
+class ChallengeFiles(Protocol):
+    """The host's challenge folder, as a source writing HTTP-01 answers sees it: blocking
+    calls (an ACME order runs in a thread), each a write or removal over the host's
+    transport."""
+
+    def put(self, token: str, content: bytes) -> None: ...
+
+    def remove(self, token: str) -> None: ...
 
 
 class CertificateSource(ABC):
@@ -158,6 +184,11 @@ class CertificateSource(ABC):
         source)."""
         assert current.leaf is not None and current.key is not None
         return Material(current.key, current.leaf)
+
+    def http01_port(self, spec: Certificate) -> int | None:
+        """The port a CA fetches HTTP-01 challenges from, when the sites that bind this
+        certificate must serve them (servers/challenge.py); None: it proves names otherwise."""
+        return None
 
     @abstractmethod
     async def issue(self, request: IssueRequest) -> Material:
