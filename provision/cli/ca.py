@@ -7,9 +7,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from provision.cli.common import Playbook, fail
+from provision.cli.common import (
+    OptionalInventoryOpt,
+    Playbook,
+    VaultIdOpt,
+    VaultPasswordFileOpt,
+    fail,
+    vault_options,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from provision.sources.authority_store import AuthorityStore
 
 app = typer.Typer(
@@ -244,14 +253,10 @@ def ca_rotate(
             "(next/cross-signed.crt), for clients that trust only the old root.",
         ),
     ] = False,
-    inventory: Annotated[
-        str | None,
-        typer.Option(
-            "-i",
-            "--inventory",
-            help="The inventory whose hosts are asked over TLS what they serve (phase 3).",
-        ),
-    ] = None,
+    # (phase 3: the inventory whose hosts are asked over TLS what they serve)
+    inventory: OptionalInventoryOpt = None,
+    vault_password_file: VaultPasswordFileOpt = None,
+    vault_id: VaultIdOpt = None,
 ) -> None:
     """Rotate an authority to a new key and root in three phases, each applied with
     `provision plan`/`apply`: (1) trust the new root beside the old, (2) reissue every leaf
@@ -298,12 +303,13 @@ def ca_rotate(
         target = rotation.next_phase(record, phase)
         served: list[str] = []
         if target == 3:
-            if inventory is None:
+            if not inventory:
                 fail(
                     "phase 3 retires the old root: give the inventory (-i INVENTORY) whose "
                     "hosts are asked over TLS that none still serves a leaf of the old CA"
                 )
-            served = _old_leaves_served(playbook, inventory, store)
+            vault = vault_options(vault_password_file, vault_id)
+            served = _old_leaves_served(playbook, inventory, store, vault)
         rotation.advance(store, record, target, now, served)
     except ProvisionError as exc:
         fail(exc.message)
@@ -320,7 +326,12 @@ def _echo_phase(name: str, phase: int) -> None:
     )
 
 
-def _old_leaves_served(playbook: str, inventory: str, store: AuthorityStore) -> list[str]:
+def _old_leaves_served(
+    playbook: str,
+    inventory: list[str],
+    store: AuthorityStore,
+    vault: Sequence[tuple[str, str]],
+) -> list[str]:
     import asyncio
 
     from provision.cli.common import load_inputs
@@ -328,7 +339,7 @@ def _old_leaves_served(playbook: str, inventory: str, store: AuthorityStore) -> 
     from provision.trust.served import old_leaves
 
     assert store.material is not None
-    loaded = load_inputs(playbook, inventory, None)
+    loaded = load_inputs(playbook, inventory, None, vault=vault)
     try:
         return old_leaves(loaded.targets, store.material.leaf)
     finally:
