@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from dataclasses import asdict
 
 from provision.apply.backups import read_history
 from provision.errors import ProvisionError
@@ -18,15 +17,8 @@ from provision.inputs.load import Loaded
 from provision.inputs.targets import Target
 from provision.layout import JOURNAL_FILE
 from provision.reloads import parse as parse_marker
-from provision.report.document import (
-    AuthorityEntry,
-    CertificateEntry,
-    FleetDocument,
-    HostEntry,
-)
+from provision.report.document import STAMP, FleetDocument, HostEntry
 from provision.status import authority_rows, status_rows
-
-STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 
 async def _records(target: Target) -> tuple[str | None, bool | None]:
@@ -71,8 +63,8 @@ async def _collect(loaded: Loaded, now: dt.datetime) -> FleetDocument:
         )
     return FleetDocument(
         generated_at=now.strftime(STAMP),
-        certificates=[CertificateEntry(**asdict(row), state=row.state) for row in rows],
-        authorities=[AuthorityEntry(**asdict(a)) for a in authority_rows(loaded, now)],
+        certificates=rows,
+        authorities=authority_rows(loaded, now),
         hosts=hosts,
     ).summarised()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
@@ -16,39 +16,8 @@ from provision.errors import ProvisionError
 from provision.facts import gather
 from provision.inputs.targets import Target
 from provision.plan.certificate import read_current
+from provision.report.document import STAMP, AuthorityEntry, CertificateEntry, state_of
 from provision.trust import health, rotation
-
-
-@dataclass
-class StatusRow:
-    host: str
-    certificate: str
-    issuer: str | None = None
-    not_after: str | None = None
-    days_left: int | None = None
-    names_missing: list[str] = field(default_factory=list)
-    problem: str | None = None
-    key_type: str | None = None  # rsa | ecdsa | ed25519 | ed448 | dsa, of the leaf read
-    key_size: int | None = None  # bits (an ECDSA key: its curve's)
-    renew_before_days: int = 30  # the playbook's: inside this many days, apply renews it
-
-    @property
-    def bad(self) -> bool:
-        return self.problem is not None or bool(self.names_missing)
-
-    @property
-    def state(self) -> str:
-        """One word for the report's colours, the worst that holds: missing (no certificate
-        read), expired, names (a name not covered), renew (inside the renewal window), ok."""
-        if self.days_left is None:
-            return "missing"
-        if self.days_left < 0:
-            return "expired"
-        if self.names_missing:
-            return "names"
-        if self.days_left < self.renew_before_days:
-            return "renew"
-        return "ok"
 
 
 def key_of(certificate: x509.Certificate) -> tuple[str | None, int | None]:
@@ -67,77 +36,87 @@ def key_of(certificate: x509.Certificate) -> tuple[str | None, int | None]:
     return None, None
 
 
-async def _host_rows(loaded: Loaded, target: Target, now: dt.datetime) -> list[StatusRow]:
+async def _host_rows(loaded: Loaded, target: Target, now: dt.datetime) -> list[CertificateEntry]:
     name = target.host.name
     try:
         await target.transport.start()
         facts = await gather(target.transport, target.paths_of_interest())
     except ProvisionError as exc:
         return [
-            StatusRow(name, c.name, problem=exc.message, renew_before_days=c.renew_before_days)
+            _entry(name, c.name, c.renew_before_days, problem=exc.message)
             for c in target.playbook.certificates
         ]
     rows = []
     passwords = loaded.passwords.get(name, {})
     for certificate in target.playbook.certificates:
-        row = StatusRow(name, certificate.name, renew_before_days=certificate.renew_before_days)
+        renew = certificate.renew_before_days
         try:
             current = read_current(certificate, target.output_paths(certificate), facts, passwords)
         except ProvisionError as exc:
-            row.problem = exc.message
-            rows.append(row)
+            rows.append(_entry(name, certificate.name, renew, problem=exc.message))
             continue
         leaf = current.leaf
         if leaf is None:
-            row.problem = current.unreadable[0] if current.unreadable else "missing"
-        else:
-            row.issuer = leaf.issuer.rfc4514_string()
-            row.not_after = leaf.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
-            row.days_left = int(days_left(leaf, now) // 1)
-            row.names_missing = [p.split(":", 1)[0] for p in check_names(leaf, certificate.names)]
-            row.key_type, row.key_size = key_of(leaf)
-            if row.days_left < 0:
-                row.problem = f"expired {-row.days_left} days ago"
-        rows.append(row)
+            problem = current.unreadable[0] if current.unreadable else "missing"
+            rows.append(_entry(name, certificate.name, renew, problem=problem))
+            continue
+        left = int(days_left(leaf, now) // 1)
+        key_type, key_size = key_of(leaf)
+        rows.append(
+            _entry(
+                name,
+                certificate.name,
+                renew,
+                issuer=leaf.issuer.rfc4514_string(),
+                not_after=leaf.not_valid_after_utc.strftime(STAMP),
+                days_left=left,
+                names_missing=[p.split(":", 1)[0] for p in check_names(leaf, certificate.names)],
+                key_type=key_type,
+                key_size=key_size,
+                problem=f"expired {-left} days ago" if left < 0 else None,
+            )
+        )
     return rows
 
 
-@dataclass
-class AuthorityRow:
-    """An internal authority on the controller, with its expiry."""
-
-    authority: str
-    file: str
-    subject: str | None = None
-    not_after: str | None = None
-    days_left: int | None = None
-    problem: str | None = None
-    rotation: str | None = None  # its rotation's phase, while it rotates (trust/rotation.py)
-
-    @property
-    def bad(self) -> bool:
-        return self.problem is not None
+def _entry(host: str, certificate: str, renew_before_days: int, **read: Any) -> CertificateEntry:
+    """A certificate's row, its state derived from what was read."""
+    state = state_of(read.get("days_left"), read.get("names_missing", []), renew_before_days)
+    return CertificateEntry(
+        host=host,
+        certificate=certificate,
+        renew_before_days=renew_before_days,
+        state=state,
+        **read,
+    )
 
 
-def authority_rows(loaded: Loaded, now: dt.datetime | None = None) -> list[AuthorityRow]:
+def authority_rows(loaded: Loaded, now: dt.datetime | None = None) -> list[AuthorityEntry]:
     """Every authority of the playbook, soonest expiry first (one still to create leads)."""
     moment = now or dt.datetime.now(dt.UTC)
     rows = []
     for name, store in sorted(loaded.authorities.items()):
-        row = AuthorityRow(name, str(store.certificate_file), rotation=rotation.describe(store))
+        file, phase = str(store.certificate_file), rotation.describe(store)
         if store.material is None:
-            row.problem = "not created yet (created by the first apply)"
-        else:
-            certificate = store.material.leaf
-            row.subject = certificate.subject.rfc4514_string()
-            row.not_after = certificate.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
-            row.days_left = int(days_left(certificate, moment) // 1)
-            row.problem = health.unusable(name, row.file, certificate, moment)
-        rows.append(row)
+            problem = "not created yet (created by the first apply)"
+            rows.append(AuthorityEntry(authority=name, file=file, problem=problem, rotation=phase))
+            continue
+        certificate = store.material.leaf
+        rows.append(
+            AuthorityEntry(
+                authority=name,
+                file=file,
+                subject=certificate.subject.rfc4514_string(),
+                not_after=certificate.not_valid_after_utc.strftime(STAMP),
+                days_left=int(days_left(certificate, moment) // 1),
+                problem=health.unusable(name, file, certificate, moment),
+                rotation=phase,
+            )
+        )
     return sorted(rows, key=lambda r: (r.days_left is not None, r.days_left or 0, r.authority))
 
 
-async def fleet_status(loaded: Loaded, now: dt.datetime | None = None) -> list[StatusRow]:
+async def fleet_status(loaded: Loaded, now: dt.datetime | None = None) -> list[CertificateEntry]:
     moment = now or dt.datetime.now(dt.UTC)
     try:
         return await status_rows(loaded, moment)
@@ -145,7 +124,7 @@ async def fleet_status(loaded: Loaded, now: dt.datetime | None = None) -> list[S
         await close_all(loaded)
 
 
-async def status_rows(loaded: Loaded, now: dt.datetime) -> list[StatusRow]:
+async def status_rows(loaded: Loaded, now: dt.datetime) -> list[CertificateEntry]:
     """``fleet_status`` leaving the hosts' connections open, for a caller that goes on to
     read more from the same hosts (the report's plan) and closes them itself."""
     per_host = await asyncio.gather(*(_host_rows(loaded, t, now) for t in loaded.targets))

@@ -20,7 +20,8 @@ from conftest import Cli
 from cryptography import x509
 
 from provision.api import load
-from provision.status import StatusRow, fleet_status
+from provision.report.document import CertificateEntry
+from provision.status import fleet_status
 
 PLAYBOOK = "playbooks/callmanager-https.yml"
 INVENTORY = "inventory/example.yml"
@@ -170,7 +171,7 @@ def test_a_name_added_to_the_playbook_is_missing_everywhere(staggered: Path, cli
 # --- expiry, with the clock moved forward ---------------------------------------------------
 
 
-def rows_at(now: dt.datetime) -> list[StatusRow]:
+def rows_at(now: dt.datetime) -> list[CertificateEntry]:
     loaded = load(PLAYBOOK, INVENTORY)
     return asyncio.run(fleet_status(loaded, now=now))
 

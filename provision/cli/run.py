@@ -55,7 +55,6 @@ if TYPE_CHECKING:  # the real imports are inside the commands, for a fast `--hel
     from provision.api import Report
     from provision.report.document import AuthorityEntry, CertificateEntry, FleetDocument
     from provision.shard import Shard
-    from provision.status import AuthorityRow, StatusRow
 
 
 def _envelope(
@@ -692,9 +691,9 @@ def status(
 
         typer.echo(exposition(found), nl=False)
     else:
-        _status_table([_row_of(entry) for entry in found.certificates])
+        _status_table(found.certificates)
         if found.authorities:
-            _authority_table([_authority_of(entry) for entry in found.authorities])
+            _authority_table(found.authorities)
     if any(c.problem or c.names_missing for c in found.certificates) or any(
         a.problem for a in found.authorities
     ):
@@ -725,18 +724,6 @@ def _plain_status(
         _authority_table(authorities)
     if any(r.bad for r in rows) or any(a.bad for a in authorities):
         raise typer.Exit(1)
-
-
-def _row_of(entry: CertificateEntry) -> StatusRow:
-    from provision.status import StatusRow
-
-    return StatusRow(**entry.model_dump(exclude={"state"}))
-
-
-def _authority_of(entry: AuthorityEntry) -> AuthorityRow:
-    from provision.status import AuthorityRow
-
-    return AuthorityRow(**entry.model_dump())
 
 
 def report(
@@ -820,7 +807,7 @@ def revoke(
         raise typer.Exit(1)
 
 
-def _status_table(rows: list[StatusRow]) -> None:
+def _status_table(rows: list[CertificateEntry]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -842,7 +829,7 @@ def _status_table(rows: list[StatusRow]) -> None:
     Console(width=200).print(table)
 
 
-def _authority_table(rows: list[AuthorityRow]) -> None:
+def _authority_table(rows: list[AuthorityEntry]) -> None:
     from rich.console import Console
     from rich.table import Table
 

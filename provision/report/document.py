@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from provision.errors import ProvisionError
 
 SCHEMA_VERSION: Literal[1] = 1
+STAMP = "%Y-%m-%dT%H:%M:%SZ"  # every moment in the document, UTC, whole seconds
 
 # Worst first: the order of the report's legend and of its aggregated timeline's stacks.
 STATES = ("missing", "expired", "names", "renew", "ok")
@@ -44,8 +45,27 @@ class CertificateEntry(_Frozen):
     problem: str | None = None
     key_type: str | None = None
     key_size: int | None = None
-    renew_before_days: int = 30
-    state: State = "missing"
+    renew_before_days: int = 30  # the playbook's: inside this many days, apply renews it
+    state: State = "missing"  # state_of the fields above (kept: the report colours by it)
+
+    @property
+    def bad(self) -> bool:
+        """Exit 1 for `status`: unreadable, missing, expired, or a name not covered."""
+        return self.problem is not None or bool(self.names_missing)
+
+
+def state_of(days_left: int | None, names_missing: list[str], renew_before_days: int) -> State:
+    """One word for the report's colours, the worst that holds: missing (no certificate
+    read), expired, names (a name not covered), renew (inside the renewal window), ok."""
+    if days_left is None:
+        return "missing"
+    if days_left < 0:
+        return "expired"
+    if names_missing:
+        return "names"
+    if days_left < renew_before_days:
+        return "renew"
+    return "ok"
 
 
 class AuthorityEntry(_Frozen):
@@ -59,6 +79,10 @@ class AuthorityEntry(_Frozen):
     problem: str | None = None
     # The phase of a rotation under way (`provision ca rotate`); None when none is.
     rotation: str | None = None
+
+    @property
+    def bad(self) -> bool:
+        return self.problem is not None
 
 
 class HostEntry(_Frozen):
