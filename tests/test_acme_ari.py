@@ -12,9 +12,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from acme import client
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from httpkit import serving
 from josepy.jwa import ES256
 from josepy.jwk import JWKEC
 from pebble import Pebble
@@ -49,7 +49,7 @@ class AriCa:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 ca.paths.append(self.path)
-                base = f"http://127.0.0.1:{ca.server.server_address[1]}"
+                base = ca.url.removesuffix("/dir")
                 if self.path == "/dir":
                     body: dict[str, object] = {
                         "newNonce": f"{base}/nonce",
@@ -71,20 +71,16 @@ class AriCa:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/dir"
+        self.handler = Handler
+        self.url = ""  # once served
 
 
 @pytest.fixture
 def ari() -> Iterator[AriCa]:
-    server = AriCa()
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.server.shutdown()
-        server.server.server_close()
+    answering = AriCa()
+    with serving(answering.handler) as server:
+        answering.url = f"http://127.0.0.1:{server.server_address[1]}/dir"
+        yield answering
 
 
 def _leaf() -> x509.Certificate:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from acme import client, messages
 from cryptography.hazmat.primitives.asymmetric import ec
+from httpkit import serving
 from josepy.jwa import ES256
 from josepy.jwk import JWKEC
 
@@ -53,20 +53,16 @@ class Ca:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/dir"
+        self.handler = Handler
+        self.url = ""  # once served
 
 
 @pytest.fixture
 def ca() -> Iterator[Ca]:
-    server = Ca()
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.server.shutdown()
-        server.server.server_close()
+    answering = Ca()
+    with serving(answering.handler) as server:
+        answering.url = f"http://127.0.0.1:{server.server_address[1]}/dir"
+        yield answering
 
 
 def _network() -> tuple[Network, list[float]]:

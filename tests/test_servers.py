@@ -25,11 +25,10 @@ import socket
 import ssl
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,6 +36,7 @@ import pytest
 import yaml
 from conftest import IN_CI, Cli, require_tool
 from cryptography import x509
+from httpkit import serving
 from sitecases import CASES, apply, prepare
 
 pytestmark = pytest.mark.integration
@@ -393,14 +393,8 @@ def backend() -> Iterator[Backend]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as server:
         yield Backend(int(server.server_address[1]), seen)
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # --- the servers accept what provision renders ----------------------------------------------
