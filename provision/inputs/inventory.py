@@ -343,18 +343,19 @@ def _load_vars(file: Path, reads: Manifest | None, vault: VaultKeys) -> Document
     return load_bytes(raw, str(file))
 
 
-# The variables the resolved Host types (provision.model.inventory.Host).
+# The variables the resolved Host types (provision.model.inventory.Host), in the order the
+# inventory schema lists them (provision.inputs.schema).
 HOST_FIELDS = (
     "address",
     "fqdn",
     "connection",
+    "os",
     "port",
     "user",
     "ssh_key",
     "become",
     "become_user",
     "ssh_args",
-    "os",
 )
 
 

@@ -57,21 +57,6 @@ _ANNOTATIONS = frozenset({"title", "description", "default", "examples", "deprec
 _STRING_CONSTRAINTS = frozenset({"enum", "const", "pattern", "maxLength"})
 _SHORTEST_TEMPLATE = len("{{x}}")
 
-# The host keys the inventory reads (provision.inputs.inventory._make_host); what each means is
-# the description of the Host model's field.
-HOST_KEYS = (
-    "address",
-    "fqdn",
-    "connection",
-    "os",
-    "port",
-    "user",
-    "ssh_key",
-    "become",
-    "become_user",
-    "ssh_args",
-)
-
 
 def build(kind: Kind) -> Schema:
     return playbook_schema() if kind == "playbook" else inventory_schema()
@@ -108,22 +93,22 @@ def playbook_schema() -> Schema:
 
 
 def inventory_schema() -> Schema:
+    from provision.inputs.connection_vars import ALIASES as aliases
+    from provision.inputs.connection_vars import CONNECTIONS as connections
+    from provision.inputs.inventory import HOST_FIELDS
     from provision.model.inventory import Host, InventoryFile
 
-    try:
-        from provision.inputs.connection_vars import ALIASES as aliases
-        from provision.inputs.connection_vars import CONNECTIONS as connections
-    except ImportError:  # pragma: no cover - the aliases moved: keep our keys only
-        aliases, connections = {}, {}
     raw = copy.deepcopy(InventoryFile.model_json_schema())
     host_props = Host.model_json_schema()["properties"]
     typed: Schema = {}
-    for key in HOST_KEYS:
+    # The host keys the inventory reads (inventory._make_host); what each means is the
+    # description of the Host model's field.
+    for key in HOST_FIELDS:
         typed[key] = dict(host_props[key])
     for alias, key in sorted(aliases.items()):
         if key in typed:
             typed[alias] = {**host_props[key], "description": f"Ansible's name for {key}."}
-    if "ansible_connection" in typed and connections:
+    if "ansible_connection" in typed:
         # Ansible's plugin names (smart, paramiko, ansible.builtin.ssh) are read as ours.
         typed["ansible_connection"] = {**typed["ansible_connection"], "enum": sorted(connections)}
     for prop in typed.values():
