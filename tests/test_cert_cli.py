@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,7 +17,7 @@ import typer
 from certfixtures import PFX_PASSWORD, Pki, openssl, openssl_dates, shared_pki
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from trustkit import nginx_conf
+from trustkit import running_nginx
 from typer.testing import CliRunner, Result
 
 from provision.cli.cert import app
@@ -715,22 +713,9 @@ class Nginx:
     port: int
 
 
-def _nginx_binary() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists()
-                                      else None)  # fmt: skip
-    if found is None:
-        message = "nginx is not installed"
-        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
-            pytest.fail(f"{message} (CI is set: integration tests must run)")
-        pytest.skip(message)
-    return found
-
-
 @pytest.fixture(scope="module")
 def nginx(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
-    binary = _nginx_binary()
     prefix = tmp_path_factory.mktemp("nginx")
-    (prefix / "tmp").mkdir()
     port = _free_port()
     servers = f"""    # Without SNI (or an unknown name) clients get the EC certificate.
     server {{
@@ -747,36 +732,8 @@ def nginx(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]
         return 200 "ok\\n";
     }}
 """
-    conf = nginx_conf(prefix, servers)
-    process = subprocess.Popen(
-        [binary, "-c", str(conf), "-p", str(prefix), "-e", str(prefix / "error.log")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            if process.poll() is not None:
-                log = (prefix / "error.log").read_text() if (prefix / "error.log").exists() else ""
-                stderr = process.stderr.read().decode() if process.stderr else ""
-                pytest.fail(f"nginx exited with {process.returncode}: {stderr} {log}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("nginx did not open its port within 10 s")
-                time.sleep(0.1)
+    with running_nginx(prefix, servers, [port]):
         yield Nginx(port)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
 
 
 def _subjects(result: Result) -> list[str]:

@@ -7,7 +7,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,21 +54,11 @@ http {{
 
 
 @contextmanager
-def nginx(prefix: Path, sites: list[Served]) -> Iterator[None]:
-    """nginx (daemon off, its own prefix) serving each site on 127.0.0.1:port."""
+def running_nginx(prefix: Path, servers: str, ports: Sequence[int]) -> Iterator[None]:
+    """nginx (daemon off, its own prefix) with the ``server`` blocks given, from the moment
+    each of ``ports`` on 127.0.0.1 answers until the block ends."""
     binary = require_tool("nginx")
     (prefix / "tmp").mkdir(parents=True, exist_ok=True)
-    servers = "".join(
-        f"""    server {{
-        listen 127.0.0.1:{s.port} ssl;
-        server_name {s.name};
-        ssl_certificate {s.certificate};
-        ssl_certificate_key {s.key};
-        return 200 "ok {s.name}\\n";
-    }}
-"""
-        for s in sites
-    )
     conf = nginx_conf(prefix, servers)
     process = subprocess.Popen(
         [binary, "-c", str(conf), "-p", str(prefix), "-e", str(prefix / "error.log")],
@@ -77,17 +67,15 @@ def nginx(prefix: Path, sites: list[Served]) -> Iterator[None]:
     )
     try:
         deadline = time.monotonic() + 10
-        for site in sites:
+        for port in ports:
             while True:
                 if process.poll() is not None:
-                    log = (
-                        (prefix / "error.log").read_text()
-                        if (prefix / "error.log").exists()
-                        else ""
-                    )
-                    pytest.fail(f"nginx exited with {process.returncode}: {log}")
+                    log = prefix / "error.log"
+                    logged = log.read_text() if log.exists() else ""
+                    stderr = process.stderr.read().decode() if process.stderr else ""
+                    pytest.fail(f"nginx exited with {process.returncode}: {stderr} {logged}")
                 try:
-                    socket.create_connection(("127.0.0.1", site.port), timeout=1).close()
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
                     break
                 except OSError:
                     if time.monotonic() > deadline:
@@ -101,6 +89,26 @@ def nginx(prefix: Path, sites: list[Served]) -> Iterator[None]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if process.stderr:
+            process.stderr.close()
+
+
+@contextmanager
+def nginx(prefix: Path, sites: list[Served]) -> Iterator[None]:
+    """nginx serving each site on 127.0.0.1:port."""
+    servers = "".join(
+        f"""    server {{
+        listen 127.0.0.1:{s.port} ssl;
+        server_name {s.name};
+        ssl_certificate {s.certificate};
+        ssl_certificate_key {s.key};
+        return 200 "ok {s.name}\\n";
+    }}
+"""
+        for s in sites
+    )
+    with running_nginx(prefix, servers, [s.port for s in sites]):
+        yield
 
 
 def curl(site: Served, bundle: Path) -> subprocess.CompletedProcess[str]:
