@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from josepy.jwk import JWKEC
 
 from provision.errors import ProvisionError
 from provision.model.playbook import AcmeSource
@@ -57,6 +56,8 @@ def account_key(source: AcmeSource, base: Path) -> ec.EllipticCurvePrivateKey:
 def account_thumbprint(source: AcmeSource, base: Path) -> str:
     """The account key's JWK thumbprint (RFC 7638), base64url: the public half of every
     http-01 key authorisation ("TOKEN.THUMBPRINT"), and nothing secret."""
+    from josepy.jwk import JWKEC  # (imported here: only ACME runs pay for josepy)
+
     digest = JWKEC(key=account_key(source, base).public_key()).thumbprint()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 

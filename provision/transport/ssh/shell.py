@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import secrets
 import shlex
 from collections.abc import Sequence
@@ -68,10 +69,15 @@ class HostShell:
         self.command = "sudo -n -- sh -s" if become else "sh -s"
         self._token = secrets.token_hex(16)
         self._sequence = 0
+        # Every reply ends with a marker: one pattern for them all, compiled once per shell
+        # (asyncssh compiles a literal separator into a pattern on every read, and a
+        # marker is never the same twice), and its longest match for asyncssh's search.
+        self._marker = re.compile(rb"\n" + self._token.encode() + rb"-([0-9]+)\n")
+        self._marker_length = len(self._token) + 24
         self._starting: asyncio.Future[asyncssh.SSHClientProcess[bytes]] | None = None
         # Replies come back in the order requests were written: one reader takes them in
         # turn, so a caller that gave up waiting never leaves its reply to the next one.
-        self._waiting: asyncio.Queue[tuple[bytes, asyncio.Future[Reply]]] = asyncio.Queue()
+        self._waiting: asyncio.Queue[tuple[int, asyncio.Future[Reply]]] = asyncio.Queue()
         self._reader: asyncio.Future[None] | None = None
         self.ended: ShellEnded | None = None
 
@@ -134,31 +140,43 @@ class HostShell:
         reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         # (A reply whose caller gave up may fail later, unread: not worth a warning.)
         reply.add_done_callback(lambda done: done.cancelled() or done.exception())
-        self._waiting.put_nowait((f"\n{marker}\n".encode(), reply))
+        self._waiting.put_nowait((self._sequence, reply))
         return reply
 
     async def _read(self, process: asyncssh.SSHClientProcess[bytes]) -> None:
         """Take the replies in turn, for as long as the shell lives."""
         while True:
-            separator, reply = await self._waiting.get()
+            sequence, reply = await self._waiting.get()
             out, err = await asyncio.gather(
-                process.stdout.readuntil(separator),
-                process.stderr.readuntil(separator),
+                process.stdout.readuntil(self._marker, self._marker_length),
+                process.stderr.readuntil(self._marker, self._marker_length),
                 return_exceptions=True,
             )
             if isinstance(out, BaseException) or isinstance(err, BaseException):
                 said = err.partial if isinstance(err, asyncio.IncompleteReadError) else b""
                 self._fail(reply, await self._gone(process, said))
                 return
-            body, _, status = out[: -len(separator)].rpartition(b"\n")
+            out_body, out_end = self._split(out, sequence)
+            err_body, err_end = self._split(err, sequence)
+            body, _, status = out_body.rpartition(b"\n")
             try:
                 code = int(status)
             except ValueError:
+                code = None
+            if code is None or not (out_end and err_end):
                 self._end(process, ShellEnded("unexpected answer from the host's shell"))
                 self._fail(reply, self.ended)
                 return
             if not reply.done():
-                reply.set_result(Reply(code, body, err[: -len(separator)]))
+                reply.set_result(Reply(code, body, err_body))
+
+    def _split(self, data: bytes, sequence: int) -> tuple[bytes, bool]:
+        """``data`` without its closing marker, and whether that marker is the one of request
+        ``sequence`` (replies come in the order written: any other is a broken answer)."""
+        found = self._marker.search(data, max(0, len(data) - self._marker_length))
+        if found is None or found.end() != len(data):
+            return data, False
+        return data[: found.start()], int(found.group(1)) == sequence
 
     def _fail(self, reply: asyncio.Future[Reply], why: ShellEnded | None) -> None:
         """Fail ``reply`` and every request still waiting: the shell is gone."""
