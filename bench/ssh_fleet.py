@@ -20,7 +20,10 @@ Every row has its wall time and two CPU figures, counted by cpuacct cgroups: the
 (its process and every process it started) and the hosts' sshd (every connection's
 processes: login shells, sftp-server, whatever the tool ran there). ``--key rsa`` adds a
 keygen floor row (the keys made with provision's own call, plus the no-change apply);
-``--sweep`` runs provision alone for each ``--forks``:``--connect-concurrency`` pair in turn.
+a connect floor row is OpenSSH's own client doing the least any tool can (connect, log in,
+start SFTP) on every host at once; ``--sweep`` runs provision alone for each
+``--forks``:``--connect-concurrency`` pair in turn. An untimed plan runs first, so that no row
+pays for compiling bytecode.
 
 Counts come from a separate pass on two more hosts whose sshd logs every channel and exec
 request (LogLevel DEBUG1), so logging costs nothing in the timed rows; provision's SFTP
@@ -188,6 +191,7 @@ def _timed(
         capture_output=True,
         text=True,
         check=False,
+        stdin=subprocess.DEVNULL,  # (and so the connect floor's ssh processes' too)
         env=_env(),
         preexec_fn=group.enter if group else None,
     )
@@ -484,6 +488,11 @@ def main() -> int:
     try:
         project = workspace / "project"
         book, inventory, known = _project(fleet, hosts, project, args.key)
+        # An untimed plan first: with the bytecode cache of a fresh checkout or an edited
+        # tree, the first run compiles every module it imports (up to 2.4 s of CPU here,
+        # with nothing cached), which would fall on the first apply's row alone.
+        warm = provision_tool(book, inventory, known, args.forks, None, project)
+        _check("provision", "warm-up plan", _timed(warm.runs["no-change plan"], project)[1])
         if args.sweep:
             sweep(args, fleet, hosts, book, inventory, known, project, one)
         else:
@@ -496,6 +505,11 @@ def main() -> int:
             if args.key == "rsa":
                 rows.append(keygen_floor(args.hosts, rows))
                 print(_line(rows[-1]), flush=True)
+            floor = connect_floor(fleet, known, workspace)
+            one(floor, CONNECT_FLOOR, floor.runs[CONNECT_FLOOR])
+            rows[-1]["no_change_over_floor"] = round(
+                ours_seconds(rows, "no-change apply") / rows[-1]["seconds"], 2
+            )
             if args.peers:
                 collect_files(fleet, hosts, workspace / "files")
                 peers = peer_tools(
@@ -571,6 +585,33 @@ def sweep(
                 one(tool, label, tool.runs[label], name)
 
 
+CONNECT_FLOOR = "connect, log in, start SFTP"
+
+
+def connect_floor(fleet: SshdFleet, known: Path, folder: Path) -> Tool:
+    """The least any tool can do to every host at once: OpenSSH's own client (C, one process
+    per host, all started together by ``xargs -P``) connects, logs in with the same key,
+    starts the SFTP subsystem and ends it (standard input closed), with the key exchange and
+    cipher provision's client negotiates (curve25519-sha256, aes128-gcm; ``ssh``'s own
+    default, a post-quantum hybrid, costs it about 100 ms of CPU per host here). A no-change
+    apply does that plus its reads: this row is the floor of its wall time on this machine."""
+    ports = folder / "floor-ports"
+    ports.write_text("".join(f"{server.port}\n" for server in fleet.servers))
+    ssh = shutil.which("ssh") or "ssh"
+    command = [
+        "xargs", "-a", str(ports), "-P", str(len(fleet.servers)), "-I", "{}",
+        ssh, "-F", "/dev/null", "-i", str(fleet.client_key), "-p", "{}",
+        "-o", f"UserKnownHostsFile={known}", "-o", "BatchMode=yes",
+        "-o", "KexAlgorithms=curve25519-sha256", "-o", "Ciphers=aes128-gcm@openssh.com",
+        "-s", f"{USER}@127.0.0.1", "sftp",
+    ]  # fmt: skip
+    return Tool("connect floor (OpenSSH ssh)", {CONNECT_FLOOR: command}, folder)
+
+
+def ours_seconds(rows: list[dict[str, Any]], run: str) -> float:
+    return float(next(r["seconds"] for r in rows if r["tool"] == "provision" and r["run"] == run))
+
+
 def keygen_floor(count: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The time to make ``count`` RSA-2048 keys with provision's own call (crypto.keys,
     cryptography's generate_private_key) on every core, as provision's KeyMaker does; with
@@ -584,8 +625,8 @@ def keygen_floor(count: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
         made = list(pool.map(lambda _: keys.generate("rsa", 2048, None), range(count)))
     seconds = time.perf_counter() - started
     assert len(made) == count
-    idle = next(r["seconds"] for r in rows if r["run"] == "no-change apply")
-    first = next(r["seconds"] for r in rows if r["run"] == "first apply")
+    idle = ours_seconds(rows, "no-change apply")
+    first = ours_seconds(rows, "first apply")
     floor = seconds + idle
     return {
         "tool": "keygen floor",
@@ -651,6 +692,12 @@ def _table(
             f"{r.get('channels', '')} | {r.get('execs', '')} | "
             f"{r.get('sftp_requests', 'n/c')} | {r.get('sftp_rounds', 'n/c')} |"
         )
+    lines.append("")
+    for r in rows:
+        if "first_over_floor" in r:
+            lines.append(f"First apply / keygen floor: {r['first_over_floor']}x.")
+        if "no_change_over_floor" in r:
+            lines.append(f"No-change apply / connect floor: {r['no_change_over_floor']}x.")
     return "\n".join(lines) + "\n"
 
 
