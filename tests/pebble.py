@@ -22,12 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import require_tool
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from ports import free_port
 
 
 @dataclass

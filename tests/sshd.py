@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from conftest import IN_CI, find_tool, require_tool
+from ports import free_port
 
 BECOME_USER = "provtest"  # gets passwordless sudo while a become test runs
 NO_SUDO_USER = "provtest-nosudo"  # never does
@@ -40,12 +41,6 @@ def keygen(path: Path, *extra: str, kind: str = "ecdsa") -> Path:
         capture_output=True,
     )
     return path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

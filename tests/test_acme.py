@@ -22,7 +22,8 @@ from conftest import Cli, require_tool
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pebble import Pebble, running
-from test_servers import Nginx, free_port, nginx
+from ports import free_port
+from test_servers import Nginx, nginx
 
 __all__ = ["nginx"]  # the fixture, imported to be found
 

@@ -27,7 +27,8 @@ from conftest import Cli, require_tool
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from josepy.jwk import JWKEC
-from pebble import Pebble, free_port, running
+from pebble import Pebble, running
+from ports import free_port
 from sshd import SshdFleet, sshd_fleet
 from test_acme import BASE_ENV, NAMES
 from test_haproxy import Haproxy, haproxy

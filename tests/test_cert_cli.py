@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import typer
 from certfixtures import PFX_PASSWORD, Pki, openssl, openssl_dates, shared_pki
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from ports import free_port
 from trustkit import running_nginx
 from typer.testing import CliRunner, Result
 
@@ -55,13 +55,6 @@ def assert_error(result: Result, *fragments: str) -> str:
 def thumbprint(path: Path, inform: str = "PEM") -> str:
     out = openssl("x509", "-in", path, "-inform", inform, "-noout", "-fingerprint", "-sha1")
     return out.decode().strip().split("=", 1)[1].replace(":", "")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 # --- show ---------------------------------------------------------------------------------
@@ -175,7 +168,7 @@ def test_show_plain_http_is_refused() -> None:
 
 
 def test_show_connection_refused_is_one_line() -> None:
-    port = _free_port()
+    port = free_port()
     assert_error(
         run("show", f"https://127.0.0.1:{port}"),
         f"https://127.0.0.1:{port}: cannot fetch certificates from 127.0.0.1:{port}",
@@ -402,7 +395,7 @@ def test_export_url_options_need_a_url(pki: Pki, tmp_path: Path) -> None:
 
 
 def test_export_connection_refused_is_one_line(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     out = tmp_path / "x.pem"
     result = run("export", f"https://127.0.0.1:{port}", "--to", "pem", "--out", out)
     assert_error(
@@ -716,7 +709,7 @@ class Nginx:
 @pytest.fixture(scope="module")
 def nginx(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
     prefix = tmp_path_factory.mktemp("nginx")
-    port = _free_port()
+    port = free_port()
     servers = f"""    # Without SNI (or an unknown name) clients get the EC certificate.
     server {{
         listen 127.0.0.1:{port} ssl default_server;

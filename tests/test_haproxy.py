@@ -26,13 +26,13 @@ from typing import Any
 import pytest
 import yaml
 from conftest import Cli, require_tool
+from ports import free_port
 from sitecases import apply, prepare
 from test_servers import (
     Backend,
     backend,  # noqa: F401 - the fixture, used by name
     fetch,
     fingerprint,
-    free_port,
     http_get,
     ipv6_loopback,
     leaf_of_pem,

@@ -18,7 +18,8 @@ import yaml
 from conftest import Cli
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from test_servers import Nginx, free_port, leaf_of_pem, nginx, served_leaf
+from ports import free_port
+from test_servers import Nginx, leaf_of_pem, nginx, served_leaf
 from thirdparty import assert_refused, openssl_ok, openssl_text, pem_certificates
 from trustkit import Served, curl
 

@@ -37,6 +37,7 @@ import yaml
 from conftest import IN_CI, Cli, require_tool
 from cryptography import x509
 from httpkit import serving
+from ports import free_port
 from sitecases import CASES, apply, prepare
 
 pytestmark = pytest.mark.integration
@@ -64,12 +65,6 @@ DIRECTORIES = {
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ipv6_loopback() -> bool:

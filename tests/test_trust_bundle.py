@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ports import free_port
 from thirdparty import (
     ENV,
     INVENTORY,
@@ -18,7 +19,7 @@ from thirdparty import (
     plan_json,
     write_playbook,
 )
-from trustkit import Served, curl, free_port, nginx
+from trustkit import Served, curl, nginx
 
 from provision.crypto import build, encode, keys
 from provision.crypto.build import SubjectFields

@@ -17,8 +17,9 @@ from conftest import require_tool
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
+from ports import free_port
 from thirdparty import ENV, INVENTORY, certs_dir, example, fresh, plan_json, write_playbook
-from trustkit import Served, curl, free_port, nginx
+from trustkit import Served, curl, nginx
 
 from provision.crypto import build, encode, keys
 from provision.crypto.build import SubjectFields

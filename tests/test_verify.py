@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 import yaml
 from conftest import Cli, Result
-from test_servers import Nginx, free_port, leaf_of_pem, nginx, run_checked, served_leaf
+from ports import free_port
+from test_servers import Nginx, leaf_of_pem, nginx, run_checked, served_leaf
 
 __all__ = ["nginx"]  # a fixture, imported to be found
 

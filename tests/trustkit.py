@@ -16,13 +16,6 @@ import pytest
 from conftest import require_tool
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @dataclass(frozen=True)
 class Served:
     name: str  # the server_name clients ask for
