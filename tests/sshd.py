@@ -234,11 +234,14 @@ def _missing_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-def ensure_login_user(name: str) -> str:
-    """A local user sshd lets in with the test key (created with useradd when missing).
+def ensure_login_user(name: str, home: Path | None = None) -> str:
+    """A local user sshd lets in with the test key (created with useradd when missing, with
+    ``home`` as its home if given), whose home exists.
 
     Users are left in place: user databases are not ours to rewrite. The password field is
-    set to ``*`` (no password, yet not "locked", which sshd without PAM would refuse).
+    set to ``*`` (no password, yet not "locked", which sshd without PAM would refuse). A user
+    can outlive its home (one under a cleaned /var/tmp): sshd would log it in at "/", so a
+    missing home is made again.
     """
     if os.geteuid() != 0:
         _missing_or_fail("the become tests create users and sudoers drop-ins: run as root")
@@ -249,12 +252,18 @@ def ensure_login_user(name: str) -> str:
         pwd.getpwnam(name)
     except KeyError:
         made = subprocess.run(
-            [find_tool("useradd") or "useradd", "-m", "-s", "/bin/sh", name],
+            [find_tool("useradd") or "useradd", "-m", "-s", "/bin/sh"]
+            + (["-d", str(home)] if home else [])
+            + [name],
             capture_output=True,
             check=False,
         )
         if made.returncode != 0:
             pwd.getpwnam(name)  # another test process made it meanwhile, or fail here
+    entry = pwd.getpwnam(name)
+    if not os.path.isdir(entry.pw_dir):
+        os.makedirs(entry.pw_dir, mode=0o755)
+        os.chown(entry.pw_dir, entry.pw_uid, entry.pw_gid)
     subprocess.run(
         [find_tool("usermod") or "usermod", "-p", "*", name], check=True, capture_output=True
     )

@@ -596,23 +596,9 @@ def test_the_login_home_comes_from_the_server(fleet: SshdFleet, tmp_path: Path) 
     """Relative paths start at the home the server reports (SFTP realpath('.')), not at a
     guess such as /home/USER: this user's home is elsewhere."""
     user, home = HOME_ELSEWHERE
-    try:
-        pwd.getpwnam(user)
-    except KeyError:
-        if os.geteuid() == 0 and shutil.which("useradd"):
-            subprocess.run(
-                ["useradd", "-m", "-d", str(home), "-s", "/bin/sh", user],
-                capture_output=True,
-                check=False,
-            )
-    ensure_login_user(user)
-    entry = pwd.getpwnam(user)
-    actual = Path(entry.pw_dir)
+    ensure_login_user(user, home)
+    actual = Path(pwd.getpwnam(user).pw_dir)
     assert not str(actual).startswith("/home/")
-    if not actual.is_dir():
-        # The user outlived its home (a cleaned /var/tmp): sshd would log in at "/" instead.
-        actual.mkdir(mode=0o755, parents=True)
-        os.chown(actual, entry.pw_uid, entry.pw_gid)
     [server] = fleet.start(1)
     known = known_hosts_for(tmp_path / "known_hosts", [server])
     host = Host(
